@@ -1,0 +1,886 @@
+//! The cache handle and its operations.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::clock::now_ms;
+use crate::config::{CacheBuilder, Config};
+use crate::envelope::{Codec, Entry, Format, Meta};
+use crate::error::{Error, Result};
+use crate::flight::{self, FlightMap, FlightState, Joined, Lease};
+use crate::key::{RedisKeys, namespace_pattern, redis_keys, validate_key};
+use crate::l1::{L1, L1Incr};
+use crate::l2::{IncrOutcome, L2};
+use crate::metrics::{Metrics, Stats};
+
+/// How long a written entry lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ttl {
+    /// The cache's `default_ttl`.
+    #[default]
+    Default,
+    /// Never expires.
+    Never,
+    /// Fresh for this long. Zero means "do not cache" (a `set` removes the
+    /// key, as Django's `TIMEOUT=0` does).
+    After(Duration),
+}
+
+/// Options of a write (`set`, `add`, `set_many`, [`Lease::complete`]).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct WriteOptions {
+    /// Freshness lifetime.
+    pub ttl: Ttl,
+    /// How long after going stale the value may still be served by
+    /// lookups that accept stale values.
+    pub grace: Duration,
+    /// Serializer id of the payload.
+    pub format: Format,
+    /// Tags (names, 1..=255 bytes). Versions are filled in by the core.
+    pub tags: Vec<String>,
+    /// Load duration to record (defaults to the lease's measured time).
+    pub load_duration: Option<Duration>,
+}
+
+impl WriteOptions {
+    /// Options with this TTL and format, the rest default.
+    pub fn new(ttl: Ttl, format: Format) -> Self {
+        WriteOptions {
+            ttl,
+            format,
+            ..Default::default()
+        }
+    }
+    /// Set the grace period.
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+    /// Set the tags.
+    pub fn with_tags(mut self, tags: Vec<String>) -> Self {
+        self.tags = tags;
+        self
+    }
+}
+
+/// How a read-through lookup behaves.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct LookupPolicy {
+    /// Serve a stale (within grace) value at once and refresh it in the
+    /// background ([`Lookup::Stale`]) instead of waiting for a load.
+    pub allow_stale: bool,
+    /// How long to wait for another caller's load; the cache's
+    /// `wait_timeout` when `None`.
+    pub wait_timeout: Option<Duration>,
+}
+
+impl LookupPolicy {
+    /// Accept stale values.
+    pub fn allow_stale(mut self, on: bool) -> Self {
+        self.allow_stale = on;
+        self
+    }
+    /// Bound the wait for another caller's load.
+    pub fn wait_timeout(mut self, d: Duration) -> Self {
+        self.wait_timeout = Some(d);
+        self
+    }
+}
+
+/// What a read-through lookup tells the caller to do.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Serve this value.
+    Fresh(Arc<Entry>),
+    /// Serve this stale value. With a lease, refresh it in the background
+    /// (run the loader, then [`Lease::complete`]); without one, someone
+    /// else already is.
+    Stale(Arc<Entry>, Option<Lease>),
+    /// You are the one loader for this key: run the loader, then
+    /// [`Lease::complete`] or [`Lease::abandon`].
+    Lead(Lease),
+}
+
+/// State shared by every handle on the same (Redis location, namespace):
+/// one L1, one set of flights, one metrics set, one L2 client.
+pub(crate) struct Shared {
+    pub(crate) namespace: String,
+    pub(crate) l1: Option<L1>,
+    pub(crate) l2: Option<L2>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) flights: FlightMap,
+    pub(crate) codec: Codec,
+    default_ttl: Option<Duration>,
+    max_value_bytes: usize,
+    tombstone_ttl: Duration,
+}
+
+type Registry = Mutex<HashMap<String, Weak<Shared>>>;
+
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+impl Shared {
+    fn new(cfg: &Config) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        Shared {
+            namespace: cfg.namespace.clone(),
+            l1: cfg
+                .l1_enabled
+                .then(|| L1::new(cfg.l1_max_bytes, metrics.clone())),
+            l2: cfg
+                .redis
+                .clone()
+                .map(|loc| L2::new(loc, cfg.connect_timeout, cfg.op_timeout)),
+            metrics,
+            flights: Default::default(),
+            codec: Codec::new(
+                cfg.compress_threshold,
+                cfg.zstd_level,
+                cfg.max_value_bytes,
+                cfg.signing_key.as_deref(),
+            ),
+            default_ttl: cfg.default_ttl,
+            max_value_bytes: cfg.max_value_bytes,
+            tombstone_ttl: cfg.tombstone_ttl,
+        }
+    }
+
+    fn rkeys(&self, key: &str) -> RedisKeys {
+        redis_keys(&self.namespace, key)
+    }
+
+    /// Build a trusted entry for `payload` written now.
+    pub(crate) fn build_entry(&self, payload: Bytes, opts: &WriteOptions) -> Result<Entry> {
+        if payload.len() > self.max_value_bytes {
+            return Err(Error::ValueTooLarge {
+                size: payload.len(),
+                max: self.max_value_bytes,
+            });
+        }
+        if opts.format == Format::INT {
+            let digits = std::str::from_utf8(&payload)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok());
+            if digits.is_none_or(|n| n.to_string().as_bytes() != &payload[..]) {
+                return Err(Error::InvalidValue(
+                    "an INT payload must be a canonical signed 64-bit decimal".into(),
+                ));
+            }
+        }
+        for t in &opts.tags {
+            if t.is_empty() || t.len() > 255 {
+                return Err(Error::InvalidValue("tag names must be 1-255 bytes".into()));
+            }
+        }
+        let now = now_ms();
+        let ttl = match opts.ttl {
+            Ttl::Default => self.default_ttl,
+            Ttl::Never => None,
+            Ttl::After(d) => Some(d),
+        };
+        let (fresh_until_ms, stale_until_ms) = match ttl {
+            None => (0, 0),
+            Some(d) if d.is_zero() => (now, now),
+            Some(d) => {
+                let fresh = now.saturating_add(d.as_millis().clamp(1, u64::MAX as u128) as u64);
+                (fresh, fresh.saturating_add(opts.grace.as_millis() as u64))
+            }
+        };
+        Ok(Entry {
+            meta: Meta {
+                format: opts.format,
+                created_at_ms: now,
+                fresh_until_ms,
+                stale_until_ms,
+                load_us: opts
+                    .load_duration
+                    .map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX)),
+                tags: opts.tags.iter().map(|t| (t.clone(), 0)).collect(),
+            },
+            payload,
+        })
+    }
+
+    /// Redis `PX` for an entry: time until `stale_until`, `None` = forever.
+    pub(crate) fn px_for(&self, e: &Entry) -> Option<u64> {
+        match e.meta.stale_until_ms {
+            0 => None,
+            t => Some(t.saturating_sub(now_ms()).max(1)),
+        }
+    }
+
+    /// Whether an entry read from or written to L2 may live in L1: counters
+    /// are changed in place by other processes, so with L2 they stay out.
+    fn l1_may_hold(&self, e: &Entry) -> bool {
+        self.l2.is_none() || e.meta.format != Format::INT
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Option<Entry> {
+        match self.codec.decode(bytes) {
+            Ok(e) => Some(e),
+            Err(err) => {
+                Metrics::inc(&self.metrics.decode_errors);
+                tracing::debug!(namespace = %self.namespace, error = %err, "undecodable entry in Redis treated as a miss");
+                None
+            }
+        }
+    }
+
+    fn l2_err(&self, e: Error) -> Error {
+        Metrics::inc(&self.metrics.l2_errors);
+        e
+    }
+}
+
+/// A handle on a tiered cache. Cheap to clone; handles built with the same
+/// Redis location and namespace in one process share one L1, one set of
+/// in-flight loads and one metrics set.
+///
+/// ```no_run
+/// # async fn demo() -> stratacache::Result<()> {
+/// use stratacache::{Cache, Lookup, LookupPolicy, WriteOptions};
+/// let cache = Cache::builder().namespace("shop").build()?;
+/// match cache.lookup("user:1", &LookupPolicy::default()).await? {
+///     Lookup::Fresh(e) | Lookup::Stale(e, _) => println!("{:?}", e.payload),
+///     Lookup::Lead(lease) => {
+///         let loaded = bytes::Bytes::from_static(b"{\"name\":\"Ada\"}");
+///         lease.complete(loaded, &WriteOptions::default()).await?;
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    shared: Arc<Shared>,
+    closed: Arc<AtomicBool>,
+    wait_timeout: Duration,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("namespace", &self.shared.namespace)
+            .field("l1", &self.shared.l1.is_some())
+            .field("l2", &self.shared.l2.as_ref().map(|l| l.location().clone()))
+            .finish()
+    }
+}
+
+impl Cache {
+    /// A builder with the defaults (L1-only, namespace `default`).
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::new()
+    }
+
+    /// Build a cache from a full configuration.
+    ///
+    /// Within a process, a handle whose Redis location and namespace match
+    /// a live handle's shares its L1 (and that handle's L1 size and codec
+    /// settings: the first one wins).
+    pub fn new(config: Config) -> Result<Cache> {
+        config.validate()?;
+        crate::runtime::install_fork_hook();
+        let shared = if config.l1_enabled {
+            let id = format!(
+                "{}|{}",
+                config
+                    .redis
+                    .as_ref()
+                    .map_or_else(|| "local".to_owned(), |l| l.identity()),
+                config.namespace
+            );
+            let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
+            reg.retain(|_, w| w.strong_count() > 0);
+            match reg.get(&id).and_then(Weak::upgrade) {
+                Some(s) => s,
+                None => {
+                    let s = Arc::new(Shared::new(&config));
+                    reg.insert(id, Arc::downgrade(&s));
+                    s
+                }
+            }
+        } else {
+            Arc::new(Shared::new(&config))
+        };
+        Ok(Cache {
+            shared,
+            closed: Arc::new(AtomicBool::new(false)),
+            wait_timeout: config.wait_timeout,
+        })
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.shared.namespace
+    }
+
+    /// Whether an L2 (Redis) is configured.
+    pub fn has_l2(&self) -> bool {
+        self.shared.l2.is_some()
+    }
+
+    #[inline]
+    fn check(&self, key: &str) -> Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        validate_key(key)
+    }
+
+    /// Close this handle: later calls fail with [`Error::Closed`]. Other
+    /// handles sharing the L1 are unaffected.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// The fresh value of `key`, or `None`.
+    pub async fn get(&self, key: &str) -> Result<Option<Arc<Entry>>> {
+        self.check(key)?;
+        let sh = &self.shared;
+        if let Some(l1) = &sh.l1 {
+            if let Some(e) = l1.get(key).await
+                && e.meta.is_fresh(now_ms())
+            {
+                Metrics::inc(&sh.metrics.l1_hits);
+                return Ok(Some(e));
+            }
+            Metrics::inc(&sh.metrics.l1_misses);
+        }
+        let Some(l2) = &sh.l2 else { return Ok(None) };
+        let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(key));
+        let bytes = l2.get(&sh.rkeys(key)).await.map_err(|e| sh.l2_err(e))?;
+        Ok(self.accept_l2(key, bytes, epoch).await)
+    }
+
+    /// Decode an L2 read, fill L1, and return it if fresh.
+    async fn accept_l2(&self, key: &str, bytes: Option<Vec<u8>>, epoch: u64) -> Option<Arc<Entry>> {
+        let sh = &self.shared;
+        let entry = bytes.and_then(|b| sh.decode(&b)).map(Arc::new);
+        let now = now_ms();
+        match entry {
+            Some(e) if e.meta.is_fresh(now) => {
+                Metrics::inc(&sh.metrics.l2_hits);
+                if let Some(l1) = &sh.l1
+                    && sh.l1_may_hold(&e)
+                {
+                    l1.fill(&Arc::from(key), e.clone(), epoch).await;
+                }
+                Some(e)
+            }
+            _ => {
+                Metrics::inc(&sh.metrics.l2_misses);
+                None
+            }
+        }
+    }
+
+    /// Fresh values of several keys, in the order given (`None` for misses).
+    /// L1 first, then one `MGET` for the rest.
+    pub async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Arc<Entry>>>> {
+        for k in keys {
+            self.check(k)?;
+        }
+        let sh = &self.shared;
+        let now = now_ms();
+        let mut out: Vec<Option<Arc<Entry>>> = vec![None; keys.len()];
+        let mut missing = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(l1) = &sh.l1 {
+                if let Some(e) = l1.get(k).await
+                    && e.meta.is_fresh(now)
+                {
+                    Metrics::inc(&sh.metrics.l1_hits);
+                    out[i] = Some(e);
+                    continue;
+                }
+                Metrics::inc(&sh.metrics.l1_misses);
+            }
+            missing.push(i);
+        }
+        let Some(l2) = &sh.l2 else { return Ok(out) };
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let epochs: Vec<u64> = missing
+            .iter()
+            .map(|&i| sh.l1.as_ref().map_or(0, |l1| l1.epoch(keys[i])))
+            .collect();
+        let rks: Vec<RedisKeys> = missing.iter().map(|&i| sh.rkeys(keys[i])).collect();
+        let found = l2.mget(&rks).await.map_err(|e| sh.l2_err(e))?;
+        for ((&i, bytes), epoch) in missing.iter().zip(found).zip(epochs) {
+            out[i] = self.accept_l2(keys[i], bytes, epoch).await;
+        }
+        Ok(out)
+    }
+
+    /// Whether `key` has a fresh value.
+    pub async fn has_key(&self, key: &str) -> Result<bool> {
+        Ok(self.get(key).await?.is_some())
+    }
+
+    /// Store `payload` under `key` (L2, then L1). A zero TTL removes the key.
+    pub async fn set(&self, key: &str, payload: Bytes, opts: &WriteOptions) -> Result<()> {
+        self.check(key)?;
+        if opts.ttl == Ttl::After(Duration::ZERO) {
+            self.delete(key).await?;
+            return Ok(());
+        }
+        let sh = &self.shared;
+        let entry = Arc::new(sh.build_entry(payload, opts)?);
+        let k: Arc<str> = Arc::from(key);
+        if let Some(l2) = &sh.l2 {
+            let bytes = sh.codec.encode(&entry);
+            if let Err(e) = l2.set(&sh.rkeys(key), &bytes, sh.px_for(&entry)).await {
+                // L1 must not keep what the fleet no longer agrees on.
+                if let Some(l1) = &sh.l1 {
+                    l1.remove(key).await;
+                }
+                return Err(sh.l2_err(e));
+            }
+        }
+        Metrics::inc(&sh.metrics.writes);
+        if let Some(l1) = &sh.l1 {
+            if sh.l1_may_hold(&entry) {
+                l1.put(&k, entry).await;
+            } else {
+                l1.remove(key).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Store several entries with the same options; L2 writes are issued
+    /// concurrently on the multiplexed connection. Returns the keys that
+    /// failed with their errors (empty when all succeeded). Input errors
+    /// (bad key, oversized value) fail the whole call before any write.
+    pub async fn set_many(
+        &self,
+        items: &[(&str, Bytes)],
+        opts: &WriteOptions,
+    ) -> Result<Vec<(String, Error)>> {
+        for (k, _) in items {
+            self.check(k)?;
+        }
+        if opts.ttl == Ttl::After(Duration::ZERO) {
+            let keys: Vec<&str> = items.iter().map(|(k, _)| *k).collect();
+            self.delete_many(&keys).await?;
+            return Ok(Vec::new());
+        }
+        let sh = &self.shared;
+        let entries: Vec<Arc<Entry>> = items
+            .iter()
+            .map(|(_, p)| sh.build_entry(p.clone(), opts).map(Arc::new))
+            .collect::<Result<_>>()?;
+        let mut failed = Vec::new();
+        let mut ok = vec![true; items.len()];
+        if let Some(l2) = &sh.l2 {
+            let batch: Vec<_> = items
+                .iter()
+                .zip(&entries)
+                .map(|((k, _), e)| (sh.rkeys(k), sh.codec.encode(e), sh.px_for(e)))
+                .collect();
+            for (i, r) in l2.set_many(&batch).await.into_iter().enumerate() {
+                if let Err(e) = r {
+                    ok[i] = false;
+                    failed.push((items[i].0.to_owned(), sh.l2_err(e)));
+                }
+            }
+        }
+        for (i, ((k, _), e)) in items.iter().zip(entries).enumerate() {
+            let Some(l1) = &sh.l1 else { break };
+            if ok[i] && sh.l1_may_hold(&e) {
+                Metrics::inc(&sh.metrics.writes);
+                l1.put(&Arc::from(*k), e).await;
+            } else {
+                l1.remove(k).await;
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Store only if `key` holds no live value; true when stored.
+    pub async fn add(&self, key: &str, payload: Bytes, opts: &WriteOptions) -> Result<bool> {
+        self.check(key)?;
+        let sh = &self.shared;
+        let entry = Arc::new(sh.build_entry(payload, opts)?);
+        if entry.meta.stale_until_ms != 0 && !entry.meta.is_live(now_ms()) {
+            return Ok(false);
+        }
+        let k: Arc<str> = Arc::from(key);
+        let stored = if let Some(l2) = &sh.l2 {
+            let bytes = sh.codec.encode(&entry);
+            let stored = l2
+                .set_nx(&sh.rkeys(key), &bytes, sh.px_for(&entry))
+                .await
+                .map_err(|e| sh.l2_err(e))?;
+            if stored && let Some(l1) = &sh.l1 {
+                if sh.l1_may_hold(&entry) {
+                    l1.put(&k, entry).await;
+                } else {
+                    l1.remove(key).await;
+                }
+            }
+            stored
+        } else {
+            match &sh.l1 {
+                Some(l1) => l1.add(&k, entry).await,
+                None => false,
+            }
+        };
+        if stored {
+            Metrics::inc(&sh.metrics.writes);
+        }
+        Ok(stored)
+    }
+
+    /// Remove `key` everywhere; true when it existed. In Redis a short-lived
+    /// tombstone fences loads that began before the delete.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        self.check(key)?;
+        let sh = &self.shared;
+        Metrics::inc(&sh.metrics.deletes);
+        let l2_result = match &sh.l2 {
+            Some(l2) => Some(
+                l2.delete(&sh.rkeys(key), sh.tombstone_ttl.as_millis() as u64)
+                    .await
+                    .map_err(|e| sh.l2_err(e)),
+            ),
+            None => None,
+        };
+        let in_l1 = match &sh.l1 {
+            Some(l1) => l1.remove(key).await,
+            None => false,
+        };
+        match l2_result {
+            Some(r) => r,
+            None => Ok(in_l1),
+        }
+    }
+
+    /// Remove several keys; returns how many existed.
+    pub async fn delete_many(&self, keys: &[&str]) -> Result<u64> {
+        for k in keys {
+            self.check(k)?;
+        }
+        let results = futures_util::future::join_all(keys.iter().map(|k| self.delete(k))).await;
+        let mut n = 0;
+        for r in results {
+            n += u64::from(r?);
+        }
+        Ok(n)
+    }
+
+    /// Give a live `key` a new TTL from now (keeping its grace length);
+    /// false when there is no live value.
+    pub async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool> {
+        self.check(key)?;
+        let sh = &self.shared;
+        let retime = |e: &Entry| -> Entry {
+            let grace = if e.meta.fresh_until_ms != 0 && e.meta.stale_until_ms != 0 {
+                Duration::from_millis(e.meta.stale_until_ms.saturating_sub(e.meta.fresh_until_ms))
+            } else {
+                Duration::ZERO
+            };
+            let opts = WriteOptions {
+                ttl,
+                grace,
+                format: e.meta.format,
+                load_duration: Some(Duration::from_micros(u64::from(e.meta.load_us))),
+                ..Default::default()
+            };
+            // build_entry only fails on size/format, which `e` already passed.
+            let mut fresh = sh
+                .build_entry(e.payload.clone(), &opts)
+                .unwrap_or_else(|_| e.clone());
+            fresh.meta.created_at_ms = e.meta.created_at_ms;
+            fresh.meta.tags = e.meta.tags.clone();
+            fresh
+        };
+        let Some(l2) = &sh.l2 else {
+            return Ok(match &sh.l1 {
+                Some(l1) => l1.update(key, retime).await,
+                None => false,
+            });
+        };
+        let rk = sh.rkeys(key);
+        // Compare-and-set so a concurrent write is never overwritten with
+        // the older value; a few rounds settle any realistic contention.
+        for _ in 0..4 {
+            let Some(old) = l2.get(&rk).await.map_err(|e| sh.l2_err(e))? else {
+                return Ok(false);
+            };
+            let Some(entry) = sh.decode(&old) else {
+                return Ok(false);
+            };
+            if entry.meta.format == Format::INT {
+                let px = match ttl {
+                    Ttl::Never => None,
+                    Ttl::Default => sh.default_ttl.map(|d| d.as_millis() as u64),
+                    Ttl::After(d) => Some(d.as_millis() as u64),
+                };
+                return l2.expire(&rk, px).await.map_err(|e| sh.l2_err(e));
+            }
+            let new = Arc::new(retime(&entry));
+            let bytes = sh.codec.encode(&new);
+            if l2
+                .compare_and_set(&rk, &old, &bytes, sh.px_for(&new))
+                .await
+                .map_err(|e| sh.l2_err(e))?
+            {
+                if let Some(l1) = &sh.l1 {
+                    l1.put(&Arc::from(key), new).await;
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Add `delta` to the integer at `key` atomically (across processes
+    /// with Redis) and return the new value. The TTL is kept.
+    ///
+    /// Errors: [`Error::NotFound`] when the key is missing,
+    /// [`Error::NotAnInteger`] when it holds something else or the result
+    /// overflows `i64`.
+    pub async fn incr(&self, key: &str, delta: i64) -> Result<i64> {
+        self.check(key)?;
+        let sh = &self.shared;
+        if let Some(l2) = &sh.l2 {
+            let r = l2
+                .incr(&sh.rkeys(key), delta)
+                .await
+                .map_err(|e| sh.l2_err(e))?;
+            if let Some(l1) = &sh.l1 {
+                l1.remove(key).await;
+            }
+            return match r {
+                IncrOutcome::Value(n) => Ok(n),
+                IncrOutcome::Missing => Err(Error::NotFound),
+                IncrOutcome::NotInteger => Err(Error::NotAnInteger),
+            };
+        }
+        match &sh.l1 {
+            Some(l1) => match l1.incr(key, delta).await {
+                L1Incr::Value(n) => Ok(n),
+                L1Incr::Missing => Err(Error::NotFound),
+                L1Incr::NotInteger => Err(Error::NotAnInteger),
+            },
+            None => Err(Error::NotFound),
+        }
+    }
+
+    /// Subtract `delta`; see [`Cache::incr`].
+    pub async fn decr(&self, key: &str, delta: i64) -> Result<i64> {
+        let neg = delta.checked_neg().ok_or(Error::NotAnInteger)?;
+        self.incr(key, neg).await
+    }
+
+    /// Remove every entry of this namespace (L1, and in Redis by `SCAN` of
+    /// this namespace's keys only: never `FLUSHDB`).
+    pub async fn clear(&self) -> Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        let sh = &self.shared;
+        let r = match &sh.l2 {
+            Some(l2) => l2
+                .clear(&namespace_pattern(&sh.namespace))
+                .await
+                .map(|_| ())
+                .map_err(|e| sh.l2_err(e)),
+            None => Ok(()),
+        };
+        if let Some(l1) = &sh.l1 {
+            l1.clear();
+        }
+        r
+    }
+
+    /// Read-through lookup: the core of `get_or_set`.
+    ///
+    /// Concurrent lookups of one key in one process yield exactly one
+    /// [`Lookup::Lead`] (or one `Stale` with a lease); the others wait inside
+    /// this call, without polling, and receive the completed value, or the
+    /// error the leader abandoned with. A leader that goes away before it
+    /// holds a lease hands leadership to a waiter; a dropped lease releases
+    /// the waiters with [`Error::LeaseDropped`]. Waiting is bounded by the
+    /// policy's (or the cache's) wait timeout.
+    ///
+    /// Redis trouble during a lookup is counted and treated as a miss: the
+    /// caller loads, which is what a read-through cache is for.
+    pub async fn lookup(&self, key: &str, policy: &LookupPolicy) -> Result<Lookup> {
+        self.check(key)?;
+        let sh = &self.shared;
+        let wait = policy.wait_timeout.unwrap_or(self.wait_timeout);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mut stale = None;
+            if let Some(l1) = &sh.l1 {
+                if let Some(e) = l1.get(key).await {
+                    let now = now_ms();
+                    if e.meta.is_fresh(now) {
+                        Metrics::inc(&sh.metrics.l1_hits);
+                        return Ok(Lookup::Fresh(e));
+                    }
+                    if policy.allow_stale && e.meta.is_live(now) {
+                        stale = Some(e);
+                    }
+                }
+                Metrics::inc(&sh.metrics.l1_misses);
+            }
+            match flight::join(sh, key) {
+                Joined::Leader(guard) => return self.lead(guard, stale, policy).await,
+                Joined::Waiter(rx) => {
+                    if let Some(s) = stale {
+                        Metrics::inc(&sh.metrics.stale_served);
+                        return Ok(Lookup::Stale(s, None));
+                    }
+                    Metrics::inc(&sh.metrics.coalesced_waits);
+                    let state =
+                        tokio::time::timeout_at(deadline, flight::wait(rx, policy.allow_stale))
+                            .await;
+                    match state {
+                        Err(_) => {
+                            Metrics::inc(&sh.metrics.wait_timeouts);
+                            return Err(Error::WaitTimeout(wait));
+                        }
+                        Ok(FlightState::Value(e)) => return Ok(Lookup::Fresh(e)),
+                        Ok(FlightState::Stale(e)) => {
+                            Metrics::inc(&sh.metrics.stale_served);
+                            return Ok(Lookup::Stale(e, None));
+                        }
+                        Ok(FlightState::Failed(e)) => return Err(e),
+                        Ok(FlightState::Retry | FlightState::Pending) => continue,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn lead(
+        &self,
+        mut guard: flight::FlightGuard,
+        mut stale: Option<Arc<Entry>>,
+        policy: &LookupPolicy,
+    ) -> Result<Lookup> {
+        let sh = &self.shared;
+        let key = guard.key.clone();
+        let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key));
+        // A flight that finished between our L1 miss and joining left its
+        // value in L1: take it rather than loading again.
+        if let Some(l1) = &sh.l1
+            && let Some(e) = l1.get(&key).await
+            && e.meta.is_fresh(now_ms())
+        {
+            Metrics::inc(&sh.metrics.l1_hits);
+            guard.resolve(FlightState::Value(e.clone()));
+            return Ok(Lookup::Fresh(e));
+        }
+        let mut rkeys = None;
+        let mut fence = None;
+        if let Some(l2) = &sh.l2 {
+            let rk = sh.rkeys(&key);
+            match l2.get(&rk).await {
+                Ok(bytes) => {
+                    let entry = bytes.and_then(|b| sh.decode(&b)).map(Arc::new);
+                    let now = now_ms();
+                    match entry {
+                        Some(e) if e.meta.is_fresh(now) => {
+                            Metrics::inc(&sh.metrics.l2_hits);
+                            if let Some(l1) = &sh.l1
+                                && sh.l1_may_hold(&e)
+                            {
+                                l1.fill(&key, e.clone(), epoch).await;
+                            }
+                            guard.resolve(FlightState::Value(e.clone()));
+                            return Ok(Lookup::Fresh(e));
+                        }
+                        Some(e) if policy.allow_stale && e.meta.is_live(now) => {
+                            Metrics::inc(&sh.metrics.l2_misses);
+                            stale = Some(e);
+                        }
+                        _ => Metrics::inc(&sh.metrics.l2_misses),
+                    }
+                }
+                Err(_) => Metrics::inc(&sh.metrics.l2_errors),
+            }
+            match l2.fence(&rk).await {
+                Ok(f) => fence = Some(f),
+                Err(_) => Metrics::inc(&sh.metrics.l2_errors),
+            }
+            rkeys = Some(rk);
+        }
+        if let Some(s) = stale {
+            guard.offer_stale(s.clone());
+            Metrics::inc(&sh.metrics.stale_served);
+            return Ok(Lookup::Stale(
+                s,
+                Some(Lease::new(guard, rkeys, fence, epoch)),
+            ));
+        }
+        Ok(Lookup::Lead(Lease::new(guard, rkeys, fence, epoch)))
+    }
+
+    /// Counters and L1 size.
+    pub async fn stats(&self) -> Stats {
+        let (entries, bytes) = match &self.shared.l1 {
+            Some(l1) => l1.size().await,
+            None => (0, 0),
+        };
+        self.shared.metrics.snapshot(entries, bytes)
+    }
+
+    /// Prometheus text exposition of [`Cache::stats`].
+    pub async fn metrics_text(&self) -> String {
+        self.stats().await.to_prometheus(&self.shared.namespace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l1_only(ns: &str) -> Cache {
+        Cache::builder().namespace(ns).build().expect("cache")
+    }
+
+    #[tokio::test]
+    async fn handles_with_same_location_share_l1() {
+        let a = l1_only("share-a");
+        let b = l1_only("share-a");
+        let c = l1_only("share-c");
+        a.set("k", Bytes::from_static(b"v"), &WriteOptions::default())
+            .await
+            .expect("set");
+        assert!(b.get("k").await.expect("get").is_some());
+        assert!(c.get("k").await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn closed_handle_refuses() {
+        let a = l1_only("closed");
+        a.close();
+        assert!(matches!(a.get("k").await, Err(Error::Closed)));
+        let b = l1_only("closed");
+        assert!(b.get("k").await.is_ok(), "other handles keep working");
+    }
+
+    #[tokio::test]
+    async fn int_payload_must_be_canonical() {
+        let a = l1_only("ints");
+        let o = WriteOptions::new(Ttl::Default, Format::INT);
+        for bad in ["01", "+1", "x", "", "1 "] {
+            let r = a.set("n", Bytes::from(bad.as_bytes().to_vec()), &o).await;
+            assert!(matches!(r, Err(Error::InvalidValue(_))), "{bad:?}");
+        }
+    }
+}

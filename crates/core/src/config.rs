@@ -1,0 +1,265 @@
+//! Configuration, built with [`CacheBuilder`] (`Cache::builder()`).
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::key::validate_namespace;
+
+/// Where L2 lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisLocation {
+    /// One server: `redis://`, `rediss://` (TLS) or `unix://` URL.
+    Standalone(String),
+    /// Redis Cluster, from one or more seed node URLs.
+    Cluster(Vec<String>),
+}
+
+impl RedisLocation {
+    /// Identity used to share one L1 between handles on the same data.
+    pub(crate) fn identity(&self) -> String {
+        match self {
+            RedisLocation::Standalone(u) => format!("standalone:{u}"),
+            RedisLocation::Cluster(seeds) => {
+                let mut s = seeds.clone();
+                s.sort();
+                format!("cluster:{}", s.join(","))
+            }
+        }
+    }
+}
+
+/// Everything a cache needs. Construct with [`CacheBuilder`]; all fields have
+/// documented defaults.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Namespace of every key (`[A-Za-z0-9_.-]{1,64}`). Default `"default"`.
+    pub namespace: String,
+    /// L2; `None` (the default) runs L1-only.
+    pub redis: Option<RedisLocation>,
+    /// Whether L1 is used at all. Default `true`.
+    pub l1_enabled: bool,
+    /// L1 capacity in bytes (keys + payloads + per-entry overhead). Default 64 MiB.
+    pub l1_max_bytes: u64,
+    /// TTL when a write does not give one; `None` means entries never expire.
+    /// Default 5 minutes.
+    pub default_ttl: Option<Duration>,
+    /// Payloads of at least this many bytes are zstd-compressed in Redis.
+    /// Default 4096; `usize::MAX` disables compression.
+    pub compress_threshold: usize,
+    /// zstd level. Default 3.
+    pub zstd_level: i32,
+    /// Largest payload accepted (and decompressed). Default 32 MiB.
+    pub max_value_bytes: usize,
+    /// HMAC-SHA256 key: entries are signed, and unsigned or forged ones read
+    /// from Redis are rejected (a counted miss). Default none.
+    pub signing_key: Option<Vec<u8>>,
+    /// Redis connect timeout. Default 1 s.
+    pub connect_timeout: Duration,
+    /// Per-command Redis timeout. Default 500 ms.
+    pub op_timeout: Duration,
+    /// How long a delete's tombstone stays in Redis; a load that outlives
+    /// it is no longer fenced against that delete. Default 60 s.
+    pub tombstone_ttl: Duration,
+    /// How long a caller waits for another caller's load. Default 30 s.
+    pub wait_timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("namespace", &self.namespace)
+            .field("redis", &self.redis)
+            .field("l1_enabled", &self.l1_enabled)
+            .field("l1_max_bytes", &self.l1_max_bytes)
+            .field("default_ttl", &self.default_ttl)
+            .field("compress_threshold", &self.compress_threshold)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("connect_timeout", &self.connect_timeout)
+            .field("op_timeout", &self.op_timeout)
+            .field("tombstone_ttl", &self.tombstone_ttl)
+            .field("wait_timeout", &self.wait_timeout)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: "default".into(),
+            redis: None,
+            l1_enabled: true,
+            l1_max_bytes: 64 << 20,
+            default_ttl: Some(Duration::from_secs(300)),
+            compress_threshold: 4096,
+            zstd_level: 3,
+            max_value_bytes: 32 << 20,
+            signing_key: None,
+            connect_timeout: Duration::from_secs(1),
+            op_timeout: Duration::from_millis(500),
+            tombstone_ttl: Duration::from_secs(60),
+            wait_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// Check the configuration; every message names the field.
+    pub fn validate(&self) -> Result<()> {
+        validate_namespace(&self.namespace)?;
+        if self.l1_enabled && self.l1_max_bytes == 0 {
+            return Err(Error::Config(
+                "l1_max_bytes must be > 0 when L1 is enabled".into(),
+            ));
+        }
+        if !self.l1_enabled && self.redis.is_none() {
+            return Err(Error::Config(
+                "with L1 disabled a Redis location is required (nothing would be cached)".into(),
+            ));
+        }
+        if self.max_value_bytes == 0 || self.max_value_bytes > u32::MAX as usize {
+            return Err(Error::Config(
+                "max_value_bytes must be between 1 and 4 GiB".into(),
+            ));
+        }
+        if !(-7..=22).contains(&self.zstd_level) {
+            return Err(Error::Config("zstd_level must be between -7 and 22".into()));
+        }
+        if let Some(k) = &self.signing_key
+            && k.is_empty()
+        {
+            return Err(Error::Config("signing_key must not be empty".into()));
+        }
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("op_timeout", self.op_timeout),
+            ("tombstone_ttl", self.tombstone_ttl),
+            ("wait_timeout", self.wait_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(Error::Config(format!("{name} must be > 0")));
+            }
+        }
+        if self.tombstone_ttl < Duration::from_millis(1) {
+            return Err(Error::Config("tombstone_ttl must be at least 1 ms".into()));
+        }
+        match &self.redis {
+            Some(RedisLocation::Standalone(url)) => check_url(url)?,
+            Some(RedisLocation::Cluster(seeds)) => {
+                if seeds.is_empty() {
+                    return Err(Error::Config(
+                        "a cluster needs at least one seed URL".into(),
+                    ));
+                }
+                for s in seeds {
+                    check_url(s)?;
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+fn check_url(url: &str) -> Result<()> {
+    redis::Client::open(url)
+        .map(|_| ())
+        .map_err(|e| Error::Config(format!("Redis URL {url:?} is not valid: {e}")))
+}
+
+/// Builder for [`crate::Cache`].
+#[derive(Debug, Clone, Default)]
+pub struct CacheBuilder {
+    config: Config,
+}
+
+impl CacheBuilder {
+    /// Start from the defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Start from a full config.
+    pub fn from_config(config: Config) -> Self {
+        CacheBuilder { config }
+    }
+    /// Namespace of every key.
+    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
+        self.config.namespace = ns.into();
+        self
+    }
+    /// Use one Redis server (`redis://`, `rediss://`, `unix://`).
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.config.redis = Some(RedisLocation::Standalone(url.into()));
+        self
+    }
+    /// Use a Redis Cluster, from seed node URLs.
+    pub fn redis_cluster<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.redis = Some(RedisLocation::Cluster(
+            seeds.into_iter().map(Into::into).collect(),
+        ));
+        self
+    }
+    /// Enable or disable L1.
+    pub fn l1_enabled(mut self, on: bool) -> Self {
+        self.config.l1_enabled = on;
+        self
+    }
+    /// L1 capacity in bytes.
+    pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
+        self.config.l1_max_bytes = bytes;
+        self
+    }
+    /// Default TTL (`None` = never expire).
+    pub fn default_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.config.default_ttl = ttl;
+        self
+    }
+    /// Compression threshold in bytes.
+    pub fn compress_threshold(mut self, bytes: usize) -> Self {
+        self.config.compress_threshold = bytes;
+        self
+    }
+    /// Largest accepted payload.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_value_bytes = bytes;
+        self
+    }
+    /// HMAC signing key.
+    pub fn signing_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.config.signing_key = Some(key.into());
+        self
+    }
+    /// Redis connect timeout.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.config.connect_timeout = d;
+        self
+    }
+    /// Per-command Redis timeout.
+    pub fn op_timeout(mut self, d: Duration) -> Self {
+        self.config.op_timeout = d;
+        self
+    }
+    /// Tombstone lifetime.
+    pub fn tombstone_ttl(mut self, d: Duration) -> Self {
+        self.config.tombstone_ttl = d;
+        self
+    }
+    /// Default wait for another caller's load.
+    pub fn wait_timeout(mut self, d: Duration) -> Self {
+        self.config.wait_timeout = d;
+        self
+    }
+    /// Validate and build the cache.
+    pub fn build(self) -> Result<crate::Cache> {
+        crate::Cache::new(self.config)
+    }
+}

@@ -1,0 +1,126 @@
+//! Redis key layout.
+//!
+//! ```text
+//! sc:<namespace>:{<k>}          the entry (envelope or counter)
+//! sc:<namespace>:{<k>}:tomb     tombstone: Redis time (µs) of the last delete
+//! sc:<namespace>:{<k>}:lease    fleet lease (token), see `docs/architecture.md`
+//! ```
+//!
+//! `<k>` is the caller's key, or `#` + hex SHA-256 of it when the key
+//! contains `{` or `}`, starts with `#`, or is longer than
+//! [`MAX_PLAIN_KEY_BYTES`]. The hash tag `{<k>}` puts all records of one
+//! entry in one Redis Cluster slot, so one Lua script can touch them
+//! atomically. The mapping is injective (short of a SHA-256 collision): a
+//! plain key never starts with `#`, so it can never equal a hashed one.
+//!
+//! Namespaces are restricted to `[A-Za-z0-9_.-]{1,64}`: no `:` (so one
+//! namespace's `SCAN` pattern can never match another's keys) and no glob
+//! metacharacters.
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Keys up to this many bytes are used as they are; longer ones are hashed.
+pub const MAX_PLAIN_KEY_BYTES: usize = 200;
+
+/// Check a namespace.
+pub fn validate_namespace(ns: &str) -> Result<()> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 64
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "namespace {ns:?} must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'"
+        )))
+    }
+}
+
+/// Check a caller's key.
+pub fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::InvalidKey("keys must not be empty".into()));
+    }
+    Ok(())
+}
+
+/// The Redis names of one entry's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisKeys {
+    /// The entry itself.
+    pub value: String,
+}
+
+impl RedisKeys {
+    /// Tombstone record.
+    pub fn tomb(&self) -> String {
+        format!("{}:tomb", self.value)
+    }
+    /// Lease record.
+    pub fn lease(&self) -> String {
+        format!("{}:lease", self.value)
+    }
+}
+
+/// Build the Redis key names for `key` in `namespace`.
+pub fn redis_keys(namespace: &str, key: &str) -> RedisKeys {
+    let needs_hash = key.len() > MAX_PLAIN_KEY_BYTES
+        || key.starts_with('#')
+        || key.bytes().any(|b| b == b'{' || b == b'}');
+    let value = if needs_hash {
+        let digest = Sha256::digest(key.as_bytes());
+        let mut hexed = String::with_capacity(64);
+        for b in digest {
+            use std::fmt::Write;
+            let _ = write!(hexed, "{b:02x}");
+        }
+        format!("sc:{namespace}:{{#{hexed}}}")
+    } else {
+        format!("sc:{namespace}:{{{key}}}")
+    };
+    RedisKeys { value }
+}
+
+/// `SCAN MATCH` pattern for every record of `namespace`.
+pub fn namespace_pattern(namespace: &str) -> String {
+    format!("sc:{namespace}:*")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let k = redis_keys("shop", "user:1");
+        assert_eq!(k.value, "sc:shop:{user:1}");
+        assert_eq!(k.tomb(), "sc:shop:{user:1}:tomb");
+        assert_eq!(k.lease(), "sc:shop:{user:1}:lease");
+    }
+
+    #[test]
+    fn braces_hash_and_long_keys_are_hashed_injectively() {
+        let a = redis_keys("ns", "a{b}");
+        assert!(a.value.starts_with("sc:ns:{#") && a.value.len() == "sc:ns:{#}".len() + 64);
+        // A caller cannot forge the hashed name of another key.
+        let forged = a.value["sc:ns:{".len()..a.value.len() - 1].to_owned();
+        assert_ne!(redis_keys("ns", &forged).value, a.value);
+        let long = "x".repeat(MAX_PLAIN_KEY_BYTES + 1);
+        assert!(redis_keys("ns", &long).value.contains("{#"));
+        let edge = "x".repeat(MAX_PLAIN_KEY_BYTES);
+        assert!(!redis_keys("ns", &edge).value.contains("{#"));
+    }
+
+    #[test]
+    fn namespaces() {
+        assert!(validate_namespace("shop-v1.2_x").is_ok());
+        for bad in ["", "a:b", "a*", "a{b}", "é", &"n".repeat(65)] {
+            assert!(validate_namespace(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_key("").is_err());
+    }
+}

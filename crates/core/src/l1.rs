@@ -1,0 +1,247 @@
+//! L1: the in-process tier, on `moka`'s async cache.
+//!
+//! - Bounded by bytes: the weigher counts key, payload, tags and a fixed
+//!   per-entry overhead; admission is moka's W-TinyLFU.
+//! - Each entry expires at its own `stale_until` (moka's per-entry
+//!   [`Expiry`]), which is also its Redis TTL, so L1 never outlives L2.
+//! - **Write ordering.** A value read from L2 (or produced by a loader) must
+//!   not land in L1 *after* a newer `set`/`delete` of the same key has been
+//!   applied, or L1 would serve an old value until it expires. Every
+//!   authoritative write bumps an epoch (64 stripes, by key hash) inside
+//!   moka's per-key `and_compute_with` lock; every fill records the epoch
+//!   before it started reading and stores only if the epoch is unchanged,
+//!   checked under the same lock. A stripe collision only costs a skipped
+//!   fill, never a stale value.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::notification::RemovalCause;
+use moka::ops::compute::{CompResult, Op};
+
+use crate::clock::now_ms;
+use crate::envelope::Entry;
+use crate::metrics::Metrics;
+
+const STRIPES: usize = 64;
+/// Bytes charged per entry on top of key and payload (moka node, Arc, meta).
+pub(crate) const ENTRY_OVERHEAD: usize = 128;
+
+struct EntryExpiry;
+
+fn time_left(e: &Entry) -> Option<Duration> {
+    match e.meta.stale_until_ms {
+        0 => None,
+        t => Some(Duration::from_millis(t.saturating_sub(now_ms()))),
+    }
+}
+
+impl Expiry<Arc<str>, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _k: &Arc<str>,
+        v: &Arc<Entry>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        time_left(v)
+    }
+    fn expire_after_update(
+        &self,
+        _k: &Arc<str>,
+        v: &Arc<Entry>,
+        _now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        time_left(v)
+    }
+}
+
+pub(crate) struct L1 {
+    cache: moka::future::Cache<Arc<str>, Arc<Entry>>,
+    epochs: Box<[AtomicU64]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// Outcome of an in-L1 integer update.
+pub(crate) enum L1Incr {
+    Missing,
+    NotInteger,
+    Value(i64),
+}
+
+impl L1 {
+    pub(crate) fn new(max_bytes: u64, metrics: Arc<Metrics>) -> Self {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &Arc<str>, v: &Arc<Entry>| {
+                let tags: usize = v.meta.tags.iter().map(|(n, _)| n.len() + 32).sum();
+                u32::try_from(k.len() + v.payload.len() + tags + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .expire_after(EntryExpiry)
+            .eviction_listener(move |_k, _v, cause| {
+                if cause == RemovalCause::Size {
+                    Metrics::inc(&metrics.l1_evictions);
+                }
+            })
+            .build();
+        L1 {
+            cache,
+            epochs: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            hasher: Default::default(),
+        }
+    }
+
+    fn stripe(&self, key: &str) -> &AtomicU64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(key.as_bytes());
+        &self.epochs[(h.finish() as usize) % STRIPES]
+    }
+
+    /// The write epoch of `key`'s stripe; pass it to [`L1::fill`].
+    pub(crate) fn epoch(&self, key: &str) -> u64 {
+        self.stripe(key).load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        self.cache.get(key).await
+    }
+
+    /// Store a value read from L2 or loaded, unless an authoritative write
+    /// to the key's stripe happened since `epoch` was read.
+    pub(crate) async fn fill(&self, key: &Arc<str>, entry: Arc<Entry>, epoch: u64) {
+        let stripe = self.stripe(key);
+        self.cache
+            .entry(key.clone())
+            .and_compute_with(|_| {
+                let unchanged = stripe.load(Ordering::Acquire) == epoch;
+                async move { if unchanged { Op::Put(entry) } else { Op::Nop } }
+            })
+            .await;
+    }
+
+    /// Authoritative write (`set`, `touch`): store and fence older fills.
+    pub(crate) async fn put(&self, key: &Arc<str>, entry: Arc<Entry>) {
+        let stripe = self.stripe(key);
+        self.cache
+            .entry(key.clone())
+            .and_compute_with(|_| {
+                stripe.fetch_add(1, Ordering::AcqRel);
+                async move { Op::Put(entry) }
+            })
+            .await;
+    }
+
+    /// Authoritative removal (`delete`, counters): remove and fence older
+    /// fills. Returns whether a live entry was there.
+    pub(crate) async fn remove(&self, key: &str) -> bool {
+        let stripe = self.stripe(key);
+        let key: Arc<str> = Arc::from(key);
+        let r = self
+            .cache
+            .entry(key)
+            .and_compute_with(|cur| {
+                stripe.fetch_add(1, Ordering::AcqRel);
+                let op = if cur.is_some() { Op::Remove } else { Op::Nop };
+                async move { op }
+            })
+            .await;
+        matches!(r, CompResult::Removed(_))
+    }
+
+    /// Insert only if absent; true when inserted.
+    pub(crate) async fn add(&self, key: &Arc<str>, entry: Arc<Entry>) -> bool {
+        let stripe = self.stripe(key);
+        let r = self
+            .cache
+            .entry(key.clone())
+            .and_compute_with(|cur| {
+                let op = if cur.is_none() {
+                    stripe.fetch_add(1, Ordering::AcqRel);
+                    Op::Put(entry)
+                } else {
+                    Op::Nop
+                };
+                async move { op }
+            })
+            .await;
+        matches!(r, CompResult::Inserted(_))
+    }
+
+    /// Replace an existing entry with `f(old)`; false when absent.
+    pub(crate) async fn update<F>(&self, key: &str, f: F) -> bool
+    where
+        F: FnOnce(&Entry) -> Entry + Send,
+    {
+        let stripe = self.stripe(key);
+        let key: Arc<str> = Arc::from(key);
+        let r = self
+            .cache
+            .entry(key)
+            .and_compute_with(|cur| {
+                let op = match cur {
+                    Some(e) => {
+                        stripe.fetch_add(1, Ordering::AcqRel);
+                        Op::Put(Arc::new(f(e.value())))
+                    }
+                    None => Op::Nop,
+                };
+                async move { op }
+            })
+            .await;
+        matches!(r, CompResult::ReplacedWith(_))
+    }
+
+    /// Atomic add on an integer entry (L1-only mode).
+    pub(crate) async fn incr(&self, key: &str, delta: i64) -> L1Incr {
+        let stripe = self.stripe(key);
+        let key: Arc<str> = Arc::from(key);
+        let mut outcome = L1Incr::Missing;
+        self.cache
+            .entry(key)
+            .and_compute_with(|cur| {
+                let op = match cur {
+                    None => Op::Nop,
+                    Some(e) => {
+                        let old = e.value();
+                        let parsed = (old.meta.format == crate::Format::INT)
+                            .then(|| std::str::from_utf8(&old.payload).ok()?.parse::<i64>().ok())
+                            .flatten()
+                            .and_then(|v| v.checked_add(delta));
+                        match parsed {
+                            Some(n) => {
+                                stripe.fetch_add(1, Ordering::AcqRel);
+                                outcome = L1Incr::Value(n);
+                                Op::Put(Arc::new(Entry {
+                                    meta: old.meta.clone(),
+                                    payload: n.to_string().into(),
+                                }))
+                            }
+                            None => {
+                                outcome = L1Incr::NotInteger;
+                                Op::Nop
+                            }
+                        }
+                    }
+                };
+                async move { op }
+            })
+            .await;
+        outcome
+    }
+
+    /// Drop everything and fence every in-progress fill.
+    pub(crate) fn clear(&self) {
+        for e in self.epochs.iter() {
+            e.fetch_add(1, Ordering::AcqRel);
+        }
+        self.cache.invalidate_all();
+    }
+
+    pub(crate) async fn size(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks().await;
+        (self.cache.entry_count(), self.cache.weighted_size())
+    }
+}

@@ -1,0 +1,455 @@
+//! L2: Redis standalone or Cluster, on the `redis` crate.
+//!
+//! Connections are multiplexed (one socket per node carries every
+//! concurrent command, so concurrent commands are pipelined on the wire),
+//! created lazily on the core runtime (see [`crate::runtime`]) and rebuilt
+//! after `fork`. Every command is bounded by `op_timeout`.
+//!
+//! Multi-key operations are issued as concurrent single-key commands on the
+//! multiplexed connection (`MGET` aside, which the cluster client splits per
+//! slot itself): every entry has its own hash tag, so on Cluster nearly
+//! every key is in a different slot and a single-slot pipeline would not
+//! apply anyway.
+
+use std::future::Future;
+use std::sync::{OnceLock, RwLock};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, RedisFuture, Script, Value};
+
+use crate::config::RedisLocation;
+use crate::error::{Error, Result};
+use crate::key::RedisKeys;
+use crate::runtime::{fork_generation, runtime};
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+pub(crate) struct L2 {
+    location: RedisLocation,
+    connect_timeout: Duration,
+    op_timeout: Duration,
+    conn: RwLock<Option<(u64, Conn)>>,
+}
+
+/// Outcome of `incr`.
+pub(crate) enum IncrOutcome {
+    Missing,
+    NotInteger,
+    Value(i64),
+}
+
+macro_rules! script {
+    ($name:ident, $src:expr) => {
+        fn $name() -> &'static Script {
+            static S: OnceLock<Script> = OnceLock::new();
+            S.get_or_init(|| Script::new($src))
+        }
+    };
+}
+
+// KEYS[1]=value KEYS[2]=tomb; ARGV[1]=token ARGV[2]=tomb px.
+// The tombstone fences loads that started before this delete.
+script!(
+    delete_script,
+    r"redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return redis.call('DEL', KEYS[1])"
+);
+
+// KEYS[1]=value KEYS[2]=tomb; ARGV[1]=envelope ARGV[2]=px or '0' ARGV[3]=fence.
+// Stores only if no delete happened since the load began (the tombstone
+// still holds the token seen at the start, or is still absent).
+script!(
+    complete_script,
+    r"local t = redis.call('GET', KEYS[2])
+if (t or '') ~= ARGV[3] then return 0 end
+if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1])
+else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return 1"
+);
+
+// KEYS[1]=value; ARGV[1]=delta. {0} missing, {2} not an integer/overflow,
+// {1, n} new value. INCRBY keeps the key's TTL.
+script!(
+    incr_script,
+    r"local v = redis.call('GET', KEYS[1])
+if not v then return {0} end
+if not string.match(v, '^%-?%d+$') then return {2} end
+local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(r) == 'table' and r.err then return {2} end
+return {1, r}"
+);
+
+// KEYS[1]=value; ARGV[1]=expected ARGV[2]=new ARGV[3]=px or '0'.
+script!(
+    cas_script,
+    r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2])
+else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1"
+);
+
+fn px_arg(px: Option<u64>) -> String {
+    px.map_or_else(|| "0".to_owned(), |p| p.max(1).to_string())
+}
+
+impl L2 {
+    pub(crate) fn new(
+        location: RedisLocation,
+        connect_timeout: Duration,
+        op_timeout: Duration,
+    ) -> Self {
+        L2 {
+            location,
+            connect_timeout,
+            op_timeout,
+            conn: RwLock::new(None),
+        }
+    }
+
+    pub(crate) fn location(&self) -> &RedisLocation {
+        &self.location
+    }
+
+    fn build(&self) -> Result<Conn> {
+        let uses_tls = match &self.location {
+            RedisLocation::Standalone(u) => u.starts_with("rediss://"),
+            RedisLocation::Cluster(s) => s.iter().any(|u| u.starts_with("rediss://")),
+        };
+        if uses_tls {
+            // Pick the crypto provider explicitly: harmless if one is set.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        // Connection drivers are spawned on the core runtime (module docs).
+        let _enter = runtime().enter();
+        let conn = match &self.location {
+            RedisLocation::Standalone(url) => {
+                let client =
+                    redis::Client::open(url.as_str()).map_err(|e| Error::Config(e.to_string()))?;
+                let cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(self.op_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                Conn::Single(ConnectionManager::new_lazy_with_config(client, cfg)?)
+            }
+            RedisLocation::Cluster(seeds) => {
+                let client =
+                    redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
+                        .connection_timeout(self.connect_timeout)
+                        .response_timeout(self.op_timeout)
+                        .retries(2)
+                        .build()
+                        .map_err(|e| Error::Config(e.to_string()))?;
+                Conn::Cluster(client.get_pending_async_connection_with_config(Default::default()))
+            }
+        };
+        Ok(conn)
+    }
+
+    fn conn(&self) -> Result<Conn> {
+        let generation = fork_generation();
+        if let Ok(g) = self.conn.read()
+            && let Some((cg, c)) = &*g
+            && *cg == generation
+        {
+            return Ok(c.clone());
+        }
+        let mut g = self.conn.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((cg, c)) = &*g
+            && *cg == generation
+        {
+            return Ok(c.clone());
+        }
+        let c = self.build()?;
+        *g = Some((generation, c.clone()));
+        Ok(c)
+    }
+
+    async fn timed<T, F>(&self, f: F) -> Result<T>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.op_timeout, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(match Error::from(e) {
+                Error::L2Timeout(_) => Error::L2Timeout(self.op_timeout),
+                other => other,
+            }),
+            Err(_) => Err(Error::L2Timeout(self.op_timeout)),
+        }
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let mut c = self.conn()?;
+        self.timed(cmd.query_async(&mut c)).await
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<T> {
+        let mut c = self.conn()?;
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(*k);
+        }
+        for a in args {
+            inv.arg(*a);
+        }
+        self.timed(inv.invoke_async(&mut c)).await
+    }
+
+    pub(crate) async fn get(&self, k: &RedisKeys) -> Result<Option<Vec<u8>>> {
+        self.query(redis::cmd("GET").arg(&k.value)).await
+    }
+
+    pub(crate) async fn mget(&self, ks: &[RedisKeys]) -> Result<Vec<Option<Vec<u8>>>> {
+        if ks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for k in ks {
+            cmd.arg(&k.value);
+        }
+        self.query(&cmd).await
+    }
+
+    pub(crate) async fn set(&self, k: &RedisKeys, bytes: &[u8], px: Option<u64>) -> Result<()> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&k.value).arg(bytes);
+        if let Some(px) = px {
+            cmd.arg("PX").arg(px.max(1));
+        }
+        self.query::<()>(&cmd).await
+    }
+
+    pub(crate) async fn set_many(
+        &self,
+        items: &[(RedisKeys, bytes::Bytes, Option<u64>)],
+    ) -> Vec<Result<()>> {
+        join_all(items.iter().map(|(k, b, px)| self.set(k, b, *px))).await
+    }
+
+    /// `SET NX`; true when stored.
+    pub(crate) async fn set_nx(
+        &self,
+        k: &RedisKeys,
+        bytes: &[u8],
+        px: Option<u64>,
+    ) -> Result<bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&k.value).arg(bytes).arg("NX");
+        if let Some(px) = px {
+            cmd.arg("PX").arg(px.max(1));
+        }
+        let r: Option<String> = self.query(&cmd).await?;
+        Ok(r.is_some())
+    }
+
+    /// The fence a load must present at completion: the key's current
+    /// tombstone token, empty when there is none.
+    pub(crate) async fn fence(&self, k: &RedisKeys) -> Result<Vec<u8>> {
+        let t: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(k.tomb())).await?;
+        Ok(t.unwrap_or_default())
+    }
+
+    /// Store a loader's result unless a delete happened since `fence` was read.
+    pub(crate) async fn complete(
+        &self,
+        k: &RedisKeys,
+        bytes: &[u8],
+        px: Option<u64>,
+        fence: &[u8],
+    ) -> Result<bool> {
+        let tomb = k.tomb();
+        let px = px_arg(px);
+        let stored: i64 = self
+            .invoke(
+                complete_script(),
+                &[&k.value, &tomb],
+                &[bytes, px.as_bytes(), fence],
+            )
+            .await?;
+        Ok(stored == 1)
+    }
+
+    /// Delete and leave a tombstone; true when the key existed.
+    pub(crate) async fn delete(&self, k: &RedisKeys, tomb_px: u64) -> Result<bool> {
+        let tomb = k.tomb();
+        let token = format!("{:032x}", rand::random::<u128>());
+        let px = tomb_px.max(1).to_string();
+        let n: i64 = self
+            .invoke(
+                delete_script(),
+                &[&k.value, &tomb],
+                &[token.as_bytes(), px.as_bytes()],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn incr(&self, k: &RedisKeys, delta: i64) -> Result<IncrOutcome> {
+        let d = delta.to_string();
+        let r: Vec<i64> = self
+            .invoke(incr_script(), &[&k.value], &[d.as_bytes()])
+            .await?;
+        Ok(match r.as_slice() {
+            [1, v] => IncrOutcome::Value(*v),
+            [0] => IncrOutcome::Missing,
+            _ => IncrOutcome::NotInteger,
+        })
+    }
+
+    /// Replace `old` with `new` atomically; false when the value changed.
+    pub(crate) async fn compare_and_set(
+        &self,
+        k: &RedisKeys,
+        old: &[u8],
+        new: &[u8],
+        px: Option<u64>,
+    ) -> Result<bool> {
+        let px = px_arg(px);
+        let n: i64 = self
+            .invoke(cas_script(), &[&k.value], &[old, new, px.as_bytes()])
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Set or remove the TTL of a key in place; false when it is missing.
+    pub(crate) async fn expire(&self, k: &RedisKeys, px: Option<u64>) -> Result<bool> {
+        match px {
+            Some(px) => {
+                let n: i64 = self
+                    .query(redis::cmd("PEXPIRE").arg(&k.value).arg(px.max(1)))
+                    .await?;
+                Ok(n == 1)
+            }
+            None => {
+                let _: i64 = self.query(redis::cmd("PERSIST").arg(&k.value)).await?;
+                let n: i64 = self.query(redis::cmd("EXISTS").arg(&k.value)).await?;
+                Ok(n == 1)
+            }
+        }
+    }
+
+    /// Remove every key matching `pattern` (this namespace's records only).
+    /// Returns how many were removed.
+    pub(crate) async fn clear(&self, pattern: &str) -> Result<u64> {
+        let mut conn = self.conn()?;
+        let nodes: Vec<Option<(String, u16)>> = match &conn {
+            Conn::Single(_) => vec![None],
+            Conn::Cluster(_) => self
+                .masters(&mut conn)
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        };
+        let mut removed = 0u64;
+        for node in nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let (next, keys): (u64, Vec<Vec<u8>>) = match (&node, &mut conn) {
+                    (Some((host, port)), Conn::Cluster(cc)) => {
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        });
+                        let v = self.timed(cc.route_command(scan, routing)).await?;
+                        redis::from_redis_value(v).map_err(|e| Error::L2(e.to_string()))?
+                    }
+                    _ => self.query(&scan).await?,
+                };
+                if !keys.is_empty() {
+                    // UNLINK per key: on Cluster the keys span many slots.
+                    let results = join_all(keys.iter().map(|k| self.unlink(k))).await;
+                    for r in results {
+                        removed += r? as u64;
+                    }
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn unlink(&self, key: &[u8]) -> Result<i64> {
+        self.query(redis::cmd("UNLINK").arg(key)).await
+    }
+
+    async fn masters(&self, conn: &mut Conn) -> Result<Vec<(String, u16)>> {
+        // CLUSTER SLOTS: [[start, end, [host, port, id, ...], replicas...], ...]
+        let v: Value = self
+            .timed(redis::cmd("CLUSTER").arg("SLOTS").query_async(conn))
+            .await?;
+        let mut out = Vec::new();
+        if let Value::Array(ranges) = v {
+            for r in ranges {
+                if let Value::Array(parts) = r
+                    && let Some(Value::Array(master)) = parts.get(2)
+                {
+                    let host: Option<String> = master
+                        .first()
+                        .and_then(|h| redis::from_redis_value(h.clone()).ok());
+                    let port: Option<u16> = master
+                        .get(1)
+                        .and_then(|p| redis::from_redis_value(p.clone()).ok());
+                    if let (Some(h), Some(p)) = (host, port)
+                        && !out.contains(&(h.clone(), p))
+                    {
+                        out.push((h, p));
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::L2("CLUSTER SLOTS returned no masters".into()));
+        }
+        Ok(out)
+    }
+}

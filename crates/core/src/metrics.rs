@@ -1,0 +1,131 @@
+//! Counters, snapshots and Prometheus text.
+//!
+//! Counters are relaxed atomics: exact under any interleaving, no ordering
+//! with respect to other memory. One set per shared L1 (so two handles on
+//! the same namespace report together).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Live counters.
+        #[derive(Debug, Default)]
+        pub struct Metrics { $( $(#[$doc])* pub $name: AtomicU64, )* }
+
+        /// A point-in-time copy of the counters plus L1 size.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct Stats {
+            $( $(#[$doc])* pub $name: u64, )*
+            /// Entries currently in L1 (approximate, as moka reports it).
+            pub l1_entries: u64,
+            /// Weighted bytes currently in L1.
+            pub l1_bytes: u64,
+        }
+
+        impl Metrics {
+            pub(crate) fn snapshot(&self, l1_entries: u64, l1_bytes: u64) -> Stats {
+                Stats { $( $name: self.$name.load(Ordering::Relaxed), )* l1_entries, l1_bytes }
+            }
+        }
+
+        impl Stats {
+            /// `(name, help, value)` for every counter.
+            pub fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![ $( (stringify!($name), counter_help(stringify!($name)), self.$name), )* ]
+            }
+        }
+    };
+}
+
+counters! {
+    /// L1 lookups answered with a fresh value.
+    l1_hits,
+    /// L1 lookups that found nothing fresh.
+    l1_misses,
+    /// L2 reads that found a usable value.
+    l2_hits,
+    /// L2 reads that found nothing (or garbage).
+    l2_misses,
+    /// Stale values served (grace period).
+    stale_served,
+    /// Leases handed out: one loader call each.
+    leads,
+    /// Callers that waited for another caller's load instead of loading.
+    coalesced_waits,
+    /// Loads completed with a value.
+    loads_completed,
+    /// Loads abandoned with an error (loader failures).
+    loader_errors,
+    /// Leases dropped without completion.
+    leases_dropped,
+    /// Waits that hit the wait timeout.
+    wait_timeouts,
+    /// Loader results not stored because a delete happened during the load.
+    late_writes_refused,
+    /// Redis errors and timeouts.
+    l2_errors,
+    /// Entries in Redis that failed to decode (garbage, forged, truncated).
+    decode_errors,
+    /// L1 entries evicted for size.
+    l1_evictions,
+    /// Writes (set, set_many, add, complete).
+    writes,
+    /// Deletes (delete, delete_many).
+    deletes,
+}
+
+fn counter_help(name: &str) -> &'static str {
+    match name {
+        "l1_hits" => "L1 lookups answered with a fresh value",
+        "l1_misses" => "L1 lookups that found nothing fresh",
+        "l2_hits" => "L2 reads that found a usable value",
+        "l2_misses" => "L2 reads that found nothing usable",
+        "stale_served" => "stale values served within grace",
+        "leads" => "leases handed out (loader calls)",
+        "coalesced_waits" => "callers that waited for another caller's load",
+        "loads_completed" => "loads completed with a value",
+        "loader_errors" => "loads abandoned with an error",
+        "leases_dropped" => "leases dropped without completion",
+        "wait_timeouts" => "waits that hit the wait timeout",
+        "late_writes_refused" => "loader results refused because of a newer delete",
+        "l2_errors" => "Redis errors and timeouts",
+        "decode_errors" => "undecodable entries read from Redis",
+        "l1_evictions" => "L1 entries evicted for size",
+        "writes" => "writes",
+        "deletes" => "deletes",
+        _ => "",
+    }
+}
+
+impl Metrics {
+    #[inline]
+    pub(crate) fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Stats {
+    /// Prometheus text exposition (format 0.0.4), labelled by namespace.
+    pub fn to_prometheus(&self, namespace: &str) -> String {
+        let mut out = String::new();
+        for (name, help, v) in self.counters() {
+            let _ = writeln!(out, "# HELP stratacache_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE stratacache_{name}_total counter");
+            let _ = writeln!(
+                out,
+                "stratacache_{name}_total{{namespace=\"{namespace}\"}} {v}"
+            );
+        }
+        for (name, help, v) in [
+            ("l1_entries", "entries in L1", self.l1_entries),
+            ("l1_bytes", "weighted bytes in L1", self.l1_bytes),
+        ] {
+            let _ = writeln!(out, "# HELP stratacache_{name} {help}");
+            let _ = writeln!(out, "# TYPE stratacache_{name} gauge");
+            let _ = writeln!(out, "stratacache_{name}{{namespace=\"{namespace}\"}} {v}");
+        }
+        out
+    }
+}

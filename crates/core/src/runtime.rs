@@ -1,0 +1,118 @@
+//! The core's own tokio runtime, and fork safety.
+//!
+//! Redis connections are driven by tasks on this runtime, whatever runtime
+//! (or none) the caller uses, so a connection never dies with a caller's
+//! short-lived runtime and a binding can block on it from any thread.
+//!
+//! **fork().** Pre-fork servers (gunicorn `--preload`, celery prefork,
+//! `multiprocessing` with fork) copy the process after the cache exists.
+//! Threads do not survive `fork`, so the parent's runtime, its connection
+//! tasks and any in-flight loads are dead in the child: touching them hangs.
+//! A `pthread_atfork` child handler (installed on first use, and also
+//! exposed as [`after_fork_child`] for bindings that prefer their own hook)
+//! bumps a fork generation. Everything fork-sensitive compares generations
+//! lazily: [`runtime`] builds a fresh runtime (the parent's is leaked, never
+//! dropped: dropping it would try to join threads that do not exist), the
+//! L2 client reconnects, and in-flight loads inherited from the parent are
+//! forgotten. The check is one relaxed atomic load, and the L1 hit path
+//! does not make it at all: L1 contents stay valid in the child.
+
+use std::sync::Mutex;
+use std::sync::Once;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use tokio::runtime::Runtime;
+
+static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+static RT: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
+static RT_GEN: AtomicU64 = AtomicU64::new(u64::MAX);
+static RT_INIT: Mutex<()> = Mutex::new(());
+static ATFORK: Once = Once::new();
+
+extern "C" fn child_handler() {
+    // Async-signal-safe: one atomic add, nothing else.
+    FORK_GEN.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Install the `pthread_atfork` child handler (idempotent).
+pub(crate) fn install_fork_hook() {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only performs an atomic add.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(child_handler));
+        }
+    });
+}
+
+/// Tell the core this process is a freshly forked child. Idempotent per fork
+/// in effect: calling it in addition to the automatic hook only causes one
+/// extra reconnect.
+pub fn after_fork_child() {
+    child_handler();
+}
+
+/// The current fork generation (changes in a child after `fork`).
+pub fn fork_generation() -> u64 {
+    FORK_GEN.load(Ordering::Relaxed)
+}
+
+/// Build a multi-thread runtime the way the core wants it (used for the
+/// process-wide runtime, and available to bindings that must own theirs).
+pub fn build_runtime() -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("stratacache-rt")
+        .enable_all()
+        .build()
+}
+
+/// The process-wide runtime of the core, rebuilt after `fork`.
+///
+/// # Panics
+/// Only if the OS refuses to create threads for a new runtime.
+pub fn runtime() -> &'static Runtime {
+    install_fork_hook();
+    let generation = fork_generation();
+    if RT_GEN.load(Ordering::Acquire) == generation {
+        let p = RT.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: runtimes stored in RT are leaked and never freed.
+            return unsafe { &*p };
+        }
+    }
+    let _g = RT_INIT.lock().unwrap_or_else(|e| e.into_inner());
+    if RT_GEN.load(Ordering::Acquire) != generation || RT.load(Ordering::Acquire).is_null() {
+        let rt =
+            build_runtime().unwrap_or_else(|e| panic!("cannot start the stratacache runtime: {e}"));
+        // Leak on purpose (see module docs); the old pointer is left leaked.
+        RT.store(Box::into_raw(Box::new(rt)), Ordering::Release);
+        RT_GEN.store(generation, Ordering::Release);
+    }
+    // SAFETY: as above.
+    unsafe { &*RT.load(Ordering::Acquire) }
+}
+
+/// Run `fut` to completion from synchronous code, on the core's runtime.
+///
+/// Works from a plain thread and from inside a tokio worker thread of a
+/// multi-thread runtime (via `block_in_place`), which is where a binding's
+/// sync API ends up when a user callback re-enters it.
+pub fn block_on<F>(fut: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| h.block_on(fut))
+        }
+        // A current-thread runtime cannot be blocked from inside; run on a
+        // helper thread with the core runtime instead.
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(|| runtime().block_on(fut))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }),
+        Err(_) => runtime().block_on(fut),
+    }
+}

@@ -1,0 +1,71 @@
+//! Shared helpers for the integration tests. They talk to real Redis:
+//! `REDIS_URL` (default `redis://127.0.0.1:6379`) and, for cluster tests,
+//! `STRATACACHE_CLUSTER` (seed URLs, set by `scripts/with-redis.sh`).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use stratacache::{Cache, CacheBuilder};
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn cluster_seeds() -> Vec<String> {
+    let seeds = std::env::var("STRATACACHE_CLUSTER").unwrap_or_else(|_| {
+        panic!("STRATACACHE_CLUSTER is not set: run the tests with `make test` (scripts/with-redis.sh starts a cluster)")
+    });
+    seeds.split(',').map(str::to_owned).collect()
+}
+
+/// A namespace no other test (or run) uses.
+pub fn unique_ns(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand_u64())
+}
+
+pub fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// Builder on the standalone test Redis with generous timeouts (CI is a
+/// loaded 2-core machine; timeouts are not what these tests are about).
+pub fn redis_builder(ns: &str) -> CacheBuilder {
+    Cache::builder()
+        .redis_url(redis_url())
+        .namespace(ns)
+        .op_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(5))
+}
+
+pub fn cluster_builder(ns: &str) -> CacheBuilder {
+    Cache::builder()
+        .redis_cluster(cluster_seeds())
+        .namespace(ns)
+        .op_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(5))
+}
+
+/// A plain redis connection to inspect what the cache wrote.
+pub async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to test Redis")
+}
+
+pub async fn raw_cluster() -> redis::cluster_async::ClusterConnection {
+    redis::cluster::ClusterClient::new(cluster_seeds())
+        .expect("seeds")
+        .get_async_connection()
+        .await
+        .expect("connect to test cluster")
+}
