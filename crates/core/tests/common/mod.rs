@@ -69,3 +69,51 @@ pub async fn raw_cluster() -> redis::cluster_async::ClusterConnection {
         .await
         .expect("connect to test cluster")
 }
+
+/// Which Redis a scenario runs against.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    Standalone,
+    Cluster,
+}
+
+impl Target {
+    pub fn builder(self, ns: &str) -> CacheBuilder {
+        match self {
+            Target::Standalone => redis_builder(ns),
+            Target::Cluster => cluster_builder(ns),
+        }
+    }
+
+    /// A raw connection to inspect and tamper with what the cache wrote.
+    pub async fn raw(self) -> Raw {
+        match self {
+            Target::Standalone => Raw::Single(raw(&redis_url()).await),
+            Target::Cluster => Raw::Cluster(raw_cluster().await),
+        }
+    }
+}
+
+pub enum Raw {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Raw {
+    pub async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> T {
+        match self {
+            Raw::Single(c) => cmd.query_async(c).await,
+            Raw::Cluster(c) => cmd.query_async(c).await,
+        }
+        .expect("raw redis command")
+    }
+    pub async fn get(&mut self, key: &str) -> Option<Vec<u8>> {
+        self.query(redis::cmd("GET").arg(key)).await
+    }
+    pub async fn set(&mut self, key: &str, v: &[u8]) {
+        self.query::<()>(redis::cmd("SET").arg(key).arg(v)).await
+    }
+    pub async fn pttl(&mut self, key: &str) -> i64 {
+        self.query(redis::cmd("PTTL").arg(key)).await
+    }
+}
