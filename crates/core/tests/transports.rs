@@ -1,0 +1,53 @@
+//! Other ways to reach a standalone Redis: a unix socket, and TLS
+//! (`rediss://`) verified against the throwaway CA `scripts/with-redis.sh`
+//! made. One test per transport; this binary changes `SSL_CERT_FILE` for
+//! its own process only, before any thread exists.
+
+mod common;
+
+use bytes::Bytes;
+use stratacache::{Cache, WriteOptions};
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the tests with `make test`"))
+}
+
+fn round_trip(url: String) {
+    let ns = common::unique_ns("transport");
+    let a = Cache::builder()
+        .redis_url(&url)
+        .namespace(&ns)
+        .build()
+        .expect("cache");
+    let b = Cache::builder()
+        .redis_url(&url)
+        .namespace(&ns)
+        .l1_enabled(false)
+        .build()
+        .expect("cache");
+    stratacache::runtime::block_on(async {
+        a.set(
+            "k",
+            Bytes::from_static(b"over the wire"),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("set");
+        let got = b.get("k").await.expect("get").expect("hit from L2");
+        assert_eq!(&got.payload[..], b"over the wire");
+        assert_eq!(
+            b.incr("missing", 1).await.err().map(|e| e.code()),
+            Some("E_NOT_FOUND")
+        );
+    });
+}
+
+#[test]
+fn unix_socket_and_tls() {
+    // SAFETY: set before this process starts any other thread (single test
+    // in this binary; the runtime is created afterwards).
+    unsafe { std::env::set_var("SSL_CERT_FILE", env("STRATACACHE_TLS_CA")) };
+    round_trip(env("STRATACACHE_UNIX_URL"));
+    round_trip(env("STRATACACHE_TLS_URL"));
+}
