@@ -8,9 +8,16 @@ WITH_REDIS := ./scripts/with-redis.sh
 # nextest if present (faster, one process per test), plain cargo test otherwise.
 RUST_TEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo "$(CARGO) nextest run --workspace --no-fail-fast" || echo "$(CARGO) test --workspace --no-fail-fast")
 
+# Python tooling lives in .venv (created on first use, pinned versions).
+PYTHON ?= python3
+VENV := .venv
+VENV_BIN := $(CURDIR)/$(VENV)/bin
+PY := $(VENV_BIN)/python
+MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/maturin
+
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo build lint fmt test test-rust bench check-prereqs
+.PHONY: help setup demo build lint lint-rust lint-py fmt test test-rust test-py py-develop bench check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,9 +26,19 @@ check-prereqs:
 	@command -v $(CARGO) >/dev/null || { echo "error: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
 	@command -v redis-server >/dev/null || { echo "error: redis-server is required for the tests: apt-get install -y redis-server (or brew install redis)" >&2; exit 1; }
 
-setup: ## fetch every dependency (Rust crates)
+setup: $(VENV)/.installed ## fetch every dependency (Rust crates, Python tools into .venv)
 	@command -v $(CARGO) >/dev/null || { echo "error: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
 	$(CARGO) fetch --locked
+
+$(VENV)/.installed: python/requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: Python >= 3.9 is required ($(PYTHON) not found)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV_BIN)/pip install -q --upgrade pip
+	$(VENV_BIN)/pip install -q -r python/requirements-dev.txt
+	touch $@
+
+py-develop: $(VENV)/.installed ## build the native module into .venv (debug) with maturin
+	$(MATURIN) develop --locked -q
 
 demo: ## the main job: the embedded (L1-only) cache under a burst on a cold key
 	$(CARGO) run --locked --release -p stratacache --example demo
@@ -31,16 +48,28 @@ build: ## build every crate (release)
 
 fmt: ## format the code
 	$(CARGO) fmt --all
+	[ ! -x $(VENV_BIN)/ruff ] || $(VENV_BIN)/ruff format python tests/python
 
-lint: ## formatting check and clippy with warnings as errors
+lint: lint-rust lint-py ## every linter and type check
+
+lint-rust: ## rustfmt check, clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
+lint-py: py-develop ## ruff, mypy (strict), stubtest of _native.pyi against the built module
+	$(VENV_BIN)/ruff check python tests/python
+	$(VENV_BIN)/ruff format --check python tests/python
+	$(VENV_BIN)/mypy
+	$(PY) -m mypy.stubtest stratacache._native
+
 test: check-prereqs ## every test suite, against real Redis and a real 3-master Redis Cluster
-	$(WITH_REDIS) $(MAKE) --no-print-directory test-rust
+	$(WITH_REDIS) $(MAKE) --no-print-directory test-rust test-py
 
 test-rust: ## Rust tests only (expects REDIS_URL / STRATACACHE_CLUSTER; `make test` sets them)
 	$(RUST_TEST)
+
+test-py: py-develop ## Python tests only (pytest; same environment as test-rust)
+	$(PY) -m pytest
 
 bench: check-prereqs ## criterion benchmarks beside raw moka / raw redis (see docs/benchmarks.md)
 	$(WITH_REDIS) $(CARGO) bench --locked -p stratacache --bench cache

@@ -496,9 +496,11 @@ impl Cache {
             }
         }
         for (i, ((k, _), e)) in items.iter().zip(entries).enumerate() {
-            let Some(l1) = &sh.l1 else { break };
-            if ok[i] && sh.l1_may_hold(&e) {
+            if ok[i] {
                 Metrics::inc(&sh.metrics.writes);
+            }
+            let Some(l1) = &sh.l1 else { continue };
+            if ok[i] && sh.l1_may_hold(&e) {
                 l1.put(&Arc::from(*k), e).await;
             } else {
                 l1.remove(k).await;

@@ -1,20 +1,33 @@
-//! The python binding of stratacache: a thin layer over the `stratacache` core
-//! crate. Placeholder until the python package issue lands; it builds against
-//! the core so the workspace layout (and the core's public API) is checked.
+//! `stratacache._native`: the PyO3 binding of the stratacache core.
+//!
+//! Thin by design: argument conversion, error mapping, and driving core
+//! futures (sync methods release the GIL around every wait; async methods
+//! return asyncio awaitables). Loaders never run here: the Python package
+//! runs them in the caller's thread or task, driven by the core's leases.
 
-/// Version of the core this binding is built against.
-pub fn core_version() -> &'static str {
-    env!("CARGO_PKG_VERSION")
+mod cache;
+mod errors;
+mod runtime;
+
+use pyo3::prelude::*;
+
+/// Tell the core this process is a freshly forked child (registered with
+/// `os.register_at_fork` by the Python package; the core also installs a
+/// `pthread_atfork` hook of its own, so this is belt and braces).
+#[pyfunction]
+fn after_fork_child() {
+    stratacache::runtime::after_fork_child();
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn links_against_the_core() {
-        let cache = stratacache::Cache::builder()
-            .build()
-            .expect("L1-only cache");
-        assert_eq!(cache.namespace(), "default");
-        assert_eq!(super::core_version(), "0.1.0");
-    }
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<cache::PyCache>()?;
+    m.add_class::<cache::PyLease>()?;
+    m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
+    m.add("FRESH", cache::FRESH)?;
+    m.add("STALE", cache::STALE)?;
+    m.add("LEAD", cache::LEAD)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("ERROR_CODES", stratacache::Error::ALL_CODES.to_vec())?;
+    Ok(())
 }

@@ -1,0 +1,531 @@
+//! `stratacache._native.Cache` and `Lease`: thin wrappers over the core.
+//!
+//! Values cross as `(format_id, bytes)`; (de)serialization lives in the
+//! Python package. Inputs are copied into owned Rust values *before* any
+//! wait, so nothing borrowed from Python is touched with the GIL released.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use stratacache::{Cache, Config, Format, Lookup, LookupPolicy, RedisLocation, Ttl, WriteOptions};
+
+use crate::errors::{IntoPyResult, PyLoaderError, py_err};
+use crate::runtime::{awaitable, run};
+
+/// Lookup outcomes, as the first item of `lookup()`'s tuple.
+pub(crate) const FRESH: u8 = 0;
+pub(crate) const STALE: u8 = 1;
+pub(crate) const LEAD: u8 = 2;
+
+type Value = (u8, Py<PyBytes>);
+/// `(kind, format, data, lease)`, see `PyCache::lookup`.
+type LookupTuple = (u8, Option<u8>, Option<Py<PyBytes>>, Option<PyLease>);
+
+fn secs(name: &str, v: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{name} must be a finite number of seconds >= 0, got {v}"
+        ))
+    })
+}
+
+/// `None` → the cache default; `inf` → never; `<= 0` → do not cache.
+fn ttl_of(ttl: Option<f64>) -> PyResult<Ttl> {
+    Ok(match ttl {
+        None => Ttl::Default,
+        Some(t) if t.is_infinite() && t > 0.0 => Ttl::Never,
+        Some(t) if t.is_nan() => return Err(PyValueError::new_err("ttl must not be NaN")),
+        Some(t) if t <= 0.0 => Ttl::After(Duration::ZERO),
+        Some(t) => Ttl::After(secs("ttl", t)?),
+    })
+}
+
+fn format_of(f: u8) -> Format {
+    Format(f)
+}
+
+fn opts(
+    format: u8,
+    ttl: Option<f64>,
+    grace: f64,
+    tags: Option<Vec<String>>,
+) -> PyResult<WriteOptions> {
+    Ok(WriteOptions::new(ttl_of(ttl)?, format_of(format))
+        .with_grace(secs("grace", grace)?)
+        .with_tags(tags.unwrap_or_default()))
+}
+
+fn value(py: Python<'_>, e: &stratacache::Entry) -> Value {
+    (e.meta.format.0, PyBytes::new(py, &e.payload).unbind())
+}
+
+fn value_attached(e: &stratacache::Entry) -> Value {
+    Python::attach(|py| value(py, e))
+}
+
+/// A tiered cache handle (see `stratacache.Cache` for the public API).
+#[pyclass(frozen, module = "stratacache._native", name = "Cache")]
+pub(crate) struct PyCache {
+    inner: Cache,
+}
+
+#[pymethods]
+impl PyCache {
+    #[new]
+    #[pyo3(signature = (
+        *, namespace = "default".to_owned(), redis_url = None, cluster = None, l1 = true,
+        l1_max_bytes = 64 << 20, default_ttl = Some(300.0), compress_threshold = 4096,
+        max_value_bytes = 32 << 20, signing_key = None, connect_timeout = 1.0,
+        op_timeout = 0.5, tombstone_ttl = 60.0, wait_timeout = 30.0
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        namespace: String,
+        redis_url: Option<String>,
+        cluster: Option<Vec<String>>,
+        l1: bool,
+        l1_max_bytes: u64,
+        default_ttl: Option<f64>,
+        compress_threshold: usize,
+        max_value_bytes: usize,
+        signing_key: Option<Vec<u8>>,
+        connect_timeout: f64,
+        op_timeout: f64,
+        tombstone_ttl: f64,
+        wait_timeout: f64,
+    ) -> PyResult<Self> {
+        let redis = match (redis_url, cluster) {
+            (Some(_), Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "give either redis_url or cluster, not both",
+                ));
+            }
+            (Some(u), None) if !u.is_empty() => Some(RedisLocation::Standalone(u)),
+            (None, Some(seeds)) => Some(RedisLocation::Cluster(seeds)),
+            _ => None,
+        };
+        let mut cfg = Config::default();
+        cfg.namespace = namespace;
+        cfg.redis = redis;
+        cfg.l1_enabled = l1;
+        cfg.l1_max_bytes = l1_max_bytes;
+        cfg.default_ttl = match default_ttl {
+            None => None,
+            Some(t) if t.is_infinite() => None,
+            Some(t) => Some(secs("default_ttl", t)?),
+        };
+        cfg.compress_threshold = compress_threshold;
+        cfg.max_value_bytes = max_value_bytes;
+        cfg.signing_key = signing_key;
+        cfg.connect_timeout = secs("connect_timeout", connect_timeout)?;
+        cfg.op_timeout = secs("op_timeout", op_timeout)?;
+        cfg.tombstone_ttl = secs("tombstone_ttl", tombstone_ttl)?;
+        cfg.wait_timeout = secs("wait_timeout", wait_timeout)?;
+        Ok(PyCache {
+            inner: Cache::new(cfg).py(py)?,
+        })
+    }
+
+    #[getter]
+    fn namespace(&self) -> String {
+        self.inner.namespace().to_owned()
+    }
+
+    #[getter]
+    fn has_l2(&self) -> bool {
+        self.inner.has_l2()
+    }
+
+    fn get(&self, py: Python<'_>, key: String) -> PyResult<Option<Value>> {
+        let c = &self.inner;
+        let r = run(py, c.get(&key)).py(py)?;
+        Ok(r.map(|e| value(py, &e)))
+    }
+
+    fn get_many(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<Vec<Option<Value>>> {
+        let c = &self.inner;
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let r = run(py, c.get_many(&refs)).py(py)?;
+        Ok(r.into_iter().map(|o| o.map(|e| value(py, &e))).collect())
+    }
+
+    #[pyo3(signature = (key, data, format, ttl = None, grace = 0.0, tags = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: String,
+        data: &[u8],
+        format: u8,
+        ttl: Option<f64>,
+        grace: f64,
+        tags: Option<Vec<String>>,
+    ) -> PyResult<()> {
+        let o = opts(format, ttl, grace, tags)?;
+        let data = Bytes::copy_from_slice(data);
+        run(py, self.inner.set(&key, data, &o)).py(py)
+    }
+
+    /// `items`: `(key, data, format)`; returns the keys that failed.
+    #[pyo3(signature = (items, ttl = None, grace = 0.0))]
+    fn set_many(
+        &self,
+        py: Python<'_>,
+        items: Vec<(String, Vec<u8>, u8)>,
+        ttl: Option<f64>,
+        grace: f64,
+    ) -> PyResult<Vec<String>> {
+        let groups = group_by_format(items, ttl, grace)?;
+        let c = &self.inner;
+        run(py, set_many_groups(c, groups)).py(py)
+    }
+
+    #[pyo3(signature = (key, data, format, ttl = None, grace = 0.0))]
+    fn add(
+        &self,
+        py: Python<'_>,
+        key: String,
+        data: &[u8],
+        format: u8,
+        ttl: Option<f64>,
+        grace: f64,
+    ) -> PyResult<bool> {
+        let o = opts(format, ttl, grace, None)?;
+        let data = Bytes::copy_from_slice(data);
+        run(py, self.inner.add(&key, data, &o)).py(py)
+    }
+
+    fn delete(&self, py: Python<'_>, key: String) -> PyResult<bool> {
+        run(py, self.inner.delete(&key)).py(py)
+    }
+
+    fn delete_many(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<u64> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        run(py, self.inner.delete_many(&refs)).py(py)
+    }
+
+    #[pyo3(signature = (key, ttl = None))]
+    fn touch(&self, py: Python<'_>, key: String, ttl: Option<f64>) -> PyResult<bool> {
+        let t = ttl_of(ttl)?;
+        run(py, self.inner.touch(&key, t)).py(py)
+    }
+
+    #[pyo3(signature = (key, delta = 1))]
+    fn incr(&self, py: Python<'_>, key: String, delta: i64) -> PyResult<i64> {
+        run(py, self.inner.incr(&key, delta)).py(py)
+    }
+
+    fn has_key(&self, py: Python<'_>, key: String) -> PyResult<bool> {
+        run(py, self.inner.has_key(&key)).py(py)
+    }
+
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        run(py, self.inner.clear()).py(py)
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Counters and L1 size as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = run(py, self.inner.stats());
+        let d = PyDict::new(py);
+        for (name, _, v) in s.counters() {
+            d.set_item(name, v)?;
+        }
+        d.set_item("l1_entries", s.l1_entries)?;
+        d.set_item("l1_bytes", s.l1_bytes)?;
+        Ok(d)
+    }
+
+    fn metrics_text(&self, py: Python<'_>) -> String {
+        run(py, self.inner.metrics_text())
+    }
+
+    /// Read-through: `(kind, format, data, lease)` with kind FRESH, STALE or LEAD.
+    #[pyo3(signature = (key, allow_stale = false, wait_timeout = None))]
+    fn lookup(
+        &self,
+        py: Python<'_>,
+        key: String,
+        allow_stale: bool,
+        wait_timeout: Option<f64>,
+    ) -> PyResult<LookupTuple> {
+        let policy = policy(allow_stale, wait_timeout)?;
+        let r = run(py, self.inner.lookup(&key, &policy)).py(py)?;
+        Ok(lookup_tuple(py, r))
+    }
+
+    // ---- asyncio twins: each returns an awaitable bound to the running loop.
+
+    fn aget<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        awaitable(py, async move {
+            let r = c.get(&key).await.map_err(py_err)?;
+            Ok(r.map(|e| value_attached(&e)))
+        })
+    }
+
+    fn aget_many<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        awaitable(py, async move {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let r = c.get_many(&refs).await.map_err(py_err)?;
+            Ok(Python::attach(|py| {
+                r.into_iter()
+                    .map(|o| o.map(|e| value(py, &e)))
+                    .collect::<Vec<_>>()
+            }))
+        })
+    }
+
+    #[pyo3(signature = (key, data, format, ttl = None, grace = 0.0, tags = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn aset<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        data: &[u8],
+        format: u8,
+        ttl: Option<f64>,
+        grace: f64,
+        tags: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = opts(format, ttl, grace, tags)?;
+        let data = Bytes::copy_from_slice(data);
+        let c = self.inner.clone();
+        awaitable(
+            py,
+            async move { c.set(&key, data, &o).await.map_err(py_err) },
+        )
+    }
+
+    #[pyo3(signature = (items, ttl = None, grace = 0.0))]
+    fn aset_many<'py>(
+        &self,
+        py: Python<'py>,
+        items: Vec<(String, Vec<u8>, u8)>,
+        ttl: Option<f64>,
+        grace: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let groups = group_by_format(items, ttl, grace)?;
+        let c = self.inner.clone();
+        awaitable(py, async move {
+            set_many_groups(&c, groups).await.map_err(py_err)
+        })
+    }
+
+    #[pyo3(signature = (key, data, format, ttl = None, grace = 0.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn aadd<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        data: &[u8],
+        format: u8,
+        ttl: Option<f64>,
+        grace: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = opts(format, ttl, grace, None)?;
+        let data = Bytes::copy_from_slice(data);
+        let c = self.inner.clone();
+        awaitable(
+            py,
+            async move { c.add(&key, data, &o).await.map_err(py_err) },
+        )
+    }
+
+    fn adelete<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        awaitable(py, async move { c.delete(&key).await.map_err(py_err) })
+    }
+
+    fn adelete_many<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        awaitable(py, async move {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            c.delete_many(&refs).await.map_err(py_err)
+        })
+    }
+
+    #[pyo3(signature = (key, ttl = None))]
+    fn atouch<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        ttl: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let t = ttl_of(ttl)?;
+        let c = self.inner.clone();
+        awaitable(py, async move { c.touch(&key, t).await.map_err(py_err) })
+    }
+
+    #[pyo3(signature = (key, delta = 1))]
+    fn aincr<'py>(&self, py: Python<'py>, key: String, delta: i64) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        awaitable(py, async move { c.incr(&key, delta).await.map_err(py_err) })
+    }
+
+    fn ahas_key<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        awaitable(py, async move { c.has_key(&key).await.map_err(py_err) })
+    }
+
+    fn aclear<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        awaitable(py, async move { c.clear().await.map_err(py_err) })
+    }
+
+    #[pyo3(signature = (key, allow_stale = false, wait_timeout = None))]
+    fn alookup<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        allow_stale: bool,
+        wait_timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let policy = policy(allow_stale, wait_timeout)?;
+        let c = self.inner.clone();
+        awaitable(py, async move {
+            let r = c.lookup(&key, &policy).await.map_err(py_err)?;
+            Ok(Python::attach(|py| lookup_tuple(py, r)))
+        })
+    }
+}
+
+fn policy(allow_stale: bool, wait_timeout: Option<f64>) -> PyResult<LookupPolicy> {
+    let mut p = LookupPolicy::default().allow_stale(allow_stale);
+    if let Some(w) = wait_timeout {
+        p = p.wait_timeout(secs("wait_timeout", w)?);
+    }
+    Ok(p)
+}
+
+fn lookup_tuple(
+    py: Python<'_>,
+    r: Lookup,
+) -> (u8, Option<u8>, Option<Py<PyBytes>>, Option<PyLease>) {
+    match r {
+        Lookup::Fresh(e) => {
+            let (f, b) = value(py, &e);
+            (FRESH, Some(f), Some(b), None)
+        }
+        Lookup::Stale(e, lease) => {
+            let (f, b) = value(py, &e);
+            (STALE, Some(f), Some(b), lease.map(PyLease::new))
+        }
+        Lookup::Lead(lease) => (LEAD, None, None, Some(PyLease::new(lease))),
+    }
+}
+
+type Groups = Vec<(WriteOptions, Vec<(String, Bytes)>)>;
+
+fn group_by_format(
+    items: Vec<(String, Vec<u8>, u8)>,
+    ttl: Option<f64>,
+    grace: f64,
+) -> PyResult<Groups> {
+    let mut groups: Groups = Vec::new();
+    for (k, d, f) in items {
+        match groups.iter_mut().find(|(o, _)| o.format.0 == f) {
+            Some((_, v)) => v.push((k, Bytes::from(d))),
+            None => groups.push((opts(f, ttl, grace, None)?, vec![(k, Bytes::from(d))])),
+        }
+    }
+    Ok(groups)
+}
+
+async fn set_many_groups(c: &Cache, groups: Groups) -> stratacache::Result<Vec<String>> {
+    let mut failed = Vec::new();
+    for (o, items) in &groups {
+        let refs: Vec<(&str, Bytes)> = items.iter().map(|(k, d)| (k.as_str(), d.clone())).collect();
+        failed.extend(c.set_many(&refs, o).await?.into_iter().map(|(k, _)| k));
+    }
+    Ok(failed)
+}
+
+/// The right to load one key (see `Cache.get_or_set`). Exactly one of
+/// `complete`/`acomplete`/`abandon` may be called; a lease garbage-collected
+/// unused releases its waiters with `LeaseDroppedError`.
+#[pyclass(frozen, module = "stratacache._native", name = "Lease")]
+pub(crate) struct PyLease {
+    key: String,
+    inner: Mutex<Option<stratacache::Lease>>,
+}
+
+impl PyLease {
+    fn new(l: stratacache::Lease) -> Self {
+        PyLease {
+            key: l.key().to_owned(),
+            inner: Mutex::new(Some(l)),
+        }
+    }
+
+    fn take(&self) -> PyResult<stratacache::Lease> {
+        self.inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("lease state poisoned"))?
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("this lease was already completed or abandoned"))
+    }
+}
+
+#[pymethods]
+impl PyLease {
+    #[getter]
+    fn key(&self) -> String {
+        self.key.clone()
+    }
+
+    #[pyo3(signature = (data, format, ttl = None, grace = 0.0, tags = None))]
+    fn complete(
+        &self,
+        py: Python<'_>,
+        data: &[u8],
+        format: u8,
+        ttl: Option<f64>,
+        grace: f64,
+        tags: Option<Vec<String>>,
+    ) -> PyResult<()> {
+        let o = opts(format, ttl, grace, tags)?;
+        let lease = self.take()?;
+        let data = Bytes::copy_from_slice(data);
+        run(py, lease.complete(data, &o)).py(py).map(|_| ())
+    }
+
+    #[pyo3(signature = (data, format, ttl = None, grace = 0.0, tags = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn acomplete<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+        format: u8,
+        ttl: Option<f64>,
+        grace: f64,
+        tags: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = opts(format, ttl, grace, tags)?;
+        let lease = self.take()?;
+        let data = Bytes::copy_from_slice(data);
+        awaitable(py, async move {
+            lease.complete(data, &o).await.map(|_| ()).map_err(py_err)
+        })
+    }
+
+    /// Fail the load: every caller waiting on this key gets `exc`.
+    fn abandon(&self, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let lease = self.take()?;
+        lease.abandon(PyLoaderError::wrap(&exc));
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<stratacache Lease key={:?}>", self.key)
+    }
+}

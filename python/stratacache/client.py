@@ -1,0 +1,354 @@
+"""The plain Python API: :class:`Cache`, sync methods with asyncio twins."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import os
+from collections.abc import Awaitable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Final, TypeVar, Union, cast
+
+from . import _native
+from .serializers import Serializer, Unreadable, get_serializer
+
+__all__ = ["DEFAULT", "Cache", "Ttl"]
+
+log = logging.getLogger("stratacache")
+
+T = TypeVar("T")
+
+
+class _Default:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Final = _Default()
+"""Use the cache's default TTL."""
+
+Ttl = Union[float, int, None, _Default]
+"""Seconds; ``None`` means never expire; ``DEFAULT`` the cache's default; ``<= 0`` do not cache."""
+
+
+def _native_ttl(ttl: Ttl) -> float | None:
+    if ttl is DEFAULT:
+        return None
+    if ttl is None:
+        return math.inf
+    return float(ttl)  # type: ignore[arg-type]
+
+
+# Background refreshes of stale values (stale-while-revalidate) for sync
+# callers; asyncio callers refresh in a task on their own loop.
+_refresh_pool: ThreadPoolExecutor | None = None
+_refresh_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _refresh_pool
+    if _refresh_pool is None:
+        _refresh_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stratacache-refresh")
+    return _refresh_pool
+
+
+def _after_fork_in_child() -> None:
+    global _refresh_pool
+    _refresh_pool = None  # its threads did not survive the fork
+    _native.after_fork_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Cache:
+    """A tiered cache: in-process L1, optional Redis (or Redis Cluster) L2.
+
+    With neither ``redis_url`` nor ``cluster`` it runs in-process only.
+    Handles created with the same Redis location and namespace in one
+    process share one L1. All options are keyword-only::
+
+        cache = Cache(redis_url="redis://127.0.0.1:6379", namespace="shop", ttl=300)
+        user = cache.get_or_set(f"user:{uid}", lambda: db.load_user(uid), ttl=60)
+    """
+
+    def __init__(
+        self,
+        *,
+        redis_url: str | None = None,
+        cluster: Iterable[str] | None = None,
+        namespace: str = "default",
+        l1: bool = True,
+        l1_max_bytes: int = 64 << 20,
+        ttl: float | None = 300.0,
+        serializer: str | Serializer = "pickle",
+        compress_threshold: int = 4096,
+        max_value_bytes: int = 32 << 20,
+        signing_key: bytes | str | None = None,
+        connect_timeout: float = 1.0,
+        op_timeout: float = 0.5,
+        wait_timeout: float = 30.0,
+        tombstone_ttl: float = 60.0,
+    ) -> None:
+        if isinstance(signing_key, str):
+            signing_key = signing_key.encode()
+        self._serializer = get_serializer(serializer)
+        self._n = _native.Cache(
+            namespace=namespace,
+            redis_url=redis_url or None,
+            cluster=list(cluster) if cluster is not None else None,
+            l1=l1,
+            l1_max_bytes=l1_max_bytes,
+            default_ttl=math.inf if ttl is None else float(ttl),
+            compress_threshold=compress_threshold,
+            max_value_bytes=max_value_bytes,
+            signing_key=signing_key,
+            connect_timeout=connect_timeout,
+            op_timeout=op_timeout,
+            tombstone_ttl=tombstone_ttl,
+            wait_timeout=wait_timeout,
+        )
+
+    # -- helpers ---------------------------------------------------------
+
+    @property
+    def namespace(self) -> str:
+        return self._n.namespace
+
+    @property
+    def serializer(self) -> Serializer:
+        return self._serializer
+
+    def _load(self, v: tuple[int, bytes] | None, default: Any) -> Any:
+        if v is None:
+            return default
+        try:
+            return self._serializer.loads(v[0], v[1])
+        except Unreadable:
+            log.warning(
+                "stratacache: entry in format %d is not accepted by the %s serializer; treated as a miss",
+                v[0],
+                self._serializer.name,
+            )
+            return default
+
+    def _dump(self, value: Any) -> tuple[bytes, int]:
+        return self._serializer.dumps(value)
+
+    # -- sync API ----------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The fresh value of ``key``, or ``default``."""
+        return self._load(self._n.get(key), default)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Fresh values of the keys found (one Redis round trip for the L1 misses)."""
+        keys = list(keys)
+        missing = object()
+        out = {}
+        for k, v in zip(keys, self._n.get_many(keys)):
+            val = self._load(v, missing)
+            if val is not missing:
+                out[k] = val
+        return out
+
+    def set(
+        self, key: str, value: Any, ttl: Ttl = DEFAULT, *, grace: float = 0.0, tags: list[str] | None = None
+    ) -> None:
+        """Store ``value`` (write-through: Redis, then L1)."""
+        data, fmt = self._dump(value)
+        self._n.set(key, data, fmt, _native_ttl(ttl), grace, tags)
+
+    def set_many(self, mapping: Mapping[str, Any], ttl: Ttl = DEFAULT, *, grace: float = 0.0) -> list[str]:
+        """Store several values; returns the keys that failed (``[]`` when none)."""
+        items = [(k, *self._dump(v)) for k, v in mapping.items()]
+        return self._n.set_many(items, _native_ttl(ttl), grace)
+
+    def add(self, key: str, value: Any, ttl: Ttl = DEFAULT, *, grace: float = 0.0) -> bool:
+        """Store only if ``key`` has no live value; ``True`` when stored."""
+        data, fmt = self._dump(value)
+        return self._n.add(key, data, fmt, _native_ttl(ttl), grace)
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; ``True`` if it existed."""
+        return self._n.delete(key)
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove several keys; returns how many existed."""
+        return self._n.delete_many(list(keys))
+
+    def touch(self, key: str, ttl: Ttl = DEFAULT) -> bool:
+        """Give a live key a new TTL; ``False`` if it is missing."""
+        return self._n.touch(key, _native_ttl(ttl))
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Atomically add ``delta`` (across processes with Redis).
+
+        Raises :class:`KeyNotFoundError` for a missing key and
+        :class:`NotAnIntegerError` for a non-integer value.
+        """
+        return self._n.incr(key, delta)
+
+    def decr(self, key: str, delta: int = 1) -> int:
+        """Atomically subtract ``delta``."""
+        return self._n.incr(key, -delta)
+
+    def has_key(self, key: str) -> bool:
+        return self._n.has_key(key)
+
+    def __contains__(self, key: str) -> bool:
+        return self._n.has_key(key)
+
+    def clear(self) -> None:
+        """Remove every entry of this namespace (never anything else)."""
+        self._n.clear()
+
+    def close(self) -> None:
+        """Close this handle; later calls raise :class:`CacheClosedError`."""
+        self._n.close()
+
+    def stats(self) -> dict[str, int]:
+        """Counters (hits, misses, leads, coalesced waits, errors, ...) and L1 size."""
+        return self._n.stats()
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition of :meth:`stats`."""
+        return self._n.metrics_text()
+
+    def get_or_set(
+        self,
+        key: str,
+        loader: Callable[[], T] | T,
+        ttl: Ttl = DEFAULT,
+        *,
+        grace: float = 0.0,
+        allow_stale: bool = False,
+        wait_timeout: float | None = None,
+    ) -> T:
+        """The value of ``key``, loading it with ``loader()`` if absent.
+
+        Stampede-safe: concurrent callers for one key in this process make
+        exactly one ``loader`` call; the others wait for its result (or its
+        exception). With ``allow_stale`` and a ``grace`` period, a stale
+        value is returned at once while one background refresh runs.
+        """
+        kind, fmt, data, lease = self._n.lookup(key, allow_stale, wait_timeout)
+        if kind == _native.LEAD:
+            assert lease is not None
+            return cast(T, self._run_loader(lease, loader, ttl, grace))
+        if kind == _native.STALE and lease is not None:
+            _pool().submit(self._refresh, lease, loader, ttl, grace)
+        return cast(T, self._load((fmt, data), None))  # type: ignore[arg-type]
+
+    def _run_loader(self, lease: _native.Lease, loader: Any, ttl: Ttl, grace: float) -> Any:
+        try:
+            value = loader() if callable(loader) else loader
+            data, fmt = self._dump(value)
+        except BaseException as e:
+            lease.abandon(e)
+            raise
+        lease.complete(data, fmt, _native_ttl(ttl), grace)
+        return value
+
+    def _refresh(self, lease: _native.Lease, loader: Any, ttl: Ttl, grace: float) -> None:
+        try:
+            self._run_loader(lease, loader, ttl, grace)
+        except Exception:
+            log.exception("stratacache: background refresh of %r failed", lease.key)
+
+    # -- asyncio twins -----------------------------------------------------
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return self._load(await self._n.aget(key), default)
+
+    async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        keys = list(keys)
+        missing = object()
+        out = {}
+        for k, v in zip(keys, await self._n.aget_many(keys)):
+            val = self._load(v, missing)
+            if val is not missing:
+                out[k] = val
+        return out
+
+    async def aset(
+        self, key: str, value: Any, ttl: Ttl = DEFAULT, *, grace: float = 0.0, tags: list[str] | None = None
+    ) -> None:
+        data, fmt = self._dump(value)
+        await self._n.aset(key, data, fmt, _native_ttl(ttl), grace, tags)
+
+    async def aset_many(self, mapping: Mapping[str, Any], ttl: Ttl = DEFAULT, *, grace: float = 0.0) -> list[str]:
+        items = [(k, *self._dump(v)) for k, v in mapping.items()]
+        return await self._n.aset_many(items, _native_ttl(ttl), grace)
+
+    async def aadd(self, key: str, value: Any, ttl: Ttl = DEFAULT, *, grace: float = 0.0) -> bool:
+        data, fmt = self._dump(value)
+        return await self._n.aadd(key, data, fmt, _native_ttl(ttl), grace)
+
+    async def adelete(self, key: str) -> bool:
+        return await self._n.adelete(key)
+
+    async def adelete_many(self, keys: Iterable[str]) -> int:
+        return await self._n.adelete_many(list(keys))
+
+    async def atouch(self, key: str, ttl: Ttl = DEFAULT) -> bool:
+        return await self._n.atouch(key, _native_ttl(ttl))
+
+    async def aincr(self, key: str, delta: int = 1) -> int:
+        return await self._n.aincr(key, delta)
+
+    async def adecr(self, key: str, delta: int = 1) -> int:
+        return await self._n.aincr(key, -delta)
+
+    async def ahas_key(self, key: str) -> bool:
+        return await self._n.ahas_key(key)
+
+    async def aclear(self) -> None:
+        await self._n.aclear()
+
+    async def aget_or_set(
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[T]] | Callable[[], T] | T,
+        ttl: Ttl = DEFAULT,
+        *,
+        grace: float = 0.0,
+        allow_stale: bool = False,
+        wait_timeout: float | None = None,
+    ) -> T:
+        """Async :meth:`get_or_set`; ``loader`` may be sync or async."""
+        kind, fmt, data, lease = await self._n.alookup(key, allow_stale, wait_timeout)
+        if kind == _native.LEAD:
+            assert lease is not None
+            return cast(T, await self._arun_loader(lease, loader, ttl, grace))
+        if kind == _native.STALE and lease is not None:
+            task = asyncio.get_running_loop().create_task(self._arefresh(lease, loader, ttl, grace))
+            _refresh_tasks.add(task)
+            task.add_done_callback(_refresh_tasks.discard)
+        return cast(T, self._load((fmt, data), None))  # type: ignore[arg-type]
+
+    async def _arun_loader(self, lease: _native.Lease, loader: Any, ttl: Ttl, grace: float) -> Any:
+        try:
+            value = loader() if callable(loader) else loader
+            if inspect.isawaitable(value):
+                value = await value
+            data, fmt = self._dump(value)
+        except BaseException as e:
+            lease.abandon(e)
+            raise
+        await lease.acomplete(data, fmt, _native_ttl(ttl), grace)
+        return value
+
+    async def _arefresh(self, lease: _native.Lease, loader: Any, ttl: Ttl, grace: float) -> None:
+        try:
+            await self._arun_loader(lease, loader, ttl, grace)
+        except Exception:
+            log.exception("stratacache: background refresh of %r failed", lease.key)
+
+    def __repr__(self) -> str:
+        return f"<stratacache.Cache namespace={self.namespace!r}>"

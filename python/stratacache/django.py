@@ -1,0 +1,450 @@
+"""Django cache backend.
+
+.. code-block:: python
+
+    CACHES = {
+        "default": {
+            "BACKEND": "stratacache.django.StrataCache",
+            "LOCATION": "redis://127.0.0.1:6379/0",  # "" -> in-process only
+            "TIMEOUT": 300,
+            "KEY_PREFIX": "shop",
+            "OPTIONS": {"L1_MAX_BYTES": 64 << 20},
+        }
+    }
+
+OPTIONS (all optional, upper-case):
+
+``NAMESPACE``            stratacache namespace (default ``"django"``); ``clear()``
+                         removes exactly this namespace's keys.
+``CLUSTER``              ``True``: LOCATION is a list (or comma-separated string)
+                         of Redis Cluster seed URLs.
+``L1``                   ``False`` disables the in-process tier.
+``L1_MAX_BYTES``         L1 capacity in bytes (default 64 MiB).
+``SERIALIZER``           ``"pickle"`` (default), ``"json"``, ``"msgpack"``, ``"raw"``.
+``COMPRESS_THRESHOLD``   zstd-compress payloads of at least this many bytes (4096).
+``MAX_VALUE_BYTES``      largest value accepted (32 MiB).
+``SIGN``                 sign entries with HMAC-SHA256 (default ``True``); the key
+                         is derived from ``SECRET_KEY`` (salted) unless
+                         ``SIGNING_KEY`` is given. A signing reader never
+                         unpickles an unsigned or forged entry.
+``SIGNING_KEY``          explicit signing key (str or bytes).
+``CONNECT_TIMEOUT``      seconds (1.0).  ``SOCKET_TIMEOUT`` / ``OP_TIMEOUT``: per
+                         command, seconds (0.5).
+``WAIT_TIMEOUT``         how long ``get_or_set`` waits for another caller's load (30).
+``IGNORE_EXCEPTIONS``    fail-open (default ``True``, as django-redis users expect):
+                         Redis errors are logged and behave as misses / failed
+                         writes. ``False`` raises them.
+``GRACE``                seconds a value stays servable as stale after its TIMEOUT
+                         (used by ``get_or_set(..., allow_stale=True)``); default 0.
+
+``close()`` is a no-op: Django calls it after every request, and the
+connections here are long-lived multiplexed ones shared by every thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, TypeVar
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.exceptions import ImproperlyConfigured
+
+from . import _native
+from .client import _refresh_tasks
+from .exceptions import KeyNotFoundError, NotAnIntegerError, RedisError, StrataCacheError
+from .serializers import Unreadable, get_serializer
+
+__all__ = ["StrataCache"]
+
+log = logging.getLogger("stratacache.django")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MISSING = object()
+
+
+def _fail_open(default: Any) -> Callable[[F], F]:
+    """Turn Redis errors into ``default`` (logged) when IGNORE_EXCEPTIONS is on."""
+
+    def deco(fn: F) -> F:
+        if _is_coroutine_function(fn):
+
+            @functools.wraps(fn)
+            async def awrapper(self: StrataCache, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await fn(self, *args, **kwargs)
+                except RedisError as e:
+                    return self._swallow(e, fn.__name__, default)
+
+            return awrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(self: StrataCache, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(self, *args, **kwargs)
+            except RedisError as e:
+                return self._swallow(e, fn.__name__, default)
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+def _is_coroutine_function(fn: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)
+
+
+class StrataCache(BaseCache):
+    """A Django cache backend on stratacache (L1 in-process, L2 Redis)."""
+
+    def __init__(self, server: str | list[str] | tuple[str, ...], params: dict[str, Any]) -> None:
+        super().__init__(params)
+        opts = {str(k).upper(): v for k, v in (params.get("OPTIONS") or {}).items()}
+        self._ignore_exceptions = bool(opts.get("IGNORE_EXCEPTIONS", True))
+        self._grace = float(opts.get("GRACE", 0.0))
+        self._serializer = get_serializer(opts.get("SERIALIZER", "pickle"))
+
+        if isinstance(server, (list, tuple)):
+            locations = [str(s).strip() for s in server if str(s).strip()]
+        else:
+            locations = [s.strip() for s in str(server or "").split(",") if s.strip()]
+        redis_url: str | None = None
+        cluster: list[str] | None = None
+        if opts.get("CLUSTER"):
+            if not locations:
+                raise ImproperlyConfigured("stratacache: OPTIONS['CLUSTER'] needs seed URLs in LOCATION")
+            cluster = locations
+        elif len(locations) > 1:
+            raise ImproperlyConfigured(
+                "stratacache: LOCATION has several URLs; set OPTIONS['CLUSTER'] = True for a Redis Cluster"
+            )
+        elif locations:
+            redis_url = locations[0]
+
+        signing_key = opts.get("SIGNING_KEY")
+        if signing_key is None and opts.get("SIGN", True):
+            from django.utils.crypto import salted_hmac
+
+            signing_key = salted_hmac("stratacache.django.signing", "entry-signing-key").digest()
+        if isinstance(signing_key, str):
+            signing_key = signing_key.encode()
+
+        try:
+            self._n = _native.Cache(
+                namespace=str(opts.get("NAMESPACE", "django")),
+                redis_url=redis_url,
+                cluster=cluster,
+                l1=bool(opts.get("L1", True)),
+                l1_max_bytes=int(opts.get("L1_MAX_BYTES", 64 << 20)),
+                default_ttl=math.inf,  # every call passes its own TTL
+                compress_threshold=int(opts.get("COMPRESS_THRESHOLD", 4096)),
+                max_value_bytes=int(opts.get("MAX_VALUE_BYTES", 32 << 20)),
+                signing_key=signing_key or None,
+                connect_timeout=float(opts.get("CONNECT_TIMEOUT", 1.0)),
+                op_timeout=float(opts.get("OP_TIMEOUT", opts.get("SOCKET_TIMEOUT", 0.5))),
+                wait_timeout=float(opts.get("WAIT_TIMEOUT", 30.0)),
+            )
+        except (StrataCacheError, ValueError, TypeError) as e:
+            raise ImproperlyConfigured(f"stratacache: invalid cache configuration: {e}") from e
+
+    # -- internals -------------------------------------------------------------
+
+    def _swallow(self, e: Exception, op: str, default: Any) -> Any:
+        if not self._ignore_exceptions:
+            raise e
+        log.warning("stratacache: %s failed, treated as a miss (IGNORE_EXCEPTIONS): %s", op, e)
+        return default
+
+    def _ttl(self, timeout: Any) -> float:
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        if timeout is None:
+            return math.inf
+        return float(timeout)
+
+    def _load(self, v: tuple[int, bytes] | None, default: Any) -> Any:
+        if v is None:
+            return default
+        try:
+            return self._serializer.loads(v[0], v[1])
+        except Unreadable:
+            return default
+
+    def _key(self, key: Any, version: int | None) -> str:
+        return str(self.make_and_validate_key(key, version=version))
+
+    # -- the Django cache API -----------------------------------------------------
+
+    @_fail_open(False)
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        k = self._key(key, version)
+        ttl = self._ttl(timeout)
+        if ttl <= 0:
+            # Django: "added" and immediately expired when the key was absent.
+            return not self._n.has_key(k)
+        data, fmt = self._serializer.dumps(value)
+        return self._n.add(k, data, fmt, ttl, self._grace)
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        k = self._key(key, version)
+        try:
+            return self._load(self._n.get(k), default)
+        except RedisError as e:
+            return self._swallow(e, "get", default)
+
+    @_fail_open(None)
+    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+        data, fmt = self._serializer.dumps(value)
+        self._n.set(self._key(key, version), data, fmt, self._ttl(timeout), self._grace)
+
+    @_fail_open(False)
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        return self._n.touch(self._key(key, version), self._ttl(timeout))
+
+    @_fail_open(False)
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        return self._n.delete(self._key(key, version))
+
+    @_fail_open({})
+    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        keys = list(keys)
+        made = [self._key(k, version) for k in keys]
+        out = {}
+        for orig, v in zip(keys, self._n.get_many(made)):
+            val = self._load(v, _MISSING)
+            if val is not _MISSING:
+                out[orig] = val
+        return out
+
+    def set_many(
+        self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        by_made = {self._key(k, version): k for k in data}
+        items = [(mk, *self._serializer.dumps(data[orig])) for mk, orig in by_made.items()]
+        try:
+            failed = self._n.set_many(items, self._ttl(timeout), self._grace)
+        except RedisError as e:
+            return self._swallow(e, "set_many", list(data))  # type: ignore[no-any-return]
+        return [by_made[f] for f in failed]
+
+    @_fail_open(None)
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        self._n.delete_many([self._key(k, version) for k in keys])
+
+    @_fail_open(False)
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        return self._n.has_key(self._key(key, version))
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        k = self._key(key, version)
+        try:
+            return self._n.incr(k, delta)
+        except KeyNotFoundError:
+            raise ValueError(f"Key '{key}' not found") from None
+        except NotAnIntegerError:
+            # Not a 64-bit integer (a float, a big int, ...): Django's
+            # read-modify-write, which is what every other backend does.
+            value = self.get(key, _MISSING, version=version)
+            if value is _MISSING:
+                raise ValueError(f"Key '{key}' not found") from None
+            new_value = value + delta
+            self.set(key, new_value, version=version)
+            return new_value
+
+    @_fail_open(None)
+    def clear(self) -> None:
+        self._n.clear()
+
+    def close(self, **kwargs: Any) -> None:
+        """No-op (see the module docs)."""
+
+    def get_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        allow_stale: bool = False,
+    ) -> Any:
+        """Stampede-safe ``get_or_set``: one ``default()`` call per key per process."""
+        k = self._key(key, version)
+        try:
+            kind, fmt, data, lease = self._n.lookup(k, allow_stale)
+        except RedisError as e:
+            self._swallow(e, "get_or_set", None)
+            return default() if callable(default) else default
+        if kind == _native.LEAD:
+            assert lease is not None
+            try:
+                value = default() if callable(default) else default
+                payload, f = self._serializer.dumps(value)
+            except BaseException as e:
+                lease.abandon(e)
+                raise
+            lease.complete(payload, f, self._ttl(timeout), self._grace)
+            return value
+        if kind == _native.STALE and lease is not None:
+            from .client import _pool
+
+            _pool().submit(self._refresh, lease, default, timeout)
+        return self._load((fmt, data), None)  # type: ignore[arg-type]
+
+    def _refresh(self, lease: _native.Lease, default: Any, timeout: Any) -> None:
+        try:
+            value = default() if callable(default) else default
+            payload, f = self._serializer.dumps(value)
+        except BaseException as e:
+            lease.abandon(e)
+            log.exception("stratacache: background refresh of %r failed", lease.key)
+            return
+        lease.complete(payload, f, self._ttl(timeout), self._grace)
+
+    # -- async: native coroutines on the core (not sync_to_async) ------------------
+
+    @_fail_open(False)
+    async def aadd(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        k = self._key(key, version)
+        ttl = self._ttl(timeout)
+        if ttl <= 0:
+            return not await self._n.ahas_key(k)
+        data, fmt = self._serializer.dumps(value)
+        return await self._n.aadd(k, data, fmt, ttl, self._grace)
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        k = self._key(key, version)
+        try:
+            return self._load(await self._n.aget(k), default)
+        except RedisError as e:
+            return self._swallow(e, "aget", default)
+
+    @_fail_open(None)
+    async def aset(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+        data, fmt = self._serializer.dumps(value)
+        await self._n.aset(self._key(key, version), data, fmt, self._ttl(timeout), self._grace)
+
+    @_fail_open(False)
+    async def atouch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        return await self._n.atouch(self._key(key, version), self._ttl(timeout))
+
+    @_fail_open(False)
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        return await self._n.adelete(self._key(key, version))
+
+    @_fail_open({})
+    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        keys = list(keys)
+        made = [self._key(k, version) for k in keys]
+        out = {}
+        for orig, v in zip(keys, await self._n.aget_many(made)):
+            val = self._load(v, _MISSING)
+            if val is not _MISSING:
+                out[orig] = val
+        return out
+
+    async def aset_many(
+        self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        by_made = {self._key(k, version): k for k in data}
+        items = [(mk, *self._serializer.dumps(data[orig])) for mk, orig in by_made.items()]
+        try:
+            failed = await self._n.aset_many(items, self._ttl(timeout), self._grace)
+        except RedisError as e:
+            return self._swallow(e, "aset_many", list(data))  # type: ignore[no-any-return]
+        return [by_made[f] for f in failed]
+
+    @_fail_open(None)
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        await self._n.adelete_many([self._key(k, version) for k in keys])
+
+    @_fail_open(False)
+    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
+        return await self._n.ahas_key(self._key(key, version))
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        k = self._key(key, version)
+        try:
+            return await self._n.aincr(k, delta)
+        except KeyNotFoundError:
+            raise ValueError(f"Key '{key}' not found") from None
+        except NotAnIntegerError:
+            value = await self.aget(key, _MISSING, version=version)
+            if value is _MISSING:
+                raise ValueError(f"Key '{key}' not found") from None
+            new_value = value + delta
+            await self.aset(key, new_value, version=version)
+            return new_value
+
+    @_fail_open(None)
+    async def aclear(self) -> None:
+        await self._n.aclear()
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """No-op (see the module docs)."""
+
+    async def aget_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        allow_stale: bool = False,
+    ) -> Any:
+        """Async stampede-safe ``get_or_set``; ``default`` may be an async callable."""
+        import inspect
+
+        k = self._key(key, version)
+        try:
+            kind, fmt, data, lease = await self._n.alookup(k, allow_stale)
+        except RedisError as e:
+            self._swallow(e, "aget_or_set", None)
+            value = default() if callable(default) else default
+            return await value if inspect.isawaitable(value) else value
+        if kind == _native.LEAD:
+            assert lease is not None
+            try:
+                value = default() if callable(default) else default
+                if inspect.isawaitable(value):
+                    value = await value
+                payload, f = self._serializer.dumps(value)
+            except BaseException as e:
+                lease.abandon(e)
+                raise
+            await lease.acomplete(payload, f, self._ttl(timeout), self._grace)
+            return value
+        if kind == _native.STALE and lease is not None:
+            task = asyncio.get_running_loop().create_task(self._arefresh(lease, default, timeout))
+            _refresh_tasks.add(task)
+            task.add_done_callback(_refresh_tasks.discard)
+        return self._load((fmt, data), None)  # type: ignore[arg-type]
+
+    async def _arefresh(self, lease: _native.Lease, default: Any, timeout: Any) -> None:
+        import inspect
+
+        try:
+            value = default() if callable(default) else default
+            if inspect.isawaitable(value):
+                value = await value
+            payload, f = self._serializer.dumps(value)
+        except BaseException as e:
+            lease.abandon(e)
+            log.exception("stratacache: background refresh of %r failed", lease.key)
+            return
+        await lease.acomplete(payload, f, self._ttl(timeout), self._grace)
+
+    # -- observability --------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """stratacache counters (hits, misses, leads, coalesced waits, errors, ...)."""
+        return self._n.stats()
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition of :meth:`stats`."""
+        return self._n.metrics_text()
