@@ -1,0 +1,262 @@
+"""FastAPI integration: response caching with HTTP semantics, and the cache
+as a dependency.
+
+.. code-block:: python
+
+    from fastapi import Depends, FastAPI
+    from stratacache import Cache
+    from stratacache.fastapi import cached, get_cache, setup
+
+    app = FastAPI()
+    setup(app, Cache(redis_url="redis://127.0.0.1:6379", namespace="api"))
+
+    @app.get("/products/{pid}")
+    @cached(ttl=60, stale_while_revalidate=30)
+    async def product(pid: int):
+        return await db.product(pid)
+
+    @app.get("/me/orders")
+    @cached(ttl=30, key_by=lambda request: request.state.user_id)  # per user, private
+    async def my_orders(request: Request): ...
+
+    @app.post("/products/{pid}")
+    async def update(pid: int, cache: Cache = Depends(get_cache)): ...
+
+What ``@cached`` does (GET and HEAD only; other methods pass through):
+
+- Caches the *rendered* response (status, headers, body bytes). A return
+  value that is not a ``Response`` is rendered as FastAPI's default JSON
+  (``jsonable_encoder``), so return the already-filtered model when the
+  route relies on ``response_model`` filtering.
+- Concurrent misses of one URL run the endpoint once (single-flight).
+- Strong ETag from the body hash, ``If-None-Match`` → ``304``.
+- ``Cache-Control`` out: ``public``/``private``, ``max-age`` (what is left of
+  the TTL), ``stale-while-revalidate``; ``Age``; ``Vary``.
+- Honoured in: a response with ``Cache-Control: no-store`` or ``private``
+  (unless keyed per user), or one that sets cookies, or a status other than
+  200, is returned but never stored; request ``no-store`` bypasses the
+  cache; request ``no-cache`` revalidates (the endpoint runs and the entry
+  is replaced).
+- A request carrying ``Authorization`` or a session cookie is never served
+  from a shared entry: with ``key_by`` it gets its own private entry,
+  without it bypasses the cache.
+- ``X-Cache: HIT | MISS | STALE | BYPASS`` (``x_cache=False`` turns it off).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any, Callable, TypeVar, Union
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from . import _native
+from .client import Cache
+from .http import (
+    DEFAULT_CREDENTIAL_COOKIES,
+    CachedResponse,
+    cache_control,
+    etag_matches,
+    has_credentials,
+    request_key,
+)
+from .serializers import FORMAT_RAW
+
+__all__ = ["cached", "get_cache", "setup"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+KeyBy = Callable[[Request], Union[str, Awaitable[str]]]
+
+_REQUEST_PARAM = "__stratacache_request"
+
+
+def setup(app: FastAPI, cache: Cache) -> None:
+    """Make ``cache`` the app's cache (for ``@cached`` and ``Depends(get_cache)``)."""
+    app.state.stratacache = cache
+
+
+def get_cache(request: Request) -> Cache:
+    """FastAPI dependency: the cache given to :func:`setup`."""
+    cache = getattr(request.app.state, "stratacache", None)
+    if cache is None:
+        raise RuntimeError("stratacache.fastapi.setup(app, cache) was not called")
+    return cache  # type: ignore[no-any-return]
+
+
+def cached(
+    ttl: int = 60,
+    *,
+    cache: Cache | None = None,
+    stale_while_revalidate: int = 0,
+    vary: Sequence[str] = (),
+    key_by: KeyBy | None = None,
+    credential_cookies: Sequence[str] = DEFAULT_CREDENTIAL_COOKIES,
+    x_cache: bool = True,
+) -> Callable[[F], F]:
+    """Cache a path operation's response; see the module docs."""
+    if ttl <= 0:
+        raise ValueError("ttl must be > 0 seconds")
+    vary_headers = [h.lower() for h in vary]
+
+    def decorator(endpoint: F) -> F:
+        sig = inspect.signature(endpoint)
+        wants_request = next((n for n, p in sig.parameters.items() if p.annotation in (Request, "Request")), None)
+        params = list(sig.parameters.values())
+        if wants_request is None:
+            # FastAPI injects the request into any parameter annotated Request.
+            params.append(inspect.Parameter(_REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request))
+        route_id = f"{endpoint.__module__}.{endpoint.__qualname__}"
+        is_async = inspect.iscoroutinefunction(endpoint)
+
+        async def call_endpoint(kwargs: dict[str, Any]) -> Response:
+            if is_async:
+                result = await endpoint(**kwargs)
+            else:
+                result = await run_in_threadpool(endpoint, **kwargs)
+            if isinstance(result, Response):
+                return result
+            return JSONResponse(jsonable_encoder(result))
+
+        @functools.wraps(endpoint)
+        async def wrapper(*args: Any, **kwargs: Any) -> Response:
+            request: Request = kwargs[wants_request] if wants_request else kwargs.pop(_REQUEST_PARAM)
+            c = cache or get_cache(request)
+            if request.method not in ("GET", "HEAD"):
+                return await call_endpoint(kwargs)
+            req_cc = cache_control(request.headers.get("cache-control"))
+            principal: str | None = None
+            if has_credentials(request.headers, request.cookies, credential_cookies):
+                if key_by is None:
+                    return _mark(await call_endpoint(kwargs), "BYPASS", x_cache)
+                p = key_by(request)
+                principal = str(await p if inspect.isawaitable(p) else p)
+            if "no-store" in req_cc:
+                return _mark(await call_endpoint(kwargs), "BYPASS", x_cache)
+            key = request_key(
+                route=route_id,
+                method="GET",
+                path=request.url.path,
+                query=request.query_params.multi_items(),
+                vary={h: request.headers.get(h, "") for h in vary_headers},
+                principal=principal,
+            )
+            private = principal is not None
+
+            async def produce() -> tuple[Response, CachedResponse | None]:
+                response = await call_endpoint(kwargs)
+                return response, _storable(response, ttl, private)
+
+            if "no-cache" in req_cc:
+                response, entry = await produce()
+                if entry is None:
+                    return _mark(response, "BYPASS", x_cache)
+                await c._n.aset(key, entry.encode(), FORMAT_RAW, float(ttl), float(stale_while_revalidate))
+                return _serve(request, entry, "MISS", private, stale_while_revalidate, vary_headers, x_cache)
+
+            try:
+                kind, _fmt, data, lease = await c._n.alookup(key, stale_while_revalidate > 0)
+            except _NotShareable:
+                # The leader's response may not be shared: produce our own.
+                return _mark(await call_endpoint(kwargs), "BYPASS", x_cache)
+            if kind != _native.LEAD and data is not None and lease is None:
+                entry = CachedResponse.decode(data)
+                if entry is not None:
+                    state = "HIT" if kind == _native.FRESH else "STALE"
+                    return _serve(request, entry, state, private, stale_while_revalidate, vary_headers, x_cache)
+            if lease is None:  # undecodable entry: load without coalescing
+                response, entry = await produce()
+                return _serve_fresh(request, response, entry, private, stale_while_revalidate, vary_headers, x_cache)
+            # We lead (a miss, or the one refresh of a stale entry): run the
+            # endpoint once; everyone waiting on this URL gets the result.
+            try:
+                response, entry = await produce()
+            except BaseException as e:
+                lease.abandon(e)
+                raise
+            if entry is None:
+                # Not storable (no-store, private, cookies, not 200): it may
+                # not be shared either, so the waiters produce their own.
+                lease.abandon(_NotShareable())
+                return _mark(response, "BYPASS", x_cache)
+            await lease.acomplete(entry.encode(), FORMAT_RAW, float(ttl), float(stale_while_revalidate))
+            return _serve(request, entry, "MISS", private, stale_while_revalidate, vary_headers, x_cache)
+
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+class _NotShareable(Exception):
+    """A leader's response that must not be handed to other requests."""
+
+
+def _storable(response: Response, ttl: int, private: bool) -> CachedResponse | None:
+    if response.status_code != 200 or not hasattr(response, "body"):
+        return None  # streaming responses and non-200s are not stored
+    cc = cache_control(response.headers.get("cache-control"))
+    if "no-store" in cc or ("private" in cc and not private):
+        return None
+    if "set-cookie" in response.headers:
+        return None
+    return CachedResponse.build(response.status_code, response.headers.items(), bytes(response.body), time.time(), ttl)
+
+
+def _mark(response: Response, state: str, x_cache: bool) -> Response:
+    if x_cache:
+        response.headers["x-cache"] = state
+    return response
+
+
+def _serve_fresh(
+    request: Request,
+    response: Response,
+    entry: CachedResponse | None,
+    private: bool,
+    swr: int,
+    vary: list[str],
+    x_cache: bool,
+) -> Response:
+    if entry is None:
+        return _mark(response, "BYPASS", x_cache)
+    return _serve(request, entry, "MISS", private, swr, vary, x_cache)
+
+
+def _serve(
+    request: Request,
+    entry: CachedResponse,
+    state: str,
+    private: bool,
+    swr: int,
+    vary: list[str],
+    x_cache: bool,
+) -> Response:
+    age = max(0, int(time.time() - entry.stored_at))
+    directives = ["private" if private else "public", f"max-age={max(0, entry.ttl - age)}"]
+    if swr:
+        directives.append(f"stale-while-revalidate={swr}")
+    headers = {
+        "etag": entry.etag,
+        "cache-control": ", ".join(directives),
+        "age": str(age),
+    }
+    vary_out = list(vary) + (["authorization", "cookie"] if private else [])
+    if vary_out:
+        headers["vary"] = ", ".join(vary_out)
+    if x_cache:
+        headers["x-cache"] = state
+    if etag_matches(request.headers.get("if-none-match"), entry.etag):
+        return Response(status_code=304, headers=headers)
+    response = Response(content=entry.body, status_code=entry.status)
+    for k, v in entry.headers:
+        response.headers.append(k, v)
+    for k, v in headers.items():
+        response.headers[k] = v
+    return response

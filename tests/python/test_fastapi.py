@@ -1,0 +1,227 @@
+"""FastAPI integration through its TestClient: response caching with HTTP
+semantics, coalescing, per-user keys, and the dependency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Annotated
+
+import pytest
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.testclient import TestClient
+
+from conftest import REDIS_URL, unique
+from stratacache import Cache
+from stratacache.fastapi import cached, get_cache, setup
+
+CONFIGS = {"l1": {}, "redis": {"redis_url": REDIS_URL}}
+
+
+@pytest.fixture(params=list(CONFIGS))
+def app_and_calls(request: pytest.FixtureRequest) -> tuple[FastAPI, Counter[str], Cache]:
+    cache = Cache(namespace=unique("fa"), op_timeout=5.0, **CONFIGS[request.param])  # type: ignore[arg-type]
+    calls: Counter[str] = Counter()
+    app = FastAPI()
+    setup(app, cache)
+    gate = threading.Event()
+    app.state.gate = gate
+
+    @app.get("/items/{item_id}")
+    @cached(ttl=60)
+    async def item(item_id: int, q: str = "") -> dict[str, object]:
+        calls["item"] += 1
+        return {"id": item_id, "q": q}
+
+    @app.get("/sync")
+    @cached(ttl=60)
+    def sync_endpoint() -> dict[str, int]:
+        calls["sync"] += 1
+        return {"n": calls["sync"]}
+
+    @app.get("/slow")
+    @cached(ttl=60)
+    def slow() -> dict[str, str]:
+        calls["slow"] += 1
+        gate.wait(5)
+        return {"v": "slow"}
+
+    @app.get("/nostore")
+    @cached(ttl=60)
+    async def nostore() -> JSONResponse:
+        calls["nostore"] += 1
+        return JSONResponse({"n": calls["nostore"]}, headers={"cache-control": "no-store"})
+
+    @app.get("/cookie")
+    @cached(ttl=60)
+    async def cookie() -> JSONResponse:
+        calls["cookie"] += 1
+        r = JSONResponse({"n": calls["cookie"]})
+        r.set_cookie("sid", "secret")
+        return r
+
+    @app.get("/missing")
+    @cached(ttl=60)
+    async def missing() -> JSONResponse:
+        calls["missing"] += 1
+        return JSONResponse({"detail": "nope"}, status_code=404)
+
+    @app.get("/me")
+    @cached(ttl=60, key_by=lambda r: r.headers.get("authorization", ""))
+    async def me(request: Request) -> dict[str, str]:
+        calls["me"] += 1
+        return {"user": request.headers.get("authorization", "")}
+
+    @app.get("/shared")
+    @cached(ttl=60, vary=["accept-language"])
+    async def shared(request: Request) -> PlainTextResponse:
+        calls["shared"] += 1
+        return PlainTextResponse(f"lang={request.headers.get('accept-language', '')}")
+
+    @app.get("/swr")
+    @cached(ttl=1, stale_while_revalidate=60)
+    async def swr() -> dict[str, int]:
+        calls["swr"] += 1
+        return {"n": calls["swr"]}
+
+    @app.post("/items/{item_id}")
+    async def update(item_id: int, c: Annotated[Cache, Depends(get_cache)]) -> dict[str, bool]:
+        return {"same_cache": c is cache}
+
+    return app, calls, cache
+
+
+def test_hit_miss_etag_and_headers(app_and_calls: tuple[FastAPI, Counter[str], Cache]) -> None:
+    app, calls, _ = app_and_calls
+    client = TestClient(app)
+    r1 = client.get("/items/1", params={"q": "x"})
+    assert r1.status_code == 200 and r1.json() == {"id": 1, "q": "x"}
+    assert r1.headers["x-cache"] == "MISS"
+    r2 = client.get("/items/1", params={"q": "x"})
+    assert r2.headers["x-cache"] == "HIT" and r2.json() == r1.json()
+    assert calls["item"] == 1
+    etag = r1.headers["etag"]
+    assert etag == r2.headers["etag"] and etag.startswith('"')
+    assert "public" in r2.headers["cache-control"] and "max-age=" in r2.headers["cache-control"]
+    r304 = client.get("/items/1", params={"q": "x"}, headers={"if-none-match": etag})
+    assert r304.status_code == 304 and r304.content == b"" and r304.headers["etag"] == etag
+    assert client.get("/items/1", params={"q": "y"}).headers["x-cache"] == "MISS", "query is part of the key"
+    assert client.get("/items/2").json()["id"] == 2
+    assert calls["item"] == 3
+    # Validation still works: the signature FastAPI sees is the endpoint's.
+    assert client.get("/items/not-a-number").status_code == 422
+
+
+def test_etag_is_stable_across_processes(app_and_calls: tuple[FastAPI, Counter[str], Cache]) -> None:
+    from stratacache.http import etag_for
+
+    app, _, _ = app_and_calls
+    r = TestClient(app).get("/items/7")
+    assert r.headers["etag"] == etag_for(r.content)
+
+
+def test_sync_endpoints_and_coalescing(app_and_calls: tuple[FastAPI, Counter[str], Cache]) -> None:
+    app, calls, _ = app_and_calls
+    client = TestClient(app)
+    assert client.get("/sync").json() == {"n": 1}
+    assert client.get("/sync").json() == {"n": 1}
+    # Concurrent misses of one URL run the endpoint once.
+    results: list[int] = []
+    barrier = threading.Barrier(20)
+
+    def hit() -> None:
+        barrier.wait()
+        results.append(client.get("/slow").status_code)
+
+    threads = [threading.Thread(target=hit) for _ in range(20)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while calls["slow"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    app.state.gate.set()
+    for t in threads:
+        t.join()
+    assert results == [200] * 20
+    assert calls["slow"] == 1
+
+
+def test_uncacheable_responses_are_not_stored(app_and_calls: tuple[FastAPI, Counter[str], Cache]) -> None:
+    app, calls, _ = app_and_calls
+    client = TestClient(app)
+    for path in ("/nostore", "/cookie", "/missing"):
+        a, b = client.get(path), client.get(path)
+        assert a.headers["x-cache"] == "BYPASS" and b.headers["x-cache"] == "BYPASS"
+    assert calls["nostore"] == 2 and calls["cookie"] == 2 and calls["missing"] == 2
+    assert client.get("/missing").status_code == 404
+
+
+def test_request_cache_control_is_honoured(app_and_calls: tuple[FastAPI, Counter[str], Cache]) -> None:
+    app, calls, _ = app_and_calls
+    client = TestClient(app)
+    client.get("/items/5")
+    assert client.get("/items/5", headers={"cache-control": "no-store"}).headers["x-cache"] == "BYPASS"
+    assert client.get("/items/5", headers={"cache-control": "no-cache"}).headers["x-cache"] == "MISS"
+    assert calls["item"] == 3
+    assert client.get("/items/5").headers["x-cache"] == "HIT"
+
+
+def test_credentials_are_never_served_a_shared_entry(app_and_calls: tuple[FastAPI, Counter[str], Cache]) -> None:
+    app, calls, _ = app_and_calls
+    client = TestClient(app)
+    client.get("/items/9")
+    r = client.get("/items/9", headers={"authorization": "Bearer alice"})
+    assert r.headers["x-cache"] == "BYPASS"
+    with TestClient(app, cookies={"sessionid": "abc"}) as logged_in:
+        assert logged_in.get("/items/9").headers["x-cache"] == "BYPASS"
+    # A route keyed by principal: private entries, one per user.
+    alice = client.get("/me", headers={"authorization": "alice"})
+    bob = client.get("/me", headers={"authorization": "bob"})
+    assert alice.json() == {"user": "alice"} and bob.json() == {"user": "bob"}
+    again = client.get("/me", headers={"authorization": "alice"})
+    assert again.json() == {"user": "alice"} and again.headers["x-cache"] == "HIT"
+    assert "private" in again.headers["cache-control"]
+    assert calls["me"] == 2
+
+
+def test_vary_headers_split_entries(app_and_calls: tuple[FastAPI, Counter[str], Cache]) -> None:
+    app, calls, _ = app_and_calls
+    client = TestClient(app)
+    fr = client.get("/shared", headers={"accept-language": "fr"})
+    de = client.get("/shared", headers={"accept-language": "de"})
+    assert fr.text == "lang=fr" and de.text == "lang=de"
+    assert client.get("/shared", headers={"accept-language": "fr"}).headers["x-cache"] == "HIT"
+    assert fr.headers["vary"] == "accept-language"
+    assert calls["shared"] == 2
+
+
+def test_stale_while_revalidate(app_and_calls: tuple[FastAPI, Counter[str], Cache]) -> None:
+    app, calls, _ = app_and_calls
+    client = TestClient(app)
+    first = client.get("/swr")
+    assert first.json() == {"n": 1}
+    assert "stale-while-revalidate=60" in first.headers["cache-control"]
+    time.sleep(1.1)  # past the 1 s TTL: the entry is stale but within grace
+    refresher = client.get("/swr")  # the one request that refreshes
+    assert refresher.json() == {"n": 2}
+    assert client.get("/swr").headers["x-cache"] == "HIT"
+    assert calls["swr"] == 2
+
+
+def test_dependency_and_other_methods(app_and_calls: tuple[FastAPI, Counter[str], Cache]) -> None:
+    app, _, _ = app_and_calls
+    client = TestClient(app)
+    assert client.post("/items/1").json() == {"same_cache": True}
+
+
+def test_http_entry_format_rejects_garbage() -> None:
+    from stratacache.http import CachedResponse
+
+    good = CachedResponse.build(200, [("content-type", "text/plain"), ("set-cookie", "x")], b"hi", 1.0, 60)
+    assert ("set-cookie", "x") not in good.headers
+    round_trip = CachedResponse.decode(good.encode())
+    assert round_trip == good
+    for bad in (b"", b"SCH1", b"XXXX" + good.encode()[4:], good.encode()[:20]):
+        assert CachedResponse.decode(bad) is None
