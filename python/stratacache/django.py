@@ -50,7 +50,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, TypeVar
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
 from . import _native
@@ -107,6 +107,12 @@ class StrataCache(BaseCache):
         super().__init__(params)
         opts = {str(k).upper(): v for k, v in (params.get("OPTIONS") or {}).items()}
         self._ignore_exceptions = bool(opts.get("IGNORE_EXCEPTIONS", True))
+        cls = type(self)
+        self._fast_keys = (
+            cls.make_key is BaseCache.make_key
+            and cls.validate_key is BaseCache.validate_key
+            and cls.make_and_validate_key is BaseCache.make_and_validate_key
+        )
         self._grace = float(opts.get("GRACE", 0.0))
         self._serializer = get_serializer(opts.get("SERIALIZER", "pickle"))
 
@@ -177,7 +183,17 @@ class StrataCache(BaseCache):
             return default
 
     def _key(self, key: Any, version: int | None) -> str:
-        return str(self.make_and_validate_key(key, version=version))
+        if not self._fast_keys:
+            return str(self.make_and_validate_key(key, version=version))
+        # Same result as make_and_validate_key, without the per-call
+        # generator: the warnings path runs only for suspicious keys.
+        k = self.key_func(key, self.key_prefix, self.version if version is None else version)
+        # isprintable() is False for every character Django warns about
+        # (\x00-\x1f, \x7f) except the space; Django's lazily compiled
+        # regex costs more than the whole L1 hit.
+        if len(k) > MEMCACHE_MAX_KEY_LENGTH or " " in k or not k.isprintable():
+            self.validate_key(k)
+        return str(k)
 
     # -- the Django cache API -----------------------------------------------------
 
