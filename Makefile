@@ -17,7 +17,7 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo build lint lint-rust lint-py fmt test test-rust test-py py-develop bench check-prereqs
+.PHONY: help setup demo build lint lint-rust lint-py fmt test test-rust test-py py-develop bench bench-py check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ build: ## build every crate (release)
 
 fmt: ## format the code
 	$(CARGO) fmt --all
-	[ ! -x $(VENV_BIN)/ruff ] || $(VENV_BIN)/ruff format python tests/python
+	[ ! -x $(VENV_BIN)/ruff ] || $(VENV_BIN)/ruff format python tests/python benches/python
 
 lint: lint-rust lint-py ## every linter and type check
 
@@ -57,8 +57,8 @@ lint-rust: ## rustfmt check, clippy with warnings as errors
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 lint-py: py-develop ## ruff, mypy (strict), stubtest of _native.pyi against the built module
-	$(VENV_BIN)/ruff check python tests/python
-	$(VENV_BIN)/ruff format --check python tests/python
+	$(VENV_BIN)/ruff check python tests/python benches/python
+	$(VENV_BIN)/ruff format --check python tests/python benches/python
 	$(VENV_BIN)/mypy
 	$(PY) -m mypy.stubtest stratacache._native
 
@@ -70,6 +70,12 @@ test-rust: ## Rust tests only (expects REDIS_URL / STRATACACHE_CLUSTER; `make te
 
 test-py: py-develop ## Python tests only (pytest; same environment as test-rust)
 	$(PY) -m pytest
+
+bench-py: check-prereqs $(VENV)/.installed ## Django-API benchmarks beside LocMem, RedisCache, django-redis, cachetools, cashews
+	$(VENV_BIN)/pip install -q -r python/requirements-bench.txt
+	$(MATURIN) develop --locked -q --release
+	$(WITH_REDIS) $(PY) benches/python/bench_django.py
+	@echo "(the release build is now in .venv; the next 'make test' reinstalls the debug build)"
 
 bench: check-prereqs ## criterion benchmarks beside raw moka / raw redis (see docs/benchmarks.md)
 	$(WITH_REDIS) $(CARGO) bench --locked -p stratacache --bench cache

@@ -208,7 +208,7 @@ impl Codec {
         }
         let compressed;
         let (payload, flags_z) = if entry.payload.len() >= self.compress_threshold {
-            match zstd::bulk::compress(&entry.payload, self.zstd_level) {
+            match with_compressor(self.zstd_level, |c| c.compress(&entry.payload)) {
                 Ok(c) if c.len() < entry.payload.len() => {
                     compressed = c;
                     (&compressed[..], FLAG_ZSTD)
@@ -304,10 +304,7 @@ impl Codec {
             return Err(DecodeError::Trailing);
         }
         let payload = if flags & FLAG_ZSTD != 0 {
-            // The bound caps what a hostile frame can make us allocate.
-            zstd::bulk::decompress(payload, self.max_value_bytes)
-                .map_err(|_| DecodeError::BadCompression)?
-                .into()
+            decompress_bounded(payload, self.max_value_bytes)?.into()
         } else {
             Bytes::copy_from_slice(payload)
         };
@@ -322,6 +319,82 @@ impl Codec {
             },
             payload,
         })
+    }
+}
+
+// zstd contexts are a few hundred KB each: creating one per call (what
+// `zstd::bulk::{compress, decompress}` do) cost more than the (de)compression
+// itself. One context of each kind per thread is reused instead.
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn with_compressor<T>(
+    level: i32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.try_borrow_mut().map_err(std::io::Error::other)?;
+        if !matches!(&*slot, Some((l, _)) if *l == level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot.as_mut() {
+            Some((_, c)) => f(c),
+            None => Err(std::io::Error::other("no zstd compressor")),
+        }
+    })
+}
+
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.try_borrow_mut().map_err(std::io::Error::other)?;
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => f(d),
+            None => Err(std::io::Error::other("no zstd decompressor")),
+        }
+    })
+}
+
+/// Decompress a zstd frame into at most `max` bytes.
+///
+/// Frames we write carry their content size, so the output is allocated
+/// exactly once at the right size (allocating `max` up front would cost a
+/// 32 MiB page-faulting buffer per read). A frame without a size (written
+/// by another encoder) is streamed, and reading stops one byte past `max`.
+fn decompress_bounded(frame: &[u8], max: usize) -> Result<Vec<u8>, DecodeError> {
+    match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(n)) if n <= max as u64 => {
+            let out = with_decompressor(|d| d.decompress(frame, n as usize))
+                .map_err(|_| DecodeError::BadCompression)?;
+            if out.len() as u64 == n {
+                Ok(out)
+            } else {
+                Err(DecodeError::BadCompression)
+            }
+        }
+        Ok(Some(_)) | Err(_) => Err(DecodeError::BadCompression),
+        Ok(None) => {
+            use std::io::Read;
+            let decoder =
+                zstd::stream::read::Decoder::new(frame).map_err(|_| DecodeError::BadCompression)?;
+            let mut out = Vec::new();
+            decoder
+                .take(max as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|_| DecodeError::BadCompression)?;
+            if out.len() > max {
+                return Err(DecodeError::BadCompression);
+            }
+            Ok(out)
+        }
     }
 }
 
@@ -446,6 +519,29 @@ mod tests {
         let enc = writer.encode(&entry(&vec![0u8; 100_000]));
         let reader = Codec::new(0, 3, 50_000, None);
         assert_eq!(reader.decode(&enc), Err(DecodeError::BadCompression));
+    }
+
+    #[test]
+    fn frames_without_content_size_are_streamed_within_the_bound() {
+        use std::io::Write;
+        let data = vec![b'z'; 50_000];
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+        enc.include_contentsize(false).expect("flag");
+        enc.write_all(&data).expect("write");
+        let frame = enc.finish().expect("finish");
+        assert!(matches!(
+            zstd::zstd_safe::get_frame_content_size(&frame),
+            Ok(None)
+        ));
+        assert_eq!(decompress_bounded(&frame, 50_000).expect("fits"), data);
+        assert_eq!(
+            decompress_bounded(&frame, 49_999),
+            Err(DecodeError::BadCompression)
+        );
+        assert_eq!(
+            decompress_bounded(b"not zstd", 100),
+            Err(DecodeError::BadCompression)
+        );
     }
 
     #[test]
