@@ -39,6 +39,12 @@ OPTIONS (all optional, upper-case):
 
 ``close()`` is a no-op: Django calls it after every request, and the
 connections here are long-lived multiplexed ones shared by every thread.
+
+System checks: add ``"stratacache"`` to ``INSTALLED_APPS`` and ``manage.py
+check`` reports a malformed entry (``stratacache.E001``, with the reason)
+and two aliases sharing one namespace (``stratacache.W001``) without
+touching Redis. Without the app, a malformed entry raises
+``ImproperlyConfigured`` when the alias is first used.
 """
 
 from __future__ import annotations
@@ -100,64 +106,42 @@ def _is_coroutine_function(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
+class _Unusable:
+    """Stands in for the native cache of a misconfigured alias."""
+
+    def __init__(self, err: ImproperlyConfigured) -> None:
+        self._err = err
+
+    def __getattr__(self, name: str) -> Any:
+        raise self._err
+
+
 class StrataCache(BaseCache):
     """A Django cache backend on stratacache (L1 in-process, L2 Redis)."""
 
     def __init__(self, server: str | list[str] | tuple[str, ...], params: dict[str, Any]) -> None:
         super().__init__(params)
-        opts = {str(k).upper(): v for k, v in (params.get("OPTIONS") or {}).items()}
-        self._ignore_exceptions = bool(opts.get("IGNORE_EXCEPTIONS", True))
         cls = type(self)
         self._fast_keys = (
             cls.make_key is BaseCache.make_key
             and cls.validate_key is BaseCache.validate_key
             and cls.make_and_validate_key is BaseCache.make_and_validate_key
         )
+        opts = _options(params)
+        self._ignore_exceptions = bool(opts.get("IGNORE_EXCEPTIONS", True))
         self._grace = float(opts.get("GRACE", 0.0))
-        self._serializer = get_serializer(opts.get("SERIALIZER", "pickle"))
-
-        if isinstance(server, (list, tuple)):
-            locations = [str(s).strip() for s in server if str(s).strip()]
-        else:
-            locations = [s.strip() for s in str(server or "").split(",") if s.strip()]
-        redis_url: str | None = None
-        cluster: list[str] | None = None
-        if opts.get("CLUSTER"):
-            if not locations:
-                raise ImproperlyConfigured("stratacache: OPTIONS['CLUSTER'] needs seed URLs in LOCATION")
-            cluster = locations
-        elif len(locations) > 1:
-            raise ImproperlyConfigured(
-                "stratacache: LOCATION has several URLs; set OPTIONS['CLUSTER'] = True for a Redis Cluster"
-            )
-        elif locations:
-            redis_url = locations[0]
-
-        signing_key = opts.get("SIGNING_KEY")
-        if signing_key is None and opts.get("SIGN", True):
-            from django.utils.crypto import salted_hmac
-
-            signing_key = salted_hmac("stratacache.django.signing", "entry-signing-key").digest()
-        if isinstance(signing_key, str):
-            signing_key = signing_key.encode()
-
         try:
-            self._n = _native.Cache(
-                namespace=str(opts.get("NAMESPACE", "django")),
-                redis_url=redis_url,
-                cluster=cluster,
-                l1=bool(opts.get("L1", True)),
-                l1_max_bytes=int(opts.get("L1_MAX_BYTES", 64 << 20)),
-                default_ttl=math.inf,  # every call passes its own TTL
-                compress_threshold=int(opts.get("COMPRESS_THRESHOLD", 4096)),
-                max_value_bytes=int(opts.get("MAX_VALUE_BYTES", 32 << 20)),
-                signing_key=signing_key or None,
-                connect_timeout=float(opts.get("CONNECT_TIMEOUT", 1.0)),
-                op_timeout=float(opts.get("OP_TIMEOUT", opts.get("SOCKET_TIMEOUT", 0.5))),
-                wait_timeout=float(opts.get("WAIT_TIMEOUT", 30.0)),
-            )
-        except (StrataCacheError, ValueError, TypeError) as e:
-            raise ImproperlyConfigured(f"stratacache: invalid cache configuration: {e}") from e
+            self._serializer = get_serializer(opts.get("SERIALIZER", "pickle"))
+            self._n = _native.Cache(**_native_kwargs(server, opts))
+        except (StrataCacheError, ImproperlyConfigured, ValueError, TypeError) as e:
+            err = ImproperlyConfigured(f"stratacache: invalid cache configuration: {e}")
+            from django.apps import apps
+
+            if not (apps.ready and apps.is_installed("stratacache")):
+                raise err from e
+            # The stratacache app's system check reports this cleanly (Django's
+            # own cache checks instantiate every alias first); fail on use.
+            self._n = _Unusable(err)  # type: ignore[assignment]
 
     # -- internals -------------------------------------------------------------
 
@@ -464,3 +448,96 @@ class StrataCache(BaseCache):
     def metrics_text(self) -> str:
         """Prometheus text exposition of :meth:`stats`."""
         return self._n.metrics_text()
+
+
+def _options(params: dict[str, Any]) -> dict[str, Any]:
+    return {str(k).upper(): v for k, v in (params.get("OPTIONS") or {}).items()}
+
+
+def _native_kwargs(server: str | list[str] | tuple[str, ...], opts: dict[str, Any]) -> dict[str, Any]:
+    """The native cache's arguments for a CACHES entry (raises on bad input)."""
+    if isinstance(server, (list, tuple)):
+        locations = [str(s).strip() for s in server if str(s).strip()]
+    else:
+        locations = [s.strip() for s in str(server or "").split(",") if s.strip()]
+    redis_url: str | None = None
+    cluster: list[str] | None = None
+    if opts.get("CLUSTER"):
+        if not locations:
+            raise ImproperlyConfigured("OPTIONS['CLUSTER'] needs seed URLs in LOCATION")
+        cluster = locations
+    elif len(locations) > 1:
+        raise ImproperlyConfigured("LOCATION has several URLs; set OPTIONS['CLUSTER'] = True for a Redis Cluster")
+    elif locations:
+        redis_url = locations[0]
+    signing_key = opts.get("SIGNING_KEY")
+    if signing_key is None and opts.get("SIGN", True):
+        from django.utils.crypto import salted_hmac
+
+        signing_key = salted_hmac("stratacache.django.signing", "entry-signing-key").digest()
+    if isinstance(signing_key, str):
+        signing_key = signing_key.encode()
+    return {
+        "namespace": str(opts.get("NAMESPACE", "django")),
+        "redis_url": redis_url,
+        "cluster": cluster,
+        "l1": bool(opts.get("L1", True)),
+        "l1_max_bytes": int(opts.get("L1_MAX_BYTES", 64 << 20)),
+        "default_ttl": math.inf,  # every call passes its own TTL
+        "compress_threshold": int(opts.get("COMPRESS_THRESHOLD", 4096)),
+        "max_value_bytes": int(opts.get("MAX_VALUE_BYTES", 32 << 20)),
+        "signing_key": signing_key or None,
+        "connect_timeout": float(opts.get("CONNECT_TIMEOUT", 1.0)),
+        "op_timeout": float(opts.get("OP_TIMEOUT", opts.get("SOCKET_TIMEOUT", 0.5))),
+        "wait_timeout": float(opts.get("WAIT_TIMEOUT", 30.0)),
+    }
+
+
+def check_caches(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Django system check for every stratacache entry of ``settings.CACHES``.
+
+    Registered by the ``stratacache`` app (add ``"stratacache"`` to
+    ``INSTALLED_APPS``); runs without connecting to Redis.
+    """
+    from django.conf import settings
+    from django.core import checks
+    from django.utils.module_loading import import_string
+
+    messages: list[Any] = []
+    seen: dict[tuple[str, str], str] = {}
+    for alias, config in settings.CACHES.items():
+        try:
+            backend = import_string(config.get("BACKEND", ""))
+        except ImportError:
+            continue
+        if not (isinstance(backend, type) and issubclass(backend, StrataCache)):
+            continue
+        opts = _options(config)
+        try:
+            get_serializer(opts.get("SERIALIZER", "pickle"))
+            kwargs_ = _native_kwargs(config.get("LOCATION", ""), opts)
+            _native.Cache(**kwargs_)
+        except (StrataCacheError, ImproperlyConfigured, ValueError, TypeError) as e:
+            messages.append(
+                checks.Error(
+                    f"CACHES[{alias!r}] is not a valid stratacache configuration: {e}",
+                    hint="See the OPTIONS documented in stratacache/django.py.",
+                    obj=f"CACHES[{alias!r}]",
+                    id="stratacache.E001",
+                )
+            )
+            continue
+        where = (str(kwargs_["redis_url"] or kwargs_["cluster"] or "in-process"), kwargs_["namespace"])
+        if where in seen:
+            messages.append(
+                checks.Warning(
+                    f"CACHES[{alias!r}] and CACHES[{seen[where]!r}] use the same Redis location and NAMESPACE "
+                    f"{where[1]!r}: they share entries and clear() on one clears both.",
+                    hint="Give each alias its own OPTIONS['NAMESPACE'].",
+                    obj=f"CACHES[{alias!r}]",
+                    id="stratacache.W001",
+                )
+            )
+        else:
+            seen[where] = alias
+    return messages

@@ -40,7 +40,7 @@ settings.configure(
     SECRET_KEY="stratacache-tests-not-secret",
     ALLOWED_HOSTS=["*"],
     ROOT_URLCONF="django_app",
-    INSTALLED_APPS=["django.contrib.sessions", "django.contrib.contenttypes"],
+    INSTALLED_APPS=["django.contrib.sessions", "django.contrib.contenttypes", "stratacache"],
     MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
     CACHES=_ALIASES,
     SESSION_ENGINE="django.contrib.sessions.backends.cache",

@@ -217,13 +217,43 @@ def test_template_fragment_cache(alias: str) -> None:
     assert t.render(Context({"n": 2})) == "n=1"
 
 
+def test_system_checks_report_bad_configuration() -> None:
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    from stratacache.django import check_caches
+
+    assert check_caches() == [], "the test settings are valid"
+    bad = {
+        "default": {"BACKEND": "stratacache.django.StrataCache", "LOCATION": "", "OPTIONS": {"NAMESPACE": "no:colons"}},
+        "twin_a": {"BACKEND": "stratacache.django.StrataCache", "LOCATION": "redis://127.0.0.1:1"},
+        "twin_b": {"BACKEND": "stratacache.django.StrataCache", "LOCATION": "redis://127.0.0.1:1"},
+        "url": {"BACKEND": "stratacache.django.StrataCache", "LOCATION": "http://nope"},
+    }
+    with override_settings(CACHES=bad):
+        ids = sorted(m.id for m in check_caches())
+        assert ids == ["stratacache.E001", "stratacache.E001", "stratacache.W001"]
+        with pytest.raises(SystemCheckError, match=r"(?s)stratacache\.E001.*namespace"):
+            call_command("check")
+        with pytest.raises(ImproperlyConfigured):
+            caches["default"].get("k")
+
+
 def test_bad_configuration_is_reported_clearly() -> None:
+    # With the stratacache app installed, the system check reports it and
+    # the alias fails on use; without it, construction fails at once.
+    deferred = StrataCache("", {"OPTIONS": {"NAMESPACE": "bad:ns"}})
     with pytest.raises(ImproperlyConfigured, match="namespace"):
-        StrataCache("", {"OPTIONS": {"NAMESPACE": "bad:ns"}})
-    with pytest.raises(ImproperlyConfigured, match="CLUSTER"):
-        StrataCache("redis://a:1,redis://b:2", {})
-    with pytest.raises(ImproperlyConfigured, match="not valid"):
-        StrataCache("http://nope", {})
+        deferred.get("k")
+    with override_settings(INSTALLED_APPS=["django.contrib.sessions", "django.contrib.contenttypes"]):
+        with pytest.raises(ImproperlyConfigured, match="namespace"):
+            StrataCache("", {"OPTIONS": {"NAMESPACE": "bad:ns"}})
+        with pytest.raises(ImproperlyConfigured, match="CLUSTER"):
+            StrataCache("redis://a:1,redis://b:2", {})
+        with pytest.raises(ImproperlyConfigured, match="not valid"):
+            StrataCache("http://nope", {})
+        with pytest.raises(ImproperlyConfigured, match="serializer"):
+            StrataCache("", {"OPTIONS": {"SERIALIZER": "yaml"}})
 
 
 def test_fail_open_and_raise_modes() -> None:
