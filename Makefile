@@ -17,7 +17,7 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo build lint lint-rust lint-py fmt test test-rust test-py py-develop bench bench-py check-prereqs
+.PHONY: help setup demo build lint lint-rust lint-py fmt test test-rust test-py test-django-contract py-develop bench bench-py check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,13 +63,16 @@ lint-py: py-develop ## ruff, mypy (strict), stubtest of _native.pyi against the 
 	$(PY) -m mypy.stubtest stratacache._native
 
 test: check-prereqs ## every test suite, against real Redis and a real 3-master Redis Cluster
-	$(WITH_REDIS) $(MAKE) --no-print-directory test-rust test-py
+	$(WITH_REDIS) $(MAKE) --no-print-directory test-rust test-py test-django-contract
 
 test-rust: ## Rust tests only (expects REDIS_URL / STRATACACHE_CLUSTER; `make test` sets them)
 	$(RUST_TEST)
 
 test-py: py-develop ## Python tests only (pytest; same environment as test-rust)
 	$(PY) -m pytest
+
+test-django-contract: py-develop ## Django's own cache test suite (BaseCacheTests) on every configuration
+	./scripts/django-contract.sh $(PY)
 
 bench-py: check-prereqs $(VENV)/.installed ## Django-API benchmarks beside LocMem, RedisCache, django-redis, cachetools, cashews
 	$(VENV_BIN)/pip install -q -r python/requirements-bench.txt

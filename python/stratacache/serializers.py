@@ -17,6 +17,12 @@ from typing import Any, Protocol
 
 from .exceptions import ConfigError, SerializationError
 
+
+class PicklingFailed(SerializationError, pickle.PicklingError):
+    """A value could not be pickled: a ``SerializationError`` that is also a
+    ``pickle.PicklingError``, as Django's own backends raise."""
+
+
 __all__ = [
     "FORMAT_INT",
     "FORMAT_JSON",
@@ -28,6 +34,7 @@ __all__ = [
     "JsonSerializer",
     "MsgpackSerializer",
     "PickleSerializer",
+    "PicklingFailed",
     "RawSerializer",
     "Serializer",
     "get_serializer",
@@ -91,7 +98,7 @@ class PickleSerializer:
         try:
             return pickle.dumps(value, self.protocol), FORMAT_PICKLE
         except Exception as e:  # pickle raises many kinds
-            raise SerializationError(f"cannot pickle {type(value).__name__}: {e}") from e
+            raise PicklingFailed(f"cannot pickle {type(value).__name__}: {e!r}") from e
 
     def loads(self, fmt: int, data: bytes) -> Any:
         if fmt == FORMAT_PICKLE:
