@@ -17,16 +17,17 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo build lint lint-rust lint-py fmt test test-rust test-py test-django-contract py-develop bench bench-py check-prereqs
+.PHONY: help setup demo build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-node node-build lint-node py-develop bench bench-py check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 check-prereqs:
 	@command -v $(CARGO) >/dev/null || { echo "error: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
+	@command -v node >/dev/null || { echo "error: Node.js >= 18 is required" >&2; exit 1; }
 	@command -v redis-server >/dev/null || { echo "error: redis-server is required for the tests: apt-get install -y redis-server (or brew install redis)" >&2; exit 1; }
 
-setup: $(VENV)/.installed ## fetch every dependency (Rust crates, Python tools into .venv)
+setup: $(VENV)/.installed node_modules/.installed ## fetch every dependency (Rust crates, Python tools into .venv, npm packages)
 	@command -v $(CARGO) >/dev/null || { echo "error: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
 	$(CARGO) fetch --locked
 
@@ -36,6 +37,14 @@ $(VENV)/.installed: python/requirements-dev.txt
 	$(VENV_BIN)/pip install -q --upgrade pip
 	$(VENV_BIN)/pip install -q -r python/requirements-dev.txt
 	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: Node.js >= 18 with npm is required" >&2; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $@
+
+node-build: node_modules/.installed ## build the Node addon (release, napi) into node/
+	npm run --silent build
 
 py-develop: $(VENV)/.installed ## build the native module into .venv (debug) with maturin
 	$(MATURIN) develop --locked -q
@@ -50,7 +59,7 @@ fmt: ## format the code
 	$(CARGO) fmt --all
 	[ ! -x $(VENV_BIN)/ruff ] || $(VENV_BIN)/ruff format python tests/python benches/python
 
-lint: lint-rust lint-py ## every linter and type check
+lint: lint-rust lint-py lint-node ## every linter and type check
 
 lint-rust: ## rustfmt check, clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -63,10 +72,16 @@ lint-py: py-develop ## ruff, mypy (strict), stubtest of _native.pyi against the 
 	$(PY) -m mypy.stubtest stratacache._native
 
 test: check-prereqs ## every test suite, against real Redis and a real 3-master Redis Cluster
-	$(WITH_REDIS) $(MAKE) --no-print-directory test-rust test-py test-django-contract
+	$(WITH_REDIS) $(MAKE) --no-print-directory test-rust test-py test-node test-django-contract
 
 test-rust: ## Rust tests only (expects REDIS_URL / STRATACACHE_CLUSTER; `make test` sets them)
 	$(RUST_TEST)
+
+lint-node: node_modules/.installed ## tsc --noEmit over the shipped .d.ts files
+	npx tsc -p tests/node/tsconfig.json
+
+test-node: node-build py-develop ## Node tests only (node --test; the interop test runs the Python package)
+	STRATACACHE_PYTHON=$(PY) node --test --test-concurrency=1 tests/node/
 
 test-py: py-develop ## Python tests only (pytest; same environment as test-rust)
 	$(PY) -m pytest

@@ -361,6 +361,23 @@ impl Cache {
         Ok(self.accept_l2(key, bytes, epoch).await)
     }
 
+    /// L1 only: the fresh L1 value of `key`, or `None` (which does not
+    /// mean a miss when Redis is configured: call [`Cache::get`] then).
+    /// Never waits on anything, so a binding can call it synchronously for
+    /// the hit path and go asynchronous only when it returns `None`.
+    pub async fn get_local(&self, key: &str) -> Result<Option<Arc<Entry>>> {
+        self.check(key)?;
+        let sh = &self.shared;
+        if let Some(l1) = &sh.l1
+            && let Some(e) = l1.get(key).await
+            && e.meta.is_fresh(now_ms())
+        {
+            Metrics::inc(&sh.metrics.l1_hits);
+            return Ok(Some(e));
+        }
+        Ok(None)
+    }
+
     /// Decode an L2 read, fill L1, and return it if fresh.
     async fn accept_l2(&self, key: &str, bytes: Option<Vec<u8>>, epoch: u64) -> Option<Arc<Entry>> {
         let sh = &self.shared;

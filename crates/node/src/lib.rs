@@ -1,20 +1,482 @@
-//! The node binding of stratacache: a thin layer over the `stratacache` core
-//! crate. Placeholder until the node package issue lands; it builds against
-//! the core so the workspace layout (and the core's public API) is checked.
+//! The napi-rs binding of stratacache: `NativeCache` and `NativeLease`,
+//! wrapped by the hand-written JS package in `node/`.
+//!
+//! Thin by design: argument conversion, error mapping, driving core
+//! futures. Factories (loaders) never run here: the JS wrapper runs them,
+//! driven by the core's leases, so a throwing factory is an ordinary
+//! rejected promise on the JS side and never crosses into Rust.
+//!
+//! Errors: napi's async bridge only carries its own `Status` as `err.code`,
+//! so every error's message starts with the core's stable code in
+//! brackets (`[E_NOT_FOUND] key not found`); the JS wrapper turns that into
+//! its error classes with `err.code === 'E_NOT_FOUND'`.
 
-/// Version of the core this binding is built against.
-pub fn core_version() -> &'static str {
-    env!("CARGO_PKG_VERSION")
+// napi's generated glue and `Buffer` have no `Debug`; these types are
+// only ever inspected from JS.
+#![allow(missing_debug_implementations)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use stratacache::{Cache, Config, Format, Lookup, LookupPolicy, RedisLocation, Ttl, WriteOptions};
+
+/// A factory error, carried through the core to the coalesced waiters by
+/// an id the JS wrapper maps back to the original error object.
+#[derive(Debug)]
+struct JsLoaderError {
+    id: u32,
+    message: String,
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn links_against_the_core() {
-        let cache = stratacache::Cache::builder()
-            .build()
-            .expect("L1-only cache");
-        assert_eq!(cache.namespace(), "default");
-        assert_eq!(super::core_version(), "0.1.0");
+impl std::fmt::Display for JsLoaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for JsLoaderError {}
+
+fn js_err(e: stratacache::Error) -> Error {
+    if let stratacache::Error::Loader(inner) = &e
+        && let Some(le) = inner.downcast_ref::<JsLoaderError>()
+    {
+        return Error::new(
+            Status::GenericFailure,
+            format!("[E_LOADER:{}] {}", le.id, le.message),
+        );
+    }
+    Error::new(Status::GenericFailure, format!("[{}] {}", e.code(), e))
+}
+
+fn invalid(msg: impl std::fmt::Display) -> Error {
+    Error::new(Status::InvalidArg, format!("[E_INVALID_VALUE] {msg}"))
+}
+
+fn ms(name: &str, v: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(v / 1000.0).map_err(|_| {
+        invalid(format!(
+            "{name} must be a finite number of milliseconds >= 0"
+        ))
+    })
+}
+
+/// `undefined` → the cache default; `Infinity` → never; `<= 0` → do not cache.
+fn ttl_of(ttl_ms: Option<f64>) -> Result<Ttl> {
+    Ok(match ttl_ms {
+        None => Ttl::Default,
+        Some(t) if t.is_nan() => return Err(invalid("ttl must not be NaN")),
+        Some(t) if t == f64::INFINITY => Ttl::Never,
+        Some(t) if t <= 0.0 => Ttl::After(Duration::ZERO),
+        Some(t) => Ttl::After(ms("ttl", t)?),
+    })
+}
+
+fn write_opts(
+    format: u32,
+    ttl_ms: Option<f64>,
+    grace_ms: Option<f64>,
+    tags: Option<Vec<String>>,
+) -> Result<WriteOptions> {
+    let format = u8::try_from(format).map_err(|_| invalid("format must be 0-255"))?;
+    Ok(WriteOptions::new(ttl_of(ttl_ms)?, Format(format))
+        .with_grace(ms("grace", grace_ms.unwrap_or(0.0))?)
+        .with_tags(tags.unwrap_or_default()))
+}
+
+/// Options of `new NativeCache(...)`; the JS wrapper documents them.
+#[napi(object)]
+pub struct NativeOptions {
+    pub namespace: Option<String>,
+    pub redis: Option<String>,
+    pub cluster: Option<Vec<String>>,
+    pub l1: Option<bool>,
+    pub l1_max_bytes: Option<f64>,
+    /// Milliseconds; `Infinity` = never expire.
+    pub default_ttl_ms: Option<f64>,
+    pub compress_threshold: Option<u32>,
+    pub max_value_bytes: Option<u32>,
+    pub signing_key: Option<Buffer>,
+    pub connect_timeout_ms: Option<f64>,
+    pub op_timeout_ms: Option<f64>,
+    pub wait_timeout_ms: Option<f64>,
+    pub tombstone_ttl_ms: Option<f64>,
+}
+
+/// A stored value: serializer id and bytes.
+#[napi(object, object_from_js = false)]
+pub struct NativeValue {
+    pub format: u32,
+    pub data: Buffer,
+}
+
+fn value(e: &stratacache::Entry) -> NativeValue {
+    NativeValue {
+        format: u32::from(e.meta.format.0),
+        data: Buffer::from(e.payload.to_vec()),
+    }
+}
+
+/// Outcome of `lookup`: `kind` 0 fresh, 1 stale, 2 lead.
+#[napi(object, object_from_js = false)]
+pub struct NativeLookup {
+    pub kind: u32,
+    pub value: Option<NativeValue>,
+    pub lease: Option<NativeLease>,
+}
+
+#[napi]
+pub struct NativeCache {
+    inner: Cache,
+}
+
+#[napi]
+impl NativeCache {
+    #[napi(constructor)]
+    pub fn new(options: Option<NativeOptions>) -> Result<Self> {
+        let o = options.unwrap_or(NativeOptions {
+            namespace: None,
+            redis: None,
+            cluster: None,
+            l1: None,
+            l1_max_bytes: None,
+            default_ttl_ms: None,
+            compress_threshold: None,
+            max_value_bytes: None,
+            signing_key: None,
+            connect_timeout_ms: None,
+            op_timeout_ms: None,
+            wait_timeout_ms: None,
+            tombstone_ttl_ms: None,
+        });
+        let mut cfg = Config::default();
+        if let Some(ns) = o.namespace {
+            cfg.namespace = ns;
+        }
+        cfg.redis = match (o.redis, o.cluster) {
+            (Some(_), Some(_)) => return Err(invalid("give either redis or cluster, not both")),
+            (Some(u), None) if !u.is_empty() => Some(RedisLocation::Standalone(u)),
+            (None, Some(seeds)) => Some(RedisLocation::Cluster(seeds)),
+            _ => None,
+        };
+        if let Some(v) = o.l1 {
+            cfg.l1_enabled = v;
+        }
+        if let Some(v) = o.l1_max_bytes {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(invalid("l1.maxBytes must be a finite number >= 0"));
+            }
+            cfg.l1_max_bytes = v as u64;
+        }
+        if let Some(t) = o.default_ttl_ms {
+            cfg.default_ttl = if t == f64::INFINITY {
+                None
+            } else {
+                Some(ms("ttl", t)?)
+            };
+        }
+        if let Some(v) = o.compress_threshold {
+            cfg.compress_threshold = v as usize;
+        }
+        if let Some(v) = o.max_value_bytes {
+            cfg.max_value_bytes = v as usize;
+        }
+        cfg.signing_key = o.signing_key.map(|b| b.to_vec());
+        if let Some(v) = o.connect_timeout_ms {
+            cfg.connect_timeout = ms("connectTimeout", v)?;
+        }
+        if let Some(v) = o.op_timeout_ms {
+            cfg.op_timeout = ms("opTimeout", v)?;
+        }
+        if let Some(v) = o.wait_timeout_ms {
+            cfg.wait_timeout = ms("waitTimeout", v)?;
+        }
+        if let Some(v) = o.tombstone_ttl_ms {
+            cfg.tombstone_ttl = ms("tombstoneTtl", v)?;
+        }
+        Ok(NativeCache {
+            inner: Cache::new(cfg).map_err(js_err)?,
+        })
+    }
+
+    #[napi(getter)]
+    pub fn namespace(&self) -> String {
+        self.inner.namespace().to_owned()
+    }
+
+    #[napi(getter)]
+    pub fn has_l2(&self) -> bool {
+        self.inner.has_l2()
+    }
+
+    /// Synchronous L1-only read: the value on a fresh L1 hit, else `null`
+    /// (then call `get` when Redis is configured).
+    #[napi]
+    pub fn get_local(&self, key: String) -> Result<Option<NativeValue>> {
+        let r = poll_ready(self.inner.get_local(&key)).map_err(js_err)?;
+        Ok(r.map(|e| value(&e)))
+    }
+
+    #[napi]
+    pub async fn get(&self, key: String) -> Result<Option<NativeValue>> {
+        let r = self.inner.get(&key).await.map_err(js_err)?;
+        Ok(r.map(|e| value(&e)))
+    }
+
+    #[napi]
+    pub async fn get_many(&self, keys: Vec<String>) -> Result<Vec<Option<NativeValue>>> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let r = self.inner.get_many(&refs).await.map_err(js_err)?;
+        Ok(r.into_iter().map(|o| o.map(|e| value(&e))).collect())
+    }
+
+    #[napi]
+    pub async fn set(
+        &self,
+        key: String,
+        data: Buffer,
+        format: u32,
+        ttl_ms: Option<f64>,
+        grace_ms: Option<f64>,
+        tags: Option<Vec<String>>,
+    ) -> Result<()> {
+        let o = write_opts(format, ttl_ms, grace_ms, tags)?;
+        let data = Bytes::from(data.to_vec());
+        self.inner.set(&key, data, &o).await.map_err(js_err)
+    }
+
+    /// `entries`: `[key, data, format]`; resolves to the keys that failed.
+    #[napi(
+        ts_args_type = "entries: Array<[string, Buffer, number]>, ttlMs?: number | undefined | null, graceMs?: number | undefined | null"
+    )]
+    pub async fn set_many(
+        &self,
+        entries: Vec<(String, Buffer, u32)>,
+        ttl_ms: Option<f64>,
+        grace_ms: Option<f64>,
+    ) -> Result<Vec<String>> {
+        let mut groups: Vec<(WriteOptions, Vec<(String, Bytes)>)> = Vec::new();
+        for (k, d, f) in entries {
+            let item = (k, Bytes::from(d.to_vec()));
+            match groups.iter_mut().find(|(o, _)| u32::from(o.format.0) == f) {
+                Some((_, v)) => v.push(item),
+                None => groups.push((write_opts(f, ttl_ms, grace_ms, None)?, vec![item])),
+            }
+        }
+        let mut failed = Vec::new();
+        for (o, items) in &groups {
+            let refs: Vec<(&str, Bytes)> =
+                items.iter().map(|(k, d)| (k.as_str(), d.clone())).collect();
+            failed.extend(
+                self.inner
+                    .set_many(&refs, o)
+                    .await
+                    .map_err(js_err)?
+                    .into_iter()
+                    .map(|(k, _)| k),
+            );
+        }
+        Ok(failed)
+    }
+
+    #[napi]
+    pub async fn add(
+        &self,
+        key: String,
+        data: Buffer,
+        format: u32,
+        ttl_ms: Option<f64>,
+        grace_ms: Option<f64>,
+    ) -> Result<bool> {
+        let o = write_opts(format, ttl_ms, grace_ms, None)?;
+        let data = Bytes::from(data.to_vec());
+        self.inner.add(&key, data, &o).await.map_err(js_err)
+    }
+
+    #[napi]
+    pub async fn delete(&self, key: String) -> Result<bool> {
+        self.inner.delete(&key).await.map_err(js_err)
+    }
+
+    #[napi]
+    pub async fn delete_many(&self, keys: Vec<String>) -> Result<u32> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let n = self.inner.delete_many(&refs).await.map_err(js_err)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    #[napi]
+    pub async fn touch(&self, key: String, ttl_ms: Option<f64>) -> Result<bool> {
+        let t = ttl_of(ttl_ms)?;
+        self.inner.touch(&key, t).await.map_err(js_err)
+    }
+
+    /// Atomic add; resolves to the new value as a decimal string (i64 does
+    /// not fit a JS number; the wrapper converts).
+    #[napi]
+    pub async fn incr(&self, key: String, delta: i64) -> Result<String> {
+        Ok(self
+            .inner
+            .incr(&key, delta)
+            .await
+            .map_err(js_err)?
+            .to_string())
+    }
+
+    #[napi]
+    pub async fn has(&self, key: String) -> Result<bool> {
+        self.inner.has_key(&key).await.map_err(js_err)
+    }
+
+    #[napi]
+    pub async fn clear(&self) -> Result<()> {
+        self.inner.clear().await.map_err(js_err)
+    }
+
+    #[napi]
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Counters and L1 size.
+    #[napi(ts_return_type = "Record<string, number>")]
+    pub fn stats(&self) -> Result<std::collections::HashMap<String, f64>> {
+        let s = poll_ready(self.inner.stats());
+        let mut m: std::collections::HashMap<String, f64> = s
+            .counters()
+            .into_iter()
+            .map(|(k, _, v)| (k.to_owned(), v as f64))
+            .collect();
+        m.insert("l1_entries".into(), s.l1_entries as f64);
+        m.insert("l1_bytes".into(), s.l1_bytes as f64);
+        Ok(m)
+    }
+
+    #[napi]
+    pub fn metrics(&self) -> String {
+        poll_ready(self.inner.metrics_text())
+    }
+
+    #[napi]
+    pub async fn lookup(
+        &self,
+        key: String,
+        allow_stale: bool,
+        wait_timeout_ms: Option<f64>,
+    ) -> Result<NativeLookup> {
+        let mut policy = LookupPolicy::default().allow_stale(allow_stale);
+        if let Some(w) = wait_timeout_ms {
+            policy = policy.wait_timeout(ms("waitTimeout", w)?);
+        }
+        Ok(
+            match self.inner.lookup(&key, &policy).await.map_err(js_err)? {
+                Lookup::Fresh(e) => NativeLookup {
+                    kind: 0,
+                    value: Some(value(&e)),
+                    lease: None,
+                },
+                Lookup::Stale(e, lease) => NativeLookup {
+                    kind: 1,
+                    value: Some(value(&e)),
+                    lease: lease.map(NativeLease::new),
+                },
+                Lookup::Lead(lease) => NativeLookup {
+                    kind: 2,
+                    value: None,
+                    lease: Some(NativeLease::new(lease)),
+                },
+            },
+        )
+    }
+}
+
+/// Run a future that never waits (L1 reads, stats) to completion on the
+/// calling thread. Its first poll happens inside the core runtime's
+/// context; a future that unexpectedly pends is finished on that runtime.
+fn poll_ready<F: std::future::Future + Send>(fut: F) -> F::Output
+where
+    F::Output: Send,
+{
+    use std::task::{Context, Poll, Waker};
+    let mut fut = Box::pin(fut);
+    {
+        let _ctx = stratacache::runtime::runtime().enter();
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return v;
+        }
+    }
+    stratacache::runtime::block_on(fut)
+}
+
+/// The right to load one key; see `Cache.getOrSet` in the JS package.
+#[napi]
+pub struct NativeLease {
+    key: String,
+    inner: Arc<Mutex<Option<stratacache::Lease>>>,
+}
+
+impl NativeLease {
+    fn new(l: stratacache::Lease) -> Self {
+        NativeLease {
+            key: l.key().to_owned(),
+            inner: Arc::new(Mutex::new(Some(l))),
+        }
+    }
+
+    fn take(&self) -> Result<stratacache::Lease> {
+        self.inner
+            .lock()
+            .map_err(|_| invalid("lease state poisoned"))?
+            .take()
+            .ok_or_else(|| {
+                Error::new(
+                    Status::GenericFailure,
+                    "[E_INVALID_VALUE] this lease was already completed or abandoned",
+                )
+            })
+    }
+}
+
+#[napi]
+impl NativeLease {
+    #[napi(getter)]
+    pub fn key(&self) -> String {
+        self.key.clone()
+    }
+
+    #[napi]
+    pub async fn complete(
+        &self,
+        data: Buffer,
+        format: u32,
+        ttl_ms: Option<f64>,
+        grace_ms: Option<f64>,
+        tags: Option<Vec<String>>,
+    ) -> Result<()> {
+        let o = write_opts(format, ttl_ms, grace_ms, tags)?;
+        let lease = self.take()?;
+        let data = Bytes::from(data.to_vec());
+        lease.complete(data, &o).await.map(|_| ()).map_err(js_err)
+    }
+
+    /// Fail the load: every caller waiting on this key is rejected with the
+    /// error the wrapper registered under `errorId`.
+    #[napi]
+    pub fn abandon(&self, error_id: u32, message: String) -> Result<()> {
+        let lease = self.take()?;
+        lease.abandon(Arc::new(JsLoaderError {
+            id: error_id,
+            message,
+        }));
+        Ok(())
+    }
+}
+
+#[napi_derive::module_init]
+fn init() {
+    if let Ok(rt) = stratacache::runtime::build_runtime() {
+        napi::bindgen_prelude::create_custom_tokio_runtime(rt);
     }
 }

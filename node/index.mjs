@@ -1,0 +1,23 @@
+// ESM entry point: the same implementation as the CommonJS one.
+import cjs from './index.js'
+
+export const {
+  Cache,
+  Format,
+  parseTtl,
+  StrataCacheError,
+  ConfigError,
+  InvalidKeyError,
+  ValueTooLargeError,
+  InvalidValueError,
+  RedisUnavailableError,
+  RedisTimeoutError,
+  RedisError,
+  KeyNotFoundError,
+  NotAnIntegerError,
+  LoaderError,
+  LeaseDroppedError,
+  WaitTimeoutError,
+  CacheClosedError,
+} = cjs
+export default cjs

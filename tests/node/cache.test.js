@@ -1,0 +1,211 @@
+'use strict'
+// The Promise API on L1-only, Redis and Redis Cluster.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { Cache, KeyNotFoundError, NotAnIntegerError, InvalidKeyError, CacheClosedError, ConfigError,
+  InvalidValueError, ValueTooLargeError, RedisError, StrataCacheError, parseTtl } = require('../../node/index.js')
+const { CONFIGS, unique } = require('./helpers.js')
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+for (const [name, cfg] of Object.entries(CONFIGS)) {
+  const make = (extra = {}) => new Cache({ namespace: unique(`node-${name}`), opTimeout: 5000, ...cfg, ...extra })
+  const otherView = (cache) => (name === 'l1' ? cache : new Cache({ namespace: cache.namespace, l1: false, opTimeout: 5000, ...cfg }))
+
+  test(`${name}: values round-trip as copies`, async () => {
+    const c = make()
+    const v = { name: 'Ada', tags: ['x'], n: 1.5, nested: { ok: true } }
+    assert.equal(await c.set('user:1', v), true)
+    const got = await c.get('user:1')
+    assert.deepEqual(got, v)
+    got.tags.push('mutated')
+    assert.deepEqual(await c.get('user:1'), v, 'mutating a result never changes the cache')
+    assert.deepEqual(await otherView(c).get('user:1'), v)
+    assert.equal(await c.get('missing'), undefined)
+    await c.set('null', null)
+    assert.equal(await c.get('null'), null, 'a stored null is a hit')
+    await c.close()
+  })
+
+  test(`${name}: the whole API`, async () => {
+    const c = make()
+    assert.equal(await c.add('a', 1), true)
+    assert.equal(await c.add('a', 2), false)
+    assert.deepEqual(await c.setMany([['b', 'B'], ['c', [3]], ['d', 4]]), [])
+    assert.deepEqual(await c.getMany(['a', 'b', 'c', 'd', 'zz']), [1, 'B', [3], 4, undefined])
+    assert.equal(await c.incr('d'), 5)
+    assert.equal(await c.decr('d', 10), -5)
+    assert.equal(await c.has('b'), true)
+    assert.equal(await c.has('zz'), false)
+    assert.equal(await c.touch('b', '1m'), true)
+    assert.equal(await c.touch('zz', '1m'), false)
+    assert.equal(await c.delete('b'), true)
+    assert.equal(await c.delete('b'), false)
+    assert.equal(await c.deleteMany(['c', 'd', 'zz']), 2)
+    await c.clear()
+    assert.equal(await c.get('a'), undefined)
+    assert.ok(c.stats().writes >= 4)
+    assert.match(c.metrics(), /stratacache_writes_total\{namespace="/)
+    await c.close()
+  })
+
+  test(`${name}: TTLs as numbers and strings`, async () => {
+    const c = make()
+    await c.set('short', 'v', 150)
+    await c.set('forever', 'v', null)
+    await c.set('zero', 'v', 0)
+    assert.equal(await c.get('zero'), undefined, 'ttl 0 means do not cache')
+    assert.equal(await c.get('short'), 'v')
+    await sleep(250) // past the deadline: cannot flake
+    assert.equal(await c.get('short'), undefined)
+    assert.equal(await otherView(c).get('short'), undefined)
+    assert.equal(await c.get('forever'), 'v')
+    await c.close()
+  })
+
+  test(`${name}: counters are atomic`, async () => {
+    const c = make()
+    const o = otherView(c)
+    await c.set('n', 0)
+    await Promise.all(Array.from({ length: 400 }, (_, i) => (i % 2 ? c : o).incr('n')))
+    assert.equal(await c.get('n'), 400)
+    await assert.rejects(c.incr('nope'), (e) => e instanceof KeyNotFoundError && e.code === 'E_NOT_FOUND')
+    await c.set('s', 'text')
+    await assert.rejects(c.incr('s'), NotAnIntegerError)
+    await c.close()
+  })
+
+  test(`${name}: 1,000 concurrent getOrSet on a cold key make exactly one factory call`, async () => {
+    const c = make()
+    let calls = 0
+    const results = await Promise.all(
+      Array.from({ length: 1000 }, () =>
+        c.getOrSet({
+          key: 'cold',
+          ttl: '1m',
+          factory: async () => {
+            calls++
+            await sleep(50)
+            return { v: 1 }
+          },
+        }),
+      ),
+    )
+    assert.equal(calls, 1)
+    assert.equal(results.length, 1000)
+    for (const r of results) assert.deepEqual(r, { v: 1 })
+    assert.equal(c.stats().leads, 1)
+    await c.close()
+  })
+
+  test(`${name}: a throwing or rejecting factory rejects exactly the callers of that key`, async () => {
+    const c = make()
+    const boom = new TypeError('db down')
+    const rejecting = await Promise.allSettled(
+      Array.from({ length: 50 }, () =>
+        c.getOrSet({ key: 'bad', factory: async () => { await sleep(10); throw boom } }),
+      ),
+    )
+    assert.ok(rejecting.every((r) => r.status === 'rejected' && r.reason === boom), 'the very same error')
+    const syncThrow = new RangeError('sync')
+    await assert.rejects(c.getOrSet({ key: 'bad2', factory: () => { throw syncThrow } }), (e) => e === syncThrow)
+    // Other keys are unaffected, and the key recovers.
+    assert.equal(await c.getOrSet({ key: 'good', factory: () => 'ok' }), 'ok')
+    assert.equal(await c.getOrSet({ key: 'bad', factory: () => 'recovered' }), 'recovered')
+    await c.close()
+  })
+
+  test(`${name}: stale-while-revalidate serves stale and refreshes once`, async () => {
+    const c = make()
+    await c.set('k', 'old', 50, { grace: '1m' })
+    await sleep(80)
+    assert.equal(await c.get('k'), undefined, 'plain get serves fresh values only')
+    let refreshes = 0
+    let refreshed
+    const done = new Promise((r) => { refreshed = r })
+    const factory = async () => { refreshes++; refreshed(); return 'new' }
+    const stale = await Promise.all(Array.from({ length: 20 }, () => c.getOrSet({ key: 'k', factory, ttl: '1m', allowStale: true })))
+    assert.deepEqual(new Set(stale), new Set(['old']))
+    await done
+    for (let i = 0; i < 100 && (await c.get('k')) !== 'new'; i++) await sleep(10)
+    assert.equal(await c.get('k'), 'new')
+    assert.equal(refreshes, 1)
+    await c.close()
+  })
+
+  test(`${name}: bad input is a typed error, never a crash`, async () => {
+    const c = make()
+    await assert.rejects(c.get(''), InvalidKeyError)
+    await assert.rejects(c.get(42), InvalidKeyError)
+    await assert.rejects(c.set('k', undefined), InvalidValueError)
+    await assert.rejects(c.set('k', 1, 'soon'), InvalidValueError)
+    const small = make({ maxValueBytes: 100 })
+    await assert.rejects(small.set('k', 'x'.repeat(1000)), (e) => e instanceof ValueTooLargeError && e.code === 'E_VALUE_TOO_LARGE')
+    assert.throws(() => new Cache({ namespace: 'bad:ns' }), (e) => e instanceof ConfigError && e.code === 'E_CONFIG')
+    await c.close()
+    await assert.rejects(c.get('k'), (e) => e instanceof CacheClosedError && e.code === 'E_CLOSED')
+    await assert.rejects(c.getOrSet({ key: 'k', factory: () => 1 }), CacheClosedError)
+    await small.close()
+  })
+
+  test(`${name}: serializers`, async () => {
+    const ns = unique('ser')
+    const v8c = new Cache({ namespace: ns, serializer: 'v8', ...cfg })
+    const when = new Date(0)
+    await v8c.set('m', new Map([['a', when]]))
+    assert.deepEqual(await v8c.get('m'), new Map([['a', when]]))
+    const json = new Cache({ namespace: ns, ...cfg })
+    assert.equal(await json.get('m'), undefined, 'a JSON cache does not decode v8 entries')
+    const raw = new Cache({ namespace: ns, serializer: 'raw', ...cfg })
+    await raw.set('b', Buffer.from([0, 1, 2]))
+    assert.deepEqual(await raw.get('b'), Buffer.from([0, 1, 2]))
+    await Promise.all([v8c.close(), json.close(), raw.close()])
+  })
+}
+
+test('signing rejects entries written without the key', async () => {
+  const { REDIS_URL } = require('./helpers.js')
+  const ns = unique('sign')
+  const attacker = new Cache({ redis: REDIS_URL, namespace: ns, l1: false, signingKey: 'guess' })
+  const reader = new Cache({ redis: REDIS_URL, namespace: ns, l1: false, signingKey: 'ours' })
+  await attacker.set('k', { evil: true })
+  assert.equal(await reader.get('k'), undefined)
+  assert.equal(reader.stats().decode_errors, 1)
+})
+
+test('unreachable Redis: fail-open with an error event, or typed rejections', async () => {
+  const net = require('node:net')
+  const port = await new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)) })
+  })
+  const opts = { redis: `redis://127.0.0.1:${port}`, namespace: unique('down'), connectTimeout: 200, opTimeout: 300 }
+  const open = new Cache(opts)
+  const seen = []
+  open.on('error', (e) => seen.push(e))
+  const t0 = Date.now()
+  assert.equal(await open.get('k'), undefined)
+  assert.equal(await open.set('k', 1), false)
+  assert.equal(await open.getOrSet({ key: 'k', factory: () => 'from db' }), 'from db')
+  assert.ok(seen.length >= 2 && seen.every((e) => e instanceof RedisError && e instanceof StrataCacheError))
+  assert.ok(Date.now() - t0 < 5000)
+  const strict = new Cache({ ...opts, namespace: unique('down-strict'), failOpen: false })
+  await assert.rejects(strict.get('k'), (e) => e.code === 'E_L2_UNAVAILABLE' || e.code === 'E_L2_TIMEOUT')
+})
+
+test('parseTtl', () => {
+  assert.equal(parseTtl('5m'), 300000)
+  assert.equal(parseTtl('1.5s'), 1500)
+  assert.equal(parseTtl('250ms'), 250)
+  assert.equal(parseTtl(42), 42)
+  assert.equal(parseTtl(null), Infinity)
+  assert.equal(parseTtl(undefined), undefined)
+  assert.throws(() => parseTtl('soon'), InvalidValueError)
+})
+
+test('handles on the same location and namespace share one L1', async () => {
+  const ns = unique('share')
+  const a = new Cache({ namespace: ns })
+  const b = new Cache({ namespace: ns })
+  await a.set('k', 'v')
+  assert.equal(await b.get('k'), 'v')
+})

@@ -1,0 +1,39 @@
+// Compile-time checks of the shipped .d.ts files (`tsc -p tests/node`).
+// Not executed: a type error here fails `make lint`.
+import { Cache, KeyNotFoundError, StrataCacheError, type CacheOptions, type Ttl } from 'stratacache'
+
+const options: CacheOptions = { redis: 'redis://127.0.0.1:6379', namespace: 'shop', l1: { maxBytes: 64 << 20 }, ttl: '5m' }
+const cache = new Cache(options)
+
+async function usage(): Promise<void> {
+  const user = await cache.getOrSet({ key: 'user:1', factory: async () => ({ id: 1, name: 'Ada' }), ttl: '1m' })
+  const id: number = user.id
+  const maybe = await cache.get<{ id: number }>('user:1')
+  if (maybe !== undefined) {
+    const n: number = maybe.id
+    void n
+  }
+  const ok: boolean = await cache.set('k', { a: 1 }, 60_000, { grace: '30s', tags: ['t'] })
+  const failed: string[] = await cache.setMany([['a', 1], ['b', 'two']], '5m')
+  const values: Array<unknown> = await cache.getMany(['a', 'b'])
+  const count: number | bigint = await cache.incr('n', 2)
+  const ttl: Ttl = null
+  await cache.touch('k', ttl)
+  cache.on('error', (e) => {
+    const code: string = e.code
+    void code
+  })
+  try {
+    await cache.incr('missing')
+  } catch (e) {
+    if (e instanceof KeyNotFoundError && e instanceof StrataCacheError) {
+      const code: string = e.code
+      void code
+    }
+  }
+  const stats: Record<string, number> = cache.stats()
+  const text: string = cache.metrics()
+  void [id, ok, failed, values, count, stats, text]
+  await cache.close()
+}
+void usage
