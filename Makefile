@@ -80,7 +80,11 @@ test-rust: ## Rust tests only (expects REDIS_URL / STRATACACHE_CLUSTER; `make te
 lint-node: node_modules/.installed ## tsc --noEmit over the shipped .d.ts files
 	npx tsc -p tests/node/tsconfig.json
 
-test-node: node-build py-develop ## Node tests only (node --test; the interop test runs the Python package)
+tests/node/keyv-suite/node_modules/.installed: tests/node/keyv-suite/package.json tests/node/keyv-suite/package-lock.json
+	cd tests/node/keyv-suite && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+test-node: node-build py-develop tests/node/keyv-suite/node_modules/.installed ## Node tests only (node --test; the interop test runs the Python package)
 	STRATACACHE_PYTHON=$(PY) node --test --test-concurrency=1 tests/node/
 
 test-py: py-develop ## Python tests only (pytest; same environment as test-rust)

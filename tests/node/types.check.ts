@@ -37,3 +37,15 @@ async function usage(): Promise<void> {
   await cache.close()
 }
 void usage
+
+import { KeyvStratacache } from 'stratacache/keyv'
+
+const store = new KeyvStratacache({ redis: 'redis://127.0.0.1:6379', namespace: 'keyv' })
+async function keyvUsage(): Promise<void> {
+  const ok: boolean = await store.set('k', 'v', 1000)
+  const v: string | undefined = await store.get<string>('k')
+  await store.clear()
+  await store.disconnect()
+  void [ok, v]
+}
+void keyvUsage

@@ -1,0 +1,4 @@
+import cjs from './keyv.js'
+
+export const { KeyvStratacache } = cjs
+export default cjs.KeyvStratacache
