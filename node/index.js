@@ -119,6 +119,10 @@ function native(err) {
   return fromNative(err, loaderErrors)
 }
 
+// Internal API for the web middleware (express.js, fastify.js): raw entries
+// and leases. Not part of the public API.
+const kInternal = Symbol.for('stratacache.internal')
+
 /**
  * A tiered cache: in-process L1 and, with `redis` or `cluster`, a Redis L2.
  * Handles created with the same Redis location and namespace in one
@@ -383,6 +387,43 @@ class Cache extends EventEmitter {
     return value
   }
 
+  [kInternal]() {
+    const n = this.#n
+    const cache = this
+    return {
+      failOpen: this.#failOpen,
+      emitError(e) {
+        if (cache.listenerCount('error') > 0) cache.emit('error', e)
+      },
+      async lookup(key, allowStale) {
+        cache.#open()
+        try {
+          const r = await n.lookup(key, allowStale)
+          return { kind: r.kind, data: r.value ? r.value.data : undefined, lease: r.lease }
+        } catch (e) {
+          throw native(e)
+        }
+      },
+      async setRaw(key, data, ttlMs, graceMs) {
+        try {
+          await n.set(key, data, Format.RAW, ttlMs, graceMs)
+        } catch (e) {
+          throw native(e)
+        }
+      },
+      async complete(lease, data, ttlMs, graceMs) {
+        try {
+          await lease.complete(data, Format.RAW, ttlMs, graceMs)
+        } catch (e) {
+          throw native(e)
+        }
+      },
+      abandon(lease, err) {
+        lease.abandon(registerLoaderError(err), String((err && err.message) || err))
+      },
+    }
+  }
+
   /** Counters (hits, misses, leads, coalesced waits, errors, ...) and L1 size. */
   stats() {
     return this.#n.stats()
@@ -406,5 +447,6 @@ module.exports = {
   parseTtl,
   ...errors,
 }
+Object.defineProperty(module.exports, 'kInternal', { value: kInternal, enumerable: false })
 delete module.exports.fromNative
 delete module.exports.L2_CODES

@@ -49,3 +49,10 @@ async function keyvUsage(): Promise<void> {
   void [ok, v]
 }
 void keyvUsage
+
+import { cached } from 'stratacache/express'
+import stratacacheFastify from 'stratacache/fastify'
+
+const middleware = cached({ cache, ttl: '1m', staleWhileRevalidate: '30s', vary: ['accept-language'], keyBy: () => 'user' })
+void middleware
+void stratacacheFastify

@@ -46,6 +46,7 @@ mod config;
 pub mod envelope;
 mod error;
 mod flight;
+pub mod http;
 pub mod key;
 mod l1;
 mod l2;

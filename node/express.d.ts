@@ -1,0 +1,26 @@
+import type { Cache, Ttl } from './index'
+
+export interface HttpCacheOptions<Req = unknown> {
+  /** The cache to store responses in. */
+  cache: Cache
+  /** Freshness lifetime (`max-age`). Default `'60s'`. */
+  ttl?: Ttl
+  /** Serve stale for this long while one request refreshes. Default 0. */
+  staleWhileRevalidate?: Ttl
+  /** Request headers that select different responses (sent as `Vary`). */
+  vary?: string[]
+  /** Key credentialed requests per user (private entries); without it they bypass the cache. */
+  keyBy?: (req: Req) => string | Promise<string>
+  /** Cookie names that identify a user. */
+  credentialCookies?: string[]
+  /** Send `X-Cache: HIT | MISS | STALE | BYPASS`. Default `true`. */
+  xCache?: boolean
+  /** Route identity in the key (default: the route path). */
+  name?: string
+}
+
+export type ExpressMiddleware = (req: any, res: any, next: (err?: unknown) => void) => void
+
+/** Express middleware caching the route's responses with HTTP semantics. */
+export declare function cached(options: HttpCacheOptions): ExpressMiddleware
+export default cached

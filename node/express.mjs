@@ -1,0 +1,4 @@
+import cjs from './express.js'
+
+export const { cached } = cjs
+export default cjs.cached

@@ -1,0 +1,4 @@
+import cjs from './fastify.js'
+
+export const { stratacacheFastify } = cjs
+export default cjs

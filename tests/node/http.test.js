@@ -1,0 +1,204 @@
+'use strict'
+// Express middleware and Fastify plugin on real HTTP servers (ephemeral
+// loopback ports), hit with real requests: MISS/HIT, strong ETag and 304,
+// coalescing, Cache-Control in and out, Vary, per-user isolation.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const http = require('node:http')
+const crypto = require('node:crypto')
+const express = require('express')
+const Fastify = require('fastify')
+const { Cache } = require('../../node/index.js')
+const { cached } = require('../../node/express.js')
+const stratacacheFastify = require('../../node/fastify.js')
+const { REDIS_URL, unique } = require('./helpers.js')
+
+function request(port, path, headers = {}, method = 'GET') {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, headers, method, agent: false }, (res) => {
+      const chunks = []
+      res.on('data', (c) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString() }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+// One app per framework, same routes and the same handler behaviour.
+function routes(counts, gate) {
+  const bump = (name) => {
+    counts[name] = (counts[name] || 0) + 1
+    return counts[name]
+  }
+  return {
+    item: (id, q) => ({ status: 200, json: { id, q, n: bump('item') } }),
+    slow: async () => {
+      bump('slow')
+      await gate.promise
+      return { status: 200, json: { v: 'slow' } }
+    },
+    nostore: () => ({ status: 200, json: { n: bump('nostore') }, headers: { 'cache-control': 'no-store' } }),
+    cookie: () => ({ status: 200, json: { n: bump('cookie') }, cookie: true }),
+    missing: () => ({ status: 404, json: { n: bump('missing') } }),
+    boom: () => {
+      bump('boom')
+      throw new Error('handler failed')
+    },
+    me: (auth) => ({ status: 200, json: { user: auth, n: bump('me') } }),
+    lang: (l) => ({ status: 200, json: { lang: l, n: bump('lang') } }),
+  }
+}
+
+async function expressApp(cache, counts, gate) {
+  const h = routes(counts, gate)
+  const app = express()
+  const send = (res, out) => {
+    if (out.headers) for (const [k, v] of Object.entries(out.headers)) res.setHeader(k, v)
+    if (out.cookie) res.cookie('sid', 'secret')
+    res.status(out.status).json(out.json)
+  }
+  const opts = { cache, ttl: '1m' }
+  app.get('/items/:id', cached(opts), (req, res) => send(res, h.item(req.params.id, req.query.q)))
+  app.get('/slow', cached(opts), async (req, res) => send(res, await h.slow()))
+  app.get('/nostore', cached(opts), (req, res) => send(res, h.nostore()))
+  app.get('/cookie', cached(opts), (req, res) => send(res, h.cookie()))
+  app.get('/missing', cached(opts), (req, res) => send(res, h.missing()))
+  app.get('/boom', cached(opts), () => h.boom())
+  app.get('/me', cached({ ...opts, keyBy: (req) => req.headers.authorization }), (req, res) => send(res, h.me(req.headers.authorization)))
+  app.get('/lang', cached({ ...opts, vary: ['Accept-Language'] }), (req, res) => send(res, h.lang(req.headers['accept-language'])))
+  app.post('/items/:id', cached(opts), (req, res) => res.json({ posted: true }))
+  app.use((err, req, res, _next) => res.status(500).json({ error: err.message }))
+  const server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s))
+  })
+  return { port: server.address().port, close: () => new Promise((r) => server.close(r)) }
+}
+
+async function fastifyApp(cache, counts, gate) {
+  const h = routes(counts, gate)
+  const app = Fastify()
+  await app.register(stratacacheFastify, { cache })
+  const send = (reply, out) => {
+    if (out.headers) for (const [k, v] of Object.entries(out.headers)) reply.header(k, v)
+    if (out.cookie) reply.header('set-cookie', 'sid=secret')
+    return reply.code(out.status).send(out.json)
+  }
+  const c = (extra = {}) => ({ config: { cache: { ttl: '1m', ...extra } } })
+  app.get('/items/:id', c(), (req, reply) => send(reply, h.item(req.params.id, req.query.q)))
+  app.get('/slow', c(), async (req, reply) => send(reply, await h.slow()))
+  app.get('/nostore', c(), (req, reply) => send(reply, h.nostore()))
+  app.get('/cookie', c(), (req, reply) => send(reply, h.cookie()))
+  app.get('/missing', c(), (req, reply) => send(reply, h.missing()))
+  app.get('/boom', c(), async () => h.boom())
+  app.get('/me', c({ keyBy: (req) => req.headers.authorization }), (req, reply) => send(reply, h.me(req.headers.authorization)))
+  app.get('/lang', c({ vary: ['Accept-Language'] }), (req, reply) => send(reply, h.lang(req.headers['accept-language'])))
+  app.post('/items/:id', c(), async () => ({ posted: true }))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return { port: app.server.address().port, close: () => app.close() }
+}
+
+function gateFor() {
+  let open
+  const promise = new Promise((r) => {
+    open = r
+  })
+  return { promise, open }
+}
+
+for (const [framework, make] of [['express', expressApp], ['fastify', fastifyApp]]) {
+  for (const [where, cfg] of [['l1', {}], ['redis', { redis: REDIS_URL }]]) {
+    const name = `${framework} (${where})`
+    let app
+    let counts
+    let gate
+    let cache
+
+    test(`${name}: MISS then HIT, strong stable ETag, 304`, async () => {
+      counts = {}
+      gate = gateFor()
+      cache = new Cache({ namespace: unique('http'), opTimeout: 5000, ...cfg })
+      app = await make(cache, counts, gate)
+      const a = await request(app.port, '/items/1?q=x')
+      assert.equal(a.status, 200)
+      assert.equal(a.headers['x-cache'], 'MISS')
+      assert.deepEqual(JSON.parse(a.body), { id: '1', q: 'x', n: 1 })
+      const b = await request(app.port, '/items/1?q=x')
+      assert.equal(b.headers['x-cache'], 'HIT')
+      assert.equal(b.body, a.body)
+      assert.match(a.headers['content-type'], /application\/json/)
+      const etag = `"${crypto.createHash('sha256').update(a.body).digest('hex').slice(0, 32)}"`
+      assert.equal(a.headers.etag, etag, 'ETag derived from the body alone (same in every process and in Python)')
+      assert.equal(b.headers.etag, etag)
+      assert.match(b.headers['cache-control'], /^public, max-age=\d+$/)
+      const nm = await request(app.port, '/items/1?q=x', { 'if-none-match': etag })
+      assert.equal(nm.status, 304)
+      assert.equal(nm.body, '')
+      assert.equal((await request(app.port, '/items/1?q=y')).headers['x-cache'], 'MISS', 'query is part of the key')
+      assert.equal(counts.item, 2)
+      assert.deepEqual(JSON.parse((await request(app.port, '/items/1', {}, 'POST')).body), { posted: true })
+    })
+
+    test(`${name}: concurrent misses run the handler once`, async () => {
+      const pending = Array.from({ length: 20 }, () => request(app.port, '/slow'))
+      while (!counts.slow) await new Promise((r) => setImmediate(r))
+      // Let the other 19 requests reach the server and coalesce.
+      await new Promise((r) => setTimeout(r, 50))
+      gate.open()
+      const all = await Promise.all(pending)
+      assert.ok(all.every((r) => r.status === 200 && JSON.parse(r.body).v === 'slow'))
+      assert.equal(counts.slow, 1)
+    })
+
+    test(`${name}: responses that may not be stored are never stored or shared`, async () => {
+      for (const path of ['/nostore', '/cookie', '/missing']) {
+        const a = await request(app.port, path)
+        const b = await request(app.port, path)
+        assert.equal(a.headers['x-cache'], 'BYPASS', path)
+        assert.equal(b.headers['x-cache'], 'BYPASS', path)
+      }
+      assert.deepEqual([counts.nostore, counts.cookie, counts.missing], [2, 2, 2])
+      assert.equal((await request(app.port, '/missing')).status, 404)
+      assert.equal((await request(app.port, '/boom')).status, 500)
+      assert.equal((await request(app.port, '/boom')).status, 500)
+      assert.equal(counts.boom, 2, 'a failing handler is not cached')
+    })
+
+    test(`${name}: request Cache-Control is honoured`, async () => {
+      const before = counts.item
+      await request(app.port, '/items/5')
+      assert.equal((await request(app.port, '/items/5', { 'cache-control': 'no-store' })).headers['x-cache'], 'BYPASS')
+      assert.equal((await request(app.port, '/items/5', { 'cache-control': 'no-cache' })).headers['x-cache'], 'MISS')
+      assert.equal(counts.item - before, 3)
+      assert.equal((await request(app.port, '/items/5')).headers['x-cache'], 'HIT')
+    })
+
+    test(`${name}: credentialed requests never get a shared entry`, async () => {
+      await request(app.port, '/items/9')
+      assert.equal((await request(app.port, '/items/9', { authorization: 'Bearer alice' })).headers['x-cache'], 'BYPASS')
+      assert.equal((await request(app.port, '/items/9', { cookie: 'theme=dark; sessionid=abc' })).headers['x-cache'], 'BYPASS')
+      const alice = await request(app.port, '/me', { authorization: 'alice' })
+      const bob = await request(app.port, '/me', { authorization: 'bob' })
+      assert.equal(JSON.parse(alice.body).user, 'alice')
+      assert.equal(JSON.parse(bob.body).user, 'bob')
+      const again = await request(app.port, '/me', { authorization: 'alice' })
+      assert.equal(again.headers['x-cache'], 'HIT')
+      assert.equal(JSON.parse(again.body).user, 'alice')
+      assert.match(again.headers['cache-control'], /^private/)
+      assert.match(again.headers.vary, /authorization/)
+      assert.equal(counts.me, 2)
+    })
+
+    test(`${name}: Vary splits entries`, async () => {
+      const fr = await request(app.port, '/lang', { 'accept-language': 'fr' })
+      const de = await request(app.port, '/lang', { 'accept-language': 'de' })
+      assert.equal(JSON.parse(fr.body).lang, 'fr')
+      assert.equal(JSON.parse(de.body).lang, 'de')
+      assert.equal((await request(app.port, '/lang', { 'accept-language': 'fr' })).headers['x-cache'], 'HIT')
+      assert.equal(fr.headers.vary, 'accept-language')
+      assert.equal(counts.lang, 2)
+      await app.close()
+      await cache.close()
+    })
+  }
+}
