@@ -2,7 +2,22 @@
 from collections.abc import Awaitable
 from typing import Final, final
 
-__all__ = ["ERROR_CODES", "FRESH", "LEAD", "STALE", "Cache", "Lease", "__version__", "after_fork_child"]
+__all__ = [
+    "ERROR_CODES",
+    "FRESH",
+    "LEAD",
+    "STALE",
+    "Cache",
+    "Lease",
+    "__version__",
+    "after_fork_child",
+    "http_answer",
+    "http_directives",
+    "http_etag",
+    "http_has_credentials",
+    "http_request_key",
+    "http_store",
+]
 
 __version__: Final[str]
 FRESH: Final[int]
@@ -14,6 +29,28 @@ _Value = tuple[int, bytes]
 _LookupResult = tuple[int, int | None, bytes | None, Lease | None]
 
 def after_fork_child() -> None: ...
+def http_request_key(
+    route: str,
+    method: str,
+    path: str,
+    query: list[tuple[str, str]],
+    vary: list[tuple[str, str]],
+    principal: str | None = None,
+) -> str: ...
+def http_has_credentials(authorization: str | None, cookie: str | None, credential_cookies: list[str]) -> bool: ...
+def http_directives(cache_control: str) -> list[str]: ...
+def http_store(
+    status: int, headers: list[tuple[str, str]], body: bytes, stored_at: float, ttl: int, private: bool
+) -> bytes | None: ...
+def http_answer(
+    entry: bytes,
+    now: float,
+    private: bool,
+    stale_while_revalidate: int,
+    vary: list[str],
+    if_none_match: str | None = None,
+) -> tuple[int, list[tuple[str, str]], bytes | None, str] | None: ...
+def http_etag(body: bytes) -> str: ...
 
 @final
 class Lease:

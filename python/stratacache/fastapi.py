@@ -58,15 +58,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from . import _native
+from . import http as rules
 from .client import Cache
-from .http import (
-    DEFAULT_CREDENTIAL_COOKIES,
-    CachedResponse,
-    cache_control,
-    etag_matches,
-    has_credentials,
-    request_key,
-)
+from .http import DEFAULT_CREDENTIAL_COOKIES
 from .serializers import FORMAT_RAW
 
 __all__ = ["cached", "get_cache", "setup"]
@@ -90,6 +84,10 @@ def get_cache(request: Request) -> Cache:
     return cache  # type: ignore[no-any-return]
 
 
+class _NotShareable(Exception):
+    """Releases coalesced requests when the leader's response may not be shared."""
+
+
 def cached(
     ttl: int = 60,
     *,
@@ -104,6 +102,7 @@ def cached(
     if ttl <= 0:
         raise ValueError("ttl must be > 0 seconds")
     vary_headers = [h.lower() for h in vary]
+    swr = int(stale_while_revalidate)
 
     def decorator(endpoint: F) -> F:
         sig = inspect.signature(endpoint)
@@ -130,16 +129,18 @@ def cached(
             c = cache or get_cache(request)
             if request.method not in ("GET", "HEAD"):
                 return await call_endpoint(kwargs)
-            req_cc = cache_control(request.headers.get("cache-control"))
+            req_directives = rules.directives(request.headers.get("cache-control"))
             principal: str | None = None
-            if has_credentials(request.headers, request.cookies, credential_cookies):
+            if rules.has_credentials(
+                request.headers.get("authorization"), request.headers.get("cookie"), credential_cookies
+            ):
                 if key_by is None:
                     return _mark(await call_endpoint(kwargs), "BYPASS", x_cache)
                 p = key_by(request)
                 principal = str(await p if inspect.isawaitable(p) else p)
-            if "no-store" in req_cc:
+            if "no-store" in req_directives:
                 return _mark(await call_endpoint(kwargs), "BYPASS", x_cache)
-            key = request_key(
+            key = rules.request_key(
                 route=route_id,
                 method="GET",
                 path=request.url.path,
@@ -149,30 +150,42 @@ def cached(
             )
             private = principal is not None
 
-            async def produce() -> tuple[Response, CachedResponse | None]:
-                response = await call_endpoint(kwargs)
-                return response, _storable(response, ttl, private)
+            def serve(entry: bytes, state: str) -> Response | None:
+                a = rules.answer(entry, time.time(), private, swr, vary_headers, request.headers.get("if-none-match"))
+                if a is None:
+                    return None
+                response = Response(content=a.body or b"", status_code=a.status)
+                for k, v in a.headers:
+                    response.headers.append(k, v)
+                return _mark(response, state, x_cache)
 
-            if "no-cache" in req_cc:
+            async def produce() -> tuple[Response, bytes | None]:
+                response = await call_endpoint(kwargs)
+                body = bytes(response.body) if hasattr(response, "body") else None
+                if body is None:  # streaming responses are not stored
+                    return response, None
+                entry = rules.store(response.status_code, response.headers.items(), body, time.time(), ttl, private)
+                return response, entry
+
+            if "no-cache" in req_directives:
                 response, entry = await produce()
                 if entry is None:
                     return _mark(response, "BYPASS", x_cache)
-                await c._n.aset(key, entry.encode(), FORMAT_RAW, float(ttl), float(stale_while_revalidate))
-                return _serve(request, entry, "MISS", private, stale_while_revalidate, vary_headers, x_cache)
+                await c._n.aset(key, entry, FORMAT_RAW, float(ttl), float(swr))
+                return serve(entry, "MISS") or _mark(response, "BYPASS", x_cache)
 
             try:
-                kind, _fmt, data, lease = await c._n.alookup(key, stale_while_revalidate > 0)
+                kind, _fmt, data, lease = await c._n.alookup(key, swr > 0)
             except _NotShareable:
                 # The leader's response may not be shared: produce our own.
                 return _mark(await call_endpoint(kwargs), "BYPASS", x_cache)
             if kind != _native.LEAD and data is not None and lease is None:
-                entry = CachedResponse.decode(data)
-                if entry is not None:
-                    state = "HIT" if kind == _native.FRESH else "STALE"
-                    return _serve(request, entry, state, private, stale_while_revalidate, vary_headers, x_cache)
+                served = serve(data, "HIT" if kind == _native.FRESH else "STALE")
+                if served is not None:
+                    return served
             if lease is None:  # undecodable entry: load without coalescing
-                response, entry = await produce()
-                return _serve_fresh(request, response, entry, private, stale_while_revalidate, vary_headers, x_cache)
+                response, _ = await produce()
+                return _mark(response, "BYPASS", x_cache)
             # We lead (a miss, or the one refresh of a stale entry): run the
             # endpoint once; everyone waiting on this URL gets the result.
             try:
@@ -185,8 +198,8 @@ def cached(
                 # not be shared either, so the waiters produce their own.
                 lease.abandon(_NotShareable())
                 return _mark(response, "BYPASS", x_cache)
-            await lease.acomplete(entry.encode(), FORMAT_RAW, float(ttl), float(stale_while_revalidate))
-            return _serve(request, entry, "MISS", private, stale_while_revalidate, vary_headers, x_cache)
+            await lease.acomplete(entry, FORMAT_RAW, float(ttl), float(swr))
+            return serve(entry, "MISS") or _mark(response, "MISS", x_cache)
 
         wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
@@ -194,69 +207,7 @@ def cached(
     return decorator
 
 
-class _NotShareable(Exception):
-    """A leader's response that must not be handed to other requests."""
-
-
-def _storable(response: Response, ttl: int, private: bool) -> CachedResponse | None:
-    if response.status_code != 200 or not hasattr(response, "body"):
-        return None  # streaming responses and non-200s are not stored
-    cc = cache_control(response.headers.get("cache-control"))
-    if "no-store" in cc or ("private" in cc and not private):
-        return None
-    if "set-cookie" in response.headers:
-        return None
-    return CachedResponse.build(response.status_code, response.headers.items(), bytes(response.body), time.time(), ttl)
-
-
 def _mark(response: Response, state: str, x_cache: bool) -> Response:
     if x_cache:
         response.headers["x-cache"] = state
-    return response
-
-
-def _serve_fresh(
-    request: Request,
-    response: Response,
-    entry: CachedResponse | None,
-    private: bool,
-    swr: int,
-    vary: list[str],
-    x_cache: bool,
-) -> Response:
-    if entry is None:
-        return _mark(response, "BYPASS", x_cache)
-    return _serve(request, entry, "MISS", private, swr, vary, x_cache)
-
-
-def _serve(
-    request: Request,
-    entry: CachedResponse,
-    state: str,
-    private: bool,
-    swr: int,
-    vary: list[str],
-    x_cache: bool,
-) -> Response:
-    age = max(0, int(time.time() - entry.stored_at))
-    directives = ["private" if private else "public", f"max-age={max(0, entry.ttl - age)}"]
-    if swr:
-        directives.append(f"stale-while-revalidate={swr}")
-    headers = {
-        "etag": entry.etag,
-        "cache-control": ", ".join(directives),
-        "age": str(age),
-    }
-    vary_out = list(vary) + (["authorization", "cookie"] if private else [])
-    if vary_out:
-        headers["vary"] = ", ".join(vary_out)
-    if x_cache:
-        headers["x-cache"] = state
-    if etag_matches(request.headers.get("if-none-match"), entry.etag):
-        return Response(status_code=304, headers=headers)
-    response = Response(content=entry.body, status_code=entry.status)
-    for k, v in entry.headers:
-        response.headers.append(k, v)
-    for k, v in headers.items():
-        response.headers[k] = v
     return response

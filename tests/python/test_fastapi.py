@@ -115,11 +115,12 @@ def test_hit_miss_etag_and_headers(app_and_calls: tuple[FastAPI, Counter[str], C
 
 
 def test_etag_is_stable_across_processes(app_and_calls: tuple[FastAPI, Counter[str], Cache]) -> None:
-    from stratacache.http import etag_for
+    import hashlib
 
     app, _, _ = app_and_calls
     r = TestClient(app).get("/items/7")
-    assert r.headers["etag"] == etag_for(r.content)
+    # The body's SHA-256 prefix: what every worker, and the Node middleware, computes.
+    assert r.headers["etag"] == '"' + hashlib.sha256(r.content).hexdigest()[:32] + '"'
 
 
 def test_sync_endpoints_and_coalescing(app_and_calls: tuple[FastAPI, Counter[str], Cache]) -> None:
@@ -216,12 +217,18 @@ def test_dependency_and_other_methods(app_and_calls: tuple[FastAPI, Counter[str]
     assert client.post("/items/1").json() == {"same_cache": True}
 
 
-def test_http_entry_format_rejects_garbage() -> None:
-    from stratacache.http import CachedResponse
+def test_http_rules_come_from_the_core() -> None:
+    from stratacache import http as rules
 
-    good = CachedResponse.build(200, [("content-type", "text/plain"), ("set-cookie", "x")], b"hi", 1.0, 60)
-    assert ("set-cookie", "x") not in good.headers
-    round_trip = CachedResponse.decode(good.encode())
-    assert round_trip == good
-    for bad in (b"", b"SCH1", b"XXXX" + good.encode()[4:], good.encode()[:20]):
-        assert CachedResponse.decode(bad) is None
+    entry = rules.store(200, [("content-type", "text/plain"), ("set-cookie", "x")], b"hi", 1.0, 60, False)
+    assert entry is None, "a response that sets cookies is never stored"
+    entry = rules.store(200, [("Content-Type", "text/plain")], b"hi", 1.0, 60, False)
+    assert entry is not None and entry.startswith(b"SCH1")
+    a = rules.answer(entry, 11.0, False, 0, [], None)
+    assert a is not None and a.status == 200 and a.body == b"hi" and a.etag == rules.etag_for(b"hi")
+    assert ("content-type", "text/plain") in a.headers and ("age", "10") in a.headers
+    nm = rules.answer(entry, 11.0, False, 0, [], a.etag)
+    assert nm is not None and nm.status == 304 and nm.body is None
+    for bad in (b"", b"SCH1", b"XXXX" + entry[4:], entry[:20]):
+        assert rules.answer(bad, 0.0, False, 0, [], None) is None
+    assert rules.store(404, [], b"x", 0.0, 60, False) is None
