@@ -17,7 +17,7 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-node node-build lint-node py-develop bench bench-py check-prereqs
+.PHONY: help setup demo build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-node node-build lint-node py-develop bench bench-py bench-node check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -98,6 +98,10 @@ bench-py: check-prereqs $(VENV)/.installed ## Django-API benchmarks beside LocMe
 	$(MATURIN) develop --locked -q --release
 	$(WITH_REDIS) $(PY) benches/python/bench_django.py
 	@echo "(the release build is now in .venv; the next 'make test' reinstalls the debug build)"
+
+bench-node: check-prereqs node-build ## Node benchmarks beside lru-cache, cache-manager 7, bentocache, ioredis
+	cd benches/node && npm ci --ignore-scripts --no-audit --no-fund
+	$(WITH_REDIS) node benches/node/bench.js
 
 bench: check-prereqs ## criterion benchmarks beside raw moka / raw redis (see docs/benchmarks.md)
 	$(WITH_REDIS) $(CARGO) bench --locked -p stratacache --bench cache

@@ -84,7 +84,16 @@ function encode(serializer, value) {
 // not trust or understand (pickle, msgpack) are a miss, never guessed at.
 function decode(v, serializerName) {
   if (!v) return undefined
-  const { format, data } = v
+  // `[format, data]` from getLocal (data may be a string), or `{ format, data }`.
+  const format = Array.isArray(v) ? v[0] : v.format
+  const data = Array.isArray(v) ? v[1] : v.data
+  if (typeof data === 'string') {
+    if (format === Format.INT) {
+      const n = Number(data)
+      return Number.isSafeInteger(n) ? n : BigInt(data)
+    }
+    return format === Format.JSON ? JSON.parse(data) : data
+  }
   switch (format) {
     case Format.INT: {
       const n = Number(data.toString())

@@ -211,12 +211,22 @@ impl NativeCache {
         self.inner.has_l2()
     }
 
-    /// Synchronous L1-only read: the value on a fresh L1 hit, else `null`
-    /// (then call `get` when Redis is configured).
-    #[napi]
-    pub fn get_local(&self, key: String) -> Result<Option<NativeValue>> {
-        let r = poll_ready(self.inner.get_local(&key)).map_err(js_err)?;
-        Ok(r.map(|e| value(&e)))
+    /// Synchronous L1-only read: `[format, data]` on a fresh L1 hit, else
+    /// `null` (then call `get` when Redis is configured). Text formats
+    /// (JSON, UTF-8, integers) come back as a JS string, which is much
+    /// cheaper to create than a Buffer and is what the decoder needs.
+    #[napi(ts_return_type = "[number, string | Buffer] | null")]
+    pub fn get_local(&self, key: String) -> Result<Option<Either<(u32, String), (u32, Buffer)>>> {
+        let Some(e) = poll_ready(self.inner.get_local(&key)).map_err(js_err)? else {
+            return Ok(None);
+        };
+        let format = u32::from(e.meta.format.0);
+        if matches!(e.meta.format, Format::JSON | Format::UTF8 | Format::INT)
+            && let Ok(text) = std::str::from_utf8(&e.payload)
+        {
+            return Ok(Some(Either::A((format, text.to_owned()))));
+        }
+        Ok(Some(Either::B((format, Buffer::from(e.payload.to_vec())))))
     }
 
     #[napi]

@@ -1,0 +1,122 @@
+'use strict'
+// `make bench-node`: stratacache beside its Node peers in one run, reported
+// as ratios (docs/benchmarks.md). Not a test: nothing here asserts a speed.
+const { Cache } = require('../../node/index.js')
+const { BentoCache, bentostore } = require('bentocache')
+const { memoryDriver } = require('bentocache/drivers/memory')
+const { createCache } = require('cache-manager')
+const { Keyv } = require('keyv')
+const { LRUCache } = require('lru-cache')
+const Redis = require('ioredis')
+
+const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
+const RUN = Math.random().toString(16).slice(2, 10)
+
+function value(size) {
+  return { id: 42, payload: 'x'.repeat(size) }
+}
+
+// Best of `repeat` runs of `n` sequential awaited calls; µs per call.
+async function perOp(fn, n, repeat = 5) {
+  for (let i = 0; i < Math.min(n, 1000); i++) await fn()
+  let best = Infinity
+  for (let r = 0; r < repeat; r++) {
+    const t0 = process.hrtime.bigint()
+    for (let i = 0; i < n; i++) await fn()
+    const us = Number(process.hrtime.bigint() - t0) / 1e3 / n
+    best = Math.min(best, us)
+  }
+  return best
+}
+
+function table(title, rows, base) {
+  const ref = rows.find(([n]) => n === base)[1]
+  console.log(`\n${title}`)
+  for (const [name, us] of rows) {
+    console.log(`  ${name.padEnd(44)} ${us.toFixed(2).padStart(9)} µs   ${(us / ref).toFixed(2)}x of ${base}`)
+  }
+}
+
+async function l1Hits() {
+  for (const size of [200, 10240]) {
+    const v = value(size)
+    const strata = new Cache({ namespace: `bench-${RUN}-${size}` })
+    await strata.set('hot', v, '1h')
+    const bento = new BentoCache({ default: 'mem', stores: { mem: bentostore().useL1Layer(memoryDriver({ maxSize: '64mb' })) } })
+    await bento.set({ key: 'hot', value: v, ttl: '1h' })
+    const cm = createCache({ stores: [new Keyv()] })
+    await cm.set('hot', v, 3_600_000)
+    const lru = new LRUCache({ max: 10_000 })
+    lru.set('hot', v)
+    const rows = [
+      ['stratacache get (copy)', await perOp(() => strata.get('hot'), 100_000)],
+      ['bentocache memory get (copy)', await perOp(() => bento.get({ key: 'hot' }), 100_000)],
+      ['cache-manager 7 get (Keyv memory)', await perOp(() => cm.get('hot'), 100_000)],
+      ['lru-cache get + structuredClone (copy)', await perOp(async () => structuredClone(lru.get('hot')), 100_000)],
+      ['lru-cache get (no copy, shared object)', await perOp(async () => lru.get('hot'), 100_000)],
+    ]
+    table(`L1 hit get, ${size} B value`, rows, 'bentocache memory get (copy)')
+    await strata.close()
+    await bento.disconnectAll()
+  }
+}
+
+async function l2Hits() {
+  const redis = new Redis(REDIS_URL)
+  for (const size of [200, 10240]) {
+    const strata = new Cache({ redis: REDIS_URL, namespace: `bench-l2-${RUN}-${size}`, l1: false })
+    await strata.set('hot', value(size), '1h')
+    await redis.set(`raw-${RUN}-${size}`, JSON.stringify(value(size)))
+    const rows = [
+      ['stratacache get, L1 disabled (decoded)', await perOp(() => strata.get('hot'), 3000)],
+      ['raw ioredis GET (string, not decoded)', await perOp(() => redis.get(`raw-${RUN}-${size}`), 3000)],
+      ['raw ioredis GET + JSON.parse', await perOp(async () => JSON.parse(await redis.get(`raw-${RUN}-${size}`)), 3000)],
+    ]
+    table(`L2 hit get, ${size} B value`, rows, 'raw ioredis GET (string, not decoded)')
+    await strata.clear()
+    await strata.close()
+  }
+  redis.disconnect()
+}
+
+async function stampede() {
+  console.log('\nCold key, 1,000 concurrent getOrSet, 50 ms factory')
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+  const run = async (name, call) => {
+    let calls = 0
+    const factory = async () => {
+      calls++
+      await sleep(50)
+      return value(200)
+    }
+    const lat = []
+    await Promise.all(
+      Array.from({ length: 1000 }, async () => {
+        const t0 = process.hrtime.bigint()
+        await call(factory)
+        lat.push(Number(process.hrtime.bigint() - t0) / 1e6)
+      }),
+    )
+    lat.sort((a, b) => a - b)
+    console.log(`  ${name.padEnd(44)} factory calls ${String(calls).padStart(4)}   p50 ${lat[499].toFixed(1)} ms   p99 ${lat[989].toFixed(1)} ms`)
+  }
+  const strata = new Cache({ redis: REDIS_URL, namespace: `bench-cold-${RUN}` })
+  await run('stratacache getOrSet (L1 + Redis)', (f) => strata.getOrSet({ key: 'cold', factory: f, ttl: '1m' }))
+  const bento = new BentoCache({ default: 'mem', stores: { mem: bentostore().useL1Layer(memoryDriver({ maxSize: '64mb' })) } })
+  await run('bentocache getOrSet (memory)', (f) => bento.getOrSet({ key: 'cold', factory: f, ttl: '1m' }))
+  const cm = createCache({ stores: [new Keyv()] })
+  await run('cache-manager 7 wrap (Keyv memory)', (f) => cm.wrap('cold', f, 60_000))
+  await strata.clear()
+  await strata.close()
+  await bento.disconnectAll()
+}
+
+;(async () => {
+  console.log(`stratacache ${require('../../package.json').version}, Node ${process.version}, Redis at ${REDIS_URL}`)
+  await l1Hits()
+  await l2Hits()
+  await stampede()
+})().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})
