@@ -119,6 +119,9 @@ fn value(e: &stratacache::Entry) -> NativeValue {
     }
 }
 
+/// `[format, data]` of an L1 hit: text formats as a JS string, others as a Buffer.
+type LocalValue = Either<(u32, String), (u32, Buffer)>;
+
 /// Outcome of `lookup`: `kind` 0 fresh, 1 stale, 2 lead.
 #[napi(object, object_from_js = false)]
 pub struct NativeLookup {
@@ -216,7 +219,7 @@ impl NativeCache {
     /// (JSON, UTF-8, integers) come back as a JS string, which is much
     /// cheaper to create than a Buffer and is what the decoder needs.
     #[napi(ts_return_type = "[number, string | Buffer] | null")]
-    pub fn get_local(&self, key: String) -> Result<Option<Either<(u32, String), (u32, Buffer)>>> {
+    pub fn get_local(&self, key: String) -> Result<Option<LocalValue>> {
         let Some(e) = poll_ready(self.inner.get_local(&key)).map_err(js_err)? else {
             return Ok(None);
         };
