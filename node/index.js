@@ -141,6 +141,7 @@ class Cache extends EventEmitter {
   #n
   #serializer
   #failOpen
+  #hasL2
   #closed = false
 
   constructor(options = {}) {
@@ -173,6 +174,7 @@ class Cache extends EventEmitter {
     } catch (e) {
       throw native(e)
     }
+    this.#hasL2 = this.#n.hasL2
   }
 
   get namespace() {
@@ -195,13 +197,25 @@ class Cache extends EventEmitter {
   }
 
   /** The fresh value of `key`, or `undefined`. */
-  async get(key) {
-    checkKey(key)
-    this.#open()
+  get(key) {
+    // Not an async function: an L1 hit (the hot path) resolves without a
+    // second trip through the microtask machinery.
+    try {
+      checkKey(key)
+      this.#open()
+      const v = this.#n.getLocal(key)
+      if (typeof v === 'string') return Promise.resolve(JSON.parse(v))
+      if (v || !this.#hasL2) return Promise.resolve(decode(v, this.#serializer.name))
+    } catch (e) {
+      return Promise.reject(native(e))
+    }
+    return this.#getL2(key)
+  }
+
+  async #getL2(key) {
     let v
     try {
-      v = this.#n.getLocal(key)
-      if (!v && this.#n.hasL2) v = await this.#n.get(key)
+      v = await this.#n.get(key)
     } catch (e) {
       return this.#l2(e, undefined)
     }
@@ -304,7 +318,7 @@ class Cache extends EventEmitter {
     this.#open()
     try {
       if (this.#n.getLocal(key)) return true
-      return this.#n.hasL2 ? await this.#n.has(key) : false
+      return this.#hasL2 ? await this.#n.has(key) : false
     } catch (e) {
       return this.#l2(e, false)
     }
@@ -352,6 +366,7 @@ class Cache extends EventEmitter {
     this.#open()
     if (typeof factory !== 'function') throw new InvalidValueError('factory must be a function')
     const local = this.#n.getLocal(key)
+    if (typeof local === 'string') return JSON.parse(local)
     if (local) return decode(local, this.#serializer.name)
     let r
     try {

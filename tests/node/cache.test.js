@@ -121,11 +121,16 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     await sleep(80)
     assert.equal(await c.get('k'), undefined, 'plain get serves fresh values only')
     let refreshes = 0
+    let release
+    const gate = new Promise((r) => { release = r })
     let refreshed
     const done = new Promise((r) => { refreshed = r })
-    const factory = async () => { refreshes++; refreshed(); return 'new' }
+    // The refresh is held until every caller has been answered, so none of
+    // them can see its result: all 20 must be served the stale value.
+    const factory = async () => { refreshes++; await gate; refreshed(); return 'new' }
     const stale = await Promise.all(Array.from({ length: 20 }, () => c.getOrSet({ key: 'k', factory, ttl: '1m', allowStale: true })))
     assert.deepEqual(new Set(stale), new Set(['old']))
+    release()
     await done
     for (let i = 0; i < 100 && (await c.get('k')) !== 'new'; i++) await sleep(10)
     assert.equal(await c.get('k'), 'new')

@@ -15,6 +15,7 @@
 // only ever inspected from JS.
 #![allow(missing_debug_implementations)]
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -119,8 +120,8 @@ fn value(e: &stratacache::Entry) -> NativeValue {
     }
 }
 
-/// `[format, data]` of an L1 hit: text formats as a JS string, others as a Buffer.
-type LocalValue = Either<(u32, String), (u32, Buffer)>;
+/// An L1 hit: JSON text, or `[format, data]` (see `get_local`).
+type LocalValue = Either3<String, (u32, String), (u32, Buffer)>;
 
 /// Outcome of `lookup`: `kind` 0 fresh, 1 stale, 2 lead.
 #[napi(object, object_from_js = false)]
@@ -214,22 +215,38 @@ impl NativeCache {
         self.inner.has_l2()
     }
 
-    /// Synchronous L1-only read: `[format, data]` on a fresh L1 hit, else
-    /// `null` (then call `get` when Redis is configured). Text formats
-    /// (JSON, UTF-8, integers) come back as a JS string, which is much
-    /// cheaper to create than a Buffer and is what the decoder needs.
-    #[napi(ts_return_type = "[number, string | Buffer] | null")]
+    /// Synchronous L1-only read, else `null` (then call `get` when Redis is
+    /// configured). A JSON entry, the common case, comes back as its JSON
+    /// text (a JS string: the cheapest thing to hand over, and what
+    /// `JSON.parse` wants); any other entry as `[format, data]`, `data`
+    /// being a string for UTF-8 and integers and a Buffer otherwise.
+    #[napi(ts_return_type = "string | [number, string | Buffer] | null")]
     pub fn get_local(&self, key: String) -> Result<Option<LocalValue>> {
-        let Some(e) = poll_ready(self.inner.get_local(&key)).map_err(js_err)? else {
+        // L1 reads never touch the runtime: poll once, no context needed.
+        let mut fut = Box::pin(self.inner.get_local(&key));
+        let e = match fut
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => stratacache::runtime::block_on(fut),
+        };
+        let Some(e) = e.map_err(js_err)? else {
             return Ok(None);
         };
-        let format = u32::from(e.meta.format.0);
-        if matches!(e.meta.format, Format::JSON | Format::UTF8 | Format::INT)
-            && let Ok(text) = std::str::from_utf8(&e.payload)
-        {
-            return Ok(Some(Either::A((format, text.to_owned()))));
+        let format = e.meta.format;
+        if let Ok(text) = std::str::from_utf8(&e.payload) {
+            if format == Format::JSON {
+                return Ok(Some(Either3::A(text.to_owned())));
+            }
+            if matches!(format, Format::UTF8 | Format::INT) {
+                return Ok(Some(Either3::B((u32::from(format.0), text.to_owned()))));
+            }
         }
-        Ok(Some(Either::B((format, Buffer::from(e.payload.to_vec())))))
+        Ok(Some(Either3::C((
+            u32::from(format.0),
+            Buffer::from(e.payload.to_vec()),
+        ))))
     }
 
     #[napi]
