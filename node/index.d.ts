@@ -35,6 +35,8 @@ export interface CacheOptions {
   /** How long `getOrSet` waits for another caller's factory. Default 30 s. */
   waitTimeout?: Ttl
   tombstoneTtl?: Ttl
+  /** Shorten each TTL by a random fraction up to this (0-1), so keys written together expire apart. */
+  ttlJitter?: number
   /**
    * Redis errors become misses / failed writes and an `'error'` event
    * (default `true`); `false` rejects with them.
@@ -57,6 +59,10 @@ export interface GetOrSetOptions<T> {
   allowStale?: boolean
   waitTimeout?: Ttl
   tags?: string[]
+  /** Probabilistic early refresh (XFetch) `beta`, e.g. 1: hot keys reload in the background before they expire. */
+  earlyRefresh?: number
+  /** Refresh in the background within this fraction of the TTL from expiry, e.g. 0.2. */
+  refreshAhead?: number
 }
 
 export declare const Format: {

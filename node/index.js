@@ -170,6 +170,7 @@ class Cache extends EventEmitter {
         opTimeoutMs: ms(o.opTimeout, 'opTimeout'),
         waitTimeoutMs: ms(o.waitTimeout, 'waitTimeout'),
         tombstoneTtlMs: ms(o.tombstoneTtl, 'tombstoneTtl'),
+        ttlJitter: o.ttlJitter,
       })
     } catch (e) {
       throw native(e)
@@ -361,16 +362,25 @@ class Cache extends EventEmitter {
    * calls for one key in this process make exactly one factory call; the
    * others wait for its value, or are rejected with its very error.
    */
-  async getOrSet({ key, factory, ttl, grace, allowStale = false, waitTimeout, tags } = {}) {
+  async getOrSet({ key, factory, ttl, grace, allowStale = false, waitTimeout, tags, earlyRefresh, refreshAhead } = {}) {
     checkKey(key)
     this.#open()
     if (typeof factory !== 'function') throw new InvalidValueError('factory must be a function')
-    const local = this.#n.getLocal(key)
-    if (typeof local === 'string') return JSON.parse(local)
-    if (local) return decode(local, this.#serializer.name)
+    if (earlyRefresh === undefined && refreshAhead === undefined) {
+      // No early refresh asked for: an L1 hit is the whole answer.
+      const local = this.#n.getLocal(key)
+      if (typeof local === 'string') return JSON.parse(local)
+      if (local) return decode(local, this.#serializer.name)
+    }
     let r
     try {
-      r = await this.#n.lookup(key, allowStale, waitTimeout === undefined ? undefined : parseTtl(waitTimeout))
+      r = await this.#n.lookup(
+        key,
+        allowStale,
+        waitTimeout === undefined ? undefined : parseTtl(waitTimeout),
+        earlyRefresh,
+        refreshAhead,
+      )
     } catch (e) {
       const err = native(e)
       if (this.#failOpen && L2_CODES.has(err.code)) {

@@ -94,6 +94,7 @@ class Cache:
         op_timeout: float = 0.5,
         wait_timeout: float = 30.0,
         tombstone_ttl: float = 60.0,
+        ttl_jitter: float = 0.0,
     ) -> None:
         if isinstance(signing_key, str):
             signing_key = signing_key.encode()
@@ -112,6 +113,7 @@ class Cache:
             op_timeout=op_timeout,
             tombstone_ttl=tombstone_ttl,
             wait_timeout=wait_timeout,
+            ttl_jitter=ttl_jitter,
         )
 
     # -- helpers ---------------------------------------------------------
@@ -229,6 +231,8 @@ class Cache:
         grace: float = 0.0,
         allow_stale: bool = False,
         wait_timeout: float | None = None,
+        early_refresh: float | None = None,
+        refresh_ahead: float | None = None,
     ) -> T:
         """The value of ``key``, loading it with ``loader()`` if absent.
 
@@ -236,8 +240,11 @@ class Cache:
         exactly one ``loader`` call; the others wait for its result (or its
         exception). With ``allow_stale`` and a ``grace`` period, a stale
         value is returned at once while one background refresh runs.
+        ``early_refresh`` (XFetch beta, e.g. 1.0) and ``refresh_ahead`` (a
+        fraction of the TTL, e.g. 0.2) refresh hot keys in the background
+        before they expire, so callers never wait for their reload.
         """
-        kind, fmt, data, lease = self._n.lookup(key, allow_stale, wait_timeout)
+        kind, fmt, data, lease = self._n.lookup(key, allow_stale, wait_timeout, early_refresh, refresh_ahead)
         if kind == _native.LEAD:
             assert lease is not None
             return cast(T, self._run_loader(lease, loader, ttl, grace))
@@ -320,9 +327,11 @@ class Cache:
         grace: float = 0.0,
         allow_stale: bool = False,
         wait_timeout: float | None = None,
+        early_refresh: float | None = None,
+        refresh_ahead: float | None = None,
     ) -> T:
         """Async :meth:`get_or_set`; ``loader`` may be sync or async."""
-        kind, fmt, data, lease = await self._n.alookup(key, allow_stale, wait_timeout)
+        kind, fmt, data, lease = await self._n.alookup(key, allow_stale, wait_timeout, early_refresh, refresh_ahead)
         if kind == _native.LEAD:
             assert lease is not None
             return cast(T, await self._arun_loader(lease, loader, ttl, grace))

@@ -36,6 +36,12 @@ OPTIONS (all optional, upper-case):
                          writes. ``False`` raises them.
 ``GRACE``                seconds a value stays servable as stale after its TIMEOUT
                          (used by ``get_or_set(..., allow_stale=True)``); default 0.
+``EARLY_REFRESH``        XFetch beta (e.g. 1.0) for ``get_or_set``: hot keys are
+                         reloaded in the background shortly before they expire.
+``REFRESH_AHEAD``        fraction of the TTL (e.g. 0.2): ``get_or_set`` refreshes
+                         in the background once a value enters its last 20 %.
+``TTL_JITTER``           shorten every TTL by a random fraction up to this (0-1),
+                         so keys written together do not expire together.
 
 ``close()`` is a no-op: Django calls it after every request, and the
 connections here are long-lived multiplexed ones shared by every thread.
@@ -130,6 +136,9 @@ class StrataCache(BaseCache):
         opts = _options(params)
         self._ignore_exceptions = bool(opts.get("IGNORE_EXCEPTIONS", True))
         self._grace = float(opts.get("GRACE", 0.0))
+        er, ra = opts.get("EARLY_REFRESH"), opts.get("REFRESH_AHEAD")
+        self._early_refresh = None if er is None else float(er)
+        self._refresh_ahead = None if ra is None else float(ra)
         try:
             self._serializer = get_serializer(opts.get("SERIALIZER", "pickle"))
             self._n = _native.Cache(**_native_kwargs(server, opts))
@@ -276,7 +285,7 @@ class StrataCache(BaseCache):
         """Stampede-safe ``get_or_set``: one ``default()`` call per key per process."""
         k = self._key(key, version)
         try:
-            kind, fmt, data, lease = self._n.lookup(k, allow_stale)
+            kind, fmt, data, lease = self._n.lookup(k, allow_stale, None, self._early_refresh, self._refresh_ahead)
         except RedisError as e:
             self._swallow(e, "get_or_set", None)
             return default() if callable(default) else default
@@ -402,7 +411,9 @@ class StrataCache(BaseCache):
 
         k = self._key(key, version)
         try:
-            kind, fmt, data, lease = await self._n.alookup(k, allow_stale)
+            kind, fmt, data, lease = await self._n.alookup(
+                k, allow_stale, None, self._early_refresh, self._refresh_ahead
+            )
         except RedisError as e:
             self._swallow(e, "aget_or_set", None)
             value = default() if callable(default) else default
@@ -490,6 +501,7 @@ def _native_kwargs(server: str | list[str] | tuple[str, ...], opts: dict[str, An
         "connect_timeout": float(opts.get("CONNECT_TIMEOUT", 1.0)),
         "op_timeout": float(opts.get("OP_TIMEOUT", opts.get("SOCKET_TIMEOUT", 0.5))),
         "wait_timeout": float(opts.get("WAIT_TIMEOUT", 30.0)),
+        "ttl_jitter": float(opts.get("TTL_JITTER", 0.0)),
     }
 
 

@@ -214,3 +214,21 @@ test('handles on the same location and namespace share one L1', async () => {
   await a.set('k', 'v')
   assert.equal(await b.get('k'), 'v')
 })
+
+test('early refresh: callers get the fresh value, one background reload', async () => {
+  const c = new Cache({ namespace: unique('early') })
+  await c.set('hot', 'v1', '1m')
+  let calls = 0
+  let reloaded
+  const done = new Promise((r) => { reloaded = r })
+  const factory = async () => { calls++; reloaded(); return 'v2' }
+  const got = await Promise.all(Array.from({ length: 20 }, () => c.getOrSet({ key: 'hot', factory, ttl: '1m', refreshAhead: 1 })))
+  assert.deepEqual(new Set(got), new Set(['v1']))
+  await done
+  for (let i = 0; i < 100 && (await c.get('hot')) !== 'v2'; i++) await sleep(10)
+  assert.equal(await c.get('hot'), 'v2')
+  assert.ok(calls >= 1 && c.stats().early_refreshes >= 1)
+  await assert.rejects(c.getOrSet({ key: 'hot', factory, refreshAhead: 2 }), InvalidValueError)
+  assert.throws(() => new Cache({ namespace: unique('j'), ttlJitter: 2 }), ConfigError)
+  await c.close()
+})

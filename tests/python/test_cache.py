@@ -321,3 +321,35 @@ def test_many_threads_share_one_l1(ns: str) -> None:
     b = Cache(namespace=ns)
     a.set("k", "v")
     assert b.get("k") == "v"
+
+
+def test_early_refresh_serves_fresh_value_and_reloads_once(cache: Cache) -> None:
+    reloaded = threading.Event()
+    calls = 0
+
+    def reload() -> str:
+        nonlocal calls
+        calls += 1
+        reloaded.set()
+        return "v2"
+
+    cache.set("hot", "v1", 60)
+    # refresh_ahead=1.0: every fresh hit is due; one caller triggers the
+    # background reload, everyone is served the current value at once.
+    results = [cache.get_or_set("hot", reload, 60, refresh_ahead=1.0) for _ in range(20)]
+    assert results == ["v1"] * 20
+    assert reloaded.wait(5)
+    deadline = time.monotonic() + 5
+    while cache.get("hot") != "v2" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cache.get("hot") == "v2"
+    assert calls >= 1 and cache.stats()["early_refreshes"] >= 1
+    assert cache.get_or_set("hot", reload, 60, early_refresh=0.0) == "v2"
+
+
+def test_ttl_jitter_option(ns: str) -> None:
+    with pytest.raises(stratacache.ConfigError):
+        Cache(namespace=ns, ttl_jitter=2.0)
+    c = Cache(namespace=ns, ttl_jitter=0.3)
+    c.set("k", "v", 60)
+    assert c.get("k") == "v"

@@ -78,9 +78,54 @@ pub struct LookupPolicy {
     /// How long to wait for another caller's load; the cache's
     /// `wait_timeout` when `None`.
     pub wait_timeout: Option<Duration>,
+    /// Probabilistic early refresh (XFetch) with this `beta` (1.0 is the
+    /// classic setting; larger refreshes earlier): a fresh hit is refreshed
+    /// when `now + load_duration * beta * -ln(rand) >= fresh_until`, so hot
+    /// keys are reloaded shortly before they expire and cold keys just
+    /// expire. `None`: off.
+    pub early_refresh: Option<f64>,
+    /// Deterministic refresh-ahead: a fresh hit within this fraction of its
+    /// TTL from expiry (e.g. 0.2 = the last 20 %) is refreshed. `None`: off.
+    pub refresh_ahead: Option<f64>,
 }
 
 impl LookupPolicy {
+    /// Turn on probabilistic early refresh (XFetch) with `beta`.
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.early_refresh = Some(beta);
+        self
+    }
+    /// Refresh fresh hits in the last `fraction` of their TTL.
+    pub fn refresh_ahead(mut self, fraction: f64) -> Self {
+        self.refresh_ahead = Some(fraction);
+        self
+    }
+
+    /// Whether a fresh entry is due for an early refresh at `now_ms`.
+    fn due(&self, meta: &Meta, now_ms: u64) -> bool {
+        if meta.fresh_until_ms == 0
+            || (self.early_refresh.is_none() && self.refresh_ahead.is_none())
+        {
+            return false;
+        }
+        let left = meta.fresh_until_ms.saturating_sub(now_ms) as f64;
+        if let Some(fraction) = self.refresh_ahead {
+            let total = meta.fresh_until_ms.saturating_sub(meta.created_at_ms) as f64;
+            if left <= total * fraction {
+                return true;
+            }
+        }
+        if let Some(beta) = self.early_refresh {
+            let delta_ms = f64::from(meta.load_us) / 1000.0;
+            // 1 - U is in (0, 1], so -ln is in [0, inf).
+            let gap = delta_ms * beta * -(1.0 - rand::random::<f64>()).ln();
+            if gap >= left {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Accept stale values.
     pub fn allow_stale(mut self, on: bool) -> Self {
         self.allow_stale = on;
@@ -119,6 +164,7 @@ pub(crate) struct Shared {
     default_ttl: Option<Duration>,
     max_value_bytes: usize,
     tombstone_ttl: Duration,
+    ttl_jitter: f64,
 }
 
 type Registry = Mutex<HashMap<String, Weak<Shared>>>;
@@ -151,6 +197,7 @@ impl Shared {
             default_ttl: cfg.default_ttl,
             max_value_bytes: cfg.max_value_bytes,
             tombstone_ttl: cfg.tombstone_ttl,
+            ttl_jitter: cfg.ttl_jitter,
         }
     }
 
@@ -191,7 +238,12 @@ impl Shared {
             None => (0, 0),
             Some(d) if d.is_zero() => (now, now),
             Some(d) => {
-                let fresh = now.saturating_add(d.as_millis().clamp(1, u64::MAX as u128) as u64);
+                let mut ttl_ms = d.as_millis().clamp(1, u64::MAX as u128) as u64;
+                if self.ttl_jitter > 0.0 {
+                    let cut = (ttl_ms as f64 * self.ttl_jitter * rand::random::<f64>()) as u64;
+                    ttl_ms = ttl_ms.saturating_sub(cut).max(1);
+                }
+                let fresh = now.saturating_add(ttl_ms);
                 (fresh, fresh.saturating_add(opts.grace.as_millis() as u64))
             }
         };
@@ -748,6 +800,17 @@ impl Cache {
                     let now = now_ms();
                     if e.meta.is_fresh(now) {
                         Metrics::inc(&sh.metrics.l1_hits);
+                        // Due for an early refresh: one caller (whoever
+                        // finds no load in progress) gets a lease to refresh
+                        // in the background; everyone is served the value.
+                        if policy.due(&e.meta, now)
+                            && let Some(guard) = flight::try_lead(sh, key)
+                        {
+                            Metrics::inc(&sh.metrics.early_refreshes);
+                            let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(key));
+                            let lease = self.lease(guard, epoch).await;
+                            return Ok(Lookup::Stale(e, Some(lease)));
+                        }
                         return Ok(Lookup::Fresh(e));
                     }
                     if policy.allow_stale && e.meta.is_live(now) {
@@ -832,10 +895,7 @@ impl Cache {
                 }
                 Err(_) => Metrics::inc(&sh.metrics.l2_errors),
             }
-            match l2.fence(&rk).await {
-                Ok(f) => fence = Some(f),
-                Err(_) => Metrics::inc(&sh.metrics.l2_errors),
-            }
+            fence = self.fence(&rk).await;
             rkeys = Some(rk);
         }
         if let Some(s) = stale {
@@ -847,6 +907,34 @@ impl Cache {
             ));
         }
         Ok(Lookup::Lead(Lease::new(guard, rkeys, fence, epoch)))
+    }
+
+    /// The tombstone token a load must present when it completes; `None`
+    /// (counted) when Redis cannot be read: the load then skips L2.
+    async fn fence(&self, rk: &RedisKeys) -> Option<Vec<u8>> {
+        let l2 = self.shared.l2.as_ref()?;
+        match l2.fence(rk).await {
+            Ok(f) => Some(f),
+            Err(_) => {
+                Metrics::inc(&self.shared.metrics.l2_errors);
+                None
+            }
+        }
+    }
+
+    /// A lease for a flight this caller leads without reading L2 first
+    /// (the early refresh of a value it already has).
+    async fn lease(&self, guard: flight::FlightGuard, epoch: u64) -> Lease {
+        let rk = self
+            .shared
+            .l2
+            .as_ref()
+            .map(|_| self.shared.rkeys(&guard.key));
+        let fence = match &rk {
+            Some(rk) => self.fence(rk).await,
+            None => None,
+        };
+        Lease::new(guard, rk, fence, epoch)
     }
 
     /// Counters and L1 size.

@@ -64,6 +64,10 @@ pub struct Config {
     pub tombstone_ttl: Duration,
     /// How long a caller waits for another caller's load. Default 30 s.
     pub wait_timeout: Duration,
+    /// Random spread on TTLs so entries written together do not expire
+    /// together: each TTL is shortened by up to this fraction (0.1 = up to
+    /// 10 %), never lengthened. Default 0 (off).
+    pub ttl_jitter: f64,
 }
 
 impl std::fmt::Debug for Config {
@@ -84,6 +88,7 @@ impl std::fmt::Debug for Config {
             .field("op_timeout", &self.op_timeout)
             .field("tombstone_ttl", &self.tombstone_ttl)
             .field("wait_timeout", &self.wait_timeout)
+            .field("ttl_jitter", &self.ttl_jitter)
             .finish()
     }
 }
@@ -104,6 +109,7 @@ impl Default for Config {
             op_timeout: Duration::from_millis(500),
             tombstone_ttl: Duration::from_secs(60),
             wait_timeout: Duration::from_secs(30),
+            ttl_jitter: 0.0,
         }
     }
 }
@@ -144,6 +150,11 @@ impl Config {
             if d.is_zero() {
                 return Err(Error::Config(format!("{name} must be > 0")));
             }
+        }
+        if !(0.0..=1.0).contains(&self.ttl_jitter) {
+            return Err(Error::Config(
+                "ttl_jitter must be a fraction between 0 and 1".into(),
+            ));
         }
         if self.tombstone_ttl < Duration::from_millis(1) {
             return Err(Error::Config("tombstone_ttl must be at least 1 ms".into()));
@@ -256,6 +267,11 @@ impl CacheBuilder {
     /// Default wait for another caller's load.
     pub fn wait_timeout(mut self, d: Duration) -> Self {
         self.config.wait_timeout = d;
+        self
+    }
+    /// Shorten TTLs by a random fraction up to `fraction`.
+    pub fn ttl_jitter(mut self, fraction: f64) -> Self {
+        self.config.ttl_jitter = fraction;
         self
     }
     /// Validate and build the cache.

@@ -78,6 +78,14 @@ pub(crate) fn join(shared: &Arc<Shared>, key: &str) -> Joined {
     })
 }
 
+/// Lead `key` only if no flight for it exists (never waits).
+pub(crate) fn try_lead(shared: &Arc<Shared>, key: &str) -> Option<FlightGuard> {
+    match join(shared, key) {
+        Joined::Leader(g) => Some(g),
+        Joined::Waiter(_) => None,
+    }
+}
+
 /// Wait for a flight's outcome. `accept_stale` makes a `Stale` state final.
 pub(crate) async fn wait(mut rx: watch::Receiver<FlightState>, accept_stale: bool) -> FlightState {
     let r = rx

@@ -54,6 +54,8 @@ counters! {
     leads,
     /// Callers that waited for another caller's load instead of loading.
     coalesced_waits,
+    /// Fresh hits handed a lease to refresh early (XFetch / refresh-ahead).
+    early_refreshes,
     /// Loads completed with a value.
     loads_completed,
     /// Loads abandoned with an error (loader failures).
@@ -85,6 +87,7 @@ fn counter_help(name: &str) -> &'static str {
         "stale_served" => "stale values served within grace",
         "leads" => "leases handed out (loader calls)",
         "coalesced_waits" => "callers that waited for another caller's load",
+        "early_refreshes" => "fresh hits refreshed early (XFetch or refresh-ahead)",
         "loads_completed" => "loads completed with a value",
         "loader_errors" => "loads abandoned with an error",
         "leases_dropped" => "leases dropped without completion",

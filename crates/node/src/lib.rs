@@ -104,6 +104,8 @@ pub struct NativeOptions {
     pub op_timeout_ms: Option<f64>,
     pub wait_timeout_ms: Option<f64>,
     pub tombstone_ttl_ms: Option<f64>,
+    /// Fraction (0-1) by which TTLs are randomly shortened.
+    pub ttl_jitter: Option<f64>,
 }
 
 /// A stored value: serializer id and bytes.
@@ -154,6 +156,7 @@ impl NativeCache {
             op_timeout_ms: None,
             wait_timeout_ms: None,
             tombstone_ttl_ms: None,
+            ttl_jitter: None,
         });
         let mut cfg = Config::default();
         if let Some(ns) = o.namespace {
@@ -199,6 +202,9 @@ impl NativeCache {
         }
         if let Some(v) = o.tombstone_ttl_ms {
             cfg.tombstone_ttl = ms("tombstoneTtl", v)?;
+        }
+        if let Some(v) = o.ttl_jitter {
+            cfg.ttl_jitter = v;
         }
         Ok(NativeCache {
             inner: Cache::new(cfg).map_err(js_err)?,
@@ -395,10 +401,24 @@ impl NativeCache {
         key: String,
         allow_stale: bool,
         wait_timeout_ms: Option<f64>,
+        early_refresh: Option<f64>,
+        refresh_ahead: Option<f64>,
     ) -> Result<NativeLookup> {
         let mut policy = LookupPolicy::default().allow_stale(allow_stale);
         if let Some(w) = wait_timeout_ms {
             policy = policy.wait_timeout(ms("waitTimeout", w)?);
+        }
+        if let Some(beta) = early_refresh {
+            if !(beta.is_finite() && beta >= 0.0) {
+                return Err(invalid("earlyRefresh (beta) must be a finite number >= 0"));
+            }
+            policy = policy.early_refresh(beta);
+        }
+        if let Some(f) = refresh_ahead {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(invalid("refreshAhead must be a fraction between 0 and 1"));
+            }
+            policy = policy.refresh_ahead(f);
         }
         Ok(
             match self.inner.lookup(&key, &policy).await.map_err(js_err)? {

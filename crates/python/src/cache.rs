@@ -80,7 +80,7 @@ impl PyCache {
         *, namespace = "default".to_owned(), redis_url = None, cluster = None, l1 = true,
         l1_max_bytes = 64 << 20, default_ttl = Some(300.0), compress_threshold = 4096,
         max_value_bytes = 32 << 20, signing_key = None, connect_timeout = 1.0,
-        op_timeout = 0.5, tombstone_ttl = 60.0, wait_timeout = 30.0
+        op_timeout = 0.5, tombstone_ttl = 60.0, wait_timeout = 30.0, ttl_jitter = 0.0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -98,6 +98,7 @@ impl PyCache {
         op_timeout: f64,
         tombstone_ttl: f64,
         wait_timeout: f64,
+        ttl_jitter: f64,
     ) -> PyResult<Self> {
         let redis = match (redis_url, cluster) {
             (Some(_), Some(_)) => {
@@ -126,6 +127,7 @@ impl PyCache {
         cfg.op_timeout = secs("op_timeout", op_timeout)?;
         cfg.tombstone_ttl = secs("tombstone_ttl", tombstone_ttl)?;
         cfg.wait_timeout = secs("wait_timeout", wait_timeout)?;
+        cfg.ttl_jitter = ttl_jitter;
         Ok(PyCache {
             inner: Cache::new(cfg).py(py)?,
         })
@@ -249,15 +251,17 @@ impl PyCache {
     }
 
     /// Read-through: `(kind, format, data, lease)` with kind FRESH, STALE or LEAD.
-    #[pyo3(signature = (key, allow_stale = false, wait_timeout = None))]
+    #[pyo3(signature = (key, allow_stale = false, wait_timeout = None, early_refresh = None, refresh_ahead = None))]
     fn lookup(
         &self,
         py: Python<'_>,
         key: String,
         allow_stale: bool,
         wait_timeout: Option<f64>,
+        early_refresh: Option<f64>,
+        refresh_ahead: Option<f64>,
     ) -> PyResult<LookupTuple> {
-        let policy = policy(allow_stale, wait_timeout)?;
+        let policy = policy(allow_stale, wait_timeout, early_refresh, refresh_ahead)?;
         let r = run(py, self.inner.lookup(&key, &policy)).py(py)?;
         Ok(lookup_tuple(py, r))
     }
@@ -382,15 +386,17 @@ impl PyCache {
         awaitable(py, async move { c.clear().await.map_err(py_err) })
     }
 
-    #[pyo3(signature = (key, allow_stale = false, wait_timeout = None))]
+    #[pyo3(signature = (key, allow_stale = false, wait_timeout = None, early_refresh = None, refresh_ahead = None))]
     fn alookup<'py>(
         &self,
         py: Python<'py>,
         key: String,
         allow_stale: bool,
         wait_timeout: Option<f64>,
+        early_refresh: Option<f64>,
+        refresh_ahead: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let policy = policy(allow_stale, wait_timeout)?;
+        let policy = policy(allow_stale, wait_timeout, early_refresh, refresh_ahead)?;
         let c = self.inner.clone();
         awaitable(py, async move {
             let r = c.lookup(&key, &policy).await.map_err(py_err)?;
@@ -399,10 +405,31 @@ impl PyCache {
     }
 }
 
-fn policy(allow_stale: bool, wait_timeout: Option<f64>) -> PyResult<LookupPolicy> {
+fn policy(
+    allow_stale: bool,
+    wait_timeout: Option<f64>,
+    early_refresh: Option<f64>,
+    refresh_ahead: Option<f64>,
+) -> PyResult<LookupPolicy> {
     let mut p = LookupPolicy::default().allow_stale(allow_stale);
     if let Some(w) = wait_timeout {
         p = p.wait_timeout(secs("wait_timeout", w)?);
+    }
+    if let Some(beta) = early_refresh {
+        if !(beta.is_finite() && beta >= 0.0) {
+            return Err(PyValueError::new_err(
+                "early_refresh (beta) must be a finite number >= 0",
+            ));
+        }
+        p = p.early_refresh(beta);
+    }
+    if let Some(f) = refresh_ahead {
+        if !(0.0..=1.0).contains(&f) {
+            return Err(PyValueError::new_err(
+                "refresh_ahead must be a fraction between 0 and 1",
+            ));
+        }
+        p = p.refresh_ahead(f);
     }
     Ok(p)
 }
