@@ -219,11 +219,15 @@ test('early refresh: callers get the fresh value, one background reload', async 
   const c = new Cache({ namespace: unique('early') })
   await c.set('hot', 'v1', '1m')
   let calls = 0
+  let release
+  const gate = new Promise((r) => { release = r })
   let reloaded
   const done = new Promise((r) => { reloaded = r })
-  const factory = async () => { calls++; reloaded(); return 'v2' }
+  // The reload is held until all callers were answered: none can see v2.
+  const factory = async () => { calls++; await gate; reloaded(); return 'v2' }
   const got = await Promise.all(Array.from({ length: 20 }, () => c.getOrSet({ key: 'hot', factory, ttl: '1m', refreshAhead: 1 })))
   assert.deepEqual(new Set(got), new Set(['v1']))
+  release()
   await done
   for (let i = 0; i < 100 && (await c.get('hot')) !== 'v2'; i++) await sleep(10)
   assert.equal(await c.get('hot'), 'v2')

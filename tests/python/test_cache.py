@@ -325,11 +325,13 @@ def test_many_threads_share_one_l1(ns: str) -> None:
 
 def test_early_refresh_serves_fresh_value_and_reloads_once(cache: Cache) -> None:
     reloaded = threading.Event()
+    gate = threading.Event()
     calls = 0
 
     def reload() -> str:
         nonlocal calls
         calls += 1
+        gate.wait(5)  # held until every caller below was answered
         reloaded.set()
         return "v2"
 
@@ -338,6 +340,7 @@ def test_early_refresh_serves_fresh_value_and_reloads_once(cache: Cache) -> None
     # background reload, everyone is served the current value at once.
     results = [cache.get_or_set("hot", reload, 60, refresh_ahead=1.0) for _ in range(20)]
     assert results == ["v1"] * 20
+    gate.set()
     assert reloaded.wait(5)
     deadline = time.monotonic() + 5
     while cache.get("hot") != "v2" and time.monotonic() < deadline:
