@@ -271,6 +271,10 @@ class Cache:
     # -- asyncio twins -----------------------------------------------------
 
     async def aget(self, key: str, default: Any = None) -> Any:
+        # An L1 hit is answered here, without an event-loop round trip.
+        v = self._n.get_local(key)
+        if v is not None or not self._n.has_l2:
+            return self._load(v, default)
         return self._load(await self._n.aget(key), default)
 
     async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
@@ -331,6 +335,10 @@ class Cache:
         refresh_ahead: float | None = None,
     ) -> T:
         """Async :meth:`get_or_set`; ``loader`` may be sync or async."""
+        if early_refresh is None and refresh_ahead is None:
+            hit = self._n.get_local(key)
+            if hit is not None:
+                return cast(T, self._load(hit, None))
         kind, fmt, data, lease = await self._n.alookup(key, allow_stale, wait_timeout, early_refresh, refresh_ahead)
         if kind == _native.LEAD:
             assert lease is not None

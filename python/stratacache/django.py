@@ -329,6 +329,9 @@ class StrataCache(BaseCache):
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         k = self._key(key, version)
         try:
+            hit = self._n.get_local(k)  # an L1 hit needs no event-loop round trip
+            if hit is not None or not self._n.has_l2:
+                return self._load(hit, default)
             return self._load(await self._n.aget(k), default)
         except RedisError as e:
             return self._swallow(e, "aget", default)
@@ -410,6 +413,10 @@ class StrataCache(BaseCache):
         import inspect
 
         k = self._key(key, version)
+        if self._early_refresh is None and self._refresh_ahead is None:
+            hit = self._n.get_local(k)
+            if hit is not None:
+                return self._load(hit, None)
         try:
             kind, fmt, data, lease = await self._n.alookup(
                 k, allow_stale, None, self._early_refresh, self._refresh_ahead

@@ -143,6 +143,22 @@ impl PyCache {
         self.inner.has_l2()
     }
 
+    /// L1 only, never waits: the value on a fresh L1 hit, else `None`
+    /// (which is not a miss when Redis is configured). Lets async callers
+    /// answer an L1 hit without an event-loop round trip.
+    fn get_local(&self, py: Python<'_>, key: String) -> PyResult<Option<Value>> {
+        use std::future::Future;
+        let mut fut = Box::pin(self.inner.get_local(&key));
+        let r = match fut
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => run(py, fut),
+        };
+        Ok(r.py(py)?.map(|e| value(py, &e)))
+    }
+
     fn get(&self, py: Python<'_>, key: String) -> PyResult<Option<Value>> {
         let c = &self.inner;
         let r = run(py, c.get(&key)).py(py)?;
