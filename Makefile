@@ -17,7 +17,7 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-node node-build lint-node py-develop bench bench-py bench-node check-prereqs
+.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-node node-build lint-node py-develop bench bench-py bench-node check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,7 +49,10 @@ node-build: node_modules/.installed ## build the Node addon (release, napi) into
 py-develop: $(VENV)/.installed ## build the native module into .venv (debug) with maturin
 	$(MATURIN) develop --locked -q
 
-demo: ## the main job: the embedded (L1-only) cache under a burst on a cold key
+demo: node-build ## the main job: an Express app on the embedded (in-process) cache, 2,000 concurrent requests on a cold key
+	node examples/demo.js
+
+demo-rust: ## the same burst against the Rust API directly
 	$(CARGO) run --locked --release -p stratacache --example demo
 
 build: ## build every crate (release)
