@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 import math
-import os
 from collections.abc import Awaitable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Final, TypeVar, Union, cast
 
 from . import _native
+from ._loading import arefresh_in_background, arun_loader, refresh_in_background, run_loader
 from .serializers import Serializer, Unreadable, get_serializer
 
 __all__ = ["DEFAULT", "Cache", "Ttl"]
@@ -41,29 +38,6 @@ def _native_ttl(ttl: Ttl) -> float | None:
     if ttl is None:
         return math.inf
     return float(ttl)  # type: ignore[arg-type]
-
-
-# Background refreshes of stale values (stale-while-revalidate) for sync
-# callers; asyncio callers refresh in a task on their own loop.
-_refresh_pool: ThreadPoolExecutor | None = None
-_refresh_tasks: set[asyncio.Task[Any]] = set()
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _refresh_pool
-    if _refresh_pool is None:
-        _refresh_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stratacache-refresh")
-    return _refresh_pool
-
-
-def _after_fork_in_child() -> None:
-    global _refresh_pool
-    _refresh_pool = None  # its threads did not survive the fork
-    _native.after_fork_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Cache:
@@ -247,26 +221,10 @@ class Cache:
         kind, fmt, data, lease = self._n.lookup(key, allow_stale, wait_timeout, early_refresh, refresh_ahead)
         if kind == _native.LEAD:
             assert lease is not None
-            return cast(T, self._run_loader(lease, loader, ttl, grace))
+            return cast(T, run_loader(lease, loader, self._dump, _native_ttl(ttl), grace))
         if kind == _native.STALE and lease is not None:
-            _pool().submit(self._refresh, lease, loader, ttl, grace)
+            refresh_in_background(lease, loader, self._dump, _native_ttl(ttl), grace)
         return cast(T, self._load((fmt, data), None))  # type: ignore[arg-type]
-
-    def _run_loader(self, lease: _native.Lease, loader: Any, ttl: Ttl, grace: float) -> Any:
-        try:
-            value = loader() if callable(loader) else loader
-            data, fmt = self._dump(value)
-        except BaseException as e:
-            lease.abandon(e)
-            raise
-        lease.complete(data, fmt, _native_ttl(ttl), grace)
-        return value
-
-    def _refresh(self, lease: _native.Lease, loader: Any, ttl: Ttl, grace: float) -> None:
-        try:
-            self._run_loader(lease, loader, ttl, grace)
-        except Exception:
-            log.exception("stratacache: background refresh of %r failed", lease.key)
 
     # -- asyncio twins -----------------------------------------------------
 
@@ -342,30 +300,10 @@ class Cache:
         kind, fmt, data, lease = await self._n.alookup(key, allow_stale, wait_timeout, early_refresh, refresh_ahead)
         if kind == _native.LEAD:
             assert lease is not None
-            return cast(T, await self._arun_loader(lease, loader, ttl, grace))
+            return cast(T, await arun_loader(lease, loader, self._dump, _native_ttl(ttl), grace))
         if kind == _native.STALE and lease is not None:
-            task = asyncio.get_running_loop().create_task(self._arefresh(lease, loader, ttl, grace))
-            _refresh_tasks.add(task)
-            task.add_done_callback(_refresh_tasks.discard)
+            arefresh_in_background(lease, loader, self._dump, _native_ttl(ttl), grace)
         return cast(T, self._load((fmt, data), None))  # type: ignore[arg-type]
-
-    async def _arun_loader(self, lease: _native.Lease, loader: Any, ttl: Ttl, grace: float) -> Any:
-        try:
-            value = loader() if callable(loader) else loader
-            if inspect.isawaitable(value):
-                value = await value
-            data, fmt = self._dump(value)
-        except BaseException as e:
-            lease.abandon(e)
-            raise
-        await lease.acomplete(data, fmt, _native_ttl(ttl), grace)
-        return value
-
-    async def _arefresh(self, lease: _native.Lease, loader: Any, ttl: Ttl, grace: float) -> None:
-        try:
-            await self._arun_loader(lease, loader, ttl, grace)
-        except Exception:
-            log.exception("stratacache: background refresh of %r failed", lease.key)
 
     def __repr__(self) -> str:
         return f"<stratacache.Cache namespace={self.namespace!r}>"

@@ -55,7 +55,6 @@ touching Redis. Without the app, a malformed entry raises
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import math
@@ -66,7 +65,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LE
 from django.core.exceptions import ImproperlyConfigured
 
 from . import _native
-from .client import _refresh_tasks
+from ._loading import arefresh_in_background, arun_loader, refresh_in_background, run_loader
 from .exceptions import KeyNotFoundError, NotAnIntegerError, RedisError, StrataCacheError
 from .serializers import Unreadable, get_serializer
 
@@ -291,29 +290,10 @@ class StrataCache(BaseCache):
             return default() if callable(default) else default
         if kind == _native.LEAD:
             assert lease is not None
-            try:
-                value = default() if callable(default) else default
-                payload, f = self._serializer.dumps(value)
-            except BaseException as e:
-                lease.abandon(e)
-                raise
-            lease.complete(payload, f, self._ttl(timeout), self._grace)
-            return value
+            return run_loader(lease, default, self._serializer.dumps, self._ttl(timeout), self._grace)
         if kind == _native.STALE and lease is not None:
-            from .client import _pool
-
-            _pool().submit(self._refresh, lease, default, timeout)
+            refresh_in_background(lease, default, self._serializer.dumps, self._ttl(timeout), self._grace)
         return self._load((fmt, data), None)  # type: ignore[arg-type]
-
-    def _refresh(self, lease: _native.Lease, default: Any, timeout: Any) -> None:
-        try:
-            value = default() if callable(default) else default
-            payload, f = self._serializer.dumps(value)
-        except BaseException as e:
-            lease.abandon(e)
-            log.exception("stratacache: background refresh of %r failed", lease.key)
-            return
-        lease.complete(payload, f, self._ttl(timeout), self._grace)
 
     # -- async: native coroutines on the core (not sync_to_async) ------------------
 
@@ -427,35 +407,10 @@ class StrataCache(BaseCache):
             return await value if inspect.isawaitable(value) else value
         if kind == _native.LEAD:
             assert lease is not None
-            try:
-                value = default() if callable(default) else default
-                if inspect.isawaitable(value):
-                    value = await value
-                payload, f = self._serializer.dumps(value)
-            except BaseException as e:
-                lease.abandon(e)
-                raise
-            await lease.acomplete(payload, f, self._ttl(timeout), self._grace)
-            return value
+            return await arun_loader(lease, default, self._serializer.dumps, self._ttl(timeout), self._grace)
         if kind == _native.STALE and lease is not None:
-            task = asyncio.get_running_loop().create_task(self._arefresh(lease, default, timeout))
-            _refresh_tasks.add(task)
-            task.add_done_callback(_refresh_tasks.discard)
+            arefresh_in_background(lease, default, self._serializer.dumps, self._ttl(timeout), self._grace)
         return self._load((fmt, data), None)  # type: ignore[arg-type]
-
-    async def _arefresh(self, lease: _native.Lease, default: Any, timeout: Any) -> None:
-        import inspect
-
-        try:
-            value = default() if callable(default) else default
-            if inspect.isawaitable(value):
-                value = await value
-            payload, f = self._serializer.dumps(value)
-        except BaseException as e:
-            lease.abandon(e)
-            log.exception("stratacache: background refresh of %r failed", lease.key)
-            return
-        await lease.acomplete(payload, f, self._ttl(timeout), self._grace)
 
     # -- observability --------------------------------------------------------------
 

@@ -363,56 +363,28 @@ mod tests {
 
     #[test]
     fn what_may_be_stored() {
-        let body = || b"x".to_vec();
-        assert!(CachedResponse::storable(404, &[], body(), 0.0, 1, false).is_none());
-        assert!(
-            CachedResponse::storable(200, &h(&[("set-cookie", "a=b")]), body(), 0.0, 1, false)
-                .is_none()
-        );
-        assert!(
-            CachedResponse::storable(
+        // (status, headers, keyed per principal, storable)
+        let cases: &[(u16, &[(&str, &str)], bool, bool)] = &[
+            (404, &[], false, false),
+            (200, &[("set-cookie", "a=b")], false, false),
+            (200, &[("cache-control", "no-store")], false, false),
+            (
                 200,
-                &h(&[("cache-control", "no-store")]),
-                body(),
-                0.0,
-                1,
-                false
-            )
-            .is_none()
-        );
-        assert!(
-            CachedResponse::storable(
-                200,
-                &h(&[("Cache-Control", "Private, max-age=5")]),
-                body(),
-                0.0,
-                1,
-                false
-            )
-            .is_none()
-        );
-        assert!(
-            CachedResponse::storable(
-                200,
-                &h(&[("cache-control", "private")]),
-                body(),
-                0.0,
-                1,
-                true
-            )
-            .is_some()
-        );
-        assert!(
-            CachedResponse::storable(
-                200,
-                &h(&[("cache-control", "public, max-age=9")]),
-                body(),
-                0.0,
-                1,
-                false
-            )
-            .is_some()
-        );
+                &[("Cache-Control", "Private, max-age=5")],
+                false,
+                false,
+            ),
+            (200, &[("cache-control", "private")], true, true),
+            (200, &[("cache-control", "public, max-age=9")], false, true),
+        ];
+        for &(status, headers, private, storable) in cases {
+            let r = CachedResponse::storable(status, &h(headers), b"x".to_vec(), 0.0, 1, private);
+            assert_eq!(
+                r.is_some(),
+                storable,
+                "{status} {headers:?} private={private}"
+            );
+        }
     }
 
     #[test]
