@@ -364,7 +364,8 @@ mod tests {
     #[test]
     fn what_may_be_stored() {
         // (status, headers, keyed per principal, storable)
-        let cases: &[(u16, &[(&str, &str)], bool, bool)] = &[
+        type Case = (u16, &'static [(&'static str, &'static str)], bool, bool);
+        let cases: &[Case] = &[
             (404, &[], false, false),
             (200, &[("set-cookie", "a=b")], false, false),
             (200, &[("cache-control", "no-store")], false, false),
