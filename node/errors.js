@@ -36,6 +36,7 @@ const NotAnIntegerError = define('NotAnIntegerError', 'E_NOT_INTEGER')
 const LoaderError = define('LoaderError', 'E_LOADER')
 const LeaseDroppedError = define('LeaseDroppedError', 'E_LEASE_DROPPED')
 const WaitTimeoutError = define('WaitTimeoutError', 'E_WAIT_TIMEOUT')
+const LoaderTimeoutError = define('LoaderTimeoutError', 'E_LOADER_TIMEOUT')
 const CacheClosedError = define('CacheClosedError', 'E_CLOSED')
 
 const L2_CODES = new Set(['E_L2', 'E_L2_UNAVAILABLE', 'E_L2_TIMEOUT'])
@@ -69,6 +70,7 @@ module.exports = {
   LoaderError,
   LeaseDroppedError,
   WaitTimeoutError,
+  LoaderTimeoutError,
   CacheClosedError,
   L2_CODES,
   fromNative,

@@ -114,4 +114,5 @@ export declare class NotAnIntegerError extends StrataCacheError {}
 export declare class LoaderError extends StrataCacheError {}
 export declare class LeaseDroppedError extends StrataCacheError {}
 export declare class WaitTimeoutError extends StrataCacheError {}
+export declare class LoaderTimeoutError extends StrataCacheError {}
 export declare class CacheClosedError extends StrataCacheError {}

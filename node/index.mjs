@@ -18,6 +18,7 @@ export const {
   LoaderError,
   LeaseDroppedError,
   WaitTimeoutError,
+  LoaderTimeoutError,
   CacheClosedError,
 } = cjs
 export default cjs

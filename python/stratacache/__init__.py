@@ -26,6 +26,7 @@ from .exceptions import (
     StrataCacheError,
     ValueTooLargeError,
     WaitTimeoutError,
+    LoaderTimeoutError,
 )
 
 __version__: str = _native.__version__
@@ -49,5 +50,6 @@ __all__ = [
     "Ttl",
     "ValueTooLargeError",
     "WaitTimeoutError",
+    "LoaderTimeoutError",
     "__version__",
 ]

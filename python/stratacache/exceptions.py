@@ -24,6 +24,7 @@ __all__ = [
     "StrataCacheError",
     "ValueTooLargeError",
     "WaitTimeoutError",
+    "LoaderTimeoutError",
 ]
 
 
@@ -114,6 +115,15 @@ class WaitTimeoutError(StrataCacheError, TimeoutError):
     code = "E_WAIT_TIMEOUT"
 
 
+class LoaderTimeoutError(StrataCacheError, TimeoutError):
+    """The load exceeded the hard timeout and no stale value could be served.
+
+    The load itself goes on in the background and still fills the cache.
+    """
+
+    code = "E_LOADER_TIMEOUT"
+
+
 class CacheClosedError(StrataCacheError):
     """The cache was closed."""
 
@@ -136,6 +146,7 @@ _BY_CODE: dict[str, type[StrataCacheError]] = {
         LoaderError,
         LeaseDroppedError,
         WaitTimeoutError,
+        LoaderTimeoutError,
         CacheClosedError,
     )
 }

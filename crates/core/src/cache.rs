@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::config::{CacheBuilder, Config};
 use crate::envelope::{Codec, Entry, Format, Meta};
 use crate::error::{Error, Result};
-use crate::flight::{self, FlightMap, FlightState, Joined, Lease};
+use crate::flight::{self, Fallback, FleetLease, FlightMap, FlightState, Joined, Lease, StaleKind};
 use crate::key::{RedisKeys, namespace_pattern, redis_keys, validate_key};
 use crate::l1::{L1, L1Incr};
-use crate::l2::{IncrOutcome, L2};
+use crate::l2::{Acquire, IncrOutcome, L2};
 use crate::metrics::{Metrics, Stats};
 
 /// How long a written entry lives.
@@ -68,8 +69,24 @@ impl WriteOptions {
     }
 }
 
+/// What a caller does when its wait for another caller's load (in this
+/// process or, through the fleet lease, in another) times out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnWaitTimeout {
+    /// Load the key itself (the default): a stuck or very slow holder
+    /// delays callers but never fails them.
+    #[default]
+    Load,
+    /// Fail with [`Error::WaitTimeout`].
+    Fail,
+}
+
+/// How long a fail-safe stale value is kept fresh after a failed load,
+/// unless the policy says otherwise.
+pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(30);
+
 /// How a read-through lookup behaves.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct LookupPolicy {
     /// Serve a stale (within grace) value at once and refresh it in the
@@ -87,6 +104,38 @@ pub struct LookupPolicy {
     /// Deterministic refresh-ahead: a fresh hit within this fraction of its
     /// TTL from expiry (e.g. 0.2 = the last 20 %) is refreshed. `None`: off.
     pub refresh_ahead: Option<f64>,
+    /// Fail-safe: when the load fails ([`Lease::fail`]) or exceeds the soft
+    /// timeout, serve the stale value (within its grace) instead.
+    pub fail_safe: bool,
+    /// How long a fail-safe stale value is kept fresh after a failed load,
+    /// so a failing origin is not hammered. Default 30 s.
+    pub fail_safe_throttle: Duration,
+    /// With fail-safe and a stale value: how long a load (or a wait on
+    /// another process's load) may take before the stale value is served;
+    /// the load goes on in the background. `None`: no soft timeout.
+    pub soft_timeout: Option<Duration>,
+    /// Upper bound on every caller's wait for a value; past it a caller
+    /// gets the fail-safe stale value or [`Error::LoaderTimeout`], and the
+    /// load goes on in the background. `None`: unbounded.
+    pub hard_timeout: Option<Duration>,
+    /// What a timed-out wait does. Default [`OnWaitTimeout::Load`].
+    pub on_wait_timeout: OnWaitTimeout,
+}
+
+impl Default for LookupPolicy {
+    fn default() -> Self {
+        LookupPolicy {
+            allow_stale: false,
+            wait_timeout: None,
+            early_refresh: None,
+            refresh_ahead: None,
+            fail_safe: false,
+            fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
+            soft_timeout: None,
+            hard_timeout: None,
+            on_wait_timeout: OnWaitTimeout::Load,
+        }
+    }
 }
 
 impl LookupPolicy {
@@ -136,6 +185,43 @@ impl LookupPolicy {
         self.wait_timeout = Some(d);
         self
     }
+    /// Turn fail-safe on or off.
+    pub fn fail_safe(mut self, on: bool) -> Self {
+        self.fail_safe = on;
+        self
+    }
+    /// Fail-safe throttle period.
+    pub fn fail_safe_throttle(mut self, d: Duration) -> Self {
+        self.fail_safe_throttle = d;
+        self
+    }
+    /// Soft timeout (fail-safe).
+    pub fn soft_timeout(mut self, d: Duration) -> Self {
+        self.soft_timeout = Some(d);
+        self
+    }
+    /// Hard timeout.
+    pub fn hard_timeout(mut self, d: Duration) -> Self {
+        self.hard_timeout = Some(d);
+        self
+    }
+    /// What a timed-out wait does.
+    pub fn on_wait_timeout(mut self, action: OnWaitTimeout) -> Self {
+        self.on_wait_timeout = action;
+        self
+    }
+
+    fn keeps_stale(&self) -> bool {
+        self.allow_stale || self.fail_safe
+    }
+
+    fn fallback(&self, stale: Option<Arc<Entry>>) -> Fallback {
+        Fallback {
+            entry: stale,
+            fail_safe: self.fail_safe,
+            throttle: self.fail_safe_throttle,
+        }
+    }
 }
 
 /// What a read-through lookup tells the caller to do.
@@ -158,6 +244,9 @@ pub(crate) struct Shared {
     pub(crate) namespace: String,
     pub(crate) l1: Option<L1>,
     pub(crate) l2: Option<L2>,
+    pub(crate) bus: Option<Bus>,
+    pub(crate) lease_ttl: Duration,
+    fleet_lease: bool,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) flights: FlightMap,
     pub(crate) codec: Codec,
@@ -186,6 +275,12 @@ impl Shared {
                 .redis
                 .clone()
                 .map(|loc| L2::new(loc, cfg.connect_timeout, cfg.op_timeout)),
+            bus: cfg
+                .redis
+                .clone()
+                .map(|loc| Bus::new(&cfg.namespace, loc, cfg.connect_timeout)),
+            lease_ttl: cfg.lease_ttl,
+            fleet_lease: cfg.fleet_lease,
             metrics,
             flights: Default::default(),
             codec: Codec::new(
@@ -287,6 +382,14 @@ impl Shared {
         }
     }
 
+    /// Decode an L2 value and keep it only if fresh.
+    fn fresh(&self, bytes: Option<Vec<u8>>) -> Option<Arc<Entry>> {
+        bytes
+            .and_then(|b| self.decode(&b))
+            .filter(|e| e.meta.is_fresh(now_ms()))
+            .map(Arc::new)
+    }
+
     fn l2_err(&self, e: Error) -> Error {
         Metrics::inc(&self.metrics.l2_errors);
         e
@@ -341,7 +444,7 @@ impl Cache {
     pub fn new(config: Config) -> Result<Cache> {
         config.validate()?;
         crate::runtime::install_fork_hook();
-        let shared = if config.l1_enabled {
+        let shared = if config.l1_enabled && !config.isolated {
             let id = format!(
                 "{}|{}",
                 config
@@ -363,6 +466,9 @@ impl Cache {
         } else {
             Arc::new(Shared::new(&config))
         };
+        if let Some(bus) = &shared.bus {
+            bus.ensure_started(&shared);
+        }
         Ok(Cache {
             shared,
             closed: Arc::new(AtomicBool::new(false)),
@@ -781,19 +887,24 @@ impl Cache {
     /// Concurrent lookups of one key in one process yield exactly one
     /// [`Lookup::Lead`] (or one `Stale` with a lease); the others wait inside
     /// this call, without polling, and receive the completed value, or the
-    /// error the leader abandoned with. A leader that goes away before it
+    /// error the leader abandoned with. With Redis, the leader of this
+    /// process takes the key's fleet lease first: if another process holds
+    /// it, the leader waits for that process's fill (woken by the bus) and
+    /// takes over if the holder goes away. A leader that goes away before it
     /// holds a lease hands leadership to a waiter; a dropped lease releases
-    /// the waiters with [`Error::LeaseDropped`]. Waiting is bounded by the
-    /// policy's (or the cache's) wait timeout.
+    /// the waiters with [`Error::LeaseDropped`].
+    ///
+    /// Waiting on another process's lease and waiting on this process's load
+    /// are each bounded by the wait timeout (then [`OnWaitTimeout`]
+    /// applies); the policy's hard timeout bounds the whole call.
     ///
     /// Redis trouble during a lookup is counted and treated as a miss: the
     /// caller loads, which is what a read-through cache is for.
     pub async fn lookup(&self, key: &str, policy: &LookupPolicy) -> Result<Lookup> {
         self.check(key)?;
         let sh = &self.shared;
-        let wait = policy.wait_timeout.unwrap_or(self.wait_timeout);
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
+        let start = tokio::time::Instant::now();
+        'outer: loop {
             let mut stale = None;
             if let Some(l1) = &sh.l1 {
                 if let Some(e) = l1.get(key).await {
@@ -801,51 +912,175 @@ impl Cache {
                     if e.meta.is_fresh(now) {
                         Metrics::inc(&sh.metrics.l1_hits);
                         // Due for an early refresh: one caller (whoever
-                        // finds no load in progress) gets a lease to refresh
-                        // in the background; everyone is served the value.
+                        // finds no load in progress) tries to refresh in the
+                        // background; everyone is served the value.
                         if policy.due(&e.meta, now)
                             && let Some(guard) = flight::try_lead(sh, key)
                         {
-                            Metrics::inc(&sh.metrics.early_refreshes);
-                            let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(key));
-                            let lease = self.lease(guard, epoch).await;
-                            return Ok(Lookup::Stale(e, Some(lease)));
+                            return Ok(self.refresh_early(guard, e, policy).await);
                         }
                         return Ok(Lookup::Fresh(e));
                     }
-                    if policy.allow_stale && e.meta.is_live(now) {
+                    if policy.keeps_stale() && e.meta.is_live(now) {
                         stale = Some(e);
                     }
                 }
                 Metrics::inc(&sh.metrics.l1_misses);
             }
-            match flight::join(sh, key) {
-                Joined::Leader(guard) => return self.lead(guard, stale, policy).await,
-                Joined::Waiter(rx) => {
-                    if let Some(s) = stale {
-                        Metrics::inc(&sh.metrics.stale_served);
-                        return Ok(Lookup::Stale(s, None));
-                    }
-                    Metrics::inc(&sh.metrics.coalesced_waits);
-                    let state =
-                        tokio::time::timeout_at(deadline, flight::wait(rx, policy.allow_stale))
-                            .await;
-                    match state {
-                        Err(_) => {
-                            Metrics::inc(&sh.metrics.wait_timeouts);
-                            return Err(Error::WaitTimeout(wait));
+            let mut rx = match flight::join(sh, key) {
+                Joined::Leader(guard) => return self.lead(guard, stale, policy, start).await,
+                Joined::Waiter(rx) => rx,
+            };
+            if policy.allow_stale
+                && let Some(s) = stale
+            {
+                Metrics::inc(&sh.metrics.stale_served);
+                return Ok(Lookup::Stale(s, None));
+            }
+            Metrics::inc(&sh.metrics.coalesced_waits);
+            let wait = policy.wait_timeout.unwrap_or(self.wait_timeout);
+            let hard = policy.hard_timeout.map(|h| start + h);
+            let mut deadline = start + wait;
+            let mut loading_seen = false;
+            let mut closed = false;
+            loop {
+                let state = rx.borrow_and_update().clone();
+                match state {
+                    FlightState::Pending => {}
+                    FlightState::Loading => {
+                        if !loading_seen {
+                            // The wait for the fleet is over; the load
+                            // itself gets a wait budget of its own.
+                            loading_seen = true;
+                            deadline = tokio::time::Instant::now() + wait;
                         }
-                        Ok(FlightState::Value(e)) => return Ok(Lookup::Fresh(e)),
-                        Ok(FlightState::Stale(e)) => {
+                    }
+                    FlightState::Stale(e, kind) => {
+                        if policy.allow_stale || (kind == StaleKind::FailSafe && policy.fail_safe) {
                             Metrics::inc(&sh.metrics.stale_served);
+                            if kind == StaleKind::FailSafe {
+                                Metrics::inc(&sh.metrics.fail_safe_served);
+                            }
                             return Ok(Lookup::Stale(e, None));
                         }
-                        Ok(FlightState::Failed(e)) => return Err(e),
-                        Ok(FlightState::Retry | FlightState::Pending) => continue,
+                    }
+                    FlightState::Value(e) => return Ok(Lookup::Fresh(e)),
+                    FlightState::Failed(e) => return Err(e),
+                    FlightState::Retry => continue 'outer,
+                }
+                if closed {
+                    // The flight is gone without an answer for us.
+                    continue 'outer;
+                }
+                let until = hard.map_or(deadline, |h| h.min(deadline));
+                tokio::select! {
+                    r = rx.changed() => closed = r.is_err(),
+                    _ = tokio::time::sleep_until(until) => {
+                        return self.waited_too_long(key, stale, policy, hard).await;
                     }
                 }
             }
         }
+    }
+
+    /// A wait for someone else's load ran out of time: the hard timeout
+    /// (fail-safe stale value or [`Error::LoaderTimeout`]) or the wait
+    /// timeout ([`OnWaitTimeout`]).
+    async fn waited_too_long(
+        &self,
+        key: &str,
+        stale: Option<Arc<Entry>>,
+        policy: &LookupPolicy,
+        hard: Option<tokio::time::Instant>,
+    ) -> Result<Lookup> {
+        let sh = &self.shared;
+        if hard.is_some_and(|h| tokio::time::Instant::now() >= h) {
+            Metrics::inc(&sh.metrics.hard_timeouts);
+            return self.hard_timeout_answer(stale, policy);
+        }
+        Metrics::inc(&sh.metrics.wait_timeouts);
+        match policy.on_wait_timeout {
+            OnWaitTimeout::Fail => Err(Error::WaitTimeout(
+                policy.wait_timeout.unwrap_or(self.wait_timeout),
+            )),
+            OnWaitTimeout::Load => {
+                let guard = flight::detached(sh, key);
+                let (rk, fence) = match &sh.l2 {
+                    Some(_) => {
+                        let rk = sh.rkeys(key);
+                        let fence = self.fence(&rk).await;
+                        (Some(rk), fence)
+                    }
+                    None => (None, None),
+                };
+                let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(key));
+                Ok(Lookup::Lead(Lease::new(
+                    guard,
+                    rk,
+                    fence,
+                    epoch,
+                    None,
+                    policy.fallback(stale),
+                )))
+            }
+        }
+    }
+
+    fn hard_timeout_answer(
+        &self,
+        stale: Option<Arc<Entry>>,
+        policy: &LookupPolicy,
+    ) -> Result<Lookup> {
+        match stale {
+            Some(s) if policy.fail_safe && s.meta.is_live(now_ms()) => {
+                Metrics::inc(&self.shared.metrics.fail_safe_served);
+                Metrics::inc(&self.shared.metrics.stale_served);
+                Ok(Lookup::Stale(s, None))
+            }
+            _ => Err(Error::LoaderTimeout(
+                policy.hard_timeout.unwrap_or_default(),
+            )),
+        }
+    }
+
+    /// Hand out a lease for a flight this caller leads: `Stale` with the
+    /// lease when stale values are allowed and one exists, else `Lead`.
+    // The arguments are the lease's parts, passed straight to `Lease::new`.
+    #[allow(clippy::too_many_arguments)]
+    fn leased(
+        &self,
+        guard: flight::FlightGuard,
+        rk: Option<RedisKeys>,
+        fence: Option<Vec<u8>>,
+        epoch: u64,
+        fleet: Option<FleetLease>,
+        stale: Option<Arc<Entry>>,
+        policy: &LookupPolicy,
+    ) -> Lookup {
+        let sh = &self.shared;
+        match stale {
+            Some(s) if policy.allow_stale => {
+                guard.offer_stale(s.clone(), StaleKind::Swr);
+                Metrics::inc(&sh.metrics.stale_served);
+                let fallback = policy.fallback(Some(s.clone()));
+                Lookup::Stale(
+                    s,
+                    Some(Lease::new(guard, rk, fence, epoch, fleet, fallback)),
+                )
+            }
+            stale => Lookup::Lead(Lease::new(
+                guard,
+                rk,
+                fence,
+                epoch,
+                fleet,
+                policy.fallback(stale),
+            )),
+        }
+    }
+
+    fn new_token() -> String {
+        format!("{:032x}", rand::random::<u128>())
     }
 
     async fn lead(
@@ -853,10 +1088,11 @@ impl Cache {
         mut guard: flight::FlightGuard,
         mut stale: Option<Arc<Entry>>,
         policy: &LookupPolicy,
+        start: tokio::time::Instant,
     ) -> Result<Lookup> {
         let sh = &self.shared;
         let key = guard.key.clone();
-        let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key));
+        let mut epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key));
         // A flight that finished between our L1 miss and joining left its
         // value in L1: take it rather than loading again.
         if let Some(l1) = &sh.l1
@@ -867,46 +1103,386 @@ impl Cache {
             guard.resolve(FlightState::Value(e.clone()));
             return Ok(Lookup::Fresh(e));
         }
-        let mut rkeys = None;
-        let mut fence = None;
-        if let Some(l2) = &sh.l2 {
-            let rk = sh.rkeys(&key);
-            match l2.get(&rk).await {
-                Ok(bytes) => {
-                    let entry = bytes.and_then(|b| sh.decode(&b)).map(Arc::new);
-                    let now = now_ms();
-                    match entry {
-                        Some(e) if e.meta.is_fresh(now) => {
-                            Metrics::inc(&sh.metrics.l2_hits);
-                            if let Some(l1) = &sh.l1
-                                && sh.l1_may_hold(&e)
-                            {
-                                l1.fill(&key, e.clone(), epoch).await;
-                            }
-                            guard.resolve(FlightState::Value(e.clone()));
-                            return Ok(Lookup::Fresh(e));
+        let (Some(l2), Some(bus)) = (&sh.l2, &sh.bus) else {
+            return Ok(self.leased(guard, None, None, epoch, None, stale, policy));
+        };
+        bus.ensure_started(sh);
+        let rk = sh.rkeys(&key);
+        let keep_stale = policy.keeps_stale();
+        // The bytes last judged not fresh: the lease script returns the
+        // value again, and the same bytes need no second decode (nor a
+        // second count as garbage).
+        let mut seen: Option<Vec<u8>>;
+        match l2.get(&rk).await {
+            Ok(bytes) => {
+                seen = bytes.clone();
+                let entry = bytes.and_then(|b| sh.decode(&b)).map(Arc::new);
+                let now = now_ms();
+                match entry {
+                    Some(e) if e.meta.is_fresh(now) => {
+                        Metrics::inc(&sh.metrics.l2_hits);
+                        if let Some(l1) = &sh.l1
+                            && sh.l1_may_hold(&e)
+                        {
+                            l1.fill(&key, e.clone(), epoch).await;
                         }
-                        Some(e) if policy.allow_stale && e.meta.is_live(now) => {
-                            Metrics::inc(&sh.metrics.l2_misses);
-                            stale = Some(e);
+                        guard.resolve(FlightState::Value(e.clone()));
+                        return Ok(Lookup::Fresh(e));
+                    }
+                    Some(e) if keep_stale && e.meta.is_live(now) => {
+                        Metrics::inc(&sh.metrics.l2_misses);
+                        stale = Some(e);
+                    }
+                    _ => Metrics::inc(&sh.metrics.l2_misses),
+                }
+            }
+            Err(_) => {
+                // Redis trouble: load without touching L2 (no fence).
+                Metrics::inc(&sh.metrics.l2_errors);
+                return Ok(self.leased(guard, None, None, epoch, None, stale, policy));
+            }
+        }
+        if !sh.fleet_lease {
+            let fence = self.fence(&rk).await;
+            return Ok(self.leased(guard, Some(rk), fence, epoch, None, stale, policy));
+        }
+
+        let wait = policy.wait_timeout.unwrap_or(self.wait_timeout);
+        let deadline = start + wait;
+        let hard = policy.hard_timeout.map(|h| start + h);
+        let lease_px = sh.lease_ttl.as_millis() as u64;
+        let mut waited = false;
+        loop {
+            // Register for the wake-up before looking, so a fill published
+            // between the look and the wait is not missed.
+            let handle = bus.register(&key);
+            let notified = handle.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key));
+            let token = Self::new_token();
+            let acquired = l2.acquire(&rk, &token, lease_px).await;
+            let (pttl_ms, value) = match acquired {
+                Ok(Acquire::Taken { value, fence }) => {
+                    let value = if value == seen { None } else { value };
+                    if let Some(e) = sh.fresh(value.clone()) {
+                        // Filled between our miss and the lease.
+                        flight::spawn_release(sh, &rk, &key, token);
+                        if waited {
+                            Metrics::inc(&sh.metrics.lease_fills_received);
                         }
-                        _ => Metrics::inc(&sh.metrics.l2_misses),
+                        return Ok(self.filled(guard, &key, e, epoch).await);
+                    }
+                    if waited {
+                        Metrics::inc(&sh.metrics.lease_takeovers);
+                    }
+                    if keep_stale
+                        && let Some(e) = value.and_then(|b| sh.decode(&b))
+                        && e.meta.is_live(now_ms())
+                    {
+                        stale = Some(Arc::new(e));
+                    }
+                    let fleet = FleetLease::hold(sh, &rk, token);
+                    return Ok(self.leased(
+                        guard,
+                        Some(rk),
+                        Some(fence),
+                        epoch,
+                        Some(fleet),
+                        stale,
+                        policy,
+                    ));
+                }
+                Ok(Acquire::Held { pttl_ms, value }) => {
+                    if value == seen {
+                        (pttl_ms, None)
+                    } else {
+                        seen = value.clone();
+                        (pttl_ms, value)
                     }
                 }
-                Err(_) => Metrics::inc(&sh.metrics.l2_errors),
+                Err(_) => {
+                    Metrics::inc(&sh.metrics.l2_errors);
+                    let fence = self.fence(&rk).await;
+                    return Ok(self.leased(guard, Some(rk), fence, epoch, None, stale, policy));
+                }
+            };
+            // Another process is loading.
+            if let Some(e) = sh.fresh(value.clone()) {
+                if waited {
+                    Metrics::inc(&sh.metrics.lease_fills_received);
+                }
+                return Ok(self.filled(guard, &key, e, epoch).await);
             }
-            fence = self.fence(&rk).await;
-            rkeys = Some(rk);
+            if keep_stale
+                && let Some(e) = value.and_then(|b| sh.decode(&b))
+                && e.meta.is_live(now_ms())
+            {
+                stale = Some(Arc::new(e));
+            }
+            if policy.allow_stale
+                && let Some(s) = stale
+            {
+                // Stale-while-revalidate: the holder is refreshing it.
+                Metrics::inc(&sh.metrics.stale_served);
+                guard.resolve(FlightState::Stale(s.clone(), StaleKind::Swr));
+                return Ok(Lookup::Stale(s, None));
+            }
+            if !waited {
+                waited = true;
+                Metrics::inc(&sh.metrics.lease_waits);
+            }
+            let now = tokio::time::Instant::now();
+            let soft = policy
+                .soft_timeout
+                .filter(|_| policy.fail_safe && stale.is_some())
+                .map(|d| start + d);
+            if hard.is_some_and(|h| now >= h) {
+                Metrics::inc(&sh.metrics.hard_timeouts);
+                let r = self.hard_timeout_answer(stale, policy);
+                match &r {
+                    Ok(Lookup::Stale(s, _)) => {
+                        guard.resolve(FlightState::Stale(s.clone(), StaleKind::FailSafe))
+                    }
+                    Err(e) => guard.resolve(FlightState::Failed(e.clone())),
+                    _ => {}
+                }
+                return r;
+            }
+            if let (Some(s), Some(at)) = (&stale, soft)
+                && now >= at
+            {
+                Metrics::inc(&sh.metrics.soft_timeouts);
+                Metrics::inc(&sh.metrics.fail_safe_served);
+                Metrics::inc(&sh.metrics.stale_served);
+                guard.resolve(FlightState::Stale(s.clone(), StaleKind::FailSafe));
+                return Ok(Lookup::Stale(s.clone(), None));
+            }
+            if now >= deadline {
+                Metrics::inc(&sh.metrics.wait_timeouts);
+                return match policy.on_wait_timeout {
+                    OnWaitTimeout::Fail => {
+                        let e = Error::WaitTimeout(wait);
+                        guard.resolve(FlightState::Failed(e.clone()));
+                        Err(e)
+                    }
+                    OnWaitTimeout::Load => {
+                        let fence = self.fence(&rk).await;
+                        Ok(self.leased(guard, Some(rk), fence, epoch, None, stale, policy))
+                    }
+                };
+            }
+            // Sleep until the fill's notification, or the holder's lease
+            // expires (it crashed: take over), or a deadline. Only while
+            // the bus is down is there a short re-check interval.
+            let mut next = now + Duration::from_millis(pttl_ms.saturating_add(2));
+            for d in [Some(deadline), hard, soft].into_iter().flatten() {
+                next = next.min(d);
+            }
+            if !bus.is_connected() {
+                next = next.min(now + Duration::from_millis(50));
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(next) => {}
+            }
         }
-        if let Some(s) = stale {
-            guard.offer_stale(s.clone());
-            Metrics::inc(&sh.metrics.stale_served);
-            return Ok(Lookup::Stale(
-                s,
-                Some(Lease::new(guard, rkeys, fence, epoch)),
-            ));
+    }
+
+    /// Another process filled `key`: keep its value in L1 and answer.
+    async fn filled(
+        &self,
+        mut guard: flight::FlightGuard,
+        key: &Arc<str>,
+        e: Arc<Entry>,
+        epoch: u64,
+    ) -> Lookup {
+        let sh = &self.shared;
+        Metrics::inc(&sh.metrics.l2_hits);
+        if let Some(l1) = &sh.l1
+            && sh.l1_may_hold(&e)
+        {
+            l1.fill(key, e.clone(), epoch).await;
         }
-        Ok(Lookup::Lead(Lease::new(guard, rkeys, fence, epoch)))
+        guard.resolve(FlightState::Value(e.clone()));
+        Lookup::Fresh(e)
+    }
+
+    /// A fresh L1 hit `e` is due for an early refresh and this caller leads
+    /// the key's flight: take the fleet lease without waiting. If another
+    /// process refreshed it already, take that value; if one is refreshing
+    /// it, serve `e`.
+    async fn refresh_early(
+        &self,
+        mut guard: flight::FlightGuard,
+        e: Arc<Entry>,
+        policy: &LookupPolicy,
+    ) -> Lookup {
+        let sh = &self.shared;
+        let key = guard.key.clone();
+        let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key));
+        let fallback = policy.fallback(Some(e.clone()));
+        let (Some(l2), true) = (&sh.l2, sh.fleet_lease) else {
+            let rk = sh.l2.as_ref().map(|_| sh.rkeys(&key));
+            let fence = match &rk {
+                Some(rk) => self.fence(rk).await,
+                None => None,
+            };
+            Metrics::inc(&sh.metrics.early_refreshes);
+            return Lookup::Stale(e, Some(Lease::new(guard, rk, fence, epoch, None, fallback)));
+        };
+        if let Some(bus) = &sh.bus {
+            bus.ensure_started(sh);
+        }
+        let rk = sh.rkeys(&key);
+        let token = Self::new_token();
+        let newer = |v: Option<Vec<u8>>| {
+            sh.fresh(v)
+                .filter(|n| n.meta.created_at_ms > e.meta.created_at_ms)
+        };
+        match l2
+            .acquire(&rk, &token, sh.lease_ttl.as_millis() as u64)
+            .await
+        {
+            Ok(Acquire::Taken { value, fence }) => {
+                if let Some(n) = newer(value) {
+                    flight::spawn_release(sh, &rk, &key, token);
+                    return self.filled(guard, &key, n, epoch).await;
+                }
+                Metrics::inc(&sh.metrics.early_refreshes);
+                let fleet = FleetLease::hold(sh, &rk, token);
+                Lookup::Stale(
+                    e,
+                    Some(Lease::new(
+                        guard,
+                        Some(rk),
+                        Some(fence),
+                        epoch,
+                        Some(fleet),
+                        fallback,
+                    )),
+                )
+            }
+            Ok(Acquire::Held { value, .. }) => match newer(value) {
+                Some(n) => self.filled(guard, &key, n, epoch).await,
+                None => {
+                    guard.resolve(FlightState::Value(e.clone()));
+                    Lookup::Fresh(e)
+                }
+            },
+            Err(_) => {
+                Metrics::inc(&sh.metrics.l2_errors);
+                guard.resolve(FlightState::Value(e.clone()));
+                Lookup::Fresh(e)
+            }
+        }
+    }
+
+    /// A lease to load `key` ahead of traffic, without waiting: `None` when
+    /// it has a fresh value (unless `force`) or is being loaded already, in
+    /// this process or (through the fleet lease) in another one. Used by
+    /// `warm`: complete the leases with the loaded values.
+    pub async fn try_lease(&self, key: &str, force: bool) -> Result<Option<Lease>> {
+        self.check(key)?;
+        let sh = &self.shared;
+        if !force
+            && let Some(l1) = &sh.l1
+            && let Some(e) = l1.get(key).await
+            && e.meta.is_fresh(now_ms())
+        {
+            return Ok(None);
+        }
+        let Some(mut guard) = flight::try_lead(sh, key) else {
+            return Ok(None);
+        };
+        let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(key));
+        let policy = LookupPolicy::default();
+        let Some(l2) = &sh.l2 else {
+            return Ok(Some(Lease::new(
+                guard,
+                None,
+                None,
+                epoch,
+                None,
+                policy.fallback(None),
+            )));
+        };
+        if let Some(bus) = &sh.bus {
+            bus.ensure_started(sh);
+        }
+        let rk = sh.rkeys(key);
+        let k = guard.key.clone();
+        if !sh.fleet_lease {
+            if !force
+                && let Ok(v) = l2.get(&rk).await
+                && let Some(e) = sh.fresh(v)
+            {
+                self.filled(guard, &k, e, epoch).await;
+                return Ok(None);
+            }
+            let fence = self.fence(&rk).await;
+            return Ok(Some(Lease::new(
+                guard,
+                Some(rk),
+                fence,
+                epoch,
+                None,
+                policy.fallback(None),
+            )));
+        }
+        let token = Self::new_token();
+        match l2
+            .acquire(&rk, &token, sh.lease_ttl.as_millis() as u64)
+            .await
+        {
+            Ok(Acquire::Taken { value, fence }) => {
+                if !force && let Some(e) = sh.fresh(value) {
+                    flight::spawn_release(sh, &rk, &k, token);
+                    self.filled(guard, &k, e, epoch).await;
+                    return Ok(None);
+                }
+                let fleet = FleetLease::hold(sh, &rk, token);
+                Ok(Some(Lease::new(
+                    guard,
+                    Some(rk),
+                    Some(fence),
+                    epoch,
+                    Some(fleet),
+                    policy.fallback(None),
+                )))
+            }
+            Ok(Acquire::Held { .. }) => {
+                guard.resolve(FlightState::Retry);
+                Ok(None)
+            }
+            Err(e) => {
+                guard.resolve(FlightState::Retry);
+                Err(sh.l2_err(e))
+            }
+        }
+    }
+
+    /// Complete several leases (from [`Cache::try_lease`]) concurrently, the
+    /// L2 writes pipelined on the multiplexed connection. Returns how many
+    /// were stored, and counts them as warmed.
+    pub async fn complete_many(
+        &self,
+        items: Vec<(Lease, Bytes)>,
+        opts: &WriteOptions,
+    ) -> Result<usize> {
+        let results = futures_util::future::join_all(
+            items
+                .into_iter()
+                .map(|(lease, payload)| lease.complete(payload, opts)),
+        )
+        .await;
+        let mut n = 0;
+        for r in results {
+            r?;
+            n += 1;
+            Metrics::inc(&self.shared.metrics.warmed);
+        }
+        Ok(n)
     }
 
     /// The tombstone token a load must present when it completes; `None`
@@ -920,21 +1496,6 @@ impl Cache {
                 None
             }
         }
-    }
-
-    /// A lease for a flight this caller leads without reading L2 first
-    /// (the early refresh of a value it already has).
-    async fn lease(&self, guard: flight::FlightGuard, epoch: u64) -> Lease {
-        let rk = self
-            .shared
-            .l2
-            .as_ref()
-            .map(|_| self.shared.rkeys(&guard.key));
-        let fence = match &rk {
-            Some(rk) => self.fence(rk).await,
-            None => None,
-        };
-        Lease::new(guard, rk, fence, epoch)
     }
 
     /// Counters and L1 size.

@@ -68,6 +68,19 @@ pub struct Config {
     /// together: each TTL is shortened by up to this fraction (0.1 = up to
     /// 10 %), never lengthened. Default 0 (off).
     pub ttl_jitter: f64,
+    /// Fleet-wide single loader: on an L2 miss the flight leader takes a
+    /// lease in Redis, so one process of the fleet loads a key while the
+    /// others wait for its fill. Default `true` (no effect without Redis).
+    pub fleet_lease: bool,
+    /// Lifetime of a fleet lease. The holder extends it while its loader
+    /// runs; a crashed holder's lease expires after this long and a waiter
+    /// takes over. Default 5 s.
+    pub lease_ttl: Duration,
+    /// Give this handle its own L1, flights and metrics instead of sharing
+    /// them with other handles on the same Redis location and namespace
+    /// (each handle then behaves as a separate process would). Default
+    /// `false`.
+    pub isolated: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -89,6 +102,9 @@ impl std::fmt::Debug for Config {
             .field("tombstone_ttl", &self.tombstone_ttl)
             .field("wait_timeout", &self.wait_timeout)
             .field("ttl_jitter", &self.ttl_jitter)
+            .field("fleet_lease", &self.fleet_lease)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("isolated", &self.isolated)
             .finish()
     }
 }
@@ -110,6 +126,9 @@ impl Default for Config {
             tombstone_ttl: Duration::from_secs(60),
             wait_timeout: Duration::from_secs(30),
             ttl_jitter: 0.0,
+            fleet_lease: true,
+            lease_ttl: Duration::from_secs(5),
+            isolated: false,
         }
     }
 }
@@ -146,6 +165,7 @@ impl Config {
             ("op_timeout", self.op_timeout),
             ("tombstone_ttl", self.tombstone_ttl),
             ("wait_timeout", self.wait_timeout),
+            ("lease_ttl", self.lease_ttl),
         ] {
             if d.is_zero() {
                 return Err(Error::Config(format!("{name} must be > 0")));
@@ -272,6 +292,21 @@ impl CacheBuilder {
     /// Shorten TTLs by a random fraction up to `fraction`.
     pub fn ttl_jitter(mut self, fraction: f64) -> Self {
         self.config.ttl_jitter = fraction;
+        self
+    }
+    /// Turn the fleet-wide lease on or off.
+    pub fn fleet_lease(mut self, on: bool) -> Self {
+        self.config.fleet_lease = on;
+        self
+    }
+    /// Fleet lease lifetime (extended while the load runs).
+    pub fn lease_ttl(mut self, d: Duration) -> Self {
+        self.config.lease_ttl = d;
+        self
+    }
+    /// Do not share L1, flights and metrics with other handles.
+    pub fn isolated(mut self, on: bool) -> Self {
+        self.config.isolated = on;
         self
     }
     /// Validate and build the cache.

@@ -77,6 +77,14 @@ pub enum Error {
     )]
     WaitTimeout(Duration),
 
+    /// The load did not finish within the hard timeout and no stale value
+    /// could be served instead. The load itself goes on in the background
+    /// and still fills the cache.
+    #[error(
+        "the load did not finish within the hard timeout of {0:?} and no stale value was available"
+    )]
+    LoaderTimeout(Duration),
+
     /// The cache was closed.
     #[error("the cache is closed")]
     Closed,
@@ -98,6 +106,7 @@ impl Error {
             Error::Loader(_) => "E_LOADER",
             Error::LeaseDropped => "E_LEASE_DROPPED",
             Error::WaitTimeout(_) => "E_WAIT_TIMEOUT",
+            Error::LoaderTimeout(_) => "E_LOADER_TIMEOUT",
             Error::Closed => "E_CLOSED",
         }
     }
@@ -126,6 +135,7 @@ impl Error {
         "E_LOADER",
         "E_LEASE_DROPPED",
         "E_WAIT_TIMEOUT",
+        "E_LOADER_TIMEOUT",
         "E_CLOSED",
     ];
 }
@@ -167,6 +177,7 @@ mod tests {
             Error::Loader(Arc::new(std::io::Error::other("x"))),
             Error::LeaseDropped,
             Error::WaitTimeout(Duration::ZERO),
+            Error::LoaderTimeout(Duration::ZERO),
             Error::Closed,
         ];
         let codes: Vec<_> = samples.iter().map(Error::code).collect();

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -29,10 +29,26 @@ use crate::key::RedisKeys;
 use crate::metrics::Metrics;
 use crate::runtime::fork_generation;
 
+/// Why a flight offers a stale value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum StaleKind {
+    /// Stale-while-revalidate: a refresh is running; taken by callers that
+    /// accept stale values.
+    Swr,
+    /// Fail-safe: the load failed or is too slow; also taken by callers
+    /// that only accept stale values as a fallback.
+    FailSafe,
+}
+
 #[derive(Clone)]
 pub(crate) enum FlightState {
+    /// The leader is reading L2 or waiting on another process's lease.
     Pending,
-    Stale(Arc<Entry>),
+    /// The leader holds a lease and is loading (waiters' wait clock
+    /// restarts here: waiting on the fleet and waiting on the load are
+    /// bounded separately).
+    Loading,
+    Stale(Arc<Entry>, StaleKind),
     Value(Arc<Entry>),
     Failed(Error),
     Retry,
@@ -86,20 +102,16 @@ pub(crate) fn try_lead(shared: &Arc<Shared>, key: &str) -> Option<FlightGuard> {
     }
 }
 
-/// Wait for a flight's outcome. `accept_stale` makes a `Stale` state final.
-pub(crate) async fn wait(mut rx: watch::Receiver<FlightState>, accept_stale: bool) -> FlightState {
-    let r = rx
-        .wait_for(|s| match s {
-            FlightState::Pending => false,
-            FlightState::Stale(_) => accept_stale,
-            _ => true,
-        })
-        .await;
-    match r {
-        Ok(s) => s.clone(),
-        // The sender is gone without a final state: only possible if the
-        // flight was forgotten (fork). Start over.
-        Err(_) => FlightState::Retry,
+/// A flight of one that no other caller can join: the caller loads on its
+/// own (after its wait for someone else's load timed out).
+pub(crate) fn detached(shared: &Arc<Shared>, key: &str) -> FlightGuard {
+    let (tx, _) = watch::channel(FlightState::Pending);
+    FlightGuard {
+        shared: shared.clone(),
+        key: Arc::from(key),
+        flight: Arc::new(Flight { tx }),
+        resolved: false,
+        leased: false,
     }
 }
 
@@ -137,8 +149,8 @@ impl FlightGuard {
     }
 
     /// Offer a stale value to waiters while the refresh goes on.
-    pub(crate) fn offer_stale(&self, e: Arc<Entry>) {
-        self.flight.tx.send_replace(FlightState::Stale(e));
+    pub(crate) fn offer_stale(&self, e: Arc<Entry>, kind: StaleKind) {
+        self.flight.tx.send_replace(FlightState::Stale(e, kind));
     }
 }
 
@@ -155,11 +167,74 @@ impl Drop for FlightGuard {
     }
 }
 
+/// A fleet lease held in Redis, kept alive while the load runs.
+pub(crate) struct FleetLease {
+    pub(crate) token: String,
+    keepalive: tokio::task::AbortHandle,
+}
+
+impl FleetLease {
+    /// Start extending `token`'s lease on `rk` every third of its TTL until
+    /// the lease ends (or stops being ours).
+    pub(crate) fn hold(shared: &Arc<Shared>, rk: &RedisKeys, token: String) -> FleetLease {
+        let sh = shared.clone();
+        let rk = rk.clone();
+        let t = token.clone();
+        let ttl = shared.lease_ttl;
+        let task = crate::runtime::runtime().spawn(async move {
+            let px = ttl.as_millis() as u64;
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                let Some(l2) = &sh.l2 else { return };
+                if let Ok(false) = l2.extend(&rk, &t, px).await {
+                    return;
+                }
+            }
+        });
+        FleetLease {
+            token,
+            keepalive: task.abort_handle(),
+        }
+    }
+}
+
+/// Release fleet lease `token` on `rk` in the background (only if it is
+/// still ours), waking the fleet's waiters for `key`.
+pub(crate) fn spawn_release(shared: &Arc<Shared>, rk: &RedisKeys, key: &str, token: String) {
+    let shared = shared.clone();
+    let rk = rk.clone();
+    let key = key.to_owned();
+    crate::runtime::runtime().spawn(async move {
+        let (Some(l2), Some(bus)) = (&shared.l2, &shared.bus) else {
+            return;
+        };
+        let msg = bus.keys_message(&[&key]);
+        if l2.release(&rk, &token, &bus.channel, &msg).await.is_err() {
+            Metrics::inc(&shared.metrics.l2_errors);
+        }
+    });
+}
+
+impl Drop for FleetLease {
+    fn drop(&mut self) {
+        self.keepalive.abort();
+    }
+}
+
+/// How a lease may fall back on a stale value (fail-safe).
+#[derive(Clone, Default)]
+pub(crate) struct Fallback {
+    pub(crate) entry: Option<Arc<Entry>>,
+    pub(crate) fail_safe: bool,
+    pub(crate) throttle: Duration,
+}
+
 /// The right (and duty) to load one key: you are the only caller in this
-/// process loading it. Call [`Lease::complete`] with the value or
-/// [`Lease::abandon`] with the loader's error; every caller waiting on the
-/// key gets that outcome. Dropping the lease unused releases them with
-/// [`Error::LeaseDropped`].
+/// process (and, with Redis, in the fleet) loading it. Call
+/// [`Lease::complete`] with the value or [`Lease::abandon`] /
+/// [`Lease::fail`] with the loader's error; every caller waiting on the key
+/// gets that outcome. Dropping the lease unused releases them with
+/// [`Error::LeaseDropped`] (and the fleet lease in Redis).
 pub struct Lease {
     guard: FlightGuard,
     rkeys: Option<RedisKeys>,
@@ -168,12 +243,15 @@ pub struct Lease {
     fence: Option<Vec<u8>>,
     epoch: u64,
     started: Instant,
+    fleet: Option<FleetLease>,
+    fallback: Fallback,
 }
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease")
             .field("key", &self.guard.key)
+            .field("fleet", &self.fleet.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -184,15 +262,27 @@ impl Lease {
         rkeys: Option<RedisKeys>,
         fence: Option<Vec<u8>>,
         epoch: u64,
+        fleet: Option<FleetLease>,
+        fallback: Fallback,
     ) -> Self {
         guard.leased = true;
         Metrics::inc(&guard.shared.metrics.leads);
+        guard.flight.tx.send_if_modified(|s| {
+            if matches!(s, FlightState::Pending) {
+                *s = FlightState::Loading;
+                true
+            } else {
+                false
+            }
+        });
         Lease {
             guard,
             rkeys,
             fence,
             epoch,
             started: Instant::now(),
+            fleet,
+            fallback,
         }
     }
 
@@ -201,16 +291,79 @@ impl Lease {
         &self.guard.key
     }
 
+    /// Whether this lease also holds the fleet-wide lease in Redis.
+    pub fn is_fleet(&self) -> bool {
+        self.fleet.is_some()
+    }
+
+    /// The stale value this load may fall back on (fail-safe on, a live
+    /// stale value known when the load began), if any.
+    pub fn fallback(&self) -> Option<Arc<Entry>> {
+        if !self.fallback.fail_safe {
+            return None;
+        }
+        self.fallback
+            .entry
+            .clone()
+            .filter(|e| e.meta.is_live(crate::clock::now_ms()))
+    }
+
+    /// The loader is taking too long: call this when the soft (or hard)
+    /// timeout of the caller that runs it expires. With a fallback, every
+    /// caller waiting on the key (now and until the load ends) is served the
+    /// stale value, which is returned for the caller itself; the lease stays
+    /// valid, so the load can finish in the background and still fill the
+    /// cache. Without one, `None`: the caller reports a timeout.
+    pub fn timed_out(&self, hard: bool) -> Option<Arc<Entry>> {
+        let m = &self.guard.shared.metrics;
+        match self.fallback() {
+            Some(e) => {
+                Metrics::inc(if hard {
+                    &m.hard_timeouts
+                } else {
+                    &m.soft_timeouts
+                });
+                Metrics::inc(&m.fail_safe_served);
+                self.guard.offer_stale(e.clone(), StaleKind::FailSafe);
+                Some(e)
+            }
+            None => {
+                if hard {
+                    Metrics::inc(&m.hard_timeouts);
+                } else {
+                    Metrics::inc(&m.soft_timeouts);
+                }
+                None
+            }
+        }
+    }
+
     /// Store the loaded value (L2 then L1) and hand it to every waiter.
     ///
     /// The L2 write is refused if the key was deleted after the load began
     /// (the tombstone fence), and the L1 write if this process wrote or
     /// deleted the key meanwhile: the waiters still get the value they
     /// asked for, but it is not cached over the newer state.
-    pub async fn complete(
+    pub async fn complete(self, payload: bytes::Bytes, opts: &WriteOptions) -> Result<Arc<Entry>> {
+        self.finish(payload, opts, true).await
+    }
+
+    /// Hand the loaded value to every waiter without caching it (a
+    /// loader's "don't cache this" answer); the fleet lease is released.
+    pub async fn complete_uncached(
+        self,
+        payload: bytes::Bytes,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Entry>> {
+        Metrics::inc(&self.guard.shared.metrics.not_cached);
+        self.finish(payload, opts, false).await
+    }
+
+    async fn finish(
         mut self,
         payload: bytes::Bytes,
         opts: &WriteOptions,
+        store: bool,
     ) -> Result<Arc<Entry>> {
         let shared = self.guard.shared.clone();
         let mut opts = opts.clone();
@@ -220,21 +373,46 @@ impl Lease {
         let entry = match shared.build_entry(payload, &opts) {
             Ok(e) => Arc::new(e),
             Err(e) => {
+                self.release_fleet();
                 self.guard.resolve(FlightState::Failed(e.clone()));
                 return Err(e);
             }
         };
-        let m = &shared.metrics;
-        Metrics::inc(&m.loads_completed);
-        if entry.meta.stale_until_ms != 0 && !entry.meta.is_live(crate::clock::now_ms()) {
-            // Zero TTL: hand it out, store nothing.
-            self.guard.resolve(FlightState::Value(entry.clone()));
-            return Ok(entry);
+        Metrics::inc(&shared.metrics.loads_completed);
+        let store =
+            store && (entry.meta.stale_until_ms == 0 || entry.meta.is_live(crate::clock::now_ms()));
+        if store {
+            self.store(&entry).await;
+        } else {
+            self.release_fleet();
         }
+        self.guard.resolve(FlightState::Value(entry.clone()));
+        Ok(entry)
+    }
+
+    /// Write `entry` to L2 (fenced, releasing the fleet lease and telling
+    /// the fleet) and to L1.
+    async fn store(&mut self, entry: &Arc<Entry>) {
+        let shared = self.guard.shared.clone();
+        let m = &shared.metrics;
+        let fleet = self.fleet.take();
         let mut refused = false;
-        if let (Some(l2), Some(rk), Some(fence)) = (&shared.l2, &self.rkeys, &self.fence) {
-            let bytes = shared.codec.encode(&entry);
-            match l2.complete(rk, &bytes, shared.px_for(&entry), fence).await {
+        let mut released = false;
+        if let (Some(l2), Some(bus), Some(rk), Some(fence)) =
+            (&shared.l2, &shared.bus, &self.rkeys, &self.fence)
+        {
+            let bytes = shared.codec.encode(entry);
+            let token = fleet.as_ref().map_or("", |f| f.token.as_str());
+            let msg = bus.keys_message(&[&self.guard.key]);
+            let notice = crate::l2::Notice {
+                token,
+                channel: &bus.channel,
+                msg: &msg,
+            };
+            match l2
+                .complete(rk, &bytes, shared.px_for(entry), fence, &notice)
+                .await
+            {
                 Ok(true) => Metrics::inc(&m.writes),
                 Ok(false) => {
                     refused = true;
@@ -242,6 +420,11 @@ impl Lease {
                 }
                 Err(_) => Metrics::inc(&m.l2_errors),
             }
+            released = true;
+        }
+        if !released {
+            self.fleet = fleet;
+            self.release_fleet();
         }
         if !refused
             && let Some(l1) = &shared.l1
@@ -249,15 +432,60 @@ impl Lease {
         {
             l1.fill(&self.guard.key, entry.clone(), self.epoch).await;
         }
-        self.guard.resolve(FlightState::Value(entry.clone()));
-        Ok(entry)
+    }
+
+    /// Release the fleet lease (if held) in the background, waking the
+    /// fleet's waiters so one of them takes over.
+    fn release_fleet(&mut self) {
+        let Some(mut fleet) = self.fleet.take() else {
+            return;
+        };
+        if let Some(rk) = &self.rkeys {
+            spawn_release(
+                &self.guard.shared,
+                rk,
+                &self.guard.key,
+                std::mem::take(&mut fleet.token),
+            );
+        }
     }
 
     /// Give up: every waiter gets [`Error::Loader`] with `error`.
     pub fn abandon(mut self, error: LoaderError) {
         Metrics::inc(&self.guard.shared.metrics.loader_errors);
+        self.release_fleet();
         self.guard
             .resolve(FlightState::Failed(Error::Loader(error)));
+    }
+
+    /// The loader failed: with fail-safe on and a live stale value, serve
+    /// that value to the caller and every waiter and keep it fresh for the
+    /// throttle period (in L1 and L2, so the failing origin is not hammered
+    /// by the fleet); otherwise [`Lease::abandon`] and return the error.
+    pub async fn fail(mut self, error: LoaderError) -> Result<Arc<Entry>> {
+        let Some(stale) = self.fallback() else {
+            let e = Error::Loader(error.clone());
+            self.abandon(error);
+            return Err(e);
+        };
+        let shared = self.guard.shared.clone();
+        Metrics::inc(&shared.metrics.loader_errors);
+        Metrics::inc(&shared.metrics.fail_safe_served);
+        let now = crate::clock::now_ms();
+        let mut kept = (*stale).clone();
+        let grace = stale.meta.stale_until_ms.saturating_sub(now);
+        kept.meta.fresh_until_ms = now.saturating_add(self.fallback.throttle.as_millis() as u64);
+        kept.meta.stale_until_ms = kept.meta.fresh_until_ms.saturating_add(grace);
+        let kept = Arc::new(kept);
+        self.store(&kept).await;
+        self.guard.resolve(FlightState::Value(kept.clone()));
+        Ok(kept)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.release_fleet();
     }
 }
 

@@ -90,6 +90,12 @@ pub fn namespace_pattern(namespace: &str) -> String {
     format!("sc:{namespace}:*")
 }
 
+/// The namespace's pub/sub channel (the bus: fills, deletes,
+/// invalidations). Channels are not keys: `SCAN` never sees it.
+pub fn bus_channel(namespace: &str) -> String {
+    format!("sc:{namespace}:bus")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,6 +65,29 @@ pub(crate) struct L2 {
     conn: RwLock<Option<(u64, Conn)>>,
 }
 
+/// What a completing load tells Redis besides the value: the fleet lease
+/// to release (`""`: none) and the bus message to publish.
+pub(crate) struct Notice<'a> {
+    pub(crate) token: &'a str,
+    pub(crate) channel: &'a str,
+    pub(crate) msg: &'a [u8],
+}
+
+/// Outcome of a fleet lease attempt.
+pub(crate) enum Acquire {
+    /// The lease is ours; the value and the tombstone token (the load's
+    /// fence) as they were at that moment.
+    Taken {
+        value: Option<Vec<u8>>,
+        fence: Vec<u8>,
+    },
+    /// Someone else holds it for `pttl_ms` more; the value meanwhile.
+    Held {
+        pttl_ms: u64,
+        value: Option<Vec<u8>>,
+    },
+}
+
 /// Outcome of `incr`.
 pub(crate) enum IncrOutcome {
     Missing,
@@ -89,16 +112,61 @@ script!(
 return redis.call('DEL', KEYS[1])"
 );
 
-// KEYS[1]=value KEYS[2]=tomb; ARGV[1]=envelope ARGV[2]=px or '0' ARGV[3]=fence.
-// Stores only if no delete happened since the load began (the tombstone
-// still holds the token seen at the start, or is still absent).
+// KEYS[1]=value KEYS[2]=tomb KEYS[3]=lease; ARGV[1]=envelope ARGV[2]=px
+// or '0' ARGV[3]=fence ARGV[4]=lease token or '' ARGV[5]=channel
+// ARGV[6]=bus message. Stores only if no delete happened since the load
+// began (the tombstone still holds the token seen at the start, or is
+// still absent); releases the fleet lease if this load holds it; then
+// tells the fleet (after the write, in the same atomic step, so a woken
+// waiter always finds the value).
 script!(
     complete_script,
-    r"local t = redis.call('GET', KEYS[2])
-if (t or '') ~= ARGV[3] then return 0 end
-if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1])
-else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
-return 1"
+    r"local stored = 0
+local t = redis.call('GET', KEYS[2])
+if (t or '') == ARGV[3] then
+  if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1])
+  else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+  stored = 1
+end
+if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then
+  redis.call('DEL', KEYS[3])
+end
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return stored"
+);
+
+// KEYS[1]=value KEYS[2]=lease KEYS[3]=tomb; ARGV[1]=token ARGV[2]=px.
+// Take the fleet lease and read the value in one atomic step, so a fill
+// that lands between a caller's miss and its lease is never missed:
+// {1, value, tombstone} when taken (the tombstone is the load's fence),
+// {0, pttl, value} when someone holds it.
+script!(
+    acquire_script,
+    r"if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3])}
+end
+return {0, redis.call('PTTL', KEYS[2]), redis.call('GET', KEYS[1])}"
+);
+
+// KEYS[1]=lease; ARGV[1]=token ARGV[2]=px. Extend only our own lease.
+script!(
+    extend_script,
+    r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0"
+);
+
+// KEYS[1]=lease; ARGV[1]=token ARGV[2]=channel ARGV[3]=bus message.
+// Release only our own lease, and wake the fleet's waiters.
+script!(
+    release_script,
+    r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  return 1
+end
+return 0"
 );
 
 // KEYS[1]=value; ARGV[1]=delta. {0} missing, {2} not an integer/overflow,
@@ -289,24 +357,106 @@ impl L2 {
         Ok(t.unwrap_or_default())
     }
 
-    /// Store a loader's result unless a delete happened since `fence` was read.
+    /// Store a loader's result unless a delete happened since `fence` was
+    /// read, release the fleet lease `token` (if held), and publish `msg`
+    /// on `channel`.
     pub(crate) async fn complete(
         &self,
         k: &RedisKeys,
         bytes: &[u8],
         px: Option<u64>,
         fence: &[u8],
+        notice: &Notice<'_>,
     ) -> Result<bool> {
         let tomb = k.tomb();
+        let lease = k.lease();
         let px = px_arg(px);
         let stored: i64 = self
             .invoke(
                 complete_script(),
-                &[&k.value, &tomb],
-                &[bytes, px.as_bytes(), fence],
+                &[&k.value, &tomb, &lease],
+                &[
+                    bytes,
+                    px.as_bytes(),
+                    fence,
+                    notice.token.as_bytes(),
+                    notice.channel.as_bytes(),
+                    notice.msg,
+                ],
             )
             .await?;
         Ok(stored == 1)
+    }
+
+    /// Try to take the fleet lease for `k` with `token`; reads the value in
+    /// the same atomic step.
+    pub(crate) async fn acquire(&self, k: &RedisKeys, token: &str, px: u64) -> Result<Acquire> {
+        let lease = k.lease();
+        let tomb = k.tomb();
+        let px = px.max(1).to_string();
+        let v: Vec<Value> = self
+            .invoke(
+                acquire_script(),
+                &[&k.value, &lease, &tomb],
+                &[token.as_bytes(), px.as_bytes()],
+            )
+            .await?;
+        let bytes = |v: Option<&Value>| -> Option<Vec<u8>> {
+            v.and_then(|v| redis::from_redis_value::<Option<Vec<u8>>>(v.clone()).ok())
+                .flatten()
+        };
+        match v.first() {
+            Some(Value::Int(1)) => Ok(Acquire::Taken {
+                value: bytes(v.get(1)),
+                fence: bytes(v.get(2)).unwrap_or_default(),
+            }),
+            Some(Value::Int(0)) => {
+                let pttl = match v.get(1) {
+                    Some(Value::Int(n)) => *n,
+                    _ => -2,
+                };
+                Ok(Acquire::Held {
+                    // -1 (no TTL) cannot happen for our leases; -2: it just
+                    // went away. Either way: look again soon.
+                    pttl_ms: u64::try_from(pttl).unwrap_or(0),
+                    value: bytes(v.get(2)),
+                })
+            }
+            _ => Err(Error::L2("unexpected reply from the lease script".into())),
+        }
+    }
+
+    /// Extend our fleet lease; false when it is no longer ours.
+    pub(crate) async fn extend(&self, k: &RedisKeys, token: &str, px: u64) -> Result<bool> {
+        let lease = k.lease();
+        let px = px.max(1).to_string();
+        let n: i64 = self
+            .invoke(
+                extend_script(),
+                &[&lease],
+                &[token.as_bytes(), px.as_bytes()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Release our fleet lease (if still ours) and publish `msg`.
+    pub(crate) async fn release(
+        &self,
+        k: &RedisKeys,
+        token: &str,
+        channel: &str,
+        msg: &[u8],
+    ) -> Result<bool> {
+        let lease = k.lease();
+        let n: i64 = self
+            .invoke(
+                release_script(),
+                &[&lease],
+                &[token.as_bytes(), channel.as_bytes(), msg],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     /// Delete and leave a tombstone; true when the key existed.

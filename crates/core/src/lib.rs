@@ -40,6 +40,7 @@
 //!
 //! See `docs/architecture.md` in the repository for the design.
 
+pub mod bus;
 mod cache;
 pub mod clock;
 mod config;
@@ -53,7 +54,9 @@ mod l2;
 mod metrics;
 pub mod runtime;
 
-pub use cache::{Cache, Lookup, LookupPolicy, Ttl, WriteOptions};
+pub use cache::{
+    Cache, DEFAULT_FAIL_SAFE_THROTTLE, Lookup, LookupPolicy, OnWaitTimeout, Ttl, WriteOptions,
+};
 pub use config::{CacheBuilder, Config, RedisLocation};
 pub use envelope::{Codec, DecodeError, Entry, Format, Meta};
 pub use error::{Error, LoaderError, Result};

@@ -76,6 +76,31 @@ counters! {
     writes,
     /// Deletes (delete, delete_many).
     deletes,
+    /// Flight leaders that found another process holding the fleet lease
+    /// and waited for its fill.
+    lease_waits,
+    /// Fleet waits ended by another process's fill.
+    lease_fills_received,
+    /// Fleet leases taken over from a holder that went away (expired or
+    /// released without a value).
+    lease_takeovers,
+    /// Stale values served because the loader failed or was too slow
+    /// (fail-safe).
+    fail_safe_served,
+    /// Loads that exceeded their soft timeout.
+    soft_timeouts,
+    /// Callers answered with a timeout error (hard timeout, no stale value).
+    hard_timeouts,
+    /// Loader results handed out but not cached (negative caching policy).
+    not_cached,
+    /// Keys loaded ahead of traffic by `warm`.
+    warmed,
+    /// Bus subscriptions established (1 + reconnections).
+    bus_connects,
+    /// Bus messages from other instances applied.
+    bus_received,
+    /// Bus messages ignored as malformed or from a newer format.
+    bus_bad_messages,
 }
 
 fn counter_help(name: &str) -> &'static str {
@@ -98,6 +123,17 @@ fn counter_help(name: &str) -> &'static str {
         "l1_evictions" => "L1 entries evicted for size",
         "writes" => "writes",
         "deletes" => "deletes",
+        "lease_waits" => "flight leaders that waited on another process's fleet lease",
+        "lease_fills_received" => "fleet waits ended by another process's fill",
+        "lease_takeovers" => "fleet leases taken over after the holder went away",
+        "fail_safe_served" => "stale values served because the loader failed or was too slow",
+        "soft_timeouts" => "loads that exceeded their soft timeout",
+        "hard_timeouts" => "callers answered with a hard-timeout error",
+        "not_cached" => "loader results handed out without caching them",
+        "warmed" => "keys loaded ahead of traffic by warm",
+        "bus_connects" => "bus subscriptions established",
+        "bus_received" => "bus messages from other instances applied",
+        "bus_bad_messages" => "malformed or unknown bus messages ignored",
         _ => "",
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use stratacache::{Cache, Error, Lookup, LookupPolicy, Ttl, WriteOptions};
+use stratacache::{Cache, Error, Lookup, LookupPolicy, OnWaitTimeout, Ttl, WriteOptions};
 use tokio::sync::Barrier;
 
 const N: usize = 1000;
@@ -174,10 +174,17 @@ async fn waiting_is_bounded_by_the_wait_timeout() {
     else {
         panic!("first lookup leads");
     };
-    let policy = LookupPolicy::default().wait_timeout(Duration::from_millis(30));
+    let policy = LookupPolicy::default()
+        .wait_timeout(Duration::from_millis(30))
+        .on_wait_timeout(OnWaitTimeout::Fail);
     let r = cache.lookup("k", &policy).await;
     assert!(matches!(r, Err(Error::WaitTimeout(_))), "{r:?}");
     assert_eq!(cache.stats().await.wait_timeouts, 1);
+    // The default action: the caller loads on its own after the wait.
+    let policy = LookupPolicy::default().wait_timeout(Duration::from_millis(30));
+    let r = cache.lookup("k", &policy).await;
+    assert!(matches!(r, Ok(Lookup::Lead(_))), "{r:?}");
+    assert_eq!(cache.stats().await.wait_timeouts, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
