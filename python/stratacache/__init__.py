@@ -9,6 +9,7 @@ Django: ``"BACKEND": "stratacache.django.StrataCache"`` (see ``stratacache.djang
 """
 
 from . import _native
+from ._loading import NoCache, Policy
 from .client import DEFAULT, Cache, Ttl
 from .exceptions import (
     CacheClosedError,
@@ -18,6 +19,7 @@ from .exceptions import (
     KeyNotFoundError,
     LeaseDroppedError,
     LoaderError,
+    LoaderTimeoutError,
     NotAnIntegerError,
     RedisError,
     RedisTimeoutError,
@@ -26,7 +28,6 @@ from .exceptions import (
     StrataCacheError,
     ValueTooLargeError,
     WaitTimeoutError,
-    LoaderTimeoutError,
 )
 
 __version__: str = _native.__version__
@@ -41,7 +42,10 @@ __all__ = [
     "KeyNotFoundError",
     "LeaseDroppedError",
     "LoaderError",
+    "LoaderTimeoutError",
+    "NoCache",
     "NotAnIntegerError",
+    "Policy",
     "RedisError",
     "RedisTimeoutError",
     "RedisUnavailableError",
@@ -50,6 +54,5 @@ __all__ = [
     "Ttl",
     "ValueTooLargeError",
     "WaitTimeoutError",
-    "LoaderTimeoutError",
     "__version__",
 ]

@@ -1,36 +1,51 @@
 """Running a loader for a lease: the one protocol every Python surface
-(``Cache.get_or_set``, the Django backend) follows, sync and async.
+(``Cache.get_or_set``, the Django backend, the FastAPI decorator) follows,
+sync and async.
 
-The caller that leads a key runs the loader in its own thread or task,
-then completes the lease with the serialized value, or abandons it with
-the loader's exception so every coalesced caller gets that same object.
-Refreshes of stale or early-refresh values run in the background: on a
-small thread pool for sync callers, as a task on the caller's loop for
+The caller that leads a key runs the loader, then completes the lease with
+the serialized value, or fails it with the loader's exception so every
+coalesced caller gets that same object (or, with fail-safe, the stale
+value). Refreshes of stale or early-refresh values run in the background:
+on a small thread pool for sync callers, as a task on the caller's loop for
 async ones.
+
+Timeouts: with a hard timeout, or a soft timeout and a stale value to fall
+back on, the loader runs concurrently with the caller's wait (on a thread
+pool for sync callers, as a task for async ones) so the caller can stop
+waiting; the load goes on and still fills the cache when it finishes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import dataclasses
+import functools
 import inspect
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, Generic, Literal, TypeVar
 
 from . import _native
+from .exceptions import LoaderTimeoutError
 
 log = logging.getLogger("stratacache")
 
+T = TypeVar("T")
 Dumps = Callable[[Any], "tuple[bytes, int]"]
+Loads = Callable[["tuple[int, bytes]"], Any]
 
 _pool: ThreadPoolExecutor | None = None
-_tasks: set[asyncio.Task[Any]] = set()
+_timed_pool: ThreadPoolExecutor | None = None
+_tasks: set[asyncio.Future[Any]] = set()
 
 
 def _after_fork_in_child() -> None:
-    global _pool
-    _pool = None  # its threads did not survive the fork
+    global _pool, _timed_pool
+    _pool = None  # their threads did not survive the fork
+    _timed_pool = None
     _native.after_fork_child()
 
 
@@ -38,33 +53,267 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def run_loader(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float | None, grace: float) -> Any:
-    """Run ``loader`` (or take it as the value) and complete ``lease``."""
-    try:
-        value = loader() if callable(loader) else loader
-        data, fmt = dumps(value)
-    except BaseException as e:
-        lease.abandon(e)
-        raise
-    lease.complete(data, fmt, ttl, grace)
+class NoCache(Generic[T]):
+    """Return ``NoCache(value)`` from a loader to hand ``value`` to every
+    waiting caller without caching it (negative caching's "don't cache")."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"NoCache({self.value!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """How ``get_or_set`` reads through. Every field is optional.
+
+    - ``allow_stale`` + ``grace``: stale-while-revalidate: a value past its
+      TTL but within ``grace`` seconds is returned at once while exactly one
+      background refresh runs (one per fleet with Redis).
+    - ``early_refresh`` (XFetch beta, e.g. 1.0) / ``refresh_ahead`` (a
+      fraction of the TTL, e.g. 0.2): hot keys are reloaded in the
+      background before they expire.
+    - ``fail_safe``: when the loader raises, or exceeds ``soft_timeout``, and
+      a stale value (within ``grace``) exists, serve it; after a failure it
+      is kept fresh for ``fail_safe_throttle`` seconds so a failing origin
+      is not hammered.
+    - ``hard_timeout``: no caller waits longer; past it a caller gets the
+      fail-safe value or :class:`LoaderTimeoutError` (the load goes on).
+    - ``wait_timeout`` / ``on_wait_timeout``: how long to wait for another
+      caller's (or process's) load, then ``"load"`` it yourself (default)
+      or ``"fail"`` with :class:`WaitTimeoutError`.
+    - ``none_ttl``: TTL for a loader's ``None`` result (``0``: never cache
+      ``None``); ``None`` (default) treats it like any value.
+    """
+
+    allow_stale: bool = False
+    grace: float = 0.0
+    early_refresh: float | None = None
+    refresh_ahead: float | None = None
+    fail_safe: bool = False
+    fail_safe_throttle: float = 30.0
+    soft_timeout: float | None = None
+    hard_timeout: float | None = None
+    wait_timeout: float | None = None
+    on_wait_timeout: Literal["load", "fail"] = "load"
+    none_ttl: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.on_wait_timeout not in ("load", "fail"):
+            raise ValueError("on_wait_timeout must be 'load' or 'fail'")
+        if self.grace < 0:
+            raise ValueError("grace must be >= 0")
+        self.native  # noqa: B018 -- validate every field now, not on first use
+
+    @functools.cached_property
+    def native(self) -> _native.Policy:
+        return _native.Policy(
+            allow_stale=self.allow_stale,
+            wait_timeout=self.wait_timeout,
+            early_refresh=self.early_refresh,
+            refresh_ahead=self.refresh_ahead,
+            fail_safe=self.fail_safe,
+            fail_safe_throttle=self.fail_safe_throttle,
+            soft_timeout=self.soft_timeout,
+            hard_timeout=self.hard_timeout,
+            wait_timeout_fails=self.on_wait_timeout == "fail",
+        )
+
+    @property
+    def checks_l1_only(self) -> bool:
+        """Whether a fresh L1 hit can be answered without the core's lookup
+        (no early refresh to decide)."""
+        return self.early_refresh is None and self.refresh_ahead is None
+
+    def updated(self, **overrides: Any) -> Policy:
+        """This policy with the non-``None`` overrides applied."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return _replace(self, tuple(sorted(changes.items()))) if changes else self
+
+
+@functools.lru_cache(maxsize=256)
+def _replace(policy: Policy, changes: tuple[tuple[str, Any], ...]) -> Policy:
+    return dataclasses.replace(policy, **dict(changes))
+
+
+def _timed(lease: _native.Lease, policy: Policy) -> bool:
+    return policy.hard_timeout is not None or (policy.soft_timeout is not None and lease.fallback() is not None)
+
+
+def _store(lease: _native.Lease, value: Any, dumps: Dumps, ttl: float | None, policy: Policy) -> Any:
+    """Complete ``lease`` with the loader's ``value``; returns what callers get."""
+    if isinstance(value, NoCache):
+        data, fmt = dumps(value.value)
+        lease.complete_uncached(data, fmt)
+        return value.value
+    data, fmt = dumps(value)
+    if value is None and policy.none_ttl is not None:
+        if policy.none_ttl <= 0:
+            lease.complete_uncached(data, fmt)
+            return None
+        ttl = policy.none_ttl
+    lease.complete(data, fmt, ttl, policy.grace)
     return value
 
 
-async def arun_loader(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float | None, grace: float) -> Any:
-    """Async :func:`run_loader`; ``loader`` may be sync or async."""
+async def _astore(lease: _native.Lease, value: Any, dumps: Dumps, ttl: float | None, policy: Policy) -> Any:
+    if isinstance(value, NoCache):
+        data, fmt = dumps(value.value)
+        await lease.acomplete_uncached(data, fmt)
+        return value.value
+    data, fmt = dumps(value)
+    if value is None and policy.none_ttl is not None:
+        if policy.none_ttl <= 0:
+            await lease.acomplete_uncached(data, fmt)
+            return None
+        ttl = policy.none_ttl
+    await lease.acomplete(data, fmt, ttl, policy.grace)
+    return value
+
+
+class _Stale:
+    """A fail-safe answer: serialized stale value to deserialize."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: tuple[int, bytes]) -> None:
+        self.value = value
+
+
+def _load_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float | None, policy: Policy) -> Any:
+    """Run the loader and settle the lease: the value, a :class:`_Stale`
+    (fail-safe after a failure), or the loader's exception."""
+    try:
+        value = loader() if callable(loader) else loader
+    except Exception as e:
+        if policy.fail_safe and lease.fallback() is not None:
+            return _Stale(lease.fail(e))
+        lease.abandon(e)
+        raise
+    except BaseException as e:
+        lease.abandon(e)
+        raise
+    try:
+        return _store(lease, value, dumps, ttl, policy)
+    except BaseException as e:
+        # Unserializable value (or a closed cache): nothing stored, and the
+        # waiters get the same error.
+        try:
+            lease.abandon(e)
+        except RuntimeError:
+            pass  # completed already
+        raise
+
+
+async def _aload_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float | None, policy: Policy) -> Any:
     try:
         value = loader() if callable(loader) else loader
         if inspect.isawaitable(value):
             value = await value
-        data, fmt = dumps(value)
+    except Exception as e:
+        if policy.fail_safe and lease.fallback() is not None:
+            return _Stale(await lease.afail(e))
+        lease.abandon(e)
+        raise
     except BaseException as e:
         lease.abandon(e)
         raise
-    await lease.acomplete(data, fmt, ttl, grace)
-    return value
+    try:
+        return await _astore(lease, value, dumps, ttl, policy)
+    except BaseException as e:
+        try:
+            lease.abandon(e)
+        except RuntimeError:
+            pass
+        raise
 
 
-def refresh_in_background(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float | None, grace: float) -> None:
+def _answer(result: Any, loads: Loads) -> Any:
+    return loads(result.value) if isinstance(result, _Stale) else result
+
+
+def _log_background_failure(key: str) -> Callable[[Any], None]:
+    def done(fut: Any) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            log.warning("stratacache: load of %r (finished in the background) failed: %s", key, exc)
+
+    return done
+
+
+def _timeout_answer(lease: _native.Lease, hard: bool, loads: Loads, fut: Any) -> tuple[bool, Any]:
+    """After a soft/hard timeout: ``(True, answer)`` to return now, or
+    ``(False, None)`` to keep waiting."""
+    if fut.done():
+        return True, fut.result()
+    stale = lease.timed_out(hard)
+    if stale is not None:
+        return True, _Stale(stale)
+    if fut.done():  # finished while we looked
+        return True, fut.result()
+    if hard:
+        raise LoaderTimeoutError(f"the load of {lease.key!r} did not finish within the hard timeout")
+    return False, None
+
+
+def run_loader(lease: _native.Lease, loader: Any, dumps: Dumps, loads: Loads, ttl: float | None, policy: Policy) -> Any:
+    """Run ``loader`` (or take it as the value) for ``lease``; the value
+    callers get."""
+    if not _timed(lease, policy):
+        return _answer(_load_and_finish(lease, loader, dumps, ttl, policy), loads)
+    global _timed_pool
+    if _timed_pool is None:
+        _timed_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="stratacache-load")
+    started = time.monotonic()
+    fut = _timed_pool.submit(_load_and_finish, lease, loader, dumps, ttl, policy)
+    fut.add_done_callback(_log_background_failure(lease.key))
+    if policy.soft_timeout is not None and lease.fallback() is not None:
+        try:
+            return _answer(fut.result(timeout=policy.soft_timeout), loads)
+        except concurrent.futures.TimeoutError:
+            ready, answer = _timeout_answer(lease, False, loads, fut)
+            if ready:
+                return _answer(answer, loads)
+    if policy.hard_timeout is not None:
+        left = max(0.0, policy.hard_timeout - (time.monotonic() - started))
+        try:
+            return _answer(fut.result(timeout=left), loads)
+        except concurrent.futures.TimeoutError:
+            _, answer = _timeout_answer(lease, True, loads, fut)
+            return _answer(answer, loads)
+    return _answer(fut.result(), loads)
+
+
+async def arun_loader(
+    lease: _native.Lease, loader: Any, dumps: Dumps, loads: Loads, ttl: float | None, policy: Policy
+) -> Any:
+    """Async :func:`run_loader`; ``loader`` may be sync or async."""
+    if not _timed(lease, policy):
+        return _answer(await _aload_and_finish(lease, loader, dumps, ttl, policy), loads)
+    started = time.monotonic()
+    task = asyncio.ensure_future(_aload_and_finish(lease, loader, dumps, ttl, policy))
+    _tasks.add(task)  # keep a reference until it is done
+    task.add_done_callback(_tasks.discard)
+    task.add_done_callback(_log_background_failure(lease.key))
+    if policy.soft_timeout is not None and lease.fallback() is not None:
+        done, _ = await asyncio.wait({task}, timeout=policy.soft_timeout)
+        ready, answer = (True, task.result()) if done else _timeout_answer(lease, False, loads, task)
+        if ready:
+            return _answer(answer, loads)
+    if policy.hard_timeout is not None:
+        left = max(0.0, policy.hard_timeout - (time.monotonic() - started))
+        done, _ = await asyncio.wait({task}, timeout=left)
+        _, answer = (True, task.result()) if done else _timeout_answer(lease, True, loads, task)
+        return _answer(answer, loads)
+    return _answer(await task, loads)
+
+
+def refresh_in_background(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float | None, policy: Policy) -> None:
     """Run the refresh a lease asks for on the background thread pool."""
     global _pool
     if _pool is None:
@@ -72,22 +321,121 @@ def refresh_in_background(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: 
 
     def refresh() -> None:
         try:
-            run_loader(lease, loader, dumps, ttl, grace)
+            _load_and_finish(lease, loader, dumps, ttl, policy)
         except Exception:
             log.exception("stratacache: background refresh of %r failed", lease.key)
 
     _pool.submit(refresh)
 
 
-def arefresh_in_background(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float | None, grace: float) -> None:
+def arefresh_in_background(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float | None, policy: Policy) -> None:
     """Run the refresh a lease asks for as a task on the running loop."""
 
     async def refresh() -> None:
         try:
-            await arun_loader(lease, loader, dumps, ttl, grace)
+            await _aload_and_finish(lease, loader, dumps, ttl, policy)
         except Exception:
             log.exception("stratacache: background refresh of %r failed", lease.key)
 
     task = asyncio.get_running_loop().create_task(refresh())
-    _tasks.add(task)  # keep a reference until it is done
+    _tasks.add(task)
     task.add_done_callback(_tasks.discard)
+
+
+def read_through(
+    n: _native.Cache, key: str, loader: Any, dumps: Dumps, loads: Loads, ttl: float | None, policy: Policy
+) -> Any:
+    """The whole sync ``get_or_set`` on the native cache."""
+    kind, fmt, data, lease = n.lookup(key, policy.native)
+    if kind == _native.LEAD:
+        assert lease is not None
+        return run_loader(lease, loader, dumps, loads, ttl, policy)
+    if kind == _native.STALE and lease is not None:
+        refresh_in_background(lease, loader, dumps, ttl, policy)
+    assert fmt is not None and data is not None
+    return loads((fmt, data))
+
+
+async def aread_through(
+    n: _native.Cache, key: str, loader: Any, dumps: Dumps, loads: Loads, ttl: float | None, policy: Policy
+) -> Any:
+    """The whole async ``get_or_set`` on the native cache."""
+    if policy.checks_l1_only:
+        hit = n.get_local(key)
+        if hit is not None:
+            return loads(hit)
+    kind, fmt, data, lease = await n.alookup(key, policy.native)
+    if kind == _native.LEAD:
+        assert lease is not None
+        return await arun_loader(lease, loader, dumps, loads, ttl, policy)
+    if kind == _native.STALE and lease is not None:
+        arefresh_in_background(lease, loader, dumps, ttl, policy)
+    assert fmt is not None and data is not None
+    return loads((fmt, data))
+
+
+def warm(
+    n: _native.Cache,
+    keys: list[str],
+    load_many: Callable[[list[str]], Any],
+    dumps: Dumps,
+    ttl: float | None,
+    grace: float,
+    force: bool,
+) -> int:
+    """Load the keys that need it through their leases, in one
+    ``load_many`` call; returns how many were stored."""
+    leases = n.try_leases(keys, force)
+    if not leases:
+        return 0
+    try:
+        values = load_many([lease.key for lease in leases])
+        items = _warm_items(leases, values, dumps)
+    except BaseException as e:
+        for lease in leases:
+            _abandon_quietly(lease, e)
+        raise
+    return n.complete_many(items, ttl, grace)
+
+
+async def awarm(
+    n: _native.Cache,
+    keys: list[str],
+    load_many: Callable[[list[str]], Any],
+    dumps: Dumps,
+    ttl: float | None,
+    grace: float,
+    force: bool,
+) -> int:
+    leases = await n.atry_leases(keys, force)
+    if not leases:
+        return 0
+    try:
+        values = load_many([lease.key for lease in leases])
+        if inspect.isawaitable(values):
+            values = await values
+        items = _warm_items(leases, values, dumps)
+    except BaseException as e:
+        for lease in leases:
+            _abandon_quietly(lease, e)
+        raise
+    return await n.acomplete_many(items, ttl, grace)
+
+
+def _warm_items(leases: list[_native.Lease], values: Any, dumps: Dumps) -> list[tuple[_native.Lease, bytes, int]]:
+    """Pair leases with their loaded values; keys the loader left out are
+    released uncached (their waiters load them)."""
+    items = []
+    for lease in leases:
+        if lease.key in values:
+            items.append((lease, *dumps(values[lease.key])))
+        else:
+            _abandon_quietly(lease, KeyError(lease.key))
+    return items
+
+
+def _abandon_quietly(lease: _native.Lease, e: BaseException) -> None:
+    try:
+        lease.abandon(e)
+    except RuntimeError:
+        pass  # already settled

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Callable, Final, TypeVar, Union, cast
 
 from . import _native
-from ._loading import arefresh_in_background, arun_loader, refresh_in_background, run_loader
+from ._loading import Policy, aread_through, awarm, read_through, warm
 from .serializers import Serializer, Unreadable, get_serializer
 
 __all__ = ["DEFAULT", "Cache", "Ttl"]
@@ -69,6 +69,9 @@ class Cache:
         wait_timeout: float = 30.0,
         tombstone_ttl: float = 60.0,
         ttl_jitter: float = 0.0,
+        fleet_lease: bool = True,
+        lease_ttl: float = 5.0,
+        policy: Policy | None = None,
     ) -> None:
         if isinstance(signing_key, str):
             signing_key = signing_key.encode()
@@ -88,7 +91,10 @@ class Cache:
             tombstone_ttl=tombstone_ttl,
             wait_timeout=wait_timeout,
             ttl_jitter=ttl_jitter,
+            fleet_lease=fleet_lease,
+            lease_ttl=lease_ttl,
         )
+        self._policy = policy if policy is not None else Policy()
 
     # -- helpers ---------------------------------------------------------
 
@@ -112,6 +118,9 @@ class Cache:
                 self._serializer.name,
             )
             return default
+
+    def _loads(self, v: tuple[int, bytes]) -> Any:
+        return self._load(v, None)
 
     def _dump(self, value: Any) -> tuple[bytes, int]:
         return self._serializer.dumps(value)
@@ -202,29 +211,60 @@ class Cache:
         loader: Callable[[], T] | T,
         ttl: Ttl = DEFAULT,
         *,
-        grace: float = 0.0,
-        allow_stale: bool = False,
+        grace: float | None = None,
+        allow_stale: bool | None = None,
         wait_timeout: float | None = None,
         early_refresh: float | None = None,
         refresh_ahead: float | None = None,
+        fail_safe: bool | None = None,
+        soft_timeout: float | None = None,
+        hard_timeout: float | None = None,
+        none_ttl: float | None = None,
+        policy: Policy | None = None,
     ) -> T:
         """The value of ``key``, loading it with ``loader()`` if absent.
 
-        Stampede-safe: concurrent callers for one key in this process make
-        exactly one ``loader`` call; the others wait for its result (or its
-        exception). With ``allow_stale`` and a ``grace`` period, a stale
-        value is returned at once while one background refresh runs.
-        ``early_refresh`` (XFetch beta, e.g. 1.0) and ``refresh_ahead`` (a
-        fraction of the TTL, e.g. 0.2) refresh hot keys in the background
-        before they expire, so callers never wait for their reload.
+        Stampede-safe: concurrent callers for one key make exactly one
+        ``loader`` call in this process and, with Redis, in the whole fleet
+        (a lease in Redis; the others wait for its fill, woken by pub/sub).
+        The options override the cache's :class:`Policy` for this call (see
+        :class:`Policy` for what each does): ``allow_stale`` + ``grace``
+        (stale-while-revalidate), ``early_refresh`` / ``refresh_ahead``,
+        ``fail_safe`` / ``soft_timeout`` / ``hard_timeout``, ``none_ttl``.
+        A loader may return :class:`NoCache` to hand a value out uncached.
         """
-        kind, fmt, data, lease = self._n.lookup(key, allow_stale, wait_timeout, early_refresh, refresh_ahead)
-        if kind == _native.LEAD:
-            assert lease is not None
-            return cast(T, run_loader(lease, loader, self._dump, _native_ttl(ttl), grace))
-        if kind == _native.STALE and lease is not None:
-            refresh_in_background(lease, loader, self._dump, _native_ttl(ttl), grace)
-        return cast(T, self._load((fmt, data), None))  # type: ignore[arg-type]
+        p = (policy or self._policy).updated(
+            grace=grace,
+            allow_stale=allow_stale,
+            wait_timeout=wait_timeout,
+            early_refresh=early_refresh,
+            refresh_ahead=refresh_ahead,
+            fail_safe=fail_safe,
+            soft_timeout=soft_timeout,
+            hard_timeout=hard_timeout,
+            none_ttl=none_ttl,
+        )
+        return cast(T, read_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p))
+
+    def warm(
+        self,
+        keys: Iterable[str],
+        loader: Callable[[str], Any] | None = None,
+        ttl: Ttl = DEFAULT,
+        *,
+        load_many: Callable[[list[str]], Mapping[str, Any]] | None = None,
+        grace: float = 0.0,
+        force: bool = False,
+    ) -> int:
+        """Load ``keys`` ahead of traffic; returns how many were stored.
+
+        Keys that are fresh (unless ``force``) or being loaded right now, in
+        this process or elsewhere in the fleet, are skipped: warm-up takes
+        the same leases as ``get_or_set``, so it never doubles the origin's
+        load. Give ``loader(key)`` or ``load_many(keys) -> {key: value}``
+        (one call for every key that needs loading); writes are pipelined.
+        """
+        return warm(self._n, list(keys), _load_many(loader, load_many), self._dump, _native_ttl(ttl), grace, force)
 
     # -- asyncio twins -----------------------------------------------------
 
@@ -286,24 +326,57 @@ class Cache:
         loader: Callable[[], Awaitable[T]] | Callable[[], T] | T,
         ttl: Ttl = DEFAULT,
         *,
-        grace: float = 0.0,
-        allow_stale: bool = False,
+        grace: float | None = None,
+        allow_stale: bool | None = None,
         wait_timeout: float | None = None,
         early_refresh: float | None = None,
         refresh_ahead: float | None = None,
+        fail_safe: bool | None = None,
+        soft_timeout: float | None = None,
+        hard_timeout: float | None = None,
+        none_ttl: float | None = None,
+        policy: Policy | None = None,
     ) -> T:
         """Async :meth:`get_or_set`; ``loader`` may be sync or async."""
-        if early_refresh is None and refresh_ahead is None:
-            hit = self._n.get_local(key)
-            if hit is not None:
-                return cast(T, self._load(hit, None))
-        kind, fmt, data, lease = await self._n.alookup(key, allow_stale, wait_timeout, early_refresh, refresh_ahead)
-        if kind == _native.LEAD:
-            assert lease is not None
-            return cast(T, await arun_loader(lease, loader, self._dump, _native_ttl(ttl), grace))
-        if kind == _native.STALE and lease is not None:
-            arefresh_in_background(lease, loader, self._dump, _native_ttl(ttl), grace)
-        return cast(T, self._load((fmt, data), None))  # type: ignore[arg-type]
+        p = (policy or self._policy).updated(
+            grace=grace,
+            allow_stale=allow_stale,
+            wait_timeout=wait_timeout,
+            early_refresh=early_refresh,
+            refresh_ahead=refresh_ahead,
+            fail_safe=fail_safe,
+            soft_timeout=soft_timeout,
+            hard_timeout=hard_timeout,
+            none_ttl=none_ttl,
+        )
+        return cast(T, await aread_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p))
+
+    async def awarm(
+        self,
+        keys: Iterable[str],
+        loader: Callable[[str], Any] | None = None,
+        ttl: Ttl = DEFAULT,
+        *,
+        load_many: Callable[[list[str]], Any] | None = None,
+        grace: float = 0.0,
+        force: bool = False,
+    ) -> int:
+        """Async :meth:`warm`; ``load_many`` may be async."""
+        return await awarm(
+            self._n, list(keys), _load_many(loader, load_many), self._dump, _native_ttl(ttl), grace, force
+        )
 
     def __repr__(self) -> str:
         return f"<stratacache.Cache namespace={self.namespace!r}>"
+
+
+def _load_many(
+    loader: Callable[[str], Any] | None, load_many: Callable[[list[str]], Any] | None
+) -> Callable[[list[str]], Any]:
+    if (loader is None) == (load_many is None):
+        raise TypeError("give exactly one of loader (per key) or load_many (all keys at once)")
+    if load_many is not None:
+        return load_many
+    assert loader is not None
+    one = loader
+    return lambda keys: {k: one(k) for k in keys}

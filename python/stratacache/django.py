@@ -42,6 +42,22 @@ OPTIONS (all optional, upper-case):
                          in the background once a value enters its last 20 %.
 ``TTL_JITTER``           shorten every TTL by a random fraction up to this (0-1),
                          so keys written together do not expire together.
+``STALE_WHILE_REVALIDATE`` ``True``: ``get_or_set`` returns a stale value (within
+                         ``GRACE``) at once and refreshes it in the background
+                         (once per fleet). Per call: ``allow_stale=``.
+``FAIL_SAFE``            ``True``: when the loader raises or exceeds
+                         ``SOFT_TIMEOUT`` and a stale value (within ``GRACE``)
+                         exists, serve it; after a failure it stays fresh for
+                         ``FAIL_SAFE_THROTTLE`` seconds (30).
+``SOFT_TIMEOUT``         seconds (fail-safe); ``HARD_TIMEOUT``: no caller of
+                         ``get_or_set`` waits longer (stale value or
+                         ``LoaderTimeoutError``; the load goes on).
+``ON_WAIT_TIMEOUT``      after ``WAIT_TIMEOUT``: ``"load"`` (default) or ``"fail"``.
+``NONE_TTL``             TTL for a ``None`` loaded by ``get_or_set`` (0: never
+                         cached); default: like any value.
+``FLEET_LEASE``          ``False`` turns off the fleet-wide lease (one loader
+                         per key across every process sharing Redis; default on).
+``LEASE_TTL``            seconds a crashed loader's lease blocks others (5).
 
 ``close()`` is a no-op: Django calls it after every request, and the
 connections here are long-lived multiplexed ones shared by every thread.
@@ -65,7 +81,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LE
 from django.core.exceptions import ImproperlyConfigured
 
 from . import _native
-from ._loading import arefresh_in_background, arun_loader, refresh_in_background, run_loader
+from ._loading import Policy, aread_through, awarm, read_through, warm
 from .exceptions import KeyNotFoundError, NotAnIntegerError, RedisError, StrataCacheError
 from .serializers import Unreadable, get_serializer
 
@@ -134,15 +150,13 @@ class StrataCache(BaseCache):
         )
         opts = _options(params)
         self._ignore_exceptions = bool(opts.get("IGNORE_EXCEPTIONS", True))
-        self._grace = float(opts.get("GRACE", 0.0))
-        er, ra = opts.get("EARLY_REFRESH"), opts.get("REFRESH_AHEAD")
-        self._early_refresh = None if er is None else float(er)
-        self._refresh_ahead = None if ra is None else float(ra)
         try:
+            self._policy = _policy(opts)
             self._serializer = get_serializer(opts.get("SERIALIZER", "pickle"))
             self._n = _native.Cache(**_native_kwargs(server, opts))
         except (StrataCacheError, ImproperlyConfigured, ValueError, TypeError) as e:
             err = ImproperlyConfigured(f"stratacache: invalid cache configuration: {e}")
+            self._policy = Policy()
             from django.apps import apps
 
             if not (apps.ready and apps.is_installed("stratacache")):
@@ -165,6 +179,9 @@ class StrataCache(BaseCache):
         if timeout is None:
             return math.inf
         return float(timeout)
+
+    def _loads(self, v: tuple[int, bytes]) -> Any:
+        return self._load(v, None)
 
     def _load(self, v: tuple[int, bytes] | None, default: Any) -> Any:
         if v is None:
@@ -197,7 +214,7 @@ class StrataCache(BaseCache):
             # Django: "added" and immediately expired when the key was absent.
             return not self._n.has_key(k)
         data, fmt = self._serializer.dumps(value)
-        return self._n.add(k, data, fmt, ttl, self._grace)
+        return self._n.add(k, data, fmt, ttl, self._policy.grace)
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         k = self._key(key, version)
@@ -209,7 +226,7 @@ class StrataCache(BaseCache):
     @_fail_open(None)
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         data, fmt = self._serializer.dumps(value)
-        self._n.set(self._key(key, version), data, fmt, self._ttl(timeout), self._grace)
+        self._n.set(self._key(key, version), data, fmt, self._ttl(timeout), self._policy.grace)
 
     @_fail_open(False)
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
@@ -236,7 +253,7 @@ class StrataCache(BaseCache):
         by_made = {self._key(k, version): k for k in data}
         items = [(mk, *self._serializer.dumps(data[orig])) for mk, orig in by_made.items()]
         try:
-            failed = self._n.set_many(items, self._ttl(timeout), self._grace)
+            failed = self._n.set_many(items, self._ttl(timeout), self._policy.grace)
         except RedisError as e:
             return self._swallow(e, "set_many", list(data))  # type: ignore[no-any-return]
         return [by_made[f] for f in failed]
@@ -279,21 +296,40 @@ class StrataCache(BaseCache):
         timeout: Any = DEFAULT_TIMEOUT,
         version: int | None = None,
         *,
-        allow_stale: bool = False,
+        allow_stale: bool | None = None,
+        fail_safe: bool | None = None,
+        hard_timeout: float | None = None,
     ) -> Any:
-        """Stampede-safe ``get_or_set``: one ``default()`` call per key per process."""
+        """Stampede-safe ``get_or_set``: one ``default()`` call per key per
+        process and, with Redis, per fleet (see the OPTIONS for the policy)."""
         k = self._key(key, version)
+        policy = self._policy.updated(allow_stale=allow_stale, fail_safe=fail_safe, hard_timeout=hard_timeout)
         try:
-            kind, fmt, data, lease = self._n.lookup(k, allow_stale, None, self._early_refresh, self._refresh_ahead)
+            return read_through(self._n, k, default, self._serializer.dumps, self._loads, self._ttl(timeout), policy)
         except RedisError as e:
             self._swallow(e, "get_or_set", None)
             return default() if callable(default) else default
-        if kind == _native.LEAD:
-            assert lease is not None
-            return run_loader(lease, default, self._serializer.dumps, self._ttl(timeout), self._grace)
-        if kind == _native.STALE and lease is not None:
-            refresh_in_background(lease, default, self._serializer.dumps, self._ttl(timeout), self._grace)
-        return self._load((fmt, data), None)  # type: ignore[arg-type]
+
+    def warm(
+        self,
+        keys: Iterable[Any],
+        load_many: Callable[[list[Any]], Mapping[Any, Any]],
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        force: bool = False,
+    ) -> int:
+        """Load ``keys`` ahead of traffic with one ``load_many(keys)`` call
+        returning ``{key: value}`` for the keys that need it (fresh keys and
+        keys being loaded anywhere in the fleet are skipped). Returns how
+        many were stored."""
+        by_full = {self._key(k, version): k for k in keys}
+
+        def load(full_keys: list[str]) -> dict[str, Any]:
+            loaded = load_many([by_full[fk] for fk in full_keys])
+            return {fk: loaded[by_full[fk]] for fk in full_keys if by_full[fk] in loaded}
+
+        return warm(self._n, list(by_full), load, self._serializer.dumps, self._ttl(timeout), self._policy.grace, force)
 
     # -- async: native coroutines on the core (not sync_to_async) ------------------
 
@@ -304,7 +340,7 @@ class StrataCache(BaseCache):
         if ttl <= 0:
             return not await self._n.ahas_key(k)
         data, fmt = self._serializer.dumps(value)
-        return await self._n.aadd(k, data, fmt, ttl, self._grace)
+        return await self._n.aadd(k, data, fmt, ttl, self._policy.grace)
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         k = self._key(key, version)
@@ -319,7 +355,7 @@ class StrataCache(BaseCache):
     @_fail_open(None)
     async def aset(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         data, fmt = self._serializer.dumps(value)
-        await self._n.aset(self._key(key, version), data, fmt, self._ttl(timeout), self._grace)
+        await self._n.aset(self._key(key, version), data, fmt, self._ttl(timeout), self._policy.grace)
 
     @_fail_open(False)
     async def atouch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
@@ -346,7 +382,7 @@ class StrataCache(BaseCache):
         by_made = {self._key(k, version): k for k in data}
         items = [(mk, *self._serializer.dumps(data[orig])) for mk, orig in by_made.items()]
         try:
-            failed = await self._n.aset_many(items, self._ttl(timeout), self._grace)
+            failed = await self._n.aset_many(items, self._ttl(timeout), self._policy.grace)
         except RedisError as e:
             return self._swallow(e, "aset_many", list(data))  # type: ignore[no-any-return]
         return [by_made[f] for f in failed]
@@ -387,30 +423,47 @@ class StrataCache(BaseCache):
         timeout: Any = DEFAULT_TIMEOUT,
         version: int | None = None,
         *,
-        allow_stale: bool = False,
+        allow_stale: bool | None = None,
+        fail_safe: bool | None = None,
+        hard_timeout: float | None = None,
     ) -> Any:
         """Async stampede-safe ``get_or_set``; ``default`` may be an async callable."""
         import inspect
 
         k = self._key(key, version)
-        if self._early_refresh is None and self._refresh_ahead is None:
-            hit = self._n.get_local(k)
-            if hit is not None:
-                return self._load(hit, None)
+        policy = self._policy.updated(allow_stale=allow_stale, fail_safe=fail_safe, hard_timeout=hard_timeout)
         try:
-            kind, fmt, data, lease = await self._n.alookup(
-                k, allow_stale, None, self._early_refresh, self._refresh_ahead
+            return await aread_through(
+                self._n, k, default, self._serializer.dumps, self._loads, self._ttl(timeout), policy
             )
         except RedisError as e:
             self._swallow(e, "aget_or_set", None)
             value = default() if callable(default) else default
             return await value if inspect.isawaitable(value) else value
-        if kind == _native.LEAD:
-            assert lease is not None
-            return await arun_loader(lease, default, self._serializer.dumps, self._ttl(timeout), self._grace)
-        if kind == _native.STALE and lease is not None:
-            arefresh_in_background(lease, default, self._serializer.dumps, self._ttl(timeout), self._grace)
-        return self._load((fmt, data), None)  # type: ignore[arg-type]
+
+    async def awarm(
+        self,
+        keys: Iterable[Any],
+        load_many: Callable[[list[Any]], Any],
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        force: bool = False,
+    ) -> int:
+        """Async :meth:`warm`; ``load_many`` may be async."""
+        import inspect
+
+        by_full = {self._key(k, version): k for k in keys}
+
+        async def load(full_keys: list[str]) -> dict[str, Any]:
+            loaded = load_many([by_full[fk] for fk in full_keys])
+            if inspect.isawaitable(loaded):
+                loaded = await loaded
+            return {fk: loaded[by_full[fk]] for fk in full_keys if by_full[fk] in loaded}
+
+        return await awarm(
+            self._n, list(by_full), load, self._serializer.dumps, self._ttl(timeout), self._policy.grace, force
+        )
 
     # -- observability --------------------------------------------------------------
 
@@ -421,6 +474,27 @@ class StrataCache(BaseCache):
     def metrics_text(self) -> str:
         """Prometheus text exposition of :meth:`stats`."""
         return self._n.metrics_text()
+
+
+def _policy(opts: dict[str, Any]) -> Policy:
+    """The read-through policy of a CACHES entry's OPTIONS."""
+
+    def num(name: str) -> float | None:
+        v = opts.get(name)
+        return None if v is None else float(v)
+
+    return Policy(
+        allow_stale=bool(opts.get("STALE_WHILE_REVALIDATE", False)),
+        grace=float(opts.get("GRACE", 0.0)),
+        early_refresh=num("EARLY_REFRESH"),
+        refresh_ahead=num("REFRESH_AHEAD"),
+        fail_safe=bool(opts.get("FAIL_SAFE", False)),
+        fail_safe_throttle=float(opts.get("FAIL_SAFE_THROTTLE", 30.0)),
+        soft_timeout=num("SOFT_TIMEOUT"),
+        hard_timeout=num("HARD_TIMEOUT"),
+        on_wait_timeout=str(opts.get("ON_WAIT_TIMEOUT", "load")).lower(),  # type: ignore[arg-type]
+        none_ttl=num("NONE_TTL"),
+    )
 
 
 def _options(params: dict[str, Any]) -> dict[str, Any]:
@@ -464,6 +538,8 @@ def _native_kwargs(server: str | list[str] | tuple[str, ...], opts: dict[str, An
         "op_timeout": float(opts.get("OP_TIMEOUT", opts.get("SOCKET_TIMEOUT", 0.5))),
         "wait_timeout": float(opts.get("WAIT_TIMEOUT", 30.0)),
         "ttl_jitter": float(opts.get("TTL_JITTER", 0.0)),
+        "fleet_lease": bool(opts.get("FLEET_LEASE", True)),
+        "lease_ttl": float(opts.get("LEASE_TTL", 5.0)),
     }
 
 

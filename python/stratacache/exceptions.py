@@ -16,6 +16,7 @@ __all__ = [
     "KeyNotFoundError",
     "LeaseDroppedError",
     "LoaderError",
+    "LoaderTimeoutError",
     "NotAnIntegerError",
     "RedisError",
     "RedisTimeoutError",
@@ -24,7 +25,6 @@ __all__ = [
     "StrataCacheError",
     "ValueTooLargeError",
     "WaitTimeoutError",
-    "LoaderTimeoutError",
 ]
 
 

@@ -41,12 +41,23 @@ What ``@cached`` does (GET and HEAD only; other methods pass through):
   from a shared entry: with ``key_by`` it gets its own private entry,
   without it bypasses the cache.
 - ``X-Cache: HIT | MISS | STALE | BYPASS`` (``x_cache=False`` turns it off).
+- ``stale_while_revalidate=N``: for N seconds after the TTL a stale entry is
+  served at once (``X-Cache: STALE``) while exactly one request (one per
+  fleet with Redis) re-runs the endpoint in the background.
+- ``stale_if_error=N`` (fail-safe): when the endpoint raises and an entry at
+  most N seconds past its TTL exists, that entry is served instead of the
+  error, and kept for ``fail_safe_throttle`` seconds so a failing backend is
+  not hammered.
+- Concurrent misses across processes sharing Redis run the endpoint once
+  (the fleet lease).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Any, Callable, TypeVar, Union
@@ -59,11 +70,14 @@ from starlette.responses import Response
 
 from . import _native
 from . import http as rules
+from ._loading import Policy
 from .client import Cache
 from .http import DEFAULT_CREDENTIAL_COOKIES
 from .serializers import FORMAT_RAW
 
 __all__ = ["cached", "get_cache", "setup"]
+
+log = logging.getLogger("stratacache")
 
 F = TypeVar("F", bound=Callable[..., Any])
 KeyBy = Callable[[Request], Union[str, Awaitable[str]]]
@@ -97,12 +111,19 @@ def cached(
     key_by: KeyBy | None = None,
     credential_cookies: Sequence[str] = DEFAULT_CREDENTIAL_COOKIES,
     x_cache: bool = True,
+    stale_if_error: int = 0,
+    fail_safe_throttle: float = 30.0,
 ) -> Callable[[F], F]:
     """Cache a path operation's response; see the module docs."""
     if ttl <= 0:
         raise ValueError("ttl must be > 0 seconds")
     vary_headers = [h.lower() for h in vary]
     swr = int(stale_while_revalidate)
+    sie = int(stale_if_error)
+    if swr < 0 or sie < 0:
+        raise ValueError("stale_while_revalidate and stale_if_error must be >= 0 seconds")
+    grace = float(max(swr, sie))
+    policy = Policy(allow_stale=swr > 0, fail_safe=sie > 0, grace=grace, fail_safe_throttle=fail_safe_throttle)
 
     def decorator(endpoint: F) -> F:
         sig = inspect.signature(endpoint)
@@ -171,14 +192,19 @@ def cached(
                 response, entry = await produce()
                 if entry is None:
                     return _mark(response, "BYPASS", x_cache)
-                await c._n.aset(key, entry, FORMAT_RAW, float(ttl), float(swr))
+                await c._n.aset(key, entry, FORMAT_RAW, float(ttl), grace)
                 return serve(entry, "MISS") or _mark(response, "BYPASS", x_cache)
 
             try:
-                kind, _fmt, data, lease = await c._n.alookup(key, swr > 0)
+                kind, _fmt, data, lease = await c._n.alookup(key, policy.native)
             except _NotShareable:
                 # The leader's response may not be shared: produce our own.
                 return _mark(await call_endpoint(kwargs), "BYPASS", x_cache)
+            if kind == _native.STALE and lease is not None:
+                # Serve the stale entry now; this request's lease refreshes
+                # it in the background (once for everyone).
+                _refresh_in_background(lease, produce, float(ttl), grace)
+                lease = None
             if kind != _native.LEAD and data is not None and lease is None:
                 served = serve(data, "HIT" if kind == _native.FRESH else "STALE")
                 if served is not None:
@@ -186,10 +212,19 @@ def cached(
             if lease is None:  # undecodable entry: load without coalescing
                 response, _ = await produce()
                 return _mark(response, "BYPASS", x_cache)
-            # We lead (a miss, or the one refresh of a stale entry): run the
-            # endpoint once; everyone waiting on this URL gets the result.
+            # We lead (a miss): run the endpoint once; everyone waiting on
+            # this URL gets the result.
             try:
                 response, entry = await produce()
+            except Exception as e:
+                if lease.fallback() is not None:
+                    _fmt, stale = await lease.afail(e)  # fail-safe: serve stale
+                    served = serve(stale, "STALE")
+                    if served is not None:
+                        return served
+                    raise
+                lease.abandon(e)
+                raise
             except BaseException as e:
                 lease.abandon(e)
                 raise
@@ -198,13 +233,42 @@ def cached(
                 # not be shared either, so the waiters produce their own.
                 lease.abandon(_NotShareable())
                 return _mark(response, "BYPASS", x_cache)
-            await lease.acomplete(entry, FORMAT_RAW, float(ttl), float(swr))
+            await lease.acomplete(entry, FORMAT_RAW, float(ttl), grace)
             return serve(entry, "MISS") or _mark(response, "MISS", x_cache)
 
         wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+_refreshes: set[asyncio.Task[None]] = set()
+
+
+def _refresh_in_background(
+    lease: _native.Lease,
+    produce: Callable[[], Awaitable[tuple[Response, bytes | None]]],
+    ttl: float,
+    grace: float,
+) -> None:
+    async def refresh() -> None:
+        try:
+            _, entry = await produce()
+        except Exception as e:
+            log.warning("stratacache: background refresh of %r failed: %s", lease.key, e)
+            if lease.fallback() is not None:
+                await lease.afail(e)
+            else:
+                lease.abandon(e)
+            return
+        if entry is None:
+            lease.abandon(_NotShareable())
+        else:
+            await lease.acomplete(entry, FORMAT_RAW, ttl, grace)
+
+    task = asyncio.get_running_loop().create_task(refresh())
+    _refreshes.add(task)
+    task.add_done_callback(_refreshes.discard)
 
 
 def _mark(response: Response, state: str, x_cache: bool) -> Response:

@@ -952,6 +952,7 @@ impl Cache {
                             // The wait for the fleet is over; the load
                             // itself gets a wait budget of its own.
                             loading_seen = true;
+                            Metrics::inc(&sh.metrics.load_waits);
                             deadline = tokio::time::Instant::now() + wait;
                         }
                     }
@@ -1460,6 +1461,18 @@ impl Cache {
                 Err(sh.l2_err(e))
             }
         }
+    }
+
+    /// [`Cache::try_lease`] for several keys at once (concurrently, so the
+    /// Redis round trips are pipelined): the leases of the keys to load.
+    pub async fn try_leases(&self, keys: &[&str], force: bool) -> Result<Vec<Lease>> {
+        let found =
+            futures_util::future::join_all(keys.iter().map(|k| self.try_lease(k, force))).await;
+        let mut out = Vec::new();
+        for r in found {
+            out.extend(r?);
+        }
+        Ok(out)
     }
 
     /// Complete several leases (from [`Cache::try_lease`]) concurrently, the

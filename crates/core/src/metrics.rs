@@ -52,8 +52,12 @@ counters! {
     stale_served,
     /// Leases handed out: one loader call each.
     leads,
-    /// Callers that waited for another caller's load instead of loading.
+    /// Callers that waited for another caller's L2 read or load instead of
+    /// doing it themselves.
     coalesced_waits,
+    /// Of those, the ones that waited while a loader ran (a load, not just
+    /// an L2 read, was on their path).
+    load_waits,
     /// Fresh hits handed a lease to refresh early (XFetch / refresh-ahead).
     early_refreshes,
     /// Loads completed with a value.
@@ -111,7 +115,8 @@ fn counter_help(name: &str) -> &'static str {
         "l2_misses" => "L2 reads that found nothing usable",
         "stale_served" => "stale values served within grace",
         "leads" => "leases handed out (loader calls)",
-        "coalesced_waits" => "callers that waited for another caller's load",
+        "coalesced_waits" => "callers that waited for another caller's L2 read or load",
+        "load_waits" => "callers that waited while a loader ran",
         "early_refreshes" => "fresh hits refreshed early (XFetch or refresh-ahead)",
         "loads_completed" => "loads completed with a value",
         "loader_errors" => "loads abandoned with an error",

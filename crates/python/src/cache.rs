@@ -11,7 +11,9 @@ use bytes::Bytes;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use stratacache::{Cache, Config, Format, Lookup, LookupPolicy, RedisLocation, Ttl, WriteOptions};
+use stratacache::{
+    Cache, Config, Format, Lookup, LookupPolicy, OnWaitTimeout, RedisLocation, Ttl, WriteOptions,
+};
 
 use crate::errors::{IntoPyResult, PyLoaderError, py_err};
 use crate::runtime::{awaitable, run};
@@ -80,7 +82,8 @@ impl PyCache {
         *, namespace = "default".to_owned(), redis_url = None, cluster = None, l1 = true,
         l1_max_bytes = 64 << 20, default_ttl = Some(300.0), compress_threshold = 4096,
         max_value_bytes = 32 << 20, signing_key = None, connect_timeout = 1.0,
-        op_timeout = 0.5, tombstone_ttl = 60.0, wait_timeout = 30.0, ttl_jitter = 0.0
+        op_timeout = 0.5, tombstone_ttl = 60.0, wait_timeout = 30.0, ttl_jitter = 0.0,
+        fleet_lease = true, lease_ttl = 5.0, isolated = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -99,6 +102,9 @@ impl PyCache {
         tombstone_ttl: f64,
         wait_timeout: f64,
         ttl_jitter: f64,
+        fleet_lease: bool,
+        lease_ttl: f64,
+        isolated: bool,
     ) -> PyResult<Self> {
         let redis = match (redis_url, cluster) {
             (Some(_), Some(_)) => {
@@ -128,6 +134,9 @@ impl PyCache {
         cfg.tombstone_ttl = secs("tombstone_ttl", tombstone_ttl)?;
         cfg.wait_timeout = secs("wait_timeout", wait_timeout)?;
         cfg.ttl_jitter = ttl_jitter;
+        cfg.fleet_lease = fleet_lease;
+        cfg.lease_ttl = secs("lease_ttl", lease_ttl)?;
+        cfg.isolated = isolated;
         Ok(PyCache {
             inner: Cache::new(cfg).py(py)?,
         })
@@ -267,19 +276,60 @@ impl PyCache {
     }
 
     /// Read-through: `(kind, format, data, lease)` with kind FRESH, STALE or LEAD.
-    #[pyo3(signature = (key, allow_stale = false, wait_timeout = None, early_refresh = None, refresh_ahead = None))]
-    fn lookup(
+    fn lookup(&self, py: Python<'_>, key: String, policy: &PyPolicy) -> PyResult<LookupTuple> {
+        let r = run(py, self.inner.lookup(&key, &policy.inner)).py(py)?;
+        Ok(lookup_tuple(py, r))
+    }
+
+    /// A lease to load `key` ahead of traffic, or `None` when it is fresh
+    /// (unless `force`) or being loaded (here or elsewhere in the fleet).
+    #[pyo3(signature = (keys, force = false))]
+    fn try_leases(&self, py: Python<'_>, keys: Vec<String>, force: bool) -> PyResult<Vec<PyLease>> {
+        let c = self.inner.clone();
+        run(py, try_leases(c, keys, force)).py(py)
+    }
+
+    #[pyo3(signature = (keys, force = false))]
+    fn atry_leases<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Vec<String>,
+        force: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        awaitable(py, async move {
+            try_leases(c, keys, force).await.map_err(py_err)
+        })
+    }
+
+    /// Complete leases from `try_leases` with `(lease, data, format)` items,
+    /// pipelined; returns how many were stored.
+    #[pyo3(signature = (items, ttl = None, grace = 0.0))]
+    fn complete_many(
         &self,
         py: Python<'_>,
-        key: String,
-        allow_stale: bool,
-        wait_timeout: Option<f64>,
-        early_refresh: Option<f64>,
-        refresh_ahead: Option<f64>,
-    ) -> PyResult<LookupTuple> {
-        let policy = policy(allow_stale, wait_timeout, early_refresh, refresh_ahead)?;
-        let r = run(py, self.inner.lookup(&key, &policy)).py(py)?;
-        Ok(lookup_tuple(py, r))
+        items: Vec<(PyRef<'_, PyLease>, Vec<u8>, u8)>,
+        ttl: Option<f64>,
+        grace: f64,
+    ) -> PyResult<usize> {
+        let groups = lease_groups(items, ttl, grace)?;
+        let c = self.inner.clone();
+        run(py, complete_groups(c, groups)).py(py)
+    }
+
+    #[pyo3(signature = (items, ttl = None, grace = 0.0))]
+    fn acomplete_many<'py>(
+        &self,
+        py: Python<'py>,
+        items: Vec<(PyRef<'py, PyLease>, Vec<u8>, u8)>,
+        ttl: Option<f64>,
+        grace: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let groups = lease_groups(items, ttl, grace)?;
+        let c = self.inner.clone();
+        awaitable(py, async move {
+            complete_groups(c, groups).await.map_err(py_err)
+        })
     }
 
     // ---- asyncio twins: each returns an awaitable bound to the running loop.
@@ -402,22 +452,102 @@ impl PyCache {
         awaitable(py, async move { c.clear().await.map_err(py_err) })
     }
 
-    #[pyo3(signature = (key, allow_stale = false, wait_timeout = None, early_refresh = None, refresh_ahead = None))]
     fn alookup<'py>(
         &self,
         py: Python<'py>,
         key: String,
-        allow_stale: bool,
-        wait_timeout: Option<f64>,
-        early_refresh: Option<f64>,
-        refresh_ahead: Option<f64>,
+        policy: &PyPolicy,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let policy = policy(allow_stale, wait_timeout, early_refresh, refresh_ahead)?;
+        let policy = policy.inner.clone();
         let c = self.inner.clone();
         awaitable(py, async move {
             let r = c.lookup(&key, &policy).await.map_err(py_err)?;
             Ok(Python::attach(|py| lookup_tuple(py, r)))
         })
+    }
+}
+
+async fn try_leases(c: Cache, keys: Vec<String>, force: bool) -> stratacache::Result<Vec<PyLease>> {
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    Ok(c.try_leases(&refs, force)
+        .await?
+        .into_iter()
+        .map(PyLease::new)
+        .collect())
+}
+
+type LeaseGroups = Vec<(WriteOptions, Vec<(stratacache::Lease, Bytes)>)>;
+
+fn lease_groups(
+    items: Vec<(PyRef<'_, PyLease>, Vec<u8>, u8)>,
+    ttl: Option<f64>,
+    grace: f64,
+) -> PyResult<LeaseGroups> {
+    let mut groups: LeaseGroups = Vec::new();
+    for (lease, d, f) in items {
+        let l = lease.take()?;
+        match groups.iter_mut().find(|(o, _)| o.format.0 == f) {
+            Some((_, v)) => v.push((l, Bytes::from(d))),
+            None => groups.push((opts(f, ttl, grace, None)?, vec![(l, Bytes::from(d))])),
+        }
+    }
+    Ok(groups)
+}
+
+async fn complete_groups(c: Cache, groups: LeaseGroups) -> stratacache::Result<usize> {
+    let mut n = 0;
+    for (o, items) in groups {
+        n += c.complete_many(items, &o).await?;
+    }
+    Ok(n)
+}
+
+/// A validated read-through policy, built once and reused for many calls
+/// (see `stratacache._loading.Policy`).
+#[pyclass(frozen, module = "stratacache._native", name = "Policy")]
+pub(crate) struct PyPolicy {
+    inner: LookupPolicy,
+}
+
+#[pymethods]
+impl PyPolicy {
+    #[new]
+    #[pyo3(signature = (
+        *, allow_stale = false, wait_timeout = None, early_refresh = None, refresh_ahead = None,
+        fail_safe = false, fail_safe_throttle = 30.0, soft_timeout = None, hard_timeout = None,
+        wait_timeout_fails = false
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        allow_stale: bool,
+        wait_timeout: Option<f64>,
+        early_refresh: Option<f64>,
+        refresh_ahead: Option<f64>,
+        fail_safe: bool,
+        fail_safe_throttle: f64,
+        soft_timeout: Option<f64>,
+        hard_timeout: Option<f64>,
+        wait_timeout_fails: bool,
+    ) -> PyResult<Self> {
+        let mut p = policy(allow_stale, wait_timeout, early_refresh, refresh_ahead)?
+            .fail_safe(fail_safe)
+            .fail_safe_throttle(secs("fail_safe_throttle", fail_safe_throttle)?)
+            .on_wait_timeout(if wait_timeout_fails {
+                OnWaitTimeout::Fail
+            } else {
+                OnWaitTimeout::Load
+            });
+        if let Some(t) = soft_timeout {
+            p = p.soft_timeout(secs("soft_timeout", t)?);
+        }
+        if let Some(t) = hard_timeout {
+            p = p.hard_timeout(secs("hard_timeout", t)?);
+        }
+        Ok(PyPolicy { inner: p })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<stratacache Policy {:?}>", self.inner)
     }
 }
 
@@ -566,6 +696,85 @@ impl PyLease {
         let lease = self.take()?;
         lease.abandon(PyLoaderError::wrap(&exc));
         Ok(())
+    }
+
+    /// The loader raised `exc`: the fail-safe stale value `(format, data)`
+    /// if the policy allows one (served to every waiter and kept fresh for
+    /// the throttle period), else `exc` is raised (and every waiter gets it).
+    fn fail(&self, py: Python<'_>, exc: Bound<'_, PyAny>) -> PyResult<Value> {
+        let lease = self.take()?;
+        let err = PyLoaderError::wrap(&exc);
+        let e = run(py, lease.fail(err)).py(py)?;
+        Ok(value(py, &e))
+    }
+
+    fn afail<'py>(&self, py: Python<'py>, exc: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let lease = self.take()?;
+        let err = PyLoaderError::wrap(&exc);
+        awaitable(py, async move {
+            let e = lease.fail(err).await.map_err(py_err)?;
+            Ok(value_attached(&e))
+        })
+    }
+
+    /// The stale value this load may fall back on (fail-safe), if any.
+    fn fallback(&self, py: Python<'_>) -> PyResult<Option<Value>> {
+        let g = self
+            .inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("lease state poisoned"))?;
+        Ok(g.as_ref().and_then(|l| l.fallback()).map(|e| value(py, &e)))
+    }
+
+    /// The loader exceeded its soft (`hard=False`) or hard timeout: the
+    /// stale value to serve meanwhile (also offered to every waiter), or
+    /// `None`. The lease stays valid for the load still running.
+    fn timed_out(&self, py: Python<'_>, hard: bool) -> PyResult<Option<Value>> {
+        let g = self
+            .inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("lease state poisoned"))?;
+        Ok(g.as_ref()
+            .and_then(|l| l.timed_out(hard))
+            .map(|e| value(py, &e)))
+    }
+
+    /// Hand `data` to every waiter without caching it.
+    fn complete_uncached(&self, py: Python<'_>, data: &[u8], format: u8) -> PyResult<()> {
+        let o = opts(format, None, 0.0, None)?;
+        let lease = self.take()?;
+        let data = Bytes::copy_from_slice(data);
+        run(py, lease.complete_uncached(data, &o))
+            .py(py)
+            .map(|_| ())
+    }
+
+    fn acomplete_uncached<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+        format: u8,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = opts(format, None, 0.0, None)?;
+        let lease = self.take()?;
+        let data = Bytes::copy_from_slice(data);
+        awaitable(py, async move {
+            lease
+                .complete_uncached(data, &o)
+                .await
+                .map(|_| ())
+                .map_err(py_err)
+        })
+    }
+
+    /// Whether this lease also holds the fleet-wide lease in Redis.
+    #[getter]
+    fn is_fleet(&self) -> PyResult<bool> {
+        let g = self
+            .inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("lease state poisoned"))?;
+        Ok(g.as_ref().is_some_and(|l| l.is_fleet()))
     }
 
     fn __repr__(&self) -> String {

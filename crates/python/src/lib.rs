@@ -24,6 +24,7 @@ fn after_fork_child() {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::PyCache>()?;
     m.add_class::<cache::PyLease>()?;
+    m.add_class::<cache::PyPolicy>()?;
     m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(http::http_request_key, m)?)?;
     m.add_function(wrap_pyfunction!(http::http_has_credentials, m)?)?;
