@@ -7,6 +7,8 @@ export interface HttpCacheOptions<Req = unknown> {
   ttl?: Ttl
   /** Serve stale for this long while one request refreshes. Default 0. */
   staleWhileRevalidate?: Ttl
+  /** stale-if-error: serve the previous response (up to this long past its TTL) instead of a 5xx. Default 0. */
+  staleIfError?: Ttl
   /** Request headers that select different responses (sent as `Vary`). */
   vary?: string[]
   /** Key credentialed requests per user (private entries); without it they bypass the cache. */

@@ -21,12 +21,17 @@ function rule(options = {}) {
   const ttlMs = parseTtl(options.ttl === undefined ? '60s' : options.ttl)
   if (!(ttlMs > 0) || ttlMs === Infinity) throw new InvalidValueError('ttl must be a finite duration > 0')
   const swrMs = parseTtl(options.staleWhileRevalidate === undefined ? 0 : options.staleWhileRevalidate) || 0
+  const sieMs = parseTtl(options.staleIfError === undefined ? 0 : options.staleIfError, 'staleIfError') || 0
+  if (!(swrMs >= 0 && sieMs >= 0)) throw new InvalidValueError('staleWhileRevalidate and staleIfError must be >= 0')
   return {
     cache,
     ttlMs,
     ttlS: Math.max(1, Math.round(ttlMs / 1000)),
     swrMs,
     swrS: Math.round(swrMs / 1000),
+    sieMs,
+    // How long an entry stays servable after its TTL (for either use).
+    graceMs: Math.max(swrMs, sieMs),
     vary: (options.vary || []).map((h) => h.toLowerCase()),
     keyBy: options.keyBy,
     credentialCookies: options.credentialCookies || DEFAULT_CREDENTIAL_COOKIES,
@@ -90,7 +95,7 @@ async function begin(r, req) {
       finish: async (res) => {
         const entry = store(res)
         if (!entry) return passThrough.finish(res)
-        await internal.setRaw(key, entry, r.ttlMs, r.swrMs).catch(l2Trouble)
+        await internal.setRaw(key, entry, r.ttlMs, r.graceMs).catch(l2Trouble)
         return answer(entry, 'MISS')
       },
       abort: () => {},
@@ -99,7 +104,7 @@ async function begin(r, req) {
 
   let look
   try {
-    look = await internal.lookup(key, r.swrMs > 0)
+    look = await internal.lookup(key, { allowStale: r.swrMs > 0, failSafe: r.sieMs > 0 })
   } catch (e) {
     if (e instanceof NotShareable) return passThrough // the leader's response was not shareable
     l2Trouble(e)
@@ -117,12 +122,19 @@ async function begin(r, req) {
   return {
     finish: async (res) => {
       settled = true
+      if (res.status >= 500 && r.sieMs > 0) {
+        // stale-if-error: serve the previous entry instead of the failure,
+        // and keep it a while so the failing backend is not hammered.
+        const stale = await internal.failSafe(lease, new Error(`handler answered ${res.status}`)).catch(l2Trouble)
+        const a = stale && answer(stale, 'STALE')
+        if (a) return a
+      }
       const entry = store(res)
       if (!entry) {
         internal.abandon(lease, new NotShareable('response may not be shared'))
         return passThrough.finish(res)
       }
-      await internal.complete(lease, entry, r.ttlMs, r.swrMs).catch(l2Trouble)
+      await internal.complete(lease, entry, r.ttlMs, r.graceMs).catch(l2Trouble)
       return answer(entry, 'MISS')
     },
     abort: (reason) => {

@@ -42,6 +42,38 @@ export interface CacheOptions {
    * (default `true`); `false` rejects with them.
    */
   failOpen?: boolean
+  /** Fleet-wide single loader through a lease in Redis. Default `true`. */
+  fleetLease?: boolean
+  /** How long a crashed loader's lease blocks the fleet (extended while alive). Default 5 s. */
+  leaseTtl?: Ttl
+  /** Defaults of every `getOrSet` call's policy options. */
+  policy?: Policy
+}
+
+/** How `getOrSet` reads through (every field optional). */
+export interface Policy {
+  /** How long a stale value stays servable after its TTL (SWR and fail-safe). */
+  grace?: Ttl
+  /** Serve a stale value at once and refresh it in the background (once per fleet). */
+  allowStale?: boolean
+  /** How long to wait for another caller's (or process's) load. Default 30 s. */
+  waitTimeout?: Ttl
+  /** After `waitTimeout`: load yourself (default) or reject with WaitTimeoutError. */
+  onWaitTimeout?: 'load' | 'fail'
+  /** Probabilistic early refresh (XFetch) `beta`, e.g. 1: hot keys reload in the background before they expire. */
+  earlyRefresh?: number
+  /** Refresh in the background within this fraction of the TTL from expiry, e.g. 0.2. */
+  refreshAhead?: number
+  /** Serve the stale value (within `grace`) when the factory throws or exceeds `softTimeout`. */
+  failSafe?: boolean
+  /** How long a fail-safe value stays fresh after a failure. Default 30 s. */
+  failSafeThrottle?: Ttl
+  /** With fail-safe and a stale value: stop waiting for the factory after this long. */
+  softTimeout?: Ttl
+  /** No caller waits longer: stale value or LoaderTimeoutError (the factory goes on). */
+  hardTimeout?: Ttl
+  /** TTL of a `null`/`undefined` result; 0: never cached. Default: like any value. */
+  noneTtl?: Ttl
 }
 
 export interface SetOptions {
@@ -50,19 +82,29 @@ export interface SetOptions {
   tags?: string[]
 }
 
-export interface GetOrSetOptions<T> {
+export interface GetOrSetOptions<T> extends Policy {
   key: string
-  factory: () => T | Promise<T>
+  /** Produces the value; return `new NoCache(v)` to hand `v` out uncached. */
+  factory: () => T | NoCache<T> | Promise<T | NoCache<T>>
+  ttl?: Ttl
+  tags?: string[]
+}
+
+export interface WarmOptions<T> {
+  /** Loads one key (or give `loadMany`). */
+  factory?: (key: string) => T | Promise<T>
+  /** Loads every key that needs it in one call. */
+  loadMany?: (keys: string[]) => Record<string, T> | Map<string, T> | Promise<Record<string, T> | Map<string, T>>
   ttl?: Ttl
   grace?: Ttl
-  /** Serve a stale value at once and refresh it in the background. */
-  allowStale?: boolean
-  waitTimeout?: Ttl
-  tags?: string[]
-  /** Probabilistic early refresh (XFetch) `beta`, e.g. 1: hot keys reload in the background before they expire. */
-  earlyRefresh?: number
-  /** Refresh in the background within this fraction of the TTL from expiry, e.g. 0.2. */
-  refreshAhead?: number
+  /** Reload even fresh keys. */
+  force?: boolean
+}
+
+/** A factory result handed to callers but not cached. */
+export declare class NoCache<T = unknown> {
+  constructor(value: T)
+  readonly value: T
 }
 
 export declare const Format: {
@@ -93,6 +135,8 @@ export declare class Cache extends EventEmitter {
   decr(key: string, delta?: number): Promise<number | bigint>
   clear(): Promise<void>
   getOrSet<T>(options: GetOrSetOptions<T>): Promise<T>
+  /** Load keys ahead of traffic through the same leases; resolves how many were stored. */
+  warm<T>(keys: string[], options: WarmOptions<T>): Promise<number>
   stats(): Record<string, number>
   metrics(): string
   close(): Promise<void>

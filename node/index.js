@@ -8,7 +8,8 @@ const v8 = require('node:v8')
 const { NativeCache } = require('./binding.js')
 const errors = require('./errors.js')
 
-const { fromNative, L2_CODES, InvalidValueError, InvalidKeyError, CacheClosedError, ConfigError } = errors
+const { fromNative, L2_CODES, InvalidValueError, InvalidKeyError, CacheClosedError, ConfigError, LoaderTimeoutError } =
+  errors
 
 /** Serializer ids shared with the Python package (see docs/architecture.md). */
 const Format = Object.freeze({ RAW: 0, PICKLE: 1, JSON: 2, MSGPACK: 3, V8: 4, INT: 5, UTF8: 6 })
@@ -128,6 +129,75 @@ function native(err) {
   return fromNative(err, loaderErrors)
 }
 
+/**
+ * Return `new NoCache(value)` from a factory to hand `value` to every
+ * waiting caller without caching it (negative caching's "don't cache").
+ */
+class NoCache {
+  constructor(value) {
+    this.value = value
+  }
+}
+
+const POLICY_KEYS = [
+  'allowStale',
+  'grace',
+  'waitTimeout',
+  'onWaitTimeout',
+  'earlyRefresh',
+  'refreshAhead',
+  'failSafe',
+  'failSafeThrottle',
+  'softTimeout',
+  'hardTimeout',
+  'noneTtl',
+]
+
+/** Validate a policy (the options of getOrSet that are not per value). */
+function checkPolicy(p) {
+  const out = {}
+  for (const k of POLICY_KEYS) if (p[k] !== undefined) out[k] = p[k]
+  if (out.onWaitTimeout !== undefined && out.onWaitTimeout !== 'load' && out.onWaitTimeout !== 'fail') {
+    throw new InvalidValueError("onWaitTimeout must be 'load' or 'fail'")
+  }
+  for (const k of ['grace', 'waitTimeout', 'failSafeThrottle', 'softTimeout', 'hardTimeout', 'noneTtl']) {
+    if (out[k] !== undefined) {
+      const v = parseTtl(out[k], k)
+      if (!(v >= 0)) throw new InvalidValueError(`${k} must be >= 0`)
+      out[k] = v
+    }
+  }
+  return out
+}
+
+function nativePolicy(p) {
+  return {
+    allowStale: !!p.allowStale,
+    waitTimeoutMs: p.waitTimeout,
+    waitTimeoutFails: p.onWaitTimeout === 'fail',
+    earlyRefresh: p.earlyRefresh,
+    refreshAhead: p.refreshAhead,
+    failSafe: !!p.failSafe,
+    failSafeThrottleMs: p.failSafeThrottle,
+    softTimeoutMs: p.softTimeout,
+    hardTimeoutMs: p.hardTimeout,
+  }
+}
+
+const TIMEOUT = Symbol('timeout')
+const kStale = Symbol('stale')
+
+/** `promise`, or TIMEOUT after `ms` (the promise keeps running). */
+function within(promise, ms) {
+  let timer
+  return Promise.race([
+    promise,
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, ms, TIMEOUT)
+    }),
+  ]).finally(() => clearTimeout(timer))
+}
+
 // Internal API for the web middleware (express.js, fastify.js): raw entries
 // and leases. Not part of the public API.
 const kInternal = Symbol.for('stratacache.internal')
@@ -143,10 +213,12 @@ class Cache extends EventEmitter {
   #failOpen
   #hasL2
   #closed = false
+  #policy
 
   constructor(options = {}) {
     super()
     const o = options || {}
+    this.#policy = checkPolicy(o.policy || {})
     const serializer = o.serializer === undefined ? 'json' : o.serializer
     this.#serializer = typeof serializer === 'string' ? serializers[serializer] : serializer
     if (!this.#serializer || typeof this.#serializer.encode !== 'function') {
@@ -171,6 +243,8 @@ class Cache extends EventEmitter {
         waitTimeoutMs: ms(o.waitTimeout, 'waitTimeout'),
         tombstoneTtlMs: ms(o.tombstoneTtl, 'tombstoneTtl'),
         ttlJitter: o.ttlJitter,
+        fleetLease: o.fleetLease,
+        leaseTtlMs: ms(o.leaseTtl, 'leaseTtl'),
       })
     } catch (e) {
       throw native(e)
@@ -359,14 +433,22 @@ class Cache extends EventEmitter {
 
   /**
    * The value of `key`, produced by `factory()` when absent. Concurrent
-   * calls for one key in this process make exactly one factory call; the
-   * others wait for its value, or are rejected with its very error.
+   * calls for one key make exactly one factory call in this process and,
+   * with Redis, in the whole fleet (a lease in Redis; the other processes
+   * wait for its fill, woken by pub/sub); the others get its value, or are
+   * rejected with its very error. Policy options (defaults from the
+   * constructor's `policy`): allowStale + grace (stale-while-revalidate),
+   * earlyRefresh / refreshAhead, failSafe (+ failSafeThrottle, softTimeout),
+   * hardTimeout, waitTimeout + onWaitTimeout, noneTtl (TTL of a null
+   * result; 0 = not cached). A factory may return `new NoCache(v)`.
    */
-  async getOrSet({ key, factory, ttl, grace, allowStale = false, waitTimeout, tags, earlyRefresh, refreshAhead } = {}) {
+  async getOrSet(options = {}) {
+    const { key, factory, ttl, tags } = options
     checkKey(key)
     this.#open()
     if (typeof factory !== 'function') throw new InvalidValueError('factory must be a function')
-    if (earlyRefresh === undefined && refreshAhead === undefined) {
+    const p = { ...this.#policy, ...checkPolicy(options) }
+    if (p.earlyRefresh === undefined && p.refreshAhead === undefined) {
       // No early refresh asked for: an L1 hit is the whole answer.
       const local = this.#n.getLocal(key)
       if (typeof local === 'string') return JSON.parse(local)
@@ -374,13 +456,7 @@ class Cache extends EventEmitter {
     }
     let r
     try {
-      r = await this.#n.lookup(
-        key,
-        allowStale,
-        waitTimeout === undefined ? undefined : parseTtl(waitTimeout),
-        earlyRefresh,
-        refreshAhead,
-      )
+      r = await this.#n.lookup(key, nativePolicy(p))
     } catch (e) {
       const err = native(e)
       if (this.#failOpen && L2_CODES.has(err.code)) {
@@ -389,12 +465,12 @@ class Cache extends EventEmitter {
       }
       throw err
     }
-    const write = { ttl: parseTtl(ttl), grace: parseTtl(grace, 'grace'), tags }
-    if (r.kind === LEAD) return this.#runFactory(r.lease, factory, write)
+    const write = { ttl: parseTtl(ttl), grace: p.grace, tags }
+    if (r.kind === LEAD) return this.#lead(r.lease, factory, write, p)
     if (r.kind === STALE && r.lease) {
       const lease = r.lease
       setImmediate(() => {
-        this.#runFactory(lease, factory, write).catch((e) => {
+        this.#settle(lease, factory, write, p).catch((e) => {
           if (this.listenerCount('error') > 0) this.emit('error', e)
         })
       })
@@ -402,23 +478,136 @@ class Cache extends EventEmitter {
     return decode(r.value, this.#serializer.name)
   }
 
-  async #runFactory(lease, factory, write) {
+  /**
+   * Load `keys` ahead of traffic; resolves how many were stored. Keys that
+   * are fresh (unless `force`) or being loaded right now, here or elsewhere
+   * in the fleet, are skipped: warm-up takes the same leases as getOrSet.
+   * Give `factory(key)` or `loadMany(keys)` (one call for every key that
+   * needs loading; resolves an object or Map of key to value).
+   */
+  async warm(keys, { factory, loadMany, ttl, grace, force = false } = {}) {
+    this.#open()
+    if ((typeof factory === 'function') === (typeof loadMany === 'function')) {
+      throw new InvalidValueError('give exactly one of factory (per key) or loadMany (all keys at once)')
+    }
+    for (const k of keys) checkKey(k)
+    let leases
+    try {
+      leases = await this.#n.tryLeases([...keys], !!force)
+    } catch (e) {
+      throw native(e)
+    }
+    if (leases.length === 0) return 0
+    let values
+    try {
+      if (loadMany) {
+        const got = await loadMany(leases.map((l) => l.key))
+        values = got instanceof Map ? got : new Map(Object.entries(got || {}))
+      } else {
+        values = new Map(await Promise.all(leases.map(async (l) => [l.key, await factory(l.key)])))
+      }
+    } catch (e) {
+      const id = registerLoaderError(e)
+      for (const l of leases) l.abandon(id, String((e && e.message) || e))
+      throw e
+    }
+    const write = { ttl: parseTtl(ttl), grace: parseTtl(grace, 'grace') }
+    const done = await Promise.all(
+      leases.map(async (l) => {
+        if (!values.has(l.key)) {
+          l.abandon(registerLoaderError(new Error(`loadMany left out ${l.key}`)), 'not loaded')
+          return 0
+        }
+        const [data, format] = encode(this.#serializer, values.get(l.key))
+        try {
+          await l.complete(data, format, write.ttl, write.grace)
+        } catch (e) {
+          throw native(e)
+        }
+        return 1
+      }),
+    )
+    return done.reduce((a, b) => a + b, 0)
+  }
+
+  /** Run the factory for `lease`; the value callers get (see `#settle`). */
+  async #lead(lease, factory, write, p) {
+    const softOk = p.softTimeout !== undefined && lease.fallback() !== null
+    if (p.hardTimeout === undefined && !softOk) return this.#answer(await this.#settle(lease, factory, write, p))
+    // The factory runs concurrently with our wait; if we stop waiting it
+    // goes on and still fills the cache.
+    const started = Date.now()
+    const run = this.#settle(lease, factory, write, p)
+    run.catch((e) => {
+      if (this.listenerCount('error') > 0) this.emit('error', e)
+    })
+    if (softOk) {
+      const r = await within(run, p.softTimeout)
+      if (r !== TIMEOUT) return this.#answer(r)
+      const stale = lease.timedOut(false)
+      if (stale) return decode(stale, this.#serializer.name)
+    }
+    if (p.hardTimeout !== undefined) {
+      const r = await within(run, Math.max(0, p.hardTimeout - (Date.now() - started)))
+      if (r !== TIMEOUT) return this.#answer(r)
+      const stale = lease.timedOut(true)
+      if (stale) return decode(stale, this.#serializer.name)
+      throw new LoaderTimeoutError(`the load of ${JSON.stringify(lease.key)} did not finish within the hard timeout`)
+    }
+    return this.#answer(await run)
+  }
+
+  #answer(r) {
+    return r !== null && typeof r === 'object' && kStale in r ? decode(r[kStale], this.#serializer.name) : r
+  }
+
+  /**
+   * Run the factory and settle the lease: resolves the value (or
+   * `{[kStale]: nativeValue}` when fail-safe served the stale value after
+   * the factory failed), or rejects with the factory's error.
+   */
+  async #settle(lease, factory, write, p) {
     let value
-    let data
-    let format
     try {
       value = await factory()
-      ;[data, format] = encode(this.#serializer, value)
+    } catch (e) {
+      const id = registerLoaderError(e)
+      const msg = String((e && e.message) || e)
+      if (p.failSafe && lease.fallback() !== null) {
+        try {
+          return { [kStale]: await lease.fail(id, msg) }
+        } catch (err) {
+          throw native(err)
+        }
+      }
+      lease.abandon(id, msg)
+      throw e
+    }
+    let data
+    let format
+    const uncached = value instanceof NoCache
+    const out = uncached ? value.value : value
+    try {
+      ;[data, format] = encode(this.#serializer, out)
     } catch (e) {
       lease.abandon(registerLoaderError(e), String((e && e.message) || e))
       throw e
     }
+    let ttl = write.ttl
     try {
-      await lease.complete(data, format, write.ttl, write.grace, write.tags)
+      if (!uncached && out == null && p.noneTtl !== undefined) {
+        if (p.noneTtl <= 0) {
+          await lease.completeUncached(data, format)
+          return out
+        }
+        ttl = p.noneTtl
+      }
+      if (uncached) await lease.completeUncached(data, format)
+      else await lease.complete(data, format, ttl, write.grace, write.tags)
     } catch (e) {
       throw native(e)
     }
-    return value
+    return out
   }
 
   [kInternal]() {
@@ -429,10 +618,10 @@ class Cache extends EventEmitter {
       emitError(e) {
         if (cache.listenerCount('error') > 0) cache.emit('error', e)
       },
-      async lookup(key, allowStale) {
+      async lookup(key, policy) {
         cache.#open()
         try {
-          const r = await n.lookup(key, allowStale)
+          const r = await n.lookup(key, nativePolicy(policy))
           return { kind: r.kind, data: r.value ? r.value.data : undefined, lease: r.lease }
         } catch (e) {
           throw native(e)
@@ -454,6 +643,16 @@ class Cache extends EventEmitter {
       },
       abandon(lease, err) {
         lease.abandon(registerLoaderError(err), String((err && err.message) || err))
+      },
+      /** Fail-safe: the stale entry bytes to serve instead of a failure, or null. */
+      async failSafe(lease, err) {
+        if (lease.fallback() === null) return null
+        try {
+          const v = await lease.fail(registerLoaderError(err), String((err && err.message) || err))
+          return v.data
+        } catch (e) {
+          throw native(e)
+        }
       },
     }
   }
@@ -477,6 +676,7 @@ class Cache extends EventEmitter {
 
 module.exports = {
   Cache,
+  NoCache,
   Format,
   parseTtl,
   ...errors,

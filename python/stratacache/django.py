@@ -565,6 +565,7 @@ def check_caches(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         opts = _options(config)
         try:
             get_serializer(opts.get("SERIALIZER", "pickle"))
+            _policy(opts)
             kwargs_ = _native_kwargs(config.get("LOCATION", ""), opts)
             _native.Cache(**kwargs_)
         except (StrataCacheError, ImproperlyConfigured, ValueError, TypeError) as e:

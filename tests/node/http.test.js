@@ -47,6 +47,8 @@ function routes(counts, gate) {
     },
     me: (auth) => ({ status: 200, json: { user: auth, n: bump('me') } }),
     lang: (l) => ({ status: 200, json: { lang: l, n: bump('lang') } }),
+    // Healthy until counts.failing is set, then a 503.
+    flaky: () => (counts.failing ? { status: 503, json: { down: bump('down') } } : { status: 200, json: { n: bump('flaky') } }),
   }
 }
 
@@ -67,6 +69,7 @@ async function expressApp(cache, counts, gate) {
   app.get('/boom', cached(opts), () => h.boom())
   app.get('/me', cached({ ...opts, keyBy: (req) => req.headers.authorization }), (req, res) => send(res, h.me(req.headers.authorization)))
   app.get('/lang', cached({ ...opts, vary: ['Accept-Language'] }), (req, res) => send(res, h.lang(req.headers['accept-language'])))
+  app.get('/flaky', cached({ cache, ttl: 30, staleIfError: '1m' }), (req, res) => send(res, h.flaky()))
   app.post('/items/:id', cached(opts), (req, res) => res.json({ posted: true }))
   app.use((err, req, res, _next) => res.status(500).json({ error: err.message }))
   const server = await new Promise((resolve) => {
@@ -93,6 +96,7 @@ async function fastifyApp(cache, counts, gate) {
   app.get('/boom', c(), async () => h.boom())
   app.get('/me', c({ keyBy: (req) => req.headers.authorization }), (req, reply) => send(reply, h.me(req.headers.authorization)))
   app.get('/lang', c({ vary: ['Accept-Language'] }), (req, reply) => send(reply, h.lang(req.headers['accept-language'])))
+  app.get('/flaky', c({ ttl: 30, staleIfError: '1m' }), (req, reply) => send(reply, h.flaky()))
   app.post('/items/:id', c(), async () => ({ posted: true }))
   await app.listen({ port: 0, host: '127.0.0.1' })
   return { port: app.server.address().port, close: () => app.close() }
@@ -137,6 +141,23 @@ for (const [framework, make] of [['express', expressApp], ['fastify', fastifyApp
       assert.equal((await request(app.port, '/items/1?q=y')).headers['x-cache'], 'MISS', 'query is part of the key')
       assert.equal(counts.item, 2)
       assert.deepEqual(JSON.parse((await request(app.port, '/items/1', {}, 'POST')).body), { posted: true })
+    })
+
+    test(`${name}: stale-if-error serves the previous response instead of a 5xx`, async () => {
+      const first = await request(app.port, '/flaky')
+      assert.equal(first.status, 200)
+      assert.deepEqual(JSON.parse(first.body), { n: 1 })
+      await new Promise((r) => setTimeout(r, 40)) // past the 30 ms TTL, within the minute of grace
+      counts.failing = true
+      const failed = await request(app.port, '/flaky')
+      assert.equal(failed.status, 200, 'the stale response, not the 503')
+      assert.equal(failed.headers['x-cache'], 'STALE')
+      assert.deepEqual(JSON.parse(failed.body), { n: 1 })
+      // Throttled: the failing backend is not called again for a while.
+      const again = await request(app.port, '/flaky')
+      assert.deepEqual(JSON.parse(again.body), { n: 1 })
+      assert.equal(counts.down, 1)
+      assert.equal(cache.stats().fail_safe_served, 1)
     })
 
     test(`${name}: concurrent misses run the handler once`, async () => {

@@ -466,9 +466,6 @@ impl Cache {
         } else {
             Arc::new(Shared::new(&config))
         };
-        if let Some(bus) = &shared.bus {
-            bus.ensure_started(&shared);
-        }
         Ok(Cache {
             shared,
             closed: Arc::new(AtomicBool::new(false)),
@@ -484,6 +481,17 @@ impl Cache {
     /// Whether an L2 (Redis) is configured.
     pub fn has_l2(&self) -> bool {
         self.shared.l2.is_some()
+    }
+
+    /// L2, with the bus subscription started on first use (building a
+    /// cache never touches Redis; after `fork` the child resubscribes).
+    #[inline]
+    fn l2(&self) -> Option<&L2> {
+        let sh = &self.shared;
+        if let Some(bus) = &sh.bus {
+            bus.ensure_started(sh);
+        }
+        sh.l2.as_ref()
     }
 
     #[inline]
@@ -513,7 +521,7 @@ impl Cache {
             }
             Metrics::inc(&sh.metrics.l1_misses);
         }
-        let Some(l2) = &sh.l2 else { return Ok(None) };
+        let Some(l2) = self.l2() else { return Ok(None) };
         let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(key));
         let bytes = l2.get(&sh.rkeys(key)).await.map_err(|e| sh.l2_err(e))?;
         Ok(self.accept_l2(key, bytes, epoch).await)
@@ -581,7 +589,7 @@ impl Cache {
             }
             missing.push(i);
         }
-        let Some(l2) = &sh.l2 else { return Ok(out) };
+        let Some(l2) = self.l2() else { return Ok(out) };
         if missing.is_empty() {
             return Ok(out);
         }
@@ -612,7 +620,7 @@ impl Cache {
         let sh = &self.shared;
         let entry = Arc::new(sh.build_entry(payload, opts)?);
         let k: Arc<str> = Arc::from(key);
-        if let Some(l2) = &sh.l2 {
+        if let Some(l2) = self.l2() {
             let bytes = sh.codec.encode(&entry);
             if let Err(e) = l2.set(&sh.rkeys(key), &bytes, sh.px_for(&entry)).await {
                 // L1 must not keep what the fleet no longer agrees on.
@@ -725,7 +733,7 @@ impl Cache {
         self.check(key)?;
         let sh = &self.shared;
         Metrics::inc(&sh.metrics.deletes);
-        let l2_result = match &sh.l2 {
+        let l2_result = match self.l2() {
             Some(l2) => Some(
                 l2.delete(&sh.rkeys(key), sh.tombstone_ttl.as_millis() as u64)
                     .await
@@ -1104,10 +1112,9 @@ impl Cache {
             guard.resolve(FlightState::Value(e.clone()));
             return Ok(Lookup::Fresh(e));
         }
-        let (Some(l2), Some(bus)) = (&sh.l2, &sh.bus) else {
+        let (Some(l2), Some(bus)) = (self.l2(), &sh.bus) else {
             return Ok(self.leased(guard, None, None, epoch, None, stale, policy));
         };
-        bus.ensure_started(sh);
         let rk = sh.rkeys(&key);
         let keep_stale = policy.keeps_stale();
         // The bytes last judged not fresh: the lease script returns the
@@ -1323,7 +1330,7 @@ impl Cache {
         let key = guard.key.clone();
         let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key));
         let fallback = policy.fallback(Some(e.clone()));
-        let (Some(l2), true) = (&sh.l2, sh.fleet_lease) else {
+        let (Some(l2), true) = (self.l2(), sh.fleet_lease) else {
             let rk = sh.l2.as_ref().map(|_| sh.rkeys(&key));
             let fence = match &rk {
                 Some(rk) => self.fence(rk).await,
@@ -1332,9 +1339,6 @@ impl Cache {
             Metrics::inc(&sh.metrics.early_refreshes);
             return Lookup::Stale(e, Some(Lease::new(guard, rk, fence, epoch, None, fallback)));
         };
-        if let Some(bus) = &sh.bus {
-            bus.ensure_started(sh);
-        }
         let rk = sh.rkeys(&key);
         let token = Self::new_token();
         let newer = |v: Option<Vec<u8>>| {
@@ -1384,6 +1388,10 @@ impl Cache {
     /// this process or (through the fleet lease) in another one. Used by
     /// `warm`: complete the leases with the loaded values.
     pub async fn try_lease(&self, key: &str, force: bool) -> Result<Option<Lease>> {
+        Ok(self.try_lease_inner(key, force).await?.map(Lease::warming))
+    }
+
+    async fn try_lease_inner(&self, key: &str, force: bool) -> Result<Option<Lease>> {
         self.check(key)?;
         let sh = &self.shared;
         if !force
@@ -1398,7 +1406,7 @@ impl Cache {
         };
         let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(key));
         let policy = LookupPolicy::default();
-        let Some(l2) = &sh.l2 else {
+        let Some(l2) = self.l2() else {
             return Ok(Some(Lease::new(
                 guard,
                 None,
@@ -1408,9 +1416,6 @@ impl Cache {
                 policy.fallback(None),
             )));
         };
-        if let Some(bus) = &sh.bus {
-            bus.ensure_started(sh);
-        }
         let rk = sh.rkeys(key);
         let k = guard.key.clone();
         if !sh.fleet_lease {
@@ -1477,7 +1482,7 @@ impl Cache {
 
     /// Complete several leases (from [`Cache::try_lease`]) concurrently, the
     /// L2 writes pipelined on the multiplexed connection. Returns how many
-    /// were stored, and counts them as warmed.
+    /// were completed.
     pub async fn complete_many(
         &self,
         items: Vec<(Lease, Bytes)>,
@@ -1493,7 +1498,6 @@ impl Cache {
         for r in results {
             r?;
             n += 1;
-            Metrics::inc(&self.shared.metrics.warmed);
         }
         Ok(n)
     }

@@ -245,6 +245,8 @@ pub struct Lease {
     started: Instant,
     fleet: Option<FleetLease>,
     fallback: Fallback,
+    /// Taken by `try_lease` (a warm-up): counted as warmed when stored.
+    warm: bool,
 }
 
 impl std::fmt::Debug for Lease {
@@ -283,7 +285,14 @@ impl Lease {
             started: Instant::now(),
             fleet,
             fallback,
+            warm: false,
         }
+    }
+
+    /// Mark this lease as a warm-up's.
+    pub(crate) fn warming(mut self) -> Self {
+        self.warm = true;
+        self
     }
 
     /// The key being loaded.
@@ -383,6 +392,9 @@ impl Lease {
             store && (entry.meta.stale_until_ms == 0 || entry.meta.is_live(crate::clock::now_ms()));
         if store {
             self.store(&entry).await;
+            if self.warm {
+                Metrics::inc(&shared.metrics.warmed);
+            }
         } else {
             self.release_fleet();
         }

@@ -43,8 +43,10 @@ async fn fleet(t: Target, prefix: &str, n: usize, lease_ttl: Duration) -> Vec<Ca
     caches
 }
 
-/// Until the handle's bus subscription is up (bounded).
+/// Until the handle's bus subscription is up (bounded). The first Redis
+/// operation starts it.
 async fn wait_for_bus(c: &Cache) {
+    c.get("bus-probe").await.expect("get");
     for _ in 0..1000 {
         if c.stats().await.bus_connects > 0 {
             return;

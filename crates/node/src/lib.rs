@@ -22,7 +22,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use stratacache::{Cache, Config, Format, Lookup, LookupPolicy, RedisLocation, Ttl, WriteOptions};
+use stratacache::{
+    Cache, Config, Format, Lookup, LookupPolicy, OnWaitTimeout, RedisLocation, Ttl, WriteOptions,
+};
 
 /// A factory error, carried through the core to the coalesced waiters by
 /// an id the JS wrapper maps back to the original error object.
@@ -106,6 +108,9 @@ pub struct NativeOptions {
     pub tombstone_ttl_ms: Option<f64>,
     /// Fraction (0-1) by which TTLs are randomly shortened.
     pub ttl_jitter: Option<f64>,
+    /// Fleet-wide single loader (default true).
+    pub fleet_lease: Option<bool>,
+    pub lease_ttl_ms: Option<f64>,
 }
 
 /// A stored value: serializer id and bytes.
@@ -157,6 +162,8 @@ impl NativeCache {
             wait_timeout_ms: None,
             tombstone_ttl_ms: None,
             ttl_jitter: None,
+            fleet_lease: None,
+            lease_ttl_ms: None,
         });
         let mut cfg = Config::default();
         if let Some(ns) = o.namespace {
@@ -205,6 +212,12 @@ impl NativeCache {
         }
         if let Some(v) = o.ttl_jitter {
             cfg.ttl_jitter = v;
+        }
+        if let Some(v) = o.fleet_lease {
+            cfg.fleet_lease = v;
+        }
+        if let Some(v) = o.lease_ttl_ms {
+            cfg.lease_ttl = ms("leaseTtl", v)?;
         }
         Ok(NativeCache {
             inner: Cache::new(cfg).map_err(js_err)?,
@@ -396,30 +409,8 @@ impl NativeCache {
     }
 
     #[napi]
-    pub async fn lookup(
-        &self,
-        key: String,
-        allow_stale: bool,
-        wait_timeout_ms: Option<f64>,
-        early_refresh: Option<f64>,
-        refresh_ahead: Option<f64>,
-    ) -> Result<NativeLookup> {
-        let mut policy = LookupPolicy::default().allow_stale(allow_stale);
-        if let Some(w) = wait_timeout_ms {
-            policy = policy.wait_timeout(ms("waitTimeout", w)?);
-        }
-        if let Some(beta) = early_refresh {
-            if !(beta.is_finite() && beta >= 0.0) {
-                return Err(invalid("earlyRefresh (beta) must be a finite number >= 0"));
-            }
-            policy = policy.early_refresh(beta);
-        }
-        if let Some(f) = refresh_ahead {
-            if !(0.0..=1.0).contains(&f) {
-                return Err(invalid("refreshAhead must be a fraction between 0 and 1"));
-            }
-            policy = policy.refresh_ahead(f);
-        }
+    pub async fn lookup(&self, key: String, policy: NativePolicy) -> Result<NativeLookup> {
+        let policy = policy.build()?;
         Ok(
             match self.inner.lookup(&key, &policy).await.map_err(js_err)? {
                 Lookup::Fresh(e) => NativeLookup {
@@ -439,6 +430,72 @@ impl NativeCache {
                 },
             },
         )
+    }
+
+    /// Leases for the keys that need loading ahead of traffic (see `warm`).
+    #[napi]
+    pub async fn try_leases(&self, keys: Vec<String>, force: bool) -> Result<Vec<NativeLease>> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        Ok(self
+            .inner
+            .try_leases(&refs, force)
+            .await
+            .map_err(js_err)?
+            .into_iter()
+            .map(NativeLease::new)
+            .collect())
+    }
+}
+
+/// A read-through policy (see `getOrSet` in the JS package).
+#[napi(object)]
+pub struct NativePolicy {
+    pub allow_stale: Option<bool>,
+    pub wait_timeout_ms: Option<f64>,
+    pub wait_timeout_fails: Option<bool>,
+    pub early_refresh: Option<f64>,
+    pub refresh_ahead: Option<f64>,
+    pub fail_safe: Option<bool>,
+    pub fail_safe_throttle_ms: Option<f64>,
+    pub soft_timeout_ms: Option<f64>,
+    pub hard_timeout_ms: Option<f64>,
+}
+
+impl NativePolicy {
+    fn build(&self) -> Result<LookupPolicy> {
+        let mut policy = LookupPolicy::default()
+            .allow_stale(self.allow_stale.unwrap_or(false))
+            .fail_safe(self.fail_safe.unwrap_or(false))
+            .on_wait_timeout(if self.wait_timeout_fails.unwrap_or(false) {
+                OnWaitTimeout::Fail
+            } else {
+                OnWaitTimeout::Load
+            });
+        if let Some(w) = self.wait_timeout_ms {
+            policy = policy.wait_timeout(ms("waitTimeout", w)?);
+        }
+        if let Some(beta) = self.early_refresh {
+            if !(beta.is_finite() && beta >= 0.0) {
+                return Err(invalid("earlyRefresh (beta) must be a finite number >= 0"));
+            }
+            policy = policy.early_refresh(beta);
+        }
+        if let Some(f) = self.refresh_ahead {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(invalid("refreshAhead must be a fraction between 0 and 1"));
+            }
+            policy = policy.refresh_ahead(f);
+        }
+        if let Some(t) = self.fail_safe_throttle_ms {
+            policy = policy.fail_safe_throttle(ms("failSafeThrottle", t)?);
+        }
+        if let Some(t) = self.soft_timeout_ms {
+            policy = policy.soft_timeout(ms("softTimeout", t)?);
+        }
+        if let Some(t) = self.hard_timeout_ms {
+            policy = policy.hard_timeout(ms("hardTimeout", t)?);
+        }
+        Ok(policy)
     }
 }
 
@@ -521,6 +578,62 @@ impl NativeLease {
             message,
         }));
         Ok(())
+    }
+
+    /// The factory failed: resolves with the fail-safe stale value (served
+    /// to every waiter and kept fresh for the throttle period), or rejects
+    /// like `abandon`.
+    #[napi]
+    pub async fn fail(&self, error_id: u32, message: String) -> Result<NativeValue> {
+        let lease = self.take()?;
+        let e = lease
+            .fail(Arc::new(JsLoaderError {
+                id: error_id,
+                message,
+            }))
+            .await
+            .map_err(js_err)?;
+        Ok(value(&e))
+    }
+
+    /// The stale value this load may fall back on (fail-safe), if any.
+    #[napi]
+    pub fn fallback(&self) -> Option<NativeValue> {
+        let g = self.inner.lock().ok()?;
+        g.as_ref().and_then(|l| l.fallback()).map(|e| value(&e))
+    }
+
+    /// The factory exceeded its soft (`hard = false`) or hard timeout: the
+    /// stale value to serve meanwhile (also offered to every waiter), or
+    /// `null`. The lease stays valid for the factory still running.
+    #[napi]
+    pub fn timed_out(&self, hard: bool) -> Option<NativeValue> {
+        let g = self.inner.lock().ok()?;
+        g.as_ref()
+            .and_then(|l| l.timed_out(hard))
+            .map(|e| value(&e))
+    }
+
+    /// Hand `data` to every waiter without caching it.
+    #[napi]
+    pub async fn complete_uncached(&self, data: Buffer, format: u32) -> Result<()> {
+        let o = write_opts(format, None, None, None)?;
+        let lease = self.take()?;
+        let data = Bytes::from(data.to_vec());
+        lease
+            .complete_uncached(data, &o)
+            .await
+            .map(|_| ())
+            .map_err(js_err)
+    }
+
+    /// Whether this lease also holds the fleet-wide lease in Redis.
+    #[napi(getter)]
+    pub fn is_fleet(&self) -> bool {
+        self.inner
+            .lock()
+            .ok()
+            .is_some_and(|g| g.as_ref().is_some_and(|l| l.is_fleet()))
     }
 }
 
