@@ -59,7 +59,7 @@ def main() -> None:
                 )
                 if v is None:
                     raise AssertionError("no value")
-                time.sleep(0.001)  # the rest of the request's work
+                time.sleep(0.002)  # the rest of the request's work
             except Exception as e:
                 with lock:
                     errors.append(repr(e))

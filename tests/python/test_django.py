@@ -289,3 +289,72 @@ def test_signed_by_default_with_secret_key_derived_key() -> None:
     attacker.set(key, {"evil": True})
     assert cache.get("planted") is None
     assert cache.get("signed") == {"v": 1}
+
+
+@pytest.mark.parametrize("location", ["", "redis"])
+def test_get_or_set_policy_from_options(location: str) -> None:
+    """FAIL_SAFE + GRACE from OPTIONS: a failing loader gets the stale
+    value; HARD_TIMEOUT bounds the wait; NONE_TTL=0 never caches None."""
+    from conftest import REDIS_URL, unique
+    from stratacache import LoaderTimeoutError
+
+    opts = {
+        "NAMESPACE": unique("djpol"),
+        "GRACE": 60,
+        "FAIL_SAFE": True,
+        "HARD_TIMEOUT": 0.05,
+        "NONE_TTL": 0,
+        "OP_TIMEOUT": 5.0,
+    }
+    c = StrataCache(REDIS_URL if location else "", {"OPTIONS": opts})
+    c.set("k", "old", timeout=0.001)
+    time.sleep(0.005)
+    assert c.get("k") is None
+
+    def failing() -> str:
+        raise ConnectionError("origin down")
+
+    assert c.get_or_set("k", failing, timeout=60) == "old"
+    with pytest.raises(ConnectionError):
+        c.get_or_set("k2", failing, timeout=60, fail_safe=False)
+    release = threading.Event()
+
+    def slow() -> str:
+        release.wait(10)
+        return "late"
+
+    with pytest.raises(LoaderTimeoutError):
+        c.get_or_set("slow", slow, timeout=60)
+    release.set()
+    calls: list[int] = []
+
+    def nothing() -> None:
+        calls.append(1)
+
+    assert c.get_or_set("none", nothing) is None
+    assert c.get_or_set("none", nothing) is None
+    assert calls == [1, 1], "NONE_TTL=0: None is never cached"
+
+
+def test_warm_through_the_django_api(cache: StrataCache) -> None:
+    cache.set("have", "kept")
+    asked: list[list[str]] = []
+
+    def load_many(keys: list[str]) -> dict[str, str]:
+        asked.append(sorted(keys))
+        return {k: k.upper() for k in keys}
+
+    assert cache.warm(["have", "a", "b"], load_many) == 2
+    assert asked == [["a", "b"]], "Django keys in, Django keys out (prefix/version applied inside)"
+    assert cache.get("a") == "A" and cache.get("have") == "kept"
+    assert asyncio.run(cache.awarm(["a", "c"], load_many)) == 1
+
+
+def test_system_check_reports_bad_policy_options() -> None:
+    from stratacache.django import check_caches
+
+    entry = {"BACKEND": "stratacache.django.StrataCache", "LOCATION": "", "OPTIONS": {"ON_WAIT_TIMEOUT": "retry"}}
+    bad = {"default": entry}
+    with override_settings(CACHES=bad):
+        msgs = check_caches()
+        assert [m.id for m in msgs] == ["stratacache.E001"] and "on_wait_timeout" in msgs[0].msg

@@ -21,7 +21,8 @@
 //! ```text
 //! 0   3  magic "SCB"
 //! 3   1  version (1)
-//! 4   1  kind: 1 = keys changed
+//! 4   1  kind: 1 = keys changed (evict L1 copies, wake waiters),
+//!           2 = leases released without a change (wake waiters only)
 //! 5  16  origin instance id
 //! 21  8  sent-at, ms since the Unix epoch, big-endian (sender's clock;
 //!        informational)
@@ -48,6 +49,7 @@ use crate::runtime::{fork_generation, runtime};
 const MAGIC: &[u8; 3] = b"SCB";
 const VERSION: u8 = 1;
 const KIND_KEYS: u8 = 1;
+const KIND_RELEASED: u8 = 2;
 const HEADER: usize = 31;
 
 /// What a bus message says happened.
@@ -56,6 +58,19 @@ const HEADER: usize = 31;
 pub enum BusEvent {
     /// These keys were written or removed: drop L1 copies, wake waiters.
     Keys(Vec<String>),
+    /// The fleet leases of these keys were released without changing the
+    /// value (a failed or uncached load, a lease taken and given back):
+    /// wake waiters so one takes over, keep L1 copies.
+    Released(Vec<String>),
+}
+
+impl BusEvent {
+    fn kind_and_keys(&self) -> (u8, &[String]) {
+        match self {
+            BusEvent::Keys(k) => (KIND_KEYS, k),
+            BusEvent::Released(k) => (KIND_RELEASED, k),
+        }
+    }
 }
 
 /// One decoded bus message.
@@ -74,7 +89,7 @@ impl BusMessage {
     /// long keys for Redis, but bus messages carry the caller's key), so
     /// such keys are truncated out: the message then names fewer keys.
     pub fn encode(&self) -> Vec<u8> {
-        let BusEvent::Keys(keys) = &self.event;
+        let (kind, keys) = self.event.kind_and_keys();
         let keys: Vec<&String> = keys
             .iter()
             .filter(|k| k.len() <= u16::MAX as usize)
@@ -83,7 +98,7 @@ impl BusMessage {
         let mut out = Vec::with_capacity(HEADER + keys.iter().map(|k| 2 + k.len()).sum::<usize>());
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
-        out.push(KIND_KEYS);
+        out.push(kind);
         out.extend_from_slice(&self.origin);
         out.extend_from_slice(&self.sent_ms.to_be_bytes());
         out.extend_from_slice(&(keys.len() as u16).to_be_bytes());
@@ -96,7 +111,11 @@ impl BusMessage {
 
     /// Decode; `None` for anything that is not a well-formed v1 message.
     pub fn decode(buf: &[u8]) -> Option<BusMessage> {
-        if buf.len() < HEADER || &buf[..3] != MAGIC || buf[3] != VERSION || buf[4] != KIND_KEYS {
+        if buf.len() < HEADER || &buf[..3] != MAGIC || buf[3] != VERSION {
+            return None;
+        }
+        let kind = buf[4];
+        if kind != KIND_KEYS && kind != KIND_RELEASED {
             return None;
         }
         let origin: [u8; 16] = buf[5..21].try_into().ok()?;
@@ -119,7 +138,11 @@ impl BusMessage {
         Some(BusMessage {
             origin,
             sent_ms,
-            event: BusEvent::Keys(keys),
+            event: if kind == KIND_KEYS {
+                BusEvent::Keys(keys)
+            } else {
+                BusEvent::Released(keys)
+            },
         })
     }
 }
@@ -182,10 +205,23 @@ impl Bus {
 
     /// A "keys changed" message from this instance.
     pub(crate) fn keys_message(&self, keys: &[&str]) -> Vec<u8> {
+        self.message(BusEvent::Keys(
+            keys.iter().map(|k| (*k).to_owned()).collect(),
+        ))
+    }
+
+    /// A "leases released, nothing changed" message from this instance.
+    pub(crate) fn released_message(&self, keys: &[&str]) -> Vec<u8> {
+        self.message(BusEvent::Released(
+            keys.iter().map(|k| (*k).to_owned()).collect(),
+        ))
+    }
+
+    fn message(&self, event: BusEvent) -> Vec<u8> {
         BusMessage {
             origin: self.origin,
             sent_ms: crate::clock::now_ms(),
-            event: BusEvent::Keys(keys.iter().map(|k| (*k).to_owned()).collect()),
+            event,
         }
         .encode()
     }
@@ -338,12 +374,20 @@ async fn on_message(sh: &Arc<Shared>, payload: &[u8]) {
         return;
     }
     Metrics::inc(&sh.metrics.bus_received);
-    let BusEvent::Keys(keys) = msg.event;
-    for k in &keys {
-        if let Some(l1) = &sh.l1 {
-            l1.remove(k).await;
+    match msg.event {
+        BusEvent::Keys(keys) => {
+            for k in &keys {
+                if let Some(l1) = &sh.l1 {
+                    l1.remove(k).await;
+                }
+                bus.wake(k);
+            }
         }
-        bus.wake(k);
+        BusEvent::Released(keys) => {
+            for k in &keys {
+                bus.wake(k);
+            }
+        }
     }
 }
 
@@ -366,8 +410,17 @@ mod tests {
         let mut extra = b.clone();
         extra.push(0);
         assert_eq!(BusMessage::decode(&extra), None);
-        let mut v2 = b;
+        let mut v2 = b.clone();
         v2[3] = 2;
-        assert_eq!(BusMessage::decode(&v2), None);
+        assert_eq!(BusMessage::decode(&v2), None, "another version");
+        let mut k9 = b;
+        k9[4] = 9;
+        assert_eq!(BusMessage::decode(&k9), None, "an unknown kind");
+        let r = BusMessage {
+            origin: [1; 16],
+            sent_ms: 5,
+            event: BusEvent::Released(vec!["k".into()]),
+        };
+        assert_eq!(BusMessage::decode(&r.encode()), Some(r));
     }
 }

@@ -208,7 +208,7 @@ pub(crate) fn spawn_release(shared: &Arc<Shared>, rk: &RedisKeys, key: &str, tok
         let (Some(l2), Some(bus)) = (&shared.l2, &shared.bus) else {
             return;
         };
-        let msg = bus.keys_message(&[&key]);
+        let msg = bus.released_message(&[&key]);
         if l2.release(&rk, &token, &bus.channel, &msg).await.is_err() {
             Metrics::inc(&shared.metrics.l2_errors);
         }
@@ -379,6 +379,7 @@ impl Lease {
         if opts.load_duration.is_none() {
             opts.load_duration = Some(self.started.elapsed());
         }
+
         let entry = match shared.build_entry(payload, &opts) {
             Ok(e) => Arc::new(e),
             Err(e) => {
@@ -416,10 +417,12 @@ impl Lease {
             let bytes = shared.codec.encode(entry);
             let token = fleet.as_ref().map_or("", |f| f.token.as_str());
             let msg = bus.keys_message(&[&self.guard.key]);
+            let refused_msg = bus.released_message(&[&self.guard.key]);
             let notice = crate::l2::Notice {
                 token,
                 channel: &bus.channel,
                 msg: &msg,
+                refused_msg: &refused_msg,
             };
             match l2
                 .complete(rk, &bytes, shared.px_for(entry), fence, &notice)

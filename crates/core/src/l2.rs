@@ -71,6 +71,7 @@ pub(crate) struct Notice<'a> {
     pub(crate) token: &'a str,
     pub(crate) channel: &'a str,
     pub(crate) msg: &'a [u8],
+    pub(crate) refused_msg: &'a [u8],
 }
 
 /// Outcome of a fleet lease attempt.
@@ -114,7 +115,8 @@ return redis.call('DEL', KEYS[1])"
 
 // KEYS[1]=value KEYS[2]=tomb KEYS[3]=lease; ARGV[1]=envelope ARGV[2]=px
 // or '0' ARGV[3]=fence ARGV[4]=lease token or '' ARGV[5]=channel
-// ARGV[6]=bus message. Stores only if no delete happened since the load
+// ARGV[6]=bus message if stored ARGV[7]=bus message if refused (wakes the
+// waiters without evicting anything). Stores only if no delete happened since the load
 // began (the tombstone still holds the token seen at the start, or is
 // still absent); releases the fleet lease if this load holds it; then
 // tells the fleet (after the write, in the same atomic step, so a woken
@@ -131,7 +133,8 @@ end
 if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then
   redis.call('DEL', KEYS[3])
 end
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+if stored == 1 then redis.call('PUBLISH', ARGV[5], ARGV[6])
+else redis.call('PUBLISH', ARGV[5], ARGV[7]) end
 return stored"
 );
 
@@ -382,6 +385,7 @@ impl L2 {
                     notice.token.as_bytes(),
                     notice.channel.as_bytes(),
                     notice.msg,
+                    notice.refused_msg,
                 ],
             )
             .await?;
