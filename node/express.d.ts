@@ -17,6 +17,8 @@ export interface HttpCacheOptions<Req = unknown> {
   credentialCookies?: string[]
   /** Send `X-Cache: HIT | MISS | STALE | BYPASS`. Default `true`. */
   xCache?: boolean
+  /** Tags of the stored responses (invalidate them with `cache.invalidateTags`). */
+  tags?: string[] | ((req: Req) => string[] | Promise<string[]>)
   /** Route identity in the key (default: the route path). */
   name?: string
 }

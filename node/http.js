@@ -37,6 +37,8 @@ function rule(options = {}) {
     credentialCookies: options.credentialCookies || DEFAULT_CREDENTIAL_COOKIES,
     xCache: options.xCache !== false,
     name: options.name,
+    // Tags of the stored responses: a list, or (req) => list.
+    tags: options.tags,
   }
 }
 
@@ -84,6 +86,7 @@ async function begin(r, req) {
     return a && { status: a.status, headers: a.headers, body: a.body, state, fromHandler: false }
   }
   const store = (res) => binding.httpStore(res.status, res.headers, res.body, Date.now() / 1000, r.ttlS, priv)
+  const tags = typeof r.tags === 'function' ? await r.tags(req.raw) : r.tags
   const l2Trouble = (e) => {
     if (!(internal.failOpen && L2.has(e.code))) throw e
     internal.emitError(e)
@@ -95,7 +98,7 @@ async function begin(r, req) {
       finish: async (res) => {
         const entry = store(res)
         if (!entry) return passThrough.finish(res)
-        await internal.setRaw(key, entry, r.ttlMs, r.graceMs).catch(l2Trouble)
+        await internal.setRaw(key, entry, r.ttlMs, r.graceMs, tags).catch(l2Trouble)
         return answer(entry, 'MISS')
       },
       abort: () => {},
@@ -104,7 +107,7 @@ async function begin(r, req) {
 
   let look
   try {
-    look = await internal.lookup(key, { allowStale: r.swrMs > 0, failSafe: r.sieMs > 0 })
+    look = await internal.lookup(key, { allowStale: r.swrMs > 0, failSafe: r.sieMs > 0 }, tags)
   } catch (e) {
     if (e instanceof NotShareable) return passThrough // the leader's response was not shareable
     l2Trouble(e)
@@ -134,7 +137,7 @@ async function begin(r, req) {
         internal.abandon(lease, new NotShareable('response may not be shared'))
         return passThrough.finish(res)
       }
-      await internal.complete(lease, entry, r.ttlMs, r.graceMs).catch(l2Trouble)
+      await internal.complete(lease, entry, r.ttlMs, r.graceMs, tags).catch(l2Trouble)
       return answer(entry, 'MISS')
     },
     abort: (reason) => {

@@ -135,6 +135,8 @@ export declare class Cache extends EventEmitter {
   decr(key: string, delta?: number): Promise<number | bigint>
   clear(): Promise<void>
   getOrSet<T>(options: GetOrSetOptions<T>): Promise<T>
+  /** Make every entry carrying any of `tags` stale, in every process. */
+  invalidateTags(tags: string[]): Promise<void>
   /** Load keys ahead of traffic through the same leases; resolves how many were stored. */
   warm<T>(keys: string[], options: WarmOptions<T>): Promise<number>
   stats(): Record<string, number>

@@ -170,8 +170,9 @@ function checkPolicy(p) {
   return out
 }
 
-function nativePolicy(p) {
+function nativePolicy(p, tags) {
   return {
+    tags: tags && tags.length ? tags : undefined,
     allowStale: !!p.allowStale,
     waitTimeoutMs: p.waitTimeout,
     waitTimeoutFails: p.onWaitTimeout === 'fail',
@@ -456,7 +457,7 @@ class Cache extends EventEmitter {
     }
     let r
     try {
-      r = await this.#n.lookup(key, nativePolicy(p))
+      r = await this.#n.lookup(key, nativePolicy(p, tags))
     } catch (e) {
       const err = native(e)
       if (this.#failOpen && L2_CODES.has(err.code)) {
@@ -618,25 +619,25 @@ class Cache extends EventEmitter {
       emitError(e) {
         if (cache.listenerCount('error') > 0) cache.emit('error', e)
       },
-      async lookup(key, policy) {
+      async lookup(key, policy, tags) {
         cache.#open()
         try {
-          const r = await n.lookup(key, nativePolicy(policy))
+          const r = await n.lookup(key, nativePolicy(policy, tags))
           return { kind: r.kind, data: r.value ? r.value.data : undefined, lease: r.lease }
         } catch (e) {
           throw native(e)
         }
       },
-      async setRaw(key, data, ttlMs, graceMs) {
+      async setRaw(key, data, ttlMs, graceMs, tags) {
         try {
-          await n.set(key, data, Format.RAW, ttlMs, graceMs)
+          await n.set(key, data, Format.RAW, ttlMs, graceMs, tags)
         } catch (e) {
           throw native(e)
         }
       },
-      async complete(lease, data, ttlMs, graceMs) {
+      async complete(lease, data, ttlMs, graceMs, tags) {
         try {
-          await lease.complete(data, Format.RAW, ttlMs, graceMs)
+          await lease.complete(data, Format.RAW, ttlMs, graceMs, tags)
         } catch (e) {
           throw native(e)
         }
@@ -665,6 +666,24 @@ class Cache extends EventEmitter {
   /** Prometheus text exposition of the counters. */
   metrics() {
     return this.#n.metrics()
+  }
+
+  /**
+   * Make every entry carrying any of `tags` stale, in every process (one
+   * Redis write per tag, however many entries carry it). Stale entries are
+   * still served by `allowStale`/`failSafe` callers within their grace;
+   * everyone else gets a reload.
+   */
+  async invalidateTags(tags) {
+    this.#open()
+    if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string')) {
+      throw new InvalidValueError('tags must be an array of strings')
+    }
+    try {
+      await this.#n.invalidateTags(tags)
+    } catch (e) {
+      return this.#l2(e, undefined)
+    }
   }
 
   /** Close this handle: later calls reject with CacheClosedError. */

@@ -87,6 +87,9 @@ class Policy:
       or ``"fail"`` with :class:`WaitTimeoutError`.
     - ``none_ttl``: TTL for a loader's ``None`` result (``0``: never cache
       ``None``); ``None`` (default) treats it like any value.
+    - ``tags``: the loaded value carries these tags; their versions are
+      recorded when the load starts, so ``invalidate_tags`` during the load
+      makes its result stale at once.
     """
 
     allow_stale: bool = False
@@ -100,6 +103,7 @@ class Policy:
     wait_timeout: float | None = None
     on_wait_timeout: Literal["load", "fail"] = "load"
     none_ttl: float | None = None
+    tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.on_wait_timeout not in ("load", "fail"):
@@ -120,6 +124,7 @@ class Policy:
             soft_timeout=self.soft_timeout,
             hard_timeout=self.hard_timeout,
             wait_timeout_fails=self.on_wait_timeout == "fail",
+            tags=list(self.tags) or None,
         )
 
     @property
@@ -155,7 +160,7 @@ def _store(lease: _native.Lease, value: Any, dumps: Dumps, ttl: float | None, po
             lease.complete_uncached(data, fmt)
             return None
         ttl = policy.none_ttl
-    lease.complete(data, fmt, ttl, policy.grace)
+    lease.complete(data, fmt, ttl, policy.grace, list(policy.tags) or None)
     return value
 
 
@@ -170,7 +175,7 @@ async def _astore(lease: _native.Lease, value: Any, dumps: Dumps, ttl: float | N
             await lease.acomplete_uncached(data, fmt)
             return None
         ttl = policy.none_ttl
-    await lease.acomplete(data, fmt, ttl, policy.grace)
+    await lease.acomplete(data, fmt, ttl, policy.grace, list(policy.tags) or None)
     return value
 
 

@@ -193,6 +193,13 @@ class Cache:
         """Remove every entry of this namespace (never anything else)."""
         self._n.clear()
 
+    def invalidate_tags(self, tags: Iterable[str]) -> None:
+        """Make every entry carrying any of ``tags`` stale, in every process
+        (one Redis write per tag, however many entries carry it). Stale
+        entries are still served by ``allow_stale``/``fail_safe`` callers
+        within their grace; everyone else gets a reload."""
+        self._n.invalidate_tags(list(tags))
+
     def close(self) -> None:
         """Close this handle; later calls raise :class:`CacheClosedError`."""
         self._n.close()
@@ -220,6 +227,7 @@ class Cache:
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         none_ttl: float | None = None,
+        tags: Iterable[str] | None = None,
         policy: Policy | None = None,
     ) -> T:
         """The value of ``key``, loading it with ``loader()`` if absent.
@@ -243,6 +251,7 @@ class Cache:
             soft_timeout=soft_timeout,
             hard_timeout=hard_timeout,
             none_ttl=none_ttl,
+            tags=tuple(tags) if tags is not None else None,
         )
         return cast(T, read_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p))
 
@@ -320,6 +329,9 @@ class Cache:
     async def aclear(self) -> None:
         await self._n.aclear()
 
+    async def ainvalidate_tags(self, tags: Iterable[str]) -> None:
+        await self._n.ainvalidate_tags(list(tags))
+
     async def aget_or_set(
         self,
         key: str,
@@ -335,6 +347,7 @@ class Cache:
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         none_ttl: float | None = None,
+        tags: Iterable[str] | None = None,
         policy: Policy | None = None,
     ) -> T:
         """Async :meth:`get_or_set`; ``loader`` may be sync or async."""
@@ -348,6 +361,7 @@ class Cache:
             soft_timeout=soft_timeout,
             hard_timeout=hard_timeout,
             none_ttl=none_ttl,
+            tags=tuple(tags) if tags is not None else None,
         )
         return cast(T, await aread_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p))
 

@@ -224,9 +224,28 @@ class StrataCache(BaseCache):
             return self._swallow(e, "get", default)
 
     @_fail_open(None)
-    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+    def set(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+    ) -> None:
         data, fmt = self._serializer.dumps(value)
-        self._n.set(self._key(key, version), data, fmt, self._ttl(timeout), self._policy.grace)
+        tag_list = list(tags) if tags is not None else None
+        self._n.set(self._key(key, version), data, fmt, self._ttl(timeout), self._policy.grace, tag_list)
+
+    @_fail_open(None)
+    def invalidate_tags(self, tags: Iterable[str]) -> None:
+        """Make every entry carrying any of ``tags`` stale, in every process
+        (one Redis write per tag, however many entries carry it)."""
+        self._n.invalidate_tags(list(tags))
+
+    @_fail_open(None)
+    async def ainvalidate_tags(self, tags: Iterable[str]) -> None:
+        await self._n.ainvalidate_tags(list(tags))
 
     @_fail_open(False)
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
@@ -299,11 +318,18 @@ class StrataCache(BaseCache):
         allow_stale: bool | None = None,
         fail_safe: bool | None = None,
         hard_timeout: float | None = None,
+        tags: Iterable[str] | None = None,
     ) -> Any:
         """Stampede-safe ``get_or_set``: one ``default()`` call per key per
-        process and, with Redis, per fleet (see the OPTIONS for the policy)."""
+        process and, with Redis, per fleet (see the OPTIONS for the policy).
+        ``tags``: the value carries them (see :meth:`invalidate_tags`)."""
         k = self._key(key, version)
-        policy = self._policy.updated(allow_stale=allow_stale, fail_safe=fail_safe, hard_timeout=hard_timeout)
+        policy = self._policy.updated(
+            allow_stale=allow_stale,
+            fail_safe=fail_safe,
+            hard_timeout=hard_timeout,
+            tags=tuple(tags) if tags is not None else None,
+        )
         try:
             return read_through(self._n, k, default, self._serializer.dumps, self._loads, self._ttl(timeout), policy)
         except RedisError as e:
@@ -353,9 +379,18 @@ class StrataCache(BaseCache):
             return self._swallow(e, "aget", default)
 
     @_fail_open(None)
-    async def aset(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+    async def aset(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+    ) -> None:
         data, fmt = self._serializer.dumps(value)
-        await self._n.aset(self._key(key, version), data, fmt, self._ttl(timeout), self._policy.grace)
+        tag_list = list(tags) if tags is not None else None
+        await self._n.aset(self._key(key, version), data, fmt, self._ttl(timeout), self._policy.grace, tag_list)
 
     @_fail_open(False)
     async def atouch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
@@ -426,12 +461,18 @@ class StrataCache(BaseCache):
         allow_stale: bool | None = None,
         fail_safe: bool | None = None,
         hard_timeout: float | None = None,
+        tags: Iterable[str] | None = None,
     ) -> Any:
         """Async stampede-safe ``get_or_set``; ``default`` may be an async callable."""
         import inspect
 
         k = self._key(key, version)
-        policy = self._policy.updated(allow_stale=allow_stale, fail_safe=fail_safe, hard_timeout=hard_timeout)
+        policy = self._policy.updated(
+            allow_stale=allow_stale,
+            fail_safe=fail_safe,
+            hard_timeout=hard_timeout,
+            tags=tuple(tags) if tags is not None else None,
+        )
         try:
             return await aread_through(
                 self._n, k, default, self._serializer.dumps, self._loads, self._ttl(timeout), policy

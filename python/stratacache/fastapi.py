@@ -50,6 +50,9 @@ What ``@cached`` does (GET and HEAD only; other methods pass through):
   not hammered.
 - Concurrent misses across processes sharing Redis run the endpoint once
   (the fleet lease).
+- ``tags=[...]`` (or a callable on the request): the stored responses carry
+  these tags; ``await cache.ainvalidate_tags([...])`` makes them stale in
+  every process.
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ def cached(
     x_cache: bool = True,
     stale_if_error: int = 0,
     fail_safe_throttle: float = 30.0,
+    tags: Sequence[str] | Callable[[Request], Sequence[str]] = (),
 ) -> Callable[[F], F]:
     """Cache a path operation's response; see the module docs."""
     if ttl <= 0:
@@ -123,7 +127,7 @@ def cached(
     if swr < 0 or sie < 0:
         raise ValueError("stale_while_revalidate and stale_if_error must be >= 0 seconds")
     grace = float(max(swr, sie))
-    policy = Policy(allow_stale=swr > 0, fail_safe=sie > 0, grace=grace, fail_safe_throttle=fail_safe_throttle)
+    base_policy = Policy(allow_stale=swr > 0, fail_safe=sie > 0, grace=grace, fail_safe_throttle=fail_safe_throttle)
 
     def decorator(endpoint: F) -> F:
         sig = inspect.signature(endpoint)
@@ -170,6 +174,8 @@ def cached(
                 principal=principal,
             )
             private = principal is not None
+            entry_tags = list(tags(request) if callable(tags) else tags)
+            policy = base_policy.updated(tags=tuple(entry_tags) or None)
 
             def serve(entry: bytes, state: str) -> Response | None:
                 a = rules.answer(entry, time.time(), private, swr, vary_headers, request.headers.get("if-none-match"))
@@ -192,7 +198,7 @@ def cached(
                 response, entry = await produce()
                 if entry is None:
                     return _mark(response, "BYPASS", x_cache)
-                await c._n.aset(key, entry, FORMAT_RAW, float(ttl), grace)
+                await c._n.aset(key, entry, FORMAT_RAW, float(ttl), grace, entry_tags or None)
                 return serve(entry, "MISS") or _mark(response, "BYPASS", x_cache)
 
             try:
@@ -203,7 +209,7 @@ def cached(
             if kind == _native.STALE and lease is not None:
                 # Serve the stale entry now; this request's lease refreshes
                 # it in the background (once for everyone).
-                _refresh_in_background(lease, produce, float(ttl), grace)
+                _refresh_in_background(lease, produce, float(ttl), grace, entry_tags)
                 lease = None
             if kind != _native.LEAD and data is not None and lease is None:
                 served = serve(data, "HIT" if kind == _native.FRESH else "STALE")
@@ -233,7 +239,7 @@ def cached(
                 # not be shared either, so the waiters produce their own.
                 lease.abandon(_NotShareable())
                 return _mark(response, "BYPASS", x_cache)
-            await lease.acomplete(entry, FORMAT_RAW, float(ttl), grace)
+            await lease.acomplete(entry, FORMAT_RAW, float(ttl), grace, entry_tags or None)
             return serve(entry, "MISS") or _mark(response, "MISS", x_cache)
 
         wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
@@ -250,6 +256,7 @@ def _refresh_in_background(
     produce: Callable[[], Awaitable[tuple[Response, bytes | None]]],
     ttl: float,
     grace: float,
+    tags: list[str],
 ) -> None:
     async def refresh() -> None:
         try:
@@ -264,7 +271,7 @@ def _refresh_in_background(
         if entry is None:
             lease.abandon(_NotShareable())
         else:
-            await lease.acomplete(entry, FORMAT_RAW, ttl, grace)
+            await lease.acomplete(entry, FORMAT_RAW, ttl, grace, tags or None)
 
     task = asyncio.get_running_loop().create_task(refresh())
     _refreshes.add(task)

@@ -147,3 +147,27 @@ test('constructor policy is every call default; bad policies are typed errors', 
   await assert.rejects(cache.getOrSet({ key: 'x', factory: () => 1, refreshAhead: 2 }), (e) => e.code === 'E_INVALID_VALUE')
   await cache.close()
 })
+
+for (const [name, cfg] of Object.entries(CONFIGS)) {
+  test(`${name}: tags invalidate entries set and loaded with them`, async () => {
+    const ns = unique('tags')
+    const cache = new Cache({ namespace: ns, opTimeout: 5000, ...cfg })
+    await cache.set('p1', 'one', '1m', { tags: ['product:1'], grace: '1m' })
+    await cache.set('p2', 'two', '1m', { tags: ['product:2'] })
+    let calls = 0
+    const factory = async () => {
+      calls++
+      return 'loaded'
+    }
+    assert.equal(await cache.getOrSet({ key: 'g', factory, ttl: '1m', tags: ['product:1'] }), 'loaded')
+    await cache.invalidateTags(['product:1'])
+    assert.equal(await cache.get('p1'), undefined)
+    assert.equal(await cache.get('p2'), 'two')
+    assert.equal(await cache.getOrSet({ key: 'g', factory, ttl: '1m', tags: ['product:1'] }), 'loaded')
+    assert.equal(calls, 2, 'the tagged entry was reloaded')
+    assert.equal(cache.stats().tag_invalidations, 1)
+    await assert.rejects(cache.invalidateTags('nope'), InvalidValueError)
+    await assert.rejects(cache.invalidateTags(['']), (e) => e.code === 'E_INVALID_VALUE')
+    await cache.close()
+  })
+}

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import CLUSTER, REDIS_URL
 from stratacache import Cache, LoaderTimeoutError, NoCache, Policy
+from stratacache import exceptions as stratacache_errors
 
 CONFIGS = {
     "l1": {},
@@ -194,3 +195,32 @@ def test_cache_level_policy_and_validation(ns: str) -> None:
         Policy(soft_timeout=-1)
     with pytest.raises(ValueError):
         Policy(refresh_ahead=2.0)
+
+
+def test_tags_invalidate_across_handles(cache: Cache) -> None:
+    """Tags through the Python API; a second handle without L1 stands in for
+    another process."""
+    cache.set("p1", "one", 60, grace=60, tags=["product:1"])
+    cache.set("p2", "two", 60, tags=["product:2"])
+    calls: list[str] = []
+
+    def load() -> str:
+        calls.append("x")
+        return "loaded"
+
+    assert cache.get_or_set("g", load, 60, tags=["product:1"]) == "loaded"
+    cache.invalidate_tags(["product:1"])
+    assert cache.get("p1") is None and cache.get("p2") == "two"
+    # Stale, not gone: an allow_stale caller gets the old value at once.
+    assert cache.get_or_set("p1", lambda: "fresh", 60, allow_stale=True, grace=60) == "one"
+    assert cache.get_or_set("g", load, 60, tags=["product:1"]) == "loaded"
+    assert calls == ["x", "x"], "the tagged get_or_set entry was reloaded"
+    assert cache.stats()["tag_invalidations"] == 1
+    with pytest.raises(stratacache_errors.InvalidValueError):
+        cache.invalidate_tags([""])
+
+
+async def test_async_tags(cache: Cache) -> None:
+    await cache.aset("a", 1, 60, tags=["t"])
+    await cache.ainvalidate_tags(["t"])
+    assert await cache.aget("a") is None

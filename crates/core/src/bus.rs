@@ -22,13 +22,18 @@
 //! 0   3  magic "SCB"
 //! 3   1  version (1)
 //! 4   1  kind: 1 = keys changed (evict L1 copies, wake waiters),
-//!           2 = leases released without a change (wake waiters only)
+//!           2 = leases released without a change (wake waiters only),
+//!           3 = tags invalidated, 4 = namespace generation changed
 //! 5  16  origin instance id
 //! 21  8  sent-at, ms since the Unix epoch, big-endian (sender's clock;
 //!        informational)
-//! 29  2  key count n, big-endian
-//! 31     n x (u16 big-endian length, key bytes UTF-8)
+//! 29     body, by kind (integers big-endian):
+//!        1, 2: u16 n, n x (u16 length, key bytes UTF-8)
+//!        3:    u16 n, n x (u16 length, tag bytes UTF-8, u64 new version)
+//!        4:    u64 new generation
 //! ```
+//!
+//! Golden vectors: `tests/vectors/bus_v1.json`.
 //!
 //! Readers ignore messages with another magic or version, or an unknown
 //! kind (a newer writer), and never fail on malformed input.
@@ -50,7 +55,10 @@ const MAGIC: &[u8; 3] = b"SCB";
 const VERSION: u8 = 1;
 const KIND_KEYS: u8 = 1;
 const KIND_RELEASED: u8 = 2;
-const HEADER: usize = 31;
+const KIND_TAGS: u8 = 3;
+const KIND_GENERATION: u8 = 4;
+const KIND_TAGS_CREATED: u8 = 5;
+const KIND_GENERATION_CREATED: u8 = 6;
 
 /// What a bus message says happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,15 +70,19 @@ pub enum BusEvent {
     /// value (a failed or uncached load, a lease taken and given back):
     /// wake waiters so one takes over, keep L1 copies.
     Released(Vec<String>),
-}
-
-impl BusEvent {
-    fn kind_and_keys(&self) -> (u8, &[String]) {
-        match self {
-            BusEvent::Keys(k) => (KIND_KEYS, k),
-            BusEvent::Released(k) => (KIND_RELEASED, k),
-        }
-    }
+    /// These tags have these new versions: every entry built with another
+    /// version of one of them is stale.
+    Tags(Vec<(String, u64)>),
+    /// The namespace has this new generation: every entry built with
+    /// another one is stale (`clear()`).
+    Generation(u64),
+    /// These tags had no version in Redis and were given these: adopt them
+    /// only where the tag has no version yet (a late delivery must never
+    /// overwrite a newer invalidation).
+    TagsCreated(Vec<(String, u64)>),
+    /// The namespace had no generation in Redis and was given this one
+    /// (adopted only where none is known yet).
+    GenerationCreated(u64),
 }
 
 /// One decoded bus message.
@@ -84,65 +96,120 @@ pub struct BusMessage {
     pub event: BusEvent,
 }
 
+fn put_names<'a>(out: &mut Vec<u8>, names: impl Iterator<Item = (&'a String, Option<u64>)>) {
+    // Names longer than 65,535 bytes cannot be framed; they are left out
+    // (keys and tags that long are refused by the API anyway).
+    let names: Vec<_> = names
+        .filter(|(n, _)| n.len() <= u16::MAX as usize)
+        .take(u16::MAX as usize)
+        .collect();
+    out.extend_from_slice(&(names.len() as u16).to_be_bytes());
+    for (n, v) in names {
+        out.extend_from_slice(&(n.len() as u16).to_be_bytes());
+        out.extend_from_slice(n.as_bytes());
+        if let Some(v) = v {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u16(&mut self) -> Option<usize> {
+        let b = self.take(2)?;
+        Some(u16::from_be_bytes([b[0], b[1]]) as usize)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn name(&mut self) -> Option<String> {
+        let len = self.u16()?;
+        Some(std::str::from_utf8(self.take(len)?).ok()?.to_owned())
+    }
+}
+
 impl BusMessage {
-    /// Encode. Keys longer than 65,535 bytes cannot occur (the core hashes
-    /// long keys for Redis, but bus messages carry the caller's key), so
-    /// such keys are truncated out: the message then names fewer keys.
+    /// Encode (format v1, see the module docs).
     pub fn encode(&self) -> Vec<u8> {
-        let (kind, keys) = self.event.kind_and_keys();
-        let keys: Vec<&String> = keys
-            .iter()
-            .filter(|k| k.len() <= u16::MAX as usize)
-            .take(u16::MAX as usize)
-            .collect();
-        let mut out = Vec::with_capacity(HEADER + keys.iter().map(|k| 2 + k.len()).sum::<usize>());
+        let mut out = Vec::with_capacity(64);
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
-        out.push(kind);
+        out.push(match &self.event {
+            BusEvent::Keys(_) => KIND_KEYS,
+            BusEvent::Released(_) => KIND_RELEASED,
+            BusEvent::Tags(_) => KIND_TAGS,
+            BusEvent::Generation(_) => KIND_GENERATION,
+            BusEvent::TagsCreated(_) => KIND_TAGS_CREATED,
+            BusEvent::GenerationCreated(_) => KIND_GENERATION_CREATED,
+        });
         out.extend_from_slice(&self.origin);
         out.extend_from_slice(&self.sent_ms.to_be_bytes());
-        out.extend_from_slice(&(keys.len() as u16).to_be_bytes());
-        for k in keys {
-            out.extend_from_slice(&(k.len() as u16).to_be_bytes());
-            out.extend_from_slice(k.as_bytes());
+        match &self.event {
+            BusEvent::Keys(keys) | BusEvent::Released(keys) => {
+                put_names(&mut out, keys.iter().map(|k| (k, None)));
+            }
+            BusEvent::Tags(tags) | BusEvent::TagsCreated(tags) => {
+                put_names(&mut out, tags.iter().map(|(t, v)| (t, Some(*v))));
+            }
+            BusEvent::Generation(g) | BusEvent::GenerationCreated(g) => {
+                out.extend_from_slice(&g.to_be_bytes());
+            }
         }
         out
     }
 
     /// Decode; `None` for anything that is not a well-formed v1 message.
     pub fn decode(buf: &[u8]) -> Option<BusMessage> {
-        if buf.len() < HEADER || &buf[..3] != MAGIC || buf[3] != VERSION {
+        let mut r = Reader(buf);
+        if r.take(3)? != MAGIC || r.take(1)?[0] != VERSION {
             return None;
         }
-        let kind = buf[4];
-        if kind != KIND_KEYS && kind != KIND_RELEASED {
-            return None;
-        }
-        let origin: [u8; 16] = buf[5..21].try_into().ok()?;
-        let sent_ms = u64::from_be_bytes(buf[21..29].try_into().ok()?);
-        let n = u16::from_be_bytes([buf[29], buf[30]]) as usize;
-        let mut keys = Vec::with_capacity(n.min(1024));
-        let mut rest = &buf[HEADER..];
-        for _ in 0..n {
-            if rest.len() < 2 {
-                return None;
+        let kind = r.take(1)?[0];
+        let origin: [u8; 16] = r.take(16)?.try_into().ok()?;
+        let sent_ms = r.u64()?;
+        let event = match kind {
+            KIND_KEYS | KIND_RELEASED => {
+                let n = r.u16()?;
+                let mut keys = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    keys.push(r.name()?);
+                }
+                if kind == KIND_KEYS {
+                    BusEvent::Keys(keys)
+                } else {
+                    BusEvent::Released(keys)
+                }
             }
-            let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-            let body = rest.get(2..2 + len)?;
-            keys.push(std::str::from_utf8(body).ok()?.to_owned());
-            rest = &rest[2 + len..];
-        }
-        if !rest.is_empty() {
+            KIND_TAGS | KIND_TAGS_CREATED => {
+                let n = r.u16()?;
+                let mut tags = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    let name = r.name()?;
+                    tags.push((name, r.u64()?));
+                }
+                if kind == KIND_TAGS {
+                    BusEvent::Tags(tags)
+                } else {
+                    BusEvent::TagsCreated(tags)
+                }
+            }
+            KIND_GENERATION => BusEvent::Generation(r.u64()?),
+            KIND_GENERATION_CREATED => BusEvent::GenerationCreated(r.u64()?),
+            _ => return None,
+        };
+        if !r.0.is_empty() {
             return None;
         }
         Some(BusMessage {
             origin,
             sent_ms,
-            event: if kind == KIND_KEYS {
-                BusEvent::Keys(keys)
-            } else {
-                BusEvent::Released(keys)
-            },
+            event,
         })
     }
 }
@@ -215,6 +282,28 @@ impl Bus {
         self.message(BusEvent::Released(
             keys.iter().map(|k| (*k).to_owned()).collect(),
         ))
+    }
+
+    /// "These tags have these new versions", from this instance.
+    pub(crate) fn tags_message(&self, tags: &[(&str, u64)]) -> Vec<u8> {
+        self.message(BusEvent::Tags(
+            tags.iter().map(|(t, v)| ((*t).to_owned(), *v)).collect(),
+        ))
+    }
+
+    /// "This tag had no version and got this one", from this instance.
+    pub(crate) fn tag_created_message(&self, tag: &str, v: u64) -> Vec<u8> {
+        self.message(BusEvent::TagsCreated(vec![(tag.to_owned(), v)]))
+    }
+
+    /// "The namespace has this new generation", from this instance.
+    pub(crate) fn generation_message(&self, generation: u64) -> Vec<u8> {
+        self.message(BusEvent::Generation(generation))
+    }
+
+    /// "The namespace had no generation and got this one".
+    pub(crate) fn generation_created_message(&self, generation: u64) -> Vec<u8> {
+        self.message(BusEvent::GenerationCreated(generation))
     }
 
     fn message(&self, event: BusEvent) -> Vec<u8> {
@@ -335,6 +424,16 @@ async fn subscriber(
             {
                 let Some(sh) = weak.upgrade() else { return };
                 let Some(bus) = &sh.bus else { return };
+                if !sh.l1_trusted.load(Ordering::Acquire) {
+                    // Back after an interruption: whatever L1 and the
+                    // version cache hold may have missed invalidations.
+                    // Start over, then trust L1 again.
+                    if let Some(l1) = &sh.l1 {
+                        l1.clear();
+                    }
+                    sh.versions.reset();
+                    sh.l1_trusted.store(true, Ordering::Release);
+                }
                 bus.connected.store(true, Ordering::Release);
                 Metrics::inc(&sh.metrics.bus_connects);
                 // Messages may have been missed while down: re-check.
@@ -352,7 +451,11 @@ async fn subscriber(
             }
             let Some(sh) = weak.upgrade() else { return };
             if let Some(bus) = &sh.bus {
+                // Invalidations sent from now on would be missed: stop
+                // serving L1 until the subscription is back.
+                sh.l1_trusted.store(false, Ordering::Release);
                 bus.connected.store(false, Ordering::Release);
+                Metrics::inc(&sh.metrics.bus_outages);
                 bus.wake_all();
             }
         }
@@ -370,11 +473,20 @@ async fn on_message(sh: &Arc<Shared>, payload: &[u8]) {
         Metrics::inc(&sh.metrics.bus_bad_messages);
         return;
     };
-    if msg.origin == bus.origin {
+    // Version changes are applied in bus order even when they are our own:
+    // an invalidation by another instance published just before ours may
+    // be delivered after we set ours locally, and ours must end up last.
+    let versions = matches!(msg.event, BusEvent::Tags(_) | BusEvent::Generation(_));
+    if msg.origin == bus.origin && !versions {
         return;
     }
+    apply(sh, bus, msg.event).await;
+    // Counted once applied (tests wait on it).
     Metrics::inc(&sh.metrics.bus_received);
-    match msg.event {
+}
+
+async fn apply(sh: &Arc<Shared>, bus: &Bus, event: BusEvent) {
+    match event {
         BusEvent::Keys(keys) => {
             for k in &keys {
                 if let Some(l1) = &sh.l1 {
@@ -388,6 +500,25 @@ async fn on_message(sh: &Arc<Shared>, payload: &[u8]) {
                 bus.wake(k);
             }
         }
+        BusEvent::Tags(tags) => {
+            for (t, v) in &tags {
+                sh.versions.set_tag(t, *v);
+            }
+        }
+        BusEvent::Generation(g) => {
+            if sh.versions.generation() != Some(g) {
+                sh.versions.set_generation(g);
+                if let Some(l1) = &sh.l1 {
+                    l1.clear();
+                }
+            }
+        }
+        BusEvent::TagsCreated(tags) => {
+            for (t, v) in &tags {
+                sh.versions.set_tag_if_absent(t, *v);
+            }
+        }
+        BusEvent::GenerationCreated(g) => sh.versions.set_generation_if_absent(g),
     }
 }
 

@@ -13,10 +13,11 @@ use crate::config::{CacheBuilder, Config};
 use crate::envelope::{Codec, Entry, Format, Meta};
 use crate::error::{Error, Result};
 use crate::flight::{self, Fallback, FleetLease, FlightMap, FlightState, Joined, Lease, StaleKind};
-use crate::key::{RedisKeys, namespace_pattern, redis_keys, validate_key};
+use crate::key::{RedisKeys, generation_key, namespace_pattern, redis_keys, tag_key, validate_key};
 use crate::l1::{L1, L1Incr};
-use crate::l2::{Acquire, IncrOutcome, L2};
+use crate::l2::{Acquire, IncrOutcome, L2, Publish};
 use crate::metrics::{Metrics, Stats};
+use crate::versions::{GENERATION_TAG, Validity, Versions, new_version, validate_tag};
 
 /// How long a written entry lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -120,6 +121,10 @@ pub struct LookupPolicy {
     pub hard_timeout: Option<Duration>,
     /// What a timed-out wait does. Default [`OnWaitTimeout::Load`].
     pub on_wait_timeout: OnWaitTimeout,
+    /// The tags the loaded value will carry: their versions are recorded
+    /// when the load *starts*, so an invalidation during the load makes
+    /// its result stale at once.
+    pub tags: Vec<String>,
 }
 
 impl Default for LookupPolicy {
@@ -134,6 +139,7 @@ impl Default for LookupPolicy {
             soft_timeout: None,
             hard_timeout: None,
             on_wait_timeout: OnWaitTimeout::Load,
+            tags: Vec::new(),
         }
     }
 }
@@ -210,16 +216,22 @@ impl LookupPolicy {
         self.on_wait_timeout = action;
         self
     }
+    /// Tags of the value to load (see [`LookupPolicy::tags`]).
+    pub fn tags(mut self, tags: Vec<String>) -> Self {
+        self.tags = tags;
+        self
+    }
 
     fn keeps_stale(&self) -> bool {
         self.allow_stale || self.fail_safe
     }
 
-    fn fallback(&self, stale: Option<Arc<Entry>>) -> Fallback {
+    fn fallback(&self, stale: Option<Arc<Entry>>, snapshot: Vec<(String, u64)>) -> Fallback {
         Fallback {
             entry: stale,
             fail_safe: self.fail_safe,
             throttle: self.fail_safe_throttle,
+            snapshot,
         }
     }
 }
@@ -245,6 +257,10 @@ pub(crate) struct Shared {
     pub(crate) l1: Option<L1>,
     pub(crate) l2: Option<L2>,
     pub(crate) bus: Option<Bus>,
+    pub(crate) versions: Versions,
+    /// False while the bus subscription is interrupted: L1 copies may have
+    /// missed invalidations, so L1 is not served until it is back.
+    pub(crate) l1_trusted: AtomicBool,
     pub(crate) lease_ttl: Duration,
     fleet_lease: bool,
     pub(crate) metrics: Arc<Metrics>,
@@ -279,6 +295,8 @@ impl Shared {
                 .redis
                 .clone()
                 .map(|loc| Bus::new(&cfg.namespace, loc, cfg.connect_timeout)),
+            versions: Versions::default(),
+            l1_trusted: AtomicBool::new(true),
             lease_ttl: cfg.lease_ttl,
             fleet_lease: cfg.fleet_lease,
             metrics,
@@ -300,8 +318,14 @@ impl Shared {
         redis_keys(&self.namespace, key)
     }
 
-    /// Build a trusted entry for `payload` written now.
-    pub(crate) fn build_entry(&self, payload: Bytes, opts: &WriteOptions) -> Result<Entry> {
+    /// Build a trusted entry for `payload` written now, recording `tags`
+    /// (from [`Shared::stamp`]).
+    pub(crate) fn build_entry(
+        &self,
+        payload: Bytes,
+        opts: &WriteOptions,
+        tags: Vec<(String, u64)>,
+    ) -> Result<Entry> {
         if payload.len() > self.max_value_bytes {
             return Err(Error::ValueTooLarge {
                 size: payload.len(),
@@ -316,11 +340,6 @@ impl Shared {
                 return Err(Error::InvalidValue(
                     "an INT payload must be a canonical signed 64-bit decimal".into(),
                 ));
-            }
-        }
-        for t in &opts.tags {
-            if t.is_empty() || t.len() > 255 {
-                return Err(Error::InvalidValue("tag names must be 1-255 bytes".into()));
             }
         }
         let now = now_ms();
@@ -351,7 +370,7 @@ impl Shared {
                 load_us: opts
                     .load_duration
                     .map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX)),
-                tags: opts.tags.iter().map(|t| (t.clone(), 0)).collect(),
+                tags,
             },
             payload,
         })
@@ -382,18 +401,188 @@ impl Shared {
         }
     }
 
-    /// Decode an L2 value and keep it only if fresh.
-    fn fresh(&self, bytes: Option<Vec<u8>>) -> Option<Arc<Entry>> {
-        bytes
-            .and_then(|b| self.decode(&b))
-            .filter(|e| e.meta.is_fresh(now_ms()))
-            .map(Arc::new)
+    /// Decode an L2 value and keep it only if fresh and current.
+    async fn fresh(&self, bytes: Option<Vec<u8>>) -> Option<Arc<Entry>> {
+        let e = Arc::new(bytes.and_then(|b| self.decode(&b))?);
+        match self.judge(e).await {
+            Judged::Fresh(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Decode an L2 value and keep it if servable as a stale value.
+    async fn stale(&self, bytes: Option<Vec<u8>>) -> Option<Arc<Entry>> {
+        let e = Arc::new(bytes.and_then(|b| self.decode(&b))?);
+        match self.judge(e).await {
+            Judged::Stale(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The namespace generation, read from (or created in) Redis when not
+    /// known here; 0 when Redis cannot tell (entries recorded with 0 are
+    /// never current).
+    pub(crate) async fn generation(&self) -> u64 {
+        if let Some(g) = self.versions.generation() {
+            return g;
+        }
+        let (Some(l2), Some(bus)) = (&self.l2, &self.bus) else {
+            return 0;
+        };
+        let candidate = new_version();
+        let msg = bus.generation_created_message(candidate);
+        let publish = Publish {
+            channel: &bus.channel,
+            msg: &msg,
+        };
+        match l2
+            .ensure_version(&generation_key(&self.namespace), candidate, &publish)
+            .await
+        {
+            Ok(g) if g != 0 => {
+                self.versions.set_generation_if_absent(g);
+                self.versions.generation().unwrap_or(g)
+            }
+            Ok(_) => 0,
+            Err(_) => {
+                Metrics::inc(&self.metrics.l2_errors);
+                0
+            }
+        }
+    }
+
+    /// A tag's current version, read from (or created in) Redis when not
+    /// known here; 0 when Redis cannot tell.
+    pub(crate) async fn tag_version(&self, t: &str) -> u64 {
+        if let Some(v) = self.versions.tag(t) {
+            return v;
+        }
+        let (Some(l2), Some(bus)) = (&self.l2, &self.bus) else {
+            let v = new_version();
+            self.versions.set_tag(t, v);
+            return v;
+        };
+        let candidate = new_version();
+        let msg = bus.tag_created_message(t, candidate);
+        let publish = Publish {
+            channel: &bus.channel,
+            msg: &msg,
+        };
+        match l2
+            .ensure_version(&tag_key(&self.namespace, t), candidate, &publish)
+            .await
+        {
+            Ok(v) if v != 0 => {
+                // A bump that arrived meanwhile is newer than what we read.
+                self.versions.set_tag_if_absent(t, v);
+                self.versions.tag(t).unwrap_or(v)
+            }
+            Ok(_) => 0,
+            Err(_) => {
+                Metrics::inc(&self.metrics.l2_errors);
+                0
+            }
+        }
+    }
+
+    /// The versions an entry with `tags` records: each tag's (from
+    /// `snapshot`, taken when a load started, else current) and, with
+    /// Redis, the namespace generation.
+    pub(crate) async fn stamp(
+        &self,
+        tags: &[String],
+        snapshot: &[(String, u64)],
+    ) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::with_capacity(tags.len() + 1);
+        for t in tags {
+            validate_tag(t)?;
+            if out.iter().any(|(n, _)| n == t) {
+                continue;
+            }
+            let v = match snapshot.iter().find(|(n, _)| n == t) {
+                Some((_, v)) => *v,
+                None => self.tag_version(t).await,
+            };
+            out.push((t.clone(), v));
+        }
+        if self.l2.is_some() {
+            let g = match snapshot.iter().find(|(n, _)| n == GENERATION_TAG) {
+                Some((_, v)) => *v,
+                None => self.generation().await,
+            };
+            out.push((GENERATION_TAG.to_owned(), g));
+        }
+        Ok(out)
+    }
+
+    /// Judge `e` by the current versions, resolving any not known here.
+    pub(crate) async fn validity(&self, e: &Entry) -> Validity {
+        let v = self.versions.check(e);
+        if v != Validity::Unknown {
+            return v;
+        }
+        for (name, _) in &e.meta.tags {
+            if name == GENERATION_TAG {
+                self.generation().await;
+            } else if self.versions.tag(name).is_none() {
+                self.tag_version(name).await;
+            }
+        }
+        match self.versions.check(e) {
+            // Versions Redis cannot tell right now: do not serve it.
+            Validity::Unknown => Validity::Gone,
+            v => v,
+        }
+    }
+
+    /// Whether `e` is fresh, stale (past its TTL or tag-invalidated, within
+    /// its grace) or unusable.
+    pub(crate) async fn judge(&self, e: Arc<Entry>) -> Judged {
+        let now = now_ms();
+        if !e.meta.is_live(now) {
+            return Judged::Miss;
+        }
+        match self.validity(&e).await {
+            Validity::Current if e.meta.is_fresh(now) => Judged::Fresh(e),
+            Validity::Current => Judged::Stale(e),
+            Validity::TagStale => {
+                Metrics::inc(&self.metrics.stale_by_tag);
+                Judged::Stale(e)
+            }
+            Validity::Gone | Validity::Unknown => {
+                Metrics::inc(&self.metrics.stale_by_generation);
+                Judged::Miss
+            }
+        }
+    }
+
+    /// L1's copy of `key`, judged; `Miss` without L1 or while L1 is not
+    /// trusted.
+    async fn l1_judged(&self, key: &str) -> Judged {
+        let Some(l1) = &self.l1 else {
+            return Judged::Miss;
+        };
+        if !self.l1_trusted.load(Ordering::Acquire) {
+            Metrics::inc(&self.metrics.l1_distrusted);
+            return Judged::Miss;
+        }
+        match l1.get(key).await {
+            Some(e) => self.judge(e).await,
+            None => Judged::Miss,
+        }
     }
 
     fn l2_err(&self, e: Error) -> Error {
         Metrics::inc(&self.metrics.l2_errors);
         e
     }
+}
+
+/// An entry judged for serving.
+pub(crate) enum Judged {
+    Fresh(Arc<Entry>),
+    Stale(Arc<Entry>),
+    Miss,
 }
 
 /// A handle on a tiered cache. Cheap to clone; handles built with the same
@@ -512,10 +701,8 @@ impl Cache {
     pub async fn get(&self, key: &str) -> Result<Option<Arc<Entry>>> {
         self.check(key)?;
         let sh = &self.shared;
-        if let Some(l1) = &sh.l1 {
-            if let Some(e) = l1.get(key).await
-                && e.meta.is_fresh(now_ms())
-            {
+        if sh.l1.is_some() {
+            if let Judged::Fresh(e) = sh.l1_judged(key).await {
                 Metrics::inc(&sh.metrics.l1_hits);
                 return Ok(Some(e));
             }
@@ -535,8 +722,10 @@ impl Cache {
         self.check(key)?;
         let sh = &self.shared;
         if let Some(l1) = &sh.l1
+            && sh.l1_trusted.load(Ordering::Acquire)
             && let Some(e) = l1.get(key).await
             && e.meta.is_fresh(now_ms())
+            && sh.versions.check(&e) == Validity::Current
         {
             Metrics::inc(&sh.metrics.l1_hits);
             return Ok(Some(e));
@@ -547,10 +736,8 @@ impl Cache {
     /// Decode an L2 read, fill L1, and return it if fresh.
     async fn accept_l2(&self, key: &str, bytes: Option<Vec<u8>>, epoch: u64) -> Option<Arc<Entry>> {
         let sh = &self.shared;
-        let entry = bytes.and_then(|b| sh.decode(&b)).map(Arc::new);
-        let now = now_ms();
-        match entry {
-            Some(e) if e.meta.is_fresh(now) => {
+        match sh.fresh(bytes).await {
+            Some(e) => {
                 Metrics::inc(&sh.metrics.l2_hits);
                 if let Some(l1) = &sh.l1
                     && sh.l1_may_hold(&e)
@@ -559,7 +746,7 @@ impl Cache {
                 }
                 Some(e)
             }
-            _ => {
+            None => {
                 Metrics::inc(&sh.metrics.l2_misses);
                 None
             }
@@ -573,14 +760,11 @@ impl Cache {
             self.check(k)?;
         }
         let sh = &self.shared;
-        let now = now_ms();
         let mut out: Vec<Option<Arc<Entry>>> = vec![None; keys.len()];
         let mut missing = Vec::new();
         for (i, k) in keys.iter().enumerate() {
-            if let Some(l1) = &sh.l1 {
-                if let Some(e) = l1.get(k).await
-                    && e.meta.is_fresh(now)
-                {
+            if sh.l1.is_some() {
+                if let Judged::Fresh(e) = sh.l1_judged(k).await {
                     Metrics::inc(&sh.metrics.l1_hits);
                     out[i] = Some(e);
                     continue;
@@ -618,11 +802,22 @@ impl Cache {
             return Ok(());
         }
         let sh = &self.shared;
-        let entry = Arc::new(sh.build_entry(payload, opts)?);
+        let l2 = self.l2();
+        let tags = sh.stamp(&opts.tags, &[]).await?;
+        let entry = Arc::new(sh.build_entry(payload, opts, tags)?);
         let k: Arc<str> = Arc::from(key);
-        if let Some(l2) = self.l2() {
+        if let (Some(l2), Some(bus)) = (l2, &sh.bus) {
             let bytes = sh.codec.encode(&entry);
-            if let Err(e) = l2.set(&sh.rkeys(key), &bytes, sh.px_for(&entry)).await {
+            let msg = bus.keys_message(&[key]);
+            let publish = Publish {
+                channel: &bus.channel,
+                msg: &msg,
+            };
+            let tomb_px = sh.tombstone_ttl.as_millis() as u64;
+            if let Err(e) = l2
+                .set(&sh.rkeys(key), &bytes, sh.px_for(&entry), tomb_px, &publish)
+                .await
+            {
                 // L1 must not keep what the fleet no longer agrees on.
                 if let Some(l1) = &sh.l1 {
                     l1.remove(key).await;
@@ -659,19 +854,34 @@ impl Cache {
             return Ok(Vec::new());
         }
         let sh = &self.shared;
+        let l2 = self.l2();
+        let tags = sh.stamp(&opts.tags, &[]).await?;
         let entries: Vec<Arc<Entry>> = items
             .iter()
-            .map(|(_, p)| sh.build_entry(p.clone(), opts).map(Arc::new))
+            .map(|(_, p)| sh.build_entry(p.clone(), opts, tags.clone()).map(Arc::new))
             .collect::<Result<_>>()?;
         let mut failed = Vec::new();
         let mut ok = vec![true; items.len()];
-        if let Some(l2) = &sh.l2 {
+        if let (Some(l2), Some(bus)) = (l2, &sh.bus) {
             let batch: Vec<_> = items
                 .iter()
                 .zip(&entries)
-                .map(|((k, _), e)| (sh.rkeys(k), sh.codec.encode(e), sh.px_for(e)))
+                .map(|((k, _), e)| {
+                    (
+                        sh.rkeys(k),
+                        sh.codec.encode(e),
+                        sh.px_for(e),
+                        bus.keys_message(&[k]),
+                    )
+                })
                 .collect();
-            for (i, r) in l2.set_many(&batch).await.into_iter().enumerate() {
+            let tomb_px = sh.tombstone_ttl.as_millis() as u64;
+            for (i, r) in l2
+                .set_many(&batch, tomb_px, &bus.channel)
+                .await
+                .into_iter()
+                .enumerate()
+            {
                 if let Err(e) = r {
                     ok[i] = false;
                     failed.push((items[i].0.to_owned(), sh.l2_err(e)));
@@ -696,12 +906,14 @@ impl Cache {
     pub async fn add(&self, key: &str, payload: Bytes, opts: &WriteOptions) -> Result<bool> {
         self.check(key)?;
         let sh = &self.shared;
-        let entry = Arc::new(sh.build_entry(payload, opts)?);
+        let l2 = self.l2();
+        let tags = sh.stamp(&opts.tags, &[]).await?;
+        let entry = Arc::new(sh.build_entry(payload, opts, tags)?);
         if entry.meta.stale_until_ms != 0 && !entry.meta.is_live(now_ms()) {
             return Ok(false);
         }
         let k: Arc<str> = Arc::from(key);
-        let stored = if let Some(l2) = &sh.l2 {
+        let stored = if let Some(l2) = l2 {
             let bytes = sh.codec.encode(&entry);
             let stored = l2
                 .set_nx(&sh.rkeys(key), &bytes, sh.px_for(&entry))
@@ -733,13 +945,24 @@ impl Cache {
         self.check(key)?;
         let sh = &self.shared;
         Metrics::inc(&sh.metrics.deletes);
-        let l2_result = match self.l2() {
-            Some(l2) => Some(
-                l2.delete(&sh.rkeys(key), sh.tombstone_ttl.as_millis() as u64)
+        let l2_result = match (self.l2(), &sh.bus) {
+            (Some(l2), Some(bus)) => {
+                let msg = bus.keys_message(&[key]);
+                let publish = Publish {
+                    channel: &bus.channel,
+                    msg: &msg,
+                };
+                Some(
+                    l2.delete(
+                        &sh.rkeys(key),
+                        sh.tombstone_ttl.as_millis() as u64,
+                        &publish,
+                    )
                     .await
                     .map_err(|e| sh.l2_err(e)),
-            ),
-            None => None,
+                )
+            }
+            _ => None,
         };
         let in_l1 = match &sh.l1 {
             Some(l1) => l1.remove(key).await,
@@ -784,13 +1007,12 @@ impl Cache {
             };
             // build_entry only fails on size/format, which `e` already passed.
             let mut fresh = sh
-                .build_entry(e.payload.clone(), &opts)
+                .build_entry(e.payload.clone(), &opts, e.meta.tags.clone())
                 .unwrap_or_else(|_| e.clone());
             fresh.meta.created_at_ms = e.meta.created_at_ms;
-            fresh.meta.tags = e.meta.tags.clone();
             fresh
         };
-        let Some(l2) = &sh.l2 else {
+        let (Some(l2), Some(bus)) = (self.l2(), &sh.bus) else {
             return Ok(match &sh.l1 {
                 Some(l1) => l1.update(key, retime).await,
                 None => false,
@@ -817,7 +1039,16 @@ impl Cache {
             let new = Arc::new(retime(&entry));
             let bytes = sh.codec.encode(&new);
             if l2
-                .compare_and_set(&rk, &old, &bytes, sh.px_for(&new))
+                .compare_and_set(
+                    &rk,
+                    &old,
+                    &bytes,
+                    sh.px_for(&new),
+                    &Publish {
+                        channel: &bus.channel,
+                        msg: &bus.keys_message(&[key]),
+                    },
+                )
                 .await
                 .map_err(|e| sh.l2_err(e))?
             {
@@ -876,18 +1107,79 @@ impl Cache {
             return Err(Error::Closed);
         }
         let sh = &self.shared;
-        let r = match &sh.l2 {
-            Some(l2) => l2
-                .clear(&namespace_pattern(&sh.namespace))
-                .await
-                .map(|_| ())
-                .map_err(|e| sh.l2_err(e)),
-            None => Ok(()),
+        let r = match (self.l2(), &sh.bus) {
+            (Some(l2), Some(bus)) => {
+                // A new generation first: from this moment every entry of
+                // the namespace is gone for every instance (the bus tells
+                // them; an instance that missed it re-reads the generation
+                // after its reconnect). Then the scan frees the memory.
+                let g = new_version();
+                let msg = bus.generation_message(g);
+                let publish = Publish {
+                    channel: &bus.channel,
+                    msg: &msg,
+                };
+                match l2
+                    .bump_version(&generation_key(&sh.namespace), g, &publish)
+                    .await
+                {
+                    Ok(()) => {
+                        sh.versions.set_generation(g);
+                        l2.clear(&sh.namespace, &namespace_pattern(&sh.namespace))
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| sh.l2_err(e))
+                    }
+                    Err(e) => Err(sh.l2_err(e)),
+                }
+            }
+            _ => Ok(()),
         };
         if let Some(l1) = &sh.l1 {
             l1.clear();
         }
         r
+    }
+
+    /// Invalidate every entry carrying any of `tags`, in every instance:
+    /// one `SET` per tag in Redis (a new random version, announced on the
+    /// bus), no matter how many entries carry it. Those entries become
+    /// stale: servable as stale values within their grace (by callers that
+    /// accept stale values, or as a fail-safe fallback), otherwise reloaded.
+    pub async fn invalidate_tags(&self, tags: &[&str]) -> Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        for t in tags {
+            validate_tag(t)?;
+        }
+        let sh = &self.shared;
+        Metrics::add(&sh.metrics.tag_invalidations, tags.len() as u64);
+        let (Some(l2), Some(bus)) = (self.l2(), &sh.bus) else {
+            for t in tags {
+                sh.versions.set_tag(t, new_version());
+            }
+            return Ok(());
+        };
+        let bumps = tags.iter().map(|t| async move {
+            let v = new_version();
+            let msg = bus.tags_message(&[(t, v)]);
+            let publish = Publish {
+                channel: &bus.channel,
+                msg: &msg,
+            };
+            let r = l2
+                .bump_version(&tag_key(&sh.namespace, t), v, &publish)
+                .await;
+            // Locally at once, whatever Redis said: never serve what the
+            // caller just invalidated.
+            sh.versions.set_tag(t, v);
+            r
+        });
+        for r in futures_util::future::join_all(bumps).await {
+            r.map_err(|e| sh.l2_err(e))?;
+        }
+        Ok(())
     }
 
     /// Read-through lookup: the core of `get_or_set`.
@@ -910,28 +1202,29 @@ impl Cache {
     /// caller loads, which is what a read-through cache is for.
     pub async fn lookup(&self, key: &str, policy: &LookupPolicy) -> Result<Lookup> {
         self.check(key)?;
+        for t in &policy.tags {
+            validate_tag(t)?;
+        }
         let sh = &self.shared;
         let start = tokio::time::Instant::now();
         'outer: loop {
             let mut stale = None;
-            if let Some(l1) = &sh.l1 {
-                if let Some(e) = l1.get(key).await {
-                    let now = now_ms();
-                    if e.meta.is_fresh(now) {
+            if sh.l1.is_some() {
+                match sh.l1_judged(key).await {
+                    Judged::Fresh(e) => {
                         Metrics::inc(&sh.metrics.l1_hits);
                         // Due for an early refresh: one caller (whoever
                         // finds no load in progress) tries to refresh in the
                         // background; everyone is served the value.
-                        if policy.due(&e.meta, now)
+                        if policy.due(&e.meta, now_ms())
                             && let Some(guard) = flight::try_lead(sh, key)
                         {
                             return Ok(self.refresh_early(guard, e, policy).await);
                         }
                         return Ok(Lookup::Fresh(e));
                     }
-                    if policy.keeps_stale() && e.meta.is_live(now) {
-                        stale = Some(e);
-                    }
+                    Judged::Stale(e) if policy.keeps_stale() => stale = Some(e),
+                    _ => {}
                 }
                 Metrics::inc(&sh.metrics.l1_misses);
             }
@@ -1023,13 +1316,14 @@ impl Cache {
                     None => (None, None),
                 };
                 let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(key));
+                let snapshot = sh.stamp(&policy.tags, &[]).await?;
                 Ok(Lookup::Lead(Lease::new(
                     guard,
                     rk,
                     fence,
                     epoch,
                     None,
-                    policy.fallback(stale),
+                    policy.fallback(stale, snapshot),
                 )))
             }
         }
@@ -1065,13 +1359,14 @@ impl Cache {
         fleet: Option<FleetLease>,
         stale: Option<Arc<Entry>>,
         policy: &LookupPolicy,
+        snapshot: Vec<(String, u64)>,
     ) -> Lookup {
         let sh = &self.shared;
         match stale {
             Some(s) if policy.allow_stale => {
                 guard.offer_stale(s.clone(), StaleKind::Swr);
                 Metrics::inc(&sh.metrics.stale_served);
-                let fallback = policy.fallback(Some(s.clone()));
+                let fallback = policy.fallback(Some(s.clone()), snapshot);
                 Lookup::Stale(
                     s,
                     Some(Lease::new(guard, rk, fence, epoch, fleet, fallback)),
@@ -1083,7 +1378,7 @@ impl Cache {
                 fence,
                 epoch,
                 fleet,
-                policy.fallback(stale),
+                policy.fallback(stale, snapshot),
             )),
         }
     }
@@ -1104,16 +1399,16 @@ impl Cache {
         let mut epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key));
         // A flight that finished between our L1 miss and joining left its
         // value in L1: take it rather than loading again.
-        if let Some(l1) = &sh.l1
-            && let Some(e) = l1.get(&key).await
-            && e.meta.is_fresh(now_ms())
-        {
+        if let Judged::Fresh(e) = sh.l1_judged(&key).await {
             Metrics::inc(&sh.metrics.l1_hits);
             guard.resolve(FlightState::Value(e.clone()));
             return Ok(Lookup::Fresh(e));
         }
+        // The versions the loaded value will record, taken before the load
+        // starts: an invalidation during the load makes its result stale.
+        let snapshot = sh.stamp(&policy.tags, &[]).await?;
         let (Some(l2), Some(bus)) = (self.l2(), &sh.bus) else {
-            return Ok(self.leased(guard, None, None, epoch, None, stale, policy));
+            return Ok(self.leased(guard, None, None, epoch, None, stale, policy, snapshot));
         };
         let rk = sh.rkeys(&key);
         let keep_stale = policy.keeps_stale();
@@ -1124,10 +1419,12 @@ impl Cache {
         match l2.get(&rk).await {
             Ok(bytes) => {
                 seen = bytes.clone();
-                let entry = bytes.and_then(|b| sh.decode(&b)).map(Arc::new);
-                let now = now_ms();
-                match entry {
-                    Some(e) if e.meta.is_fresh(now) => {
+                let judged = match bytes.and_then(|b| sh.decode(&b)) {
+                    Some(e) => sh.judge(Arc::new(e)).await,
+                    None => Judged::Miss,
+                };
+                match judged {
+                    Judged::Fresh(e) => {
                         Metrics::inc(&sh.metrics.l2_hits);
                         if let Some(l1) = &sh.l1
                             && sh.l1_may_hold(&e)
@@ -1137,7 +1434,7 @@ impl Cache {
                         guard.resolve(FlightState::Value(e.clone()));
                         return Ok(Lookup::Fresh(e));
                     }
-                    Some(e) if keep_stale && e.meta.is_live(now) => {
+                    Judged::Stale(e) if keep_stale => {
                         Metrics::inc(&sh.metrics.l2_misses);
                         stale = Some(e);
                     }
@@ -1147,12 +1444,30 @@ impl Cache {
             Err(_) => {
                 // Redis trouble: load without touching L2 (no fence).
                 Metrics::inc(&sh.metrics.l2_errors);
-                return Ok(self.leased(guard, None, None, epoch, None, stale, policy));
+                return Ok(self.leased(
+                    guard,
+                    None,
+                    None,
+                    epoch,
+                    None,
+                    stale,
+                    policy,
+                    snapshot.clone(),
+                ));
             }
         }
         if !sh.fleet_lease {
             let fence = self.fence(&rk).await;
-            return Ok(self.leased(guard, Some(rk), fence, epoch, None, stale, policy));
+            return Ok(self.leased(
+                guard,
+                Some(rk),
+                fence,
+                epoch,
+                None,
+                stale,
+                policy,
+                snapshot.clone(),
+            ));
         }
 
         let wait = policy.wait_timeout.unwrap_or(self.wait_timeout);
@@ -1173,7 +1488,7 @@ impl Cache {
             let (pttl_ms, value) = match acquired {
                 Ok(Acquire::Taken { value, fence }) => {
                     let value = if value == seen { None } else { value };
-                    if let Some(e) = sh.fresh(value.clone()) {
+                    if let Some(e) = sh.fresh(value.clone()).await {
                         // Filled between our miss and the lease.
                         flight::spawn_release(sh, &rk, &key, token);
                         if waited {
@@ -1184,11 +1499,8 @@ impl Cache {
                     if waited {
                         Metrics::inc(&sh.metrics.lease_takeovers);
                     }
-                    if keep_stale
-                        && let Some(e) = value.and_then(|b| sh.decode(&b))
-                        && e.meta.is_live(now_ms())
-                    {
-                        stale = Some(Arc::new(e));
+                    if keep_stale && let Some(e) = sh.stale(value).await {
+                        stale = Some(e);
                     }
                     let fleet = FleetLease::hold(sh, &rk, token);
                     return Ok(self.leased(
@@ -1199,6 +1511,7 @@ impl Cache {
                         Some(fleet),
                         stale,
                         policy,
+                        snapshot.clone(),
                     ));
                 }
                 Ok(Acquire::Held { pttl_ms, value }) => {
@@ -1212,21 +1525,27 @@ impl Cache {
                 Err(_) => {
                     Metrics::inc(&sh.metrics.l2_errors);
                     let fence = self.fence(&rk).await;
-                    return Ok(self.leased(guard, Some(rk), fence, epoch, None, stale, policy));
+                    return Ok(self.leased(
+                        guard,
+                        Some(rk),
+                        fence,
+                        epoch,
+                        None,
+                        stale,
+                        policy,
+                        snapshot.clone(),
+                    ));
                 }
             };
             // Another process is loading.
-            if let Some(e) = sh.fresh(value.clone()) {
+            if let Some(e) = sh.fresh(value.clone()).await {
                 if waited {
                     Metrics::inc(&sh.metrics.lease_fills_received);
                 }
                 return Ok(self.filled(guard, &key, e, epoch).await);
             }
-            if keep_stale
-                && let Some(e) = value.and_then(|b| sh.decode(&b))
-                && e.meta.is_live(now_ms())
-            {
-                stale = Some(Arc::new(e));
+            if keep_stale && let Some(e) = sh.stale(value).await {
+                stale = Some(e);
             }
             if policy.allow_stale
                 && let Some(s) = stale
@@ -1276,7 +1595,16 @@ impl Cache {
                     }
                     OnWaitTimeout::Load => {
                         let fence = self.fence(&rk).await;
-                        Ok(self.leased(guard, Some(rk), fence, epoch, None, stale, policy))
+                        Ok(self.leased(
+                            guard,
+                            Some(rk),
+                            fence,
+                            epoch,
+                            None,
+                            stale,
+                            policy,
+                            snapshot.clone(),
+                        ))
                     }
                 };
             }
@@ -1329,7 +1657,15 @@ impl Cache {
         let sh = &self.shared;
         let key = guard.key.clone();
         let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key));
-        let fallback = policy.fallback(Some(e.clone()));
+        let snapshot = match sh.stamp(&policy.tags, &[]).await {
+            Ok(s) => s,
+            Err(_) => {
+                // Tag names were checked by `lookup`; nothing to refresh.
+                guard.resolve(FlightState::Value(e.clone()));
+                return Lookup::Fresh(e);
+            }
+        };
+        let fallback = policy.fallback(Some(e.clone()), snapshot);
         let (Some(l2), true) = (self.l2(), sh.fleet_lease) else {
             let rk = sh.l2.as_ref().map(|_| sh.rkeys(&key));
             let fence = match &rk {
@@ -1341,8 +1677,9 @@ impl Cache {
         };
         let rk = sh.rkeys(&key);
         let token = Self::new_token();
-        let newer = |v: Option<Vec<u8>>| {
+        let newer = async |v: Option<Vec<u8>>| {
             sh.fresh(v)
+                .await
                 .filter(|n| n.meta.created_at_ms > e.meta.created_at_ms)
         };
         match l2
@@ -1350,7 +1687,7 @@ impl Cache {
             .await
         {
             Ok(Acquire::Taken { value, fence }) => {
-                if let Some(n) = newer(value) {
+                if let Some(n) = newer(value).await {
                     flight::spawn_release(sh, &rk, &key, token);
                     return self.filled(guard, &key, n, epoch).await;
                 }
@@ -1368,7 +1705,7 @@ impl Cache {
                     )),
                 )
             }
-            Ok(Acquire::Held { value, .. }) => match newer(value) {
+            Ok(Acquire::Held { value, .. }) => match newer(value).await {
                 Some(n) => self.filled(guard, &key, n, epoch).await,
                 None => {
                     guard.resolve(FlightState::Value(e.clone()));
@@ -1394,11 +1731,7 @@ impl Cache {
     async fn try_lease_inner(&self, key: &str, force: bool) -> Result<Option<Lease>> {
         self.check(key)?;
         let sh = &self.shared;
-        if !force
-            && let Some(l1) = &sh.l1
-            && let Some(e) = l1.get(key).await
-            && e.meta.is_fresh(now_ms())
-        {
+        if !force && let Judged::Fresh(_) = sh.l1_judged(key).await {
             return Ok(None);
         }
         let Some(mut guard) = flight::try_lead(sh, key) else {
@@ -1406,6 +1739,7 @@ impl Cache {
         };
         let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(key));
         let policy = LookupPolicy::default();
+        let snapshot = sh.stamp(&[], &[]).await?;
         let Some(l2) = self.l2() else {
             return Ok(Some(Lease::new(
                 guard,
@@ -1413,7 +1747,7 @@ impl Cache {
                 None,
                 epoch,
                 None,
-                policy.fallback(None),
+                policy.fallback(None, snapshot.clone()),
             )));
         };
         let rk = sh.rkeys(key);
@@ -1421,7 +1755,7 @@ impl Cache {
         if !sh.fleet_lease {
             if !force
                 && let Ok(v) = l2.get(&rk).await
-                && let Some(e) = sh.fresh(v)
+                && let Some(e) = sh.fresh(v).await
             {
                 self.filled(guard, &k, e, epoch).await;
                 return Ok(None);
@@ -1433,7 +1767,7 @@ impl Cache {
                 fence,
                 epoch,
                 None,
-                policy.fallback(None),
+                policy.fallback(None, snapshot.clone()),
             )));
         }
         let token = Self::new_token();
@@ -1442,7 +1776,7 @@ impl Cache {
             .await
         {
             Ok(Acquire::Taken { value, fence }) => {
-                if !force && let Some(e) = sh.fresh(value) {
+                if !force && let Some(e) = sh.fresh(value).await {
                     flight::spawn_release(sh, &rk, &k, token);
                     self.filled(guard, &k, e, epoch).await;
                     return Ok(None);
@@ -1454,7 +1788,7 @@ impl Cache {
                     Some(fence),
                     epoch,
                     Some(fleet),
-                    policy.fallback(None),
+                    policy.fallback(None, snapshot.clone()),
                 )))
             }
             Ok(Acquire::Held { .. }) => {

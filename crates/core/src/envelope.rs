@@ -35,7 +35,9 @@
 //! accepts that form (`-?[0-9]{1,19}` that parses as an `i64`) and returns it
 //! as an `INT` entry with no freshness metadata (the Redis TTL alone governs
 //! it). Such entries never enter L1 when Redis is configured, because other
-//! processes change them in place.
+//! processes change them in place. An integer written *with tags* is stored
+//! as a regular envelope instead (the tag versions need it); it reads back
+//! the same but cannot be incremented.
 
 use std::sync::Arc;
 
@@ -203,7 +205,14 @@ impl Codec {
 
     /// The bytes to store in Redis for `entry`.
     pub fn encode(&self, entry: &Entry) -> Bytes {
-        if entry.meta.format == Format::INT {
+        // Tagged integers keep the envelope: the bare form has nowhere to
+        // record tag versions (so they cannot be incremented either).
+        let tagged = entry
+            .meta
+            .tags
+            .iter()
+            .any(|(n, _)| n != crate::versions::GENERATION_TAG);
+        if entry.meta.format == Format::INT && !tagged {
             return entry.payload.clone();
         }
         let compressed;

@@ -227,6 +227,10 @@ pub(crate) struct Fallback {
     pub(crate) entry: Option<Arc<Entry>>,
     pub(crate) fail_safe: bool,
     pub(crate) throttle: Duration,
+    /// Tag versions and generation taken before the load started; the
+    /// loaded value records these, so an invalidation during the load
+    /// makes it stale at once.
+    pub(crate) snapshot: Vec<(String, u64)>,
 }
 
 /// The right (and duty) to load one key: you are the only caller in this
@@ -380,7 +384,11 @@ impl Lease {
             opts.load_duration = Some(self.started.elapsed());
         }
 
-        let entry = match shared.build_entry(payload, &opts) {
+        let built = match shared.stamp(&opts.tags, &self.fallback.snapshot).await {
+            Ok(tags) => shared.build_entry(payload, &opts, tags),
+            Err(e) => Err(e),
+        };
+        let entry = match built {
             Ok(e) => Arc::new(e),
             Err(e) => {
                 self.release_fleet();
@@ -488,6 +496,18 @@ impl Lease {
         Metrics::inc(&shared.metrics.fail_safe_served);
         let now = crate::clock::now_ms();
         let mut kept = (*stale).clone();
+        // Kept on purpose: record the current versions, or a tag
+        // invalidation that made it stale would keep it stale.
+        let names: Vec<String> = kept
+            .meta
+            .tags
+            .iter()
+            .filter(|(n, _)| n != crate::versions::GENERATION_TAG)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if let Ok(tags) = shared.stamp(&names, &[]).await {
+            kept.meta.tags = tags;
+        }
         let grace = stale.meta.stale_until_ms.saturating_sub(now);
         kept.meta.fresh_until_ms = now.saturating_add(self.fallback.throttle.as_millis() as u64);
         kept.meta.stale_until_ms = kept.meta.fresh_until_ms.saturating_add(grace);

@@ -4,6 +4,8 @@
 //! sc:<namespace>:{<k>}          the entry (envelope or counter)
 //! sc:<namespace>:{<k>}:tomb     tombstone: Redis time (µs) of the last delete
 //! sc:<namespace>:{<k>}:lease    fleet lease (token), see `docs/architecture.md`
+//! sc:<namespace>:t:{<tag>}      a tag's current version (random u64)
+//! sc:<namespace>:gen            the namespace's generation (random u64)
 //! ```
 //!
 //! `<k>` is the caller's key, or `#` + hex SHA-256 of it when the key
@@ -66,23 +68,49 @@ impl RedisKeys {
     }
 }
 
-/// Build the Redis key names for `key` in `namespace`.
-pub fn redis_keys(namespace: &str, key: &str) -> RedisKeys {
-    let needs_hash = key.len() > MAX_PLAIN_KEY_BYTES
-        || key.starts_with('#')
-        || key.bytes().any(|b| b == b'{' || b == b'}');
-    let value = if needs_hash {
-        let digest = Sha256::digest(key.as_bytes());
+/// `{<k>}` (or `{#<sha256 hex>}` for awkward names): a hash-tagged slot name.
+fn slot_name(name: &str) -> String {
+    let needs_hash = name.len() > MAX_PLAIN_KEY_BYTES
+        || name.starts_with('#')
+        || name.bytes().any(|b| b == b'{' || b == b'}');
+    if needs_hash {
+        let digest = Sha256::digest(name.as_bytes());
         let mut hexed = String::with_capacity(64);
         for b in digest {
             use std::fmt::Write;
             let _ = write!(hexed, "{b:02x}");
         }
-        format!("sc:{namespace}:{{#{hexed}}}")
+        format!("{{#{hexed}}}")
     } else {
-        format!("sc:{namespace}:{{{key}}}")
-    };
-    RedisKeys { value }
+        format!("{{{name}}}")
+    }
+}
+
+/// Build the Redis key names for `key` in `namespace`.
+pub fn redis_keys(namespace: &str, key: &str) -> RedisKeys {
+    RedisKeys {
+        value: format!("sc:{namespace}:{}", slot_name(key)),
+    }
+}
+
+/// The Redis key holding `tag`'s current version in `namespace`.
+pub fn tag_key(namespace: &str, tag: &str) -> String {
+    format!("sc:{namespace}:t:{}", slot_name(tag))
+}
+
+/// The Redis key holding `namespace`'s generation.
+pub fn generation_key(namespace: &str) -> String {
+    format!("sc:{namespace}:gen")
+}
+
+/// Whether a key found by `clear()`'s scan is version state (a tag's
+/// version or the generation), which `clear()` keeps: deleting it would let
+/// processes that cached the old value and processes that recreate it
+/// disagree.
+pub(crate) fn is_version_key(namespace: &str, redis_key: &[u8]) -> bool {
+    let gen_key = generation_key(namespace);
+    let tag_prefix = format!("sc:{namespace}:t:");
+    redis_key == gen_key.as_bytes() || redis_key.starts_with(tag_prefix.as_bytes())
 }
 
 /// `SCAN MATCH` pattern for every record of `namespace`.
@@ -99,6 +127,22 @@ pub fn bus_channel(namespace: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_keys() {
+        assert_eq!(tag_key("shop", "user:1"), "sc:shop:t:{user:1}");
+        assert!(tag_key("shop", "a{b}").starts_with("sc:shop:t:{#"));
+        assert_eq!(generation_key("shop"), "sc:shop:gen");
+        assert!(is_version_key("shop", b"sc:shop:gen"));
+        assert!(is_version_key("shop", b"sc:shop:t:{x}"));
+        // An entry whose key starts with "t:" is not version state: entry
+        // records always start with a brace after the namespace.
+        assert!(!is_version_key(
+            "shop",
+            redis_keys("shop", "t:x").value.as_bytes()
+        ));
+        assert!(!is_version_key("shop", b"sc:shop:{gen}"));
+    }
 
     #[test]
     fn layout() {

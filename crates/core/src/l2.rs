@@ -65,6 +65,12 @@ pub(crate) struct L2 {
     conn: RwLock<Option<(u64, Conn)>>,
 }
 
+/// A bus message to publish from inside a script.
+pub(crate) struct Publish<'a> {
+    pub(crate) channel: &'a str,
+    pub(crate) msg: &'a [u8],
+}
+
 /// What a completing load tells Redis besides the value: the fleet lease
 /// to release (`""`: none) and the bus message to publish.
 pub(crate) struct Notice<'a> {
@@ -105,12 +111,53 @@ macro_rules! script {
     };
 }
 
-// KEYS[1]=value KEYS[2]=tomb; ARGV[1]=token ARGV[2]=tomb px.
-// The tombstone fences loads that started before this delete.
+// KEYS[1]=value KEYS[2]=tomb; ARGV[1]=token ARGV[2]=tomb px ARGV[3]=channel
+// ARGV[4]=bus message. The tombstone fences loads that started before
+// this delete; the message evicts every other instance's L1 copy.
 script!(
     delete_script,
     r"redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return redis.call('DEL', KEYS[1])"
+local n = redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return n"
+);
+
+// KEYS[1]=value KEYS[2]=lease KEYS[3]=tomb; ARGV[1]=envelope ARGV[2]=px or
+// '0' ARGV[3]=token ARGV[4]=tomb px ARGV[5]=channel ARGV[6]=bus message.
+// A write; if a load of the key is in flight somewhere (its fleet lease
+// exists), a new fence token makes that load's late result lose to this
+// write. Then every other instance evicts its L1 copy.
+script!(
+    set_script,
+    r"if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1])
+else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+end
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1"
+);
+
+// KEYS[1]=version key; ARGV[1]=candidate ARGV[2]=channel ARGV[3]=bus
+// message announcing the candidate. The current version of a tag or of
+// the namespace generation; created (and announced) if missing, so a
+// version evicted from Redis is replaced by a new one, never by an old one.
+script!(
+    ensure_script,
+    r"local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return ARGV[1]"
+);
+
+// KEYS[1]=version key; ARGV[1]=new version ARGV[2]=channel ARGV[3]=bus
+// message. Invalidate: a new random version, announced.
+script!(
+    bump_script,
+    r"redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1"
 );
 
 // KEYS[1]=value KEYS[2]=tomb KEYS[3]=lease; ARGV[1]=envelope ARGV[2]=px
@@ -184,12 +231,14 @@ if type(r) == 'table' and r.err then return {2} end
 return {1, r}"
 );
 
-// KEYS[1]=value; ARGV[1]=expected ARGV[2]=new ARGV[3]=px or '0'.
+// KEYS[1]=value; ARGV[1]=expected ARGV[2]=new ARGV[3]=px or '0'
+// ARGV[4]=channel ARGV[5]=bus message (published when replaced).
 script!(
     cas_script,
     r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2])
 else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1"
 );
 
@@ -321,20 +370,88 @@ impl L2 {
         self.query(&cmd).await
     }
 
-    pub(crate) async fn set(&self, k: &RedisKeys, bytes: &[u8], px: Option<u64>) -> Result<()> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&k.value).arg(bytes);
-        if let Some(px) = px {
-            cmd.arg("PX").arg(px.max(1));
-        }
-        self.query::<()>(&cmd).await
+    /// A write, fencing in-flight loads of the key and published.
+    pub(crate) async fn set(
+        &self,
+        k: &RedisKeys,
+        bytes: &[u8],
+        px: Option<u64>,
+        tomb_px: u64,
+        publish: &Publish<'_>,
+    ) -> Result<()> {
+        let lease = k.lease();
+        let tomb = k.tomb();
+        let px = px_arg(px);
+        let token = format!("{:032x}", rand::random::<u128>());
+        let tomb_px = tomb_px.max(1).to_string();
+        let _: i64 = self
+            .invoke(
+                set_script(),
+                &[&k.value, &lease, &tomb],
+                &[
+                    bytes,
+                    px.as_bytes(),
+                    token.as_bytes(),
+                    tomb_px.as_bytes(),
+                    publish.channel.as_bytes(),
+                    publish.msg,
+                ],
+            )
+            .await?;
+        Ok(())
     }
 
     pub(crate) async fn set_many(
         &self,
-        items: &[(RedisKeys, bytes::Bytes, Option<u64>)],
+        items: &[(RedisKeys, bytes::Bytes, Option<u64>, Vec<u8>)],
+        tomb_px: u64,
+        channel: &str,
     ) -> Vec<Result<()>> {
-        join_all(items.iter().map(|(k, b, px)| self.set(k, b, *px))).await
+        join_all(items.iter().map(|(k, b, px, msg)| async move {
+            self.set(k, b, *px, tomb_px, &Publish { channel, msg })
+                .await
+        }))
+        .await
+    }
+
+    /// A tag's or the generation's current version (created if missing).
+    pub(crate) async fn ensure_version(
+        &self,
+        key: &str,
+        candidate: u64,
+        publish: &Publish<'_>,
+    ) -> Result<u64> {
+        let c = candidate.to_string();
+        let v: Vec<u8> = self
+            .invoke(
+                ensure_script(),
+                &[key],
+                &[c.as_bytes(), publish.channel.as_bytes(), publish.msg],
+            )
+            .await?;
+        Ok(std::str::from_utf8(&v)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|v| *v != 0)
+            .unwrap_or(0))
+    }
+
+    /// Set a tag's or the generation's version to `new`, announced.
+    pub(crate) async fn bump_version(
+        &self,
+        key: &str,
+        new: u64,
+        publish: &Publish<'_>,
+    ) -> Result<()> {
+        let n = new.to_string();
+        let _: i64 = self
+            .invoke(
+                bump_script(),
+                &[key],
+                &[n.as_bytes(), publish.channel.as_bytes(), publish.msg],
+            )
+            .await?;
+        Ok(())
     }
 
     /// `SET NX`; true when stored.
@@ -463,8 +580,13 @@ impl L2 {
         Ok(n == 1)
     }
 
-    /// Delete and leave a tombstone; true when the key existed.
-    pub(crate) async fn delete(&self, k: &RedisKeys, tomb_px: u64) -> Result<bool> {
+    /// Delete and leave a tombstone, published; true when the key existed.
+    pub(crate) async fn delete(
+        &self,
+        k: &RedisKeys,
+        tomb_px: u64,
+        publish: &Publish<'_>,
+    ) -> Result<bool> {
         let tomb = k.tomb();
         let token = format!("{:032x}", rand::random::<u128>());
         let px = tomb_px.max(1).to_string();
@@ -472,7 +594,12 @@ impl L2 {
             .invoke(
                 delete_script(),
                 &[&k.value, &tomb],
-                &[token.as_bytes(), px.as_bytes()],
+                &[
+                    token.as_bytes(),
+                    px.as_bytes(),
+                    publish.channel.as_bytes(),
+                    publish.msg,
+                ],
             )
             .await?;
         Ok(n > 0)
@@ -497,10 +624,21 @@ impl L2 {
         old: &[u8],
         new: &[u8],
         px: Option<u64>,
+        publish: &Publish<'_>,
     ) -> Result<bool> {
         let px = px_arg(px);
         let n: i64 = self
-            .invoke(cas_script(), &[&k.value], &[old, new, px.as_bytes()])
+            .invoke(
+                cas_script(),
+                &[&k.value],
+                &[
+                    old,
+                    new,
+                    px.as_bytes(),
+                    publish.channel.as_bytes(),
+                    publish.msg,
+                ],
+            )
             .await?;
         Ok(n == 1)
     }
@@ -524,7 +662,7 @@ impl L2 {
 
     /// Remove every key matching `pattern` (this namespace's records only).
     /// Returns how many were removed.
-    pub(crate) async fn clear(&self, pattern: &str) -> Result<u64> {
+    pub(crate) async fn clear(&self, namespace: &str, pattern: &str) -> Result<u64> {
         let mut conn = self.conn()?;
         let nodes: Vec<Option<(String, u16)>> = match &conn {
             Conn::Single(_) => vec![None],
@@ -556,6 +694,10 @@ impl L2 {
                     }
                     _ => self.query(&scan).await?,
                 };
+                let keys: Vec<Vec<u8>> = keys
+                    .into_iter()
+                    .filter(|k| !crate::key::is_version_key(namespace, k))
+                    .collect();
                 if !keys.is_empty() {
                     // UNLINK per key: on Cluster the keys span many slots.
                     let results = join_all(keys.iter().map(|k| self.unlink(k))).await;

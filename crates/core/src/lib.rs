@@ -53,6 +53,7 @@ mod l1;
 mod l2;
 mod metrics;
 pub mod runtime;
+mod versions;
 
 pub use cache::{
     Cache, DEFAULT_FAIL_SAFE_THROTTLE, Lookup, LookupPolicy, OnWaitTimeout, Ttl, WriteOptions,

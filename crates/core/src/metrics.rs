@@ -105,6 +105,17 @@ counters! {
     bus_received,
     /// Bus messages ignored as malformed or from a newer format.
     bus_bad_messages,
+    /// Bus subscriptions lost (L1 is not served until it is back).
+    bus_outages,
+    /// L1 reads skipped because the bus was interrupted.
+    l1_distrusted,
+    /// Tags invalidated (`invalidate_tags`).
+    tag_invalidations,
+    /// Entries found stale because one of their tags was invalidated.
+    stale_by_tag,
+    /// Entries found gone because the namespace was cleared since (or
+    /// whose versions could not be checked).
+    stale_by_generation,
 }
 
 fn counter_help(name: &str) -> &'static str {
@@ -139,6 +150,11 @@ fn counter_help(name: &str) -> &'static str {
         "bus_connects" => "bus subscriptions established",
         "bus_received" => "bus messages from other instances applied",
         "bus_bad_messages" => "malformed or unknown bus messages ignored",
+        "bus_outages" => "bus subscriptions lost",
+        "l1_distrusted" => "L1 reads skipped while the bus was interrupted",
+        "tag_invalidations" => "tags invalidated",
+        "stale_by_tag" => "entries found stale by a tag invalidation",
+        "stale_by_generation" => "entries found gone by a namespace clear",
         _ => "",
     }
 }
@@ -147,6 +163,11 @@ impl Metrics {
     #[inline]
     pub(crate) fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
     }
 }
 

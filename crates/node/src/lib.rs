@@ -384,6 +384,13 @@ impl NativeCache {
         self.inner.clear().await.map_err(js_err)
     }
 
+    /// Invalidate every entry carrying any of `tags`, fleet-wide.
+    #[napi]
+    pub async fn invalidate_tags(&self, tags: Vec<String>) -> Result<()> {
+        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        self.inner.invalidate_tags(&refs).await.map_err(js_err)
+    }
+
     #[napi]
     pub fn close(&self) {
         self.inner.close();
@@ -459,10 +466,12 @@ pub struct NativePolicy {
     pub fail_safe_throttle_ms: Option<f64>,
     pub soft_timeout_ms: Option<f64>,
     pub hard_timeout_ms: Option<f64>,
+    pub tags: Option<Vec<String>>,
 }
 
 impl NativePolicy {
     fn build(&self) -> Result<LookupPolicy> {
+        // Tag names are checked by the core's lookup (E_INVALID_VALUE).
         let mut policy = LookupPolicy::default()
             .allow_stale(self.allow_stale.unwrap_or(false))
             .fail_safe(self.fail_safe.unwrap_or(false))
@@ -494,6 +503,9 @@ impl NativePolicy {
         }
         if let Some(t) = self.hard_timeout_ms {
             policy = policy.hard_timeout(ms("hardTimeout", t)?);
+        }
+        if let Some(tags) = &self.tags {
+            policy = policy.tags(tags.clone());
         }
         Ok(policy)
     }

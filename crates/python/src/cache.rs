@@ -255,6 +255,24 @@ impl PyCache {
         run(py, self.inner.clear()).py(py)
     }
 
+    /// Invalidate every entry carrying any of `tags`, fleet-wide.
+    fn invalidate_tags(&self, py: Python<'_>, tags: Vec<String>) -> PyResult<()> {
+        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        run(py, self.inner.invalidate_tags(&refs)).py(py)
+    }
+
+    fn ainvalidate_tags<'py>(
+        &self,
+        py: Python<'py>,
+        tags: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        awaitable(py, async move {
+            let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+            c.invalidate_tags(&refs).await.map_err(py_err)
+        })
+    }
+
     fn close(&self) {
         self.inner.close();
     }
@@ -515,7 +533,7 @@ impl PyPolicy {
     #[pyo3(signature = (
         *, allow_stale = false, wait_timeout = None, early_refresh = None, refresh_ahead = None,
         fail_safe = false, fail_safe_throttle = 30.0, soft_timeout = None, hard_timeout = None,
-        wait_timeout_fails = false
+        wait_timeout_fails = false, tags = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -528,6 +546,7 @@ impl PyPolicy {
         soft_timeout: Option<f64>,
         hard_timeout: Option<f64>,
         wait_timeout_fails: bool,
+        tags: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let mut p = policy(allow_stale, wait_timeout, early_refresh, refresh_ahead)?
             .fail_safe(fail_safe)
@@ -542,6 +561,16 @@ impl PyPolicy {
         }
         if let Some(t) = hard_timeout {
             p = p.hard_timeout(secs("hard_timeout", t)?);
+        }
+        if let Some(tags) = tags {
+            for t in &tags {
+                if t.is_empty() || t.len() > 255 || t.starts_with('\0') {
+                    return Err(PyValueError::new_err(
+                        "tag names must be 1-255 bytes and must not start with NUL",
+                    ));
+                }
+            }
+            p = p.tags(tags);
         }
         Ok(PyPolicy { inner: p })
     }

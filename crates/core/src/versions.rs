@@ -1,0 +1,202 @@
+//! Tag versions and the namespace generation: invalidation in O(1) Redis
+//! work, without scanning keys and without comparing clocks.
+//!
+//! Every tag has a current *version* in Redis (`sc:<ns>:t:{<tag>}`), a
+//! random non-zero u64; the namespace has a *generation*
+//! (`sc:<ns>:gen`), also random. An entry records, when it is built, the
+//! version of each of its tags and (with Redis) the generation, as tags of
+//! its envelope (the generation under the reserved name [`GENERATION_TAG`]).
+//! An entry is usable only while every recorded value equals the current
+//! one:
+//!
+//! - `invalidate_tags` gives each tag a new random version (one `SET` per
+//!   tag) and announces it on the bus: every entry carrying an older version
+//!   anywhere in the fleet is stale from then on (servable only as a stale
+//!   value, within its grace, by callers that accept stale values);
+//! - `clear()` gives the namespace a new generation: every older entry is
+//!   gone.
+//!
+//! Versions are compared for equality, never ordered, so no clock is
+//! involved, and a version that disappears from Redis (eviction) is
+//! replaced by a *new* random one (the `ensure` script), which invalidates
+//! rather than resurrects. Each process caches the versions it has seen;
+//! the bus keeps that cache current, and it is dropped whenever the bus
+//! subscription was interrupted (messages may have been missed).
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::envelope::Entry;
+use crate::error::{Error, Result};
+
+/// Envelope tag name under which an entry records the namespace
+/// generation. User tags cannot start with NUL.
+pub const GENERATION_TAG: &str = "\0gen";
+
+/// Bound on cached tag versions per namespace; past it the cache starts
+/// over (versions are re-read from Redis on demand).
+const MAX_CACHED_TAGS: usize = 100_000;
+
+/// A new random version (never 0, which means "unknown").
+pub(crate) fn new_version() -> u64 {
+    rand::random::<u64>() | 1
+}
+
+/// Check a user's tag name.
+pub(crate) fn validate_tag(t: &str) -> Result<()> {
+    if t.is_empty() || t.len() > 255 || t.starts_with('\0') {
+        return Err(Error::InvalidValue(
+            "tag names must be 1-255 bytes and must not start with NUL".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether an entry may be used, judged by the versions it recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Validity {
+    /// Every recorded version is current.
+    Current,
+    /// A tag was invalidated since: the entry is stale (servable only as a
+    /// stale value, within its grace).
+    TagStale,
+    /// The namespace was cleared since: the entry does not exist.
+    Gone,
+    /// A recorded version is not known here yet: resolve and check again.
+    Unknown,
+}
+
+#[derive(Default)]
+pub(crate) struct Versions {
+    tags: RwLock<HashMap<String, u64>>,
+    generation: AtomicU64,
+}
+
+impl Versions {
+    pub(crate) fn tag(&self, t: &str) -> Option<u64> {
+        self.tags
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(t)
+            .copied()
+    }
+
+    pub(crate) fn set_tag(&self, t: &str, v: u64) {
+        let mut g = self.tags.write().unwrap_or_else(|e| e.into_inner());
+        if g.len() >= MAX_CACHED_TAGS && !g.contains_key(t) {
+            g.clear();
+        }
+        g.insert(t.to_owned(), v);
+    }
+
+    pub(crate) fn set_tag_if_absent(&self, t: &str, v: u64) {
+        let mut g = self.tags.write().unwrap_or_else(|e| e.into_inner());
+        if !g.contains_key(t) {
+            if g.len() >= MAX_CACHED_TAGS {
+                g.clear();
+            }
+            g.insert(t.to_owned(), v);
+        }
+    }
+
+    pub(crate) fn set_generation_if_absent(&self, g: u64) {
+        let _ = self
+            .generation
+            .compare_exchange(0, g, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    pub(crate) fn generation(&self) -> Option<u64> {
+        match self.generation.load(Ordering::Acquire) {
+            0 => None,
+            g => Some(g),
+        }
+    }
+
+    pub(crate) fn set_generation(&self, g: u64) {
+        self.generation.store(g, Ordering::Release);
+    }
+
+    /// Forget everything (the bus was interrupted: messages may be lost).
+    pub(crate) fn reset(&self) {
+        self.tags.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.generation.store(0, Ordering::Release);
+    }
+
+    /// Judge `e` by the versions known here.
+    #[inline]
+    pub(crate) fn check(&self, e: &Entry) -> Validity {
+        if e.meta.tags.is_empty() {
+            return Validity::Current;
+        }
+        let mut out = Validity::Current;
+        let mut tags = None;
+        for (name, v) in &e.meta.tags {
+            if name == GENERATION_TAG {
+                match self.generation() {
+                    None => out = Validity::Unknown,
+                    Some(g) if g != *v => return Validity::Gone,
+                    Some(_) => {}
+                }
+                continue;
+            }
+            let t = tags.get_or_insert_with(|| self.tags.read().unwrap_or_else(|e| e.into_inner()));
+            match t.get(name.as_str()) {
+                None => out = Validity::Unknown,
+                Some(cur) if cur != v => {
+                    if out != Validity::Unknown {
+                        out = Validity::TagStale;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{Format, Meta};
+
+    fn entry(tags: Vec<(String, u64)>) -> Entry {
+        Entry {
+            meta: Meta {
+                format: Format::RAW,
+                created_at_ms: 1,
+                fresh_until_ms: 0,
+                stale_until_ms: 0,
+                load_us: 0,
+                tags,
+            },
+            payload: bytes::Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn equality_not_order() {
+        let v = Versions::default();
+        let e = entry(vec![("a".into(), 5), (GENERATION_TAG.into(), 9)]);
+        assert_eq!(v.check(&e), Validity::Unknown);
+        v.set_tag("a", 5);
+        v.set_generation(9);
+        assert_eq!(v.check(&e), Validity::Current);
+        v.set_tag("a", 3); // a *smaller* new version still invalidates
+        assert_eq!(v.check(&e), Validity::TagStale);
+        v.set_generation(2);
+        assert_eq!(v.check(&e), Validity::Gone);
+        v.reset();
+        assert_eq!(v.check(&e), Validity::Unknown);
+        assert_eq!(v.check(&entry(vec![])), Validity::Current);
+    }
+
+    #[test]
+    fn tag_names() {
+        assert!(validate_tag("user:1").is_ok());
+        assert!(validate_tag("").is_err());
+        assert!(validate_tag("\0gen").is_err());
+        assert!(validate_tag(&"x".repeat(256)).is_err());
+        assert_ne!(new_version(), 0);
+    }
+}
