@@ -17,7 +17,7 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede check-prereqs
+.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,8 +69,8 @@ lint-rust: ## rustfmt check, clippy with warnings as errors
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 lint-py: py-develop ## ruff, mypy (strict), stubtest of _native.pyi against the built module
-	$(VENV_BIN)/ruff check python tests/python tests/fleet benches/python benches/stampede
-	$(VENV_BIN)/ruff format --check python tests/python tests/fleet benches/python benches/stampede
+	$(VENV_BIN)/ruff check python tests/python tests/fleet benches/python benches/stampede benches/coherence
+	$(VENV_BIN)/ruff format --check python tests/python tests/fleet benches/python benches/stampede benches/coherence
 	$(VENV_BIN)/mypy
 	$(PY) -m mypy.stubtest stratacache._native
 
@@ -110,6 +110,10 @@ bench-stampede: check-prereqs node-build $(VENV)/.installed ## stampede scenario
 	$(MATURIN) develop --locked -q --release
 	cd benches/node && npm ci --ignore-scripts --no-audit --no-fund
 	$(WITH_REDIS) $(PY) benches/stampede/run.py
+
+bench-coherence: check-prereqs $(VENV)/.installed ## invalidation propagation latency across processes, tag invalidation cost vs tagged entries
+	$(MATURIN) develop --locked -q --release
+	$(WITH_REDIS) $(PY) benches/coherence/run.py
 
 bench-node: check-prereqs node-build ## Node benchmarks beside lru-cache, cache-manager 7, bentocache, ioredis
 	cd benches/node && npm ci --ignore-scripts --no-audit --no-fund

@@ -298,3 +298,113 @@ fn golden_vectors_hold_byte_for_byte() {
     }
     assert_eq!(env_now.bad, env.bad);
 }
+
+/// Bus messages (format v1, `bus.rs`): every kind, and malformed input.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct BusVector {
+    name: String,
+    /// `keys`, `released`, `tags`, `generation`, `tags_created`,
+    /// `generation_created`, or `invalid` (must not decode).
+    kind: String,
+    origin_hex: String,
+    sent_ms: u64,
+    names: Vec<String>,
+    versions: Vec<u64>,
+    encoded_hex: String,
+}
+
+fn bus_vectors() -> Vec<BusVector> {
+    use stratacache::bus::{BusEvent, BusMessage};
+    let origin = [0x5a; 16];
+    let sent_ms = 1_767_225_600_000;
+    let tags = |v: &[(&str, u64)]| v.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect();
+    let cases: Vec<(&str, BusEvent)> = vec![
+        ("keys", BusEvent::Keys(vec!["user:1".into(), "ключ".into()])),
+        ("released", BusEvent::Released(vec!["user:1".into()])),
+        (
+            "tags",
+            BusEvent::Tags(tags(&[("product:7", 0x0123_4567_89ab_cdef), ("t", 1)])),
+        ),
+        ("generation", BusEvent::Generation(0xfeed_beef)),
+        ("tags_created", BusEvent::TagsCreated(tags(&[("x", 3)]))),
+        ("generation_created", BusEvent::GenerationCreated(5)),
+    ];
+    let mut out = Vec::new();
+    for (kind, event) in cases {
+        let (names, versions) = match &event {
+            BusEvent::Keys(k) | BusEvent::Released(k) => (k.clone(), vec![]),
+            BusEvent::Tags(t) | BusEvent::TagsCreated(t) => (
+                t.iter().map(|(n, _)| n.clone()).collect(),
+                t.iter().map(|(_, v)| *v).collect(),
+            ),
+            BusEvent::Generation(g) | BusEvent::GenerationCreated(g) => (vec![], vec![*g]),
+            _ => unreachable!("every kind is listed"),
+        };
+        let msg = BusMessage {
+            origin,
+            sent_ms,
+            event,
+        };
+        out.push(BusVector {
+            name: kind.to_owned(),
+            kind: kind.to_owned(),
+            origin_hex: hex::encode(origin),
+            sent_ms,
+            names,
+            versions,
+            encoded_hex: hex::encode(msg.encode()),
+        });
+    }
+    let keys = hex::decode(&out[0].encoded_hex).expect("hex");
+    let mut bad = |name: &str, bytes: Vec<u8>| {
+        out.push(BusVector {
+            name: name.to_owned(),
+            kind: "invalid".into(),
+            origin_hex: String::new(),
+            sent_ms: 0,
+            names: vec![],
+            versions: vec![],
+            encoded_hex: hex::encode(bytes),
+        })
+    };
+    bad("truncated", keys[..keys.len() - 1].to_vec());
+    bad("trailing_byte", [&keys[..], &[0]].concat());
+    let mut v2 = keys.clone();
+    v2[3] = 2;
+    bad("newer_version", v2);
+    let mut k9 = keys.clone();
+    k9[4] = 9;
+    bad("unknown_kind", k9);
+    bad("empty", vec![]);
+    out
+}
+
+#[test]
+fn bus_vectors_hold_byte_for_byte() {
+    use stratacache::bus::BusMessage;
+    let path = vectors_dir().join("bus_v1.json");
+    let generated = bus_vectors();
+    if std::env::var_os("STRATACACHE_WRITE_VECTORS").is_some() {
+        let text = serde_json::to_string_pretty(&generated).expect("json") + "\n";
+        std::fs::write(&path, text).expect("write vectors");
+    }
+    let stored: Vec<BusVector> =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("tests/vectors/bus_v1.json"))
+            .expect("parse");
+    assert_eq!(
+        stored, generated,
+        "the encoder still produces the stored bytes"
+    );
+    for v in &stored {
+        let bytes = hex::decode(&v.encoded_hex).expect("hex");
+        let decoded = BusMessage::decode(&bytes);
+        if v.kind == "invalid" {
+            assert_eq!(decoded, None, "{} must not decode", v.name);
+        } else {
+            let m = decoded.unwrap_or_else(|| panic!("{} decodes", v.name));
+            assert_eq!(hex::encode(m.origin), v.origin_hex);
+            assert_eq!(m.sent_ms, v.sent_ms);
+            assert_eq!(m.encode(), bytes, "{} round-trips", v.name);
+        }
+    }
+}
