@@ -9,31 +9,34 @@ import sys
 import time
 from typing import Any
 
+import redis
+
 from stratacache import Cache
 
 
 def main() -> None:
     cfg: dict[str, Any] = json.loads(sys.argv[1])
     cache = Cache(namespace=cfg["ns"], serializer="json", redis_url=cfg["redis"])
-    ctl = Cache(namespace=cfg["ns"] + "-ctl", serializer="json", l1=False, redis_url=cfg["redis"])
+    ctl = redis.Redis.from_url(cfg["redis"])
+    c = cfg["ns"] + "-ctl:"
     lat: list[float] = []
     for i in range(cfg["rounds"]):
         key = f"k{i}"
-        while (ctl.get("load") or -1) < i:
+        while int(ctl.get(c + "load") or -1) < i:
             time.sleep(0.0002)
         while True:  # into L1
             before = cache.stats()["l1_hits"]
             cache.get(key)
             if cache.stats()["l1_hits"] > before:
                 break
-        ctl.incr(f"held{i}")
-        while (ctl.get("deleted") or -1) < i:
+        ctl.incr(f"{c}held{i}")
+        while int(ctl.get(c + "deleted") or -1) < i:
             pass
-        at = ctl.get(f"at{i}")
+        at = float(ctl.get(f"{c}at{i}"))
         while cache.get(key) is not None:
             pass
         lat.append(time.time() * 1000 - at)
-        ctl.incr(f"seen{i}")
+        ctl.incr(f"{c}seen{i}")
     print(json.dumps({"lat": lat}))
 
 

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import redis
+
 from stratacache import Cache
 
 HERE = Path(__file__).parent
@@ -31,9 +33,8 @@ ROUNDS, OBSERVERS = 200, 4
 def propagation() -> None:
     ns = f"coh-bench-{os.urandom(4).hex()}"
     writer = Cache(namespace=ns, serializer="json", redis_url=URL)
-    ctl = Cache(namespace=ns + "-ctl", serializer="json", l1=False, redis_url=URL)
-    ctl.set("load", -1, 600)
-    ctl.set("deleted", -1, 600)
+    ctl = redis.Redis.from_url(URL)
+    c = ns + "-ctl:"
     cfg = json.dumps({"ns": ns, "redis": URL, "rounds": ROUNDS})
     procs = [
         subprocess.Popen([sys.executable, str(HERE / "observer.py"), cfg], stdout=subprocess.PIPE, text=True)
@@ -41,15 +42,13 @@ def propagation() -> None:
     ]
     for i in range(ROUNDS):
         writer.set(f"k{i}", {"v": i}, 600)
-        ctl.set(f"held{i}", 0, 600)
-        ctl.set(f"seen{i}", 0, 600)
-        ctl.set("load", i, 600)
-        while ctl.get(f"held{i}") < OBSERVERS:
+        ctl.set(c + "load", i)
+        while int(ctl.get(f"{c}held{i}") or 0) < OBSERVERS:
             time.sleep(0.0002)
         writer.delete(f"k{i}")
-        ctl.set(f"at{i}", time.time() * 1000, 600)
-        ctl.set("deleted", i, 600)
-        while ctl.get(f"seen{i}") < OBSERVERS:
+        ctl.set(f"{c}at{i}", time.time() * 1000)
+        ctl.set(c + "deleted", i)
+        while int(ctl.get(f"{c}seen{i}") or 0) < OBSERVERS:
             time.sleep(0.0002)
     lat = [x for p in procs for x in json.loads(p.communicate()[0].strip().splitlines()[-1])["lat"]]
     q = statistics.quantiles(lat, n=100)

@@ -26,7 +26,9 @@ async function contender(lib) {
     const { Cache } = require('../../node/index.js')
     const c = new Cache({ redis: cfg.redis, namespace: `st-${cfg.run}` })
     return {
-      get: () => c.getOrSet({ key: KEY, factory, ttl: TTL_MS, earlyRefresh: 1, refreshAhead: 0.15 }),
+      // Stale-while-revalidate: at expiry the value is served stale at once
+      // while one process refreshes it (one load per TTL period).
+      get: () => c.getOrSet({ key: KEY, factory, ttl: TTL_MS, allowStale: true, grace: '1m' }),
       close: () => c.close(),
     }
   }
