@@ -246,6 +246,8 @@ class Cache extends EventEmitter {
         ttlJitter: o.ttlJitter,
         fleetLease: o.fleetLease,
         leaseTtlMs: ms(o.leaseTtl, 'leaseTtl'),
+        breakerThreshold: o.breaker ? o.breaker.threshold : undefined,
+        breakerCooldownMs: o.breaker ? ms(o.breaker.cooldown, 'breaker.cooldown') : undefined,
       })
     } catch (e) {
       throw native(e)

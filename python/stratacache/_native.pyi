@@ -112,6 +112,8 @@ class Cache:
         fleet_lease: bool = True,
         lease_ttl: float = 5.0,
         isolated: bool = False,
+        breaker_threshold: int = 5,
+        breaker_cooldown: float = 0.5,
     ) -> Cache: ...
     @property
     def namespace(self) -> str: ...

@@ -71,6 +71,8 @@ class Cache:
         ttl_jitter: float = 0.0,
         fleet_lease: bool = True,
         lease_ttl: float = 5.0,
+        breaker_threshold: int = 5,
+        breaker_cooldown: float = 0.5,
         policy: Policy | None = None,
     ) -> None:
         if isinstance(signing_key, str):
@@ -93,6 +95,8 @@ class Cache:
             ttl_jitter=ttl_jitter,
             fleet_lease=fleet_lease,
             lease_ttl=lease_ttl,
+            breaker_threshold=breaker_threshold,
+            breaker_cooldown=breaker_cooldown,
         )
         self._policy = policy if policy is not None else Policy()
 

@@ -55,7 +55,13 @@ def main() -> None:
         while time.monotonic() < end:
             try:
                 v = cache.get_or_set(
-                    cfg["key"], loader, cfg["ttl_s"], early_refresh=cfg["beta"], refresh_ahead=cfg["refresh_ahead"]
+                    cfg["key"],
+                    loader,
+                    cfg["ttl_s"],
+                    early_refresh=cfg["beta"],
+                    refresh_ahead=cfg["refresh_ahead"],
+                    allow_stale=True,
+                    grace=60,
                 )
                 if v is None:
                     raise AssertionError("no value")
@@ -68,7 +74,13 @@ def main() -> None:
     target = hot if cfg.get("mode") == "hot" else cold
     if target is hot:  # warm-up: this process's first read (may load or wait)
         cache.get_or_set(
-            cfg["key"], loader, cfg["ttl_s"], early_refresh=cfg["beta"], refresh_ahead=cfg["refresh_ahead"]
+            cfg["key"],
+            loader,
+            cfg["ttl_s"],
+            early_refresh=cfg["beta"],
+            refresh_ahead=cfg["refresh_ahead"],
+            allow_stale=True,
+            grace=60,
         )
     before = cache.stats()
     ts = [threading.Thread(target=target) for _ in range(threads)]

@@ -287,10 +287,14 @@ impl Shared {
             l1: cfg
                 .l1_enabled
                 .then(|| L1::new(cfg.l1_max_bytes, metrics.clone())),
-            l2: cfg
-                .redis
-                .clone()
-                .map(|loc| L2::new(loc, cfg.connect_timeout, cfg.op_timeout)),
+            l2: cfg.redis.clone().map(|loc| {
+                let breaker = crate::l2::Breaker::new(
+                    cfg.breaker_threshold,
+                    cfg.breaker_cooldown,
+                    metrics.clone(),
+                );
+                L2::new(loc, cfg.connect_timeout, cfg.op_timeout, breaker)
+            }),
             bus: cfg
                 .redis
                 .clone()

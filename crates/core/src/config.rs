@@ -76,6 +76,13 @@ pub struct Config {
     /// runs; a crashed holder's lease expires after this long and a waiter
     /// takes over. Default 5 s.
     pub lease_ttl: Duration,
+    /// Circuit breaker: after this many consecutive failures to reach
+    /// Redis, L2 is skipped (calls fail at once, fail-open surfaces serve
+    /// L1 and loaders) for `breaker_cooldown`, then probed. Default 5.
+    pub breaker_threshold: u32,
+    /// How long an open breaker skips Redis before probing it. Default
+    /// 500 ms (Redis is used again within a second of coming back).
+    pub breaker_cooldown: Duration,
     /// Give this handle its own L1, flights and metrics instead of sharing
     /// them with other handles on the same Redis location and namespace
     /// (each handle then behaves as a separate process would). Default
@@ -104,6 +111,8 @@ impl std::fmt::Debug for Config {
             .field("ttl_jitter", &self.ttl_jitter)
             .field("fleet_lease", &self.fleet_lease)
             .field("lease_ttl", &self.lease_ttl)
+            .field("breaker_threshold", &self.breaker_threshold)
+            .field("breaker_cooldown", &self.breaker_cooldown)
             .field("isolated", &self.isolated)
             .finish()
     }
@@ -128,6 +137,8 @@ impl Default for Config {
             ttl_jitter: 0.0,
             fleet_lease: true,
             lease_ttl: Duration::from_secs(5),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_millis(500),
             isolated: false,
         }
     }
@@ -302,6 +313,12 @@ impl CacheBuilder {
     /// Fleet lease lifetime (extended while the load runs).
     pub fn lease_ttl(mut self, d: Duration) -> Self {
         self.config.lease_ttl = d;
+        self
+    }
+    /// Circuit breaker threshold and cool-down.
+    pub fn breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
+        self.config.breaker_threshold = threshold;
+        self.config.breaker_cooldown = cooldown;
         self
     }
     /// Do not share L1, flights and metrics with other handles.

@@ -12,7 +12,8 @@
 //! apply anyway.
 
 use std::future::Future;
-use std::sync::{OnceLock, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -24,6 +25,7 @@ use redis::{Cmd, RedisFuture, Script, Value};
 use crate::config::RedisLocation;
 use crate::error::{Error, Result};
 use crate::key::RedisKeys;
+use crate::metrics::Metrics;
 use crate::runtime::{fork_generation, runtime};
 
 #[derive(Clone)]
@@ -63,6 +65,82 @@ pub(crate) struct L2 {
     connect_timeout: Duration,
     op_timeout: Duration,
     conn: RwLock<Option<(u64, Conn)>>,
+    breaker: Breaker,
+}
+
+/// Circuit breaker: after `threshold` consecutive failures to reach Redis
+/// (unavailable or timed out; not command errors), L2 is skipped for
+/// `cooldown`: calls fail at once with `E_L2_UNAVAILABLE` instead of each
+/// waiting for a timeout. Then one call is let through as a probe: success
+/// closes the breaker, failure opens it again.
+pub(crate) struct Breaker {
+    threshold: u32,
+    cooldown_ms: u64,
+    failures: AtomicU32,
+    /// Unix ms until which calls are refused; 0 when closed.
+    open_until: AtomicU64,
+    probing: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl Breaker {
+    pub(crate) fn new(threshold: u32, cooldown: Duration, metrics: Arc<Metrics>) -> Self {
+        Breaker {
+            threshold: threshold.max(1),
+            cooldown_ms: cooldown.as_millis() as u64,
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// May a call go to Redis now? `Ok(true)`: yes, as the probe.
+    fn admit(&self) -> Result<bool> {
+        let until = self.open_until.load(Ordering::Acquire);
+        if until == 0 {
+            return Ok(false);
+        }
+        if crate::clock::now_ms() >= until
+            && self
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return Ok(true);
+        }
+        Metrics::inc(&self.metrics.breaker_short_circuits);
+        Err(Error::L2Unavailable(
+            "circuit breaker open: Redis failed repeatedly; retrying shortly".into(),
+        ))
+    }
+
+    fn record(&self, outcome: &Result<impl Sized>, probe: bool) {
+        let reached = !matches!(outcome, Err(Error::L2Unavailable(_) | Error::L2Timeout(_)));
+        if reached {
+            self.failures.store(0, Ordering::Release);
+            if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+                tracing::info!("stratacache: Redis answers again; circuit breaker closed");
+            }
+        } else {
+            let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+            if probe || n >= self.threshold {
+                let was = self
+                    .open_until
+                    .swap(crate::clock::now_ms() + self.cooldown_ms, Ordering::AcqRel);
+                if was == 0 {
+                    Metrics::inc(&self.metrics.breaker_opens);
+                    tracing::warn!(
+                        failures = n,
+                        "stratacache: Redis failing; circuit breaker open, L2 skipped"
+                    );
+                }
+            }
+        }
+        if probe {
+            self.probing.store(false, Ordering::Release);
+        }
+    }
 }
 
 /// A bus message to publish from inside a script.
@@ -251,12 +329,14 @@ impl L2 {
         location: RedisLocation,
         connect_timeout: Duration,
         op_timeout: Duration,
+        breaker: Breaker,
     ) -> Self {
         L2 {
             location,
             connect_timeout,
             op_timeout,
             conn: RwLock::new(None),
+            breaker,
         }
     }
 
@@ -323,14 +403,17 @@ impl L2 {
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(self.op_timeout, f).await {
+        let probe = self.breaker.admit()?;
+        let r = match tokio::time::timeout(self.op_timeout, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(match Error::from(e) {
                 Error::L2Timeout(_) => Error::L2Timeout(self.op_timeout),
                 other => other,
             }),
             Err(_) => Err(Error::L2Timeout(self.op_timeout)),
-        }
+        };
+        self.breaker.record(&r, probe);
+        r
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {

@@ -116,6 +116,10 @@ counters! {
     /// Entries found gone because the namespace was cleared since (or
     /// whose versions could not be checked).
     stale_by_generation,
+    /// Times the circuit breaker opened (Redis failing repeatedly).
+    breaker_opens,
+    /// Redis calls refused at once because the breaker was open.
+    breaker_short_circuits,
 }
 
 fn counter_help(name: &str) -> &'static str {
@@ -155,6 +159,8 @@ fn counter_help(name: &str) -> &'static str {
         "tag_invalidations" => "tags invalidated",
         "stale_by_tag" => "entries found stale by a tag invalidation",
         "stale_by_generation" => "entries found gone by a namespace clear",
+        "breaker_opens" => "times the Redis circuit breaker opened",
+        "breaker_short_circuits" => "Redis calls refused while the breaker was open",
         _ => "",
     }
 }

@@ -277,42 +277,9 @@ on_both!(
     delete_racing_a_slow_loader,
 );
 
-/// A Redis server of this test's own, stopped (by PID) when dropped.
-struct OwnRedis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl OwnRedis {
-    fn start() -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        OwnRedis {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bus_outage_stops_l1_until_the_subscription_is_back() {
-    let redis = OwnRedis::start();
+    let redis = common::OwnRedis::start();
     let mut raw = None;
     for _ in 0..500 {
         if let Ok(c) = redis::Client::open(redis.url.as_str())

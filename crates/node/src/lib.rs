@@ -111,6 +111,8 @@ pub struct NativeOptions {
     /// Fleet-wide single loader (default true).
     pub fleet_lease: Option<bool>,
     pub lease_ttl_ms: Option<f64>,
+    pub breaker_threshold: Option<u32>,
+    pub breaker_cooldown_ms: Option<f64>,
 }
 
 /// A stored value: serializer id and bytes.
@@ -164,6 +166,8 @@ impl NativeCache {
             ttl_jitter: None,
             fleet_lease: None,
             lease_ttl_ms: None,
+            breaker_threshold: None,
+            breaker_cooldown_ms: None,
         });
         let mut cfg = Config::default();
         if let Some(ns) = o.namespace {
@@ -218,6 +222,12 @@ impl NativeCache {
         }
         if let Some(v) = o.lease_ttl_ms {
             cfg.lease_ttl = ms("leaseTtl", v)?;
+        }
+        if let Some(v) = o.breaker_threshold {
+            cfg.breaker_threshold = v;
+        }
+        if let Some(v) = o.breaker_cooldown_ms {
+            cfg.breaker_cooldown = ms("breaker.cooldown", v)?;
         }
         Ok(NativeCache {
             inner: Cache::new(cfg).map_err(js_err)?,

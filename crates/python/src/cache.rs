@@ -83,7 +83,8 @@ impl PyCache {
         l1_max_bytes = 64 << 20, default_ttl = Some(300.0), compress_threshold = 4096,
         max_value_bytes = 32 << 20, signing_key = None, connect_timeout = 1.0,
         op_timeout = 0.5, tombstone_ttl = 60.0, wait_timeout = 30.0, ttl_jitter = 0.0,
-        fleet_lease = true, lease_ttl = 5.0, isolated = false
+        fleet_lease = true, lease_ttl = 5.0, isolated = false, breaker_threshold = 5,
+        breaker_cooldown = 0.5
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -105,6 +106,8 @@ impl PyCache {
         fleet_lease: bool,
         lease_ttl: f64,
         isolated: bool,
+        breaker_threshold: u32,
+        breaker_cooldown: f64,
     ) -> PyResult<Self> {
         let redis = match (redis_url, cluster) {
             (Some(_), Some(_)) => {
@@ -137,6 +140,8 @@ impl PyCache {
         cfg.fleet_lease = fleet_lease;
         cfg.lease_ttl = secs("lease_ttl", lease_ttl)?;
         cfg.isolated = isolated;
+        cfg.breaker_threshold = breaker_threshold;
+        cfg.breaker_cooldown = secs("breaker_cooldown", breaker_cooldown)?;
         Ok(PyCache {
             inner: Cache::new(cfg).py(py)?,
         })

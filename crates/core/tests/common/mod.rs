@@ -117,3 +117,52 @@ impl Raw {
         self.query(redis::cmd("PTTL").arg(key)).await
     }
 }
+
+/// A Redis server of this test's own, stopped (by PID) when dropped.
+pub struct OwnRedis {
+    child: std::process::Child,
+    pub url: String,
+    pub port: u16,
+}
+
+impl OwnRedis {
+    pub fn start() -> OwnRedis {
+        Self::on_port(
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .expect("free port")
+                .local_addr()
+                .expect("addr")
+                .port(),
+        )
+    }
+
+    /// Start (or restart) a server on `port`.
+    pub fn on_port(port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        OwnRedis {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+        }
+    }
+}
+
+impl OwnRedis {
+    /// SIGKILL the server (by PID) and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
