@@ -51,6 +51,9 @@ use crate::config::RedisLocation;
 use crate::metrics::Metrics;
 use crate::runtime::{fork_generation, runtime};
 
+/// How often an idle subscription is checked with a PING.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
 const MAGIC: &[u8; 3] = b"SCB";
 const VERSION: u8 = 1;
 const KIND_KEYS: u8 = 1;
@@ -439,10 +442,21 @@ async fn subscriber(
                 // Messages may have been missed while down: re-check.
                 bus.wake_all();
             }
-            let mut stream = ps.into_on_message();
+            let (mut sink, mut stream) = ps.split();
+            // A connection can hang without closing (a partition, a frozen
+            // server): a PING that gets no answer in time counts as a drop.
+            let mut heartbeat = tokio::time::interval(HEARTBEAT);
+            heartbeat.tick().await;
             loop {
                 let msg = tokio::select! {
                     m = stream.next() => m,
+                    _ = heartbeat.tick() => {
+                        let ping = tokio::time::timeout(connect_timeout, sink.ping::<redis::Value>());
+                        if matches!(ping.await, Ok(Ok(_))) {
+                            continue;
+                        }
+                        None
+                    }
                     _ = stop.changed() => return,
                 };
                 let Some(msg) = msg else { break };

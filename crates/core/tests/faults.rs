@@ -108,3 +108,36 @@ async fn breaker_opens_while_redis_is_down_and_closes_when_it_is_back() {
         "the write went to the restarted Redis"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_is_noticed_by_the_bus_heartbeat() {
+    let server = OwnRedis::start();
+    answers(&server.url).await;
+    let cache = Cache::builder()
+        .redis_url(server.url.clone())
+        .namespace(common::unique_ns("frozen"))
+        .op_timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(200))
+        .isolated(true)
+        .build()
+        .expect("cache");
+    cache.get("probe").await.expect("get");
+    let until = |what: &'static str, f: fn(&stratacache::Stats) -> bool| {
+        let cache = cache.clone();
+        async move {
+            for _ in 0..1000 {
+                if f(&cache.stats().await) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("timed out waiting for: {what}");
+        }
+    };
+    until("the subscription", |s| s.bus_connects >= 1).await;
+    // The server hangs with every connection still open: no FIN, no RST.
+    server.signal("-STOP");
+    until("the heartbeat notices", |s| s.bus_outages >= 1).await;
+    server.signal("-CONT");
+    until("the subscription is back", |s| s.bus_connects >= 2).await;
+}

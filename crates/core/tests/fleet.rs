@@ -3,6 +3,7 @@
 //! and metrics, exactly like a separate process of the fleet; they meet
 //! only in Redis (the lease, the value and the bus).
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -489,19 +490,6 @@ async fn fill_evicts_other_l1_copies(t: Target) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     panic!("b kept serving its old L1 copy");
-}
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod standalone {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::Target::Standalone).await } )*
-        }
-        mod cluster {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::Target::Cluster).await } )*
-        }
-    };
 }
 
 on_both!(

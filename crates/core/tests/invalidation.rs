@@ -3,6 +3,7 @@
 //! `isolated` handle stands in for a separate process (own L1, flights,
 //! metrics, bus subscription).
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -253,19 +254,6 @@ async fn delete_racing_a_slow_loader(t: Target) {
             .await;
         }
     }
-}
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod standalone {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::Target::Standalone).await } )*
-        }
-        mod cluster {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::Target::Cluster).await } )*
-        }
-    };
 }
 
 on_both!(

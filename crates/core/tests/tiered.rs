@@ -1,6 +1,7 @@
 //! The cache API against real Redis: every scenario runs on a standalone
 //! server and on a 3-master Redis Cluster.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -418,19 +419,6 @@ async fn late_loader_loses_to_delete(t: Target) {
         &other.get("m").await.expect("get").expect("hit").payload[..],
         b"loaded"
     );
-}
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod standalone {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::Target::Standalone).await } )*
-        }
-        mod cluster {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::Target::Cluster).await } )*
-        }
-    };
 }
 
 on_both!(

@@ -7,6 +7,22 @@ use std::time::Duration;
 
 use stratacache::{Cache, CacheBuilder};
 
+/// Run each scenario `async fn name(t: Target)` as two tests, on the
+/// standalone server and on the Cluster (`mod standalone`, `mod cluster`).
+#[allow(unused_macros)]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod standalone {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(super::Target::Standalone).await } )*
+        }
+        mod cluster {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(super::Target::Cluster).await } )*
+        }
+    };
+}
+
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -153,6 +169,17 @@ impl OwnRedis {
 }
 
 impl OwnRedis {
+    /// Freeze (`SIGSTOP`) or resume (`SIGCONT`) the server: a hung peer
+    /// whose connections stay open.
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
     /// SIGKILL the server (by PID) and reap it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
