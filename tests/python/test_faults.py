@@ -6,13 +6,10 @@ without being rebuilt."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import threading
 import time
-
-import pytest
 
 from conftest import unique
 from stratacache import Cache
@@ -40,7 +37,6 @@ def start_redis(port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.01)
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server on PATH")
 def test_kill_and_restart_under_load() -> None:
     port = free_port()
     url = f"redis://127.0.0.1:{port}"
