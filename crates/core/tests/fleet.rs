@@ -154,6 +154,23 @@ async fn waiter_is_woken_by_the_fill(t: Target) {
     assert_eq!((s.leads, s.lease_fills_received), (0, 1));
 }
 
+/// A fleet lease on `rk` held by another process (`holder`), for `px` ms.
+async fn foreign_lease(
+    raw: &mut common::Raw,
+    rk: &stratacache::key::RedisKeys,
+    holder: &str,
+    px: u64,
+) {
+    raw.query::<()>(
+        redis::cmd("SET")
+            .arg(rk.lease())
+            .arg(holder)
+            .arg("PX")
+            .arg(px),
+    )
+    .await;
+}
+
 async fn crashed_holder_is_taken_over(t: Target) {
     let caches = fleet(t, "fleet-crash", 1, Duration::from_secs(5)).await;
     let c = &caches[0];
@@ -161,14 +178,7 @@ async fn crashed_holder_is_taken_over(t: Target) {
     // releases it; it expires after its 300 ms.
     let rk = redis_keys(c.namespace(), "k");
     let mut raw = t.raw().await;
-    raw.query::<()>(
-        redis::cmd("SET")
-            .arg(rk.lease())
-            .arg("dead-process")
-            .arg("PX")
-            .arg(300),
-    )
-    .await;
+    foreign_lease(&mut raw, &rk, "dead-process", 300).await;
     let started = std::time::Instant::now();
     let r = c
         .lookup("k", &LookupPolicy::default())
@@ -197,14 +207,7 @@ async fn stuck_holder_bounded_by_wait_timeout(t: Target) {
     let c = &caches[0];
     let rk = redis_keys(c.namespace(), "k");
     let mut raw = t.raw().await;
-    raw.query::<()>(
-        redis::cmd("SET")
-            .arg(rk.lease())
-            .arg("slow-process")
-            .arg("PX")
-            .arg(60_000),
-    )
-    .await;
+    foreign_lease(&mut raw, &rk, "slow-process", 60_000).await;
     let fail = LookupPolicy::default()
         .wait_timeout(Duration::from_millis(50))
         .on_wait_timeout(OnWaitTimeout::Fail);
