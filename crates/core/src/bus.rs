@@ -477,7 +477,7 @@ async fn subscriber(
             _ = tokio::time::sleep(backoff) => {},
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        backoff = (backoff * 2).min(Duration::from_millis(500));
     }
 }
 

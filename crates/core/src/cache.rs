@@ -17,7 +17,7 @@ use crate::key::{RedisKeys, generation_key, namespace_pattern, redis_keys, tag_k
 use crate::l1::{L1, L1Incr};
 use crate::l2::{Acquire, IncrOutcome, L2, Publish};
 use crate::metrics::{Metrics, Stats};
-use crate::versions::{GENERATION_TAG, Validity, Versions, new_version, validate_tag};
+use crate::versions::{GENERATION_TAG, LOCAL_TAG, Validity, Versions, new_version, validate_tag};
 
 /// How long a written entry lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -282,6 +282,7 @@ fn registry() -> &'static Registry {
 impl Shared {
     fn new(cfg: &Config) -> Self {
         let metrics = Arc::new(Metrics::default());
+        let versions = Versions::default();
         Shared {
             namespace: cfg.namespace.clone(),
             l1: cfg
@@ -291,6 +292,7 @@ impl Shared {
                 let breaker = crate::l2::Breaker::new(
                     cfg.breaker_threshold,
                     cfg.breaker_cooldown,
+                    versions.recoveries(),
                     metrics.clone(),
                 );
                 L2::new(loc, cfg.connect_timeout, cfg.op_timeout, breaker)
@@ -299,7 +301,7 @@ impl Shared {
                 .redis
                 .clone()
                 .map(|loc| Bus::new(&cfg.namespace, loc, cfg.connect_timeout)),
-            versions: Versions::default(),
+            versions,
             l1_trusted: AtomicBool::new(true),
             lease_ttl: cfg.lease_ttl,
             fleet_lease: cfg.fleet_lease,
@@ -526,6 +528,9 @@ impl Shared {
             return v;
         }
         for (name, _) in &e.meta.tags {
+            if name == LOCAL_TAG {
+                continue;
+            }
             if name == GENERATION_TAG {
                 self.generation().await;
             } else if self.versions.tag(name).is_none() {
@@ -574,6 +579,50 @@ impl Shared {
             Some(e) => self.judge(e).await,
             None => Judged::Miss,
         }
+    }
+
+    /// L1's copy of `key`, judged, read when Redis could not be reached
+    /// after L1 was skipped because the bus is interrupted: with neither,
+    /// L1 is all that is left, and whatever it holds is dropped when the bus
+    /// is back. `Miss` when L1 was trusted (it was consulted already).
+    pub(crate) async fn l1_fallback(&self, key: &str) -> Judged {
+        let Some(l1) = &self.l1 else {
+            return Judged::Miss;
+        };
+        if self.l1_trusted.load(Ordering::Acquire) {
+            return Judged::Miss;
+        }
+        let judged = match l1.get(key).await {
+            Some(e) => self.judge(e).await,
+            None => Judged::Miss,
+        };
+        if let Judged::Fresh(_) = judged {
+            Metrics::inc(&self.metrics.l1_outage_hits);
+        }
+        judged
+    }
+
+    /// `e` as an L1-only copy of a write Redis could not take, marked with
+    /// `mark` (from [`Versions::local_mark`], read before the write was
+    /// tried): served from L1 until Redis answers again. The generation is
+    /// left out (it may not be readable now; the mark bounds the copy).
+    pub(crate) fn local_copy(&self, e: &Entry, mark: u64) -> Arc<Entry> {
+        Metrics::inc(&self.metrics.local_writes);
+        let mut tags: Vec<(String, u64)> = e
+            .meta
+            .tags
+            .iter()
+            .filter(|(n, _)| n != GENERATION_TAG)
+            .cloned()
+            .collect();
+        tags.push((LOCAL_TAG.to_owned(), mark));
+        Arc::new(Entry {
+            meta: Meta {
+                tags,
+                ..e.meta.clone()
+            },
+            payload: e.payload.clone(),
+        })
     }
 
     fn l2_err(&self, e: Error) -> Error {
@@ -714,7 +763,18 @@ impl Cache {
         }
         let Some(l2) = self.l2() else { return Ok(None) };
         let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(key));
-        let bytes = l2.get(&sh.rkeys(key)).await.map_err(|e| sh.l2_err(e))?;
+        let bytes = match l2.get(&sh.rkeys(key)).await {
+            Ok(b) => b,
+            Err(e) => {
+                if crate::l2::unreachable(&e)
+                    && let Judged::Fresh(local) = sh.l1_fallback(key).await
+                {
+                    Metrics::inc(&sh.metrics.l2_errors);
+                    return Ok(Some(local));
+                }
+                return Err(sh.l2_err(e));
+            }
+        };
         Ok(self.accept_l2(key, bytes, epoch).await)
     }
 
@@ -786,7 +846,24 @@ impl Cache {
             .map(|&i| sh.l1.as_ref().map_or(0, |l1| l1.epoch(keys[i])))
             .collect();
         let rks: Vec<RedisKeys> = missing.iter().map(|&i| sh.rkeys(keys[i])).collect();
-        let found = l2.mget(&rks).await.map_err(|e| sh.l2_err(e))?;
+        let found = match l2.mget(&rks).await {
+            Ok(f) => f,
+            Err(e) => {
+                // Redis away and L1 skipped (bus down): L1 is what is left;
+                // the call succeeds only if it answers every key.
+                let e = sh.l2_err(e);
+                if !crate::l2::unreachable(&e) || sh.l1_trusted.load(Ordering::Acquire) {
+                    return Err(e);
+                }
+                for &i in &missing {
+                    match sh.l1_fallback(keys[i]).await {
+                        Judged::Fresh(local) => out[i] = Some(local),
+                        _ => return Err(e),
+                    }
+                }
+                return Ok(out);
+            }
+        };
         for ((&i, bytes), epoch) in missing.iter().zip(found).zip(epochs) {
             out[i] = self.accept_l2(keys[i], bytes, epoch).await;
         }
@@ -818,13 +895,20 @@ impl Cache {
                 msg: &msg,
             };
             let tomb_px = sh.tombstone_ttl.as_millis() as u64;
+            let mark = sh.versions.local_mark();
             if let Err(e) = l2
                 .set(&sh.rkeys(key), &bytes, sh.px_for(&entry), tomb_px, &publish)
                 .await
             {
-                // L1 must not keep what the fleet no longer agrees on.
                 if let Some(l1) = &sh.l1 {
-                    l1.remove(key).await;
+                    if crate::l2::unreachable(&e) && sh.l1_may_hold(&entry) {
+                        // Redis is away: this process keeps the write until
+                        // Redis answers again (it is not replayed).
+                        l1.put(&k, sh.local_copy(&entry, mark)).await;
+                    } else {
+                        // L1 must not keep what the fleet does not agree on.
+                        l1.remove(key).await;
+                    }
                 }
                 return Err(sh.l2_err(e));
             }
@@ -866,6 +950,9 @@ impl Cache {
             .collect::<Result<_>>()?;
         let mut failed = Vec::new();
         let mut ok = vec![true; items.len()];
+        // Per item: Redis could not be reached (keep an L1-only copy).
+        let mut local = vec![false; items.len()];
+        let mark = sh.versions.local_mark();
         if let (Some(l2), Some(bus)) = (l2, &sh.bus) {
             let batch: Vec<_> = items
                 .iter()
@@ -888,6 +975,7 @@ impl Cache {
             {
                 if let Err(e) = r {
                     ok[i] = false;
+                    local[i] = crate::l2::unreachable(&e);
                     failed.push((items[i].0.to_owned(), sh.l2_err(e)));
                 }
             }
@@ -899,6 +987,8 @@ impl Cache {
             let Some(l1) = &sh.l1 else { continue };
             if ok[i] && sh.l1_may_hold(&e) {
                 l1.put(&Arc::from(*k), e).await;
+            } else if local[i] && sh.l1_may_hold(&e) {
+                l1.put(&Arc::from(*k), sh.local_copy(&e, mark)).await;
             } else {
                 l1.remove(k).await;
             }
@@ -1445,9 +1535,20 @@ impl Cache {
                     _ => Metrics::inc(&sh.metrics.l2_misses),
                 }
             }
-            Err(_) => {
-                // Redis trouble: load without touching L2 (no fence).
+            Err(e) => {
+                // Redis trouble: L1's copy if the bus outage made us skip it,
+                // else load without touching L2 (no fence).
                 Metrics::inc(&sh.metrics.l2_errors);
+                if crate::l2::unreachable(&e) {
+                    match sh.l1_fallback(&key).await {
+                        Judged::Fresh(local) => {
+                            guard.resolve(FlightState::Value(local.clone()));
+                            return Ok(Lookup::Fresh(local));
+                        }
+                        Judged::Stale(local) if keep_stale => stale = Some(local),
+                        _ => {}
+                    }
+                }
                 return Ok(self.leased(
                     guard,
                     None,
@@ -1905,5 +2006,45 @@ mod tests {
             let r = a.set("n", Bytes::from(bad.as_bytes().to_vec()), &o).await;
             assert!(matches!(r, Err(Error::InvalidValue(_))), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_write_redis_never_took_is_served_locally_until_redis_answers_again() {
+        // A port nothing listens on: every Redis call is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let cache = Cache::builder()
+            .redis_url(format!("redis://127.0.0.1:{port}"))
+            .namespace("local-writes")
+            .connect_timeout(Duration::from_millis(200))
+            .op_timeout(Duration::from_millis(200))
+            .isolated(true)
+            .build()
+            .expect("cache");
+        let r = cache
+            .set("k", Bytes::from_static(b"v"), &WriteOptions::default())
+            .await;
+        assert!(matches!(r, Err(ref e) if e.is_l2()), "{r:?}");
+        // The bus never connected, so L1 is trusted: the copy is served.
+        let got = cache.get("k").await.expect("from L1");
+        assert_eq!(
+            got.map(|e| e.payload.clone()),
+            Some(Bytes::from_static(b"v"))
+        );
+        assert_eq!(cache.stats().await.local_writes, 1);
+        // Redis answering again (the breaker counts a recovery) ends it.
+        cache
+            .shared
+            .versions
+            .recoveries()
+            .fetch_add(1, Ordering::AcqRel);
+        let r = cache.get("k").await;
+        assert!(
+            matches!(r, Err(ref e) if e.is_l2()),
+            "no longer served: {r:?}"
+        );
     }
 }

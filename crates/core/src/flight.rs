@@ -419,6 +419,10 @@ impl Lease {
         let fleet = self.fleet.take();
         let mut refused = false;
         let mut released = false;
+        // With Redis configured, a value Redis did not take (it could not be
+        // reached now, or when the load began) is kept as an L1-only copy.
+        let mark = shared.versions.local_mark();
+        let mut local = shared.l2.is_some();
         if let (Some(l2), Some(bus), Some(rk), Some(fence)) =
             (&shared.l2, &shared.bus, &self.rkeys, &self.fence)
         {
@@ -436,12 +440,18 @@ impl Lease {
                 .complete(rk, &bytes, shared.px_for(entry), fence, &notice)
                 .await
             {
-                Ok(true) => Metrics::inc(&m.writes),
+                Ok(true) => {
+                    local = false;
+                    Metrics::inc(&m.writes);
+                }
                 Ok(false) => {
                     refused = true;
                     Metrics::inc(&m.late_writes_refused);
                 }
-                Err(_) => Metrics::inc(&m.l2_errors),
+                Err(e) => {
+                    local = crate::l2::unreachable(&e);
+                    Metrics::inc(&m.l2_errors);
+                }
             }
             released = true;
         }
@@ -453,7 +463,12 @@ impl Lease {
             && let Some(l1) = &shared.l1
             && (shared.l2.is_none() || entry.meta.format != Format::INT)
         {
-            l1.fill(&self.guard.key, entry.clone(), self.epoch).await;
+            let entry = if local {
+                shared.local_copy(entry, mark)
+            } else {
+                entry.clone()
+            };
+            l1.fill(&self.guard.key, entry, self.epoch).await;
         }
     }
 

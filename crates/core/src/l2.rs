@@ -80,12 +80,26 @@ pub(crate) struct Breaker {
     /// Unix ms until which calls are refused; 0 when closed.
     open_until: AtomicU64,
     probing: AtomicBool,
+    /// Bumped each time a call reaches Redis after one that could not.
+    recoveries: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
 }
 
+/// Whether `e` means Redis could not be reached (down, or too slow), as
+/// opposed to Redis answering with an error.
+pub(crate) fn unreachable(e: &Error) -> bool {
+    matches!(e, Error::L2Unavailable(_) | Error::L2Timeout(_))
+}
+
 impl Breaker {
-    pub(crate) fn new(threshold: u32, cooldown: Duration, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        threshold: u32,
+        cooldown: Duration,
+        recoveries: Arc<AtomicU64>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Breaker {
+            recoveries,
             threshold: threshold.max(1),
             cooldown_ms: cooldown.as_millis() as u64,
             failures: AtomicU32::new(0),
@@ -116,10 +130,18 @@ impl Breaker {
     }
 
     fn record(&self, outcome: &Result<impl Sized>, probe: bool) {
-        let reached = !matches!(outcome, Err(Error::L2Unavailable(_) | Error::L2Timeout(_)));
+        let reached = !matches!(outcome, Err(e) if unreachable(e));
         if reached {
-            self.failures.store(0, Ordering::Release);
-            if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+            // Loads first: the common case (healthy) writes nothing shared.
+            let failed_before = self.failures.load(Ordering::Acquire) != 0
+                && self.failures.swap(0, Ordering::AcqRel) != 0;
+            let was_open = self.open_until.load(Ordering::Acquire) != 0
+                && self.open_until.swap(0, Ordering::AcqRel) != 0;
+            if failed_before || was_open {
+                // Local-only copies written meanwhile stop being served.
+                self.recoveries.fetch_add(1, Ordering::AcqRel);
+            }
+            if was_open {
                 tracing::info!("stratacache: Redis answers again; circuit breaker closed");
             }
         } else {

@@ -109,6 +109,12 @@ counters! {
     bus_outages,
     /// L1 reads skipped because the bus was interrupted.
     l1_distrusted,
+    /// L1 values served because Redis could not be reached while the bus
+    /// was interrupted (L1 is the only copy left to serve).
+    l1_outage_hits,
+    /// Writes kept in L1 only because Redis could not be reached; dropped
+    /// once it answers again.
+    local_writes,
     /// Tags invalidated (`invalidate_tags`).
     tag_invalidations,
     /// Entries found stale because one of their tags was invalidated.
@@ -156,6 +162,8 @@ fn counter_help(name: &str) -> &'static str {
         "bus_bad_messages" => "malformed or unknown bus messages ignored",
         "bus_outages" => "bus subscriptions lost",
         "l1_distrusted" => "L1 reads skipped while the bus was interrupted",
+        "l1_outage_hits" => "L1 values served while neither Redis nor the bus could be reached",
+        "local_writes" => "writes kept in L1 only because Redis could not be reached",
         "tag_invalidations" => "tags invalidated",
         "stale_by_tag" => "entries found stale by a tag invalidation",
         "stale_by_generation" => "entries found gone by a namespace clear",

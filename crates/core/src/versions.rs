@@ -24,8 +24,8 @@
 //! subscription was interrupted (messages may have been missed).
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use crate::envelope::Entry;
 use crate::error::{Error, Result};
@@ -33,6 +33,14 @@ use crate::error::{Error, Result};
 /// Envelope tag name under which an entry records the namespace
 /// generation. User tags cannot start with NUL.
 pub const GENERATION_TAG: &str = "\0gen";
+
+/// Envelope tag name marking an L1-only copy written while Redis could not
+/// be reached. Its value is the recovery count it was written under plus
+/// one: the copy is usable until Redis answers again (the circuit breaker
+/// counts a recovery), then gone, so a write Redis never saw cannot outlive
+/// an invalidation the instance did not hear about. Such copies never
+/// reach Redis or the wire.
+pub(crate) const LOCAL_TAG: &str = "\0local";
 
 /// Bound on cached tag versions per namespace; past it the cache starts
 /// over (versions are re-read from Redis on demand).
@@ -71,9 +79,23 @@ pub(crate) enum Validity {
 pub(crate) struct Versions {
     tags: RwLock<HashMap<String, u64>>,
     generation: AtomicU64,
+    /// Times Redis answered again after failing (shared with the circuit
+    /// breaker, which counts them).
+    recoveries: Arc<AtomicU64>,
 }
 
 impl Versions {
+    /// The recovery counter, for the circuit breaker to bump.
+    pub(crate) fn recoveries(&self) -> Arc<AtomicU64> {
+        self.recoveries.clone()
+    }
+
+    /// The [`LOCAL_TAG`] value for a local copy of a write about to be
+    /// tried on Redis (read it before trying).
+    pub(crate) fn local_mark(&self) -> u64 {
+        self.recoveries.load(Ordering::Acquire) + 1
+    }
+
     pub(crate) fn tag(&self, t: &str) -> Option<u64> {
         self.tags
             .read()
@@ -132,6 +154,12 @@ impl Versions {
         let mut out = Validity::Current;
         let mut tags = None;
         for (name, v) in &e.meta.tags {
+            if name == LOCAL_TAG {
+                if *v != self.local_mark() {
+                    return Validity::Gone;
+                }
+                continue;
+            }
             if name == GENERATION_TAG {
                 match self.generation() {
                     None => out = Validity::Unknown,

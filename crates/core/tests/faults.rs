@@ -141,3 +141,252 @@ async fn a_frozen_server_is_noticed_by_the_bus_heartbeat() {
     server.signal("-CONT");
     until("the subscription is back", |s| s.bus_connects >= 2).await;
 }
+
+fn payload(e: Option<std::sync::Arc<stratacache::Entry>>) -> Option<Vec<u8>> {
+    e.map(|e| e.payload.to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_serves_while_redis_is_away_and_forgets_local_writes_once_back() {
+    let mut server = OwnRedis::start();
+    answers(&server.url).await;
+    let ns = common::unique_ns("outage");
+    let cache = Cache::builder()
+        .redis_url(server.url.clone())
+        .namespace(ns.clone())
+        .op_timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(200))
+        .breaker(3, Duration::from_millis(100))
+        .isolated(true)
+        .build()
+        .expect("cache");
+    let opts = WriteOptions::default();
+    cache
+        .set("kept", Bytes::from_static(b"v1"), &opts)
+        .await
+        .expect("set while up");
+    common::eventually("the subscription", Duration::from_secs(5), || async {
+        cache.stats().await.bus_connects >= 1
+    })
+    .await;
+
+    server.kill();
+    common::eventually("the bus notices", Duration::from_secs(5), || async {
+        cache.stats().await.bus_outages >= 1
+    })
+    .await;
+    // Neither Redis nor the bus: L1 is what is left, and it is served.
+    assert_eq!(
+        payload(cache.get("kept").await.expect("get")),
+        Some(b"v1".to_vec())
+    );
+    match cache
+        .lookup("kept", &LookupPolicy::default())
+        .await
+        .expect("lookup")
+    {
+        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"v1"),
+        other => panic!("expected L1's value, got {other:?}"),
+    }
+    // A write Redis cannot take is kept by this process (and reported).
+    let r = cache.set("local", Bytes::from_static(b"w"), &opts).await;
+    assert!(matches!(r, Err(ref e) if e.is_l2()), "{r:?}");
+    assert_eq!(
+        payload(cache.get("local").await.expect("get")),
+        Some(b"w".to_vec())
+    );
+    // So is a value loaded by a read-through.
+    match cache
+        .lookup("cold", &LookupPolicy::default())
+        .await
+        .expect("lookup")
+    {
+        Lookup::Lead(lease) => {
+            lease
+                .complete(Bytes::from_static(b"c"), &opts)
+                .await
+                .expect("complete");
+        }
+        other => panic!("expected to load, got {other:?}"),
+    }
+    assert_eq!(
+        payload(cache.get("cold").await.expect("get")),
+        Some(b"c".to_vec())
+    );
+    let s = cache.stats().await;
+    assert!(s.l1_outage_hits >= 3, "{s:?}");
+    assert!(s.local_writes >= 2, "{s:?}");
+
+    // Redis comes back empty on the same address, and another instance
+    // writes `kept` there: an invalidation this one could not hear.
+    let server = OwnRedis::on_port(server.port);
+    answers(&server.url).await;
+    let other = Cache::builder()
+        .redis_url(server.url.clone())
+        .namespace(ns)
+        .isolated(true)
+        .build()
+        .expect("cache");
+    other
+        .set("kept", Bytes::from_static(b"v2"), &opts)
+        .await
+        .expect("set on the restarted server");
+    let back = tokio::time::Instant::now();
+    common::eventually(
+        "the new value, from Redis",
+        Duration::from_secs(5),
+        || async { payload(cache.get("kept").await.unwrap_or(None)) == Some(b"v2".to_vec()) },
+    )
+    .await;
+    common::eventually("the subscription again", Duration::from_secs(5), || async {
+        cache.stats().await.bus_connects >= 2
+    })
+    .await;
+    let recovered = back.elapsed();
+    // What Redis never took is not replayed, and no longer served.
+    assert_eq!(payload(cache.get("local").await.expect("get")), None);
+    assert_eq!(payload(cache.get("cold").await.expect("get")), None);
+    assert_eq!(
+        payload(cache.get("kept").await.expect("get")),
+        Some(b"v2".to_vec())
+    );
+    assert!(
+        recovered < Duration::from_secs(1),
+        "back on Redis (commands and bus) {recovered:?} after it answered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_made_while_cut_off_is_not_served_afterwards() {
+    let server = OwnRedis::start();
+    answers(&server.url).await;
+    let proxy = common::Proxy::start(server.port).await;
+    let ns = common::unique_ns("cutoff");
+    let cut_off = Cache::builder()
+        .redis_url(proxy.url.clone())
+        .namespace(ns.clone())
+        .op_timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(200))
+        .breaker(3, Duration::from_millis(100))
+        .isolated(true)
+        .build()
+        .expect("cache");
+    let peer = Cache::builder()
+        .redis_url(server.url.clone())
+        .namespace(ns)
+        .isolated(true)
+        .build()
+        .expect("cache");
+    let plain = WriteOptions::default();
+    let tagged = WriteOptions::default().with_tags(vec!["T".into()]);
+    cut_off
+        .set("k", Bytes::from_static(b"old"), &plain)
+        .await
+        .expect("set");
+    cut_off
+        .set("t", Bytes::from_static(b"tagged"), &tagged)
+        .await
+        .expect("set");
+    common::eventually("the subscription", Duration::from_secs(5), || async {
+        cut_off.stats().await.bus_connects >= 1
+    })
+    .await;
+
+    proxy.cut();
+    common::eventually("the bus notices", Duration::from_secs(5), || async {
+        cut_off.stats().await.bus_outages >= 1
+    })
+    .await;
+    peer.delete("k").await.expect("delete");
+    peer.invalidate_tags(&["T"]).await.expect("invalidate");
+    // Cut off, it serves what it has (the cache is an optimisation; the
+    // alternative is sending every read to the loaders).
+    assert_eq!(
+        payload(cut_off.get("k").await.expect("get")),
+        Some(b"old".to_vec())
+    );
+
+    proxy.restore();
+    common::eventually(
+        "the delete seen once Redis is reachable",
+        Duration::from_secs(5),
+        || async { matches!(cut_off.get("k").await, Ok(None)) },
+    )
+    .await;
+    common::eventually("the subscription again", Duration::from_secs(5), || async {
+        cut_off.stats().await.bus_connects >= 2
+    })
+    .await;
+    assert_eq!(payload(cut_off.get("k").await.expect("get")), None);
+    assert_eq!(
+        payload(cut_off.get("t").await.expect("get")),
+        None,
+        "the tag was invalidated while it was cut off"
+    );
+    match cut_off
+        .lookup("t", &LookupPolicy::default())
+        .await
+        .expect("lookup")
+    {
+        Lookup::Lead(lease) => {
+            lease.abandon(std::sync::Arc::new(std::io::Error::other("test done")))
+        }
+        other => panic!("a tag-invalidated entry served as fresh: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_costs_callers_at_most_the_timeout_and_opens_the_breaker() {
+    let server = OwnRedis::start();
+    answers(&server.url).await;
+    let proxy = common::Proxy::start(server.port).await;
+    let op_timeout = Duration::from_millis(100);
+    let cache = Cache::builder()
+        .redis_url(proxy.url.clone())
+        .namespace(common::unique_ns("slow"))
+        .op_timeout(op_timeout)
+        .connect_timeout(Duration::from_secs(2))
+        .breaker(5, Duration::from_millis(200))
+        .isolated(true)
+        .build()
+        .expect("cache");
+    cache
+        .set("k", Bytes::from_static(b"v"), &WriteOptions::default())
+        .await
+        .expect("set while fast");
+
+    proxy.set_delay(Duration::from_millis(200));
+    let mut took = Vec::new();
+    let mut ticks = tokio::time::interval(Duration::from_millis(5));
+    for i in 0..300 {
+        ticks.tick().await;
+        let t = tokio::time::Instant::now();
+        let r = cache.get(&format!("miss{i}")).await;
+        took.push(t.elapsed());
+        assert!(matches!(r, Err(ref e) if e.is_l2()), "{r:?}");
+    }
+    took.sort();
+    let p99 = took[took.len() * 99 / 100];
+    assert!(
+        p99 <= op_timeout + Duration::from_millis(100),
+        "p99 {p99:?} with a {op_timeout:?} timeout"
+    );
+    let s = cache.stats().await;
+    assert!(s.breaker_opens >= 1, "{s:?}");
+    assert!(
+        s.breaker_short_circuits >= 200,
+        "most calls skipped Redis: {s:?}"
+    );
+
+    proxy.set_delay(Duration::ZERO);
+    // (A key L1 does not hold, so the call has to reach Redis.)
+    common::eventually("the breaker closes", Duration::from_secs(5), || async {
+        cache.get("probe").await.is_ok()
+    })
+    .await;
+    let before = cache.stats().await.breaker_short_circuits;
+    for i in 0..20 {
+        cache.get(&format!("again{i}")).await.expect("Redis again");
+    }
+    assert_eq!(cache.stats().await.breaker_short_circuits, before);
+}

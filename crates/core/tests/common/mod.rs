@@ -193,3 +193,140 @@ impl Drop for OwnRedis {
         let _ = self.child.wait();
     }
 }
+
+/// A TCP proxy on loopback in front of a Redis, written for the fault
+/// tests: it can hold every chunk a client sends for a set delay (each
+/// command is then answered that much later, in order) and can cut every
+/// connection, refusing new ones, until restored. Runs on the test's
+/// runtime; stops when dropped.
+pub struct Proxy {
+    pub url: String,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream_port: u16) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let delay = delay_ms.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                if *cut_rx.borrow() {
+                    drop(client);
+                    continue;
+                }
+                let delay = delay.clone();
+                let mut cut_rx = cut_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
+                    else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let (tx, mut rx) =
+                        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+                    let read_client = async move {
+                        use tokio::io::AsyncReadExt;
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => {
+                                    let d = Duration::from_millis(delay.load(Ordering::Relaxed));
+                                    let due = tokio::time::Instant::now() + d;
+                                    if tx.send((due, buf[..n].to_vec())).is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    let to_server = async move {
+                        use tokio::io::AsyncWriteExt;
+                        while let Some((due, chunk)) = rx.recv().await {
+                            tokio::time::sleep_until(due).await;
+                            if sw.write_all(&chunk).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let to_client = async move {
+                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    };
+                    let cut = async move {
+                        let _ = cut_rx.wait_for(|c| *c).await;
+                    };
+                    // Whichever ends first (a side closed, or a cut) drops
+                    // both sockets.
+                    tokio::select! {
+                        _ = async { tokio::join!(read_client, to_server) } => {}
+                        _ = to_client => {}
+                        _ = cut => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            url: format!("redis://127.0.0.1:{port}"),
+            delay_ms,
+            cut,
+            task,
+        }
+    }
+
+    /// Hold every client chunk for `d` from now on.
+    pub fn set_delay(&self, d: Duration) {
+        self.delay_ms
+            .store(d.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Close every connection and refuse new ones.
+    pub fn cut(&self) {
+        let _ = self.cut.send(true);
+    }
+
+    /// Accept connections again.
+    pub fn restore(&self) {
+        let _ = self.cut.send(false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.cut.send(true);
+        self.task.abort();
+    }
+}
+
+/// Wait (polling every 10 ms, at most `limit`) until `f` holds; panics
+/// with `what` otherwise. For effects that have no event to wait on
+/// (another process, a server restart).
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
