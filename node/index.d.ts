@@ -46,7 +46,7 @@ export interface CacheOptions {
   fleetLease?: boolean
   /** How long a crashed loader's lease blocks the fleet (extended while alive). Default 5 s. */
   leaseTtl?: Ttl
-  /** Circuit breaker: after `threshold` (5) consecutive Redis failures, skip Redis for `cooldown` (500 ms), then probe. */
+  /** Circuit breaker: after `threshold` (5) consecutive Redis failures, skip Redis for `cooldown` (250 ms), then probe. */
   breaker?: { threshold?: number; cooldown?: Ttl }
   /** Defaults of every `getOrSet` call's policy options. */
   policy?: Policy

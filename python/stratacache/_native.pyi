@@ -113,7 +113,7 @@ class Cache:
         lease_ttl: float = 5.0,
         isolated: bool = False,
         breaker_threshold: int = 5,
-        breaker_cooldown: float = 0.5,
+        breaker_cooldown: float = 0.25,
     ) -> Cache: ...
     @property
     def namespace(self) -> str: ...

@@ -72,7 +72,7 @@ class Cache:
         fleet_lease: bool = True,
         lease_ttl: float = 5.0,
         breaker_threshold: int = 5,
-        breaker_cooldown: float = 0.5,
+        breaker_cooldown: float = 0.25,
         policy: Policy | None = None,
     ) -> None:
         if isinstance(signing_key, str):

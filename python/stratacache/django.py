@@ -59,7 +59,7 @@ OPTIONS (all optional, upper-case):
                          per key across every process sharing Redis; default on).
 ``LEASE_TTL``            seconds a crashed loader's lease blocks others (5).
 ``BREAKER_THRESHOLD``    consecutive Redis failures that open the circuit breaker (5);
-                         ``BREAKER_COOLDOWN``: seconds it skips Redis before probing (0.5).
+                         ``BREAKER_COOLDOWN``: seconds it skips Redis before probing (0.25).
 
 ``close()`` is a no-op: Django calls it after every request, and the
 connections here are long-lived multiplexed ones shared by every thread.
@@ -584,7 +584,7 @@ def _native_kwargs(server: str | list[str] | tuple[str, ...], opts: dict[str, An
         "fleet_lease": bool(opts.get("FLEET_LEASE", True)),
         "lease_ttl": float(opts.get("LEASE_TTL", 5.0)),
         "breaker_threshold": int(opts.get("BREAKER_THRESHOLD", 5)),
-        "breaker_cooldown": float(opts.get("BREAKER_COOLDOWN", 0.5)),
+        "breaker_cooldown": float(opts.get("BREAKER_COOLDOWN", 0.25)),
     }
 
 

@@ -47,12 +47,14 @@ def test_kill_and_restart_under_load() -> None:
     errors: list[BaseException] = []
     wrong: list[object] = []
     ops = [0]
+    steps: list[float] = []
 
     def worker(n: int) -> None:
         i = 0
         while not stop.is_set():
             key = f"w{n}:{i % 20}"
             value = f"{n}:{i % 20}"  # what this key may ever hold
+            t = time.perf_counter()
             try:
                 cache.set(key, value, 60)
                 got = cache.get(key)
@@ -63,6 +65,7 @@ def test_kill_and_restart_under_load() -> None:
                     wrong.append(loaded)
             except BaseException as e:  # the test fails on any
                 errors.append(e)
+            steps.append(time.perf_counter() - t)
             ops[0] += 1
             i += 1
 
@@ -77,6 +80,7 @@ def test_kill_and_restart_under_load() -> None:
         while ops[0] < before + 200:  # traffic with Redis gone
             time.sleep(0.01)
         server = start_redis(port)
+        answered = time.monotonic()
         # Back on L2 without a rebuild: a write through the same cache lands
         # in the restarted Redis (seen by a handle without L1).
         probe = Cache(redis_url=url, namespace=ns, l1=False)
@@ -87,6 +91,7 @@ def test_kill_and_restart_under_load() -> None:
                 break
             assert time.monotonic() < deadline, "the cache never used the restarted Redis"
             time.sleep(0.01)
+        back_after = time.monotonic() - answered
     finally:
         stop.set()
         for t in threads:
@@ -96,3 +101,7 @@ def test_kill_and_restart_under_load() -> None:
     assert errors == [], f"exceptions reached fail-open callers: {errors[:3]}"
     assert wrong == [], f"wrong values read: {wrong[:3]}"
     assert cache.stats()["breaker_opens"] >= 1
+    # Each step is three calls bounded by the 0.2 s operation timeout, never
+    # an unbounded wait while Redis is gone.
+    assert max(steps) < 3 * 0.2 + 1.0, f"slowest step {max(steps):.3f} s"
+    assert back_after < 1.0, f"back on Redis {back_after:.3f} s after it answered"

@@ -138,7 +138,7 @@ impl Default for Config {
             fleet_lease: true,
             lease_ttl: Duration::from_secs(5),
             breaker_threshold: 5,
-            breaker_cooldown: Duration::from_millis(500),
+            breaker_cooldown: Duration::from_millis(250),
             isolated: false,
         }
     }

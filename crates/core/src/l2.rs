@@ -385,7 +385,7 @@ impl L2 {
                     .set_connection_timeout(Some(self.connect_timeout))
                     .set_response_timeout(Some(self.op_timeout))
                     .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
+                    .set_max_delay(Duration::from_millis(100));
                 Conn::Single(ConnectionManager::new_lazy_with_config(client, cfg)?)
             }
             RedisLocation::Cluster(seeds) => {

@@ -84,7 +84,7 @@ impl PyCache {
         max_value_bytes = 32 << 20, signing_key = None, connect_timeout = 1.0,
         op_timeout = 0.5, tombstone_ttl = 60.0, wait_timeout = 30.0, ttl_jitter = 0.0,
         fleet_lease = true, lease_ttl = 5.0, isolated = false, breaker_threshold = 5,
-        breaker_cooldown = 0.5
+        breaker_cooldown = 0.25
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
