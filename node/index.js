@@ -78,7 +78,13 @@ function encode(serializer, value) {
   // Integers use the counter form: atomic incr/decr in Redis, numbers in Python.
   if (typeof value === 'number' && Number.isSafeInteger(value)) return [Buffer.from(String(value)), Format.INT]
   if (typeof value === 'bigint' && value >= I64_MIN && value <= I64_MAX) return [Buffer.from(String(value)), Format.INT]
-  return serializer.encode(value)
+  try {
+    return serializer.encode(value)
+  } catch (e) {
+    // A BigInt or a cycle for JSON, a user serializer's own error: typed.
+    if (e instanceof errors.StrataCacheError) throw e
+    throw new InvalidValueError(`the ${serializer.name} serializer cannot encode this value: ${e && e.message}`, { cause: e })
+  }
 }
 
 // Decode by the format recorded in the entry; formats this process does

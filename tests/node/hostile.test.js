@@ -1,0 +1,69 @@
+'use strict'
+// Hostile input through the Node surface, one test each: oversized values,
+// oversized and non-string keys, values the serializer cannot encode. Each
+// is a typed error with a stable `code`, and nothing is stored. (Bytes in
+// Redis written by someone else are decoded by the same core as Python's,
+// covered in tests/python/test_hostile.py and crates/core/tests/tiered.rs.)
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { Cache } = require('../../node')
+const { CONFIGS, unique } = require('./helpers')
+
+for (const [name, cfg] of Object.entries(CONFIGS)) {
+  test(`${name}: an oversized value is E_VALUE_TOO_LARGE and stores nothing`, async () => {
+    const cache = new Cache({ ...cfg, namespace: unique('big'), maxValueBytes: 1000, failOpen: false })
+    try {
+      await cache.set('k', 'small')
+      await assert.rejects(cache.set('k', 'x'.repeat(2000)), { code: 'E_VALUE_TOO_LARGE' })
+      assert.equal(await cache.get('k'), 'small')
+      let calls = 0
+      const factory = async () => { calls++; return Buffer.alloc(2000).toString('hex') }
+      await assert.rejects(cache.getOrSet({ key: 'loaded', factory }), { code: 'E_VALUE_TOO_LARGE' })
+      await assert.rejects(cache.getOrSet({ key: 'loaded', factory }), { code: 'E_VALUE_TOO_LARGE' })
+      assert.equal(calls, 2, 'nothing was cached')
+      assert.equal(await cache.get('loaded'), undefined)
+    } finally {
+      cache.close()
+    }
+  })
+
+  test(`${name}: long keys work without colliding; non-string and empty keys are E_INVALID_KEY`, async () => {
+    const ns = unique('keys')
+    const cache = new Cache({ ...cfg, namespace: ns, failOpen: false })
+    try {
+      const a = 'a'.repeat(1_000_000)
+      const b = 'a'.repeat(999_999) + 'b'
+      await cache.set(a, 'A')
+      await cache.set(b, 'B')
+      assert.deepEqual([await cache.get(a), await cache.get(b)], ['A', 'B'])
+      if (cfg.redis || cfg.cluster) {
+        const fresh = new Cache({ ...cfg, namespace: ns, l1: false, failOpen: false })
+        assert.deepEqual([await fresh.get(a), await fresh.get(b)], ['A', 'B'], 'from Redis')
+        fresh.close()
+      }
+      for (const bad of [42, null, undefined, {}, Buffer.from('k'), '']) {
+        await assert.rejects(cache.set(bad, 'x'), { code: 'E_INVALID_KEY' }, String(bad))
+        await assert.rejects(cache.get(bad), { code: 'E_INVALID_KEY' }, String(bad))
+      }
+    } finally {
+      cache.close()
+    }
+  })
+
+  test(`${name}: a value the serializer cannot encode is E_INVALID_VALUE and stores nothing`, async () => {
+    const cache = new Cache({ ...cfg, namespace: unique('unser'), failOpen: false })
+    try {
+      await cache.set('k', 'old')
+      const circular = {}
+      circular.self = circular
+      for (const bad of [2n ** 70n, circular, () => 1, Symbol('s')]) {
+        await assert.rejects(cache.set('k', bad), { code: 'E_INVALID_VALUE' }, String(typeof bad))
+      }
+      assert.equal(await cache.get('k'), 'old')
+      await assert.rejects(cache.getOrSet({ key: 'loaded', factory: async () => 2n ** 70n }), { code: 'E_INVALID_VALUE' })
+      assert.equal(await cache.get('loaded'), undefined)
+    } finally {
+      cache.close()
+    }
+  })
+}
