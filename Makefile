@@ -17,7 +17,7 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence check-prereqs
+.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults fuzz check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -118,6 +118,16 @@ bench-coherence: check-prereqs $(VENV)/.installed ## invalidation propagation la
 bench-node: check-prereqs node-build ## Node benchmarks beside lru-cache, cache-manager 7, bentocache, ioredis
 	cd benches/node && npm ci --ignore-scripts --no-audit --no-fund
 	$(WITH_REDIS) node benches/node/bench.js
+
+FUZZ_SECONDS ?= 60
+fuzz: ## fuzz the envelope and bus decoders, FUZZ_SECONDS (60) each; cargo-fuzz on the pinned toolchain, not part of `make test`
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --version 0.13.2
+	$(PYTHON) scripts/fuzz-seed.py
+	# cargo-fuzz passes -Z sanitizer flags; RUSTC_BOOTSTRAP lets the pinned
+	# stable toolchain (which ships the sanitizer runtimes) accept them.
+	cd fuzz && for t in envelope bus; do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536 || exit 1; \
+	done
 
 bench: check-prereqs ## criterion benchmarks beside raw moka / raw redis (see docs/benchmarks.md)
 	$(WITH_REDIS) $(CARGO) bench --locked -p stratacache --bench cache

@@ -266,8 +266,9 @@ def test_fail_open_and_raise_modes() -> None:
     opts = {"CONNECT_TIMEOUT": 0.2, "OP_TIMEOUT": 0.3}
     open_cache = StrataCache(url, {"OPTIONS": {**opts, "NAMESPACE": "failopen"}})
     assert open_cache.get("k", "dflt") == "dflt"
-    open_cache.set("k", "v")  # swallowed, logged
-    assert open_cache.get_or_set("k", lambda: "loaded") == "loaded"
+    open_cache.set("k", "v")  # swallowed, logged; kept in this process's L1
+    assert open_cache.get_or_set("k", lambda: "loaded") == "v"
+    assert open_cache.get_or_set("other", lambda: "loaded") == "loaded"
     assert open_cache.set_many({"a": 1}) == ["a"]
     from stratacache import RedisError
 

@@ -155,6 +155,9 @@ pub enum DecodeError {
     /// zstd failed, or the payload would exceed `max_value_bytes`.
     #[error("payload does not decompress within the size limit")]
     BadCompression,
+    /// An integer entry whose payload is not a signed 64-bit decimal.
+    #[error("integer entry with a non-integer payload")]
+    BadInteger,
 }
 
 /// Encoder/decoder with the cache's compression and signing settings.
@@ -293,6 +296,11 @@ impl Codec {
                 return Err(DecodeError::BadTag);
             }
             let name = std::str::from_utf8(r.take(len)?).map_err(|_| DecodeError::BadTag)?;
+            // NUL-prefixed names are reserved; only the generation is ever
+            // written to Redis.
+            if name.starts_with('\0') && name != crate::versions::GENERATION_TAG {
+                return Err(DecodeError::BadTag);
+            }
             tags.push((name.to_owned(), r.u64()?));
         }
         let plen = r.u32()? as usize;
@@ -317,6 +325,10 @@ impl Codec {
         } else {
             Bytes::copy_from_slice(payload)
         };
+        // Bindings parse integer payloads as numbers: never hand them junk.
+        if format == Format::INT && decode_counter(&payload).is_none() {
+            return Err(DecodeError::BadInteger);
+        }
         Ok(Entry {
             meta: Meta {
                 format,
@@ -470,6 +482,28 @@ mod tests {
             },
             payload: Bytes::copy_from_slice(payload),
         }
+    }
+
+    #[test]
+    fn junk_integers_and_reserved_tags_are_rejected() {
+        // Found by `make fuzz`: an integer envelope with a non-integer
+        // payload decoded, and bindings would have parsed junk as a number.
+        let c = Codec::new(usize::MAX, 3, 1 << 20, None);
+        let mut junk = entry(b"12x");
+        junk.meta.format = Format::INT;
+        assert_eq!(c.decode(&c.encode(&junk)), Err(DecodeError::BadInteger));
+        let mut ok = entry(b"-42");
+        ok.meta.format = Format::INT;
+        assert_eq!(c.decode(&c.encode(&ok)).expect("decodes"), ok);
+        let mut reserved = entry(b"{}");
+        reserved.meta.tags.push(("\0local".into(), 1));
+        assert_eq!(c.decode(&c.encode(&reserved)), Err(DecodeError::BadTag));
+        let mut generation = entry(b"{}");
+        generation
+            .meta
+            .tags
+            .push((crate::versions::GENERATION_TAG.into(), 9));
+        assert!(c.decode(&c.encode(&generation)).is_ok());
     }
 
     #[test]
