@@ -17,7 +17,7 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults fuzz check-prereqs
+.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults bench-memory fuzz check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -118,6 +118,12 @@ bench-coherence: check-prereqs $(VENV)/.installed ## invalidation propagation la
 bench-node: check-prereqs node-build ## Node benchmarks beside lru-cache, cache-manager 7, bentocache, ioredis
 	cd benches/node && npm ci --ignore-scripts --no-audit --no-fund
 	$(WITH_REDIS) node benches/node/bench.js
+
+bench-faults: check-prereqs ## steady load through a Redis SIGKILL + restart and a 200 ms-per-command slowdown: errors, wrong values, latency, time back
+	$(CARGO) run --locked --release -q -p stratacache --example faults
+
+bench-memory: ## L1's real memory (RSS growth) against its byte bound under write-heavy reuse, per value size
+	$(CARGO) run --locked --release -q -p stratacache --example l1_memory
 
 FUZZ_SECONDS ?= 60
 fuzz: ## fuzz the envelope and bus decoders, FUZZ_SECONDS (60) each; cargo-fuzz on the pinned toolchain, not part of `make test`

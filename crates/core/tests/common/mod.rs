@@ -256,7 +256,11 @@ impl Proxy {
                     let to_server = async move {
                         use tokio::io::AsyncWriteExt;
                         while let Some((due, chunk)) = rx.recv().await {
-                            tokio::time::sleep_until(due).await;
+                            // (No timer when there is no delay: a timer
+                            // costs a millisecond tick per command.)
+                            if due > tokio::time::Instant::now() {
+                                tokio::time::sleep_until(due).await;
+                            }
                             if sw.write_all(&chunk).await.is_err() {
                                 return;
                             }
