@@ -334,3 +334,145 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A Redis Cluster of this test's own (`masters` masters with `replicas`
+/// replicas each), on free loopback ports; every server is stopped by PID
+/// when dropped.
+pub struct OwnCluster {
+    servers: Vec<OwnRedis>,
+    dir: std::path::PathBuf,
+}
+
+impl OwnCluster {
+    pub async fn start(masters: usize, replicas: usize) -> OwnCluster {
+        let dir = std::env::temp_dir().join(format!("stratacache-cluster-{:016x}", rand_u64()));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let mut servers = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .expect("free port")
+                .local_addr()
+                .expect("addr")
+                .port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .arg("--cluster-config-file")
+                .arg(dir.join(format!("nodes-{port}.conf")))
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server on PATH");
+            servers.push(OwnRedis {
+                child,
+                url: format!("redis://127.0.0.1:{port}"),
+                port,
+            });
+        }
+        for s in &servers {
+            eventually(
+                "a cluster node answers",
+                Duration::from_secs(10),
+                || async {
+                    match redis::Client::open(s.url.as_str()) {
+                        Ok(c) => c.get_multiplexed_async_connection().await.is_ok(),
+                        Err(_) => false,
+                    }
+                },
+            )
+            .await;
+        }
+        let ok = std::process::Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(servers.iter().map(|s| format!("127.0.0.1:{}", s.port)))
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("redis-cli on PATH")
+            .success();
+        assert!(ok, "redis-cli --cluster create");
+        let cluster = OwnCluster { servers, dir };
+        eventually("every replica attached", Duration::from_secs(20), || async {
+            let nodes = cluster.nodes().await;
+            nodes.iter().filter(|n| n.master_of.is_some()).count() == masters * replicas
+                && nodes.iter().filter(|n| n.is_master).count() == masters
+        })
+        .await;
+        for s in &cluster.servers {
+            eventually("the cluster is ok", Duration::from_secs(20), || async {
+                let mut c = raw(&s.url).await;
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap_or_default();
+                info.contains("cluster_state:ok")
+            })
+            .await;
+        }
+        cluster
+    }
+
+    pub fn seeds(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.url.clone()).collect()
+    }
+
+    /// Every node as (id, url, master id or None for a master, slots).
+    pub async fn nodes(&self) -> Vec<ClusterNode> {
+        let mut c = raw(&self.servers[0].url).await;
+        let text: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut c)
+            .await
+            .expect("CLUSTER NODES");
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let addr = f[1].split('@').next().unwrap_or_default();
+                let mut slots = Vec::new();
+                for r in &f[8.min(f.len())..] {
+                    if r.starts_with('[') {
+                        continue;
+                    }
+                    let (a, b) = r.split_once('-').unwrap_or((r, r));
+                    if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
+                        slots.push((a, b));
+                    }
+                }
+                ClusterNode {
+                    id: f[0].to_owned(),
+                    url: format!("redis://{addr}"),
+                    master_of: (f[3] != "-").then(|| f[3].to_owned()),
+                    is_master: f[2].contains("master"),
+                    slots,
+                }
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    pub id: String,
+    pub url: String,
+    pub master_of: Option<String>,
+    pub is_master: bool,
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl ClusterNode {
+    pub fn owns(&self, slot: u16) -> bool {
+        self.is_master && self.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        self.servers.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
