@@ -395,11 +395,15 @@ impl OwnCluster {
             .success();
         assert!(ok, "redis-cli --cluster create");
         let cluster = OwnCluster { servers, dir };
-        eventually("every replica attached", Duration::from_secs(20), || async {
-            let nodes = cluster.nodes().await;
-            nodes.iter().filter(|n| n.master_of.is_some()).count() == masters * replicas
-                && nodes.iter().filter(|n| n.is_master).count() == masters
-        })
+        eventually(
+            "every replica attached",
+            Duration::from_secs(20),
+            || async {
+                let nodes = cluster.nodes().await;
+                nodes.iter().filter(|n| n.master_of.is_some()).count() == masters * replicas
+                    && nodes.iter().filter(|n| n.is_master).count() == masters
+            },
+        )
         .await;
         for s in &cluster.servers {
             eventually("the cluster is ok", Duration::from_secs(20), || async {
