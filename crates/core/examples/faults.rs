@@ -91,22 +91,6 @@ fn row(name: &str, p: &Phase, secs: f64) {
     );
 }
 
-async fn wait_redis(url: &str) {
-    for _ in 0..500 {
-        if let Ok(c) = redis::Client::open(url)
-            && let Ok(mut c) = c.get_multiplexed_async_connection().await
-            && redis::cmd("PING")
-                .query_async::<String>(&mut c)
-                .await
-                .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("redis-server never answered");
-}
-
 /// Time until a call through `cache` reaches Redis again.
 async fn time_back(cache: &Cache, from: Instant) -> Duration {
     let mut i = 0u64;
@@ -123,7 +107,7 @@ async fn time_back(cache: &Cache, from: Instant) -> Duration {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut server = common::OwnRedis::start();
-    wait_redis(&server.url).await;
+    common::answers(&server.url).await;
     let proxy = common::Proxy::start(server.port).await;
     let op_timeout = Duration::from_millis(100);
     let cache = Cache::builder()
@@ -160,7 +144,7 @@ async fn main() {
     tokio::time::sleep(span).await;
     row("Redis SIGKILLed", &take(&phase).await, secs);
     let server = common::OwnRedis::on_port(server.port);
-    wait_redis(&server.url).await;
+    common::answers(&server.url).await;
     let back_kill = time_back(&cache, Instant::now()).await;
     tokio::time::sleep(span).await;
     row(

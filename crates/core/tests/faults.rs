@@ -10,26 +10,10 @@ use bytes::Bytes;
 use common::OwnRedis;
 use stratacache::{Cache, Error, Lookup, LookupPolicy, WriteOptions};
 
-async fn answers(url: &str) {
-    for _ in 0..500 {
-        if let Ok(client) = redis::Client::open(url)
-            && let Ok(mut c) = client.get_multiplexed_async_connection().await
-            && redis::cmd("PING")
-                .query_async::<String>(&mut c)
-                .await
-                .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("redis-server at {url} never answered");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_while_redis_is_down_and_closes_when_it_is_back() {
     let mut server = OwnRedis::start();
-    answers(&server.url).await;
+    common::answers(&server.url).await;
     let cache = Cache::builder()
         .redis_url(server.url.clone())
         .namespace(common::unique_ns("faults"))
@@ -77,7 +61,7 @@ async fn breaker_opens_while_redis_is_down_and_closes_when_it_is_back() {
     // Redis comes back on the same address: the breaker's probe finds it
     // and the cache uses it again, without being rebuilt.
     let server = OwnRedis::on_port(server.port);
-    answers(&server.url).await;
+    common::answers(&server.url).await;
     let mut back = false;
     for _ in 0..500 {
         if cache
@@ -112,7 +96,7 @@ async fn breaker_opens_while_redis_is_down_and_closes_when_it_is_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_server_is_noticed_by_the_bus_heartbeat() {
     let server = OwnRedis::start();
-    answers(&server.url).await;
+    common::answers(&server.url).await;
     let cache = Cache::builder()
         .redis_url(server.url.clone())
         .namespace(common::unique_ns("frozen"))
@@ -149,7 +133,7 @@ fn payload(e: Option<std::sync::Arc<stratacache::Entry>>) -> Option<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l1_serves_while_redis_is_away_and_forgets_local_writes_once_back() {
     let mut server = OwnRedis::start();
-    answers(&server.url).await;
+    common::answers(&server.url).await;
     let ns = common::unique_ns("outage");
     let cache = Cache::builder()
         .redis_url(server.url.clone())
@@ -220,7 +204,7 @@ async fn l1_serves_while_redis_is_away_and_forgets_local_writes_once_back() {
     // Redis comes back empty on the same address, and another instance
     // writes `kept` there: an invalidation this one could not hear.
     let server = OwnRedis::on_port(server.port);
-    answers(&server.url).await;
+    common::answers(&server.url).await;
     let other = Cache::builder()
         .redis_url(server.url.clone())
         .namespace(ns)
@@ -259,7 +243,7 @@ async fn l1_serves_while_redis_is_away_and_forgets_local_writes_once_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_made_while_cut_off_is_not_served_afterwards() {
     let server = OwnRedis::start();
-    answers(&server.url).await;
+    common::answers(&server.url).await;
     let proxy = common::Proxy::start(server.port).await;
     let ns = common::unique_ns("cutoff");
     let cut_off = Cache::builder()
@@ -338,7 +322,7 @@ async fn an_invalidation_made_while_cut_off_is_not_served_afterwards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_redis_costs_callers_at_most_the_timeout_and_opens_the_breaker() {
     let server = OwnRedis::start();
-    answers(&server.url).await;
+    common::answers(&server.url).await;
     let proxy = common::Proxy::start(server.port).await;
     let op_timeout = Duration::from_millis(100);
     let cache = Cache::builder()

@@ -134,6 +134,27 @@ impl Raw {
     }
 }
 
+/// Wait until the Redis at `url` answers a PING (a server just started).
+pub async fn answers(url: &str) {
+    eventually(
+        &format!("{url} answers"),
+        Duration::from_secs(10),
+        || async {
+            match redis::Client::open(url) {
+                Ok(c) => match c.get_multiplexed_async_connection().await {
+                    Ok(mut c) => redis::cmd("PING")
+                        .query_async::<String>(&mut c)
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
+}
+
 /// A Redis server of this test's own, stopped (by PID) when dropped.
 pub struct OwnRedis {
     child: std::process::Child,
@@ -372,17 +393,7 @@ impl OwnCluster {
             });
         }
         for s in &servers {
-            eventually(
-                "a cluster node answers",
-                Duration::from_secs(10),
-                || async {
-                    match redis::Client::open(s.url.as_str()) {
-                        Ok(c) => c.get_multiplexed_async_connection().await.is_ok(),
-                        Err(_) => false,
-                    }
-                },
-            )
-            .await;
+            answers(&s.url).await;
         }
         let ok = std::process::Command::new("redis-cli")
             .arg("--cluster")
