@@ -358,10 +358,13 @@ impl Bus {
         if self.started.load(Ordering::Acquire) == generation {
             return;
         }
-        // Dropping the old sender stops a task of the same process; in a
-        // forked child the old task does not exist any more.
         let (tx, rx) = watch::channel(());
-        *stop = Some(tx);
+        if let Some(old) = stop.replace(tx) {
+            // Only ever the parent's (a forked child's first use): dropping
+            // it would notify the parent's task through locks a thread that
+            // no longer exists may have held at the fork. Leak it.
+            std::mem::forget(old);
+        }
         self.connected.store(false, Ordering::Release);
         self.started.store(generation, Ordering::Release);
         let weak = Arc::downgrade(shared);

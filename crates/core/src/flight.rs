@@ -75,7 +75,10 @@ pub(crate) fn join(shared: &Arc<Shared>, key: &str) -> Joined {
     let mut f = shared.flights.lock().unwrap_or_else(|e| e.into_inner());
     let generation = fork_generation();
     if f.generation != generation {
-        f.map.clear();
+        // The parent's flights (a forked child): leaked, not dropped, so no
+        // waker of the parent's runtime is called (its locks may have been
+        // held by a thread that does not exist here).
+        std::mem::forget(std::mem::take(&mut f.map));
         f.generation = generation;
     }
     if let Some(flight) = f.map.get(key) {

@@ -417,7 +417,13 @@ impl L2 {
             return Ok(c.clone());
         }
         let c = self.build()?;
-        *g = Some((generation, c.clone()));
+        if let Some(old) = g.replace((generation, c.clone())) {
+            // The parent's connection, in a forked child: dropping it would
+            // wake the parent's driver task through the parent's scheduler,
+            // whose locks a thread that no longer exists may have held at
+            // the fork. Leak it, as the parent's runtime is leaked.
+            std::mem::forget(old);
+        }
         Ok(c)
     }
 
