@@ -200,17 +200,44 @@ async fn a_master_failed_over_to_its_replica_keeps_working() {
         .expect("a replica of the owner")
         .clone();
     // A graceful manual failover: the replica catches up, then takes over.
-    let _: () = cmd(&replica.url, redis::cmd("CLUSTER").arg("FAILOVER")).await;
+    // It needs a live replication link, and Redis abandons a manual
+    // failover that does not complete in 5 s (a loaded machine), so wait
+    // for the link and ask again until the replica says it is the master.
+    let role = |url: String| async move {
+        cmd::<String>(&url, redis::cmd("INFO").arg("replication")).await
+    };
     common::eventually(
-        "the replica is the master",
-        Duration::from_secs(20),
+        "the replica's link is up",
+        Duration::from_secs(30),
         || async {
-            cl.nodes()
+            role(replica.url.clone())
                 .await
-                .iter()
-                .any(|n| n.id == replica.id && n.owns(slot))
+                .contains("master_link_status:up")
         },
     )
+    .await;
+    let mut promoted = false;
+    for _ in 0..6 {
+        let _: () = cmd(&replica.url, redis::cmd("CLUSTER").arg("FAILOVER")).await;
+        let until = tokio::time::Instant::now() + Duration::from_secs(7);
+        while tokio::time::Instant::now() < until {
+            if role(replica.url.clone()).await.contains("role:master") {
+                promoted = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if promoted {
+            break;
+        }
+    }
+    assert!(promoted, "the replica never took over");
+    common::eventually("the cluster agrees", Duration::from_secs(20), || async {
+        cl.nodes()
+            .await
+            .iter()
+            .any(|n| n.id == replica.id && n.owns(slot))
+    })
     .await;
     // The value written before is still there, read from the new master.
     common::eventually(
