@@ -44,8 +44,8 @@ class Cache:
     """A tiered cache: in-process L1, optional Redis (or Redis Cluster) L2.
 
     With neither ``redis_url`` nor ``cluster`` it runs in-process only.
-    Handles created with the same Redis location and namespace in one
-    process share one L1. All options are keyword-only::
+    Handles created with the same Redis location, namespace and settings
+    in one process share one L1. All options are keyword-only::
 
         cache = Cache(redis_url="redis://127.0.0.1:6379", namespace="shop", ttl=300)
         user = cache.get_or_set(f"user:{uid}", lambda: db.load_user(uid), ttl=60)

@@ -639,7 +639,7 @@ pub(crate) enum Judged {
 }
 
 /// A handle on a tiered cache. Cheap to clone; handles built with the same
-/// Redis location and namespace in one process share one L1, one set of
+/// Redis location, namespace and settings in one process share one L1, one set of
 /// in-flight loads and one metrics set.
 ///
 /// ```no_run
@@ -680,21 +680,15 @@ impl Cache {
 
     /// Build a cache from a full configuration.
     ///
-    /// Within a process, a handle whose Redis location and namespace match
-    /// a live handle's shares its L1 (and that handle's L1 size and codec
-    /// settings: the first one wins).
+    /// Within a process, a handle whose Redis location, namespace and
+    /// settings match a live handle's shares its L1, flights and metrics;
+    /// a handle with other settings (another signing key, L1 size, ...)
+    /// gets state of its own, kept coherent with the other by the bus.
     pub fn new(config: Config) -> Result<Cache> {
         config.validate()?;
         crate::runtime::install_fork_hook();
         let shared = if config.l1_enabled && !config.isolated {
-            let id = format!(
-                "{}|{}",
-                config
-                    .redis
-                    .as_ref()
-                    .map_or_else(|| "local".to_owned(), |l| l.identity()),
-                config.namespace
-            );
+            let id = config.sharing_identity();
             let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
             reg.retain(|_, w| w.strong_count() > 0);
             match reg.get(&id).and_then(Weak::upgrade) {
@@ -1987,6 +1981,30 @@ mod tests {
             .expect("set");
         assert!(b.get("k").await.expect("get").is_some());
         assert!(c.get("k").await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn handles_with_other_settings_do_not_share() {
+        let signed = |key: &str| {
+            Cache::builder()
+                .namespace("share-settings")
+                .signing_key(key)
+                .build()
+                .expect("cache")
+        };
+        let (a, b, c) = (signed("k1"), signed("k1"), signed("k2"));
+        a.set("k", Bytes::from_static(b"v"), &WriteOptions::default())
+            .await
+            .expect("set");
+        assert!(
+            b.get("k").await.expect("get").is_some(),
+            "same settings share"
+        );
+        assert!(
+            c.get("k").await.expect("get").is_none(),
+            "another signing key is another state, not the first one's codec"
+        );
+        assert!(c.shared.codec.is_signing());
     }
 
     #[tokio::test]

@@ -29,6 +29,46 @@ impl RedisLocation {
     }
 }
 
+impl Config {
+    /// Which live handle's state (L1, flights, metrics, L2 client) a new
+    /// handle shares: same Redis location, namespace, and every setting
+    /// that state is built from (the signing key only as a hash), so a
+    /// handle never silently runs on another handle's settings. Only the
+    /// per-handle wait timeout is left out.
+    pub(crate) fn sharing_identity(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            self.l1_max_bytes,
+            self.default_ttl,
+            self.compress_threshold,
+            self.zstd_level,
+            self.max_value_bytes,
+            &self.signing_key,
+            self.connect_timeout,
+            self.op_timeout,
+            self.tombstone_ttl,
+        )
+            .hash(&mut h);
+        (
+            self.ttl_jitter.to_bits(),
+            self.fleet_lease,
+            self.lease_ttl,
+            self.breaker_threshold,
+            self.breaker_cooldown,
+        )
+            .hash(&mut h);
+        format!(
+            "{}|{}|{:016x}",
+            self.redis
+                .as_ref()
+                .map_or_else(|| "local".to_owned(), RedisLocation::identity),
+            self.namespace,
+            h.finish()
+        )
+    }
+}
+
 /// Everything a cache needs. Construct with [`CacheBuilder`]; all fields have
 /// documented defaults.
 #[derive(Clone)]
