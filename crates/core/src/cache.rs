@@ -1950,11 +1950,17 @@ impl Cache {
 
     /// Counters and L1 size.
     pub async fn stats(&self) -> Stats {
-        let (entries, bytes) = match &self.shared.l1 {
+        let sh = &self.shared;
+        let (l1_entries, l1_bytes) = match &sh.l1 {
             Some(l1) => l1.size().await,
             None => (0, 0),
         };
-        self.shared.metrics.snapshot(entries, bytes)
+        sh.metrics.snapshot(crate::metrics::Gauges {
+            l1_entries,
+            l1_bytes,
+            breaker_open: sh.l2.as_ref().is_some_and(L2::breaker_open),
+            bus_connected: sh.bus.as_ref().is_some_and(Bus::is_connected),
+        })
     }
 
     /// Prometheus text exposition of [`Cache::stats`].

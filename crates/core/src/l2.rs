@@ -362,6 +362,11 @@ impl L2 {
         }
     }
 
+    /// Whether the circuit breaker currently keeps calls away from Redis.
+    pub(crate) fn breaker_open(&self) -> bool {
+        self.breaker.open_until.load(Ordering::Acquire) != 0
+    }
+
     pub(crate) fn location(&self) -> &RedisLocation {
         &self.location
     }

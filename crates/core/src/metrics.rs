@@ -22,11 +22,21 @@ macro_rules! counters {
             pub l1_entries: u64,
             /// Weighted bytes currently in L1.
             pub l1_bytes: u64,
+            /// 1 while the circuit breaker keeps calls away from Redis.
+            pub breaker_open: u64,
+            /// 1 while the bus subscription is up (0 without Redis).
+            pub bus_connected: u64,
         }
 
         impl Metrics {
-            pub(crate) fn snapshot(&self, l1_entries: u64, l1_bytes: u64) -> Stats {
-                Stats { $( $name: self.$name.load(Ordering::Relaxed), )* l1_entries, l1_bytes }
+            pub(crate) fn snapshot(&self, gauges: Gauges) -> Stats {
+                Stats {
+                    $( $name: self.$name.load(Ordering::Relaxed), )*
+                    l1_entries: gauges.l1_entries,
+                    l1_bytes: gauges.l1_bytes,
+                    breaker_open: u64::from(gauges.breaker_open),
+                    bus_connected: u64::from(gauges.bus_connected),
+                }
             }
         }
 
@@ -128,6 +138,14 @@ counters! {
     breaker_short_circuits,
 }
 
+/// The state-now half of a [`Stats`] snapshot.
+pub(crate) struct Gauges {
+    pub(crate) l1_entries: u64,
+    pub(crate) l1_bytes: u64,
+    pub(crate) breaker_open: bool,
+    pub(crate) bus_connected: bool,
+}
+
 fn counter_help(name: &str) -> &'static str {
     match name {
         "l1_hits" => "L1 lookups answered with a fresh value",
@@ -186,6 +204,24 @@ impl Metrics {
 }
 
 impl Stats {
+    /// `(name, help, value)` for every gauge (state now, not a count).
+    pub fn gauges(&self) -> Vec<(&'static str, &'static str, u64)> {
+        vec![
+            ("l1_entries", "entries in L1", self.l1_entries),
+            ("l1_bytes", "weighted bytes in L1", self.l1_bytes),
+            (
+                "breaker_open",
+                "1 while the circuit breaker keeps calls away from Redis",
+                self.breaker_open,
+            ),
+            (
+                "bus_connected",
+                "1 while the invalidation bus subscription is up",
+                self.bus_connected,
+            ),
+        ]
+    }
+
     /// Prometheus text exposition (format 0.0.4), labelled by namespace.
     pub fn to_prometheus(&self, namespace: &str) -> String {
         let mut out = String::new();
@@ -197,10 +233,7 @@ impl Stats {
                 "stratacache_{name}_total{{namespace=\"{namespace}\"}} {v}"
             );
         }
-        for (name, help, v) in [
-            ("l1_entries", "entries in L1", self.l1_entries),
-            ("l1_bytes", "weighted bytes in L1", self.l1_bytes),
-        ] {
+        for (name, help, v) in self.gauges() {
             let _ = writeln!(out, "# HELP stratacache_{name} {help}");
             let _ = writeln!(out, "# TYPE stratacache_{name} gauge");
             let _ = writeln!(out, "stratacache_{name}{{namespace=\"{namespace}\"}} {v}");

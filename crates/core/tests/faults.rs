@@ -43,6 +43,7 @@ async fn breaker_opens_while_redis_is_down_and_closes_when_it_is_back() {
     let r = cache.get("other").await;
     assert!(matches!(r, Err(Error::L2Unavailable(_))), "{r:?}");
     assert!(cache.stats().await.breaker_short_circuits >= 1);
+    assert_eq!(cache.stats().await.breaker_open, 1, "the gauge says so");
     // A read-through still works: Redis trouble means "load it yourself".
     match cache
         .lookup("cold", &LookupPolicy::default())
@@ -75,6 +76,7 @@ async fn breaker_opens_while_redis_is_down_and_closes_when_it_is_back() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(back, "the cache never used Redis again");
+    assert_eq!(cache.stats().await.breaker_open, 0);
     let other = Cache::builder()
         .redis_url(server.url.clone())
         .namespace(cache.namespace())
@@ -198,6 +200,7 @@ async fn l1_serves_while_redis_is_away_and_forgets_local_writes_once_back() {
         Some(b"c".to_vec())
     );
     let s = cache.stats().await;
+    assert_eq!(s.bus_connected, 0, "{s:?}");
     assert!(s.l1_outage_hits >= 3, "{s:?}");
     assert!(s.local_writes >= 2, "{s:?}");
 
@@ -227,6 +230,7 @@ async fn l1_serves_while_redis_is_away_and_forgets_local_writes_once_back() {
     })
     .await;
     let recovered = back.elapsed();
+    assert_eq!(cache.stats().await.bus_connected, 1);
     // What Redis never took is not replayed, and no longer served.
     assert_eq!(payload(cache.get("local").await.expect("get")), None);
     assert_eq!(payload(cache.get("cold").await.expect("get")), None);

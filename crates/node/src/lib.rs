@@ -410,14 +410,11 @@ impl NativeCache {
     #[napi(ts_return_type = "Record<string, number>")]
     pub fn stats(&self) -> Result<std::collections::HashMap<String, f64>> {
         let s = poll_ready(self.inner.stats());
-        let mut m: std::collections::HashMap<String, f64> = s
-            .counters()
+        Ok(s.counters()
             .into_iter()
+            .chain(s.gauges())
             .map(|(k, _, v)| (k.to_owned(), v as f64))
-            .collect();
-        m.insert("l1_entries".into(), s.l1_entries as f64);
-        m.insert("l1_bytes".into(), s.l1_bytes as f64);
-        Ok(m)
+            .collect())
     }
 
     #[napi]

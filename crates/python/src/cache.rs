@@ -282,15 +282,16 @@ impl PyCache {
         self.inner.close();
     }
 
-    /// Counters and L1 size as a dict.
+    /// Counters and gauges (L1 size, breaker, bus) as a dict.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = run(py, self.inner.stats());
         let d = PyDict::new(py);
         for (name, _, v) in s.counters() {
             d.set_item(name, v)?;
         }
-        d.set_item("l1_entries", s.l1_entries)?;
-        d.set_item("l1_bytes", s.l1_bytes)?;
+        for (name, _, v) in s.gauges() {
+            d.set_item(name, v)?;
+        }
         Ok(d)
     }
 
