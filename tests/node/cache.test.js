@@ -46,6 +46,8 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     assert.equal(await c.get('a'), undefined)
     assert.ok(c.stats().writes >= 4)
     assert.match(c.metrics(), /stratacache_writes_total\{namespace="/)
+    assert.equal(c.stats().breaker_open, 0)
+    assert.match(c.metrics(), /# TYPE stratacache_breaker_open gauge/)
     await c.close()
   })
 

@@ -119,6 +119,7 @@ test('Redis SIGKILLed and restarted under 100 concurrent calls: fail-open, no wr
   assert.ok(errorEvents.length > 0, 'Redis trouble is reported as error events')
   assert.ok(errorEvents.every((e) => typeof e.code === 'string' && e.code.startsWith('E_L2')), 'typed')
   assert.ok(cache.stats().breaker_opens >= 1)
+  assert.equal(cache.stats().breaker_open, 0, 'closed again once Redis answered')
   latencies.sort((a, b) => a - b)
   const max = latencies[latencies.length - 1]
   // Bounded by the 200 ms operation timeout per Redis call (three calls a

@@ -71,6 +71,8 @@ def test_whole_api(cache: Cache) -> None:
     stats = cache.stats()
     assert stats["writes"] >= 4 and stats["l1_hits"] + stats["l2_hits"] >= 1
     assert "stratacache_writes_total" in cache.metrics_text()
+    assert stats["breaker_open"] == 0
+    assert "# TYPE stratacache_breaker_open gauge" in cache.metrics_text()
 
 
 async def test_whole_api_async(cache: Cache) -> None:

@@ -101,6 +101,7 @@ def test_kill_and_restart_under_load() -> None:
     assert errors == [], f"exceptions reached fail-open callers: {errors[:3]}"
     assert wrong == [], f"wrong values read: {wrong[:3]}"
     assert cache.stats()["breaker_opens"] >= 1
+    assert cache.stats()["breaker_open"] == 0, "closed again once Redis answered"
     # Each step is three calls bounded by the 0.2 s operation timeout, never
     # an unbounded wait while Redis is gone.
     assert max(steps) < 3 * 0.2 + 1.0, f"slowest step {max(steps):.3f} s"
