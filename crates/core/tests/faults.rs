@@ -8,7 +8,29 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::OwnRedis;
-use stratacache::{Cache, Error, Lookup, LookupPolicy, WriteOptions};
+use stratacache::{Cache, Error, Lookup, LookupPolicy, Stats, WriteOptions};
+
+/// A cache on `url` that notices trouble quickly (200 ms timeouts, a
+/// breaker of 3 failures / 100 ms), with state of its own.
+fn quick(url: &str, ns: &str) -> Cache {
+    Cache::builder()
+        .redis_url(url)
+        .namespace(ns)
+        .op_timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(200))
+        .breaker(3, Duration::from_millis(100))
+        .isolated(true)
+        .build()
+        .expect("cache")
+}
+
+/// Wait (at most 10 s) until `cache`'s counters satisfy `f`.
+async fn until_stats(cache: &Cache, what: &str, f: impl Fn(&Stats) -> bool) {
+    common::eventually(what, Duration::from_secs(10), || async {
+        f(&cache.stats().await)
+    })
+    .await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_while_redis_is_down_and_closes_when_it_is_back() {
@@ -108,24 +130,12 @@ async fn a_frozen_server_is_noticed_by_the_bus_heartbeat() {
         .build()
         .expect("cache");
     cache.get("probe").await.expect("get");
-    let until = |what: &'static str, f: fn(&stratacache::Stats) -> bool| {
-        let cache = cache.clone();
-        async move {
-            for _ in 0..1000 {
-                if f(&cache.stats().await) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            panic!("timed out waiting for: {what}");
-        }
-    };
-    until("the subscription", |s| s.bus_connects >= 1).await;
+    until_stats(&cache, "the subscription", |s| s.bus_connects >= 1).await;
     // The server hangs with every connection still open: no FIN, no RST.
     server.signal("-STOP");
-    until("the heartbeat notices", |s| s.bus_outages >= 1).await;
+    until_stats(&cache, "the heartbeat notices", |s| s.bus_outages >= 1).await;
     server.signal("-CONT");
-    until("the subscription is back", |s| s.bus_connects >= 2).await;
+    until_stats(&cache, "the subscription is back", |s| s.bus_connects >= 2).await;
 }
 
 fn payload(e: Option<std::sync::Arc<stratacache::Entry>>) -> Option<Vec<u8>> {
@@ -137,30 +147,16 @@ async fn l1_serves_while_redis_is_away_and_forgets_local_writes_once_back() {
     let mut server = OwnRedis::start();
     common::answers(&server.url).await;
     let ns = common::unique_ns("outage");
-    let cache = Cache::builder()
-        .redis_url(server.url.clone())
-        .namespace(ns.clone())
-        .op_timeout(Duration::from_millis(200))
-        .connect_timeout(Duration::from_millis(200))
-        .breaker(3, Duration::from_millis(100))
-        .isolated(true)
-        .build()
-        .expect("cache");
+    let cache = quick(&server.url, &ns);
     let opts = WriteOptions::default();
     cache
         .set("kept", Bytes::from_static(b"v1"), &opts)
         .await
         .expect("set while up");
-    common::eventually("the subscription", Duration::from_secs(5), || async {
-        cache.stats().await.bus_connects >= 1
-    })
-    .await;
+    until_stats(&cache, "the subscription", |s| s.bus_connects >= 1).await;
 
     server.kill();
-    common::eventually("the bus notices", Duration::from_secs(5), || async {
-        cache.stats().await.bus_outages >= 1
-    })
-    .await;
+    until_stats(&cache, "the bus notices", |s| s.bus_outages >= 1).await;
     // Neither Redis nor the bus: L1 is what is left, and it is served.
     assert_eq!(
         payload(cache.get("kept").await.expect("get")),
@@ -225,10 +221,7 @@ async fn l1_serves_while_redis_is_away_and_forgets_local_writes_once_back() {
         || async { payload(cache.get("kept").await.unwrap_or(None)) == Some(b"v2".to_vec()) },
     )
     .await;
-    common::eventually("the subscription again", Duration::from_secs(5), || async {
-        cache.stats().await.bus_connects >= 2
-    })
-    .await;
+    until_stats(&cache, "the subscription again", |s| s.bus_connects >= 2).await;
     let recovered = back.elapsed();
     assert_eq!(cache.stats().await.bus_connected, 1);
     // What Redis never took is not replayed, and no longer served.
@@ -250,15 +243,7 @@ async fn an_invalidation_made_while_cut_off_is_not_served_afterwards() {
     common::answers(&server.url).await;
     let proxy = common::Proxy::start(server.port).await;
     let ns = common::unique_ns("cutoff");
-    let cut_off = Cache::builder()
-        .redis_url(proxy.url.clone())
-        .namespace(ns.clone())
-        .op_timeout(Duration::from_millis(200))
-        .connect_timeout(Duration::from_millis(200))
-        .breaker(3, Duration::from_millis(100))
-        .isolated(true)
-        .build()
-        .expect("cache");
+    let cut_off = quick(&proxy.url, &ns);
     let peer = Cache::builder()
         .redis_url(server.url.clone())
         .namespace(ns)
@@ -275,16 +260,10 @@ async fn an_invalidation_made_while_cut_off_is_not_served_afterwards() {
         .set("t", Bytes::from_static(b"tagged"), &tagged)
         .await
         .expect("set");
-    common::eventually("the subscription", Duration::from_secs(5), || async {
-        cut_off.stats().await.bus_connects >= 1
-    })
-    .await;
+    until_stats(&cut_off, "the subscription", |s| s.bus_connects >= 1).await;
 
     proxy.cut();
-    common::eventually("the bus notices", Duration::from_secs(5), || async {
-        cut_off.stats().await.bus_outages >= 1
-    })
-    .await;
+    until_stats(&cut_off, "the bus notices", |s| s.bus_outages >= 1).await;
     peer.delete("k").await.expect("delete");
     peer.invalidate_tags(&["T"]).await.expect("invalidate");
     // Cut off, it serves what it has (the cache is an optimisation; the
@@ -301,10 +280,7 @@ async fn an_invalidation_made_while_cut_off_is_not_served_afterwards() {
         || async { matches!(cut_off.get("k").await, Ok(None)) },
     )
     .await;
-    common::eventually("the subscription again", Duration::from_secs(5), || async {
-        cut_off.stats().await.bus_connects >= 2
-    })
-    .await;
+    until_stats(&cut_off, "the subscription again", |s| s.bus_connects >= 2).await;
     assert_eq!(payload(cut_off.get("k").await.expect("get")), None);
     assert_eq!(
         payload(cut_off.get("t").await.expect("get")),
