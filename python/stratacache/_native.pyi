@@ -1,6 +1,6 @@
 # Type stubs for the native module (checked against it by mypy.stubtest).
-from collections.abc import Awaitable
-from typing import Final, final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, final
 
 __all__ = [
     "ERROR_CODES",
@@ -100,6 +100,7 @@ class Cache:
         cluster: list[str] | None = None,
         l1: bool = True,
         l1_max_bytes: int = ...,
+        l1_memo_bytes: int | None = None,
         default_ttl: float | None = ...,
         compress_threshold: int = 4096,
         max_value_bytes: int = ...,
@@ -121,6 +122,8 @@ class Cache:
     def has_l2(self) -> bool: ...
     def get_local(self, key: str) -> _Value | None: ...
     def get(self, key: str) -> _Value | None: ...
+    def get_value(self, key: str, loads: Callable[[int, bytes], Any], memo: int, default: Any) -> Any: ...
+    def get_local_value(self, key: str, loads: Callable[[int, bytes], Any], memo: int, default: Any) -> Any: ...
     def get_many(self, keys: list[str]) -> list[_Value | None]: ...
     def set(
         self,

@@ -9,13 +9,14 @@ from typing import Any, Callable, Final, TypeVar, Union, cast
 
 from . import _native
 from ._loading import Policy, aread_through, awarm, read_through, warm
-from .serializers import Serializer, Unreadable, get_serializer
+from .serializers import Serializer, Unreadable, get_serializer, memo_key
 
 __all__ = ["DEFAULT", "Cache", "Ttl"]
 
 log = logging.getLogger("stratacache")
 
 T = TypeVar("T")
+_MISS: Final = object()
 
 
 class _Default:
@@ -59,6 +60,7 @@ class Cache:
         namespace: str = "default",
         l1: bool = True,
         l1_max_bytes: int = 64 << 20,
+        l1_memo_bytes: int | None = None,
         ttl: float | None = 300.0,
         serializer: str | Serializer = "pickle",
         compress_threshold: int = 4096,
@@ -78,12 +80,15 @@ class Cache:
         if isinstance(signing_key, str):
             signing_key = signing_key.encode()
         self._serializer = get_serializer(serializer)
+        self._sloads = self._serializer.loads
+        self._memo = memo_key(self._serializer)
         self._n = _native.Cache(
             namespace=namespace,
             redis_url=redis_url or None,
             cluster=list(cluster) if cluster is not None else None,
             l1=l1,
             l1_max_bytes=l1_max_bytes,
+            l1_memo_bytes=l1_memo_bytes,
             default_ttl=math.inf if ttl is None else float(ttl),
             compress_threshold=compress_threshold,
             max_value_bytes=max_value_bytes,
@@ -115,13 +120,16 @@ class Cache:
             return default
         try:
             return self._serializer.loads(v[0], v[1])
-        except Unreadable:
-            log.warning(
-                "stratacache: entry in format %d is not accepted by the %s serializer; treated as a miss",
-                v[0],
-                self._serializer.name,
-            )
-            return default
+        except Unreadable as e:
+            return self._unreadable(e, default)
+
+    def _unreadable(self, e: Unreadable, default: Any) -> Any:
+        log.warning(
+            "stratacache: entry in format %s is not accepted by the %s serializer; treated as a miss",
+            e.args[0] if e.args else "?",
+            self._serializer.name,
+        )
+        return default
 
     def _loads(self, v: tuple[int, bytes]) -> Any:
         return self._load(v, None)
@@ -133,7 +141,10 @@ class Cache:
 
     def get(self, key: str, default: Any = None) -> Any:
         """The fresh value of ``key``, or ``default``."""
-        return self._load(self._n.get(key), default)
+        try:
+            return self._n.get_value(key, self._sloads, self._memo, default)
+        except Unreadable as e:
+            return self._unreadable(e, default)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Fresh values of the keys found (one Redis round trip for the L1 misses)."""
@@ -283,9 +294,14 @@ class Cache:
 
     async def aget(self, key: str, default: Any = None) -> Any:
         # An L1 hit is answered here, without an event-loop round trip.
-        v = self._n.get_local(key)
-        if v is not None or not self._n.has_l2:
-            return self._load(v, default)
+        try:
+            v = self._n.get_local_value(key, self._sloads, self._memo, _MISS)
+        except Unreadable as e:
+            return self._unreadable(e, default)
+        if v is not _MISS:
+            return v
+        if not self._n.has_l2:
+            return default
         return self._load(await self._n.aget(key), default)
 
     async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:

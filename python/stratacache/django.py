@@ -20,6 +20,8 @@ OPTIONS (all optional, upper-case):
                          of Redis Cluster seed URLs.
 ``L1``                   ``False`` disables the in-process tier.
 ``L1_MAX_BYTES``         L1 capacity in bytes (default 64 MiB).
+``L1_MEMO_BYTES``        the part of it that keeps decoded values for fast hits
+                         (default a quarter; 0 turns it off).
 ``SERIALIZER``           ``"pickle"`` (default), ``"json"``, ``"msgpack"``, ``"raw"``.
 ``COMPRESS_THRESHOLD``   zstd-compress payloads of at least this many bytes (4096).
 ``MAX_VALUE_BYTES``      largest value accepted (32 MiB).
@@ -79,13 +81,13 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, TypeVar
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache, default_key_func
 from django.core.exceptions import ImproperlyConfigured
 
 from . import _native
 from ._loading import Policy, aread_through, awarm, read_through, warm
 from .exceptions import KeyNotFoundError, NotAnIntegerError, RedisError, StrataCacheError
-from .serializers import Unreadable, get_serializer
+from .serializers import Unreadable, get_serializer, memo_key
 
 __all__ = ["StrataCache"]
 
@@ -142,6 +144,9 @@ class _Unusable:
 class StrataCache(BaseCache):
     """A Django cache backend on stratacache (L1 in-process, L2 Redis)."""
 
+    _pfx: str | None = None
+    _fast_keys = False
+
     def __init__(self, server: str | list[str] | tuple[str, ...], params: dict[str, Any]) -> None:
         super().__init__(params)
         cls = type(self)
@@ -150,11 +155,14 @@ class StrataCache(BaseCache):
             and cls.validate_key is BaseCache.validate_key
             and cls.make_and_validate_key is BaseCache.make_and_validate_key
         )
+        self._reprefix()
         opts = _options(params)
         self._ignore_exceptions = bool(opts.get("IGNORE_EXCEPTIONS", True))
         try:
             self._policy = _policy(opts)
             self._serializer = get_serializer(opts.get("SERIALIZER", "pickle"))
+            self._sloads = self._serializer.loads
+            self._memo = memo_key(self._serializer)
             self._n = _native.Cache(**_native_kwargs(server, opts))
         except (StrataCacheError, ImproperlyConfigured, ValueError, TypeError) as e:
             err = ImproperlyConfigured(f"stratacache: invalid cache configuration: {e}")
@@ -166,6 +174,61 @@ class StrataCache(BaseCache):
             # The stratacache app's system check reports this cleanly (Django's
             # own cache checks instantiate every alias first); fail on use.
             self._n = _Unusable(err)  # type: ignore[assignment]
+
+    # -- keys ------------------------------------------------------------------
+    # With Django's default key function a str key at the default version is
+    # "prefix:version:" + key: that prefix is kept ready (and rebuilt when
+    # any of the three attributes is assigned).
+
+    @property
+    def key_prefix(self) -> str:
+        return self._key_prefix
+
+    @key_prefix.setter
+    def key_prefix(self, value: str) -> None:
+        self._key_prefix = value
+        self._reprefix()
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @version.setter
+    def version(self, value: int) -> None:
+        self._version = value
+        self._reprefix()
+
+    @property
+    def key_func(self) -> Callable[..., str]:
+        return self._key_func
+
+    @key_func.setter
+    def key_func(self, value: Callable[..., str]) -> None:
+        self._key_func = value
+        self._reprefix()
+
+    def _reprefix(self) -> None:
+        d = self.__dict__
+        fast = self._fast_keys and d.get("_key_func") is default_key_func and "_version" in d
+        # str() of each, as default_key_func's "%s" formatting does.
+        self._pfx = ":".join((str(d.get("_key_prefix", "")), str(d.get("_version")), "")) if fast else None
+
+    def _key(self, key: Any, version: int | None) -> str:
+        pfx = self._pfx
+        if pfx is not None and version is None and type(key) is str:
+            k = pfx + key
+        elif not self._fast_keys:
+            return str(self.make_and_validate_key(key, version=version))
+        else:
+            # Same result as make_and_validate_key, without the per-call
+            # generator: the warnings path runs only for suspicious keys.
+            k = self.key_func(key, self.key_prefix, self.version if version is None else version)
+        # isprintable() is False for every character Django warns about
+        # (\x00-\x1f, \x7f) except the space; Django's lazily compiled
+        # regex costs more than the whole L1 hit.
+        if len(k) > MEMCACHE_MAX_KEY_LENGTH or " " in k or not k.isprintable():
+            self.validate_key(k)
+        return str(k)
 
     # -- internals -------------------------------------------------------------
 
@@ -193,19 +256,6 @@ class StrataCache(BaseCache):
         except Unreadable:
             return default
 
-    def _key(self, key: Any, version: int | None) -> str:
-        if not self._fast_keys:
-            return str(self.make_and_validate_key(key, version=version))
-        # Same result as make_and_validate_key, without the per-call
-        # generator: the warnings path runs only for suspicious keys.
-        k = self.key_func(key, self.key_prefix, self.version if version is None else version)
-        # isprintable() is False for every character Django warns about
-        # (\x00-\x1f, \x7f) except the space; Django's lazily compiled
-        # regex costs more than the whole L1 hit.
-        if len(k) > MEMCACHE_MAX_KEY_LENGTH or " " in k or not k.isprintable():
-            self.validate_key(k)
-        return str(k)
-
     # -- the Django cache API -----------------------------------------------------
 
     @_fail_open(False)
@@ -219,9 +269,17 @@ class StrataCache(BaseCache):
         return self._n.add(k, data, fmt, ttl, self._policy.grace)
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        k = self._key(key, version)
+        pfx = self._pfx  # _key's first case, inline: this is the hottest call
+        if pfx is not None and version is None and type(key) is str:
+            k = pfx + key
+            if len(k) > MEMCACHE_MAX_KEY_LENGTH or " " in k or not k.isprintable():
+                self.validate_key(k)
+        else:
+            k = self._key(key, version)
         try:
-            return self._load(self._n.get(k), default)
+            return self._n.get_value(k, self._sloads, self._memo, default)
+        except Unreadable:
+            return default
         except RedisError as e:
             return self._swallow(e, "get", default)
 
@@ -373,10 +431,15 @@ class StrataCache(BaseCache):
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         k = self._key(key, version)
         try:
-            hit = self._n.get_local(k)  # an L1 hit needs no event-loop round trip
-            if hit is not None or not self._n.has_l2:
-                return self._load(hit, default)
+            # An L1 hit needs no event-loop round trip.
+            hit = self._n.get_local_value(k, self._sloads, self._memo, _MISSING)
+            if hit is not _MISSING:
+                return hit
+            if not self._n.has_l2:
+                return default
             return self._load(await self._n.aget(k), default)
+        except Unreadable:
+            return default
         except RedisError as e:
             return self._swallow(e, "aget", default)
 
@@ -573,6 +636,7 @@ def _native_kwargs(server: str | list[str] | tuple[str, ...], opts: dict[str, An
         "cluster": cluster,
         "l1": bool(opts.get("L1", True)),
         "l1_max_bytes": int(opts.get("L1_MAX_BYTES", 64 << 20)),
+        "l1_memo_bytes": None if opts.get("L1_MEMO_BYTES") is None else int(opts["L1_MEMO_BYTES"]),
         "default_ttl": math.inf,  # every call passes its own TTL
         "compress_threshold": int(opts.get("COMPRESS_THRESHOLD", 4096)),
         "max_value_bytes": int(opts.get("MAX_VALUE_BYTES", 32 << 20)),

@@ -170,6 +170,13 @@ class RawSerializer:
         return _common_loads(fmt, data)
 
 
+def memo_key(serializer: Serializer) -> int:
+    """Which decode a value kept beside an L1 entry came from: one id per
+    built-in serializer (their ``loads`` depend on the bytes only), 0 for
+    anything else, whose decoded values are never kept."""
+    return _MEMO_KEYS.get(type(serializer), 0)
+
+
 def get_serializer(spec: str | Serializer) -> Serializer:
     """A serializer by name (``pickle``, ``json``, ``msgpack``, ``raw``) or as given."""
     if not isinstance(spec, str):
@@ -185,3 +192,6 @@ def get_serializer(spec: str | Serializer) -> Serializer:
     except KeyError:
         raise ConfigError(f"unknown serializer {spec!r}; use one of {sorted(table)}") from None
     return cls()  # type: ignore[no-any-return]
+
+
+_MEMO_KEYS: dict[type, int] = {PickleSerializer: 1, JsonSerializer: 2, MsgpackSerializer: 3, RawSerializer: 4}

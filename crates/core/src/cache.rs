@@ -16,6 +16,7 @@ use crate::flight::{self, Fallback, FleetLease, FlightMap, FlightState, Joined, 
 use crate::key::{RedisKeys, generation_key, namespace_pattern, redis_keys, tag_key, validate_key};
 use crate::l1::{L1, L1Incr};
 use crate::l2::{Acquire, IncrOutcome, L2, Publish};
+use crate::memo::MemoBudget;
 use crate::metrics::{Metrics, Stats};
 use crate::versions::{GENERATION_TAG, LOCAL_TAG, Validity, Versions, new_version, validate_tag};
 
@@ -255,6 +256,7 @@ pub enum Lookup {
 pub(crate) struct Shared {
     pub(crate) namespace: String,
     pub(crate) l1: Option<L1>,
+    memo: MemoBudget,
     pub(crate) l2: Option<L2>,
     pub(crate) bus: Option<Bus>,
     pub(crate) versions: Versions,
@@ -285,9 +287,13 @@ impl Shared {
         let versions = Versions::default();
         Shared {
             namespace: cfg.namespace.clone(),
-            l1: cfg
-                .l1_enabled
-                .then(|| L1::new(cfg.l1_max_bytes, metrics.clone())),
+            l1: cfg.l1_enabled.then(|| {
+                L1::new(
+                    cfg.l1_max_bytes.saturating_sub(cfg.l1_memo_bytes),
+                    metrics.clone(),
+                )
+            }),
+            memo: MemoBudget::new(if cfg.l1_enabled { cfg.l1_memo_bytes } else { 0 }),
             l2: cfg.redis.clone().map(|loc| {
                 let breaker = crate::l2::Breaker::new(
                     cfg.breaker_threshold,
@@ -379,6 +385,7 @@ impl Shared {
                 tags,
             },
             payload,
+            memo: Default::default(),
         })
     }
 
@@ -622,6 +629,7 @@ impl Shared {
                 ..e.meta.clone()
             },
             payload: e.payload.clone(),
+            memo: Default::default(),
         })
     }
 
@@ -1948,6 +1956,27 @@ impl Cache {
         }
     }
 
+    /// Whether [`Cache::memoize`] can keep anything (L1 on and a memo
+    /// budget configured): a binding skips preparing memos otherwise.
+    #[inline]
+    pub fn memo_enabled(&self) -> bool {
+        self.shared.memo.enabled()
+    }
+
+    /// Keep `value`, a binding's decoded form of `entry`'s payload, on the
+    /// entry, charged `charge` bytes against the memo budget. `false` (and
+    /// `value` dropped) when memos are off, the entry already has one, or
+    /// the budget is spent. The memo goes when the entry goes; the core's
+    /// freshness and version checks still decide whether `entry` is served.
+    pub fn memoize<T: std::any::Any + Send + Sync>(
+        &self,
+        entry: &Entry,
+        value: T,
+        charge: u64,
+    ) -> bool {
+        self.shared.memo.attach(&entry.memo, value, charge)
+    }
+
     /// Counters and L1 size.
     pub async fn stats(&self) -> Stats {
         let sh = &self.shared;
@@ -1958,6 +1987,7 @@ impl Cache {
         sh.metrics.snapshot(crate::metrics::Gauges {
             l1_entries,
             l1_bytes,
+            l1_memo_bytes: sh.memo.used(),
             breaker_open: sh.l2.as_ref().is_some_and(L2::breaker_open),
             bus_connected: sh.bus.as_ref().is_some_and(Bus::is_connected),
         })

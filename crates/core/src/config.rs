@@ -40,6 +40,7 @@ impl Config {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (
             self.l1_max_bytes,
+            self.l1_memo_bytes,
             self.default_ttl,
             self.compress_threshold,
             self.zstd_level,
@@ -82,6 +83,10 @@ pub struct Config {
     pub l1_enabled: bool,
     /// L1 capacity in bytes (keys + payloads + per-entry overhead). Default 64 MiB.
     pub l1_max_bytes: u64,
+    /// The part of `l1_max_bytes` set aside for decoded values a binding
+    /// keeps beside entries ([`Cache::memoize`](crate::Cache::memoize));
+    /// entries get the rest. Default 0 (no memos).
+    pub l1_memo_bytes: u64,
     /// TTL when a write does not give one; `None` means entries never expire.
     /// Default 5 minutes.
     pub default_ttl: Option<Duration>,
@@ -137,6 +142,7 @@ impl std::fmt::Debug for Config {
             .field("redis", &self.redis)
             .field("l1_enabled", &self.l1_enabled)
             .field("l1_max_bytes", &self.l1_max_bytes)
+            .field("l1_memo_bytes", &self.l1_memo_bytes)
             .field("default_ttl", &self.default_ttl)
             .field("compress_threshold", &self.compress_threshold)
             .field("max_value_bytes", &self.max_value_bytes)
@@ -165,6 +171,7 @@ impl Default for Config {
             redis: None,
             l1_enabled: true,
             l1_max_bytes: 64 << 20,
+            l1_memo_bytes: 0,
             default_ttl: Some(Duration::from_secs(300)),
             compress_threshold: 4096,
             zstd_level: 3,
@@ -192,6 +199,12 @@ impl Config {
             return Err(Error::Config(
                 "l1_max_bytes must be > 0 when L1 is enabled".into(),
             ));
+        }
+        if self.l1_enabled && self.l1_memo_bytes >= self.l1_max_bytes {
+            return Err(Error::Config(format!(
+                "l1_memo_bytes ({}) must be less than l1_max_bytes ({})",
+                self.l1_memo_bytes, self.l1_max_bytes
+            )));
         }
         if !self.l1_enabled && self.redis.is_none() {
             return Err(Error::Config(
@@ -298,6 +311,11 @@ impl CacheBuilder {
     /// L1 capacity in bytes.
     pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
         self.config.l1_max_bytes = bytes;
+        self
+    }
+    /// Bytes of the L1 bound set aside for bindings' decoded values.
+    pub fn l1_memo_bytes(mut self, bytes: u64) -> Self {
+        self.config.l1_memo_bytes = bytes;
         self
     }
     /// Default TTL (`None` = never expire).

@@ -121,6 +121,10 @@ pub struct Entry {
     pub meta: Meta,
     /// Uncompressed payload bytes.
     pub payload: Bytes,
+    /// A binding's decoded value of `payload`, kept beside the entry
+    /// (see [`Cache::memoize`](crate::Cache::memoize)). Not part of the
+    /// entry's value: empty in every copy, ignored by `==`.
+    pub memo: crate::memo::Memo,
 }
 
 /// Why bytes could not be decoded. Every case is counted as a miss by the
@@ -339,6 +343,7 @@ impl Codec {
                 tags,
             },
             payload,
+            memo: Default::default(),
         })
     }
 }
@@ -432,6 +437,7 @@ fn decode_counter(buf: &[u8]) -> Option<Entry> {
             ..Meta::default()
         },
         payload: Bytes::copy_from_slice(buf),
+        memo: Default::default(),
     })
 }
 
@@ -481,6 +487,7 @@ mod tests {
                 tags: vec![("user:1".into(), 7)],
             },
             payload: Bytes::copy_from_slice(payload),
+            memo: Default::default(),
         }
     }
 

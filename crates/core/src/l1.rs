@@ -217,6 +217,7 @@ impl L1 {
                                 Op::Put(Arc::new(Entry {
                                     meta: old.meta.clone(),
                                     payload: n.to_string().into(),
+                                    memo: Default::default(),
                                 }))
                             }
                             None => {
@@ -258,6 +259,7 @@ mod tests {
                 ..Meta::default()
             },
             payload: bytes::Bytes::from(vec![0u8; len]),
+            memo: Default::default(),
         })
     }
 

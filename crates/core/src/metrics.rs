@@ -22,6 +22,8 @@ macro_rules! counters {
             pub l1_entries: u64,
             /// Weighted bytes currently in L1.
             pub l1_bytes: u64,
+            /// Bytes charged by the decoded values kept beside L1 entries.
+            pub l1_memo_bytes: u64,
             /// 1 while the circuit breaker keeps calls away from Redis.
             pub breaker_open: u64,
             /// 1 while the bus subscription is up (0 without Redis).
@@ -34,6 +36,7 @@ macro_rules! counters {
                     $( $name: self.$name.load(Ordering::Relaxed), )*
                     l1_entries: gauges.l1_entries,
                     l1_bytes: gauges.l1_bytes,
+                    l1_memo_bytes: gauges.l1_memo_bytes,
                     breaker_open: u64::from(gauges.breaker_open),
                     bus_connected: u64::from(gauges.bus_connected),
                 }
@@ -142,6 +145,7 @@ counters! {
 pub(crate) struct Gauges {
     pub(crate) l1_entries: u64,
     pub(crate) l1_bytes: u64,
+    pub(crate) l1_memo_bytes: u64,
     pub(crate) breaker_open: bool,
     pub(crate) bus_connected: bool,
 }
@@ -209,6 +213,11 @@ impl Stats {
         vec![
             ("l1_entries", "entries in L1", self.l1_entries),
             ("l1_bytes", "weighted bytes in L1", self.l1_bytes),
+            (
+                "l1_memo_bytes",
+                "bytes of decoded values kept beside L1 entries",
+                self.l1_memo_bytes,
+            ),
             (
                 "breaker_open",
                 "1 while the circuit breaker keeps calls away from Redis",

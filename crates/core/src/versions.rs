@@ -199,6 +199,7 @@ mod tests {
                 tags,
             },
             payload: bytes::Bytes::new(),
+            memo: Default::default(),
         }
     }
 

@@ -68,6 +68,7 @@ fn entry_of(g: &Good) -> Entry {
             tags: g.tags.clone(),
         },
         payload: Bytes::from(hex::decode(&g.payload_hex).expect("hex")),
+        memo: Default::default(),
     }
 }
 

@@ -4,7 +4,7 @@
 //! Python package. Inputs are copied into owned Rust values *before* any
 //! wait, so nothing borrowed from Python is touched with the GIL released.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,10 +12,12 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use stratacache::{
-    Cache, Config, Format, Lookup, LookupPolicy, OnWaitTimeout, RedisLocation, Ttl, WriteOptions,
+    Cache, Config, Entry, Format, Lookup, LookupPolicy, OnWaitTimeout, RedisLocation, Ttl,
+    WriteOptions,
 };
 
 use crate::errors::{IntoPyResult, PyLoaderError, py_err};
+use crate::memo::{self, PyMemo};
 use crate::runtime::{awaitable, run};
 
 /// Lookup outcomes, as the first item of `lookup()`'s tuple.
@@ -75,12 +77,54 @@ pub(crate) struct PyCache {
     inner: Cache,
 }
 
+impl PyCache {
+    /// The L1 read of `get_local`: polled in place (it never waits).
+    fn local(&self, py: Python<'_>, key: &str) -> PyResult<Option<Arc<Entry>>> {
+        use std::future::Future;
+        let mut fut = Box::pin(self.inner.get_local(key));
+        let r = match fut
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => run(py, fut),
+        };
+        r.py(py)
+    }
+
+    /// `e` decoded by `loads`, from its memo when it has one of this kind.
+    fn decoded(
+        &self,
+        py: Python<'_>,
+        e: &Entry,
+        loads: &Bound<'_, PyAny>,
+        memo: u8,
+    ) -> PyResult<Py<PyAny>> {
+        if memo != 0
+            && let Some(m) = e.memo.get::<PyMemo>()
+            && m.kind == memo
+        {
+            return m.hand_out(py);
+        }
+        let obj = loads.call1((e.meta.format.0, PyBytes::new(py, &e.payload)))?;
+        if memo != 0
+            && e.payload.len() <= memo::MAX_PAYLOAD
+            && !e.memo.is_set()
+            && self.inner.memo_enabled()
+            && let Some((m, charge)) = PyMemo::of(memo, &obj)?
+        {
+            self.inner.memoize(e, m, charge);
+        }
+        Ok(obj.unbind())
+    }
+}
+
 #[pymethods]
 impl PyCache {
     #[new]
     #[pyo3(signature = (
         *, namespace = "default".to_owned(), redis_url = None, cluster = None, l1 = true,
-        l1_max_bytes = 64 << 20, default_ttl = Some(300.0), compress_threshold = 4096,
+        l1_max_bytes = 64 << 20, l1_memo_bytes = None, default_ttl = Some(300.0), compress_threshold = 4096,
         max_value_bytes = 32 << 20, signing_key = None, connect_timeout = 1.0,
         op_timeout = 0.5, tombstone_ttl = 60.0, wait_timeout = 30.0, ttl_jitter = 0.0,
         fleet_lease = true, lease_ttl = 5.0, isolated = false, breaker_threshold = 5,
@@ -94,6 +138,7 @@ impl PyCache {
         cluster: Option<Vec<String>>,
         l1: bool,
         l1_max_bytes: u64,
+        l1_memo_bytes: Option<u64>,
         default_ttl: Option<f64>,
         compress_threshold: usize,
         max_value_bytes: usize,
@@ -124,6 +169,9 @@ impl PyCache {
         cfg.redis = redis;
         cfg.l1_enabled = l1;
         cfg.l1_max_bytes = l1_max_bytes;
+        // Decoded values kept beside entries: a quarter of the L1 bound
+        // unless told otherwise (0 turns them off).
+        cfg.l1_memo_bytes = l1_memo_bytes.unwrap_or(l1_max_bytes / 4);
         cfg.default_ttl = match default_ttl {
             None => None,
             Some(t) if t.is_infinite() => None,
@@ -161,22 +209,54 @@ impl PyCache {
     /// (which is not a miss when Redis is configured). Lets async callers
     /// answer an L1 hit without an event-loop round trip.
     fn get_local(&self, py: Python<'_>, key: String) -> PyResult<Option<Value>> {
-        use std::future::Future;
-        let mut fut = Box::pin(self.inner.get_local(&key));
-        let r = match fut
-            .as_mut()
-            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-        {
-            std::task::Poll::Ready(r) => r,
-            std::task::Poll::Pending => run(py, fut),
-        };
-        Ok(r.py(py)?.map(|e| value(py, &e)))
+        Ok(self.local(py, &key)?.map(|e| value(py, &e)))
     }
 
     fn get(&self, py: Python<'_>, key: String) -> PyResult<Option<Value>> {
         let c = &self.inner;
         let r = run(py, c.get(&key)).py(py)?;
         Ok(r.map(|e| value(py, &e)))
+    }
+
+    /// `get`, decoded here: `loads(format, data)` of the fresh value, or
+    /// `default`. `memo` is the serializer's memo key (0: none): with one,
+    /// values that a copy cannot tell apart from a decode are kept beside
+    /// the L1 entry and later hits skip `loads` (see `memo.rs`).
+    fn get_value(
+        &self,
+        py: Python<'_>,
+        key: String,
+        loads: &Bound<'_, PyAny>,
+        memo: u8,
+        default: Py<PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        // The L1 hit first, without entering the runtime (as `get_local`).
+        if let Some(e) = self.local(py, &key)? {
+            return self.decoded(py, &e, loads, memo);
+        }
+        if !self.inner.has_l2() {
+            return Ok(default);
+        }
+        match run(py, self.inner.get(&key)).py(py)? {
+            Some(e) => self.decoded(py, &e, loads, memo),
+            None => Ok(default),
+        }
+    }
+
+    /// `get_local`, decoded as `get_value` does; `default` when L1 has no
+    /// fresh value.
+    fn get_local_value(
+        &self,
+        py: Python<'_>,
+        key: String,
+        loads: &Bound<'_, PyAny>,
+        memo: u8,
+        default: Py<PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        match self.local(py, &key)? {
+            Some(e) => self.decoded(py, &e, loads, memo),
+            None => Ok(default),
+        }
     }
 
     fn get_many(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<Vec<Option<Value>>> {

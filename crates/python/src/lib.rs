@@ -8,6 +8,7 @@
 mod cache;
 mod errors;
 mod http;
+mod memo;
 mod runtime;
 
 use pyo3::prelude::*;

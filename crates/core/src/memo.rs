@@ -1,0 +1,145 @@
+//! Decoded values kept beside L1 entries.
+//!
+//! A binding that turns payload bytes into its own values (Python objects)
+//! pays that decode on every L1 hit. [`Memo`] lets it keep the decoded
+//! value on the entry itself, so it lives and dies with the entry: an
+//! invalidation, expiry, eviction or overwrite that drops the entry drops
+//! the memo with it, and the core's freshness and version checks run on
+//! every hit as before. Memory is bounded: a memo is charged (by the
+//! binding's estimate) against a budget carved out of `l1_max_bytes`
+//! (`Config::l1_memo_bytes`), and refused when the budget is spent.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// A slot on an [`Entry`](crate::Entry) for one decoded value, set at most
+/// once through [`Cache::memoize`](crate::Cache::memoize).
+#[derive(Default)]
+pub struct Memo(OnceLock<Slot>);
+
+struct Slot {
+    value: Box<dyn Any + Send + Sync>,
+    charge: u64,
+    used: Arc<AtomicU64>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.charge, Ordering::Relaxed);
+    }
+}
+
+impl Memo {
+    /// The memoized value, if one of type `T` was set.
+    #[inline]
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.get()?.value.downcast_ref()
+    }
+
+    /// Whether a value was set.
+    pub fn is_set(&self) -> bool {
+        self.0.get().is_some()
+    }
+}
+
+/// A copy of an entry starts without a memo (it may be re-timed or
+/// re-tagged, and the memo's budget charge belongs to one entry).
+impl Clone for Memo {
+    fn clone(&self) -> Self {
+        Memo::default()
+    }
+}
+
+/// A cache of the payload, not part of the entry's value.
+impl PartialEq for Memo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Memo {}
+
+impl fmt::Debug for Memo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_set() {
+            "Memo(set)"
+        } else {
+            "Memo(-)"
+        })
+    }
+}
+
+/// The memo budget of one shared L1.
+#[derive(Debug, Default)]
+pub(crate) struct MemoBudget {
+    limit: u64,
+    used: Arc<AtomicU64>,
+}
+
+impl MemoBudget {
+    pub(crate) fn new(limit: u64) -> Self {
+        MemoBudget {
+            limit,
+            used: Arc::default(),
+        }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.limit > 0
+    }
+
+    /// Bytes charged by the memos alive now.
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Set `memo` to `value` if it is unset and `charge` fits the budget.
+    pub(crate) fn attach<T: Any + Send + Sync>(&self, memo: &Memo, value: T, charge: u64) -> bool {
+        if !self.enabled() || charge > self.limit || memo.is_set() {
+            return false;
+        }
+        let before = self.used.fetch_add(charge, Ordering::Relaxed);
+        let slot = Slot {
+            value: Box::new(value),
+            charge,
+            used: self.used.clone(),
+        };
+        // Dropping the slot (over budget, or another thread set the memo
+        // first) returns its charge.
+        before + charge <= self.limit && memo.0.set(slot).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charges_are_returned_when_memos_drop() {
+        let budget = MemoBudget::new(100);
+        let a = Memo::default();
+        let b = Memo::default();
+        assert!(budget.attach(&a, 1u32, 60));
+        assert!(!budget.attach(&a, 2u32, 10), "set at most once");
+        assert_eq!(a.get::<u32>(), Some(&1));
+        assert_eq!(a.get::<u64>(), None, "another type is not this memo");
+        assert!(!budget.attach(&b, 3u32, 50), "over budget");
+        assert!(!b.is_set());
+        assert_eq!(budget.used(), 60);
+        drop(a);
+        assert_eq!(budget.used(), 0);
+        assert!(budget.attach(&b, 3u32, 50));
+        assert!(!b.clone().is_set(), "a copy starts empty");
+        assert_eq!(budget.used(), 50);
+    }
+
+    #[test]
+    fn a_zero_budget_memoizes_nothing() {
+        let budget = MemoBudget::new(0);
+        let m = Memo::default();
+        assert!(!budget.enabled());
+        assert!(!budget.attach(&m, 1u8, 0));
+        assert!(!m.is_set());
+    }
+}

@@ -1,0 +1,185 @@
+//! Decoded Python values kept beside L1 entries (the core's `Memo`).
+//!
+//! An L1 hit otherwise copies the payload into `bytes` and unpickles it on
+//! every call. A value that callers cannot tell apart from a fresh decode
+//! is kept instead:
+//!
+//! - immutable values (`None`, `bool`, `int`, `float`, `str`, `bytes`,
+//!   and tuples / frozensets of them) are handed out as they are;
+//! - trees of plain `dict`s, `list`s and `set`s over such leaves are handed
+//!   out as a fresh structural copy (new containers, shared immutable
+//!   leaves), as cheap as a dict copy for the usual flat dict.
+//!
+//! Everything else (instances, subclasses, a container reachable twice,
+//! whose aliasing a copy would break) is decoded on every hit as before.
+//! A memo belongs to one serializer kind: a handle with another serializer
+//! sharing the L1 decodes for itself.
+
+use std::collections::HashSet;
+
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple,
+};
+
+/// Values larger than this (payload bytes) are not memoized.
+pub(crate) const MAX_PAYLOAD: usize = 64 << 10;
+/// Objects walked at most per value; bigger trees are not memoized.
+const MAX_NODES: usize = 256;
+/// Charged per memo on top of the objects' own sizes.
+const SLOT_OVERHEAD: u64 = 64;
+
+pub(crate) struct PyMemo {
+    /// The serializer's memo key (non-zero).
+    pub(crate) kind: u8,
+    obj: Py<PyAny>,
+    /// `false`: `obj` is immutable and handed out itself.
+    copy: bool,
+}
+
+impl PyMemo {
+    /// A memo of `obj` (just decoded, not yet seen by anyone else) and its
+    /// charge in bytes, or `None` if its type is not one kept.
+    pub(crate) fn of(kind: u8, obj: &Bound<'_, PyAny>) -> PyResult<Option<(PyMemo, u64)>> {
+        let mut walk = Walk::default();
+        let Some(shape) = walk.shape(obj)? else {
+            return Ok(None);
+        };
+        let copy = shape == Shape::Container;
+        // The caller gets `obj`; the memo keeps a copy nobody else holds.
+        let kept = if copy { copy_tree(obj)? } else { obj.clone() };
+        let memo = PyMemo {
+            kind,
+            obj: kept.unbind(),
+            copy,
+        };
+        Ok(Some((memo, walk.bytes + SLOT_OVERHEAD)))
+    }
+
+    /// What a hit hands out: the value, or a fresh copy of it.
+    pub(crate) fn hand_out(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if self.copy {
+            Ok(copy_tree(self.obj.bind(py))?.unbind())
+        } else {
+            Ok(self.obj.clone_ref(py))
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Immutable,
+    Container,
+}
+
+#[derive(Default)]
+struct Walk {
+    nodes: usize,
+    bytes: u64,
+    containers: HashSet<usize>,
+}
+
+impl Walk {
+    fn shape(&mut self, o: &Bound<'_, PyAny>) -> PyResult<Option<Shape>> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Ok(None);
+        }
+        if o.is_none()
+            || o.is_exact_instance_of::<PyBool>()
+            || o.is_exact_instance_of::<PyInt>()
+            || o.is_exact_instance_of::<PyFloat>()
+            || o.is_exact_instance_of::<PyString>()
+            || o.is_exact_instance_of::<PyBytes>()
+        {
+            self.size(o)?;
+            return Ok(Some(Shape::Immutable));
+        }
+        if let Ok(t) = o.cast_exact::<PyTuple>() {
+            self.size(o)?;
+            return self.all_immutable(t.iter());
+        }
+        if let Ok(s) = o.cast_exact::<PyFrozenSet>() {
+            self.size(o)?;
+            return self.all_immutable(s.iter());
+        }
+        let mutable = o.is_exact_instance_of::<PyDict>()
+            || o.is_exact_instance_of::<PyList>()
+            || o.is_exact_instance_of::<PySet>();
+        // A container reachable twice: a copy would split it in two.
+        if !mutable || !self.containers.insert(o.as_ptr() as usize) {
+            return Ok(None);
+        }
+        self.size(o)?;
+        if let Ok(d) = o.cast_exact::<PyDict>() {
+            for (k, v) in d.iter() {
+                if self.shape(&k)? != Some(Shape::Immutable) || self.shape(&v)?.is_none() {
+                    return Ok(None);
+                }
+            }
+        } else if let Ok(l) = o.cast_exact::<PyList>() {
+            for v in l.iter() {
+                if self.shape(&v)?.is_none() {
+                    return Ok(None);
+                }
+            }
+        } else if let Ok(s) = o.cast_exact::<PySet>()
+            && self.all_immutable(s.iter())?.is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(Shape::Container))
+    }
+
+    /// Only ever called on objects of the exact built-in types above.
+    fn size(&mut self, o: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.bytes += o.call_method0("__sizeof__")?.extract::<u64>()?;
+        Ok(())
+    }
+
+    fn all_immutable<'py>(
+        &mut self,
+        items: impl Iterator<Item = Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Shape>> {
+        for v in items {
+            if self.shape(&v)? != Some(Shape::Immutable) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Shape::Immutable))
+    }
+}
+
+/// New containers all the way down, immutable leaves shared. Only called
+/// on trees [`Walk`] accepted.
+fn copy_tree<'py>(o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = o.py();
+    if let Ok(d) = o.cast_exact::<PyDict>() {
+        let out = d.copy()?;
+        for (k, v) in d.iter() {
+            if is_container(&v) {
+                out.set_item(k, copy_tree(&v)?)?;
+            }
+        }
+        return Ok(out.into_any());
+    }
+    if let Ok(l) = o.cast_exact::<PyList>() {
+        let out = l.get_slice(0, l.len());
+        for (i, v) in l.iter().enumerate() {
+            if is_container(&v) {
+                out.set_item(i, copy_tree(&v)?)?;
+            }
+        }
+        return Ok(out.into_any());
+    }
+    if let Ok(s) = o.cast_exact::<PySet>() {
+        return Ok(PySet::new(py, s.iter())?.into_any());
+    }
+    Ok(o.clone())
+}
+
+fn is_container(o: &Bound<'_, PyAny>) -> bool {
+    o.is_exact_instance_of::<PyDict>()
+        || o.is_exact_instance_of::<PyList>()
+        || o.is_exact_instance_of::<PySet>()
+}
