@@ -140,12 +140,16 @@ class _Unusable:
     def __getattr__(self, name: str) -> Any:
         raise self._err
 
+    def fail(self, *args: Any) -> Any:
+        raise self._err
+
 
 class StrataCache(BaseCache):
     """A Django cache backend on stratacache (L1 in-process, L2 Redis)."""
 
     _pfx: str | None = None
     _fast_keys = False
+    _MADE_MAX = 4096
 
     def __init__(self, server: str | list[str] | tuple[str, ...], params: dict[str, Any]) -> None:
         super().__init__(params)
@@ -164,6 +168,7 @@ class StrataCache(BaseCache):
             self._sloads = self._serializer.loads
             self._memo = memo_key(self._serializer)
             self._n = _native.Cache(**_native_kwargs(server, opts))
+            self._get_value: Callable[..., Any] = self._n.get_value
         except (StrataCacheError, ImproperlyConfigured, ValueError, TypeError) as e:
             err = ImproperlyConfigured(f"stratacache: invalid cache configuration: {e}")
             self._policy = Policy()
@@ -173,7 +178,9 @@ class StrataCache(BaseCache):
                 raise err from e
             # The stratacache app's system check reports this cleanly (Django's
             # own cache checks instantiate every alias first); fail on use.
-            self._n = _Unusable(err)  # type: ignore[assignment]
+            unusable = _Unusable(err)
+            self._n = unusable  # type: ignore[assignment]
+            self._get_value = unusable.fail
 
     # -- keys ------------------------------------------------------------------
     # With Django's default key function a str key at the default version is
@@ -210,6 +217,9 @@ class StrataCache(BaseCache):
     def _reprefix(self) -> None:
         d = self.__dict__
         fast = self._fast_keys and d.get("_key_func") is default_key_func and "_version" in d
+        # str keys at the default version -> full keys, for keys that passed
+        # validation without a warning (bounded: cleared when full).
+        self._made: dict[str, str] = {}
         # str() of each, as default_key_func's "%s" formatting does.
         self._pfx = ":".join((str(d.get("_key_prefix", "")), str(d.get("_version")), "")) if fast else None
 
@@ -217,12 +227,18 @@ class StrataCache(BaseCache):
         pfx = self._pfx
         if pfx is not None and version is None and type(key) is str:
             k = pfx + key
-        elif not self._fast_keys:
+            if len(k) > MEMCACHE_MAX_KEY_LENGTH or " " in k or not k.isprintable():
+                self.validate_key(k)
+            else:
+                if len(self._made) >= self._MADE_MAX:
+                    self._made.clear()
+                self._made[key] = k
+            return k
+        if not self._fast_keys:
             return str(self.make_and_validate_key(key, version=version))
-        else:
-            # Same result as make_and_validate_key, without the per-call
-            # generator: the warnings path runs only for suspicious keys.
-            k = self.key_func(key, self.key_prefix, self.version if version is None else version)
+        # Same result as make_and_validate_key, without the per-call
+        # generator: the warnings path runs only for suspicious keys.
+        k = self.key_func(key, self.key_prefix, self.version if version is None else version)
         # isprintable() is False for every character Django warns about
         # (\x00-\x1f, \x7f) except the space; Django's lazily compiled
         # regex costs more than the whole L1 hit.
@@ -269,15 +285,11 @@ class StrataCache(BaseCache):
         return self._n.add(k, data, fmt, ttl, self._policy.grace)
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        pfx = self._pfx  # _key's first case, inline: this is the hottest call
-        if pfx is not None and version is None and type(key) is str:
-            k = pfx + key
-            if len(k) > MEMCACHE_MAX_KEY_LENGTH or " " in k or not k.isprintable():
-                self.validate_key(k)
-        else:
+        # The hottest call: a key made before is looked up, not made again.
+        if version is not None or type(key) is not str or (k := self._made.get(key)) is None:
             k = self._key(key, version)
         try:
-            return self._n.get_value(k, self._sloads, self._memo, default)
+            return self._get_value(k, self._sloads, self._memo, default)
         except Unreadable:
             return default
         except RedisError as e:
