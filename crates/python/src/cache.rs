@@ -103,16 +103,17 @@ impl PyCache {
         if memo != 0
             && let Some(m) = e.memo.get::<PyMemo>()
             && m.kind == memo
+            && let Some(v) = m.hand_out(py)?
         {
-            return m.hand_out(py);
+            return Ok(v);
         }
         let obj = loads.call1((e.meta.format.0, PyBytes::new(py, &e.payload)))?;
         if memo != 0
             && e.payload.len() <= memo::MAX_PAYLOAD
             && !e.memo.is_set()
             && self.inner.memo_enabled()
-            && let Some((m, charge)) = PyMemo::of(memo, &obj)?
         {
+            let (m, charge) = PyMemo::of(memo, &obj)?;
             self.inner.memoize(e, m, charge);
         }
         Ok(obj.unbind())

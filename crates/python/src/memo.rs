@@ -32,37 +32,48 @@ const SLOT_OVERHEAD: u64 = 64;
 pub(crate) struct PyMemo {
     /// The serializer's memo key (non-zero).
     pub(crate) kind: u8,
-    obj: Py<PyAny>,
+    /// `None`: the value is not one kept; decode it on every hit (and do
+    /// not look at it again).
+    obj: Option<Py<PyAny>>,
     /// `false`: `obj` is immutable and handed out itself.
     copy: bool,
 }
 
 impl PyMemo {
     /// A memo of `obj` (just decoded, not yet seen by anyone else) and its
-    /// charge in bytes, or `None` if its type is not one kept.
-    pub(crate) fn of(kind: u8, obj: &Bound<'_, PyAny>) -> PyResult<Option<(PyMemo, u64)>> {
+    /// charge in bytes.
+    pub(crate) fn of(kind: u8, obj: &Bound<'_, PyAny>) -> PyResult<(PyMemo, u64)> {
         let mut walk = Walk::default();
         let Some(shape) = walk.shape(obj)? else {
-            return Ok(None);
+            let memo = PyMemo {
+                kind,
+                obj: None,
+                copy: false,
+            };
+            return Ok((memo, SLOT_OVERHEAD));
         };
         let copy = shape == Shape::Container;
         // The caller gets `obj`; the memo keeps a copy nobody else holds.
         let kept = if copy { copy_tree(obj)? } else { obj.clone() };
         let memo = PyMemo {
             kind,
-            obj: kept.unbind(),
+            obj: Some(kept.unbind()),
             copy,
         };
-        Ok(Some((memo, walk.bytes + SLOT_OVERHEAD)))
+        Ok((memo, walk.bytes + SLOT_OVERHEAD))
     }
 
-    /// What a hit hands out: the value, or a fresh copy of it.
-    pub(crate) fn hand_out(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        if self.copy {
-            Ok(copy_tree(self.obj.bind(py))?.unbind())
+    /// What a hit hands out: the value or a fresh copy of it; `None` when
+    /// it must be decoded.
+    pub(crate) fn hand_out(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let Some(obj) = &self.obj else {
+            return Ok(None);
+        };
+        Ok(Some(if self.copy {
+            copy_tree(obj.bind(py))?.unbind()
         } else {
-            Ok(self.obj.clone_ref(py))
-        }
+            obj.clone_ref(py)
+        }))
     }
 }
 
