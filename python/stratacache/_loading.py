@@ -30,12 +30,26 @@ from typing import Any, Callable, Generic, Literal, TypeVar
 
 from . import _native
 from .exceptions import LoaderTimeoutError
+from .serializers import Unreadable
 
 log = logging.getLogger("stratacache")
 
 T = TypeVar("T")
 Dumps = Callable[[Any], "tuple[bytes, int]"]
 Loads = Callable[["tuple[int, bytes]"], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+    """How a hit is decoded in the native call (so kept decoded values can
+    be handed out, see ``_native.Cache.get_value``): the serializer's
+    ``loads(format, data)``, its memo key, and what an entry in a format it
+    does not accept reads as."""
+
+    loads: Callable[[int, bytes], Any]
+    memo: int
+    unreadable: Callable[[Unreadable], Any]
+
 
 _pool: ThreadPoolExecutor | None = None
 _timed_pool: ThreadPoolExecutor | None = None
@@ -347,28 +361,54 @@ def arefresh_in_background(lease: _native.Lease, loader: Any, dumps: Dumps, ttl:
     task.add_done_callback(_tasks.discard)
 
 
+_MISS = object()
+
+
 def read_through(
-    n: _native.Cache, key: str, loader: Any, dumps: Dumps, loads: Loads, ttl: float | None, policy: Policy
+    n: _native.Cache,
+    key: str,
+    loader: Any,
+    dumps: Dumps,
+    loads: Loads,
+    ttl: float | None,
+    policy: Policy,
+    decoding: Decoding,
 ) -> Any:
     """The whole sync ``get_or_set`` on the native cache."""
-    kind, fmt, data, lease = n.lookup(key, policy.native)
+    try:
+        if policy.checks_l1_only:
+            hit = n.get_local_value(key, decoding.loads, decoding.memo, _MISS)
+            if hit is not _MISS:
+                return hit
+        kind, value, lease = n.lookup_value(key, policy.native, decoding.loads, decoding.memo)
+    except Unreadable as e:
+        return decoding.unreadable(e)
     if kind == _native.LEAD:
         assert lease is not None
         return run_loader(lease, loader, dumps, loads, ttl, policy)
     if kind == _native.STALE and lease is not None:
         refresh_in_background(lease, loader, dumps, ttl, policy)
-    assert fmt is not None and data is not None
-    return loads((fmt, data))
+    return value
 
 
 async def aread_through(
-    n: _native.Cache, key: str, loader: Any, dumps: Dumps, loads: Loads, ttl: float | None, policy: Policy
+    n: _native.Cache,
+    key: str,
+    loader: Any,
+    dumps: Dumps,
+    loads: Loads,
+    ttl: float | None,
+    policy: Policy,
+    decoding: Decoding,
 ) -> Any:
     """The whole async ``get_or_set`` on the native cache."""
     if policy.checks_l1_only:
-        hit = n.get_local(key)
-        if hit is not None:
-            return loads(hit)
+        try:
+            hit = n.get_local_value(key, decoding.loads, decoding.memo, _MISS)
+        except Unreadable as e:
+            return decoding.unreadable(e)
+        if hit is not _MISS:
+            return hit
     kind, fmt, data, lease = await n.alookup(key, policy.native)
     if kind == _native.LEAD:
         assert lease is not None

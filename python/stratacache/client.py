@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Callable, Final, TypeVar, Union, cast
 
 from . import _native
-from ._loading import Policy, aread_through, awarm, read_through, warm
+from ._loading import Decoding, Policy, aread_through, awarm, read_through, warm
 from .serializers import Serializer, Unreadable, get_serializer, memo_key
 
 __all__ = ["DEFAULT", "Cache", "Ttl"]
@@ -16,6 +17,16 @@ __all__ = ["DEFAULT", "Cache", "Ttl"]
 log = logging.getLogger("stratacache")
 
 T = TypeVar("T")
+
+
+def _unreadable(serializer: str, e: Unreadable) -> None:
+    log.warning(
+        "stratacache: entry in format %s is not accepted by the %s serializer; treated as a miss",
+        e.args[0] if e.args else "?",
+        serializer,
+    )
+
+
 _MISS: Final = object()
 
 
@@ -82,6 +93,9 @@ class Cache:
         self._serializer = get_serializer(serializer)
         self._sloads = self._serializer.loads
         self._memo = memo_key(self._serializer)
+        # No reference back to self (a cycle would keep the handle, and the
+        # L1 it shares, alive until the cyclic GC runs).
+        self._decoding = Decoding(self._sloads, self._memo, functools.partial(_unreadable, self._serializer.name))
         self._n = _native.Cache(
             namespace=namespace,
             redis_url=redis_url or None,
@@ -124,11 +138,7 @@ class Cache:
             return self._unreadable(e, default)
 
     def _unreadable(self, e: Unreadable, default: Any) -> Any:
-        log.warning(
-            "stratacache: entry in format %s is not accepted by the %s serializer; treated as a miss",
-            e.args[0] if e.args else "?",
-            self._serializer.name,
-        )
+        _unreadable(self._serializer.name, e)
         return default
 
     def _loads(self, v: tuple[int, bytes]) -> Any:
@@ -268,7 +278,7 @@ class Cache:
             none_ttl=none_ttl,
             tags=tuple(tags) if tags is not None else None,
         )
-        return cast(T, read_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p))
+        return cast(T, read_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding))
 
     def warm(
         self,
@@ -383,7 +393,10 @@ class Cache:
             none_ttl=none_ttl,
             tags=tuple(tags) if tags is not None else None,
         )
-        return cast(T, await aread_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p))
+        return cast(
+            T,
+            await aread_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding),
+        )
 
     async def awarm(
         self,

@@ -85,7 +85,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LE
 from django.core.exceptions import ImproperlyConfigured
 
 from . import _native
-from ._loading import Policy, aread_through, awarm, read_through, warm
+from ._loading import Decoding, Policy, aread_through, awarm, read_through, warm
 from .exceptions import KeyNotFoundError, NotAnIntegerError, RedisError, StrataCacheError
 from .serializers import Unreadable, get_serializer, memo_key
 
@@ -167,6 +167,7 @@ class StrataCache(BaseCache):
             self._serializer = get_serializer(opts.get("SERIALIZER", "pickle"))
             self._sloads = self._serializer.loads
             self._memo = memo_key(self._serializer)
+            self._decoding = Decoding(self._sloads, self._memo, lambda e: None)
             self._n = _native.Cache(**_native_kwargs(server, opts))
             self._get_value: Callable[..., Any] = self._n.get_value
         except (StrataCacheError, ImproperlyConfigured, ValueError, TypeError) as e:
@@ -181,6 +182,7 @@ class StrataCache(BaseCache):
             unusable = _Unusable(err)
             self._n = unusable  # type: ignore[assignment]
             self._get_value = unusable.fail
+            self._decoding = Decoding(unusable.fail, 0, lambda e: None)
 
     # -- keys ------------------------------------------------------------------
     # With Django's default key function a str key at the default version is
@@ -403,7 +405,9 @@ class StrataCache(BaseCache):
             tags=tuple(tags) if tags is not None else None,
         )
         try:
-            return read_through(self._n, k, default, self._serializer.dumps, self._loads, self._ttl(timeout), policy)
+            return read_through(
+                self._n, k, default, self._serializer.dumps, self._loads, self._ttl(timeout), policy, self._decoding
+            )
         except RedisError as e:
             self._swallow(e, "get_or_set", None)
             return default() if callable(default) else default
@@ -552,7 +556,7 @@ class StrataCache(BaseCache):
         )
         try:
             return await aread_through(
-                self._n, k, default, self._serializer.dumps, self._loads, self._ttl(timeout), policy
+                self._n, k, default, self._serializer.dumps, self._loads, self._ttl(timeout), policy, self._decoding
             )
         except RedisError as e:
             self._swallow(e, "aget_or_set", None)

@@ -115,6 +115,14 @@ def test_a_new_value_or_a_delete_replaces_what_was_kept(cache: Cache) -> None:
     assert cache.get("k") is None
 
 
+def test_a_dropped_handle_frees_its_l1_at_once() -> None:
+    # Nothing in a handle refers back to it: without a cycle, the L1 it
+    # alone held goes as soon as the handle does, not at the next GC.
+    ns = unique("memo")
+    Cache(namespace=ns).set("k", "v")
+    assert Cache(namespace=ns).get("k") is None
+
+
 def test_the_budget_bounds_what_is_kept() -> None:
     off = Cache(namespace=unique("memo"), l1_memo_bytes=0)
     off.set("k", "text")
@@ -193,3 +201,50 @@ def test_django_key_attributes_assigned_later_are_honoured() -> None:
     c.set("k", "v3")
     assert c.get("k") == "v3" and c.get("k", version=1) == "v3"
     assert c._n.get_value("custom-k", c._sloads, c._memo, None) == "v3"
+
+
+def test_get_or_set_hits_hand_out_copies_and_kept_values(cache: Cache) -> None:
+    calls = []
+
+    def load() -> dict[str, Any]:
+        calls.append(1)
+        return {"rows": [1, 2], "meta": {"n": 2}}
+
+    first = cache.get_or_set("k", load)
+    first["rows"].append(3)  # the loader's own object: not what was cached
+    for _ in range(3):
+        got = cache.get_or_set("k", load)
+        assert got == {"rows": [1, 2], "meta": {"n": 2}}
+        got["meta"]["n"] = 99
+    assert calls == [1]
+    assert cache.get_or_set("s", lambda: "text") == "text"
+    assert cache.get_or_set("s", lambda: "other") is cache.get_or_set("s", lambda: "other")
+
+    async def main() -> None:
+        got = await cache.aget_or_set("k", load)
+        got["rows"].clear()
+        assert await cache.aget_or_set("k", load) == {"rows": [1, 2], "meta": {"n": 2}}
+
+    asyncio.run(main())
+    assert calls == [1]
+
+
+def test_get_or_set_of_an_entry_the_serializer_refuses_reads_none() -> None:
+    ns = unique("memo")
+    pickler = Cache(namespace=ns)
+    pickler.set("k", {"a": 1})
+    jsoner = Cache(namespace=ns, serializer="json")  # the same L1
+    assert jsoner.get_or_set("k", lambda: {"b": 2}) is None  # as before: not unpickled, not reloaded
+    assert pickler.get("k") == {"a": 1}
+
+
+@pytest.mark.parametrize("alias", ["default", "tiered"])
+def test_django_get_or_set_hits_hand_out_copies(alias: str) -> None:
+    c = caches[alias]
+    key = unique("memo")
+    got = c.get_or_set(key, lambda: {"rows": [1]}, 60)
+    got["rows"].append(2)
+    again = c.get_or_set(key, lambda: {"rows": ["never"]}, 60)
+    assert again == {"rows": [1]}
+    again["rows"].append(3)
+    assert c.get_or_set(key, lambda: {"rows": ["never"]}, 60) == {"rows": [1]}

@@ -386,6 +386,28 @@ impl PyCache {
         Ok(lookup_tuple(py, r))
     }
 
+    /// `lookup`, with a fresh or stale value decoded as `get_value` does:
+    /// `(kind, value, lease)`, `value` `None` for a lead. If `loads` raises,
+    /// so does this (a stale value's refresh lease is then abandoned).
+    fn lookup_value(
+        &self,
+        py: Python<'_>,
+        key: String,
+        policy: &PyPolicy,
+        loads: &Bound<'_, PyAny>,
+        memo: u8,
+    ) -> PyResult<(u8, Option<Py<PyAny>>, Option<PyLease>)> {
+        let r = run(py, self.inner.lookup(&key, &policy.inner)).py(py)?;
+        Ok(match r {
+            Lookup::Fresh(e) => (FRESH, Some(self.decoded(py, &e, loads, memo)?), None),
+            Lookup::Stale(e, lease) => {
+                let lease = lease.map(PyLease::new);
+                (STALE, Some(self.decoded(py, &e, loads, memo)?), lease)
+            }
+            Lookup::Lead(lease) => (LEAD, None, Some(PyLease::new(lease))),
+        })
+    }
+
     /// A lease to load `key` ahead of traffic, or `None` when it is fresh
     /// (unless `force`) or being loaded (here or elsewhere in the fleet).
     #[pyo3(signature = (keys, force = false))]
