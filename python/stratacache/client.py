@@ -61,6 +61,11 @@ class Cache:
 
         cache = Cache(redis_url="redis://127.0.0.1:6379", namespace="shop", ttl=300)
         user = cache.get_or_set(f"user:{uid}", lambda: db.load_user(uid), ttl=60)
+
+    ``l1_max_bytes`` bounds L1; ``l1_memo_bytes`` of it (default a quarter,
+    0 for none) keeps decoded values beside entries so hits skip unpickling
+    (immutable values and plain dict/list/set trees of them; callers still
+    get copies they may mutate).
     """
 
     def __init__(
