@@ -28,6 +28,7 @@ def _unreadable(serializer: str, e: Unreadable) -> None:
 
 
 _MISS: Final = object()
+_REFUSED: Final = object()
 
 
 class _Default:
@@ -164,12 +165,13 @@ class Cache:
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Fresh values of the keys found (one Redis round trip for the L1 misses)."""
         keys = list(keys)
-        missing = object()
         out = {}
-        for k, v in zip(keys, self._n.get_many(keys)):
-            val = self._load(v, missing)
-            if val is not missing:
-                out[k] = val
+        values = self._n.get_many_values(keys, self._sloads, self._memo, _MISS, _REFUSED, Unreadable)
+        for k, v in zip(keys, values):
+            if v is _REFUSED:
+                self._unreadable(Unreadable(), None)
+            elif v is not _MISS:
+                out[k] = v
         return out
 
     def set(

@@ -333,12 +333,8 @@ class StrataCache(BaseCache):
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         keys = list(keys)
         made = [self._key(k, version) for k in keys]
-        out = {}
-        for orig, v in zip(keys, self._n.get_many(made)):
-            val = self._load(v, _MISSING)
-            if val is not _MISSING:
-                out[orig] = val
-        return out
+        values = self._n.get_many_values(made, self._sloads, self._memo, _MISSING, _MISSING, Unreadable)
+        return {orig: v for orig, v in zip(keys, values) if v is not _MISSING}
 
     def set_many(
         self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None

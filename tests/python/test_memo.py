@@ -248,3 +248,26 @@ def test_django_get_or_set_hits_hand_out_copies(alias: str) -> None:
     assert again == {"rows": [1]}
     again["rows"].append(3)
     assert c.get_or_set(key, lambda: {"rows": ["never"]}, 60) == {"rows": [1]}
+
+
+def test_get_many_hands_out_copies_and_skips_refused_entries(cache: Cache) -> None:
+    cache.set_many({"a": {"rows": [1]}, "b": "text", "c": Point(1)})
+    for _ in range(2):
+        got = cache.get_many(["a", "b", "c", "missing"])
+        assert got == {"a": {"rows": [1]}, "b": "text", "c": Point(1)}
+        got["a"]["rows"].append(2)
+    assert cache.get_many(["b"])["b"] is cache.get_many(["b"])["b"]
+    same: dict[str, Any] = {"redis_url": REDIS_URL, "op_timeout": 5.0} if cache._n.has_l2 else {}
+    jsoner = Cache(namespace=cache.namespace, serializer="json", **same)  # the fixture's settings: same L1
+    jsoner.set("j", [1])
+    assert jsoner.get_many(["a", "j", "missing"]) == {"j": [1]}, "a pickle is refused, not returned"
+
+
+def test_django_get_many_hands_out_copies() -> None:
+    c = caches["tiered"]
+    k1, k2 = unique("memo"), unique("memo")
+    c.set_many({k1: {"x": [1]}, k2: 2})
+    got = c.get_many([k1, k2, "absent"])
+    assert got == {k1: {"x": [1]}, k2: 2}
+    got[k1]["x"].append(2)
+    assert c.get_many([k1]) == {k1: {"x": [1]}}

@@ -267,6 +267,34 @@ impl PyCache {
         Ok(r.into_iter().map(|o| o.map(|e| value(py, &e))).collect())
     }
 
+    /// `get_many`, decoded as `get_value` does: one item per key, `missing`
+    /// where there is no fresh value, `refused` where `loads` raised a
+    /// `refused_type` (an entry in a format the serializer does not take).
+    #[allow(clippy::too_many_arguments)]
+    fn get_many_values(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        loads: &Bound<'_, PyAny>,
+        memo: u8,
+        missing: Py<PyAny>,
+        refused: Py<PyAny>,
+        refused_type: &Bound<'_, pyo3::types::PyType>,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        let c = &self.inner;
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let r = run(py, c.get_many(&refs)).py(py)?;
+        r.into_iter()
+            .map(|o| match o {
+                None => Ok(missing.clone_ref(py)),
+                Some(e) => match self.decoded(py, &e, loads, memo) {
+                    Err(err) if err.is_instance(py, refused_type) => Ok(refused.clone_ref(py)),
+                    v => v,
+                },
+            })
+            .collect()
+    }
+
     #[pyo3(signature = (key, data, format, ttl = None, grace = 0.0, tags = None))]
     #[allow(clippy::too_many_arguments)]
     fn set(
