@@ -271,3 +271,19 @@ def test_django_get_many_hands_out_copies() -> None:
     assert got == {k1: {"x": [1]}, k2: 2}
     got[k1]["x"].append(2)
     assert c.get_many([k1]) == {k1: {"x": [1]}}
+
+
+def test_an_entry_refused_for_budget_is_noted_not_retried() -> None:
+    # When the budget cannot take a value, the entry is noted as decoded per
+    # hit (64 bytes) so later hits do not walk and copy it to be refused again.
+    c = Cache(namespace=unique("memo"), l1_memo_bytes=1000)
+    v = {"id": 42, "payload": "x" * 200}
+    c.set("a", v)
+    assert c.get("a") == v
+    kept = memo_bytes(c)
+    assert 1000 - kept < 600, "the test needs the second value not to fit"
+    c.set("b", v)
+    for _ in range(3):
+        got = c.get("b")
+        assert got == v and got is not c.get("b")
+        assert memo_bytes(c) == kept + 64

@@ -1956,11 +1956,11 @@ impl Cache {
         }
     }
 
-    /// Whether [`Cache::memoize`] can keep anything (L1 on and a memo
-    /// budget configured): a binding skips preparing memos otherwise.
+    /// Bytes [`Cache::memoize`] can still take now (0 without L1 or a memo
+    /// budget): a binding skips preparing a memo that cannot fit.
     #[inline]
-    pub fn memo_enabled(&self) -> bool {
-        self.shared.memo.enabled()
+    pub fn memo_room(&self) -> u64 {
+        self.shared.memo.room()
     }
 
     /// Keep `value`, a binding's decoded form of `entry`'s payload, on the

@@ -94,6 +94,11 @@ impl MemoBudget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// Bytes left in the budget now (0 when memos are off).
+    pub(crate) fn room(&self) -> u64 {
+        self.limit.saturating_sub(self.used())
+    }
+
     /// Set `memo` to `value` if it is unset and `charge` fits the budget.
     pub(crate) fn attach<T: Any + Send + Sync>(&self, memo: &Memo, value: T, charge: u64) -> bool {
         if !self.enabled() || charge > self.limit || memo.is_set() {
@@ -132,6 +137,7 @@ mod tests {
         assert!(budget.attach(&b, 3u32, 50));
         assert!(!b.clone().is_set(), "a copy starts empty");
         assert_eq!(budget.used(), 50);
+        assert_eq!(budget.room(), 50);
     }
 
     #[test]
@@ -139,6 +145,7 @@ mod tests {
         let budget = MemoBudget::new(0);
         let m = Memo::default();
         assert!(!budget.enabled());
+        assert_eq!(budget.room(), 0);
         assert!(!budget.attach(&m, 1u8, 0));
         assert!(!m.is_set());
     }

@@ -108,13 +108,20 @@ impl PyCache {
             return Ok(v);
         }
         let obj = loads.call1((e.meta.format.0, PyBytes::new(py, &e.payload)))?;
+        // A value's objects take at least about its payload's size: with
+        // less room left, do not walk and copy it only to be refused.
         if memo != 0
             && e.payload.len() <= memo::MAX_PAYLOAD
             && !e.memo.is_set()
-            && self.inner.memo_enabled()
+            && self.inner.memo_room() >= e.payload.len() as u64 + memo::SLOT_OVERHEAD
         {
             let (m, charge) = PyMemo::of(memo, &obj)?;
-            self.inner.memoize(e, m, charge);
+            // Refused (the budget is short): note that this entry decodes
+            // per hit, so later hits do not walk and copy it again.
+            if !self.inner.memoize(e, m, charge) {
+                self.inner
+                    .memoize(e, PyMemo::decode_per_hit(memo), memo::SLOT_OVERHEAD);
+            }
         }
         Ok(obj.unbind())
     }

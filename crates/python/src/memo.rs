@@ -27,7 +27,7 @@ pub(crate) const MAX_PAYLOAD: usize = 64 << 10;
 /// Objects walked at most per value; bigger trees are not memoized.
 const MAX_NODES: usize = 256;
 /// Charged per memo on top of the objects' own sizes.
-const SLOT_OVERHEAD: u64 = 64;
+pub(crate) const SLOT_OVERHEAD: u64 = 64;
 
 pub(crate) struct PyMemo {
     /// The serializer's memo key (non-zero).
@@ -45,12 +45,7 @@ impl PyMemo {
     pub(crate) fn of(kind: u8, obj: &Bound<'_, PyAny>) -> PyResult<(PyMemo, u64)> {
         let mut walk = Walk::default();
         let Some(shape) = walk.shape(obj)? else {
-            let memo = PyMemo {
-                kind,
-                obj: None,
-                copy: false,
-            };
-            return Ok((memo, SLOT_OVERHEAD));
+            return Ok((PyMemo::decode_per_hit(kind), SLOT_OVERHEAD));
         };
         let copy = shape == Shape::Container;
         // The caller gets `obj`; the memo keeps a copy nobody else holds.
@@ -61,6 +56,15 @@ impl PyMemo {
             copy,
         };
         Ok((memo, walk.bytes + SLOT_OVERHEAD))
+    }
+
+    /// The note that an entry's value is decoded on every hit.
+    pub(crate) fn decode_per_hit(kind: u8) -> PyMemo {
+        PyMemo {
+            kind,
+            obj: None,
+            copy: false,
+        }
     }
 
     /// What a hit hands out: the value or a fresh copy of it; `None` when
