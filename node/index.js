@@ -7,6 +7,7 @@ const { EventEmitter } = require('node:events')
 const v8 = require('node:v8')
 const { NativeCache } = require('./binding.js')
 const errors = require('./errors.js')
+const reader = require('./reader.js')
 
 const { fromNative, L2_CODES, InvalidValueError, InvalidKeyError, CacheClosedError, ConfigError, LoaderTimeoutError } =
   errors
@@ -219,8 +220,12 @@ class Cache extends EventEmitter {
   #serializer
   #failOpen
   #hasL2
+  #hasL1
   #closed = false
   #policy
+  // The ioredis connection `get` reads over (reader.js), or null.
+  #reader = null
+  #releaseReader = null
 
   constructor(options = {}) {
     super()
@@ -259,6 +264,13 @@ class Cache extends EventEmitter {
       throw native(e)
     }
     this.#hasL2 = this.#n.hasL2
+    this.#hasL1 = l1.enabled !== false
+    if (this.#hasL2 && o.jsReads !== false && !o.cluster && reader.servable(o.redis)) {
+      const [connectTimeout, opTimeout] = this.#n.timeouts
+      const r = reader.acquire(this, o.redis, { connectTimeout, opTimeout })
+      this.#reader = r.reader
+      this.#releaseReader = r.release
+    }
   }
 
   get namespace() {
@@ -287,13 +299,44 @@ class Cache extends EventEmitter {
     try {
       checkKey(key)
       this.#open()
-      const v = this.#n.getLocal(key)
-      if (typeof v === 'string') return Promise.resolve(JSON.parse(v))
-      if (v || !this.#hasL2) return Promise.resolve(decode(v, this.#serializer.name))
+      if (this.#hasL1) {
+        const v = this.#n.getLocal(key)
+        if (typeof v === 'string') return Promise.resolve(JSON.parse(v))
+        if (v || !this.#hasL2) return Promise.resolve(decode(v, this.#serializer.name))
+      } else if (!this.#hasL2) {
+        return Promise.resolve(undefined)
+      }
+      const r = this.#reader
+      if (r !== null && r.ready) {
+        // `[redisKey, epoch]`: GET it here; null: read natively; else an L1
+        // value that arrived meanwhile.
+        const s = this.#n.startRead(key)
+        if (s !== null && typeof s[0] === 'string') return this.#readOver(r, key, s[0], s[1])
+        if (s !== null) return Promise.resolve(typeof s === 'string' ? JSON.parse(s) : decode(s, this.#serializer.name))
+      }
     } catch (e) {
       return Promise.reject(native(e))
     }
     return this.#getL2(key)
+  }
+
+  // The Redis half of `get` over the JS connection (reader.js); the native
+  // `fetch` when that connection fails (it owns timeouts, the breaker and
+  // the outage fallback).
+  async #readOver(r, key, redisKey, epoch) {
+    let v
+    try {
+      let bytes
+      try {
+        bytes = await r.get(redisKey)
+      } catch {
+        bytes = undefined
+      }
+      v = bytes === undefined ? await this.#n.fetch(key, epoch) : await this.#n.finishRead(key, bytes, epoch)
+    } catch (e) {
+      return this.#l2(e, undefined)
+    }
+    return typeof v === 'string' ? JSON.parse(v) : decode(v, this.#serializer.name)
   }
 
   async #getL2(key) {
@@ -698,6 +741,11 @@ class Cache extends EventEmitter {
   async close() {
     this.#closed = true
     this.#n.close()
+    if (this.#releaseReader !== null) {
+      this.#releaseReader()
+      this.#releaseReader = null
+      this.#reader = null
+    }
   }
 }
 

@@ -83,10 +83,13 @@ async function l2Hits() {
   const redis = new Redis(REDIS_URL)
   for (const size of [200, 10240]) {
     const strata = new Cache({ redis: REDIS_URL, namespace: `bench-l2-${RUN}-${size}`, l1: false })
+    // The same reads with the GET sent by the native binding (tokio).
+    const native = new Cache({ redis: REDIS_URL, namespace: `bench-l2-${RUN}-${size}`, l1: false, jsReads: false })
     await strata.set('hot', value(size), '1h')
     await redis.set(`raw-${RUN}-${size}`, JSON.stringify(value(size)))
     const contenders = [
       ['stratacache get, L1 disabled (decoded)', () => strata.get('hot')],
+      ['stratacache get, L1 disabled, jsReads: false', () => native.get('hot')],
       ['raw ioredis GET (string, not decoded)', () => redis.get(`raw-${RUN}-${size}`)],
       ['raw ioredis GET + JSON.parse', async () => JSON.parse(await redis.get(`raw-${RUN}-${size}`))],
     ]
@@ -95,6 +98,7 @@ async function l2Hits() {
     table(`L2 hit get, ${size} B value: median of 15 rounds`, median, 'raw ioredis GET (string, not decoded)')
     await strata.clear()
     await strata.close()
+    await native.close()
   }
   redis.disconnect()
 }
@@ -133,9 +137,10 @@ async function stampede() {
 
 ;(async () => {
   console.log(`stratacache ${require('../../package.json').version}, Node ${process.version}, Redis at ${REDIS_URL}`)
-  await l1Hits()
-  await l2Hits()
-  await stampede()
+  const only = process.argv[2]
+  if (!only || only === 'l1') await l1Hits()
+  if (!only || only === 'l2') await l2Hits()
+  if (!only || only === 'stampede') await stampede()
 })().catch((e) => {
   console.error(e)
   process.exit(1)

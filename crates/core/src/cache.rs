@@ -639,6 +639,21 @@ impl Shared {
     }
 }
 
+/// Where a read stands before Redis is asked ([`Cache::start_read`]).
+#[derive(Debug)]
+pub enum ReadStart {
+    /// Answered without Redis: L1's fresh value, or a miss when no Redis
+    /// is configured.
+    Done(Option<Arc<Entry>>),
+    /// `GET redis_key`, then [`Cache::finish_read`] with the reply and `epoch`.
+    Fetch {
+        /// The Redis key holding the entry.
+        redis_key: String,
+        /// L1's epoch for the key, fencing the fill.
+        epoch: u64,
+    },
+}
+
 /// An entry judged for serving.
 pub(crate) enum Judged {
     Fresh(Arc<Entry>),
@@ -754,17 +769,38 @@ impl Cache {
 
     /// The fresh value of `key`, or `None`.
     pub async fn get(&self, key: &str) -> Result<Option<Arc<Entry>>> {
+        match self.l1_first(key).await? {
+            Ok(r) => Ok(r),
+            Err(epoch) => self.fetch(key, epoch).await,
+        }
+    }
+
+    /// L1's answer to a read (`Ok`), or the epoch to fence the L2 read's
+    /// fill with (`Err`).
+    async fn l1_first(&self, key: &str) -> Result<std::result::Result<Option<Arc<Entry>>, u64>> {
         self.check(key)?;
         let sh = &self.shared;
         if sh.l1.is_some() {
             if let Judged::Fresh(e) = sh.l1_judged(key).await {
                 Metrics::inc(&sh.metrics.l1_hits);
-                return Ok(Some(e));
+                return Ok(Ok(Some(e)));
             }
             Metrics::inc(&sh.metrics.l1_misses);
         }
+        if self.l2().is_none() {
+            return Ok(Ok(None));
+        }
+        Ok(Err(sh.l1.as_ref().map_or(0, |l1| l1.epoch(key))))
+    }
+
+    /// The Redis half of [`Cache::get`], after [`Cache::start_read`]
+    /// answered `Fetch` with `epoch`: what a binding whose own connection
+    /// failed falls back to (with the breaker, outage fallback and errors
+    /// of `get`, and without counting the L1 miss again).
+    pub async fn fetch(&self, key: &str, epoch: u64) -> Result<Option<Arc<Entry>>> {
+        self.check(key)?;
+        let sh = &self.shared;
         let Some(l2) = self.l2() else { return Ok(None) };
-        let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(key));
         let bytes = match l2.get(&sh.rkeys(key)).await {
             Ok(b) => b,
             Err(e) => {
@@ -778,6 +814,45 @@ impl Cache {
             }
         };
         Ok(self.accept_l2(key, bytes, epoch).await)
+    }
+
+    /// The first half of [`Cache::get`], for a binding that reads Redis
+    /// over a connection of its own (the Node package does, to receive the
+    /// reply on the JS thread): L1 is consulted and counted as `get` does,
+    /// and on a miss the caller is told which Redis key to `GET` and the L1
+    /// epoch to hand to [`Cache::finish_read`] with the reply, which fences
+    /// the L1 fill against a write or invalidation that lands meanwhile.
+    /// Errors, timeouts and an open breaker are not the caller's to judge:
+    /// it should then call [`Cache::get`] (see [`Cache::l2_ready`]).
+    pub async fn start_read(&self, key: &str) -> Result<ReadStart> {
+        Ok(match self.l1_first(key).await? {
+            Ok(r) => ReadStart::Done(r),
+            Err(epoch) => ReadStart::Fetch {
+                redis_key: self.shared.rkeys(key).value,
+                epoch,
+            },
+        })
+    }
+
+    /// The second half of a read begun with [`Cache::start_read`]: `bytes`
+    /// is Redis's reply to the `GET`. Decoded, verified and judged exactly
+    /// as [`Cache::get`] does (garbage is a counted miss), and kept in L1
+    /// unless the key was written or invalidated since `epoch`.
+    pub async fn finish_read(
+        &self,
+        key: &str,
+        bytes: Option<Vec<u8>>,
+        epoch: u64,
+    ) -> Option<Arc<Entry>> {
+        self.accept_l2(key, bytes, epoch).await
+    }
+
+    /// Whether Redis is configured and the circuit breaker lets calls
+    /// through: when false, a binding with its own read connection should
+    /// leave reads to [`Cache::get`], which knows how to fail fast and
+    /// when to serve L1 through an outage.
+    pub fn l2_ready(&self) -> bool {
+        self.shared.l2.as_ref().is_some_and(|l2| !l2.breaker_open())
     }
 
     /// L1 only: the fresh L1 value of `key`, or `None` (which does not

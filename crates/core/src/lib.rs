@@ -57,7 +57,8 @@ pub mod runtime;
 mod versions;
 
 pub use cache::{
-    Cache, DEFAULT_FAIL_SAFE_THROTTLE, Lookup, LookupPolicy, OnWaitTimeout, Ttl, WriteOptions,
+    Cache, DEFAULT_FAIL_SAFE_THROTTLE, Lookup, LookupPolicy, OnWaitTimeout, ReadStart, Ttl,
+    WriteOptions,
 };
 pub use config::{CacheBuilder, Config, RedisLocation};
 pub use envelope::{Codec, DecodeError, Entry, Format, Meta};

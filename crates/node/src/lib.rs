@@ -22,8 +22,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use std::task::{Context, Poll, Waker};
 use stratacache::{
-    Cache, Config, Format, Lookup, LookupPolicy, OnWaitTimeout, RedisLocation, Ttl, WriteOptions,
+    Cache, Config, Format, Lookup, LookupPolicy, OnWaitTimeout, ReadStart, RedisLocation, Ttl,
+    WriteOptions,
 };
 
 /// A factory error, carried through the core to the coalesced waiters by
@@ -132,6 +134,23 @@ fn value(e: &stratacache::Entry) -> NativeValue {
 /// An L1 hit: JSON text, or `[format, data]` (see `get_local`).
 type LocalValue = Either3<String, (u32, String), (u32, Buffer)>;
 
+/// A JSON entry, the common case, as its JSON text (a JS string: the
+/// cheapest thing to hand over, and what `JSON.parse` wants); any other as
+/// `[format, data]`, `data` being a string for UTF-8 and integers and a
+/// Buffer otherwise.
+fn local_value(e: &stratacache::Entry) -> LocalValue {
+    let format = e.meta.format;
+    if let Ok(text) = std::str::from_utf8(&e.payload) {
+        if format == Format::JSON {
+            return Either3::A(text.to_owned());
+        }
+        if matches!(format, Format::UTF8 | Format::INT) {
+            return Either3::B((u32::from(format.0), text.to_owned()));
+        }
+    }
+    Either3::C((u32::from(format.0), Buffer::from(e.payload.to_vec())))
+}
+
 /// Outcome of `lookup`: `kind` 0 fresh, 1 stale, 2 lead.
 #[napi(object, object_from_js = false)]
 pub struct NativeLookup {
@@ -143,6 +162,8 @@ pub struct NativeLookup {
 #[napi]
 pub struct NativeCache {
     inner: Cache,
+    /// `[connectTimeout, opTimeout]` in ms, for the JS read connection.
+    timeouts: (f64, f64),
 }
 
 #[napi]
@@ -229,8 +250,13 @@ impl NativeCache {
         if let Some(v) = o.breaker_cooldown_ms {
             cfg.breaker_cooldown = ms("breaker.cooldown", v)?;
         }
+        let timeouts = (
+            cfg.connect_timeout.as_secs_f64() * 1000.0,
+            cfg.op_timeout.as_secs_f64() * 1000.0,
+        );
         Ok(NativeCache {
             inner: Cache::new(cfg).map_err(js_err)?,
+            timeouts,
         })
     }
 
@@ -239,43 +265,94 @@ impl NativeCache {
         self.inner.namespace().to_owned()
     }
 
+    /// `[connectTimeout, opTimeout]` in milliseconds, as configured.
+    #[napi(getter)]
+    pub fn timeouts(&self) -> (f64, f64) {
+        self.timeouts
+    }
+
     #[napi(getter)]
     pub fn has_l2(&self) -> bool {
         self.inner.has_l2()
     }
 
     /// Synchronous L1-only read, else `null` (then call `get` when Redis is
-    /// configured). A JSON entry, the common case, comes back as its JSON
-    /// text (a JS string: the cheapest thing to hand over, and what
-    /// `JSON.parse` wants); any other entry as `[format, data]`, `data`
-    /// being a string for UTF-8 and integers and a Buffer otherwise.
+    /// configured); the value shaped by `local_value`.
     #[napi(ts_return_type = "string | [number, string | Buffer] | null")]
     pub fn get_local(&self, key: String) -> Result<Option<LocalValue>> {
         // L1 reads never touch the runtime: poll once, no context needed.
         let mut fut = Box::pin(self.inner.get_local(&key));
-        let e = match fut
-            .as_mut()
-            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-        {
-            std::task::Poll::Ready(r) => r,
-            std::task::Poll::Pending => stratacache::runtime::block_on(fut),
+        let e = match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(r) => r,
+            Poll::Pending => stratacache::runtime::block_on(fut),
         };
-        let Some(e) = e.map_err(js_err)? else {
+        Ok(e.map_err(js_err)?.map(|e| local_value(&e)))
+    }
+
+    /// The first half of a `get` whose Redis `GET` the JS wrapper sends
+    /// itself (see `node/reader.js`; the core's `start_read`). `null`: use
+    /// `get` (no Redis, breaker open, or L1 needs Redis to judge its
+    /// entry); `[redisKey, epoch]`: `GET redisKey`, then `finishRead`;
+    /// anything else is an L1 hit shaped as `getLocal`'s.
+    #[napi(ts_return_type = "[string, number] | string | [number, string | Buffer] | null")]
+    pub fn start_read(&self, key: String) -> Result<Option<Either<(String, f64), LocalValue>>> {
+        if !self.inner.l2_ready() {
             return Ok(None);
-        };
-        let format = e.meta.format;
-        if let Ok(text) = std::str::from_utf8(&e.payload) {
-            if format == Format::JSON {
-                return Ok(Some(Either3::A(text.to_owned())));
-            }
-            if matches!(format, Format::UTF8 | Format::INT) {
-                return Ok(Some(Either3::B((u32::from(format.0), text.to_owned()))));
-            }
         }
-        Ok(Some(Either3::C((
-            u32::from(format.0),
-            Buffer::from(e.payload.to_vec()),
-        ))))
+        // Pending only when judging an L1 entry needs Redis (an unknown tag
+        // version): dropped, and `get` does it all on the runtime. Nothing
+        // is counted before that point.
+        let mut fut = Box::pin(self.inner.start_read(&key));
+        let polled = {
+            let _ctx = stratacache::runtime::runtime().enter();
+            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        let r = match polled {
+            Poll::Ready(r) => r.map_err(js_err)?,
+            Poll::Pending => return Ok(None),
+        };
+        Ok(match r {
+            ReadStart::Done(Some(e)) => Some(Either::B(local_value(&e))),
+            ReadStart::Done(None) => None,
+            ReadStart::Fetch { redis_key, epoch } => Some(Either::A((redis_key, epoch as f64))),
+        })
+    }
+
+    /// The second half: `data` is Redis's reply to the `GET`. Returns the
+    /// value shaped as `getLocal`'s (or `null`), or a Promise of it when
+    /// judging the entry needs Redis.
+    #[napi(
+        ts_return_type = "string | [number, string | Buffer] | null | Promise<string | [number, string | Buffer] | null>"
+    )]
+    pub fn finish_read<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        data: Option<Buffer>,
+        epoch: f64,
+    ) -> Result<Either<Option<LocalValue>, PromiseRaw<'env, Option<LocalValue>>>> {
+        let cache = self.inner.clone();
+        let bytes = data.map(|b| b.to_vec());
+        let mut fut = Box::pin(async move {
+            let e = cache.finish_read(&key, bytes, epoch as u64).await;
+            Ok(e.map(|e| local_value(&e)))
+        });
+        let polled = {
+            let _ctx = stratacache::runtime::runtime().enter();
+            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        match polled {
+            Poll::Ready(r) => r.map(Either::A),
+            Poll::Pending => env.spawn_future(fut).map(Either::B),
+        }
+    }
+
+    /// The Redis half of `get` after `startRead` (the wrapper's fallback
+    /// when its own connection fails): breaker, outage fallback, errors.
+    #[napi]
+    pub async fn fetch(&self, key: String, epoch: f64) -> Result<Option<NativeValue>> {
+        let r = self.inner.fetch(&key, epoch as u64).await.map_err(js_err)?;
+        Ok(r.map(|e| value(&e)))
     }
 
     #[napi]
@@ -525,7 +602,6 @@ fn poll_ready<F: std::future::Future + Send>(fut: F) -> F::Output
 where
     F::Output: Send,
 {
-    use std::task::{Context, Poll, Waker};
     let mut fut = Box::pin(fut);
     {
         let _ctx = stratacache::runtime::runtime().enter();

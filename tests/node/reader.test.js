@@ -1,0 +1,251 @@
+'use strict'
+// `get` reads Redis over an ioredis connection on the JS thread
+// (node/reader.js) while the core decodes, verifies, fences and counts.
+// These tests pin that split: the GETs really go over that connection, the
+// counters and values are those of the native path, an L1 fill is fenced
+// against a delete that lands while the GET is in flight, an entry whose
+// tag versions are unknown here is still judged, and a Redis that dies and
+// comes back is read natively meanwhile and over the JS connection again
+// after.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const net = require('node:net')
+const { spawn } = require('node:child_process')
+const { once } = require('node:events')
+const Redis = require('ioredis')
+const { Cache } = require('../../node')
+const { NativeCache } = require('../../node/binding.js')
+const { REDIS_URL, unique } = require('./helpers')
+
+const NAME = 'stratacache-reads'
+
+/** The reader connection's entries in CLIENT LIST on `redis`. */
+async function readerClients(redis) {
+  const list = await redis.client('LIST')
+  return list
+    .split('\n')
+    .filter((l) => l.includes(` name=${NAME} `))
+    .map((l) => Object.fromEntries(l.split(' ').map((kv) => kv.split('='))))
+}
+
+async function until(what, fn, ms = 10_000) {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+const COUNTERS = ['l1_hits', 'l1_misses', 'l2_hits', 'l2_misses', 'decode_errors', 'l2_errors']
+
+function delta(before, after) {
+  return Object.fromEntries(COUNTERS.map((k) => [k, after[k] - before[k]]))
+}
+
+test('get sends its GET over the JS connection; values and counters match the native path', async () => {
+  const raw = new Redis(REDIS_URL)
+  const namespace = unique('reads')
+  const js = new Cache({ redis: REDIS_URL, namespace, l1: { maxBytes: 8 << 20 } })
+  const nat = new Cache({ redis: REDIS_URL, namespace, l1: { maxBytes: 4 << 20 }, jsReads: false })
+  const writer = new Cache({ redis: REDIS_URL, namespace, l1: false })
+  try {
+    const values = { obj: { a: [1, 2, { b: 'ü' }] }, str: 'text', num: 42, big: 2n ** 62n, nul: null }
+    for (const [k, v] of Object.entries(values)) await writer.set(k, v)
+    await writer.set('big10k', 'x'.repeat(10_000))
+    const keys = [...Object.keys(values), 'big10k', 'missing']
+    const results = {}
+    for (const c of [js, nat]) {
+      // L1 is filled only while the bus is up; the first reads may go
+      // natively while the JS connection connects: wait for both.
+      await until('the bus and the read connection', async () => {
+        await c.get('warm-up')
+        return c.stats().bus_connected === 1 && (c === nat || (await readerClients(raw)).length > 0)
+      })
+      const before = c.stats()
+      const got = []
+      for (let round = 0; round < 2; round++) for (const k of keys) got.push(await c.get(k))
+      results[c === js ? 'js' : 'native'] = { got, counters: delta(before, c.stats()) }
+    }
+    assert.deepEqual(results.js.got, results.native.got)
+    assert.deepEqual(results.js.got.slice(0, keys.length), [...Object.values(values), 'x'.repeat(10_000), undefined])
+    assert.deepEqual(results.js.counters, results.native.counters)
+    // Round one: 7 L1 misses, 6 L2 hits, 1 L2 miss. Round two: 4 L1 hits;
+    // the integers (counters, never kept in L1 with Redis) and the missing
+    // key are read from Redis again.
+    assert.deepEqual(results.js.counters, { l1_hits: 4, l1_misses: 10, l2_hits: 8, l2_misses: 2, decode_errors: 0, l2_errors: 0 })
+    const [client] = await readerClients(raw)
+    assert.equal(client.cmd, 'get', 'the last command on the read connection is a GET')
+  } finally {
+    js.close()
+    nat.close()
+    writer.close()
+    raw.disconnect()
+  }
+})
+
+test('garbage in Redis read over the JS connection is a counted miss', async () => {
+  const raw = new Redis(REDIS_URL)
+  const namespace = unique('reads-garbage')
+  const c = new Cache({ redis: REDIS_URL, namespace, l1: false })
+  try {
+    await c.set('k', 'v')
+    await c.get('k')
+    await until('the read connection', async () => (await readerClients(raw)).length > 0)
+    const n = new NativeCache({ redis: REDIS_URL, namespace, l1: false })
+    const start = n.startRead('k')
+    assert.ok(Array.isArray(start) && typeof start[0] === 'string', 'a Redis key to GET')
+    await raw.set(start[0], Buffer.from([0xff, 0x00, 0x13, 0x37]))
+    const before = c.stats()
+    assert.equal(await c.get('k'), undefined)
+    assert.equal(c.stats().decode_errors - before.decode_errors, 1)
+    assert.equal(c.stats().l2_misses - before.l2_misses, 1)
+    n.close()
+  } finally {
+    c.close()
+    raw.disconnect()
+  }
+})
+
+test('an L1 fill is fenced against a delete that lands while the GET is in flight', async () => {
+  const raw = new Redis(REDIS_URL)
+  const namespace = unique('reads-fence')
+  // Same options: the native handle shares the cache's L1.
+  const c = new Cache({ redis: REDIS_URL, namespace, l1: { maxBytes: 2 << 20 }, jsReads: false })
+  const n = new NativeCache({ redis: REDIS_URL, namespace, l1MaxBytes: 2 << 20 })
+  const other = new Cache({ redis: REDIS_URL, namespace, l1: false })
+  try {
+    // L1 is only filled while the bus is up; and other's write message is
+    // applied before the reads below (so it cannot bump the epoch later).
+    await c.get('warm-up')
+    await until('the bus', async () => c.stats().bus_connected === 1)
+    await other.set('k', 'old')
+    await until("other's write message", async () => c.stats().bus_received >= 1)
+    for (const deleteFirst of [true, false]) {
+      const start = n.startRead('k')
+      assert.ok(Array.isArray(start) && typeof start[0] === 'string', 'L1 misses: a Redis key to GET')
+      const [redisKey, epoch] = start
+      const bytes = await raw.getBuffer(redisKey) // the GET in flight: answered 'old'
+      if (deleteFirst) {
+        await c.delete('k') // lands before the reply reaches the core
+        // This caller gets what Redis answered; L1 must not keep it.
+        assert.equal(await n.finishRead('k', bytes, epoch), JSON.stringify('old'))
+        assert.equal(n.getLocal('k'), null, 'the late fill is refused')
+        assert.equal(await c.get('k'), undefined, 'the delete is not undone')
+        await raw.set(redisKey, bytes) // back, without a bus message
+      } else {
+        // Control: with nothing in between, the fill is kept.
+        assert.equal(await n.finishRead('k', bytes, epoch), JSON.stringify('old'))
+        assert.equal(n.getLocal('k'), JSON.stringify('old'))
+      }
+    }
+  } finally {
+    c.close()
+    n.close()
+    other.close()
+    raw.disconnect()
+  }
+})
+
+test('an entry whose tag versions are unknown here is judged with Redis (finishRead resolves later)', async () => {
+  const namespace = unique('reads-tags')
+  const a = new Cache({ redis: REDIS_URL, namespace, l1: { maxBytes: 2 << 20 } })
+  await a.set('tagged', { v: 1 }, '1m', { tags: ['t1'] })
+  // A handle of its own (its own L1 and versions): `t1` is unknown to it.
+  const n = new NativeCache({ redis: REDIS_URL, namespace, l1MaxBytes: 3 << 20 })
+  const [redisKey, epoch] = n.startRead('tagged')
+  const raw = new Redis(REDIS_URL)
+  try {
+    const r = n.finishRead('tagged', await raw.getBuffer(redisKey), epoch)
+    assert.ok(r instanceof Promise, 'the tag version is read from Redis first')
+    assert.equal(await r, JSON.stringify({ v: 1 }))
+    // Invalidated by tag: a new read over the JS path is a miss.
+    await a.invalidateTags(['t1'])
+    const b = new Cache({ redis: REDIS_URL, namespace, l1: { maxBytes: 3 << 20 } })
+    await until('the tag bump', async () => (await b.get('tagged')) === undefined)
+    b.close()
+  } finally {
+    a.close()
+    n.close()
+    raw.disconnect()
+  }
+})
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+async function startRedis(port) {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  })
+  await until('redis-server to start', async () => {
+    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null })
+    probe.on('error', () => {})
+    try {
+      await probe.connect()
+      return (await probe.ping()) === 'PONG'
+    } catch {
+      return false
+    } finally {
+      probe.disconnect()
+    }
+  })
+  return child
+}
+
+async function kill(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  child.kill('SIGKILL')
+  await exited
+}
+
+test('Redis killed and restarted: reads fall back to the native path, then use the JS connection again', async () => {
+  const port = await freePort()
+  const url = `redis://127.0.0.1:${port}`
+  let server = await startRedis(port)
+  const raw = () => {
+    const r = new Redis({ port, host: '127.0.0.1', retryStrategy: () => null })
+    r.on('error', () => {})
+    return r
+  }
+  const c = new Cache({ redis: url, namespace: unique('reads-kill'), l1: false, opTimeout: 300, connectTimeout: 300 })
+  const errors = []
+  c.on('error', (e) => errors.push(e))
+  try {
+    await c.set('k', 'v1')
+    let r = raw()
+    await until('reads over the JS connection', async () => (await c.get('k')) === 'v1' && (await readerClients(r)).length > 0)
+    r.disconnect()
+
+    await kill(server)
+    // Fail-open as on the native path: a miss and a typed 'error' event,
+    // never a hang or a wrong value.
+    assert.equal(await c.get('k'), undefined)
+    assert.ok(errors.length >= 1 && errors.every((e) => e.code.startsWith('E_L2')), 'typed L2 errors')
+
+    server = await startRedis(port)
+    r = raw()
+    // Written once the bus is back (an entry written before would carry the
+    // generation the restart lost, and read as gone).
+    await until('the bus to resubscribe', async () => {
+      await c.get('k')
+      return c.stats().bus_connects >= 2
+    })
+    await until('the cache to write to the restarted Redis', async () => (await c.set('k', 'v2')) === true)
+    await until('reads over a new JS connection', async () => (await c.get('k')) === 'v2' && (await readerClients(r)).length > 0)
+    r.disconnect()
+  } finally {
+    c.close()
+    await kill(server)
+  }
+})
