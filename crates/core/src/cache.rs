@@ -1414,12 +1414,20 @@ impl Cache {
             let hard = policy.hard_timeout.map(|h| start + h);
             let mut deadline = start + wait;
             let mut loading_seen = false;
+            let mut redis_read = false;
             let mut closed = false;
             loop {
                 let state = rx.borrow_and_update().clone();
                 match state {
                     FlightState::Pending => {}
-                    FlightState::Loading => {
+                    FlightState::Refreshing if !redis_read => {
+                        redis_read = true;
+                        if let Some(e) = self.read_beside_refresh(key).await {
+                            return Ok(Lookup::Fresh(e));
+                        }
+                        continue;
+                    }
+                    FlightState::Loading | FlightState::Refreshing => {
                         if !loading_seen {
                             // The wait for the fleet is over; the load
                             // itself gets a wait budget of its own.
@@ -1452,6 +1460,24 @@ impl Cache {
                         return self.waited_too_long(key, stale, policy, hard).await;
                     }
                 }
+            }
+        }
+    }
+
+    /// Redis's fresh value of `key`, for a caller that found the key's
+    /// flight refreshing early: the entry that was being refreshed left L1
+    /// meanwhile, and waiting for the refresh would make every such caller
+    /// wait for a load while a newer value is in Redis. `None`: nothing
+    /// fresh there (or Redis failed): wait for the refresh.
+    async fn read_beside_refresh(&self, key: &str) -> Option<Arc<Entry>> {
+        let sh = &self.shared;
+        let l2 = self.l2()?;
+        let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(key));
+        match l2.get(&sh.rkeys(key)).await {
+            Ok(bytes) => self.accept_l2(key, bytes, epoch).await,
+            Err(e) => {
+                sh.l2_err(e);
+                None
             }
         }
     }
@@ -1837,6 +1863,7 @@ impl Cache {
         policy: &LookupPolicy,
     ) -> Lookup {
         let sh = &self.shared;
+        guard.refreshing();
         let key = guard.key.clone();
         let epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key));
         let snapshot = match sh.stamp(&policy.tags, &[]).await {

@@ -48,6 +48,11 @@ pub(crate) enum FlightState {
     /// restarts here: waiting on the fleet and waiting on the load are
     /// bounded separately).
     Loading,
+    /// The leader refreshes a value that was still fresh (early refresh).
+    /// A caller that joins it found no L1 entry, so the entry was dropped
+    /// meanwhile (typically by another process's newer write): it reads
+    /// Redis once before it waits for the refresh.
+    Refreshing,
     Stale(Arc<Entry>, StaleKind),
     Value(Arc<Entry>),
     Failed(Error),
@@ -149,6 +154,11 @@ impl FlightGuard {
         self.resolved = true;
         self.unregister();
         self.flight.tx.send_replace(state);
+    }
+
+    /// Mark the flight as an early refresh ([`FlightState::Refreshing`]).
+    pub(crate) fn refreshing(&self) {
+        self.flight.tx.send_replace(FlightState::Refreshing);
     }
 
     /// Offer a stale value to waiters while the refresh goes on.

@@ -327,6 +327,45 @@ async fn early_refresh_once_fleet_wide(t: Target) {
     assert_eq!(bb.stats().await.early_refreshes, 0);
 }
 
+/// A caller that finds no L1 entry while its process refreshes the key
+/// early (the entry was dropped by another process's newer write) reads
+/// the newer value from Redis at once instead of waiting for the refresh.
+async fn early_refresh_does_not_hold_callers_whose_entry_left(t: Target) {
+    let caches = fleet(t, "fleet-early-left", 2, Duration::from_secs(5)).await;
+    let (a, bb) = (&caches[0], &caches[1]);
+    let ttl = opts(Duration::from_secs(60), Duration::ZERO);
+    a.set("k", b("v1"), &ttl).await.expect("set");
+    let due = LookupPolicy::default().refresh_ahead(1.0);
+    let Lookup::Stale(_, Some(lease)) = a.lookup("k", &due).await.expect("a") else {
+        panic!("a refreshes");
+    };
+    let received = a.stats().await.bus_received;
+    bb.set("k", b("v2"), &ttl).await.expect("b writes");
+    for _ in 0..5000 {
+        if a.stats().await.bus_received > received {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        a.stats().await.bus_received > received,
+        "b's write reached a"
+    );
+    let got = tokio::time::timeout(
+        Duration::from_secs(5),
+        a.lookup("k", &LookupPolicy::default()),
+    )
+    .await
+    .expect("not held until the refresh ends")
+    .expect("lookup");
+    match got {
+        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"v2"),
+        other => panic!("expected b's value, got {other:?}"),
+    }
+    assert_eq!(a.stats().await.load_waits, 0);
+    drop(lease);
+}
+
 async fn fail_safe_serves_stale_and_throttles(t: Target) {
     let caches = fleet(t, "fleet-failsafe", 2, Duration::from_secs(5)).await;
     let (a, bb) = (&caches[0], &caches[1]);
@@ -503,6 +542,7 @@ on_both!(
     abandoned_lease_hands_over_at_once,
     stale_refreshed_once_fleet_wide,
     early_refresh_once_fleet_wide,
+    early_refresh_does_not_hold_callers_whose_entry_left,
     fail_safe_serves_stale_and_throttles,
     soft_timeout_serves_stale_while_the_load_goes_on,
     hard_timeout_bounds_every_wait,
