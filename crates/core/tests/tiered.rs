@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::Target;
 use stratacache::key::redis_keys;
-use stratacache::{Cache, Error, Format, Lookup, LookupPolicy, Ttl, WriteOptions};
+use stratacache::{Cache, Error, Format, Lookup, LookupPolicy, ReadStart, Ttl, WriteOptions};
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
@@ -105,6 +105,101 @@ async fn basic_ops(t: Target) {
         b"long"
     );
     assert!(matches!(a.get("").await, Err(Error::InvalidKey(_))));
+}
+
+/// `start_read` + a GET of one's own + `finish_read` (the Node package's
+/// read path) answers and counts as `get`, and its L1 fill is fenced
+/// against a delete that lands between the GET and `finish_read`.
+async fn split_read_matches_get(t: Target) {
+    let (a, other) = pair(t, "split");
+    // L1 is filled only while the bus is up, and `other`'s writes must have
+    // reached `a` before the reads below (or their eviction lands later).
+    a.get("probe").await.expect("get");
+    common::eventually("a's bus", Duration::from_secs(10), || async {
+        a.stats().await.bus_connected == 1
+    })
+    .await;
+    let set_by_other = |k: &'static str, v: &'static str| {
+        let (a, other) = (a.clone(), other.clone());
+        async move {
+            let seen = a.stats().await.bus_received;
+            other
+                .set(k, b(v), &WriteOptions::default())
+                .await
+                .expect("set");
+            common::eventually(
+                "the write's bus message",
+                Duration::from_secs(10),
+                || async { a.stats().await.bus_received > seen },
+            )
+            .await;
+        }
+    };
+    set_by_other("k", "v1").await;
+    let mut raw = t.raw().await;
+    let start = |c: &Cache, k: &'static str| {
+        let c = c.clone();
+        async move {
+            match c.start_read(k).await.expect("start") {
+                ReadStart::Fetch { redis_key, epoch } => (redis_key, epoch),
+                other => panic!("expected a fetch, got {other:?}"),
+            }
+        }
+    };
+    let (rk, epoch) = start(&a, "k").await;
+    assert_eq!(rk, redis_keys(a.namespace(), "k").value);
+    let before = a.stats().await;
+    let got = a.finish_read("k", raw.get(&rk).await, epoch).await;
+    assert_eq!(&got.expect("hit").payload[..], b"v1");
+    let after = a.stats().await;
+    assert_eq!(after.l2_hits - before.l2_hits, 1);
+    // Kept in L1: the next read is answered there.
+    assert!(matches!(
+        a.start_read("k").await.expect("start"),
+        ReadStart::Done(Some(_))
+    ));
+    // A miss, and garbage, are counted misses.
+    let (rk2, epoch2) = start(&a, "absent").await;
+    assert!(
+        a.finish_read("absent", raw.get(&rk2).await, epoch2)
+            .await
+            .is_none()
+    );
+    assert!(
+        a.finish_read("absent", Some(b"junk".to_vec()), epoch2)
+            .await
+            .is_none()
+    );
+    let after2 = a.stats().await;
+    assert_eq!(after2.l2_misses - after.l2_misses, 2);
+    assert_eq!(after2.decode_errors - after.decode_errors, 1);
+
+    // The fence: the GET answered v1, then a delete landed here.
+    a.delete("k").await.expect("delete");
+    set_by_other("k", "v1").await;
+    let (rk, epoch) = start(&a, "k").await;
+    let bytes = raw.get(&rk).await;
+    a.delete("k").await.expect("delete");
+    assert!(
+        a.finish_read("k", bytes, epoch).await.is_some(),
+        "this caller's answer"
+    );
+    assert!(
+        a.get("k").await.expect("get").is_none(),
+        "the late fill did not undo the delete"
+    );
+    // `fetch` is the Redis half of `get`.
+    set_by_other("k", "v2").await;
+    let (_, epoch) = start(&a, "k").await;
+    assert_eq!(
+        &a.fetch("k", epoch)
+            .await
+            .expect("fetch")
+            .expect("hit")
+            .payload[..],
+        b"v2"
+    );
+    assert!(a.l2_ready());
 }
 
 async fn counters(t: Target) {
@@ -423,6 +518,7 @@ async fn late_loader_loses_to_delete(t: Target) {
 
 on_both!(
     basic_ops,
+    split_read_matches_get,
     counters,
     ttl_semantics,
     clear_is_scoped,
