@@ -328,10 +328,12 @@ impl NativeCache {
         &self,
         env: &'env Env,
         key: String,
-        data: Option<Buffer>,
+        data: Option<BufferSlice<'_>>,
         epoch: f64,
     ) -> Result<Either<Option<LocalValue>, PromiseRaw<'env, Option<LocalValue>>>> {
         let cache = self.inner.clone();
+        // Borrowed, not a `Buffer` (which takes a reference on the JS
+        // object): the bytes are copied out here anyway.
         let bytes = data.map(|b| b.to_vec());
         let mut fut = Box::pin(async move {
             let e = cache.finish_read(&key, bytes, epoch as u64).await;
