@@ -309,9 +309,9 @@ class Cache extends EventEmitter {
       const r = this.#reader
       if (r !== null && r.ready) {
         // `[redisKey, epoch]`: GET it here; null: read natively; else an L1
-        // value that arrived meanwhile.
+        // value that arrived meanwhile (JSON text, or `[format, data]`).
         const s = this.#n.startRead(key)
-        if (s !== null && typeof s[0] === 'string') return this.#readOver(r, key, s[0], s[1])
+        if (Array.isArray(s) && typeof s[0] === 'string') return this.#readOver(r, key, s[0], s[1])
         if (s !== null) return Promise.resolve(typeof s === 'string' ? JSON.parse(s) : decode(s, this.#serializer.name))
       }
     } catch (e) {
