@@ -84,7 +84,12 @@ class Reader {
       this.#pausedUntil = Date.now() + PAUSE_MS
       throw e
     } finally {
-      if (--this.#pending === 0) stream.unref()
+      if (--this.#pending === 0) {
+        stream.unref()
+        // A connection made while this GET was pending on the one before.
+        const now = this.#client.stream
+        if (now && now !== stream) now.unref()
+      }
     }
   }
 

@@ -823,7 +823,8 @@ impl Cache {
     /// epoch to hand to [`Cache::finish_read`] with the reply, which fences
     /// the L1 fill against a write or invalidation that lands meanwhile.
     /// Errors, timeouts and an open breaker are not the caller's to judge:
-    /// it should then call [`Cache::get`] (see [`Cache::l2_ready`]).
+    /// when its own GET fails it calls [`Cache::fetch`] with the epoch, and
+    /// while [`Cache::l2_ready`] is false it leaves reads to [`Cache::get`].
     pub async fn start_read(&self, key: &str) -> Result<ReadStart> {
         Ok(match self.l1_first(key).await? {
             Ok(r) => ReadStart::Done(r),
