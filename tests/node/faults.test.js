@@ -6,46 +6,8 @@
 // Redis is back on the same port the same cache writes to it again.
 const test = require('node:test')
 const assert = require('node:assert/strict')
-const net = require('node:net')
-const { spawn } = require('node:child_process')
-const { once } = require('node:events')
 const { Cache } = require('../../node')
-const { unique } = require('./helpers')
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-async function startRedis(port) {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  })
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    const up = await new Promise((resolve) => {
-      const c = net.connect(port, '127.0.0.1')
-      c.once('connect', () => { c.destroy(); resolve(true) })
-      c.once('error', () => resolve(false))
-    })
-    if (up) return child
-    assert.ok(Date.now() < deadline, 'redis-server did not start')
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
-
-async function kill(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = once(child, 'exit')
-  child.kill('SIGKILL')
-  await exited
-}
+const { unique, freePort, startRedis, kill } = require('./helpers')
 
 test('Redis SIGKILLed and restarted under 100 concurrent calls: fail-open, no wrong value, back on Redis', async (t) => {
   const port = await freePort()

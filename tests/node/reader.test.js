@@ -9,13 +9,10 @@
 // after.
 const test = require('node:test')
 const assert = require('node:assert/strict')
-const net = require('node:net')
-const { spawn } = require('node:child_process')
-const { once } = require('node:events')
 const Redis = require('ioredis')
 const { Cache } = require('../../node')
 const { NativeCache } = require('../../node/binding.js')
-const { REDIS_URL, unique } = require('./helpers')
+const { REDIS_URL, unique, freePort, startRedis, kill } = require('./helpers')
 
 const NAME = 'stratacache-reads'
 
@@ -196,43 +193,6 @@ test('an entry whose tag versions are unknown here is judged with Redis (finishR
     raw.disconnect()
   }
 })
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-async function startRedis(port) {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  })
-  await until('redis-server to start', async () => {
-    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null })
-    probe.on('error', () => {})
-    try {
-      await probe.connect()
-      return (await probe.ping()) === 'PONG'
-    } catch {
-      return false
-    } finally {
-      probe.disconnect()
-    }
-  })
-  return child
-}
-
-async function kill(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = once(child, 'exit')
-  child.kill('SIGKILL')
-  await exited
-}
 
 test('Redis killed and restarted: reads fall back to the native path, then use the JS connection again', async () => {
   const port = await freePort()
