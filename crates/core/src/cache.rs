@@ -442,7 +442,7 @@ impl Shared {
         let (Some(l2), Some(bus)) = (&self.l2, &self.bus) else {
             return 0;
         };
-        let candidate = new_version();
+        let candidate = self.versions.generation_candidate();
         let msg = bus.generation_created_message(candidate);
         let publish = Publish {
             channel: &bus.channel,

@@ -79,6 +79,9 @@ pub(crate) enum Validity {
 pub(crate) struct Versions {
     tags: RwLock<HashMap<String, u64>>,
     generation: AtomicU64,
+    /// The generation known before the last [`Versions::reset`]: what this
+    /// process proposes when Redis has none (see `generation_candidate`).
+    previous_generation: AtomicU64,
     /// Times Redis answered again after failing (shared with the circuit
     /// breaker, which counts them).
     recoveries: Arc<AtomicU64>,
@@ -142,7 +145,24 @@ impl Versions {
     /// Forget everything (the bus was interrupted: messages may be lost).
     pub(crate) fn reset(&self) {
         self.tags.write().unwrap_or_else(|e| e.into_inner()).clear();
-        self.generation.store(0, Ordering::Release);
+        let g = self.generation.swap(0, Ordering::AcqRel);
+        if g != 0 {
+            self.previous_generation.store(g, Ordering::Release);
+        }
+    }
+
+    /// The generation to create in Redis when it has none: the one this
+    /// process knew before its last reset, else a new one. Redis without a
+    /// generation key lost it (a restart without persistence, an eviction):
+    /// entries written meanwhile carry the old one, and a new random one
+    /// would turn every such write into a miss for its whole TTL (and leave
+    /// processes that have not reset on another generation than the rest).
+    /// A `clear()` never goes through here: it sets a new generation.
+    pub(crate) fn generation_candidate(&self) -> u64 {
+        match self.previous_generation.load(Ordering::Acquire) {
+            0 => new_version(),
+            g => g,
+        }
     }
 
     /// Judge `e` by the versions known here.
@@ -218,6 +238,10 @@ mod tests {
         v.reset();
         assert_eq!(v.check(&e), Validity::Unknown);
         assert_eq!(v.check(&entry(vec![])), Validity::Current);
+        // What it knew is what it proposes again.
+        assert_eq!(v.generation_candidate(), 2);
+        v.reset(); // nothing known: the remembered one stays
+        assert_eq!(v.generation_candidate(), 2);
     }
 
     #[test]
