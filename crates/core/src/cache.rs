@@ -771,7 +771,7 @@ impl Cache {
     pub async fn get(&self, key: &str) -> Result<Option<Arc<Entry>>> {
         match self.l1_first(key).await? {
             Ok(r) => Ok(r),
-            Err(epoch) => self.fetch(key, epoch).await,
+            Err(epoch) => self.read_l2(key, epoch).await,
         }
     }
 
@@ -799,8 +799,19 @@ impl Cache {
     /// of `get`, and without counting the L1 miss again).
     pub async fn fetch(&self, key: &str, epoch: u64) -> Result<Option<Arc<Entry>>> {
         self.check(key)?;
+        if self.l2().is_none() {
+            return Ok(None);
+        }
+        self.read_l2(key, epoch).await
+    }
+
+    /// `fetch` once the key is checked and the bus started (by
+    /// `l1_first`, or by `fetch` itself).
+    async fn read_l2(&self, key: &str, epoch: u64) -> Result<Option<Arc<Entry>>> {
         let sh = &self.shared;
-        let Some(l2) = self.l2() else { return Ok(None) };
+        let Some(l2) = sh.l2.as_ref() else {
+            return Ok(None);
+        };
         let bytes = match l2.get(&sh.rkeys(key)).await {
             Ok(b) => b,
             Err(e) => {
