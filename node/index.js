@@ -92,7 +92,9 @@ function encode(serializer, value) {
 // not trust or understand (pickle, msgpack) are a miss, never guessed at.
 function decode(v, serializerName) {
   if (!v) return undefined
-  // `[format, data]` from getLocal (data may be a string), or `{ format, data }`.
+  // JSON text (the common case), `[format, data]` (data may be a string),
+  // or `{ format, data }`.
+  if (typeof v === 'string') return JSON.parse(v)
   const format = Array.isArray(v) ? v[0] : v.format
   const data = Array.isArray(v) ? v[1] : v.data
   if (typeof data === 'string') {
@@ -328,11 +330,19 @@ class Cache extends EventEmitter {
     try {
       let bytes
       try {
-        bytes = await r.get(redisKey)
+        bytes = await r.send(redisKey)
+        r.settled(true)
       } catch {
+        r.settled(false)
         bytes = undefined
       }
-      v = bytes === undefined ? await this.#n.fetch(key, epoch) : await this.#n.finishRead(key, bytes, epoch)
+      if (bytes === undefined) {
+        v = await this.#n.fetch(key, epoch)
+      } else {
+        // A value, or a Promise when judging the entry needs Redis.
+        v = this.#n.finishRead(key, bytes, epoch)
+        if (v instanceof Promise) v = await v
+      }
     } catch (e) {
       return this.#l2(e, undefined)
     }

@@ -17,10 +17,20 @@
 // breaker and the outage fallback. Writes, leases, scripts and the bus are
 // native always.
 //
-// Process lifetime: the socket is unref'd while no GET is in flight, so it
-// never keeps Node alive; ioredis never reconnects on its own (no timers):
-// the next read after a disconnect asks for a new connection, at most once
-// a second.
+// Process lifetime: the socket is ref'd only while GETs are in flight (and
+// unref'd a tick after the last one settles, so back-to-back reads do not
+// toggle it), so it never keeps Node alive on its own; ioredis never
+// reconnects on its own (no timers): the next read after a disconnect asks
+// for a new connection, at most once a second.
+//
+// Timeouts: one watchdog per connection instead of a timer per GET (a
+// timer set and cleared per command cost ~10 us a read on this project's
+// test VM, as much as the rest of the wrapper). It ticks every opTimeout/2
+// while GETs are in flight; two ticks in a row with GETs outstanding and no
+// reply means the oldest has waited at least opTimeout: the connection is
+// dropped, every pending GET fails over to the native `fetch`, and the
+// next read after the pause reconnects. Replies come in order on one
+// connection, so "no reply for opTimeout" is "the oldest GET timed out".
 
 const Redis = require('ioredis')
 
@@ -34,12 +44,22 @@ function servable(url) {
 
 class Reader {
   #client
+  #opTimeout
   #pending = 0
   #pausedUntil = 0
   #lastConnect = 0
+  // The socket ref'd for the GETs in flight, or null.
+  #held = null
+  #releaseQueued = false
+  // Watchdog: an unref'd interval, running only while reads happen.
+  #watchdog = null
+  #replies = 0
+  #repliesAtTick = 0
+  #stalledTicks = 0
   users = 0
 
   constructor(url, { connectTimeout, opTimeout }) {
+    this.#opTimeout = opTimeout
     this.#client = new Redis(url, {
       lazyConnect: true,
       enableOfflineQueue: false,
@@ -47,14 +67,14 @@ class Reader {
       maxRetriesPerRequest: 0,
       retryStrategy: () => null,
       connectTimeout,
-      commandTimeout: opTimeout,
       connectionName: 'stratacache-reads',
     })
     // Errors reach the caller through the native fallback, never as an
     // unhandled 'error' event.
     this.#client.on('error', () => {})
     this.#client.on('connect', () => {
-      if (this.#pending === 0 && this.#client.stream) this.#client.stream.unref()
+      const stream = this.#client.stream
+      if (stream && stream !== this.#held) stream.unref()
     })
   }
 
@@ -74,26 +94,72 @@ class Reader {
     return false
   }
 
-  /** `GET redisKey` as a Buffer (`null` when missing); on error, reads go native for a while. */
-  async get(redisKey) {
-    const stream = this.#client.stream
-    if (this.#pending++ === 0) stream.ref()
-    try {
-      return await this.#client.getBuffer(redisKey)
-    } catch (e) {
-      this.#pausedUntil = Date.now() + PAUSE_MS
-      throw e
-    } finally {
-      if (--this.#pending === 0) {
-        stream.unref()
-        // A connection made while this GET was pending on the one before.
-        const now = this.#client.stream
-        if (now && now !== stream) now.unref()
+  /**
+   * Send `GET redisKey` (only when `ready`): a Promise of a Buffer, `null`
+   * when missing. Call `settled(ok)` exactly once when it settles.
+   */
+  send(redisKey) {
+    if (this.#pending++ === 0) {
+      const stream = this.#client.stream
+      if (stream !== this.#held) {
+        if (this.#held !== null) this.#held.unref()
+        stream.ref()
+        this.#held = stream
       }
+      if (this.#watchdog === null && this.#opTimeout > 0) this.#arm()
+    }
+    return this.#client.getBuffer(redisKey)
+  }
+
+  /** The GET sent by `send` settled; `ok` false: it failed, read natively for a while. */
+  settled(ok) {
+    this.#replies++
+    if (!ok) this.#pausedUntil = Date.now() + PAUSE_MS
+    if (--this.#pending === 0 && !this.#releaseQueued) {
+      this.#releaseQueued = true
+      process.nextTick(() => this.#release())
     }
   }
 
-  /** Close once the GETs in flight are answered. */
+  #release() {
+    this.#releaseQueued = false
+    if (this.#pending === 0 && this.#held !== null) {
+      this.#held.unref()
+      this.#held = null
+    }
+  }
+
+  #arm() {
+    this.#repliesAtTick = this.#replies
+    this.#stalledTicks = 0
+    this.#watchdog = setInterval(() => this.#tick(), Math.max(1, this.#opTimeout / 2))
+    this.#watchdog.unref()
+  }
+
+  #tick() {
+    if (this.#pending === 0) {
+      clearInterval(this.#watchdog)
+      this.#watchdog = null
+      return
+    }
+    if (this.#replies !== this.#repliesAtTick) {
+      this.#repliesAtTick = this.#replies
+      this.#stalledTicks = 0
+      return
+    }
+    if (++this.#stalledTicks >= 2) {
+      // No reply for opTimeout: drop the connection; the pending GETs
+      // reject and their reads go native.
+      this.#stalledTicks = 0
+      this.#pausedUntil = Date.now() + PAUSE_MS
+      this.#client.disconnect()
+    }
+  }
+
+  /**
+   * Close once the GETs in flight are answered (the watchdog, which stops
+   * itself once none is left, still times them out).
+   */
   close() {
     const c = this.#client
     if (c.status === 'ready') c.quit().catch(() => c.disconnect())

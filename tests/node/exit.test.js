@@ -5,7 +5,7 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const { spawnSync } = require('node:child_process')
 const path = require('node:path')
-const { REDIS_URL } = require('./helpers.js')
+const { REDIS_URL, freePort, startRedis, kill } = require('./helpers.js')
 
 const entry = path.join(__dirname, '..', '..', 'node', 'index.js')
 
@@ -15,16 +15,19 @@ function runScript(body) {
 }
 
 // Reads `k` (1) through `c` until one went over the JS connection, as
-// CLIENT LIST tells (its last command a GET), through a raw client closed after.
-const untilJsReads = `
+// CLIENT LIST tells (its last command a GET), through a raw client closed
+// after (and gone: a half-closed socket would hold the process on its own).
+const untilJsReads = (url = REDIS_URL) => `
   const Redis = require(require.resolve('ioredis', { paths: [${JSON.stringify(path.dirname(entry))}] }))
-  const raw = new Redis(${JSON.stringify(REDIS_URL)})
+  const raw = new Redis(${JSON.stringify(url)})
   for (;;) {
     if ((await c.get('k')) !== 1) process.exit(4)
     const list = await raw.client('LIST')
     if (list.split('\\n').some((l) => l.includes(' name=stratacache-reads ') && l.includes(' cmd=get '))) break
   }
-  raw.disconnect()`
+  const ended = new Promise((resolve) => raw.once('end', resolve))
+  raw.disconnect()
+  await ended`
 
 for (const [label, body] of [
   ['after close()', `const c = new Cache({ redis: ${JSON.stringify(REDIS_URL)}, namespace: 'exit-a' }); await c.set('k', 1); await c.getOrSet({ key: 'g', factory: async () => 2 }); await c.close()`],
@@ -33,8 +36,8 @@ for (const [label, body] of [
   // Reads over the JS-thread connection (node/reader.js): its socket must
   // not hold the process, closed or not (`kept`: still referenced, so it is
   // not the finalizer that closes it).
-  ['after reads over the JS connection, without close()', `const c = new Cache({ redis: ${JSON.stringify(REDIS_URL)}, namespace: 'exit-d', l1: false }); globalThis.kept = c; await c.set('k', 1); ${untilJsReads}`],
-  ['closed with reads in flight', `const c = new Cache({ redis: ${JSON.stringify(REDIS_URL)}, namespace: 'exit-e', l1: false }); await c.set('k', 1); ${untilJsReads}; const p = Promise.all(Array.from({ length: 10 }, () => c.get('k').catch(() => 'closed'))); await c.close(); await p`],
+  ['after reads over the JS connection, without close()', `const c = new Cache({ redis: ${JSON.stringify(REDIS_URL)}, namespace: 'exit-d', l1: false }); globalThis.kept = c; await c.set('k', 1); ${untilJsReads()}`],
+  ['closed with reads in flight', `const c = new Cache({ redis: ${JSON.stringify(REDIS_URL)}, namespace: 'exit-e', l1: false }); await c.set('k', 1); ${untilJsReads()}; const p = Promise.all(Array.from({ length: 10 }, () => c.get('k').catch(() => 'closed'))); await c.close(); await p`],
 ]) {
   test(`the process exits on its own ${label}`, () => {
     const r = runScript(body)
@@ -43,11 +46,49 @@ for (const [label, body] of [
   })
 }
 
-test('a read in flight over the JS connection keeps the process alive until answered', () => {
-  const r = runScript(
-    `const c = new Cache({ redis: ${JSON.stringify(REDIS_URL)}, namespace: 'exit-f', l1: false }); globalThis.kept = c; await c.set('k', 1); ${untilJsReads}; const v = await c.get('k'); process.stdout.write('got ' + v)`,
+// A redis-server of the test's own that the child script can stop
+// (SIGSTOP: connections stay up, nothing is answered).
+async function withOwnRedis(fn) {
+  const port = await freePort()
+  const server = await startRedis(port)
+  try {
+    return fn(`redis://127.0.0.1:${port}`, server.pid)
+  } finally {
+    server.kill('SIGCONT')
+    await kill(server)
+  }
+}
+
+test('a read in flight over the JS connection keeps the process alive until answered', async () => {
+  // The server is stopped while the GET is in flight and continued by a
+  // detached shell a moment later: without its socket ref'd, the process
+  // would exit with the GET unanswered (nothing else holds the loop).
+  const r = await withOwnRedis((url, pid) =>
+    runScript(
+      `const c = new Cache({ redis: ${JSON.stringify(url)}, namespace: 'exit-f', l1: false, opTimeout: 10000 }); globalThis.kept = c; await c.set('k', 1); ${untilJsReads(url)}
+      process.kill(${pid}, 'SIGSTOP')
+      require('node:child_process').spawn('sh', ['-c', 'sleep 0.3; kill -CONT ${pid}'], { stdio: 'ignore', detached: true }).unref()
+      const v = await c.get('k'); process.stdout.write('got ' + v)`,
+    ),
   )
   assert.equal(r.error, undefined, `did not exit in time: ${r.error}`)
   assert.equal(r.status, 0, r.stderr)
   assert.equal(r.stdout, 'got 1')
+})
+
+test('a GET a stopped Redis never answers does not keep a closed cache\'s process alive', async () => {
+  // The read connection's watchdog drops the GET after opTimeout even
+  // after close(); the read then settles and the socket is let go.
+  const r = await withOwnRedis((url, pid) =>
+    runScript(
+      `const c = new Cache({ redis: ${JSON.stringify(url)}, namespace: 'exit-g', l1: false, opTimeout: 200, connectTimeout: 200 }); globalThis.kept = c; await c.set('k', 1); ${untilJsReads(url)}
+      process.kill(${pid}, 'SIGSTOP')
+      const p = c.get('k').then((v) => 'got ' + v, (e) => e.code)
+      await c.close()
+      process.stdout.write(await p)`,
+    ),
+  )
+  assert.equal(r.error, undefined, `did not exit in time: ${r.error}`)
+  assert.equal(r.status, 0, r.stderr)
+  assert.match(r.stdout, /^(got undefined|E_CLOSED)$/)
 })

@@ -231,3 +231,35 @@ test('Redis killed and restarted: reads fall back to the native path, then use t
     await kill(server)
   }
 })
+
+test('a Redis that stops answering: the JS GET is dropped after opTimeout, the read fails open, reads resume after', { timeout: 30_000 }, async () => {
+  const port = await freePort()
+  const url = `redis://127.0.0.1:${port}`
+  const server = await startRedis(port)
+  const c = new Cache({ redis: url, namespace: unique('reads-hung'), l1: false, opTimeout: 200, connectTimeout: 200 })
+  const errors = []
+  c.on('error', (e) => errors.push(e))
+  const r = new Redis({ port, host: '127.0.0.1', retryStrategy: () => null })
+  r.on('error', () => {})
+  try {
+    await c.set('k', 'v1')
+    await until('reads over the JS connection', async () => (await c.get('k')) === 'v1' && (await readerClients(r)).length > 0)
+    const before = (await readerClients(r))[0].id
+    server.kill('SIGSTOP')
+    // Connections stay up and nothing is answered: without a timeout on
+    // the JS connection this read would never settle.
+    assert.equal(await c.get('k'), undefined)
+    assert.ok(errors.length >= 1 && errors.every((e) => e.code.startsWith('E_L2')), 'typed L2 errors')
+    server.kill('SIGCONT')
+    await until('reads over a new JS connection', async () => {
+      if ((await c.get('k')) !== 'v1') return false
+      const now = await readerClients(r)
+      return now.length === 1 && now[0].id !== before
+    })
+  } finally {
+    server.kill('SIGCONT')
+    r.disconnect()
+    c.close()
+    await kill(server)
+  }
+})

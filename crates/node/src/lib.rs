@@ -131,24 +131,46 @@ fn value(e: &stratacache::Entry) -> NativeValue {
     }
 }
 
-/// An L1 hit: JSON text, or `[format, data]` (see `get_local`).
-type LocalValue = Either3<String, (u32, String), (u32, Buffer)>;
-
-/// A JSON entry, the common case, as its JSON text (a JS string: the
-/// cheapest thing to hand over, and what `JSON.parse` wants); any other as
+/// A value read for `get` and friends, converted on the JS thread: a JSON
+/// entry, the common case, as its JSON text (a JS string: the cheapest
+/// thing to hand over, and what `JSON.parse` wants); any other as
 /// `[format, data]`, `data` being a string for UTF-8 and integers and a
-/// Buffer otherwise.
-fn local_value(e: &stratacache::Entry) -> LocalValue {
-    let format = e.meta.format;
-    if let Ok(text) = std::str::from_utf8(&e.payload) {
+/// Buffer (a copy) otherwise.
+pub struct JsEntry(Arc<stratacache::Entry>);
+
+impl ToNapiValue for JsEntry {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        let e = &val.0;
+        let format = e.meta.format;
+        if !matches!(format, Format::JSON | Format::UTF8 | Format::INT) {
+            let data = Buffer::from(e.payload.to_vec());
+            return unsafe { ToNapiValue::to_napi_value(env, (u32::from(format.0), data)) };
+        }
+        let text = unsafe { js_text(env, &e.payload) }?;
         if format == Format::JSON {
-            return Either3::A(text.to_owned());
+            return Ok(text);
         }
-        if matches!(format, Format::UTF8 | Format::INT) {
-            return Either3::B((u32::from(format.0), text.to_owned()));
-        }
+        let pair = (u32::from(format.0), unsafe {
+            napi::JsString::from_napi_value(env, text)
+        }?);
+        unsafe { ToNapiValue::to_napi_value(env, pair) }
     }
-    Either3::C((u32::from(format.0), Buffer::from(e.payload.to_vec())))
+}
+
+/// A JS string of UTF-8 `bytes`, copied once: ASCII (most JSON) straight
+/// into a one-byte string; anything else decoded by V8, which replaces
+/// invalid sequences with U+FFFD exactly as `Buffer#toString` does.
+unsafe fn js_text(env: sys::napi_env, bytes: &[u8]) -> Result<sys::napi_value> {
+    let mut out = std::ptr::null_mut();
+    let len = bytes.len() as isize;
+    let ptr = bytes.as_ptr().cast();
+    let status = if bytes.is_ascii() {
+        unsafe { sys::napi_create_string_latin1(env, ptr, len, &mut out) }
+    } else {
+        unsafe { sys::napi_create_string_utf8(env, ptr, len, &mut out) }
+    };
+    check_status!(status, "could not create a string of a cached value")?;
+    Ok(out)
 }
 
 /// Outcome of `lookup`: `kind` 0 fresh, 1 stale, 2 lead.
@@ -277,16 +299,16 @@ impl NativeCache {
     }
 
     /// Synchronous L1-only read, else `null` (then call `get` when Redis is
-    /// configured); the value shaped by `local_value`.
+    /// configured); the value shaped by [`JsEntry`].
     #[napi(ts_return_type = "string | [number, string | Buffer] | null")]
-    pub fn get_local(&self, key: String) -> Result<Option<LocalValue>> {
+    pub fn get_local(&self, key: String) -> Result<Option<JsEntry>> {
         // L1 reads never touch the runtime: poll once, no context needed.
         let mut fut = Box::pin(self.inner.get_local(&key));
         let e = match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(r) => r,
             Poll::Pending => stratacache::runtime::block_on(fut),
         };
-        Ok(e.map_err(js_err)?.map(|e| local_value(&e)))
+        Ok(e.map_err(js_err)?.map(JsEntry))
     }
 
     /// The first half of a `get` whose Redis `GET` the JS wrapper sends
@@ -295,7 +317,7 @@ impl NativeCache {
     /// entry); `[redisKey, epoch]`: `GET redisKey`, then `finishRead`;
     /// anything else is an L1 hit shaped as `getLocal`'s.
     #[napi(ts_return_type = "[string, number] | string | [number, string | Buffer] | null")]
-    pub fn start_read(&self, key: String) -> Result<Option<Either<(String, f64), LocalValue>>> {
+    pub fn start_read(&self, key: String) -> Result<Option<Either<(String, f64), JsEntry>>> {
         if !self.inner.l2_ready() {
             return Ok(None);
         }
@@ -312,7 +334,7 @@ impl NativeCache {
             Poll::Pending => return Ok(None),
         };
         Ok(match r {
-            ReadStart::Done(Some(e)) => Some(Either::B(local_value(&e))),
+            ReadStart::Done(Some(e)) => Some(Either::B(JsEntry(e))),
             ReadStart::Done(None) => None,
             ReadStart::Fetch { redis_key, epoch } => Some(Either::A((redis_key, epoch as f64))),
         })
@@ -330,14 +352,14 @@ impl NativeCache {
         key: String,
         data: Option<BufferSlice<'_>>,
         epoch: f64,
-    ) -> Result<Either<Option<LocalValue>, PromiseRaw<'env, Option<LocalValue>>>> {
+    ) -> Result<Either<Option<JsEntry>, PromiseRaw<'env, Option<JsEntry>>>> {
         let cache = self.inner.clone();
         // Borrowed, not a `Buffer` (which takes a reference on the JS
         // object): the bytes are copied out here anyway.
         let bytes = data.map(|b| b.to_vec());
         let mut fut = Box::pin(async move {
             let e = cache.finish_read(&key, bytes, epoch as u64).await;
-            Ok(e.map(|e| local_value(&e)))
+            Ok(e.map(JsEntry))
         });
         let polled = {
             let _ctx = stratacache::runtime::runtime().enter();
@@ -351,23 +373,23 @@ impl NativeCache {
 
     /// The Redis half of `get` after `startRead` (the wrapper's fallback
     /// when its own connection fails): breaker, outage fallback, errors.
-    #[napi]
-    pub async fn fetch(&self, key: String, epoch: f64) -> Result<Option<NativeValue>> {
+    #[napi(ts_return_type = "Promise<string | [number, string | Buffer] | null>")]
+    pub async fn fetch(&self, key: String, epoch: f64) -> Result<Option<JsEntry>> {
         let r = self.inner.fetch(&key, epoch as u64).await.map_err(js_err)?;
-        Ok(r.map(|e| value(&e)))
+        Ok(r.map(JsEntry))
     }
 
-    #[napi]
-    pub async fn get(&self, key: String) -> Result<Option<NativeValue>> {
+    #[napi(ts_return_type = "Promise<string | [number, string | Buffer] | null>")]
+    pub async fn get(&self, key: String) -> Result<Option<JsEntry>> {
         let r = self.inner.get(&key).await.map_err(js_err)?;
-        Ok(r.map(|e| value(&e)))
+        Ok(r.map(JsEntry))
     }
 
-    #[napi]
-    pub async fn get_many(&self, keys: Vec<String>) -> Result<Vec<Option<NativeValue>>> {
+    #[napi(ts_return_type = "Promise<Array<string | [number, string | Buffer] | null>>")]
+    pub async fn get_many(&self, keys: Vec<String>) -> Result<Vec<Option<JsEntry>>> {
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let r = self.inner.get_many(&refs).await.map_err(js_err)?;
-        Ok(r.into_iter().map(|o| o.map(|e| value(&e))).collect())
+        Ok(r.into_iter().map(|o| o.map(JsEntry)).collect())
     }
 
     #[napi]
