@@ -36,6 +36,9 @@ const Redis = require('ioredis')
 
 const RECONNECT_MS = 1000
 const PAUSE_MS = 1000
+// Node runs a timer with a longer delay after 1 ms: longer timeouts are
+// capped here (24.8 days), not turned into 1 ms ones.
+const TIMER_MAX = 2 ** 31 - 1
 
 /** Whether `url` is one this connection can serve (plain TCP, no options). */
 function servable(url) {
@@ -66,7 +69,7 @@ class Reader {
       enableReadyCheck: false,
       maxRetriesPerRequest: 0,
       retryStrategy: () => null,
-      connectTimeout,
+      connectTimeout: Math.min(connectTimeout, TIMER_MAX),
       connectionName: 'stratacache-reads',
     })
     // Errors reach the caller through the native fallback, never as an
@@ -132,7 +135,7 @@ class Reader {
   #arm() {
     this.#repliesAtTick = this.#replies
     this.#stalledTicks = 0
-    this.#watchdog = setInterval(() => this.#tick(), Math.max(1, this.#opTimeout / 2))
+    this.#watchdog = setInterval(() => this.#tick(), Math.min(TIMER_MAX, Math.max(1, this.#opTimeout / 2)))
     this.#watchdog.unref()
   }
 
