@@ -30,7 +30,14 @@ export interface CacheOptions {
   maxValueBytes?: number
   /** HMAC-SHA256 key: entries are signed; unsigned or forged ones are misses. */
   signingKey?: string | Buffer
+  /** How long connecting to Redis may take. Default 1 s. */
   connectTimeout?: Ttl
+  /**
+   * How long a Redis command may take before it counts as failed (then the
+   * breaker and fail-open rules apply). A read over the JS connection
+   * (`jsReads`) with no reply for this long drops that connection and is
+   * retried natively. Default 500 ms.
+   */
   opTimeout?: Ttl
   /** How long `getOrSet` waits for another caller's factory. Default 30 s. */
   waitTimeout?: Ttl
