@@ -14,6 +14,9 @@ const { fromNative, L2_CODES, InvalidValueError, InvalidKeyError, CacheClosedErr
 
 /** Serializer ids shared with the Python package (see docs/architecture.md). */
 const Format = Object.freeze({ RAW: 0, PICKLE: 1, JSON: 2, MSGPACK: 3, V8: 4, INT: 5, UTF8: 6 })
+// What a getOrSet caller takes to `lookupAfter` when a read it joined (or
+// its own GET, which then failed) gave it nothing.
+const JOINED = Object.freeze({ joined: true, bytes: null, epoch: 0 })
 const FRESH = 0
 const STALE = 1
 const LEAD = 2
@@ -228,6 +231,9 @@ class Cache extends EventEmitter {
   // The ioredis connection `get` reads over (reader.js), or null.
   #reader = null
   #releaseReader = null
+  // getOrSet's reads over the JS connection in flight, by key: concurrent
+  // callers of one key share one GET (see #readThrough).
+  #reads = new Map()
 
   constructor(options = {}) {
     super()
@@ -347,6 +353,57 @@ class Cache extends EventEmitter {
       return this.#l2(e, undefined)
     }
     return typeof v === 'string' ? JSON.parse(v) : decode(v, this.#serializer.name)
+  }
+
+  // getOrSet's Redis read over the JS connection: `{ value }` (fresh, or
+  // an L1 value that arrived meanwhile), or what `lookupAfter` needs when
+  // nothing fresh was found: `{ joined: false, bytes, epoch }` for the
+  // caller whose GET it was, `{ joined: true }` for callers that shared it
+  // (or when the GET failed: the lookup reads natively). `null`: not
+  // started (call `lookup`). Concurrent callers of a key share one GET, as
+  // the core's single flight shares one native read.
+  async #readThrough(reader, key) {
+    let s
+    try {
+      s = this.#n.startRead(key)
+    } catch {
+      return null
+    }
+    if (s === null) return null
+    if (!(Array.isArray(s) && typeof s[0] === 'string')) return { value: s }
+    const shared = this.#reads.get(key)
+    if (shared !== undefined) {
+      shared.joined++
+      const res = await shared.done
+      return res.value !== undefined ? res : JOINED
+    }
+    const read = { joined: 0, done: null }
+    read.done = this.#sharedRead(reader, key, s[0], s[1], read)
+    this.#reads.set(key, read)
+    const res = await read.done
+    if (res.value !== undefined || res === JOINED) return res
+    return { joined: false, bytes: res.bytes, epoch: s[1] }
+  }
+
+  async #sharedRead(reader, key, redisKey, epoch, read) {
+    let bytes
+    try {
+      bytes = await reader.send(redisKey)
+      reader.settled(true)
+    } catch {
+      reader.settled(false)
+      this.#reads.delete(key)
+      return JOINED
+    }
+    // Whoever comes now reads for itself.
+    this.#reads.delete(key)
+    try {
+      let v = this.#n.finishRead(key, bytes, epoch, read.joined)
+      if (v instanceof Promise) v = await v
+      return v ? { value: v } : { bytes }
+    } catch {
+      return JOINED
+    }
   }
 
   async #getL2(key) {
@@ -510,15 +567,29 @@ class Cache extends EventEmitter {
     this.#open()
     if (typeof factory !== 'function') throw new InvalidValueError('factory must be a function')
     const p = { ...this.#policy, ...checkPolicy(options) }
+    // Without early refresh, a fresh value is the whole answer: L1's, or
+    // Redis's read over the JS connection (the same path as `get`).
+    let prior = null
     if (p.earlyRefresh === undefined && p.refreshAhead === undefined) {
-      // No early refresh asked for: an L1 hit is the whole answer.
       const local = this.#n.getLocal(key)
       if (typeof local === 'string') return JSON.parse(local)
       if (local) return decode(local, this.#serializer.name)
+      const reader = this.#reader
+      if (reader !== null && reader.ready) {
+        const got = await this.#readThrough(reader, key)
+        if (got !== null) {
+          if (got.value !== undefined) return decode(got.value, this.#serializer.name)
+          prior = got
+        }
+      }
     }
     let r
     try {
-      r = await this.#n.lookup(key, nativePolicy(p, tags))
+      const np = nativePolicy(p, tags)
+      r =
+        prior === null
+          ? await this.#n.lookup(key, np)
+          : await this.#n.lookupAfter(key, np, prior.joined, prior.bytes, prior.epoch)
     } catch (e) {
       const err = native(e)
       if (this.#failOpen && L2_CODES.has(err.code)) {

@@ -263,3 +263,162 @@ test('a Redis that stops answering: the JS GET is dropped after opTimeout, the r
     await kill(server)
   }
 })
+
+// getOrSet tries its Redis read over the JS connection too (no early
+// refresh asked for), and goes to the core's lookup only when that read
+// found nothing fresh, handing it the bytes it read: the same answers,
+// factory calls and counters as the native lookup.
+const RT_COUNTERS = [...COUNTERS, 'coalesced_waits', 'stale_served']
+
+async function readThroughScenario(raw, jsReads) {
+  const namespace = unique('reads-rt')
+  const c = new Cache({ redis: REDIS_URL, namespace, l1: { maxBytes: 8 << 20 }, jsReads })
+  const writer = new Cache({ redis: REDIS_URL, namespace, l1: false })
+  const n = new NativeCache({ redis: REDIS_URL, namespace, l1: false })
+  try {
+    await until('the bus and the read connection', async () => {
+      await c.get('warm-up')
+      return c.stats().bus_connected === 1 && (!jsReads || (await readerClients(raw)).length > 0)
+    })
+    await writer.set('hit', { a: [1, 'ü'] })
+    await writer.set('text', 'plain')
+    await writer.set('stale', 'old', 1, { grace: '1h' })
+    await raw.set(n.startRead('junk')[0], Buffer.from([0xff, 0x00, 0x13, 0x37]))
+    await until('the entry to go stale', async () => (await writer.get('stale')) === undefined)
+    let calls = 0
+    const call = (key, extra = {}) =>
+      c.getOrSet({
+        key,
+        ttl: '1m',
+        factory: async () => {
+          calls++
+          return `loaded ${key}`
+        },
+        ...extra,
+      })
+    const before = c.stats()
+    const got = []
+    for (let round = 0; round < 2; round++) {
+      for (const k of ['hit', 'text', 'missing', 'junk']) got.push(await call(k))
+      got.push(await call('stale', { allowStale: true, grace: '1h' }))
+      // The stale value's refresh runs in the background.
+      await until('the refresh', async () => (await writer.get('stale')) === 'loaded stale')
+    }
+    const after = c.stats()
+    return { got, calls, counters: Object.fromEntries(RT_COUNTERS.map((k) => [k, after[k] - before[k]])) }
+  } finally {
+    c.close()
+    writer.close()
+    n.close()
+  }
+}
+
+test('getOrSet reads Redis over the JS connection: values, factory calls and counters match the native lookup', async () => {
+  const raw = new Redis(REDIS_URL)
+  try {
+    const js = await readThroughScenario(raw, true)
+    const native = await readThroughScenario(raw, false)
+    assert.deepEqual(js, native)
+    const loaded = ['loaded missing', 'loaded junk']
+    assert.deepEqual(js.got, [{ a: [1, 'ü'] }, 'plain', ...loaded, 'old', { a: [1, 'ü'] }, 'plain', ...loaded, 'loaded stale'])
+    assert.equal(js.calls, 3)
+    // Round one: 5 L1 misses; 2 L2 hits, 3 misses (one garbage, one
+    // stale: served, refreshed). Round two: all 5 from L1 (the stale key
+    // was refreshed through the lease, and the fill reached L1).
+    assert.deepEqual(js.counters, {
+      l1_hits: 5,
+      l1_misses: 5,
+      l2_hits: 2,
+      l2_misses: 3,
+      decode_errors: 1,
+      l2_errors: 0,
+      coalesced_waits: 0,
+      stale_served: 1,
+    })
+  } finally {
+    raw.disconnect()
+  }
+})
+
+test('concurrent getOrSet of a key in Redis share one GET over the JS connection', async () => {
+  const raw = new Redis(REDIS_URL)
+  const namespace = unique('reads-rt-many')
+  const caches = [true, false].map((jsReads) => new Cache({ redis: REDIS_URL, namespace, l1: false, jsReads }))
+  const writer = new Cache({ redis: REDIS_URL, namespace, l1: false })
+  try {
+    await writer.set('k', { v: 1 })
+    await until('the read connection', async () => {
+      await caches[0].get('warm-up')
+      return (await readerClients(raw)).length > 0
+    })
+    const counters = []
+    for (const c of caches) {
+      let calls = 0
+      const before = c.stats()
+      const got = await Promise.all(
+        Array.from({ length: 200 }, () =>
+          c.getOrSet({
+            key: 'k',
+            factory: () => {
+              calls++
+              return 'loaded'
+            },
+          }),
+        ),
+      )
+      assert.equal(calls, 0)
+      for (const v of got) assert.deepEqual(v, { v: 1 })
+      got[0].v = 2
+      assert.deepEqual(got[1], { v: 1 }, 'each caller has its own copy')
+      const after = c.stats()
+      counters.push(Object.fromEntries(RT_COUNTERS.map((k) => [k, after[k] - before[k]])))
+    }
+    // The native lookup coalesces the callers whose lookup joins before
+    // the leader's read is answered (how many varies); here all 200 share
+    // the one GET.
+    assert.deepEqual(counters[0], { ...counters[0], l1_misses: 0, l2_hits: 1, l2_misses: 0, coalesced_waits: 199 })
+    assert.equal(counters[1].l2_hits + counters[1].coalesced_waits, 200)
+    const [client] = await readerClients(raw)
+    assert.equal(client.cmd, 'get', 'the read went over the JS connection')
+  } finally {
+    for (const c of caches) c.close()
+    writer.close()
+    raw.disconnect()
+  }
+})
+
+test('a getOrSet whose GET over the JS connection fails is looked up natively, its L1 miss counted once', async () => {
+  const raw = new Redis(REDIS_URL)
+  const namespace = unique('reads-rt-fail')
+  const timeouts = { connectTimeout: 1000, opTimeout: 500 }
+  const c = new Cache({ redis: REDIS_URL, namespace, ...timeouts })
+  const writer = new Cache({ redis: REDIS_URL, namespace, l1: false })
+  // The cache's own read connection (shared by URL and timeouts).
+  const { reader, release } = require('../../node/reader.js').acquire({}, REDIS_URL, timeouts)
+  try {
+    await writer.set('k', 'from redis')
+    await until('the read connection', async () => {
+      await c.get('warm-up')
+      return reader.ready
+    })
+    let sent = 0
+    reader.send = () => {
+      sent++
+      return Promise.reject(new Error('connection reset'))
+    }
+    const before = c.stats()
+    let calls = 0
+    const got = await c.getOrSet({ key: 'k', factory: () => calls++ })
+    const after = c.stats()
+    assert.equal(sent, 1, 'the JS connection was tried')
+    assert.equal(got, 'from redis')
+    assert.equal(calls, 0)
+    assert.deepEqual(delta(before, after), { l1_hits: 0, l1_misses: 1, l2_hits: 1, l2_misses: 0, decode_errors: 0, l2_errors: 0 })
+  } finally {
+    delete reader.send
+    release()
+    c.close()
+    writer.close()
+    raw.disconnect()
+  }
+})

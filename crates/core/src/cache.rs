@@ -404,10 +404,17 @@ impl Shared {
     }
 
     fn decode(&self, bytes: &[u8]) -> Option<Entry> {
+        self.decode_counted(bytes, true)
+    }
+
+    /// `decode`; `count` false for bytes whose decoding was counted already.
+    fn decode_counted(&self, bytes: &[u8], count: bool) -> Option<Entry> {
         match self.codec.decode(bytes) {
             Ok(e) => Some(e),
             Err(err) => {
-                Metrics::inc(&self.metrics.decode_errors);
+                if count {
+                    Metrics::inc(&self.metrics.decode_errors);
+                }
                 tracing::debug!(namespace = %self.namespace, error = %err, "undecodable entry in Redis treated as a miss");
                 None
             }
@@ -554,6 +561,11 @@ impl Shared {
     /// Whether `e` is fresh, stale (past its TTL or tag-invalidated, within
     /// its grace) or unusable.
     pub(crate) async fn judge(&self, e: Arc<Entry>) -> Judged {
+        self.judge_counted(e, true).await
+    }
+
+    /// `judge`; `count` false for an entry whose judging was counted already.
+    async fn judge_counted(&self, e: Arc<Entry>, count: bool) -> Judged {
         let now = now_ms();
         if !e.meta.is_live(now) {
             return Judged::Miss;
@@ -562,11 +574,15 @@ impl Shared {
             Validity::Current if e.meta.is_fresh(now) => Judged::Fresh(e),
             Validity::Current => Judged::Stale(e),
             Validity::TagStale => {
-                Metrics::inc(&self.metrics.stale_by_tag);
+                if count {
+                    Metrics::inc(&self.metrics.stale_by_tag);
+                }
                 Judged::Stale(e)
             }
             Validity::Gone | Validity::Unknown => {
-                Metrics::inc(&self.metrics.stale_by_generation);
+                if count {
+                    Metrics::inc(&self.metrics.stale_by_generation);
+                }
                 Judged::Miss
             }
         }
@@ -637,6 +653,28 @@ impl Shared {
         Metrics::inc(&self.metrics.l2_errors);
         e
     }
+}
+
+/// What the caller of [`Cache::lookup_after`] did before it: a binding
+/// that reads Redis over a connection of its own (see
+/// [`Cache::start_read`]) tries a read-through lookup's Redis read itself
+/// first, and calls the lookup only when that read found nothing fresh.
+#[derive(Debug)]
+pub enum Prior {
+    /// It began with [`Cache::start_read`] (its L1 miss is counted) and
+    /// another caller's read of the key, which it joined, found nothing
+    /// fresh. The lookup goes as usual, without counting the L1 miss again.
+    Joined,
+    /// It began with [`Cache::start_read`], sent the `GET` itself and
+    /// [`Cache::finish_read`] (which counted it) found nothing fresh in
+    /// `bytes`. If this caller leads the key's flight, these bytes stand for
+    /// the flight's Redis read: not read again, not counted again.
+    Read {
+        /// Redis's reply to the `GET`.
+        bytes: Option<Vec<u8>>,
+        /// The epoch `start_read` gave.
+        epoch: u64,
+    },
 }
 
 /// Where a read stands before Redis is asked ([`Cache::start_read`]).
@@ -857,6 +895,14 @@ impl Cache {
         epoch: u64,
     ) -> Option<Arc<Entry>> {
         self.accept_l2(key, bytes, epoch).await
+    }
+
+    /// Count `n` callers that shared another caller's `start_read` /
+    /// `finish_read` of a key instead of reading it themselves (a
+    /// binding's own coalescing of read-throughs): they are coalesced
+    /// waits, as callers waiting on a lookup's flight are.
+    pub fn count_joined_reads(&self, n: u64) {
+        Metrics::add(&self.shared.metrics.coalesced_waits, n);
     }
 
     /// Whether Redis is configured and the circuit breaker lets calls
@@ -1384,6 +1430,29 @@ impl Cache {
     /// Redis trouble during a lookup is counted and treated as a miss: the
     /// caller loads, which is what a read-through cache is for.
     pub async fn lookup(&self, key: &str, policy: &LookupPolicy) -> Result<Lookup> {
+        self.lookup_inner(key, policy, None).await
+    }
+
+    /// [`Cache::lookup`] for a caller that tried the Redis read itself
+    /// first ([`Prior`]): same answers, the same single flight, and each
+    /// read and miss counted once. (A binding takes this path only for
+    /// policies without early refresh: `start_read` serves an L1 hit
+    /// without asking whether it is due.)
+    pub async fn lookup_after(
+        &self,
+        key: &str,
+        policy: &LookupPolicy,
+        prior: Prior,
+    ) -> Result<Lookup> {
+        self.lookup_inner(key, policy, Some(prior)).await
+    }
+
+    async fn lookup_inner(
+        &self,
+        key: &str,
+        policy: &LookupPolicy,
+        mut prior: Option<Prior>,
+    ) -> Result<Lookup> {
         self.check(key)?;
         for t in &policy.tags {
             validate_tag(t)?;
@@ -1392,10 +1461,15 @@ impl Cache {
         let start = tokio::time::Instant::now();
         'outer: loop {
             let mut stale = None;
+            // The caller's L1 miss was counted by `start_read` (first pass
+            // only: a retried pass is a lookup of its own).
+            let counted = prior.is_some();
             if sh.l1.is_some() {
                 match sh.l1_judged(key).await {
                     Judged::Fresh(e) => {
-                        Metrics::inc(&sh.metrics.l1_hits);
+                        if !counted {
+                            Metrics::inc(&sh.metrics.l1_hits);
+                        }
                         // Due for an early refresh: one caller (whoever
                         // finds no load in progress) tries to refresh in the
                         // background; everyone is served the value.
@@ -1409,10 +1483,16 @@ impl Cache {
                     Judged::Stale(e) if policy.keeps_stale() => stale = Some(e),
                     _ => {}
                 }
-                Metrics::inc(&sh.metrics.l1_misses);
+                if !counted {
+                    Metrics::inc(&sh.metrics.l1_misses);
+                }
             }
+            let read = match prior.take() {
+                Some(Prior::Read { bytes, epoch }) => Some((bytes, epoch)),
+                _ => None,
+            };
             let mut rx = match flight::join(sh, key) {
-                Joined::Leader(guard) => return self.lead(guard, stale, policy, start).await,
+                Joined::Leader(guard) => return self.lead(guard, stale, policy, start, read).await,
                 Joined::Waiter(rx) => rx,
             };
             if policy.allow_stale
@@ -1596,20 +1676,32 @@ impl Cache {
         format!("{:032x}", rand::random::<u128>())
     }
 
+    /// Lead `key`'s flight: read Redis (unless `read`, the caller's own
+    /// `GET` reply and `start_read` epoch, stands for that read), then
+    /// take the fleet's lease or hand out a local one.
     async fn lead(
         &self,
         mut guard: flight::FlightGuard,
         mut stale: Option<Arc<Entry>>,
         policy: &LookupPolicy,
         start: tokio::time::Instant,
+        read: Option<(Option<Vec<u8>>, u64)>,
     ) -> Result<Lookup> {
         let sh = &self.shared;
         let key = guard.key.clone();
-        let mut epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key));
+        // With the caller's read: its epoch, taken before that read (an
+        // older epoch only makes the fill more cautious).
+        let given = read.is_some();
+        let mut epoch = match &read {
+            Some((_, e)) => *e,
+            None => sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key)),
+        };
         // A flight that finished between our L1 miss and joining left its
         // value in L1: take it rather than loading again.
         if let Judged::Fresh(e) = sh.l1_judged(&key).await {
-            Metrics::inc(&sh.metrics.l1_hits);
+            if !given {
+                Metrics::inc(&sh.metrics.l1_hits);
+            }
             guard.resolve(FlightState::Value(e.clone()));
             return Ok(Lookup::Fresh(e));
         }
@@ -1625,16 +1717,25 @@ impl Cache {
         // value again, and the same bytes need no second decode (nor a
         // second count as garbage).
         let mut seen: Option<Vec<u8>>;
-        match l2.get(&rk).await {
+        let got = match read {
+            Some((bytes, _)) => Ok(bytes),
+            None => l2.get(&rk).await,
+        };
+        match got {
             Ok(bytes) => {
                 seen = bytes.clone();
-                let judged = match bytes.and_then(|b| sh.decode(&b)) {
-                    Some(e) => sh.judge(Arc::new(e)).await,
+                // The caller's read was decoded, judged and counted by
+                // `finish_read`: judged again here (time and versions only
+                // move one way), counted once.
+                let judged = match bytes.and_then(|b| sh.decode_counted(&b, !given)) {
+                    Some(e) => sh.judge_counted(Arc::new(e), !given).await,
                     None => Judged::Miss,
                 };
                 match judged {
                     Judged::Fresh(e) => {
-                        Metrics::inc(&sh.metrics.l2_hits);
+                        if !given {
+                            Metrics::inc(&sh.metrics.l2_hits);
+                        }
                         if let Some(l1) = &sh.l1
                             && sh.l1_may_hold(&e)
                         {
@@ -1644,9 +1745,12 @@ impl Cache {
                         return Ok(Lookup::Fresh(e));
                     }
                     Judged::Stale(e) if keep_stale => {
-                        Metrics::inc(&sh.metrics.l2_misses);
+                        if !given {
+                            Metrics::inc(&sh.metrics.l2_misses);
+                        }
                         stale = Some(e);
                     }
+                    _ if given => {}
                     _ => Metrics::inc(&sh.metrics.l2_misses),
                 }
             }

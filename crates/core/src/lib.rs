@@ -57,7 +57,7 @@ pub mod runtime;
 mod versions;
 
 pub use cache::{
-    Cache, DEFAULT_FAIL_SAFE_THROTTLE, Lookup, LookupPolicy, OnWaitTimeout, ReadStart, Ttl,
+    Cache, DEFAULT_FAIL_SAFE_THROTTLE, Lookup, LookupPolicy, OnWaitTimeout, Prior, ReadStart, Ttl,
     WriteOptions,
 };
 pub use config::{CacheBuilder, Config, RedisLocation};

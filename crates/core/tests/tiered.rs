@@ -9,7 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::Target;
 use stratacache::key::redis_keys;
-use stratacache::{Cache, Error, Format, Lookup, LookupPolicy, ReadStart, Ttl, WriteOptions};
+use stratacache::{
+    Cache, Error, Format, Lookup, LookupPolicy, Prior, ReadStart, Ttl, WriteOptions,
+};
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
@@ -200,6 +202,123 @@ async fn split_read_matches_get(t: Target) {
         b"v2"
     );
     assert!(a.l2_ready());
+}
+
+/// `lookup_after` (a binding's read-through whose own Redis read found
+/// nothing fresh) answers as `lookup` does without reading Redis again,
+/// and counts each miss once: the caller's read is the flight's read.
+async fn lookup_after_a_read_counts_it_once(t: Target) {
+    let (a, _) = pair(t, "after");
+    let mut raw = t.raw().await;
+    let start = |k: &'static str| {
+        let a = a.clone();
+        async move {
+            match a.start_read(k).await.expect("start") {
+                ReadStart::Fetch { redis_key, epoch } => (redis_key, epoch),
+                other => panic!("expected a fetch, got {other:?}"),
+            }
+        }
+    };
+    let policy = LookupPolicy::default();
+
+    // A cold key: one L1 miss, one L2 miss (no second GET by the leader),
+    // and a joined caller waits for the load without counting again.
+    let before = a.stats().await;
+    let (rk, epoch) = start("cold").await;
+    let bytes = raw.get(&rk).await;
+    assert!(a.finish_read("cold", bytes.clone(), epoch).await.is_none());
+    let lease = match a
+        .lookup_after("cold", &policy, Prior::Read { bytes, epoch })
+        .await
+        .expect("lookup")
+    {
+        Lookup::Lead(l) => l,
+        other => panic!("expected to lead, got {other:?}"),
+    };
+    // A second caller: its own start, then it joins the first one's read.
+    start("cold").await;
+    let joined = tokio::spawn({
+        let (a, policy) = (a.clone(), policy.clone());
+        async move { a.lookup_after("cold", &policy, Prior::Joined).await }
+    });
+    common::eventually(
+        "the joined caller to wait",
+        Duration::from_secs(10),
+        || async { a.stats().await.coalesced_waits > before.coalesced_waits },
+    )
+    .await;
+    lease
+        .complete(b("loaded"), &WriteOptions::default())
+        .await
+        .expect("complete");
+    match joined.await.expect("task").expect("lookup") {
+        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"loaded"),
+        other => panic!("expected the load's value, got {other:?}"),
+    }
+    let after = a.stats().await;
+    assert_eq!(after.l1_misses - before.l1_misses, 2, "one per caller");
+    assert_eq!(
+        after.l2_misses - before.l2_misses,
+        1,
+        "one read, counted once"
+    );
+    assert_eq!(after.coalesced_waits - before.coalesced_waits, 1);
+
+    // Garbage: a decode error and a miss, each counted once.
+    let (rk, epoch) = start("junk").await;
+    raw.set(&rk, b"junk").await;
+    let before = a.stats().await;
+    let bytes = raw.get(&rk).await;
+    assert!(a.finish_read("junk", bytes.clone(), epoch).await.is_none());
+    let lease = match a
+        .lookup_after("junk", &policy, Prior::Read { bytes, epoch })
+        .await
+        .expect("lookup")
+    {
+        Lookup::Lead(l) => l,
+        other => panic!("expected to lead, got {other:?}"),
+    };
+    drop(lease);
+    let after = a.stats().await;
+    assert_eq!(after.decode_errors - before.decode_errors, 1);
+    assert_eq!(after.l2_misses - before.l2_misses, 1);
+
+    // Stale bytes are the leader's stale value: served with a lease to
+    // refresh it, from the caller's read.
+    a.set(
+        "old",
+        b("old"),
+        &ttl(1).with_grace(Duration::from_secs(3600)),
+    )
+    .await
+    .expect("set");
+    common::eventually("the entry to go stale", Duration::from_secs(10), || async {
+        a.get("old").await.expect("get").is_none()
+    })
+    .await;
+    let before = a.stats().await;
+    let (rk, epoch) = start("old").await;
+    let bytes = raw.get(&rk).await;
+    assert!(a.finish_read("old", bytes.clone(), epoch).await.is_none());
+    match a
+        .lookup_after(
+            "old",
+            &LookupPolicy::default().allow_stale(true),
+            Prior::Read { bytes, epoch },
+        )
+        .await
+        .expect("lookup")
+    {
+        Lookup::Stale(e, Some(lease)) => {
+            assert_eq!(&e.payload[..], b"old");
+            drop(lease);
+        }
+        other => panic!("expected the stale value and a lease, got {other:?}"),
+    }
+    let after = a.stats().await;
+    assert_eq!(after.l1_misses - before.l1_misses, 1);
+    assert_eq!(after.l2_misses - before.l2_misses, 1);
+    assert_eq!(after.stale_served - before.stale_served, 1);
 }
 
 async fn counters(t: Target) {
@@ -519,6 +638,7 @@ async fn late_loader_loses_to_delete(t: Target) {
 on_both!(
     basic_ops,
     split_read_matches_get,
+    lookup_after_a_read_counts_it_once,
     counters,
     ttl_semantics,
     clear_is_scoped,

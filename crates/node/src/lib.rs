@@ -24,8 +24,8 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::task::{Context, Poll, Waker};
 use stratacache::{
-    Cache, Config, Format, Lookup, LookupPolicy, OnWaitTimeout, ReadStart, RedisLocation, Ttl,
-    WriteOptions,
+    Cache, Config, Format, Lookup, LookupPolicy, OnWaitTimeout, Prior, ReadStart, RedisLocation,
+    Ttl, WriteOptions,
 };
 
 /// A factory error, carried through the core to the coalesced waiters by
@@ -342,7 +342,9 @@ impl NativeCache {
 
     /// The second half: `data` is Redis's reply to the `GET`. Returns the
     /// value shaped as `getLocal`'s (or `null`), or a Promise of it when
-    /// judging the entry needs Redis.
+    /// judging the entry needs Redis. `joined`: how many other callers
+    /// share this read's answer (getOrSet's coalescing), counted as
+    /// coalesced waits when it is a hit.
     #[napi(
         ts_return_type = "string | [number, string | Buffer] | null | Promise<string | [number, string | Buffer] | null>"
     )]
@@ -352,6 +354,7 @@ impl NativeCache {
         key: String,
         data: Option<BufferSlice<'_>>,
         epoch: f64,
+        joined: Option<u32>,
     ) -> Result<Either<Option<JsEntry>, PromiseRaw<'env, Option<JsEntry>>>> {
         let cache = self.inner.clone();
         // Borrowed, not a `Buffer` (which takes a reference on the JS
@@ -359,6 +362,12 @@ impl NativeCache {
         let bytes = data.map(|b| b.to_vec());
         let mut fut = Box::pin(async move {
             let e = cache.finish_read(&key, bytes, epoch as u64).await;
+            if let Some(n) = joined
+                && n > 0
+                && e.is_some()
+            {
+                cache.count_joined_reads(u64::from(n));
+            }
             Ok(e.map(JsEntry))
         });
         let polled = {
@@ -526,25 +535,40 @@ impl NativeCache {
     #[napi]
     pub async fn lookup(&self, key: String, policy: NativePolicy) -> Result<NativeLookup> {
         let policy = policy.build()?;
-        Ok(
-            match self.inner.lookup(&key, &policy).await.map_err(js_err)? {
-                Lookup::Fresh(e) => NativeLookup {
-                    kind: 0,
-                    value: Some(value(&e)),
-                    lease: None,
-                },
-                Lookup::Stale(e, lease) => NativeLookup {
-                    kind: 1,
-                    value: Some(value(&e)),
-                    lease: lease.map(NativeLease::new),
-                },
-                Lookup::Lead(lease) => NativeLookup {
-                    kind: 2,
-                    value: None,
-                    lease: Some(NativeLease::new(lease)),
-                },
-            },
-        )
+        let r = self.inner.lookup(&key, &policy).await.map_err(js_err)?;
+        Ok(native_lookup(r))
+    }
+
+    /// `lookup` after the wrapper's own read of Redis found nothing fresh
+    /// (the core's `lookup_after`): `data`, the reply to its `GET` sent
+    /// after `startRead` gave `epoch`; no `data` and `joined`: the caller
+    /// began with `startRead` and joined another caller's read.
+    #[napi(
+        ts_args_type = "key: string, policy: NativePolicy, joined: boolean, data: Buffer | null, epoch: number"
+    )]
+    pub async fn lookup_after(
+        &self,
+        key: String,
+        policy: NativePolicy,
+        joined: bool,
+        data: Option<Buffer>,
+        epoch: f64,
+    ) -> Result<NativeLookup> {
+        let policy = policy.build()?;
+        let prior = if joined {
+            Prior::Joined
+        } else {
+            Prior::Read {
+                bytes: data.map(|b| b.to_vec()),
+                epoch: epoch as u64,
+            }
+        };
+        let r = self
+            .inner
+            .lookup_after(&key, &policy, prior)
+            .await
+            .map_err(js_err)?;
+        Ok(native_lookup(r))
     }
 
     /// Leases for the keys that need loading ahead of traffic (see `warm`).
@@ -559,6 +583,26 @@ impl NativeCache {
             .into_iter()
             .map(NativeLease::new)
             .collect())
+    }
+}
+
+fn native_lookup(r: Lookup) -> NativeLookup {
+    match r {
+        Lookup::Fresh(e) => NativeLookup {
+            kind: 0,
+            value: Some(value(&e)),
+            lease: None,
+        },
+        Lookup::Stale(e, lease) => NativeLookup {
+            kind: 1,
+            value: Some(value(&e)),
+            lease: lease.map(NativeLease::new),
+        },
+        Lookup::Lead(lease) => NativeLookup {
+            kind: 2,
+            value: None,
+            lease: Some(NativeLease::new(lease)),
+        },
     }
 }
 
