@@ -93,6 +93,12 @@ function encode(serializer, value) {
 
 // Decode by the format recorded in the entry; formats this process does
 // not trust or understand (pickle, msgpack) are a miss, never guessed at.
+/** The stored bytes of an entry as `getLocal` shapes it (HTTP entries are raw). */
+function entryBytes(v) {
+  const data = typeof v === 'string' ? v : v[1]
+  return typeof data === 'string' ? Buffer.from(data) : data
+}
+
 function decode(v, serializerName) {
   if (!v) return undefined
   // JSON text (the common case), `[format, data]` (data may be a string),
@@ -355,14 +361,17 @@ class Cache extends EventEmitter {
     return typeof v === 'string' ? JSON.parse(v) : decode(v, this.#serializer.name)
   }
 
-  // getOrSet's Redis read over the JS connection: `{ value }` (fresh, or
-  // an L1 value that arrived meanwhile), or what `lookupAfter` needs when
-  // nothing fresh was found: `{ joined: false, bytes, epoch }` for the
-  // caller whose GET it was, `{ joined: true }` for callers that shared it
-  // (or when the GET failed: the lookup reads natively). `null`: not
-  // started (call `lookup`). Concurrent callers of a key share one GET, as
-  // the core's single flight shares one native read.
-  async #readThrough(reader, key) {
+  // A read-through's Redis read over the JS connection (getOrSet, the HTTP
+  // middleware), after an L1 miss: `{ value }` (fresh, or an L1 value that
+  // arrived meanwhile), or the `prior` for `#lookup` when nothing fresh was
+  // found: `{ joined: false, bytes, epoch }` for the caller whose GET it
+  // was, `{ joined: true }` for callers that shared it (or when the GET
+  // failed: the lookup reads natively). `null`: not tried (the connection
+  // is not ready). Concurrent callers of a key share one GET, as the
+  // core's single flight shares one native read.
+  async #readThrough(key) {
+    const reader = this.#reader
+    if (reader === null || !reader.ready) return null
     let s
     try {
       s = this.#n.startRead(key)
@@ -383,6 +392,12 @@ class Cache extends EventEmitter {
     const res = await read.done
     if (res.value !== undefined || res === JOINED) return res
     return { joined: false, bytes: res.bytes, epoch: s[1] }
+  }
+
+  // The core's lookup; `lookupAfter` when `#readThrough` read Redis first.
+  #lookup(key, nativePolicy, prior) {
+    if (prior === null) return this.#n.lookup(key, nativePolicy)
+    return this.#n.lookupAfter(key, nativePolicy, prior.joined, prior.bytes, prior.epoch)
   }
 
   async #sharedRead(reader, key, redisKey, epoch, read) {
@@ -574,22 +589,15 @@ class Cache extends EventEmitter {
       const local = this.#n.getLocal(key)
       if (typeof local === 'string') return JSON.parse(local)
       if (local) return decode(local, this.#serializer.name)
-      const reader = this.#reader
-      if (reader !== null && reader.ready) {
-        const got = await this.#readThrough(reader, key)
-        if (got !== null) {
-          if (got.value !== undefined) return decode(got.value, this.#serializer.name)
-          prior = got
-        }
+      const got = await this.#readThrough(key)
+      if (got !== null) {
+        if (got.value !== undefined) return decode(got.value, this.#serializer.name)
+        prior = got
       }
     }
     let r
     try {
-      const np = nativePolicy(p, tags)
-      r =
-        prior === null
-          ? await this.#n.lookup(key, np)
-          : await this.#n.lookupAfter(key, np, prior.joined, prior.bytes, prior.epoch)
+      r = await this.#lookup(key, nativePolicy(p, tags), prior)
     } catch (e) {
       const err = native(e)
       if (this.#failOpen && L2_CODES.has(err.code)) {
@@ -751,10 +759,20 @@ class Cache extends EventEmitter {
       emitError(e) {
         if (cache.listenerCount('error') > 0) cache.emit('error', e)
       },
+      // The HTTP middleware's read-through (no early refresh): a fresh
+      // entry from L1 or over the JS connection, else the core's lookup.
       async lookup(key, policy, tags) {
         cache.#open()
         try {
-          const r = await n.lookup(key, nativePolicy(policy, tags))
+          let prior = null
+          const local = n.getLocal(key)
+          if (local) return { kind: FRESH, data: entryBytes(local) }
+          const got = await cache.#readThrough(key)
+          if (got !== null) {
+            if (got.value !== undefined) return { kind: FRESH, data: entryBytes(got.value) }
+            prior = got
+          }
+          const r = await cache.#lookup(key, nativePolicy(policy, tags), prior)
           return { kind: r.kind, data: r.value ? r.value.data : undefined, lease: r.lease }
         } catch (e) {
           throw native(e)

@@ -4,12 +4,16 @@
 const { Cache } = require('../../node/index.js')
 const { BentoCache, bentostore } = require('bentocache')
 const { memoryDriver } = require('bentocache/drivers/memory')
+const { redisDriver } = require('bentocache/drivers/redis')
+const KeyvRedis = require('@keyv/redis').default
 const { createCache } = require('cache-manager')
 const { Keyv } = require('keyv')
 const { LRUCache } = require('lru-cache')
 const Redis = require('ioredis')
 
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
+const { hostname: REDIS_HOST, port: REDIS_PORT_TEXT } = new URL(REDIS_URL)
+const REDIS_PORT = Number(REDIS_PORT_TEXT || 6379)
 const RUN = Math.random().toString(16).slice(2, 10)
 
 function value(size) {
@@ -87,9 +91,24 @@ async function l2Hits() {
     const native = new Cache({ redis: REDIS_URL, namespace: `bench-l2-${RUN}-${size}`, l1: false, jsReads: false })
     await strata.set('hot', value(size), '1h')
     await redis.set(`raw-${RUN}-${size}`, JSON.stringify(value(size)))
+    // The peers with their Redis layer only, on the same server.
+    const bento = new BentoCache({
+      default: 'l2',
+      prefix: `bench-l2-bento-${RUN}-${size}`,
+      stores: { l2: bentostore().useL2Layer(redisDriver({ connection: { host: REDIS_HOST, port: REDIS_PORT } })) },
+    })
+    await bento.set({ key: 'hot', value: value(size), ttl: '1h' })
+    const cm = createCache({ stores: [new Keyv({ store: new KeyvRedis(REDIS_URL), namespace: `bench-l2-cm-${RUN}-${size}` })] })
+    await cm.set('hot', value(size), 3_600_000)
+    const unused = () => {
+      throw new Error('a hit was expected')
+    }
     const contenders = [
       ['stratacache get, L1 disabled (decoded)', () => strata.get('hot')],
+      ['stratacache getOrSet, L1 disabled (decoded)', () => strata.getOrSet({ key: 'hot', factory: unused })],
       ['stratacache get, L1 disabled, jsReads: false', () => native.get('hot')],
+      ['bentocache get, Redis layer only', () => bento.get({ key: 'hot' })],
+      ['cache-manager 7 get (@keyv/redis)', () => cm.get('hot')],
       ['raw ioredis GET (string, not decoded)', () => redis.get(`raw-${RUN}-${size}`)],
       ['raw ioredis GET + JSON.parse', async () => JSON.parse(await redis.get(`raw-${RUN}-${size}`))],
     ]
@@ -99,6 +118,10 @@ async function l2Hits() {
     await strata.clear()
     await strata.close()
     await native.close()
+    await bento.clear()
+    await bento.disconnectAll()
+    await cm.clear()
+    await cm.disconnect()
   }
   redis.disconnect()
 }

@@ -223,3 +223,52 @@ for (const [framework, make] of [['express', expressApp], ['fastify', fastifyApp
     })
   }
 }
+
+test('a cached response is served from L1, or read over the JS connection, without the native lookup', async () => {
+  const { NativeCache } = require('../../node/binding.js')
+  const Redis = require('ioredis')
+  const raw = new Redis(REDIS_URL)
+  const namespace = unique('http-fast')
+  // Two "processes": the second one's L1 (different options: its own) does
+  // not hold what the first one stored.
+  const caches = [new Cache({ namespace, redis: REDIS_URL }), new Cache({ namespace, redis: REDIS_URL, l1: { maxBytes: 3 << 20 } })]
+  const counts = [{}, {}]
+  const apps = []
+  const lookup = NativeCache.prototype.lookup
+  let lookups = 0
+  NativeCache.prototype.lookup = function (...args) {
+    lookups++
+    return lookup.apply(this, args)
+  }
+  try {
+    for (const [i, c] of caches.entries()) apps.push(await expressApp(c, counts[i], gateFor()))
+    const readers = async () => (await raw.client('LIST')).split('\n').filter((l) => l.includes(' name=stratacache-reads ') && l.includes(' cmd=get '))
+    // The read connection connects on first use: wait until it serves.
+    const first = await request(apps[0].port, '/items/1')
+    assert.equal(first.headers['x-cache'], 'MISS')
+    for (let i = 2; (await readers()).length === 0; i++) {
+      assert.ok(i < 500, 'the read connection never served a GET')
+      await request(apps[1].port, `/items/${i}`)
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    const before = [caches[0].stats(), caches[1].stats()]
+    const n = lookups
+    const loaded = counts[1].item
+    const hit = await request(apps[0].port, '/items/1')
+    assert.equal(hit.headers['x-cache'], 'HIT')
+    assert.equal(hit.body, first.body)
+    assert.equal(caches[0].stats().l1_hits - before[0].l1_hits, 1)
+    const other = await request(apps[1].port, '/items/1')
+    assert.equal(other.headers['x-cache'], 'HIT')
+    assert.equal(other.body, first.body)
+    assert.equal(caches[1].stats().l2_hits - before[1].l2_hits, 1)
+    assert.equal(lookups, n, 'neither hit went through the native lookup')
+    assert.equal(counts[0].item, 1)
+    assert.equal(counts[1].item, loaded, 'the second app served the response the first one stored')
+  } finally {
+    NativeCache.prototype.lookup = lookup
+    for (const a of apps) await a.close()
+    for (const c of caches) c.close()
+    raw.disconnect()
+  }
+})
