@@ -421,6 +421,44 @@ class Cache extends EventEmitter {
     }
   }
 
+  // The Redis half of `getMany` over the JS connection: `starts` is
+  // `startReadMany`'s answer; values shaped as `getLocal`'s, or null. When
+  // the MGET fails, each key goes to the native `fetch`.
+  async #readManyOver(r, keys, starts) {
+    const out = new Array(keys.length).fill(null)
+    const at = []
+    const redisKeys = []
+    for (let i = 0; i < starts.length; i++) {
+      const s = starts[i]
+      if (Array.isArray(s) && typeof s[0] === 'string') {
+        at.push(i)
+        redisKeys.push(s[0])
+      } else {
+        out[i] = s
+      }
+    }
+    if (at.length === 0) return out
+    let replies
+    try {
+      replies = await r.sendMany(redisKeys)
+      r.settled(true)
+    } catch {
+      r.settled(false)
+    }
+    if (replies === undefined) {
+      const got = await Promise.all(at.map((i) => this.#n.fetch(keys[i], starts[i][1])))
+      for (let j = 0; j < at.length; j++) out[at[j]] = got[j]
+      return out
+    }
+    for (let j = 0; j < at.length; j++) {
+      const i = at[j]
+      let v = this.#n.finishRead(keys[i], replies[j], starts[i][1])
+      if (v instanceof Promise) v = await v
+      out[i] = v
+    }
+    return out
+  }
+
   async #getL2(key) {
     let v
     try {
@@ -436,7 +474,15 @@ class Cache extends EventEmitter {
     keys.forEach(checkKey)
     this.#open()
     try {
-      const vs = await this.#n.getMany(keys)
+      let vs
+      const r = this.#reader
+      if (r !== null && keys.length > 0 && r.ready) {
+        // One MGET over the JS connection, as `get` sends its GET there.
+        let starts = this.#n.startReadMany(keys)
+        if (starts instanceof Promise) starts = await starts
+        if (starts !== null) vs = await this.#readManyOver(r, keys, starts)
+      }
+      if (vs === undefined) vs = await this.#n.getMany(keys)
       return vs.map((v) => decode(v, this.#serializer.name))
     } catch (e) {
       return this.#l2(
@@ -527,7 +573,15 @@ class Cache extends EventEmitter {
     this.#open()
     try {
       if (this.#n.getLocal(key)) return true
-      return this.#hasL2 ? await this.#n.has(key) : false
+      if (!this.#hasL2) return false
+      const r = this.#reader
+      if (r !== null && r.ready) {
+        // Read as `get` reads (over the JS connection), without decoding.
+        const s = this.#n.startRead(key)
+        if (Array.isArray(s) && typeof s[0] === 'string') return (await this.#readManyOver(r, [key], [s]))[0] !== null
+        if (s !== null) return true
+      }
+      return await this.#n.has(key)
     } catch (e) {
       return this.#l2(e, false)
     }

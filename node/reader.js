@@ -102,6 +102,17 @@ class Reader {
    * when missing. Call `settled(ok)` exactly once when it settles.
    */
   send(redisKey) {
+    this.#begin()
+    return this.#client.getBuffer(redisKey)
+  }
+
+  /** `send` for several keys: one `MGET`, a Promise of Buffers and nulls. */
+  sendMany(redisKeys) {
+    this.#begin()
+    return this.#client.mgetBuffer(redisKeys)
+  }
+
+  #begin() {
     if (this.#pending++ === 0) {
       const stream = this.#client.stream
       if (stream !== this.#held) {
@@ -111,10 +122,9 @@ class Reader {
       }
       if (this.#watchdog === null && this.#opTimeout > 0) this.#arm()
     }
-    return this.#client.getBuffer(redisKey)
   }
 
-  /** The GET sent by `send` settled; `ok` false: it failed, read natively for a while. */
+  /** The command sent by `send` or `sendMany` settled; `ok` false: it failed, read natively for a while. */
   settled(ok) {
     this.#replies++
     if (!ok) this.#pausedUntil = Date.now() + PAUSE_MS

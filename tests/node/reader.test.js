@@ -270,16 +270,40 @@ test('a Redis that stops answering: the JS GET is dropped after opTimeout, the r
 // factory calls and counters as the native lookup.
 const RT_COUNTERS = [...COUNTERS, 'coalesced_waits', 'stale_served']
 
+// The tests below give their caches these timeouts, so that they can take
+// a handle on the very read connection the cache uses (one per URL and
+// timeouts): CLIENT LIST can still show the one a previous test closed.
+const TIMEOUTS = { connectTimeout: 1000, opTimeout: 500 }
+
+/** The read connection of caches made with TIMEOUTS; `release()` it. */
+function ownReader() {
+  return require('../../node/reader.js').acquire({}, REDIS_URL, TIMEOUTS)
+}
+
+/** Count the calls of `reader[method]` (an own property over the prototype's). */
+function spy(reader, method) {
+  const calls = { n: 0 }
+  const through = reader[method]
+  reader[method] = function (...args) {
+    calls.n++
+    return through.apply(this, args)
+  }
+  return calls
+}
+
 async function readThroughScenario(raw, jsReads) {
   const namespace = unique('reads-rt')
-  const c = new Cache({ redis: REDIS_URL, namespace, l1: { maxBytes: 8 << 20 }, jsReads })
-  const writer = new Cache({ redis: REDIS_URL, namespace, l1: false })
+  const c = new Cache({ redis: REDIS_URL, namespace, l1: { maxBytes: 8 << 20 }, jsReads, ...TIMEOUTS })
+  // Not on the JS connection (the spy below counts the cache's reads).
+  const writer = new Cache({ redis: REDIS_URL, namespace, l1: false, jsReads: false })
   const n = new NativeCache({ redis: REDIS_URL, namespace, l1: false })
+  const { reader, release } = ownReader()
   try {
     await until('the bus and the read connection', async () => {
       await c.get('warm-up')
-      return c.stats().bus_connected === 1 && (!jsReads || (await readerClients(raw)).length > 0)
+      return c.stats().bus_connected === 1 && (!jsReads || reader.ready)
     })
+    const sent = spy(reader, 'send')
     await writer.set('hit', { a: [1, 'ü'] })
     await writer.set('text', 'plain')
     await writer.set('stale', 'old', 1, { grace: '1h' })
@@ -305,8 +329,10 @@ async function readThroughScenario(raw, jsReads) {
       await until('the refresh', async () => (await writer.get('stale')) === 'loaded stale')
     }
     const after = c.stats()
-    return { got, calls, counters: Object.fromEntries(RT_COUNTERS.map((k) => [k, after[k] - before[k]])) }
+    return { got, calls, counters: Object.fromEntries(RT_COUNTERS.map((k) => [k, after[k] - before[k]])), sent: sent.n > 0 === jsReads }
   } finally {
+    delete reader.send
+    release()
     c.close()
     writer.close()
     n.close()
@@ -319,6 +345,7 @@ test('getOrSet reads Redis over the JS connection: values, factory calls and cou
     const js = await readThroughScenario(raw, true)
     const native = await readThroughScenario(raw, false)
     assert.deepEqual(js, native)
+    assert.ok(js.sent, 'the JS connection was used (and only with jsReads)')
     const loaded = ['loaded missing', 'loaded junk']
     assert.deepEqual(js.got, [{ a: [1, 'ü'] }, 'plain', ...loaded, 'old', { a: [1, 'ü'] }, 'plain', ...loaded, 'loaded stale'])
     assert.equal(js.calls, 3)
@@ -343,14 +370,16 @@ test('getOrSet reads Redis over the JS connection: values, factory calls and cou
 test('concurrent getOrSet of a key in Redis share one GET over the JS connection', async () => {
   const raw = new Redis(REDIS_URL)
   const namespace = unique('reads-rt-many')
-  const caches = [true, false].map((jsReads) => new Cache({ redis: REDIS_URL, namespace, l1: false, jsReads }))
+  const caches = [true, false].map((jsReads) => new Cache({ redis: REDIS_URL, namespace, l1: false, jsReads, ...TIMEOUTS }))
   const writer = new Cache({ redis: REDIS_URL, namespace, l1: false })
+  const { reader, release } = ownReader()
   try {
     await writer.set('k', { v: 1 })
     await until('the read connection', async () => {
       await caches[0].get('warm-up')
-      return (await readerClients(raw)).length > 0
+      return reader.ready
     })
+    const sent = spy(reader, 'send')
     const counters = []
     for (const c of caches) {
       let calls = 0
@@ -378,9 +407,10 @@ test('concurrent getOrSet of a key in Redis share one GET over the JS connection
     // the one GET.
     assert.deepEqual(counters[0], { ...counters[0], l1_misses: 0, l2_hits: 1, l2_misses: 0, coalesced_waits: 199 })
     assert.equal(counters[1].l2_hits + counters[1].coalesced_waits, 200)
-    const [client] = await readerClients(raw)
-    assert.equal(client.cmd, 'get', 'the read went over the JS connection')
+    assert.equal(sent.n, 1, 'one GET over the JS connection')
   } finally {
+    delete reader.send
+    release()
     for (const c of caches) c.close()
     writer.close()
     raw.disconnect()
@@ -390,21 +420,22 @@ test('concurrent getOrSet of a key in Redis share one GET over the JS connection
 test('a getOrSet whose GET over the JS connection fails is looked up natively, its L1 miss counted once', async () => {
   const raw = new Redis(REDIS_URL)
   const namespace = unique('reads-rt-fail')
-  const timeouts = { connectTimeout: 1000, opTimeout: 500 }
-  const c = new Cache({ redis: REDIS_URL, namespace, ...timeouts })
+  const c = new Cache({ redis: REDIS_URL, namespace, ...TIMEOUTS })
   const writer = new Cache({ redis: REDIS_URL, namespace, l1: false })
-  // The cache's own read connection (shared by URL and timeouts).
-  const { reader, release } = require('../../node/reader.js').acquire({}, REDIS_URL, timeouts)
+  const { reader, release } = ownReader()
   try {
     await writer.set('k', 'from redis')
     await until('the read connection', async () => {
       await c.get('warm-up')
       return reader.ready
     })
+    // The GET goes out (the reader's bookkeeping stays true) and fails.
     let sent = 0
-    reader.send = () => {
+    reader.send = function (...args) {
       sent++
-      return Promise.reject(new Error('connection reset'))
+      return Object.getPrototypeOf(this)
+        .send.apply(this, args)
+        .then(() => Promise.reject(new Error('connection reset')))
     }
     const before = c.stats()
     let calls = 0
@@ -420,5 +451,88 @@ test('a getOrSet whose GET over the JS connection fails is looked up natively, i
     c.close()
     writer.close()
     raw.disconnect()
+  }
+})
+
+test('getMany sends one MGET over the JS connection, has reads there too; values and counters match the native path', async () => {
+  const raw = new Redis(REDIS_URL)
+  const results = {}
+  try {
+    for (const jsReads of [true, false]) {
+      const namespace = unique('reads-many')
+      const c = new Cache({ redis: REDIS_URL, namespace, l1: { maxBytes: 8 << 20 }, jsReads, ...TIMEOUTS })
+      const writer = new Cache({ redis: REDIS_URL, namespace, l1: false })
+      const n = new NativeCache({ redis: REDIS_URL, namespace, l1: false })
+      const { reader, release } = ownReader()
+      try {
+        await until('the bus and the read connection', async () => {
+          await c.get('warm-up')
+          return c.stats().bus_connected === 1 && (!jsReads || reader.ready)
+        })
+        const mgets = spy(reader, 'sendMany')
+        await writer.setMany([
+          ['a', { a: 1 }],
+          ['b', 'text'],
+          ['n', 7],
+        ])
+        await raw.set(n.startRead('junk')[0], Buffer.from([0xff, 0x00, 0x13, 0x37]))
+        assert.deepEqual(await c.get('a'), { a: 1 }, 'now in L1')
+        const before = c.stats()
+        const got = await c.getMany(['a', 'b', 'n', 'junk', 'missing', 'b'])
+        const sentBefore = mgets.n
+        const has = [await c.has('n'), await c.has('missing'), await c.has('a')]
+        results[jsReads ? 'js' : 'native'] = { got, has, counters: delta(before, c.stats()), mgets: [sentBefore, mgets.n] }
+      } finally {
+        delete reader.sendMany
+        release()
+        c.close()
+        writer.close()
+        n.close()
+      }
+    }
+    assert.deepEqual(results.js.got, [{ a: 1 }, 'text', 7, undefined, undefined, 'text'])
+    assert.deepEqual(results.js.has, [true, false, true])
+    assert.deepEqual(results.js.mgets, [1, 3], 'one MGET for getMany, one for each has that reads Redis')
+    assert.deepEqual(results.native.mgets, [0, 0])
+    assert.deepEqual(results.js.counters, results.native.counters)
+    // getMany: 'a' from L1, 5 from Redis ('b' twice, 'n' never kept in L1
+    // with Redis); has: 'n' and 'missing' from Redis, 'a' from L1 (has's
+    // L1 hit is counted by getLocal as get's is).
+    assert.deepEqual(results.js.counters, { l1_hits: 2, l1_misses: 7, l2_hits: 4, l2_misses: 3, decode_errors: 1, l2_errors: 0 })
+  } finally {
+    raw.disconnect()
+  }
+})
+
+test('a getMany whose MGET over the JS connection fails reads each key natively, its L1 misses counted once', async () => {
+  const namespace = unique('reads-many-fail')
+  const c = new Cache({ redis: REDIS_URL, namespace, ...TIMEOUTS })
+  const writer = new Cache({ redis: REDIS_URL, namespace, l1: false })
+  const { reader, release } = ownReader()
+  try {
+    await writer.setMany([
+      ['a', 1.5],
+      ['b', 'two'],
+    ])
+    await until('the read connection', async () => {
+      await c.get('warm-up')
+      return reader.ready
+    })
+    let sent = 0
+    reader.sendMany = function (...args) {
+      sent++
+      return Object.getPrototypeOf(this)
+        .sendMany.apply(this, args)
+        .then(() => Promise.reject(new Error('connection reset')))
+    }
+    const before = c.stats()
+    assert.deepEqual(await c.getMany(['a', 'b', 'c']), [1.5, 'two', undefined])
+    assert.equal(sent, 1, 'the JS connection was tried')
+    assert.deepEqual(delta(before, c.stats()), { l1_hits: 0, l1_misses: 3, l2_hits: 2, l2_misses: 1, decode_errors: 0, l2_errors: 0 })
+  } finally {
+    delete reader.sendMany
+    release()
+    c.close()
+    writer.close()
   }
 })

@@ -884,6 +884,21 @@ impl Cache {
         })
     }
 
+    /// [`Cache::start_read`] for several keys (the first half of
+    /// [`Cache::get_many`]): every key is checked before anything is
+    /// counted; the caller sends one `MGET` of the `Fetch` keys and
+    /// finishes each with [`Cache::finish_read`] (or [`Cache::fetch`]).
+    pub async fn start_read_many(&self, keys: &[&str]) -> Result<Vec<ReadStart>> {
+        for k in keys {
+            self.check(k)?;
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.start_read(k).await?);
+        }
+        Ok(out)
+    }
+
     /// The second half of a read begun with [`Cache::start_read`]: `bytes`
     /// is Redis's reply to the `GET`. Decoded, verified and judged exactly
     /// as [`Cache::get`] does (garbage is a counted miss), and kept in L1

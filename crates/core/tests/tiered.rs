@@ -202,6 +202,24 @@ async fn split_read_matches_get(t: Target) {
         b"v2"
     );
     assert!(a.l2_ready());
+    // `start_read_many` checks every key before it counts anything, then
+    // answers each as `start_read` does.
+    let before = a.stats().await;
+    assert!(matches!(
+        a.start_read_many(&["k", ""]).await,
+        Err(Error::InvalidKey(_))
+    ));
+    let after = a.stats().await;
+    assert_eq!(
+        (after.l1_hits, after.l1_misses),
+        (before.l1_hits, before.l1_misses)
+    );
+    let starts = a.start_read_many(&["k", "absent"]).await.expect("start");
+    assert!(
+        matches!(&starts[0], ReadStart::Done(Some(e)) if &e.payload[..] == b"v2"),
+        "{starts:?}"
+    );
+    assert!(matches!(&starts[1], ReadStart::Fetch { .. }), "{starts:?}");
 }
 
 /// `lookup_after` (a binding's read-through whose own Redis read found

@@ -333,11 +333,39 @@ impl NativeCache {
             Poll::Ready(r) => r.map_err(js_err)?,
             Poll::Pending => return Ok(None),
         };
-        Ok(match r {
-            ReadStart::Done(Some(e)) => Some(Either::B(JsEntry(e))),
-            ReadStart::Done(None) => None,
-            ReadStart::Fetch { redis_key, epoch } => Some(Either::A((redis_key, epoch as f64))),
-        })
+        Ok(read_shape(r))
+    }
+
+    /// `startRead` for every key of a `getMany` (each shaped as
+    /// `startRead`'s answer); the wrapper sends one `MGET` of the
+    /// `[redisKey, epoch]` ones and finishes each with `finishRead`.
+    /// `null`: use `getMany` (no Redis, or the breaker is open); a Promise
+    /// when judging an L1 entry needs Redis.
+    #[napi(
+        ts_return_type = "Array<[string, number] | string | [number, string | Buffer] | null> | null | Promise<Array<[string, number] | string | [number, string | Buffer] | null>>"
+    )]
+    pub fn start_read_many<'env>(
+        &self,
+        env: &'env Env,
+        keys: Vec<String>,
+    ) -> Result<Either<Option<Vec<ReadShape>>, ManyStarts<'env>>> {
+        if !self.inner.l2_ready() {
+            return Ok(Either::A(None));
+        }
+        let cache = self.inner.clone();
+        let mut fut = Box::pin(async move {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let starts = cache.start_read_many(&refs).await.map_err(js_err)?;
+            Ok(starts.into_iter().map(read_shape).collect::<Vec<_>>())
+        });
+        let polled = {
+            let _ctx = stratacache::runtime::runtime().enter();
+            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        match polled {
+            Poll::Ready(r) => r.map(|v| Either::A(Some(v))),
+            Poll::Pending => env.spawn_future(fut).map(Either::B),
+        }
     }
 
     /// The second half: `data` is Redis's reply to the `GET`. Returns the
@@ -583,6 +611,20 @@ impl NativeCache {
             .into_iter()
             .map(NativeLease::new)
             .collect())
+    }
+}
+
+/// One key's `startRead` answer: `[redisKey, epoch]`, an L1 value, or null.
+type ReadShape = Option<Either<(String, f64), JsEntry>>;
+
+/// `startReadMany`'s answer when it needed Redis to judge an L1 entry.
+type ManyStarts<'env> = PromiseRaw<'env, Vec<ReadShape>>;
+
+fn read_shape(r: ReadStart) -> ReadShape {
+    match r {
+        ReadStart::Done(Some(e)) => Some(Either::B(JsEntry(e))),
+        ReadStart::Done(None) => None,
+        ReadStart::Fetch { redis_key, epoch } => Some(Either::A((redis_key, epoch as f64))),
     }
 }
 
