@@ -450,12 +450,13 @@ class Cache extends EventEmitter {
       for (let j = 0; j < at.length; j++) out[at[j]] = got[j]
       return out
     }
-    for (let j = 0; j < at.length; j++) {
-      const i = at[j]
-      let v = this.#n.finishRead(keys[i], replies[j], starts[i][1])
-      if (v instanceof Promise) v = await v
-      out[i] = v
-    }
+    let vs = this.#n.finishReadMany(
+      at.map((i) => keys[i]),
+      replies,
+      at.map((i) => starts[i][1]),
+    )
+    if (vs instanceof Promise) vs = await vs
+    for (let j = 0; j < at.length; j++) out[at[j]] = vs[j]
     return out
   }
 

@@ -126,6 +126,35 @@ async function l2Hits() {
   redis.disconnect()
 }
 
+// getMany of 10 keys from Redis (L1 disabled): one MGET either way.
+async function l2Many() {
+  const redis = new Redis(REDIS_URL)
+  const keys = Array.from({ length: 10 }, (_, i) => `k${i}`)
+  const strata = new Cache({ redis: REDIS_URL, namespace: `bench-many-${RUN}`, l1: false })
+  const native = new Cache({ redis: REDIS_URL, namespace: `bench-many-${RUN}`, l1: false, jsReads: false })
+  const cm = createCache({ stores: [new Keyv({ store: new KeyvRedis(REDIS_URL), namespace: `bench-many-cm-${RUN}` })] })
+  await strata.setMany(keys.map((k) => [k, value(200)]), '1h')
+  await cm.mset(keys.map((key) => ({ key, value: value(200), ttl: 3_600_000 })))
+  const rawKeys = keys.map((k) => `raw-many-${RUN}-${k}`)
+  for (const k of rawKeys) await redis.set(k, JSON.stringify(value(200)))
+  const contenders = [
+    ['stratacache getMany, L1 disabled (decoded)', () => strata.getMany(keys)],
+    ['stratacache getMany, jsReads: false', () => native.getMany(keys)],
+    ['cache-manager 7 mget (@keyv/redis)', () => cm.mget(keys)],
+    ['raw ioredis MGET (strings, not decoded)', () => redis.mget(rawKeys)],
+    ['raw ioredis MGET + JSON.parse each', async () => (await redis.mget(rawKeys)).map((v) => JSON.parse(v))],
+  ]
+  const { median } = await interleaved(contenders, 15, 200)
+  table('getMany of 10 keys, 200 B values, L1 disabled: median of 15 rounds', median, 'raw ioredis MGET (strings, not decoded)')
+  await strata.clear()
+  await strata.close()
+  await native.close()
+  await cm.clear()
+  await cm.disconnect()
+  await redis.del(rawKeys)
+  redis.disconnect()
+}
+
 async function stampede() {
   console.log('\nCold key, 1,000 concurrent getOrSet, 50 ms factory')
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
@@ -163,6 +192,7 @@ async function stampede() {
   const only = process.argv[2]
   if (!only || only === 'l1') await l1Hits()
   if (!only || only === 'l2') await l2Hits()
+  if (!only || only === 'many') await l2Many()
   if (!only || only === 'stampede') await stampede()
 })().catch((e) => {
   console.error(e)

@@ -490,6 +490,7 @@ test('getMany sends one MGET over the JS connection, has reads there too; values
         n.close()
       }
     }
+    assert.throws(() => new NativeCache({ redis: REDIS_URL, namespace: unique('x') }).finishReadMany(['a'], [], [0]), /E_INVALID_VALUE/)
     assert.deepEqual(results.js.got, [{ a: 1 }, 'text', 7, undefined, undefined, 'text'])
     assert.deepEqual(results.js.has, [true, false, true])
     assert.deepEqual(results.js.mgets, [1, 3], 'one MGET for getMany, one for each has that reads Redis')

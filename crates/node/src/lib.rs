@@ -368,6 +368,43 @@ impl NativeCache {
         }
     }
 
+    /// `finishRead` for the keys of one `MGET` (`data`: its replies, in
+    /// order; `epochs`: `startReadMany`'s): one call instead of one per
+    /// key. Values shaped as `getLocal`'s, or null; a Promise when judging
+    /// an entry needs Redis.
+    #[napi(
+        ts_args_type = "keys: string[], data: Array<Buffer | null>, epochs: number[]",
+        ts_return_type = "Array<string | [number, string | Buffer] | null> | Promise<Array<string | [number, string | Buffer] | null>>"
+    )]
+    pub fn finish_read_many<'env>(
+        &self,
+        env: &'env Env,
+        keys: Vec<String>,
+        data: Vec<Option<Buffer>>,
+        epochs: Vec<f64>,
+    ) -> Result<Either<Vec<Option<JsEntry>>, ManyValues<'env>>> {
+        if data.len() != keys.len() || epochs.len() != keys.len() {
+            return Err(invalid("keys, data and epochs differ in length"));
+        }
+        let cache = self.inner.clone();
+        let bytes: Vec<Option<Vec<u8>>> = data.into_iter().map(|b| b.map(|b| b.to_vec())).collect();
+        let mut fut = Box::pin(async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for ((k, b), e) in keys.iter().zip(bytes).zip(epochs) {
+                out.push(cache.finish_read(k, b, e as u64).await.map(JsEntry));
+            }
+            Ok(out)
+        });
+        let polled = {
+            let _ctx = stratacache::runtime::runtime().enter();
+            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        match polled {
+            Poll::Ready(r) => r.map(Either::A),
+            Poll::Pending => env.spawn_future(fut).map(Either::B),
+        }
+    }
+
     /// The second half: `data` is Redis's reply to the `GET`. Returns the
     /// value shaped as `getLocal`'s (or `null`), or a Promise of it when
     /// judging the entry needs Redis. `joined`: how many other callers
@@ -619,6 +656,9 @@ type ReadShape = Option<Either<(String, f64), JsEntry>>;
 
 /// `startReadMany`'s answer when it needed Redis to judge an L1 entry.
 type ManyStarts<'env> = PromiseRaw<'env, Vec<ReadShape>>;
+
+/// `finishReadMany`'s answer when it needed Redis to judge an entry.
+type ManyValues<'env> = PromiseRaw<'env, Vec<Option<JsEntry>>>;
 
 fn read_shape(r: ReadStart) -> ReadShape {
     match r {
