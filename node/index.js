@@ -171,6 +171,20 @@ const POLICY_KEYS = [
   'noneTtl',
 ]
 
+/**
+ * Validate getOrSet's tags here (as the core would on a miss), so a hit
+ * does not accept what a miss rejects.
+ */
+function checkTags(tags) {
+  if (tags === undefined || tags === null) return
+  if (!Array.isArray(tags)) throw new InvalidValueError('tags must be an array of strings')
+  for (const t of tags) {
+    if (typeof t !== 'string' || t.length === 0 || t.charCodeAt(0) === 0 || Buffer.byteLength(t) > 255) {
+      throw new InvalidValueError('tag names must be strings of 1-255 bytes and must not start with NUL')
+    }
+  }
+}
+
 /** Validate a policy (the options of getOrSet that are not per value). */
 function checkPolicy(p) {
   const out = {}
@@ -636,6 +650,7 @@ class Cache extends EventEmitter {
     checkKey(key)
     this.#open()
     if (typeof factory !== 'function') throw new InvalidValueError('factory must be a function')
+    checkTags(tags)
     const p = { ...this.#policy, ...checkPolicy(options) }
     // Without early refresh, a fresh value is the whole answer: L1's, or
     // Redis's read over the JS connection (the same path as `get`).

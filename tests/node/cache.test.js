@@ -235,6 +235,11 @@ test('early refresh: callers get the fresh value, one background reload', async 
   assert.equal(await c.get('hot'), 'v2')
   assert.ok(calls >= 1 && c.stats().early_refreshes >= 1)
   await assert.rejects(c.getOrSet({ key: 'hot', factory, refreshAhead: 2 }), InvalidValueError)
+  // Bad tags are rejected on a hit as on a miss.
+  for (const tags of ['t', [''], ['\0t'], ['x'.repeat(256)], [1]]) {
+    await assert.rejects(c.getOrSet({ key: 'hot', factory, tags }), InvalidValueError, JSON.stringify(tags))
+    await assert.rejects(c.getOrSet({ key: `cold-${Math.random()}`, factory, tags }), InvalidValueError, JSON.stringify(tags))
+  }
   assert.throws(() => new Cache({ namespace: unique('j'), ttlJitter: 2 }), ConfigError)
   await c.close()
 })
