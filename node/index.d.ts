@@ -54,10 +54,12 @@ export interface CacheOptions {
   /** How long a crashed loader's lease blocks the fleet (extended while alive). Default 5 s. */
   leaseTtl?: Ttl
   /**
-   * `get` sends its Redis `GET` over an ioredis connection on the JS thread
-   * (half the thread wake-ups of the native path; decoding, verification and
-   * L1 stay in the core). Default `true` for a `redis://` URL; TLS, unix
-   * sockets and Cluster always read natively.
+   * Reads (`get`, `getMany`, `has`, and the Redis read of `getOrSet` and
+   * the HTTP middleware) send their `GET`/`MGET` over an ioredis connection
+   * on the JS thread (half the thread wake-ups of the native path;
+   * decoding, verification, L1, single flight and leases stay in the
+   * core). Default `true` for a `redis://` URL; TLS, unix sockets and
+   * Cluster always read natively.
    */
   jsReads?: boolean
   /** Circuit breaker: after `threshold` (5) consecutive Redis failures, skip Redis for `cooldown` (250 ms), then probe. */
