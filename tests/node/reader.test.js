@@ -280,6 +280,21 @@ function ownReader() {
   return require('../../node/reader.js').acquire({}, REDIS_URL, TIMEOUTS)
 }
 
+/**
+ * Make `reader[method]` send for real and then fail (so the reader's
+ * in-flight bookkeeping stays true); counts the calls.
+ */
+function failAfterSending(reader, method) {
+  const calls = { n: 0 }
+  reader[method] = function (...args) {
+    calls.n++
+    return Object.getPrototypeOf(this)
+      [method].apply(this, args)
+      .then(() => Promise.reject(new Error('connection reset')))
+  }
+  return calls
+}
+
 /** Count the calls of `reader[method]` (an own property over the prototype's). */
 function spy(reader, method) {
   const calls = { n: 0 }
@@ -429,19 +444,12 @@ test('a getOrSet whose GET over the JS connection fails is looked up natively, i
       await c.get('warm-up')
       return reader.ready
     })
-    // The GET goes out (the reader's bookkeeping stays true) and fails.
-    let sent = 0
-    reader.send = function (...args) {
-      sent++
-      return Object.getPrototypeOf(this)
-        .send.apply(this, args)
-        .then(() => Promise.reject(new Error('connection reset')))
-    }
+    const sent = failAfterSending(reader, 'send')
     const before = c.stats()
     let calls = 0
     const got = await c.getOrSet({ key: 'k', factory: () => calls++ })
     const after = c.stats()
-    assert.equal(sent, 1, 'the JS connection was tried')
+    assert.equal(sent.n, 1, 'the JS connection was tried')
     assert.equal(got, 'from redis')
     assert.equal(calls, 0)
     assert.deepEqual(delta(before, after), { l1_hits: 0, l1_misses: 1, l2_hits: 1, l2_misses: 0, decode_errors: 0, l2_errors: 0 })
@@ -525,16 +533,10 @@ test('a getMany whose MGET over the JS connection fails reads each key natively,
       await c.get('warm-up')
       return reader.ready
     })
-    let sent = 0
-    reader.sendMany = function (...args) {
-      sent++
-      return Object.getPrototypeOf(this)
-        .sendMany.apply(this, args)
-        .then(() => Promise.reject(new Error('connection reset')))
-    }
+    const sent = failAfterSending(reader, 'sendMany')
     const before = c.stats()
     assert.deepEqual(await c.getMany(['a', 'b', 'c']), [1.5, 'two', undefined])
-    assert.equal(sent, 1, 'the JS connection was tried')
+    assert.equal(sent.n, 1, 'the JS connection was tried')
     assert.deepEqual(delta(before, c.stats()), { l1_hits: 0, l1_misses: 3, l2_hits: 2, l2_misses: 1, decode_errors: 0, l2_errors: 0 })
   } finally {
     delete reader.sendMany

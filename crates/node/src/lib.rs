@@ -353,19 +353,15 @@ impl NativeCache {
             return Ok(Either::A(None));
         }
         let cache = self.inner.clone();
-        let mut fut = Box::pin(async move {
+        let r = now_or_promise(env, async move {
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let starts = cache.start_read_many(&refs).await.map_err(js_err)?;
             Ok(starts.into_iter().map(read_shape).collect::<Vec<_>>())
-        });
-        let polled = {
-            let _ctx = stratacache::runtime::runtime().enter();
-            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-        };
-        match polled {
-            Poll::Ready(r) => r.map(|v| Either::A(Some(v))),
-            Poll::Pending => env.spawn_future(fut).map(Either::B),
-        }
+        })?;
+        Ok(match r {
+            Either::A(v) => Either::A(Some(v)),
+            Either::B(p) => Either::B(p),
+        })
     }
 
     /// `finishRead` for the keys of one `MGET` (`data`: its replies, in
@@ -388,21 +384,13 @@ impl NativeCache {
         }
         let cache = self.inner.clone();
         let bytes: Vec<Option<Vec<u8>>> = data.into_iter().map(|b| b.map(|b| b.to_vec())).collect();
-        let mut fut = Box::pin(async move {
+        now_or_promise(env, async move {
             let mut out = Vec::with_capacity(keys.len());
             for ((k, b), e) in keys.iter().zip(bytes).zip(epochs) {
                 out.push(cache.finish_read(k, b, e as u64).await.map(JsEntry));
             }
             Ok(out)
-        });
-        let polled = {
-            let _ctx = stratacache::runtime::runtime().enter();
-            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-        };
-        match polled {
-            Poll::Ready(r) => r.map(Either::A),
-            Poll::Pending => env.spawn_future(fut).map(Either::B),
-        }
+        })
     }
 
     /// The second half: `data` is Redis's reply to the `GET`. Returns the
@@ -425,7 +413,7 @@ impl NativeCache {
         // Borrowed, not a `Buffer` (which takes a reference on the JS
         // object): the bytes are copied out here anyway.
         let bytes = data.map(|b| b.to_vec());
-        let mut fut = Box::pin(async move {
+        now_or_promise(env, async move {
             let e = cache.finish_read(&key, bytes, epoch as u64).await;
             if let Some(n) = joined
                 && n > 0
@@ -434,15 +422,7 @@ impl NativeCache {
                 cache.count_joined_reads(u64::from(n));
             }
             Ok(e.map(JsEntry))
-        });
-        let polled = {
-            let _ctx = stratacache::runtime::runtime().enter();
-            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-        };
-        match polled {
-            Poll::Ready(r) => r.map(Either::A),
-            Poll::Pending => env.spawn_future(fut).map(Either::B),
-        }
+        })
     }
 
     /// The Redis half of `get` after `startRead` (the wrapper's fallback
@@ -648,6 +628,25 @@ impl NativeCache {
             .into_iter()
             .map(NativeLease::new)
             .collect())
+    }
+}
+
+/// Poll `fut` once, here on the JS thread (in the core runtime's context):
+/// its value now, or a Promise of it when it has to wait (judging an entry
+/// whose tag versions are not known here reads them from Redis).
+fn now_or_promise<T, F>(env: &Env, fut: F) -> Result<Either<T, PromiseRaw<'_, T>>>
+where
+    T: ToNapiValue + Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+{
+    let mut fut = Box::pin(fut);
+    let polled = {
+        let _ctx = stratacache::runtime::runtime().enter();
+        fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    };
+    match polled {
+        Poll::Ready(r) => r.map(Either::A),
+        Poll::Pending => env.spawn_future(fut).map(Either::B),
     }
 }
 
