@@ -382,7 +382,9 @@ class Cache extends EventEmitter {
   // was, `{ joined: true }` for callers that shared it (or when the GET
   // failed: the lookup reads natively). `null`: not tried (the connection
   // is not ready). Concurrent callers of a key share one GET, as the
-  // core's single flight shares one native read.
+  // core's single flight shares one native read; but only with the same
+  // L1 epoch: a caller that comes after a write or invalidation of the key
+  // here (the epoch moved on) does not take an answer sent before it.
   async #readThrough(key) {
     const reader = this.#reader
     if (reader === null || !reader.ready) return null
@@ -395,17 +397,22 @@ class Cache extends EventEmitter {
     if (s === null) return null
     if (!(Array.isArray(s) && typeof s[0] === 'string')) return { value: s }
     const shared = this.#reads.get(key)
-    if (shared !== undefined) {
+    if (shared !== undefined && shared.epoch === s[1]) {
       shared.joined++
       const res = await shared.done
       return res.value !== undefined ? res : JOINED
     }
-    const read = { joined: 0, done: null }
-    read.done = this.#sharedRead(reader, key, s[0], s[1], read)
+    const read = { joined: 0, epoch: s[1], done: null }
+    read.done = this.#sharedRead(reader, key, s[0], read)
+    // A newer read replaces an older one as the one to join.
     this.#reads.set(key, read)
     const res = await read.done
     if (res.value !== undefined || res === JOINED) return res
     return { joined: false, bytes: res.bytes, epoch: s[1] }
+  }
+
+  #forget(key, read) {
+    if (this.#reads.get(key) === read) this.#reads.delete(key)
   }
 
   // The core's lookup; `lookupAfter` when `#readThrough` read Redis first.
@@ -414,20 +421,20 @@ class Cache extends EventEmitter {
     return this.#n.lookupAfter(key, nativePolicy, prior.joined, prior.bytes, prior.epoch)
   }
 
-  async #sharedRead(reader, key, redisKey, epoch, read) {
+  async #sharedRead(reader, key, redisKey, read) {
     let bytes
     try {
       bytes = await reader.send(redisKey)
       reader.settled(true)
     } catch {
       reader.settled(false)
-      this.#reads.delete(key)
+      this.#forget(key, read)
       return JOINED
     }
     // Whoever comes now reads for itself.
-    this.#reads.delete(key)
+    this.#forget(key, read)
     try {
-      let v = this.#n.finishRead(key, bytes, epoch, read.joined)
+      let v = this.#n.finishRead(key, bytes, read.epoch, read.joined)
       if (v instanceof Promise) v = await v
       return v ? { value: v } : { bytes }
     } catch {

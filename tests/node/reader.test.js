@@ -308,10 +308,17 @@ function spy(reader, method) {
 
 async function readThroughScenario(raw, jsReads) {
   const namespace = unique('reads-rt')
-  const c = new Cache({ redis: REDIS_URL, namespace, l1: { maxBytes: 8 << 20 }, jsReads, ...TIMEOUTS })
   // Not on the JS connection (the spy below counts the cache's reads).
   const writer = new Cache({ redis: REDIS_URL, namespace, l1: false, jsReads: false })
   const n = new NativeCache({ redis: REDIS_URL, namespace, l1: false })
+  // Written before `c` exists, so its bus never carries them (a late
+  // invalidation would drop what round one put in L1).
+  await writer.set('hit', { a: [1, 'ü'] })
+  await writer.set('text', 'plain')
+  await writer.set('stale', 'old', 1, { grace: '1h' })
+  await raw.set(n.startRead('junk')[0], Buffer.from([0xff, 0x00, 0x13, 0x37]))
+  await until('the entry to go stale', async () => (await writer.get('stale')) === undefined)
+  const c = new Cache({ redis: REDIS_URL, namespace, l1: { maxBytes: 8 << 20 }, jsReads, ...TIMEOUTS })
   const { reader, release } = ownReader()
   try {
     await until('the bus and the read connection', async () => {
@@ -319,11 +326,6 @@ async function readThroughScenario(raw, jsReads) {
       return c.stats().bus_connected === 1 && (!jsReads || reader.ready)
     })
     const sent = spy(reader, 'send')
-    await writer.set('hit', { a: [1, 'ü'] })
-    await writer.set('text', 'plain')
-    await writer.set('stale', 'old', 1, { grace: '1h' })
-    await raw.set(n.startRead('junk')[0], Buffer.from([0xff, 0x00, 0x13, 0x37]))
-    await until('the entry to go stale', async () => (await writer.get('stale')) === undefined)
     let calls = 0
     const call = (key, extra = {}) =>
       c.getOrSet({
@@ -469,9 +471,15 @@ test('getMany sends one MGET over the JS connection, has reads there too; values
     for (const jsReads of [true, false]) {
       const namespace = unique('reads-many')
       const writer = new Cache({ redis: REDIS_URL, namespace, l1: false })
-      // Written before `c` exists (so its bus never carried it): the tag's
-      // version is unknown to `c`, and judging the entry needs Redis
-      // (finishReadMany then answers with a Promise).
+      // Written before `c` exists, so its bus never carries them (a late
+      // invalidation would drop 'a' from L1 below). The tag's version is
+      // unknown to `c`: judging 't' needs Redis (finishReadMany then
+      // answers with a Promise).
+      await writer.setMany([
+        ['a', { a: 1 }],
+        ['b', 'text'],
+        ['n', 7],
+      ])
       await writer.set('t', { t: 1 }, '1m', { tags: ['t1'] })
       const c = new Cache({ redis: REDIS_URL, namespace, l1: { maxBytes: 8 << 20 }, jsReads, ...TIMEOUTS })
       const n = new NativeCache({ redis: REDIS_URL, namespace, l1: false })
@@ -482,11 +490,6 @@ test('getMany sends one MGET over the JS connection, has reads there too; values
           return c.stats().bus_connected === 1 && (!jsReads || reader.ready)
         })
         const mgets = spy(reader, 'sendMany')
-        await writer.setMany([
-          ['a', { a: 1 }],
-          ['b', 'text'],
-          ['n', 7],
-        ])
         await raw.set(n.startRead('junk')[0], Buffer.from([0xff, 0x00, 0x13, 0x37]))
         assert.deepEqual(await c.get('a'), { a: 1 }, 'now in L1')
         const before = c.stats()
@@ -540,6 +543,53 @@ test('a getMany whose MGET over the JS connection fails reads each key natively,
     assert.deepEqual(delta(before, c.stats()), { l1_hits: 0, l1_misses: 3, l2_hits: 2, l2_misses: 1, decode_errors: 0, l2_errors: 0 })
   } finally {
     delete reader.sendMany
+    release()
+    c.close()
+    writer.close()
+  }
+})
+
+test('a getOrSet that comes after a delete here does not share a GET sent before it', async () => {
+  const namespace = unique('reads-rt-epoch')
+  const c = new Cache({ redis: REDIS_URL, namespace, ...TIMEOUTS })
+  const writer = new Cache({ redis: REDIS_URL, namespace, l1: false, jsReads: false })
+  const { reader, release } = ownReader()
+  try {
+    await writer.set('k', 'v1')
+    await until('the read connection', async () => {
+      await c.get('warm-up')
+      return reader.ready
+    })
+    // The first caller's GET goes out; its reply is held back until the
+    // delete below is done and a second caller has started.
+    let replyHeld
+    const held = new Promise((r) => {
+      replyHeld = r
+    })
+    let letReplyThrough
+    reader.send = function (...args) {
+      const real = Object.getPrototypeOf(this).send.apply(this, args)
+      return new Promise((resolve, reject) => {
+        letReplyThrough = () => real.then(resolve, reject)
+        replyHeld()
+      })
+    }
+    let calls = 0
+    const factory = () => {
+      calls++
+      return 'loaded'
+    }
+    const first = c.getOrSet({ key: 'k', factory })
+    await held
+    delete reader.send
+    await c.delete('k')
+    const second = c.getOrSet({ key: 'k', factory })
+    letReplyThrough()
+    assert.equal(await first, 'v1', 'the first caller started before the delete')
+    assert.equal(await second, 'loaded', 'the second caller read after the delete')
+    assert.equal(calls, 1)
+  } finally {
+    delete reader.send
     release()
     c.close()
     writer.close()
