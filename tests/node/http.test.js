@@ -226,12 +226,16 @@ for (const [framework, make] of [['express', expressApp], ['fastify', fastifyApp
 
 test('a cached response is served from L1, or read over the JS connection, without the native lookup', async () => {
   const { NativeCache } = require('../../node/binding.js')
-  const Redis = require('ioredis')
-  const raw = new Redis(REDIS_URL)
   const namespace = unique('http-fast')
   // Two "processes": the second one's L1 (different options: its own) does
-  // not hold what the first one stored.
-  const caches = [new Cache({ namespace, redis: REDIS_URL }), new Cache({ namespace, redis: REDIS_URL, l1: { maxBytes: 3 << 20 } })]
+  // not hold what the first one stored. Their read connection (one per URL
+  // and timeouts) is held here to know when it serves.
+  const timeouts = { connectTimeout: 1000, opTimeout: 500 }
+  const { reader, release } = require('../../node/reader.js').acquire({}, REDIS_URL, timeouts)
+  const caches = [
+    new Cache({ namespace, redis: REDIS_URL, ...timeouts }),
+    new Cache({ namespace, redis: REDIS_URL, l1: { maxBytes: 3 << 20 }, ...timeouts }),
+  ]
   const counts = [{}, {}]
   const apps = []
   const lookup = NativeCache.prototype.lookup
@@ -242,13 +246,11 @@ test('a cached response is served from L1, or read over the JS connection, witho
   }
   try {
     for (const [i, c] of caches.entries()) apps.push(await expressApp(c, counts[i], gateFor()))
-    const readers = async () => (await raw.client('LIST')).split('\n').filter((l) => l.includes(' name=stratacache-reads ') && l.includes(' cmd=get '))
-    // The read connection connects on first use: wait until it serves.
     const first = await request(apps[0].port, '/items/1')
     assert.equal(first.headers['x-cache'], 'MISS')
-    for (let i = 2; (await readers()).length === 0; i++) {
-      assert.ok(i < 500, 'the read connection never served a GET')
-      await request(apps[1].port, `/items/${i}`)
+    // The read connection connects on first use: wait until it serves.
+    for (let i = 0; !reader.ready; i++) {
+      assert.ok(i < 500, 'the read connection never became ready')
       await new Promise((r) => setTimeout(r, 10))
     }
     const before = [caches[0].stats(), caches[1].stats()]
@@ -269,6 +271,6 @@ test('a cached response is served from L1, or read over the JS connection, witho
     NativeCache.prototype.lookup = lookup
     for (const a of apps) await a.close()
     for (const c of caches) c.close()
-    raw.disconnect()
+    release()
   }
 })
