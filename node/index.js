@@ -91,14 +91,14 @@ function encode(serializer, value) {
   }
 }
 
-// Decode by the format recorded in the entry; formats this process does
-// not trust or understand (pickle, msgpack) are a miss, never guessed at.
 /** The stored bytes of an entry as `getLocal` shapes it (HTTP entries are raw). */
 function entryBytes(v) {
   const data = typeof v === 'string' ? v : v[1]
   return typeof data === 'string' ? Buffer.from(data) : data
 }
 
+// Decode by the format recorded in the entry; formats this process does
+// not trust or understand (pickle, msgpack) are a miss, never guessed at.
 function decode(v, serializerName) {
   if (!v) return undefined
   // JSON text (the common case), `[format, data]` (data may be a string),
