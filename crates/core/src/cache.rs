@@ -443,13 +443,21 @@ impl Shared {
     /// known here; 0 when Redis cannot tell (entries recorded with 0 are
     /// never current).
     pub(crate) async fn generation(&self) -> u64 {
-        if let Some(g) = self.versions.generation() {
+        let known = self.versions.generation();
+        if let Some(g) = known
+            && self.l1_trusted.load(Ordering::Acquire)
+        {
             return g;
         }
         let (Some(l2), Some(bus)) = (&self.l2, &self.bus) else {
-            return 0;
+            return known.unwrap_or(0);
         };
-        let candidate = self.versions.generation_candidate();
+        // While the bus is interrupted the known generation is not trusted
+        // as it is: Redis may have come back without it (a restart without
+        // persistence), and a write recording it before the bus reconnects
+        // would be a miss for every process that created another meanwhile.
+        // So it is made sure of (created if absent) like an unknown one.
+        let candidate = known.unwrap_or_else(|| self.versions.generation_candidate());
         let msg = bus.generation_created_message(candidate);
         let publish = Publish {
             channel: &bus.channel,
@@ -459,14 +467,19 @@ impl Shared {
             .ensure_version(&generation_key(&self.namespace), candidate, &publish)
             .await
         {
+            Ok(g) if g != 0 && known.is_some() => {
+                // Redis's own (another process cleared meanwhile) wins.
+                self.versions.set_generation(g);
+                g
+            }
             Ok(g) if g != 0 => {
                 self.versions.set_generation_if_absent(g);
                 self.versions.generation().unwrap_or(g)
             }
-            Ok(_) => 0,
+            Ok(_) => known.unwrap_or(0),
             Err(_) => {
                 Metrics::inc(&self.metrics.l2_errors);
-                0
+                known.unwrap_or(0)
             }
         }
     }
