@@ -1,14 +1,18 @@
 'use strict'
 // Express middleware: `app.get('/items/:id', cached({ cache, ttl: '1m' }), handler)`.
-// Caches the rendered response with HTTP semantics (see node/http.js and
-// docs/architecture.md): coalesced misses, strong ETag and 304,
-// Cache-Control/Age/Vary, no-store/private/Set-Cookie never stored,
-// credentialed requests never served a shared entry unless `keyBy` is given.
+// Translates Express requests and responses for the core's HTTP engine
+// (node/http.js drives it; docs/architecture.md describes the rules).
+// Put it on unsafe routes too (or `app.use(cached({ cache }))`): a
+// successful POST/PUT/PATCH/DELETE invalidates its path's entries.
 
+const inject = require('light-my-request')
 const { rule, begin, headerPairs } = require('./http.js')
 
-// Run the rest of the chain and capture what it sends instead of sending it.
-function capture(res, next) {
+// Run the rest of the chain and capture what it sends instead of sending
+// it. A response written in pieces (a stream) is passed through as it
+// goes: `streamed()` gives the headers to add, and the capture resolves
+// `{ streamed: true }`.
+function capture(res, next, streamed) {
   return new Promise((resolve) => {
     const chunks = []
     const { write, end, writeHead } = res
@@ -23,19 +27,18 @@ function capture(res, next) {
       if (hdrs) for (const [k, v] of Array.isArray(hdrs) ? hdrs : Object.entries(hdrs)) res.setHeader(k, v)
       return res
     }
-    res.write = function (chunk, encoding, cb) {
+    res.write = function (...args) {
+      restore()
+      for (const [k, v] of streamed()) res.setHeader(k, v)
+      resolve({ streamed: true })
+      return res.write(...args)
+    }
+    res.end = function (chunk, encoding, cb) {
       if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') {
         chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8'))
       }
-      const done = [encoding, cb].find((f) => typeof f === 'function')
-      if (done) process.nextTick(done)
-      return true
-    }
-    res.end = function (chunk, encoding, cb) {
-      if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') res.write(chunk, encoding)
       restore()
-      const body = Buffer.concat(chunks)
-      resolve({ status: res.statusCode, headers: headerPairs(res.getHeaders()), body })
+      resolve({ status: res.statusCode, headers: headerPairs(res.getHeaders()), body: Buffer.concat(chunks) })
       const done = [chunk, encoding, cb].find((f) => typeof f === 'function')
       if (done) process.nextTick(done)
       return res
@@ -44,34 +47,41 @@ function capture(res, next) {
   })
 }
 
+function sendAnswer(res, a) {
+  for (const name of res.getHeaderNames()) res.removeHeader(name)
+  res.statusCode = a.status
+  for (const [k, v] of a.headers) res.appendHeader(k, v)
+  res.end(a.body || undefined)
+}
+
 /** Express middleware factory; see `node/express.d.ts` for the options. */
 function cached(options) {
   const r = rule(options)
   return function stratacacheCached(req, res, next) {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return next()
     const url = new URL(req.originalUrl || req.url, 'http://x')
     const info = {
       method: req.method,
       path: url.pathname,
       query: [...url.searchParams.entries()],
       headers: req.headers,
-      route: (req.baseUrl || '') + (req.route && req.route.path ? String(req.route.path) : url.pathname),
       raw: req,
-    }
-    const send = (out) => {
-      if (!out.fromHandler) for (const name of res.getHeaderNames()) res.removeHeader(name)
-      res.statusCode = out.status
-      if (!out.fromHandler) for (const [k, v] of out.headers) res.setHeader(k, v)
-      if (r.xCache) res.setHeader('x-cache', out.state)
-      res.end(out.body || undefined)
+      refresh: (headers) => inject(req.app, { method: 'GET', url: req.originalUrl || req.url, headers }),
     }
     begin(r, info)
       .then(async (step) => {
-        if (step.answer) return send(step.answer)
+        if (step.answer) return sendAnswer(res, step.answer)
+        if (step.pass) {
+          for (const [k, v] of step.pass) res.setHeader(k, v)
+          return next()
+        }
         // Express 5 routes thrown and rejected handler errors to the error
         // handler, which also ends the response: capture resolves either way.
-        const produced = await capture(res, next)
-        send(await step.finish(produced))
+        const produced = await capture(res, next, () => step.streamed())
+        const out = await step.finish(produced)
+        if (produced.streamed) return
+        if (out.answer) return sendAnswer(res, out.answer)
+        for (const [k, v] of out.pass) res.setHeader(k, v)
+        res.end(produced.body)
       })
       .catch(next)
   }

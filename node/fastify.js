@@ -2,15 +2,20 @@
 // Fastify plugin:
 //   await fastify.register(require('stratacache/fastify'), { cache })
 //   fastify.get('/items/:id', { config: { cache: { ttl: '1m' } } }, handler)
-// Same HTTP semantics as the Express middleware (node/http.js).
+// Translates Fastify requests and replies for the core's HTTP engine
+// (node/http.js drives it). Its hooks cover the whole instance: a
+// successful POST/PUT/PATCH/DELETE on any route invalidates its path's
+// entries.
 
 const { rule, begin, headerPairs } = require('./http.js')
 
 const kStep = Symbol('stratacache.fastify')
+const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
 async function stratacacheFastify(fastify, options) {
   const defaults = options || {}
   const rules = new WeakMap()
+  const unsafeRule = defaults.cache ? rule(defaults) : null
   const ruleFor = (config) => {
     let r = rules.get(config)
     if (!r) {
@@ -23,23 +28,28 @@ async function stratacacheFastify(fastify, options) {
 
   fastify.addHook('onRequest', async (request, reply) => {
     const config = configOf(request)
-    if (!config || (request.method !== 'GET' && request.method !== 'HEAD')) return
-    const r = ruleFor(config)
+    let r
+    if (config) r = ruleFor(config)
+    else if (UNSAFE.has(request.method) && unsafeRule) r = unsafeRule
+    else return
     const url = new URL(request.url, 'http://x')
     const step = await begin(r, {
       method: request.method,
       path: url.pathname,
       query: [...url.searchParams.entries()],
       headers: request.headers,
-      route: request.routeOptions.url || url.pathname,
       raw: request,
+      refresh: (headers) => request.server.inject({ method: 'GET', url: request.url, headers }),
     })
     if (step.answer) {
-      const out = step.answer
-      reply.code(out.status)
-      for (const [k, v] of out.headers) reply.header(k, v)
-      if (r.xCache) reply.header('x-cache', out.state)
-      return reply.send(out.body || '')
+      const a = step.answer
+      reply.code(a.status)
+      for (const [k, v] of a.headers) reply.header(k, v)
+      return reply.send(a.body || '')
+    }
+    if (step.pass) {
+      for (const [k, v] of step.pass) reply.header(k, v)
+      return
     }
     request[kStep] = step // the handler runs; onSend finishes
   })
@@ -48,19 +58,22 @@ async function stratacacheFastify(fastify, options) {
     const step = request[kStep]
     if (!step) return payload
     request[kStep] = undefined
-    const r = ruleFor(configOf(request))
     if (payload !== null && payload !== undefined && typeof payload !== 'string' && !Buffer.isBuffer(payload)) {
-      step.abort(new Error('streamed responses are not cached')) // waiters run their own handler
-      if (r.xCache) reply.header('x-cache', 'BYPASS')
+      for (const [k, v] of step.streamed()) reply.header(k, v)
+      await step.finish({ streamed: true })
       return payload
     }
     const body = payload === null || payload === undefined ? Buffer.alloc(0) : Buffer.from(payload)
     const out = await step.finish({ status: reply.statusCode, headers: headerPairs(reply.getHeaders()), body })
-    if (r.xCache) reply.header('x-cache', out.state)
-    if (out.fromHandler) return payload
-    for (const [k, v] of out.headers) reply.header(k, v)
-    reply.code(out.status)
-    return out.body || ''
+    if (out.pass) {
+      for (const [k, v] of out.pass) reply.header(k, v)
+      return payload
+    }
+    const a = out.answer
+    for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name)
+    for (const [k, v] of a.headers) reply.header(k, v)
+    reply.code(a.status)
+    return a.body || ''
   })
 
   // A request that never reached onSend (client gone, hook error): release

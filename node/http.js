@@ -1,45 +1,108 @@
 'use strict'
-// The framework-neutral part of the Express and Fastify middleware. The
-// rules themselves (keys, what may be stored, ETag, Cache-Control, the
-// stored format) are the core's (stratacache::http), shared with Python.
+// The framework-neutral driver of the core's HTTP caching engine
+// (stratacache::http, `HttpRoute` / `HttpExchange` in the binding) for the
+// Express and Fastify adapters. Every rule (keys, privacy, what may be
+// stored, Vary, validators, headers out) is the engine's, shared with
+// Python; this file only does the cache I/O the engine asks for.
 
+const crypto = require('node:crypto')
 const binding = require('./binding.js')
 const { kInternal, parseTtl } = require('./index.js')
-const { InvalidValueError } = require('./errors.js')
+const { ConfigError, InvalidValueError } = require('./errors.js')
 
 const FRESH = 0
+const STALE = 1
 const LEAD = 2
-const DEFAULT_CREDENTIAL_COOKIES = ['sessionid', 'session', 'connect.sid', '_session', 'remember_token']
 const L2 = new Set(['E_L2', 'E_L2_UNAVAILABLE', 'E_L2_TIMEOUT'])
+/** Marks the in-process request that refreshes a stale entry in the background. */
+const REFRESH_HEADER = 'x-stratacache-refresh'
+
+const OPTIONS = new Set([
+  'cache',
+  'ttl',
+  'staleWhileRevalidate',
+  'staleIfError',
+  'vary',
+  'keyBy',
+  'sharedCookies',
+  'privateHeaders',
+  'requestDirectives',
+  'xCache',
+  'tags',
+  'scope',
+])
+const RENAMED = {
+  credentialCookies:
+    'credentialCookies was removed: every cookie now makes a request private; list the cookies that do not identify a user in sharedCookies',
+  name: 'name was renamed scope (it separates the entries of apps sharing a namespace)',
+}
 
 /** Released to coalesced requests when the leader's response may not be shared. */
 class NotShareable extends Error {}
 
+function nearest(name, names) {
+  let best = null
+  let bestD = 3
+  for (const n of names) {
+    const d = distance(name.toLowerCase(), n.toLowerCase())
+    if (d < bestD) [best, bestD] = [n, d]
+  }
+  return best
+}
+
+function distance(a, b) {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
+      prev = cur
+    }
+  }
+  return row[b.length]
+}
+
 function rule(options = {}) {
+  for (const k of Object.keys(options)) {
+    if (OPTIONS.has(k)) continue
+    if (RENAMED[k]) throw new ConfigError(RENAMED[k])
+    const near = nearest(k, OPTIONS)
+    throw new ConfigError(`unknown HTTP cache option ${JSON.stringify(k)}${near ? ` (did you mean ${near}?)` : ''}`)
+  }
   const { cache } = options
   if (!cache || typeof cache[kInternal] !== 'function') throw new InvalidValueError('options.cache must be a stratacache Cache')
   const ttlMs = parseTtl(options.ttl === undefined ? '60s' : options.ttl)
   if (!(ttlMs > 0) || ttlMs === Infinity) throw new InvalidValueError('ttl must be a finite duration > 0')
   const swrMs = parseTtl(options.staleWhileRevalidate === undefined ? 0 : options.staleWhileRevalidate) || 0
   const sieMs = parseTtl(options.staleIfError === undefined ? 0 : options.staleIfError, 'staleIfError') || 0
-  if (!(swrMs >= 0 && sieMs >= 0)) throw new InvalidValueError('staleWhileRevalidate and staleIfError must be >= 0')
-  return {
-    cache,
-    ttlMs,
-    ttlS: Math.max(1, Math.round(ttlMs / 1000)),
-    swrMs,
-    swrS: Math.round(swrMs / 1000),
-    sieMs,
-    // How long an entry stays servable after its TTL (for either use).
-    graceMs: Math.max(swrMs, sieMs),
-    vary: (options.vary || []).map((h) => h.toLowerCase()),
-    keyBy: options.keyBy,
-    credentialCookies: options.credentialCookies || DEFAULT_CREDENTIAL_COOKIES,
-    xCache: options.xCache !== false,
-    name: options.name,
-    // Tags of the stored responses: a list, or (req) => list.
-    tags: options.tags,
+  if (options.keyBy !== undefined && typeof options.keyBy !== 'function') throw new InvalidValueError('keyBy must be a function')
+  let route
+  try {
+    route = new binding.HttpRoute({
+      scope: options.scope,
+      ttlMs,
+      staleWhileRevalidateMs: swrMs,
+      staleIfErrorMs: sieMs,
+      vary: [...(options.vary || [])],
+      sharedCookies: [...(options.sharedCookies || [])],
+      privateHeaders: [...(options.privateHeaders || [])],
+      keyed: typeof options.keyBy === 'function',
+      requestDirectives: options.requestDirectives,
+      xCache: options.xCache !== false,
+    })
+  } catch (e) {
+    throw configError(e)
   }
+  return { cache, route, ttlMs, swrMs, sieMs, keyBy: options.keyBy, tags: options.tags }
+}
+
+function configError(e) {
+  const m = /^\[(E_[A-Z_]+)\] (.*)$/s.exec(String(e && e.message))
+  if (m && m[1] === 'E_CONFIG') return new ConfigError(m[2])
+  if (m) return new InvalidValueError(m[2])
+  return e
 }
 
 function headerPairs(headers) {
@@ -52,101 +115,168 @@ function headerPairs(headers) {
   return out
 }
 
+// Background refreshes waiting for their in-process request: token -> { key, lease }.
+const refreshes = new Map()
+
 /**
  * First half of handling a request.
- * req: { method, path, query: [[k, v]], headers (lower-case), route, raw }
- * Resolves either { answer } (send it; the route handler must not run) or
- * { finish, abort }: run the route handler, then `finish(res)` with what it
- * produced ({ status, headers: [[k, v]], body: Buffer }) resolves the answer
- * to send, or `abort(err)` if it failed before producing anything.
- * An answer is { status, headers: [[k, v]], body: Buffer | null, state,
- * fromHandler } (fromHandler: send the handler's own response as it is).
+ * req: { method, path, query: [[k, v]] (decoded, in order), headers (object,
+ * lower-case), raw (the framework's request), refresh(headers) (replays the
+ * request in-process with these headers: a Promise) }.
+ * Resolves one of
+ *   { answer }                  send it; the handler must not run;
+ *   { pass }                    run the handler, send its response with the `pass` headers added;
+ *   { finish(res), streamed(), abort(err) }
+ *       run the handler, then `finish` with what it produced ({ status,
+ *       headers: [[k, v]], body: Buffer } or { streamed: true }) resolves
+ *       { answer } or { pass }; `streamed()` (synchronous, before the
+ *       stream's first byte) gives the headers to add to a streamed
+ *       response; `abort` if it never produced anything.
  */
 async function begin(r, req) {
   const internal = r.cache[kInternal]()
-  const passThrough = { finish: async (res) => ({ ...res, state: 'BYPASS', fromHandler: true }), abort: () => {} }
-  const directives = binding.httpDirectives(req.headers['cache-control'] || '')
-  let principal = null
-  if (binding.httpHasCredentials(req.headers.authorization, req.headers.cookie, r.credentialCookies)) {
-    if (!r.keyBy) return passThrough
-    principal = String(await r.keyBy(req.raw))
+  const now = () => Date.now() / 1000
+  let pending = null
+  const token = req.headers[REFRESH_HEADER]
+  if (token !== undefined) {
+    // Only a token this process handed out means anything; it is never kept.
+    pending = refreshes.get(String(token)) || null
+    refreshes.delete(String(token))
+    delete req.headers[REFRESH_HEADER]
   }
-  if (directives.includes('no-store')) return passThrough
-  const priv = principal !== null
-  const key = binding.httpRequestKey(
-    r.name || req.route,
-    'GET',
-    req.path,
-    req.query,
-    r.vary.map((h) => [h, String(req.headers[h] || '')]),
-    principal,
-  )
-  const answer = (entry, state) => {
-    const a = binding.httpAnswer(entry, Date.now() / 1000, priv, r.swrS, r.vary, req.headers['if-none-match'])
-    return a && { status: a.status, headers: a.headers, body: a.body, state, fromHandler: false }
+  const ex = r.route.exchange(req.method, req.path, req.query, headerPairs(req.headers))
+  let step = ex.start()
+  if (step.kind === 'principal') {
+    const p = await r.keyBy(req.raw)
+    step = ex.setPrincipal(p === undefined || p === null ? null : String(p))
   }
-  const store = (res) => binding.httpStore(res.status, res.headers, res.body, Date.now() / 1000, r.ttlS, priv)
-  const tags = typeof r.tags === 'function' ? await r.tags(req.raw) : r.tags
   const l2Trouble = (e) => {
     if (!(internal.failOpen && L2.has(e.code))) throw e
     internal.emitError(e)
+    return null
   }
-
-  if (directives.includes('no-cache')) {
-    // Revalidate: the handler runs and its response replaces the entry.
+  if (step.kind === 'unsafe') {
     return {
       finish: async (res) => {
-        const entry = store(res)
-        if (!entry) return passThrough.finish(res)
-        await internal.setRaw(key, entry, r.ttlMs, r.graceMs, tags).catch(l2Trouble)
-        return answer(entry, 'MISS')
+        if (res.streamed) return { pass: [] }
+        const s = ex.onResponse(res.status, res.headers, res.body, now())
+        if (s.invalidate.length) await r.cache.invalidateTags(s.invalidate).catch(l2Trouble)
+        return { pass: [] }
       },
+      streamed: () => [],
       abort: () => {},
     }
   }
+  if (step.kind === 'pass') {
+    if (pending) internal.abandon(pending.lease, new NotShareable('refresh request bypassed the cache'))
+    return { pass: ex.passHeaders(step.bypass) }
+  }
+  const userTags = typeof r.tags === 'function' ? await r.tags(req.raw) : r.tags || []
+  const tags = [...userTags, ...ex.tags()]
+  const policy = { allowStale: r.swrMs > 0, failSafe: r.sieMs > 0 }
+  let key = step.key
+  let lease = null
+  if (step.kind === 'refresh') {
+    const got = await internal.tryLease(key).catch(l2Trouble)
+    lease = got || null
+  }
+  // At most twice: the base key, then the variant a marker names.
+  for (let hop = 0; lease === null && hop < 2; hop++) {
+    if (pending && pending.key === key) {
+      lease = pending.lease
+      pending = null
+      break
+    }
+    let look
+    try {
+      look = await internal.lookup(key, policy, tags)
+    } catch (e) {
+      if (e instanceof NotShareable) return { pass: ex.passHeaders('not-storable') }
+      l2Trouble(e)
+      return { pass: ex.passHeaders('error') }
+    }
+    if (look.kind === LEAD) {
+      lease = look.lease
+      break
+    }
+    const found = ex.onEntry(look.data, look.kind === STALE, now())
+    if (found.kind === 'follow') {
+      // A stale marker with the lease: keep it (the marker is not the stale part).
+      if (look.lease) await internal.complete(look.lease, look.data, r.ttlMs, r.route.graceMs, tags).catch(l2Trouble)
+      key = found.key
+      continue
+    }
+    if (found.kind === 'answer') {
+      if (look.lease) refreshInBackground(r, req, key, look.lease, internal)
+      return { answer: found.answer }
+    }
+    // Unusable bytes (another format): the handler runs; its response
+    // replaces them (no flight to lead: `lease` stays null).
+    if (look.lease) lease = look.lease
+    break
+  }
+  if (pending) internal.abandon(pending.lease, new NotShareable('refresh request led elsewhere'))
+  return lead(r, ex, internal, key, lease, tags, l2Trouble, now)
+}
 
-  let look
-  try {
-    look = await internal.lookup(key, { allowStale: r.swrMs > 0, failSafe: r.sieMs > 0 }, tags)
-  } catch (e) {
-    if (e instanceof NotShareable) return passThrough // the leader's response was not shareable
-    l2Trouble(e)
-    return passThrough
-  }
-  if (look.kind !== LEAD && look.data && !look.lease) {
-    const a = answer(look.data, look.kind === FRESH ? 'HIT' : 'STALE')
-    if (a) return { answer: a }
-  }
-  if (!look.lease) return passThrough
-  // We lead (a miss, or the one refresh of a stale entry): the handler runs
-  // once and coalesced requests get its response.
-  const lease = look.lease
+function lead(r, ex, internal, key, lease, tags, l2Trouble, now) {
   let settled = false
+  const release = (why) => {
+    if (lease !== null) internal.abandon(lease, new NotShareable(why))
+    lease = null
+  }
   return {
     finish: async (res) => {
       settled = true
-      if (res.status >= 500 && r.sieMs > 0) {
-        // stale-if-error: serve the previous entry instead of the failure,
-        // and keep it a while so the failing backend is not hammered.
+      if (res.streamed) return { pass: [] } // see streamed()
+      const s = ex.onResponse(res.status, res.headers, res.body, now())
+      if (s.useStale && lease !== null) {
         const stale = await internal.failSafe(lease, new Error(`handler answered ${res.status}`)).catch(l2Trouble)
-        const a = stale && answer(stale, 'STALE')
-        if (a) return a
+        if (stale !== null && stale !== undefined) {
+          lease = null // consumed by the fail-safe
+          const found = ex.onEntry(stale, true, now())
+          if (found.kind === 'answer') return { answer: found.answer }
+        }
       }
-      const entry = store(res)
-      if (!entry) {
-        internal.abandon(lease, new NotShareable('response may not be shared'))
-        return passThrough.finish(res)
+      for (const [k, bytes] of s.writes) await internal.setRaw(k, bytes, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
+      if (s.complete) {
+        if (lease !== null) await internal.complete(lease, s.complete, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
+        else await internal.setRaw(key, s.complete, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
+        lease = null
+      } else {
+        release('response may not be shared')
       }
-      await internal.complete(lease, entry, r.ttlMs, r.graceMs, tags).catch(l2Trouble)
-      return answer(entry, 'MISS')
+      return s.answer ? { answer: s.answer } : { pass: ex.passHeaders(s.bypass || 'not-storable') }
+    },
+    streamed: () => {
+      release('streamed response')
+      return ex.passHeaders('streamed')
     },
     abort: (reason) => {
       if (settled) return
       settled = true
-      // Waiters run their own handler rather than share this failure.
-      internal.abandon(lease, new NotShareable(String((reason && reason.message) || reason || 'no response')))
+      // Waiters run their own request rather than share this failure.
+      release(String((reason && reason.message) || reason || 'no response'))
     },
   }
 }
 
-module.exports = { rule, begin, headerPairs, NotShareable, DEFAULT_CREDENTIAL_COOKIES }
+// Stale-while-revalidate: the request was answered from the stale entry;
+// the same request is replayed in-process with a one-time token, and its
+// pass through the middleware leads the flight with this lease.
+function refreshInBackground(r, req, key, lease, internal) {
+  const token = crypto.randomBytes(16).toString('hex')
+  refreshes.set(token, { key, lease })
+  const headers = { ...req.headers, [REFRESH_HEADER]: token }
+  delete headers['if-none-match']
+  delete headers['if-modified-since']
+  Promise.resolve()
+    .then(() => req.refresh(headers))
+    .catch((e) => internal.emitError(e))
+    .finally(() => {
+      // Never reached the middleware (rejected before it): release the flight.
+      if (refreshes.delete(token)) internal.abandon(lease, new NotShareable('background refresh did not run'))
+    })
+}
+
+module.exports = { rule, begin, headerPairs, NotShareable, REFRESH_HEADER }

@@ -855,6 +855,15 @@ class Cache extends EventEmitter {
           throw native(e)
         }
       },
+      /** A forced lease on `key` (refresh over a fresh entry), or null when it is being loaded already. */
+      async tryLease(key) {
+        try {
+          const [lease] = await n.tryLeases([key], true)
+          return lease || null
+        } catch (e) {
+          throw native(e)
+        }
+      },
       async setRaw(key, data, ttlMs, graceMs, tags) {
         try {
           await n.set(key, data, Format.RAW, ttlMs, graceMs, tags)

@@ -8,16 +8,13 @@ __all__ = [
     "LEAD",
     "STALE",
     "Cache",
+    "HttpExchange",
+    "HttpRoute",
+    "HttpSettle",
     "Lease",
     "Policy",
     "__version__",
     "after_fork_child",
-    "http_answer",
-    "http_directives",
-    "http_etag",
-    "http_has_credentials",
-    "http_request_key",
-    "http_store",
 ]
 
 __version__: Final[str]
@@ -30,28 +27,59 @@ _Value = tuple[int, bytes]
 _LookupResult = tuple[int, int | None, bytes | None, Lease | None]
 
 def after_fork_child() -> None: ...
-def http_request_key(
-    route: str,
-    method: str,
-    path: str,
-    query: list[tuple[str, str]],
-    vary: list[tuple[str, str]],
-    principal: str | None = None,
-) -> str: ...
-def http_has_credentials(authorization: str | None, cookie: str | None, credential_cookies: list[str]) -> bool: ...
-def http_directives(cache_control: str) -> list[str]: ...
-def http_store(
-    status: int, headers: list[tuple[str, str]], body: bytes, stored_at: float, ttl: int, private: bool
-) -> bytes | None: ...
-def http_answer(
-    entry: bytes,
-    now: float,
-    private: bool,
-    stale_while_revalidate: int,
-    vary: list[str],
-    if_none_match: str | None = None,
-) -> tuple[int, list[tuple[str, str]], bytes | None, str] | None: ...
-def http_etag(body: bytes) -> str: ...
+
+_Headers = list[tuple[str, str]]
+_Answer = tuple[int, _Headers, bytes | None]
+
+@final
+class HttpRoute:
+    def __new__(
+        cls,
+        *,
+        ttl: float,
+        stale_while_revalidate: float,
+        stale_if_error: float,
+        vary: list[str],
+        shared_cookies: list[str],
+        private_headers: list[str],
+        keyed: bool,
+        request_directives: str,
+        x_cache: bool,
+        scope: str,
+    ) -> HttpRoute: ...
+    @property
+    def ttl(self) -> float: ...
+    @property
+    def grace(self) -> float: ...
+    def exchange(self, method: str, path: str, query: _Headers, headers: _Headers) -> HttpExchange: ...
+
+@final
+class HttpSettle:
+    @property
+    def use_stale(self) -> bool: ...
+    @property
+    def writes(self) -> list[tuple[str, bytes]]: ...
+    @property
+    def complete(self) -> bytes | None: ...
+    @property
+    def invalidate(self) -> list[str]: ...
+    @property
+    def answer(self) -> _Answer | None: ...
+    @property
+    def bypass(self) -> str | None: ...
+    @property
+    def ttl(self) -> float: ...
+    @property
+    def grace(self) -> float: ...
+
+@final
+class HttpExchange:
+    def start(self) -> tuple[str, str | None]: ...
+    def set_principal(self, principal: str | None) -> tuple[str, str | None]: ...
+    def tags(self) -> list[str]: ...
+    def on_entry(self, data: bytes, stale: bool, now: float) -> tuple[str, Any]: ...
+    def on_response(self, status: int, headers: _Headers, body: bytes, now: float) -> HttpSettle: ...
+    def pass_headers(self, bypass: str) -> _Headers: ...
 
 @final
 class Lease:

@@ -1,96 +1,89 @@
-"""FastAPI integration: response caching with HTTP semantics, and the cache
-as a dependency.
+"""FastAPI response caching with HTTP semantics.
 
-.. code-block:: python
-
-    from fastapi import Depends, FastAPI
-    from stratacache import Cache
-    from stratacache.fastapi import cached, get_cache, setup
+::
 
     app = FastAPI()
-    setup(app, Cache(redis_url="redis://127.0.0.1:6379", namespace="api"))
+    setup(app, cache)                 # the cache, and the middleware that caches
 
-    @app.get("/products/{pid}")
-    @cached(ttl=60, stale_while_revalidate=30)
-    async def product(pid: int):
-        return await db.product(pid)
+    @app.get("/items/{item_id}", response_model=Item)
+    @cached(ttl=60)
+    async def item(item_id: int) -> Item: ...
 
-    @app.get("/me/orders")
-    @cached(ttl=30, key_by=lambda request: request.state.user_id)  # per user, private
-    async def my_orders(request: Request): ...
+What is cached is what FastAPI sends: the response after ``response_model``,
+``status_code``, ``response_class`` and headers set on an injected
+``Response``; cached and uncached answers are byte-identical but for
+``Age``, ``Date``, ``X-Cache`` and ``Cache-Status``. Hits are answered by
+the middleware before the route's dependencies run; background tasks run
+only when the endpoint does. The rules (keys, privacy, what may be stored,
+``Vary``, validators) are the core's, shared with Express and Fastify: see
+:mod:`stratacache.http` and docs/architecture.md.
 
-    @app.post("/products/{pid}")
-    async def update(pid: int, cache: Cache = Depends(get_cache)): ...
-
-What ``@cached`` does (GET and HEAD only; other methods pass through):
-
-- Caches the *rendered* response (status, headers, body bytes). A return
-  value that is not a ``Response`` is rendered as FastAPI's default JSON
-  (``jsonable_encoder``), so return the already-filtered model when the
-  route relies on ``response_model`` filtering.
-- Concurrent misses of one URL run the endpoint once (single-flight).
-- Strong ETag from the body hash, ``If-None-Match`` → ``304``.
-- ``Cache-Control`` out: ``public``/``private``, ``max-age`` (what is left of
-  the TTL), ``stale-while-revalidate``; ``Age``; ``Vary``.
-- Honoured in: a response with ``Cache-Control: no-store`` or ``private``
-  (unless keyed per user), or one that sets cookies, or a status other than
-  200, is returned but never stored; request ``no-store`` bypasses the
-  cache; request ``no-cache`` revalidates (the endpoint runs and the entry
-  is replaced).
-- A request carrying ``Authorization`` or a session cookie is never served
-  from a shared entry: with ``key_by`` it gets its own private entry,
-  without it bypasses the cache.
-- ``X-Cache: HIT | MISS | STALE | BYPASS`` (``x_cache=False`` turns it off).
-- ``stale_while_revalidate=N``: for N seconds after the TTL a stale entry is
-  served at once (``X-Cache: STALE``) while exactly one request (one per
-  fleet with Redis) re-runs the endpoint in the background.
-- ``stale_if_error=N`` (fail-safe): when the endpoint raises and an entry at
-  most N seconds past its TTL exists, that entry is served instead of the
-  error, and kept for ``fail_safe_throttle`` seconds so a failing backend is
-  not hammered.
-- Concurrent misses across processes sharing Redis run the endpoint once
-  (the fleet lease).
-- ``tags=[...]`` (or a callable on the request): the stored responses carry
-  these tags; ``await cache.ainvalidate_tags([...])`` makes them stale in
-  every process.
+Private by default: a request with ``Authorization``, any cookie not listed in
+``shared_cookies``, or the header of an ``APIKeyHeader`` scheme is never
+answered from a shared entry. A cached route whose dependencies use a
+``fastapi.security`` scheme, or read a header (not in ``vary``) or a
+shared cookie, is refused at startup (or at its first request) unless it
+gives ``key_by``. A successful POST/PUT/PATCH/DELETE invalidates the cached
+entries of its path in every process.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextvars
 import functools
 import inspect
 import logging
-import time
-from collections.abc import Awaitable, Sequence
-from typing import Any, Callable, TypeVar, Union
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from fastapi.routing import APIRoute
+from fastapi.security.base import SecurityBase
+from starlette.routing import Match
 
 from . import _native
-from . import http as rules
 from ._loading import Policy
 from .client import Cache
-from .http import DEFAULT_CREDENTIAL_COOKIES
-from .serializers import FORMAT_RAW
+from .exceptions import ConfigError
+from .http import ASGIApp, HttpRule, KeyBy, Receive, Scope, Send, Tags, handle
 
-__all__ = ["cached", "get_cache", "setup"]
+__all__ = ["CacheMiddleware", "cached", "get_cache", "setup"]
 
 log = logging.getLogger("stratacache")
 
 F = TypeVar("F", bound=Callable[..., Any])
-KeyBy = Callable[[Request], Union[str, Awaitable[str]]]
 
-_REQUEST_PARAM = "__stratacache_request"
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_MATCH_MEMO = 10_000
+_through_cache: contextvars.ContextVar[bool] = contextvars.ContextVar("stratacache_through_cache", default=False)
 
 
-def setup(app: FastAPI, cache: Cache) -> None:
-    """Make ``cache`` the app's cache (for ``@cached`` and ``Depends(get_cache)``)."""
+@dataclass(frozen=True)
+class _Options:
+    ttl: float
+    cache: Cache | None
+    stale_while_revalidate: float
+    stale_if_error: float
+    vary: tuple[str, ...]
+    key_by: KeyBy | None
+    shared_cookies: tuple[str, ...]
+    private_headers: tuple[str, ...]
+    request_directives: str
+    x_cache: bool
+    tags: Tags
+    scope: str | None
+    fail_safe_throttle: float
+
+
+def setup(app: FastAPI, cache: Cache, *, scope: str = "") -> None:
+    """Make ``cache`` the app's cache (for ``@cached`` and ``Depends(get_cache)``)
+    and install the caching middleware. ``scope`` separates the entries of
+    apps sharing one namespace."""
+    if getattr(app.state, "stratacache", None) is not None:
+        raise ConfigError("stratacache.fastapi.setup(app, ...) was called twice for this app")
     app.state.stratacache = cache
+    app.add_middleware(CacheMiddleware, fastapi_app=app, cache=cache, scope=scope)
 
 
 def get_cache(request: Request) -> Cache:
@@ -101,184 +94,208 @@ def get_cache(request: Request) -> Cache:
     return cache  # type: ignore[no-any-return]
 
 
-class _NotShareable(Exception):
-    """Releases coalesced requests when the leader's response may not be shared."""
-
-
 def cached(
-    ttl: int = 60,
+    ttl: float = 60,
     *,
     cache: Cache | None = None,
-    stale_while_revalidate: int = 0,
+    stale_while_revalidate: float = 0,
+    stale_if_error: float = 0,
     vary: Sequence[str] = (),
     key_by: KeyBy | None = None,
-    credential_cookies: Sequence[str] = DEFAULT_CREDENTIAL_COOKIES,
+    shared_cookies: Sequence[str] = (),
+    private_headers: Sequence[str] = (),
+    request_directives: str = "ignore",
     x_cache: bool = True,
-    stale_if_error: int = 0,
+    tags: Tags = (),
+    scope: str | None = None,
     fail_safe_throttle: float = 30.0,
-    tags: Sequence[str] | Callable[[Request], Sequence[str]] = (),
 ) -> Callable[[F], F]:
-    """Cache a path operation's response; see the module docs."""
-    if ttl <= 0:
-        raise ValueError("ttl must be > 0 seconds")
-    vary_headers = [h.lower() for h in vary]
-    swr = int(stale_while_revalidate)
-    sie = int(stale_if_error)
-    if swr < 0 or sie < 0:
-        raise ValueError("stale_while_revalidate and stale_if_error must be >= 0 seconds")
-    grace = float(max(swr, sie))
-    base_policy = Policy(allow_stale=swr > 0, fail_safe=sie > 0, grace=grace, fail_safe_throttle=fail_safe_throttle)
+    """Cache a path operation's responses; see the module docs. Options are
+    checked here (a bad one raises :class:`ConfigError` at import)."""
+    o = _Options(
+        float(ttl),
+        cache,
+        float(stale_while_revalidate),
+        float(stale_if_error),
+        tuple(vary),
+        key_by,
+        tuple(shared_cookies),
+        tuple(private_headers),
+        request_directives,
+        x_cache,
+        tags if callable(tags) else tuple(tags),
+        scope,
+        float(fail_safe_throttle),
+    )
+    _route_of(o, "", ())  # validate now
 
     def decorator(endpoint: F) -> F:
-        sig = inspect.signature(endpoint)
-        wants_request = next((n for n, p in sig.parameters.items() if p.annotation in (Request, "Request")), None)
-        params = list(sig.parameters.values())
-        if wants_request is None:
-            # FastAPI injects the request into any parameter annotated Request.
-            params.append(inspect.Parameter(_REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request))
-        route_id = f"{endpoint.__module__}.{endpoint.__qualname__}"
-        is_async = inspect.iscoroutinefunction(endpoint)
+        name = f"{endpoint.__module__}.{endpoint.__qualname__}"
+        warned = False
 
-        async def call_endpoint(kwargs: dict[str, Any]) -> Response:
-            if is_async:
-                result = await endpoint(**kwargs)
-            else:
-                result = await run_in_threadpool(endpoint, **kwargs)
-            if isinstance(result, Response):
-                return result
-            return JSONResponse(jsonable_encoder(result))
+        def check() -> None:
+            nonlocal warned
+            if not _through_cache.get() and not warned:
+                warned = True
+                log.warning("stratacache: %s ran without stratacache.fastapi.setup(app, cache): not cached", name)
 
-        @functools.wraps(endpoint)
-        async def wrapper(*args: Any, **kwargs: Any) -> Response:
-            request: Request = kwargs[wants_request] if wants_request else kwargs.pop(_REQUEST_PARAM)
-            c = cache or get_cache(request)
-            if request.method not in ("GET", "HEAD"):
-                return await call_endpoint(kwargs)
-            req_directives = rules.directives(request.headers.get("cache-control"))
-            principal: str | None = None
-            if rules.has_credentials(
-                request.headers.get("authorization"), request.headers.get("cookie"), credential_cookies
-            ):
-                if key_by is None:
-                    return _mark(await call_endpoint(kwargs), "BYPASS", x_cache)
-                p = key_by(request)
-                principal = str(await p if inspect.isawaitable(p) else p)
-            if "no-store" in req_directives:
-                return _mark(await call_endpoint(kwargs), "BYPASS", x_cache)
-            key = rules.request_key(
-                route=route_id,
-                method="GET",
-                path=request.url.path,
-                query=request.query_params.multi_items(),
-                vary={h: request.headers.get(h, "") for h in vary_headers},
-                principal=principal,
-            )
-            private = principal is not None
-            entry_tags = list(tags(request) if callable(tags) else tags)
-            policy = base_policy.updated(tags=tuple(entry_tags) or None)
+        if inspect.iscoroutinefunction(endpoint):
 
-            def serve(entry: bytes, state: str) -> Response | None:
-                a = rules.answer(entry, time.time(), private, swr, vary_headers, request.headers.get("if-none-match"))
-                if a is None:
-                    return None
-                response = Response(content=a.body or b"", status_code=a.status)
-                for k, v in a.headers:
-                    response.headers.append(k, v)
-                return _mark(response, state, x_cache)
+            @functools.wraps(endpoint)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                check()
+                return await endpoint(*args, **kwargs)
 
-            async def produce() -> tuple[Response, bytes | None]:
-                response = await call_endpoint(kwargs)
-                body = bytes(response.body) if hasattr(response, "body") else None
-                if body is None:  # streaming responses are not stored
-                    return response, None
-                entry = rules.store(response.status_code, response.headers.items(), body, time.time(), ttl, private)
-                return response, entry
+            wrapper: Any = async_wrapper
+        else:
 
-            if "no-cache" in req_directives:
-                response, entry = await produce()
-                if entry is None:
-                    return _mark(response, "BYPASS", x_cache)
-                await c._n.aset(key, entry, FORMAT_RAW, float(ttl), grace, entry_tags or None)
-                return serve(entry, "MISS") or _mark(response, "BYPASS", x_cache)
+            @functools.wraps(endpoint)
+            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+                check()
+                return endpoint(*args, **kwargs)
 
-            try:
-                kind, _fmt, data, lease = await c._n.alookup(key, policy.native)
-            except _NotShareable:
-                # The leader's response may not be shared: produce our own.
-                return _mark(await call_endpoint(kwargs), "BYPASS", x_cache)
-            if kind == _native.STALE and lease is not None:
-                # Serve the stale entry now; this request's lease refreshes
-                # it in the background (once for everyone).
-                _refresh_in_background(lease, produce, float(ttl), grace, entry_tags)
-                lease = None
-            if kind != _native.LEAD and data is not None and lease is None:
-                served = serve(data, "HIT" if kind == _native.FRESH else "STALE")
-                if served is not None:
-                    return served
-            if lease is None:  # undecodable entry: load without coalescing
-                response, _ = await produce()
-                return _mark(response, "BYPASS", x_cache)
-            # We lead (a miss): run the endpoint once; everyone waiting on
-            # this URL gets the result.
-            try:
-                response, entry = await produce()
-            except Exception as e:
-                if lease.fallback() is not None:
-                    _fmt, stale = await lease.afail(e)  # fail-safe: serve stale
-                    served = serve(stale, "STALE")
-                    if served is not None:
-                        return served
-                    raise
-                lease.abandon(e)
-                raise
-            except BaseException as e:
-                lease.abandon(e)
-                raise
-            if entry is None:
-                # Not storable (no-store, private, cookies, not 200): it may
-                # not be shared either, so the waiters produce their own.
-                lease.abandon(_NotShareable())
-                return _mark(response, "BYPASS", x_cache)
-            await lease.acomplete(entry, FORMAT_RAW, float(ttl), grace, entry_tags or None)
-            return serve(entry, "MISS") or _mark(response, "MISS", x_cache)
-
-        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
+            wrapper = sync_wrapper
+        wrapper.__stratacache__ = o
+        return wrapper  # type: ignore[no-any-return]
 
     return decorator
 
 
-_refreshes: set[asyncio.Task[None]] = set()
+def _route_of(o: _Options, scope: str, private_headers: Sequence[str]) -> _native.HttpRoute:
+    if o.ttl <= 0:
+        raise ConfigError("ttl must be > 0 seconds")
+    return _native.HttpRoute(
+        ttl=o.ttl,
+        stale_while_revalidate=o.stale_while_revalidate,
+        stale_if_error=o.stale_if_error,
+        vary=list(o.vary),
+        shared_cookies=list(o.shared_cookies),
+        private_headers=[*o.private_headers, *private_headers],
+        keyed=o.key_by is not None,
+        request_directives=o.request_directives,
+        x_cache=o.x_cache,
+        scope=o.scope if o.scope is not None else scope,
+    )
 
 
-def _refresh_in_background(
-    lease: _native.Lease,
-    produce: Callable[[], Awaitable[tuple[Response, bytes | None]]],
-    ttl: float,
-    grace: float,
-    tags: list[str],
-) -> None:
-    async def refresh() -> None:
-        try:
-            _, entry = await produce()
-        except Exception as e:
-            log.warning("stratacache: background refresh of %r failed: %s", lease.key, e)
-            if lease.fallback() is not None:
-                await lease.afail(e)
-            else:
-                lease.abandon(e)
+def _dependants(d: Any) -> list[Any]:
+    out = [d]
+    for sub in getattr(d, "dependencies", []):
+        out.extend(_dependants(sub))
+    return out
+
+
+def _header_name(p: Any) -> str:
+    name = str(p.alias)
+    if getattr(p.field_info, "convert_underscores", True):
+        name = name.replace("_", "-")
+    return name.lower()
+
+
+def _inspect(route: APIRoute, o: _Options) -> list[str]:
+    """The private headers the route's security schemes read; raises
+    ConfigError when a shared entry could serve one client's answer to
+    another."""
+    schemes: list[str] = []
+    reads: list[str] = []
+    headers: list[str] = []
+    vary = {v.lower() for v in o.vary}
+    for d in _dependants(route.dependant):
+        call = getattr(d, "call", None)
+        if isinstance(call, SecurityBase):
+            schemes.append(call.scheme_name)
+            model = call.model
+            if str(getattr(getattr(model, "in_", None), "value", "")) == "header":
+                headers.append(str(model.name).lower())  # type: ignore[attr-defined]
+        for p in d.header_params:
+            if _header_name(p) not in vary:
+                reads.append(f"header {_header_name(p)!r}")
+        for p in d.cookie_params:
+            if p.alias in o.shared_cookies:
+                reads.append(f"shared cookie {p.alias!r}")
+    if o.key_by is None and (schemes or reads):
+        what = ", ".join([f"security scheme {s}" for s in schemes] + reads)
+        raise ConfigError(
+            f"@cached route {sorted(route.methods or [])} {route.path} ({route.name}) depends on {what}: "
+            "a shared entry would serve one client's response to another. Give key_by=... (entries per "
+            "principal), or add the header to vary=[...]"
+        )
+    return headers
+
+
+class CacheMiddleware:
+    """ASGI middleware answering ``@cached`` routes through the cache (and
+    invalidating on successful unsafe requests). Installed by :func:`setup`."""
+
+    def __init__(self, app: ASGIApp, *, fastapi_app: FastAPI, cache: Cache, scope: str = "") -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+        self.cache = cache
+        self.scope = scope
+        self._rules: dict[int, HttpRule] = {}
+        self._matches: dict[tuple[str, str], APIRoute | None] = {}
+        unsafe = _Options(60.0, cache, 0, 0, (), None, (), (), "ignore", False, (), scope, 30.0)
+        self._unsafe = HttpRule(cache, _route_of(unsafe, scope, ()))
+
+    def _match(self, scope: Scope) -> APIRoute | None:
+        memo = (scope["method"], scope["path"])
+        if memo in self._matches:
+            return self._matches[memo]
+        found = None
+        for route in self.fastapi_app.router.routes:
+            if isinstance(route, APIRoute) and route.matches(scope)[0] == Match.FULL:
+                found = route
+                break
+        if len(self._matches) >= _MATCH_MEMO:
+            self._matches.clear()
+        self._matches[memo] = found
+        return found
+
+    def _rule(self, route: APIRoute) -> HttpRule | None:
+        rule = self._rules.get(id(route))
+        if rule is not None:
+            return rule
+        o: _Options | None = getattr(route.endpoint, "__stratacache__", None)
+        if o is None:
+            return None
+        private = _inspect(route, o)
+        policy = Policy(
+            allow_stale=o.stale_while_revalidate > 0,
+            fail_safe=o.stale_if_error > 0,
+            fail_safe_throttle=o.fail_safe_throttle,
+        )
+        rule = HttpRule(o.cache or self.cache, _route_of(o, self.scope, private), o.key_by, o.tags, policy)
+        self._rules[id(route)] = rule
+        return rule
+
+    def _check_all(self) -> None:
+        for route in self.fastapi_app.router.routes:
+            if isinstance(route, APIRoute):
+                self._rule(route)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+
+            async def checked_receive() -> dict[str, Any]:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    self._check_all()  # refuse unsafe routes at startup
+                return message
+
+            await self.app(scope, checked_receive, send)
             return
-        if entry is None:
-            lease.abandon(_NotShareable())
-        else:
-            await lease.acomplete(entry, FORMAT_RAW, ttl, grace, tags or None)
-
-    task = asyncio.get_running_loop().create_task(refresh())
-    _refreshes.add(task)
-    task.add_done_callback(_refreshes.discard)
-
-
-def _mark(response: Response, state: str, x_cache: bool) -> Response:
-    if x_cache:
-        response.headers["x-cache"] = state
-    return response
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = self._match(scope)
+        rule = self._rule(route) if route is not None else None
+        if rule is None:
+            if scope["method"] not in _UNSAFE:
+                await self.app(scope, receive, send)
+                return
+            rule = self._unsafe
+        token = _through_cache.set(True)
+        try:
+            await handle(rule, self.app, scope, receive, send, Request(scope, receive), self)
+        finally:
+            _through_cache.reset(token)

@@ -55,5 +55,8 @@ import { cached } from 'stratacache/express'
 import stratacacheFastify from 'stratacache/fastify'
 
 const middleware = cached({ cache, ttl: '1m', staleWhileRevalidate: '30s', vary: ['accept-language'], keyBy: () => 'user' })
+// keyBy typed with the framework's request (issue: did not compile).
+const typed = cached({ cache, sharedCookies: ['_ga'], keyBy: (req: { headers: Record<string, string | undefined> }) => req.headers.authorization ?? null })
+void typed
 void middleware
 void stratacacheFastify

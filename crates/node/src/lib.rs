@@ -15,6 +15,8 @@
 // only ever inspected from JS.
 #![allow(missing_debug_implementations)]
 
+mod http;
+
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -886,106 +888,4 @@ fn init() {
     if let Ok(rt) = stratacache::runtime::build_runtime() {
         napi::bindgen_prelude::create_custom_tokio_runtime(rt);
     }
-}
-
-// ---- HTTP caching rules (stratacache::http), for the Express and Fastify
-// ---- middleware: one implementation in the core for every language.
-
-/// The cache key of a request (see `stratacache::http::request_key`).
-#[napi]
-pub fn http_request_key(
-    route: String,
-    method: String,
-    path: String,
-    query: Vec<(String, String)>,
-    vary: Vec<(String, String)>,
-    principal: Option<String>,
-) -> String {
-    stratacache::http::request_key(&route, &method, &path, &query, &vary, principal.as_deref())
-}
-
-/// Whether the request identifies a user.
-#[napi]
-pub fn http_has_credentials(
-    authorization: Option<String>,
-    cookie: Option<String>,
-    credential_cookies: Vec<String>,
-) -> bool {
-    stratacache::http::has_credentials(
-        authorization.as_deref(),
-        cookie.as_deref(),
-        &credential_cookies,
-    )
-}
-
-/// Names of the request's `Cache-Control` directives, lower-cased.
-#[napi]
-pub fn http_directives(cache_control: String) -> Vec<String> {
-    stratacache::http::cache_control(&cache_control)
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect()
-}
-
-/// The entry to store for a response, or `null` when it may not be stored.
-#[napi]
-pub fn http_store(
-    status: u32,
-    headers: Vec<(String, String)>,
-    body: Buffer,
-    stored_at: f64,
-    ttl_s: u32,
-    private: bool,
-) -> Option<Buffer> {
-    let status = u16::try_from(status).ok()?;
-    stratacache::http::CachedResponse::storable(
-        status,
-        &headers,
-        body.to_vec(),
-        stored_at,
-        ttl_s,
-        private,
-    )
-    .map(|r| Buffer::from(r.encode()))
-}
-
-/// How to answer from a stored entry.
-#[napi(object, object_from_js = false)]
-pub struct HttpAnswer {
-    /// 304 when `If-None-Match` matched, else the stored status.
-    pub status: u32,
-    pub headers: Vec<(String, String)>,
-    /// `null` for a 304.
-    pub body: Option<Buffer>,
-    pub etag: String,
-}
-
-/// Answer a request from stored entry bytes; `null` if they are malformed.
-#[napi]
-pub fn http_answer(
-    entry: Buffer,
-    now: f64,
-    private: bool,
-    stale_while_revalidate: u32,
-    vary: Vec<String>,
-    if_none_match: Option<String>,
-) -> Option<HttpAnswer> {
-    let r = stratacache::http::CachedResponse::decode(&entry)?;
-    let serving = r.serving_headers(now, private, stale_while_revalidate, &vary);
-    if if_none_match.is_some_and(|inm| stratacache::http::etag_matches(&inm, &r.etag)) {
-        return Some(HttpAnswer {
-            status: 304,
-            headers: serving,
-            body: None,
-            etag: r.etag,
-        });
-    }
-    let mut headers = r.headers.clone();
-    headers.extend(serving);
-    Some(HttpAnswer {
-        status: u32::from(r.status),
-        headers,
-        body: Some(Buffer::from(r.body)),
-        etag: r.etag,
-    })
 }

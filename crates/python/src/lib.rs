@@ -26,13 +26,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::PyCache>()?;
     m.add_class::<cache::PyLease>()?;
     m.add_class::<cache::PyPolicy>()?;
+    m.add_class::<http::HttpRoute>()?;
+    m.add_class::<http::HttpExchange>()?;
+    m.add_class::<http::HttpSettle>()?;
     m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
-    m.add_function(wrap_pyfunction!(http::http_request_key, m)?)?;
-    m.add_function(wrap_pyfunction!(http::http_has_credentials, m)?)?;
-    m.add_function(wrap_pyfunction!(http::http_directives, m)?)?;
-    m.add_function(wrap_pyfunction!(http::http_store, m)?)?;
-    m.add_function(wrap_pyfunction!(http::http_answer, m)?)?;
-    m.add_function(wrap_pyfunction!(http::http_etag, m)?)?;
     m.add("FRESH", cache::FRESH)?;
     m.add("STALE", cache::STALE)?;
     m.add("LEAD", cache::LEAD)?;

@@ -1,0 +1,808 @@
+//! HTTP response caching: one engine that the FastAPI, Express and Fastify
+//! adapters drive, so a request is answered the same way in every
+//! framework and language.
+//!
+//! The engine does no I/O. An adapter turns its framework's request into an
+//! [`Exchange`] and follows its steps:
+//!
+//! 1. [`Exchange::start`] says what to do: pass the request through
+//!    untouched ([`Step::Pass`]: another method, or a private request the
+//!    route cannot key), run it and invalidate on success
+//!    ([`Step::Unsafe`]), ask the route's `key_by` for the principal
+//!    ([`Step::Principal`], then [`Exchange::set_principal`]), or read a key
+//!    through the cache's single flight ([`Step::Lookup`]; [`Step::Refresh`]
+//!    when the client asked for revalidation and the route honours it).
+//! 2. The bytes found go to [`Exchange::on_entry`]: an [`Answer`] to send, or
+//!    [`Found::Follow`] a variant key (the stored responses vary on request
+//!    headers named by the handler's `Vary`), or [`Found::Unusable`].
+//! 3. When the handler ran (this request leads the flight),
+//!    [`Exchange::on_response`] says what to store ([`Settle`]) and what to
+//!    send.
+//!
+//! Rules, each one here only:
+//! - Keys are injective (see [`key`]); `GET` and `HEAD` share entries, and
+//!   `HEAD` never stores one (its body is empty); a `HEAD` answer carries
+//!   the entry's `Content-Length`.
+//! - Private unless proven shared: a request with `Authorization` or any
+//!   cookie the route does not list in `shared_cookies` is never answered
+//!   from, nor stored into, a shared entry; with `key_by` it gets entries
+//!   keyed by its principal.
+//! - Stored: only `200` responses to `GET`, without `Set-Cookie`, without
+//!   `Cache-Control` `no-store`, `no-cache`, `max-age=0` / `s-maxage=0`,
+//!   `private` (unless keyed by principal), and without `Vary: *`. The
+//!   handler's `max-age` (or `s-maxage` for shared entries) shortens the
+//!   route's TTL, never lengthens it. The handler's `Cache-Control` is sent
+//!   as it was written; a generated one only when it sent none.
+//! - A handler's `Vary` is honoured: the base key then holds a marker naming
+//!   the headers, and each combination of their values has its own entry.
+//! - Request `Cache-Control` is ignored by default (as CDNs do); with
+//!   [`RequestDirectives::Honor`], `no-cache` / `max-age=0` refresh the entry
+//!   through the single flight (one handler run at a time per key).
+//! - `ETag` (strong, from the body), `Last-Modified`, `If-None-Match`, then
+//!   `If-Modified-Since`, answer `304`. `Age`, `X-Cache` and `Cache-Status`
+//!   (RFC 9211) go out with every answer.
+//! - A successful (2xx/3xx) unsafe request invalidates every entry of its
+//!   path ([`url_tag`]), in every process.
+//! - Stale-if-error: a `5xx` response (a raised error reaches the adapter as
+//!   one) serves the stale entry within the grace.
+
+mod entry;
+mod key;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use entry::{
+    Stored, StoredResponse, cache_control, etag_for, etag_matches, http_date, parse_http_date,
+    vary_names,
+};
+pub use key::{Varied, base_key, canonical_query, url_tag, variant_key};
+
+use crate::error::{Error, Result};
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Headers never stored: hop-by-hop, per-response, per-user, or set by the
+/// cache when serving.
+const UNSTORED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "set-cookie",
+    "date",
+    "age",
+    "etag",
+    "x-cache",
+    "cache-status",
+];
+
+/// Request headers that make a private response vary.
+const PRIVATE_VARY: [&str; 2] = ["authorization", "cookie"];
+
+/// What to do with a client's own `Cache-Control`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestDirectives {
+    /// Ignore it (the default of CDNs and nginx): no client can make the
+    /// handler run.
+    #[default]
+    Ignore,
+    /// `no-cache` / `max-age=0` refresh the entry, through the single
+    /// flight: concurrent refreshing requests share one handler run.
+    Honor,
+}
+
+impl RequestDirectives {
+    /// From its configuration name, `"ignore"` or `"honor"`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "ignore" => Ok(Self::Ignore),
+            "honor" | "honour" => Ok(Self::Honor),
+            other => Err(Error::Config(format!(
+                "request_directives must be \"ignore\" or \"honor\", not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A route's caching options.
+#[derive(Debug, Clone)]
+pub struct RouteOptions {
+    /// Separates the entries of apps sharing a namespace (default empty).
+    pub scope: String,
+    /// How long a response is fresh (an upper bound: the handler's
+    /// `max-age` may shorten it).
+    pub ttl: Duration,
+    /// How long past its TTL a response is served while one request
+    /// refreshes it in the background.
+    pub stale_while_revalidate: Duration,
+    /// How long past its TTL a response is served instead of a failure.
+    pub stale_if_error: Duration,
+    /// Request headers the responses always vary on.
+    pub vary: Vec<String>,
+    /// Cookie names that do not identify a user (analytics, preferences):
+    /// a request carrying only these may get a shared entry.
+    pub shared_cookies: Vec<String>,
+    /// Request headers besides `Authorization` and `Cookie` that carry
+    /// credentials (an API key header): a request with one is private.
+    pub private_headers: Vec<String>,
+    /// The route gives a `key_by` (private requests get per-principal
+    /// entries).
+    pub keyed: bool,
+    /// What a client's `Cache-Control` does.
+    pub request_directives: RequestDirectives,
+    /// Send `X-Cache` (`Cache-Status` is always sent).
+    pub x_cache: bool,
+}
+
+impl Default for RouteOptions {
+    fn default() -> Self {
+        RouteOptions {
+            scope: String::new(),
+            ttl: Duration::from_secs(60),
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            vary: Vec::new(),
+            shared_cookies: Vec::new(),
+            private_headers: Vec::new(),
+            keyed: false,
+            request_directives: RequestDirectives::Ignore,
+            x_cache: true,
+        }
+    }
+}
+
+/// A validated route configuration.
+#[derive(Debug)]
+pub struct Route {
+    o: RouteOptions,
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl Route {
+    /// Check and normalize `o`.
+    pub fn new(mut o: RouteOptions) -> Result<Route> {
+        if o.ttl.is_zero() {
+            return Err(Error::Config("ttl must be > 0".into()));
+        }
+        for h in &o.vary {
+            if !is_token(h) || h == "*" {
+                return Err(Error::Config(format!(
+                    "vary: {h:?} is not a header name (Vary: * would make nothing cacheable)"
+                )));
+            }
+        }
+        o.vary = vary_names(o.vary.iter().map(String::as_str));
+        o.vary.sort();
+        for h in &o.private_headers {
+            if !is_token(h) {
+                return Err(Error::Config(format!(
+                    "private_headers: {h:?} is not a header name"
+                )));
+            }
+        }
+        o.private_headers = vary_names(o.private_headers.iter().map(String::as_str));
+        for c in &o.shared_cookies {
+            if c.is_empty() || c.contains([';', '=', ' ']) {
+                return Err(Error::Config(format!(
+                    "shared_cookies: {c:?} is not a cookie name"
+                )));
+            }
+        }
+        Ok(Route { o })
+    }
+
+    /// The options, normalized.
+    pub fn options(&self) -> &RouteOptions {
+        &self.o
+    }
+
+    /// How long entries stay servable past their TTL.
+    pub fn grace(&self) -> Duration {
+        self.o.stale_while_revalidate.max(self.o.stale_if_error)
+    }
+
+    fn ttl_secs(&self) -> u32 {
+        // Rounded, at least 1: what headers can say of a sub-second TTL.
+        let s = (self.o.ttl.as_millis() as f64 / 1000.0).round();
+        s.clamp(1.0, f64::from(u32::MAX)) as u32
+    }
+}
+
+/// What the adapter does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Run the handler and send its response untouched but for
+    /// [`Exchange::pass_headers`].
+    Pass(Bypass),
+    /// An unsafe method: run the handler, then [`Exchange::on_response`]
+    /// names the tags to invalidate.
+    Unsafe,
+    /// Call the route's `key_by`, then [`Exchange::set_principal`].
+    Principal,
+    /// Read this key through the single flight.
+    Lookup(String),
+    /// Refresh this key: lead its flight even over a fresh entry (a forced
+    /// lease); when someone else leads already, [`Step::Lookup`] it.
+    Refresh(String),
+}
+
+/// Why a request or response bypasses the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bypass {
+    /// A method the cache does not serve (`OPTIONS`, `TRACE`, ...).
+    Method,
+    /// A private request (credentials) on a route without `key_by`.
+    Private,
+    /// A `HEAD` request led the flight: its empty body is not stored.
+    Head,
+    /// The response may not be stored (status, directives, cookies, Vary).
+    NotStorable,
+    /// The response was streamed.
+    Streamed,
+    /// The handler failed and no stale entry was there to serve.
+    Error,
+}
+
+impl Bypass {
+    const ALL: [Bypass; 6] = [
+        Bypass::Method,
+        Bypass::Private,
+        Bypass::Head,
+        Bypass::NotStorable,
+        Bypass::Streamed,
+        Bypass::Error,
+    ];
+
+    /// From its [`Bypass::detail`] name.
+    pub fn from_detail(s: &str) -> Option<Bypass> {
+        Self::ALL.into_iter().find(|b| b.detail() == s)
+    }
+
+    /// Its name in `Cache-Status` (`detail=`).
+    pub fn detail(self) -> &'static str {
+        match self {
+            Bypass::Method => "method",
+            Bypass::Private => "private",
+            Bypass::Head => "head",
+            Bypass::NotStorable => "not-storable",
+            Bypass::Streamed => "streamed",
+            Bypass::Error => "error",
+        }
+    }
+}
+
+/// A response to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// Status.
+    pub status: u16,
+    /// Every header to send (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// The body; `None` for a `304` or a `HEAD` (whose `Content-Length` is
+    /// among the headers).
+    pub body: Option<Vec<u8>>,
+}
+
+/// What the bytes read for a key give.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    /// Send this.
+    Answer(Answer),
+    /// Read this variant key (through the single flight) and call
+    /// [`Exchange::on_entry`] with what it holds.
+    Follow(String),
+    /// Nothing servable (malformed, another format, or a marker loop).
+    Unusable,
+}
+
+/// What to do once the handler produced a response (this request leads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settle {
+    /// Serve the stale entry instead (`Lease::fail`): the handler answered
+    /// a 5xx within stale-if-error. Without one, send `answer`.
+    pub use_stale: bool,
+    /// Write these keys first (variant entries, markers).
+    pub writes: Vec<(String, Vec<u8>)>,
+    /// Complete the lease with these bytes; `None`: abandon it as not
+    /// shareable (its waiters run their own request).
+    pub complete: Option<Vec<u8>>,
+    /// Invalidate these tags (a successful unsafe request).
+    pub invalidate: Vec<String>,
+    /// Send this; `None`: send the handler's response as it is, plus
+    /// [`Exchange::pass_headers`] of `bypass`.
+    pub answer: Option<Answer>,
+    /// Why the response was not stored, if it was not.
+    pub bypass: Option<Bypass>,
+    /// How long what is written stays fresh (ms).
+    pub ttl_ms: u64,
+    /// How long past `ttl_ms` it stays servable as stale (ms).
+    pub grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Read { head: bool },
+    Unsafe,
+    Other,
+}
+
+/// How a stored response is being served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    Hit,
+    Stale,
+    Miss,
+    Refreshed,
+}
+
+/// One request's way through the cache.
+#[derive(Debug)]
+pub struct Exchange {
+    route: Arc<Route>,
+    method: Method,
+    path: String,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    principal: Option<String>,
+    refresh: bool,
+    base: Option<String>,
+    /// The marker's headers when reading a variant key.
+    followed: Option<Vec<String>>,
+}
+
+impl Exchange {
+    /// A request: `method`, decoded `path`, decoded `query` pairs in
+    /// their order, and its headers (any case; repeated names allowed).
+    pub fn new(
+        route: Arc<Route>,
+        method: &str,
+        path: &str,
+        query: Vec<(String, String)>,
+        headers: Vec<(String, String)>,
+    ) -> Exchange {
+        let method = match method.to_ascii_uppercase().as_str() {
+            "GET" => Method::Read { head: false },
+            "HEAD" => Method::Read { head: true },
+            "POST" | "PUT" | "PATCH" | "DELETE" => Method::Unsafe,
+            _ => Method::Other,
+        };
+        let headers = headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        Exchange {
+            route,
+            method,
+            path: path.to_owned(),
+            query,
+            headers,
+            principal: None,
+            refresh: false,
+            base: None,
+            followed: None,
+        }
+    }
+
+    /// The request's value of header `name` (lower-case); repeated headers
+    /// joined as HTTP joins them.
+    fn header(&self, name: &str) -> Option<String> {
+        let mut it = self.headers.iter().filter(|(k, _)| k == name);
+        let (_, first) = it.next()?;
+        let sep = if name == "cookie" { "; " } else { ", " };
+        Some(it.fold(first.clone(), |mut acc, (_, v)| {
+            acc.push_str(sep);
+            acc.push_str(v);
+            acc
+        }))
+    }
+
+    /// Whether the request identifies a user: `Authorization` or one of
+    /// the route's private headers, or a cookie not listed as shared.
+    pub fn is_private(&self) -> bool {
+        let o = &self.route.o;
+        if std::iter::once("authorization")
+            .chain(o.private_headers.iter().map(String::as_str))
+            .any(|h| self.header(h).is_some_and(|a| !a.is_empty()))
+        {
+            return true;
+        }
+        self.header("cookie").is_some_and(|c| {
+            c.split(';').any(|kv| {
+                let name = kv.split('=').next().unwrap_or("").trim();
+                !name.is_empty() && !o.shared_cookies.iter().any(|s| s == name)
+            })
+        })
+    }
+
+    /// The first step.
+    pub fn start(&mut self) -> Step {
+        match self.method {
+            Method::Other => Step::Pass(Bypass::Method),
+            Method::Unsafe => Step::Unsafe,
+            Method::Read { .. } if self.is_private() => {
+                if self.route.o.keyed {
+                    Step::Principal
+                } else {
+                    Step::Pass(Bypass::Private)
+                }
+            }
+            Method::Read { .. } => self.lookup(),
+        }
+    }
+
+    /// The principal `key_by` gave (`None`: it could not tell; the request
+    /// bypasses the cache).
+    pub fn set_principal(&mut self, principal: Option<String>) -> Step {
+        match principal {
+            None => Step::Pass(Bypass::Private),
+            Some(p) => {
+                self.principal = Some(p);
+                self.lookup()
+            }
+        }
+    }
+
+    fn varied<'a>(&self, names: &'a [String], values: &'a [Option<String>]) -> Varied<'a> {
+        names
+            .iter()
+            .zip(values)
+            .map(|(n, v)| (n.as_str(), v.as_deref()))
+            .collect()
+    }
+
+    fn values(&self, names: &[String]) -> Vec<Option<String>> {
+        names.iter().map(|n| self.header(n)).collect()
+    }
+
+    fn lookup(&mut self) -> Step {
+        let names = &self.route.o.vary;
+        let values = self.values(names);
+        let key = base_key(
+            &self.route.o.scope,
+            &self.path,
+            &self.query,
+            self.principal.as_deref(),
+            &self.varied(names, &values),
+        );
+        self.base = Some(key.clone());
+        self.refresh = self.route.o.request_directives == RequestDirectives::Honor
+            && self.header("cache-control").is_some_and(|cc| {
+                cache_control(&cc)
+                    .iter()
+                    .any(|(n, a)| n == "no-cache" || (n == "max-age" && a.as_deref() == Some("0")))
+            });
+        if self.refresh {
+            Step::Refresh(key)
+        } else {
+            Step::Lookup(key)
+        }
+    }
+
+    fn variant(&self, names: &[String]) -> Option<String> {
+        let base = self.base.as_deref()?;
+        let values = self.values(names);
+        Some(variant_key(base, &self.varied(names, &values)))
+    }
+
+    /// The tags every entry stored for this request carries.
+    pub fn tags(&self) -> Vec<String> {
+        vec![url_tag(&self.route.o.scope, &self.path)]
+    }
+
+    /// What the bytes found under the current key give; `stale` when the
+    /// cache served them as stale.
+    pub fn on_entry(&mut self, data: &[u8], stale: bool, now: f64) -> Found {
+        match Stored::decode(data) {
+            Some(Stored::Response(r)) => {
+                let how = if stale { Served::Stale } else { Served::Hit };
+                Found::Answer(self.answer(&r, how, now))
+            }
+            Some(Stored::Vary(names)) if self.followed.is_none() => {
+                let Some(key) = self.variant(&names) else {
+                    return Found::Unusable;
+                };
+                self.followed = Some(names);
+                Found::Follow(key)
+            }
+            _ => Found::Unusable,
+        }
+    }
+
+    /// The handler's response, when this request ran it: what to store and
+    /// what to send.
+    pub fn on_response(
+        &mut self,
+        status: u16,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+        now: f64,
+    ) -> Settle {
+        let mut settle = Settle {
+            use_stale: false,
+            writes: Vec::new(),
+            complete: None,
+            invalidate: Vec::new(),
+            answer: None,
+            bypass: None,
+            ttl_ms: 0,
+            grace_ms: self.route.grace().as_millis() as u64,
+        };
+        match self.method {
+            Method::Unsafe => {
+                if (200..400).contains(&status) {
+                    settle.invalidate = self.tags();
+                }
+                return settle;
+            }
+            Method::Other => {
+                settle.bypass = Some(Bypass::Method);
+                return settle;
+            }
+            Method::Read { head } => {
+                if status >= 500 && !self.route.o.stale_if_error.is_zero() {
+                    settle.use_stale = true;
+                }
+                if head {
+                    settle.bypass = Some(Bypass::Head);
+                    return settle;
+                }
+            }
+        }
+        let Some((stored, extra, ttl_ms)) = self.storable(status, headers, body, now) else {
+            settle.bypass = Some(if status >= 500 {
+                Bypass::Error
+            } else {
+                Bypass::NotStorable
+            });
+            return settle;
+        };
+        let how = if self.refresh {
+            Served::Refreshed
+        } else {
+            Served::Miss
+        };
+        settle.ttl_ms = ttl_ms;
+        settle.answer = Some(self.answer(&stored, how, now));
+        let bytes = Stored::Response(stored).encode();
+        match (&self.followed, extra.is_empty()) {
+            // Stored where it was read.
+            (None, true) => settle.complete = Some(bytes),
+            (Some(f), false) if *f == extra => settle.complete = Some(bytes),
+            (Some(_), true) => settle.complete = Some(bytes),
+            // The response varies on headers the key did not: a marker
+            // where it was read, the response under its variant key.
+            (None, false) => {
+                if let Some(key) = self.variant(&extra) {
+                    settle.writes.push((key, bytes));
+                }
+                settle.complete = Some(Stored::Vary(extra).encode());
+            }
+            // Read through an older marker: replace the marker; the
+            // waiters of this variant key run their own request.
+            (Some(_), false) => {
+                if let (Some(base), Some(key)) = (self.base.clone(), self.variant(&extra)) {
+                    settle.writes.push((key, bytes));
+                    settle.writes.push((base, Stored::Vary(extra).encode()));
+                }
+            }
+        }
+        settle
+    }
+
+    /// The response as stored, the `Vary` headers it adds to the route's
+    /// and its TTL in ms, or `None` when it may not be stored.
+    fn storable(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+        now: f64,
+    ) -> Option<(StoredResponse, Vec<String>, u64)> {
+        if status != 200 {
+            return None;
+        }
+        let mut cc = Vec::new();
+        let mut vary = Vec::new();
+        for (k, v) in headers {
+            match k.to_ascii_lowercase().as_str() {
+                "set-cookie" => return None,
+                "cache-control" => cc.extend(cache_control(v)),
+                "vary" => vary.push(v.as_str()),
+                _ => {}
+            }
+        }
+        let private = self.principal.is_some();
+        let has = |name: &str| cc.iter().any(|(n, _)| n == name);
+        if has("no-store") || has("no-cache") || (has("private") && !private) {
+            return None;
+        }
+        let vary = vary_names(vary);
+        if vary.iter().any(|v| v == "*") {
+            return None;
+        }
+        let mut ttl = self.route.ttl_secs();
+        let mut ttl_ms = self.route.o.ttl.as_millis().min(u128::from(u64::MAX)) as u64;
+        let lifetime = |name: &str| {
+            cc.iter().find(|(n, _)| n == name).map(|(_, a)| {
+                a.as_deref()
+                    .and_then(|a| a.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+        };
+        let own = (!private)
+            .then(|| lifetime("s-maxage"))
+            .flatten()
+            .or_else(|| lifetime("max-age"));
+        if let Some(secs) = own {
+            if secs == 0 {
+                return None;
+            }
+            ttl = ttl.min(secs.min(u64::from(u32::MAX)) as u32);
+            ttl_ms = ttl_ms.min(secs.saturating_mul(1000));
+        }
+        let mut extra: Vec<String> = vary
+            .into_iter()
+            .filter(|v| !self.route.o.vary.contains(v) && !PRIVATE_VARY.contains(&v.as_str()))
+            .collect();
+        extra.sort();
+        let kept = headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .filter(|(k, _)| !UNSTORED.contains(&k.as_str()) && !k.starts_with("proxy-"))
+            .collect();
+        let etag = etag_for(&body);
+        Some((
+            StoredResponse {
+                status,
+                headers: kept,
+                body,
+                etag,
+                stored_at: now,
+                ttl,
+            },
+            extra,
+            ttl_ms,
+        ))
+    }
+
+    fn status_headers(&self, how: Served, remaining: i64) -> Vec<(String, String)> {
+        let (x, status) = match how {
+            Served::Hit => ("HIT", format!("stratacache; hit; ttl={remaining}")),
+            Served::Stale => ("STALE", format!("stratacache; hit; ttl={remaining}")),
+            Served::Miss => {
+                let fwd = if self.followed.is_some() {
+                    "vary-miss"
+                } else {
+                    "uri-miss"
+                };
+                ("MISS", format!("stratacache; fwd={fwd}; stored"))
+            }
+            Served::Refreshed => ("MISS", "stratacache; fwd=request; stored".to_owned()),
+        };
+        let mut out = Vec::with_capacity(2);
+        if self.route.o.x_cache {
+            out.push(("x-cache".to_owned(), x.to_owned()));
+        }
+        out.push(("cache-status".to_owned(), status));
+        out
+    }
+
+    /// Headers to add to a response the handler sent as it is.
+    pub fn pass_headers(&self, why: Bypass) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(2);
+        if self.route.o.x_cache {
+            out.push(("x-cache".to_owned(), "BYPASS".to_owned()));
+        }
+        out.push((
+            "cache-status".to_owned(),
+            format!("stratacache; fwd=bypass; detail={}", why.detail()),
+        ));
+        out
+    }
+
+    fn answer(&self, r: &StoredResponse, how: Served, now: f64) -> Answer {
+        let age = (now - r.stored_at).max(0.0) as i64;
+        let remaining = i64::from(r.ttl) - age;
+        let private = self.principal.is_some();
+        let mut vary: Vec<String> = self.route.o.vary.clone();
+        for n in vary_names(
+            r.headers
+                .iter()
+                .filter(|(k, _)| k == "vary")
+                .map(|(_, v)| v.as_str()),
+        ) {
+            if !vary.contains(&n) {
+                vary.push(n);
+            }
+        }
+        if private {
+            for n in PRIVATE_VARY {
+                if !vary.iter().any(|v| v == n) {
+                    vary.push(n.to_owned());
+                }
+            }
+        }
+        let cc = r.header("cache-control").map_or_else(
+            || {
+                let mut cc = format!(
+                    "{}, max-age={}",
+                    if private { "private" } else { "public" },
+                    remaining.max(0)
+                );
+                let swr = self.route.o.stale_while_revalidate.as_secs();
+                if swr > 0 {
+                    cc.push_str(&format!(", stale-while-revalidate={swr}"));
+                }
+                cc
+            },
+            str::to_owned,
+        );
+        let last_modified = r.last_modified();
+        let mut validators = vec![
+            ("etag".to_owned(), r.etag.clone()),
+            ("cache-control".to_owned(), cc),
+            ("age".to_owned(), age.to_string()),
+            ("last-modified".to_owned(), http_date(last_modified)),
+        ];
+        if !vary.is_empty() {
+            validators.push(("vary".to_owned(), vary.join(", ")));
+        }
+        validators.extend(self.status_headers(how, remaining));
+        let not_modified = match self.header("if-none-match") {
+            Some(inm) => etag_matches(&inm, &r.etag),
+            None => self
+                .header("if-modified-since")
+                .and_then(|s| parse_http_date(&s))
+                .is_some_and(|since| last_modified <= since),
+        };
+        if not_modified {
+            // RFC 9110 §15.4.5: the validators and caching headers only.
+            for k in ["content-location", "expires"] {
+                if let Some(v) = r.header(k) {
+                    validators.push((k.to_owned(), v.to_owned()));
+                }
+            }
+            return Answer {
+                status: 304,
+                headers: validators,
+                body: None,
+            };
+        }
+        let mut headers: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "cache-control" | "vary" | "last-modified"))
+            .cloned()
+            .collect();
+        headers.extend(validators);
+        let head = self.method == Method::Read { head: true };
+        if head {
+            headers.push(("content-length".to_owned(), r.body.len().to_string()));
+        }
+        Answer {
+            status: r.status,
+            headers,
+            body: (!head).then(|| r.body.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
