@@ -5,7 +5,8 @@
 // Put it on unsafe routes too (or `app.use(cached({ cache }))`): a
 // successful POST/PUT/PATCH/DELETE invalidates its path's entries.
 
-const inject = require('light-my-request')
+const http = require('node:http')
+const https = require('node:https')
 const { rule, begin, headerPairs } = require('./http.js')
 
 // Run the rest of the chain and capture what it sends instead of sending
@@ -47,6 +48,33 @@ function capture(res, next, streamed) {
   })
 }
 
+// The background refresh of a stale entry: the same request again, to this
+// server over its own socket address, through every middleware of the app.
+function replay(req, headers) {
+  const sock = req.socket
+  const lib = sock.encrypted ? https : http
+  return new Promise((resolve, reject) => {
+    const r = lib.request(
+      {
+        host: sock.localAddress,
+        port: sock.localPort,
+        method: 'GET',
+        path: req.originalUrl || req.url,
+        headers: { ...headers, connection: 'close' },
+        agent: false,
+        rejectUnauthorized: false, // it is this very server
+      },
+      (res) => {
+        res.resume()
+        res.on('end', resolve)
+        res.on('error', reject)
+      },
+    )
+    r.on('error', reject)
+    r.end()
+  })
+}
+
 function sendAnswer(res, a) {
   for (const name of res.getHeaderNames()) res.removeHeader(name)
   res.statusCode = a.status
@@ -65,7 +93,7 @@ function cached(options) {
       query: [...url.searchParams.entries()],
       headers: req.headers,
       raw: req,
-      refresh: (headers) => inject(req.app, { method: 'GET', url: req.originalUrl || req.url, headers }),
+      refresh: (headers) => replay(req, headers),
     }
     begin(r, info)
       .then(async (step) => {

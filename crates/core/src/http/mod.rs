@@ -295,8 +295,8 @@ pub struct Answer {
     pub status: u16,
     /// Every header to send (lower-case names).
     pub headers: Vec<(String, String)>,
-    /// The body; `None` for a `304` or a `HEAD` (whose `Content-Length` is
-    /// among the headers).
+    /// The body; `None` for a `304` or a `HEAD`. `Content-Length` is among
+    /// the headers but for a `304`.
     pub body: Option<Vec<u8>>,
 }
 
@@ -792,10 +792,8 @@ impl Exchange {
             .cloned()
             .collect();
         headers.extend(validators);
+        headers.push(("content-length".to_owned(), r.body.len().to_string()));
         let head = self.method == Method::Read { head: true };
-        if head {
-            headers.push(("content-length".to_owned(), r.body.len().to_string()));
-        }
         Answer {
             status: r.status,
             headers,

@@ -231,7 +231,7 @@ fn answers_keep_the_handlers_directives_and_validate() {
         Some("Tue, 14 Nov 2023 22:13:20 GMT")
     );
     assert_eq!(header(&miss, "date"), None);
-    assert_eq!(header(&miss, "content-length"), None);
+    assert_eq!(header(&miss, "content-length"), Some("4"));
     assert_eq!(miss.body.as_deref(), Some(&b"body"[..]));
 
     let mut hit = ex(&r, "GET", "/a", &[]);
