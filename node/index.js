@@ -355,11 +355,12 @@ class Cache extends EventEmitter {
     let v
     try {
       let bytes
+      const stalls = r.stalls
       try {
         bytes = await r.send(redisKey)
         r.settled(true)
       } catch {
-        r.settled(false)
+        this.#readFailed(r, stalls)
         bytes = undefined
       }
       if (bytes === undefined) {
@@ -411,6 +412,15 @@ class Cache extends EventEmitter {
     return { joined: false, bytes: res.bytes, epoch: s[1] }
   }
 
+  // A read over the JS connection failed; the caller falls back to the
+  // core's read. When the connection stalled meanwhile (the watchdog
+  // dropped it: no reply for opTimeout), the core is told first, so that
+  // fallback fails fast instead of waiting a second timeout.
+  #readFailed(r, stallsBefore) {
+    r.settled(false)
+    if (r.stalls !== stallsBefore) this.#n.readStalled()
+  }
+
   #forget(key, read) {
     if (this.#reads.get(key) === read) this.#reads.delete(key)
   }
@@ -423,11 +433,12 @@ class Cache extends EventEmitter {
 
   async #sharedRead(reader, key, redisKey, read) {
     let bytes
+    const stalls = reader.stalls
     try {
       bytes = await reader.send(redisKey)
       reader.settled(true)
     } catch {
-      reader.settled(false)
+      this.#readFailed(reader, stalls)
       this.#forget(key, read)
       return JOINED
     }
@@ -460,11 +471,12 @@ class Cache extends EventEmitter {
     }
     if (at.length === 0) return out
     let replies
+    const stalls = r.stalls
     try {
       replies = await r.sendMany(redisKeys)
       r.settled(true)
     } catch {
-      r.settled(false)
+      this.#readFailed(r, stalls)
     }
     if (replies === undefined) {
       const got = await Promise.all(at.map((i) => this.#n.fetch(keys[i], starts[i][1])))

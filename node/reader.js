@@ -60,6 +60,8 @@ class Reader {
   #repliesAtTick = 0
   #stalledTicks = 0
   users = 0
+  /** Times the watchdog dropped the connection: a read that fails while it moves timed out. */
+  stalls = 0
 
   constructor(url, { connectTimeout, opTimeout }) {
     this.#opTimeout = opTimeout
@@ -165,7 +167,12 @@ class Reader {
       // reject and their reads go native.
       this.#stalledTicks = 0
       this.#pausedUntil = Date.now() + PAUSE_MS
+      this.stalls++
+      // Destroyed, not half-closed: ioredis would wait its 2 s
+      // disconnectTimeout for a frozen server before rejecting the reads.
+      const stream = this.#client.stream
       this.#client.disconnect()
+      if (stream) stream.destroy()
     }
   }
 

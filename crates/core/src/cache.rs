@@ -941,6 +941,17 @@ impl Cache {
         self.shared.l2.as_ref().is_some_and(|l2| !l2.breaker_open())
     }
 
+    /// A binding's own Redis read connection stalled (no reply for
+    /// `op_timeout` with reads pending): counted as an L2 error and the
+    /// circuit breaker opens, so falling back to the core's reads does not
+    /// wait a second timeout.
+    pub fn read_stalled(&self) {
+        if let Some(l2) = &self.shared.l2 {
+            Metrics::inc(&self.shared.metrics.l2_errors);
+            l2.stalled();
+        }
+    }
+
     /// L1 only: the fresh L1 value of `key`, or `None` (which does not
     /// mean a miss when Redis is configured: call [`Cache::get`] then).
     /// Never waits on anything, so a binding can call it synchronously for

@@ -563,6 +563,13 @@ impl NativeCache {
         self.inner.close();
     }
 
+    /// The JS read connection stalled (no reply for opTimeout): an L2
+    /// error, and the breaker opens so the native fallback fails fast.
+    #[napi]
+    pub fn read_stalled(&self) {
+        self.inner.read_stalled();
+    }
+
     /// Counters and L1 size.
     #[napi(ts_return_type = "Record<string, number>")]
     pub fn stats(&self) -> Result<std::collections::HashMap<String, f64>> {
