@@ -14,6 +14,8 @@ const { fromNative, L2_CODES, InvalidValueError, InvalidKeyError, CacheClosedErr
 
 /** Serializer ids shared with the Python package (see docs/architecture.md). */
 const Format = Object.freeze({ RAW: 0, PICKLE: 1, JSON: 2, MSGPACK: 3, V8: 4, INT: 5, UTF8: 6 })
+const JSON_FORMATS = Object.freeze([Format.RAW, Format.JSON, Format.INT, Format.UTF8])
+const V8_FORMATS = Object.freeze([...JSON_FORMATS, Format.V8])
 // What a getOrSet caller takes to `lookupAfter` when a read it joined (or
 // its own GET, which then failed) gave it nothing.
 const JOINED = Object.freeze({ joined: true, bytes: null, epoch: 0 })
@@ -287,6 +289,9 @@ class Cache extends EventEmitter {
         leaseTtlMs: ms(o.leaseTtl, 'leaseTtl'),
         breakerThreshold: o.breaker ? o.breaker.threshold : undefined,
         breakerCooldownMs: o.breaker ? ms(o.breaker.cooldown, 'breaker.cooldown') : undefined,
+        // What `decode` reads: other serializers' entries are misses in the
+        // core (counted), so read-throughs load and overwrite them.
+        acceptedFormats: this.#serializer.formats || (this.#serializer.name === 'v8' ? V8_FORMATS : JSON_FORMATS),
       })
     } catch (e) {
       throw native(e)

@@ -143,6 +143,7 @@ class Cache:
         isolated: bool = False,
         breaker_threshold: int = 5,
         breaker_cooldown: float = 0.25,
+        accepted_formats: list[int] | None = None,
     ) -> Cache: ...
     @property
     def namespace(self) -> str: ...

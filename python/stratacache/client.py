@@ -10,7 +10,7 @@ from typing import Any, Callable, Final, TypeVar, Union, cast
 
 from . import _native
 from ._loading import Decoding, Policy, aread_through, awarm, read_through, warm
-from .serializers import Serializer, Unreadable, get_serializer, memo_key
+from .serializers import Serializer, Unreadable, accepted_formats, get_serializer, memo_key
 
 __all__ = ["DEFAULT", "Cache", "Ttl"]
 
@@ -122,6 +122,7 @@ class Cache:
             lease_ttl=lease_ttl,
             breaker_threshold=breaker_threshold,
             breaker_cooldown=breaker_cooldown,
+            accepted_formats=accepted_formats(self._serializer),
         )
         self._policy = policy if policy is not None else Policy()
 

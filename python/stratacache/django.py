@@ -87,7 +87,7 @@ from django.core.exceptions import ImproperlyConfigured
 from . import _native
 from ._loading import Decoding, Policy, aread_through, awarm, read_through, warm
 from .exceptions import KeyNotFoundError, NotAnIntegerError, RedisError, StrataCacheError
-from .serializers import Unreadable, get_serializer, memo_key
+from .serializers import Unreadable, accepted_formats, get_serializer, memo_key
 
 __all__ = ["StrataCache"]
 
@@ -168,7 +168,7 @@ class StrataCache(BaseCache):
             self._sloads = self._serializer.loads
             self._memo = memo_key(self._serializer)
             self._decoding = Decoding(self._sloads, self._memo, lambda e: None)
-            self._n = _native.Cache(**_native_kwargs(server, opts))
+            self._n = _native.Cache(**_native_kwargs(server, opts), accepted_formats=accepted_formats(self._serializer))
             self._get_value: Callable[..., Any] = self._n.get_value
         except (StrataCacheError, ImproperlyConfigured, ValueError, TypeError) as e:
             err = ImproperlyConfigured(f"stratacache: invalid cache configuration: {e}")

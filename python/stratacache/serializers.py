@@ -71,6 +71,10 @@ def _common_dumps(value: Any) -> tuple[bytes, int] | None:
     return None
 
 
+#: What ``_common_loads`` reads: every built-in serializer reads these.
+_COMMON_FORMATS = frozenset({FORMAT_RAW, FORMAT_JSON, FORMAT_INT, FORMAT_UTF8})
+
+
 def _common_loads(fmt: int, data: bytes) -> Any:
     if fmt == FORMAT_INT:
         return int(data)
@@ -87,6 +91,9 @@ class PickleSerializer:
     """Python's pickle (the default, as in Django). Reads JSON too."""
 
     name = "pickle"
+    #: Formats ``loads`` reads; the core treats entries in any other format
+    #: as misses (a custom serializer may set this too).
+    formats = _COMMON_FORMATS | {FORMAT_PICKLE}
 
     def __init__(self, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
         self.protocol = protocol
@@ -110,6 +117,7 @@ class JsonSerializer:
     """UTF-8 JSON: shared with the Node package."""
 
     name = "json"
+    formats = _COMMON_FORMATS
 
     def dumps(self, value: Any) -> tuple[bytes, int]:
         common = _common_dumps(value)
@@ -128,6 +136,7 @@ class MsgpackSerializer:
     """MessagePack (``pip install msgpack``): shared with the Node package."""
 
     name = "msgpack"
+    formats = _COMMON_FORMATS | {FORMAT_MSGPACK}
 
     def __init__(self) -> None:
         try:
@@ -155,6 +164,7 @@ class RawSerializer:
     """Bytes in, bytes out (``str`` is stored as UTF-8, ``int`` as an integer)."""
 
     name = "raw"
+    formats = _COMMON_FORMATS
 
     def dumps(self, value: Any) -> tuple[bytes, int]:
         common = _common_dumps(value)
@@ -168,6 +178,15 @@ class RawSerializer:
 
     def loads(self, fmt: int, data: bytes) -> Any:
         return _common_loads(fmt, data)
+
+
+def accepted_formats(serializer: Serializer) -> list[int] | None:
+    """The formats ``serializer`` reads (its ``formats`` attribute), for the
+    core: entries in other formats are misses everywhere, so read-throughs
+    load and overwrite them. ``None`` (a serializer without ``formats``):
+    every format is handed to ``loads``."""
+    formats = getattr(serializer, "formats", None)
+    return None if formats is None else sorted(int(f) for f in formats)
 
 
 def memo_key(serializer: Serializer) -> int:

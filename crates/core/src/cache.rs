@@ -272,6 +272,9 @@ pub(crate) struct Shared {
     max_value_bytes: usize,
     tombstone_ttl: Duration,
     ttl_jitter: f64,
+    /// Bit `f` set: format `f` is readable here (see
+    /// `Config::accepted_formats`); `None`: every format.
+    accepted: Option<[u64; 4]>,
 }
 
 type Registry = Mutex<HashMap<String, Weak<Shared>>>;
@@ -323,7 +326,21 @@ impl Shared {
             max_value_bytes: cfg.max_value_bytes,
             tombstone_ttl: cfg.tombstone_ttl,
             ttl_jitter: cfg.ttl_jitter,
+            accepted: cfg.accepted_formats.as_ref().map(|fs| {
+                let mut bits = [0u64; 4];
+                for &f in fs {
+                    bits[usize::from(f / 64)] |= 1 << (f % 64);
+                }
+                bits
+            }),
         }
+    }
+
+    /// Whether this handle's serializer can read `e`'s format.
+    fn readable(&self, e: &Entry) -> bool {
+        let f = e.meta.format.0;
+        self.accepted
+            .is_none_or(|bits| bits[usize::from(f / 64)] & (1 << (f % 64)) != 0)
     }
 
     fn rkeys(&self, key: &str) -> RedisKeys {
@@ -581,6 +598,14 @@ impl Shared {
     async fn judge_counted(&self, e: Arc<Entry>, count: bool) -> Judged {
         let now = now_ms();
         if !e.meta.is_live(now) {
+            return Judged::Miss;
+        }
+        if !self.readable(&e) {
+            // Another serializer's entry: a miss, so read-throughs load
+            // and overwrite it.
+            if count {
+                Metrics::inc(&self.metrics.format_refusals);
+            }
             return Judged::Miss;
         }
         match self.validity(&e).await {
@@ -963,6 +988,7 @@ impl Cache {
             && sh.l1_trusted.load(Ordering::Acquire)
             && let Some(e) = l1.get(key).await
             && e.meta.is_fresh(now_ms())
+            && sh.readable(&e)
             && sh.versions.check(&e) == Validity::Current
         {
             Metrics::inc(&sh.metrics.l1_hits);

@@ -57,6 +57,7 @@ impl Config {
             self.lease_ttl,
             self.breaker_threshold,
             self.breaker_cooldown,
+            &self.accepted_formats,
         )
             .hash(&mut h);
         format!(
@@ -126,8 +127,14 @@ pub struct Config {
     /// L1 and loaders) for `breaker_cooldown`, then probed. Default 5.
     pub breaker_threshold: u32,
     /// How long an open breaker skips Redis before probing it. Default
-    /// 500 ms (Redis is used again within a second of coming back).
+    /// 250 ms (Redis is used again within a second of coming back).
     pub breaker_cooldown: Duration,
+    /// Value formats this handle's serializer can read (`Format` ids);
+    /// `None` (the default): every format. An entry in another format (one
+    /// written by another serializer, e.g. before a deploy switched it) is
+    /// a miss for every read, counted in `format_refusals`: read-throughs
+    /// load and overwrite it, through the single flight.
+    pub accepted_formats: Option<Vec<u8>>,
     /// Give this handle its own L1, flights and metrics instead of sharing
     /// them with other handles on the same Redis location and namespace
     /// (each handle then behaves as a separate process would). Default
@@ -159,6 +166,7 @@ impl std::fmt::Debug for Config {
             .field("lease_ttl", &self.lease_ttl)
             .field("breaker_threshold", &self.breaker_threshold)
             .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("accepted_formats", &self.accepted_formats)
             .field("isolated", &self.isolated)
             .finish()
     }
@@ -186,6 +194,7 @@ impl Default for Config {
             lease_ttl: Duration::from_secs(5),
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_millis(250),
+            accepted_formats: None,
             isolated: false,
         }
     }
@@ -309,6 +318,12 @@ impl CacheBuilder {
         self
     }
     /// L1 capacity in bytes.
+    /// See [`Config::accepted_formats`].
+    pub fn accepted_formats(mut self, formats: Option<Vec<u8>>) -> Self {
+        self.config.accepted_formats = formats;
+        self
+    }
+
     pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
         self.config.l1_max_bytes = bytes;
         self

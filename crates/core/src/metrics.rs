@@ -87,6 +87,9 @@ counters! {
     l2_errors,
     /// Entries in Redis that failed to decode (garbage, forged, truncated).
     decode_errors,
+    /// Entries in a format this handle's serializer cannot read (another
+    /// serializer wrote them): misses, loaded again and overwritten.
+    format_refusals,
     /// L1 entries evicted for size.
     l1_evictions,
     /// Writes (set, set_many, add, complete).
@@ -168,6 +171,7 @@ fn counter_help(name: &str) -> &'static str {
         "late_writes_refused" => "loader results refused because of a newer delete",
         "l2_errors" => "Redis errors and timeouts",
         "decode_errors" => "undecodable entries read from Redis",
+        "format_refusals" => "entries in a format this serializer cannot read (treated as misses)",
         "l1_evictions" => "L1 entries evicted for size",
         "writes" => "writes",
         "deletes" => "deletes",

@@ -117,6 +117,8 @@ pub struct NativeOptions {
     pub lease_ttl_ms: Option<f64>,
     pub breaker_threshold: Option<u32>,
     pub breaker_cooldown_ms: Option<f64>,
+    /// Formats the JS serializer reads; others are misses (counted).
+    pub accepted_formats: Option<Vec<u8>>,
 }
 
 /// A stored value: serializer id and bytes.
@@ -213,6 +215,7 @@ impl NativeCache {
             lease_ttl_ms: None,
             breaker_threshold: None,
             breaker_cooldown_ms: None,
+            accepted_formats: None,
         });
         let mut cfg = Config::default();
         if let Some(ns) = o.namespace {
@@ -274,6 +277,7 @@ impl NativeCache {
         if let Some(v) = o.breaker_cooldown_ms {
             cfg.breaker_cooldown = ms("breaker.cooldown", v)?;
         }
+        cfg.accepted_formats = o.accepted_formats;
         let timeouts = (
             cfg.connect_timeout.as_secs_f64() * 1000.0,
             cfg.op_timeout.as_secs_f64() * 1000.0,

@@ -136,7 +136,7 @@ impl PyCache {
         max_value_bytes = 32 << 20, signing_key = None, connect_timeout = 1.0,
         op_timeout = 0.5, tombstone_ttl = 60.0, wait_timeout = 30.0, ttl_jitter = 0.0,
         fleet_lease = true, lease_ttl = 5.0, isolated = false, breaker_threshold = 5,
-        breaker_cooldown = 0.25
+        breaker_cooldown = 0.25, accepted_formats = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -161,6 +161,7 @@ impl PyCache {
         isolated: bool,
         breaker_threshold: u32,
         breaker_cooldown: f64,
+        accepted_formats: Option<Vec<u8>>,
     ) -> PyResult<Self> {
         let redis = match (redis_url, cluster) {
             (Some(_), Some(_)) => {
@@ -198,6 +199,7 @@ impl PyCache {
         cfg.isolated = isolated;
         cfg.breaker_threshold = breaker_threshold;
         cfg.breaker_cooldown = secs("breaker_cooldown", breaker_cooldown)?;
+        cfg.accepted_formats = accepted_formats;
         Ok(PyCache {
             inner: Cache::new(cfg).py(py)?,
         })
