@@ -18,6 +18,7 @@ waiting; the load goes on and still fills the cache when it finishes.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import dataclasses
 import functools
@@ -65,6 +66,11 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# Before finalization: runtime threads stop attaching to Python (see the
+# binding's runtime.rs). Registered at import, so it runs after the hooks
+# of code that imported stratacache (atexit runs hooks last in, first out).
+atexit.register(_native._at_exit)
 
 
 class NoCache(Generic[T]):

@@ -14,6 +14,7 @@ __all__ = [
     "Lease",
     "Policy",
     "__version__",
+    "_at_exit",
     "after_fork_child",
 ]
 
@@ -27,6 +28,7 @@ _Value = tuple[int, bytes]
 _LookupResult = tuple[int, int | None, bytes | None, Lease | None]
 
 def after_fork_child() -> None: ...
+def _at_exit() -> None: ...
 
 _Headers = list[tuple[str, str]]
 _Answer = tuple[int, _Headers, bytes | None]

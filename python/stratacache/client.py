@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 from collections.abc import Awaitable, Iterable, Mapping
@@ -10,6 +11,8 @@ from typing import Any, Callable, Final, TypeVar, Union, cast
 
 from . import _native
 from ._loading import Decoding, Policy, aread_through, awarm, read_through, warm
+from ._logging import warn_l2
+from .exceptions import ConfigError, InvalidValueError, RedisError
 from .serializers import Serializer, Unreadable, accepted_formats, get_serializer, memo_key
 
 __all__ = ["DEFAULT", "Cache", "Ttl"]
@@ -50,7 +53,22 @@ def _native_ttl(ttl: Ttl) -> float | None:
         return None
     if ttl is None:
         return math.inf
-    return float(ttl)  # type: ignore[arg-type]
+    try:
+        return float(ttl)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidValueError(f"ttl must be a number of seconds or None, not {ttl!r}") from None
+
+
+def _check_options(**numbers: Any) -> None:
+    """Numeric options: the error names the option (not a bare ValueError or
+    an OverflowError from the native layer)."""
+    for name, v in numbers.items():
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{name} must be a number, not {v!r}")
+        if not v >= 0:
+            raise ConfigError(f"{name} must be >= 0, not {v!r}")
 
 
 class Cache:
@@ -93,9 +111,25 @@ class Cache:
         breaker_threshold: int = 5,
         breaker_cooldown: float = 0.25,
         policy: Policy | None = None,
+        fail_open: bool = False,
     ) -> None:
         if isinstance(signing_key, str):
             signing_key = signing_key.encode()
+        _check_options(
+            l1_max_bytes=l1_max_bytes,
+            l1_memo_bytes=l1_memo_bytes,
+            ttl=ttl,
+            compress_threshold=compress_threshold,
+            max_value_bytes=max_value_bytes,
+            connect_timeout=connect_timeout,
+            op_timeout=op_timeout,
+            wait_timeout=wait_timeout,
+            tombstone_ttl=tombstone_ttl,
+            ttl_jitter=ttl_jitter,
+            lease_ttl=lease_ttl,
+            breaker_threshold=breaker_threshold,
+            breaker_cooldown=breaker_cooldown,
+        )
         self._serializer = get_serializer(serializer)
         self._sloads = self._serializer.loads
         self._memo = memo_key(self._serializer)
@@ -125,6 +159,9 @@ class Cache:
             accepted_formats=accepted_formats(self._serializer),
         )
         self._policy = policy if policy is not None else Policy()
+        #: Redis errors in plain operations: logged (rate-limited) and
+        #: answered as a miss / a failed write, instead of raised.
+        self._fail_open = fail_open
 
     # -- helpers ---------------------------------------------------------
 
@@ -423,6 +460,65 @@ class Cache:
 
     def __repr__(self) -> str:
         return f"<stratacache.Cache namespace={self.namespace!r}>"
+
+
+def _fallback(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """What a failed-open operation answers: a miss, or a write that did not happen."""
+    base = name[1:] if name.startswith("a") and name[1:] in _FAIL_OPEN else name
+    if base == "get":
+        return kwargs.get("default", args[1] if len(args) > 1 else None)
+    if base == "set_many":
+        mapping = kwargs.get("mapping", args[0] if args else {})
+        return list(mapping)
+    return _FAIL_OPEN[base]
+
+
+#: Plain operations that fail open with ``fail_open=True``, and their answer.
+_FAIL_OPEN: dict[str, Any] = {
+    "get": None,
+    "get_many": {},
+    "set": None,
+    "set_many": None,
+    "add": False,
+    "delete": False,
+    "delete_many": 0,
+    "touch": False,
+    "has_key": False,
+    "clear": None,
+    "invalidate_tags": None,
+}
+
+
+def _failing_open(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def awrapper(self: Cache, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(self, *args, **kwargs)
+            except RedisError as e:
+                if not self._fail_open:
+                    raise
+                warn_l2(name, f"{name} failed, answered as a miss (fail_open)", e)
+                return _fallback(name, args, kwargs)
+
+        return awrapper
+
+    @functools.wraps(fn)
+    def wrapper(self: Cache, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except RedisError as e:
+            if not self._fail_open:
+                raise
+            warn_l2(name, f"{name} failed, answered as a miss (fail_open)", e)
+            return _fallback(name, args, kwargs)
+
+    return wrapper
+
+
+for _name in [*_FAIL_OPEN, *(f"a{n}" for n in _FAIL_OPEN)]:
+    setattr(Cache, _name, _failing_open(_name, getattr(Cache, _name)))
 
 
 def _load_many(

@@ -14,8 +14,12 @@
 
 OPTIONS (all optional, upper-case):
 
-``NAMESPACE``            stratacache namespace (default ``"django"``); ``clear()``
-                         removes exactly this namespace's keys.
+``NAMESPACE``            stratacache namespace; default ``"django"``, or
+                         ``"django.<KEY_PREFIX>"`` when KEY_PREFIX is set (a
+                         digest of it if it is not ``[A-Za-z0-9_.-]``).
+                         ``clear()`` removes exactly this namespace's keys
+                         (every VERSION): two sites on one Redis database
+                         with different KEY_PREFIX never clear each other.
 ``CLUSTER``              ``True``: LOCATION is a list (or comma-separated string)
                          of Redis Cluster seed URLs.
 ``L1``                   ``False`` disables the in-process tier.
@@ -34,8 +38,14 @@ OPTIONS (all optional, upper-case):
                          command, seconds (0.5).
 ``WAIT_TIMEOUT``         how long ``get_or_set`` waits for another caller's load (30).
 ``IGNORE_EXCEPTIONS``    fail-open (default ``True``, as django-redis users expect):
-                         Redis errors are logged and behave as misses / failed
-                         writes. ``False`` raises them.
+                         Redis errors are logged (one line per kind per 10 s,
+                         with the count suppressed) and behave as misses /
+                         failed writes; ``incr``/``decr`` raise ``ValueError``
+                         as on a missing key. ``False`` raises them.
+
+Unknown OPTIONS keys raise ``ImproperlyConfigured`` naming the key and the
+nearest valid one (django-redis keys such as ``PASSWORD`` say where the
+setting goes instead).
 ``GRACE``                seconds a value stays servable as stale after its TIMEOUT
                          (used by ``get_or_set(..., allow_stale=True)``); default 0.
 ``EARLY_REFRESH``        XFetch beta (e.g. 1.0) for ``get_or_set``: hot keys are
@@ -86,6 +96,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import _native
 from ._loading import Decoding, Policy, aread_through, awarm, read_through, warm
+from ._logging import warn_l2
 from .exceptions import KeyNotFoundError, NotAnIntegerError, RedisError, StrataCacheError
 from .serializers import Unreadable, accepted_formats, get_serializer, memo_key
 
@@ -160,15 +171,17 @@ class StrataCache(BaseCache):
             and cls.make_and_validate_key is BaseCache.make_and_validate_key
         )
         self._reprefix()
-        opts = _options(params)
-        self._ignore_exceptions = bool(opts.get("IGNORE_EXCEPTIONS", True))
+        self._ignore_exceptions = True
         try:
+            opts = _options(params)
+            self._ignore_exceptions = _typed(opts, "IGNORE_EXCEPTIONS", bool, True)
             self._policy = _policy(opts)
             self._serializer = get_serializer(opts.get("SERIALIZER", "pickle"))
             self._sloads = self._serializer.loads
             self._memo = memo_key(self._serializer)
             self._decoding = Decoding(self._sloads, self._memo, lambda e: None)
-            self._n = _native.Cache(**_native_kwargs(server, opts), accepted_formats=accepted_formats(self._serializer))
+            kwargs = _native_kwargs(server, opts, str(params.get("KEY_PREFIX", "") or ""))
+            self._n = _native.Cache(**kwargs, accepted_formats=accepted_formats(self._serializer))
             self._get_value: Callable[..., Any] = self._n.get_value
         except (StrataCacheError, ImproperlyConfigured, ValueError, TypeError) as e:
             err = ImproperlyConfigured(f"stratacache: invalid cache configuration: {e}")
@@ -181,6 +194,9 @@ class StrataCache(BaseCache):
             # own cache checks instantiate every alias first); fail on use.
             unusable = _Unusable(err)
             self._n = unusable  # type: ignore[assignment]
+            self._serializer = unusable
+            self._sloads = unusable.fail  # type: ignore[assignment]
+            self._memo = 0
             self._get_value = unusable.fail
             self._decoding = Decoding(unusable.fail, 0, lambda e: None)
 
@@ -253,7 +269,7 @@ class StrataCache(BaseCache):
     def _swallow(self, e: Exception, op: str, default: Any) -> Any:
         if not self._ignore_exceptions:
             raise e
-        log.warning("stratacache: %s failed, treated as a miss (IGNORE_EXCEPTIONS): %s", op, e)
+        warn_l2(op, f"{op} failed, treated as a miss (IGNORE_EXCEPTIONS)", e)
         return default
 
     def _ttl(self, timeout: Any) -> float:
@@ -361,6 +377,11 @@ class StrataCache(BaseCache):
             return self._n.incr(k, delta)
         except KeyNotFoundError:
             raise ValueError(f"Key '{key}' not found") from None
+        except RedisError as e:
+            # Fail open as on a missing key (what `try: incr except
+            # ValueError:` code handles), unless IGNORE_EXCEPTIONS is off.
+            self._swallow(e, "incr", None)
+            raise ValueError(f"Key '{key}' not found (Redis unavailable)") from e
         except NotAnIntegerError:
             # Not a 64-bit integer (a float, a big int, ...): Django's
             # read-modify-write, which is what every other backend does.
@@ -513,6 +534,9 @@ class StrataCache(BaseCache):
             return await self._n.aincr(k, delta)
         except KeyNotFoundError:
             raise ValueError(f"Key '{key}' not found") from None
+        except RedisError as e:
+            self._swallow(e, "incr", None)
+            raise ValueError(f"Key '{key}' not found (Redis unavailable)") from e
         except NotAnIntegerError:
             value = await self.aget(key, _MISSING, version=version)
             if value is _MISSING:
@@ -598,16 +622,18 @@ def _policy(opts: dict[str, Any]) -> Policy:
     """The read-through policy of a CACHES entry's OPTIONS."""
 
     def num(name: str) -> float | None:
-        v = opts.get(name)
-        return None if v is None else float(v)
+        return _typed(opts, name, float, None)  # type: ignore[no-any-return]
 
+    on_wait = opts.get("ON_WAIT_TIMEOUT", "load")
+    if str(on_wait).lower() not in ("load", "fail"):
+        raise ImproperlyConfigured(f"OPTIONS['ON_WAIT_TIMEOUT'] must be 'load' or 'fail', not {on_wait!r}")
     return Policy(
-        allow_stale=bool(opts.get("STALE_WHILE_REVALIDATE", False)),
-        grace=float(opts.get("GRACE", 0.0)),
+        allow_stale=_typed(opts, "STALE_WHILE_REVALIDATE", bool, False),
+        grace=_typed(opts, "GRACE", float, 0.0),
         early_refresh=num("EARLY_REFRESH"),
         refresh_ahead=num("REFRESH_AHEAD"),
-        fail_safe=bool(opts.get("FAIL_SAFE", False)),
-        fail_safe_throttle=float(opts.get("FAIL_SAFE_THROTTLE", 30.0)),
+        fail_safe=_typed(opts, "FAIL_SAFE", bool, False),
+        fail_safe_throttle=_typed(opts, "FAIL_SAFE_THROTTLE", float, 30.0),
         soft_timeout=num("SOFT_TIMEOUT"),
         hard_timeout=num("HARD_TIMEOUT"),
         on_wait_timeout=str(opts.get("ON_WAIT_TIMEOUT", "load")).lower(),  # type: ignore[arg-type]
@@ -615,11 +641,90 @@ def _policy(opts: dict[str, Any]) -> Policy:
     )
 
 
+#: Every OPTIONS key this backend reads.
+_OPTION_KEYS = frozenset(
+    {
+        "NAMESPACE", "CLUSTER", "L1", "L1_MAX_BYTES", "L1_MEMO_BYTES", "SERIALIZER", "COMPRESS_THRESHOLD",
+        "MAX_VALUE_BYTES", "SIGN", "SIGNING_KEY", "CONNECT_TIMEOUT", "SOCKET_TIMEOUT", "OP_TIMEOUT",
+        "WAIT_TIMEOUT", "IGNORE_EXCEPTIONS", "GRACE", "EARLY_REFRESH", "REFRESH_AHEAD", "TTL_JITTER",
+        "STALE_WHILE_REVALIDATE", "FAIL_SAFE", "FAIL_SAFE_THROTTLE", "SOFT_TIMEOUT", "HARD_TIMEOUT",
+        "ON_WAIT_TIMEOUT", "NONE_TTL", "FLEET_LEASE", "LEASE_TTL", "BREAKER_THRESHOLD", "BREAKER_COOLDOWN",
+    }
+)  # fmt: skip
+
+#: Options of django-redis and Django's RedisCache that mean something else here.
+_FOREIGN_KEYS = {
+    "PASSWORD": "the password goes in LOCATION: redis://:PASSWORD@host:6379/0 (or redis://USER:PASSWORD@...)",
+    "USERNAME": "the user name goes in LOCATION: redis://USER:PASSWORD@host:6379/0",
+    "DB": "the database number goes in LOCATION: redis://host:6379/DB",
+    "SOCKET_CONNECT_TIMEOUT": "use CONNECT_TIMEOUT (seconds)",
+    "CLIENT_CLASS": "stratacache has no client classes: remove it",
+    "CONNECTION_POOL_KWARGS": "connections are multiplexed, not pooled: remove it",
+    "CONNECTION_POOL_CLASS": "connections are multiplexed, not pooled: remove it",
+    "POOL_CLASS": "connections are multiplexed, not pooled: remove it",
+    "PARSER_CLASS": "there is no parser to choose: remove it",
+    "COMPRESSOR": "values are zstd-compressed from COMPRESS_THRESHOLD bytes: use that",
+    "PICKLE_VERSION": "pickle uses the highest protocol: remove it",
+    "REDIS_CLIENT_CLASS": "stratacache has no client classes: remove it",
+    "REDIS_CLIENT_KWARGS": "use the documented OPTIONS instead",
+}
+
+
 def _options(params: dict[str, Any]) -> dict[str, Any]:
-    return {str(k).upper(): v for k, v in (params.get("OPTIONS") or {}).items()}
+    """OPTIONS, upper-cased; an unknown key raises ImproperlyConfigured
+    naming it and the nearest valid one (a mistyped option silently ignored
+    would leave, e.g., a password unused)."""
+    import difflib
+
+    opts = {str(k).upper(): v for k, v in (params.get("OPTIONS") or {}).items()}
+    for k in opts:
+        if k in _OPTION_KEYS:
+            continue
+        if k in _FOREIGN_KEYS:
+            raise ImproperlyConfigured(f"OPTIONS[{k!r}] is not a stratacache option: {_FOREIGN_KEYS[k]}")
+        near = difflib.get_close_matches(k, _OPTION_KEYS, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ImproperlyConfigured(f"unknown OPTIONS key {k!r}{hint}; the options are documented in stratacache.django")
+    return opts
 
 
-def _native_kwargs(server: str | list[str] | tuple[str, ...], opts: dict[str, Any]) -> dict[str, Any]:
+def _typed(opts: dict[str, Any], name: str, kind: Callable[[Any], Any], default: Any) -> Any:
+    """OPTIONS[name] converted by `kind`; the error names the option."""
+    v = opts.get(name, default)
+    if v is None:
+        return None
+    if kind is bool:
+        if isinstance(v, bool):
+            return v
+        raise ImproperlyConfigured(f"OPTIONS[{name!r}] must be True or False, not {v!r}")
+    try:
+        out = kind(v)
+    except (TypeError, ValueError, OverflowError):
+        raise ImproperlyConfigured(f"OPTIONS[{name!r}] must be a {kind.__name__}, not {v!r}") from None
+    if isinstance(out, (int, float)) and out < 0:
+        raise ImproperlyConfigured(f"OPTIONS[{name!r}] must be >= 0, not {v!r}")
+    return out
+
+
+def _namespace(opts: dict[str, Any], key_prefix: str) -> str:
+    """OPTIONS['NAMESPACE'], else one derived from KEY_PREFIX: two sites on
+    one Redis database with different prefixes never share a namespace, so
+    one's ``clear()`` cannot wipe the other."""
+    if "NAMESPACE" in opts:
+        return str(opts["NAMESPACE"])
+    if not key_prefix:
+        return "django"
+    import hashlib
+    import re
+
+    if re.fullmatch(r"[A-Za-z0-9_.-]{1,56}", key_prefix):
+        return f"django.{key_prefix}"
+    return "django." + hashlib.sha256(key_prefix.encode()).hexdigest()[:16]
+
+
+def _native_kwargs(
+    server: str | list[str] | tuple[str, ...], opts: dict[str, Any], key_prefix: str = ""
+) -> dict[str, Any]:
     """The native cache's arguments for a CACHES entry (raises on bad input)."""
     if isinstance(server, (list, tuple)):
         locations = [str(s).strip() for s in server if str(s).strip()]
@@ -643,24 +748,24 @@ def _native_kwargs(server: str | list[str] | tuple[str, ...], opts: dict[str, An
     if isinstance(signing_key, str):
         signing_key = signing_key.encode()
     return {
-        "namespace": str(opts.get("NAMESPACE", "django")),
+        "namespace": _namespace(opts, key_prefix),
         "redis_url": redis_url,
         "cluster": cluster,
-        "l1": bool(opts.get("L1", True)),
-        "l1_max_bytes": int(opts.get("L1_MAX_BYTES", 64 << 20)),
-        "l1_memo_bytes": None if opts.get("L1_MEMO_BYTES") is None else int(opts["L1_MEMO_BYTES"]),
+        "l1": _typed(opts, "L1", bool, True),
+        "l1_max_bytes": _typed(opts, "L1_MAX_BYTES", int, 64 << 20),
+        "l1_memo_bytes": _typed(opts, "L1_MEMO_BYTES", int, None),
         "default_ttl": math.inf,  # every call passes its own TTL
-        "compress_threshold": int(opts.get("COMPRESS_THRESHOLD", 4096)),
-        "max_value_bytes": int(opts.get("MAX_VALUE_BYTES", 32 << 20)),
+        "compress_threshold": _typed(opts, "COMPRESS_THRESHOLD", int, 4096),
+        "max_value_bytes": _typed(opts, "MAX_VALUE_BYTES", int, 32 << 20),
         "signing_key": signing_key or None,
-        "connect_timeout": float(opts.get("CONNECT_TIMEOUT", 1.0)),
-        "op_timeout": float(opts.get("OP_TIMEOUT", opts.get("SOCKET_TIMEOUT", 0.5))),
-        "wait_timeout": float(opts.get("WAIT_TIMEOUT", 30.0)),
-        "ttl_jitter": float(opts.get("TTL_JITTER", 0.0)),
-        "fleet_lease": bool(opts.get("FLEET_LEASE", True)),
-        "lease_ttl": float(opts.get("LEASE_TTL", 5.0)),
-        "breaker_threshold": int(opts.get("BREAKER_THRESHOLD", 5)),
-        "breaker_cooldown": float(opts.get("BREAKER_COOLDOWN", 0.25)),
+        "connect_timeout": _typed(opts, "CONNECT_TIMEOUT", float, 1.0),
+        "op_timeout": _typed(opts, "OP_TIMEOUT", float, opts.get("SOCKET_TIMEOUT", 0.5)),
+        "wait_timeout": _typed(opts, "WAIT_TIMEOUT", float, 30.0),
+        "ttl_jitter": _typed(opts, "TTL_JITTER", float, 0.0),
+        "fleet_lease": _typed(opts, "FLEET_LEASE", bool, True),
+        "lease_ttl": _typed(opts, "LEASE_TTL", float, 5.0),
+        "breaker_threshold": _typed(opts, "BREAKER_THRESHOLD", int, 5),
+        "breaker_cooldown": _typed(opts, "BREAKER_COOLDOWN", float, 0.25),
     }
 
 
@@ -683,11 +788,11 @@ def check_caches(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             continue
         if not (isinstance(backend, type) and issubclass(backend, StrataCache)):
             continue
-        opts = _options(config)
         try:
+            opts = _options(config)
             get_serializer(opts.get("SERIALIZER", "pickle"))
             _policy(opts)
-            kwargs_ = _native_kwargs(config.get("LOCATION", ""), opts)
+            kwargs_ = _native_kwargs(config.get("LOCATION", ""), opts, str(config.get("KEY_PREFIX", "") or ""))
             _native.Cache(**kwargs_)
         except (StrataCacheError, ImproperlyConfigured, ValueError, TypeError) as e:
             messages.append(

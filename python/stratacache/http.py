@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 
 from . import _native
 from ._loading import Policy
+from ._logging import warn_l2
 from .client import Cache
 from .exceptions import RedisError
 from .serializers import FORMAT_RAW
@@ -94,7 +95,7 @@ async def _send_answer(send: Send, answer: tuple[int, list[tuple[str, str]], byt
 def _l2_trouble(e: BaseException) -> None:
     if not isinstance(e, RedisError):
         raise e
-    log.warning("stratacache: HTTP cache continues without Redis: %s", e)
+    warn_l2("http", "HTTP cache continues without Redis", e)
 
 
 async def handle(

@@ -358,4 +358,4 @@ def test_system_check_reports_bad_policy_options() -> None:
     bad = {"default": entry}
     with override_settings(CACHES=bad):
         msgs = check_caches()
-        assert [m.id for m in msgs] == ["stratacache.E001"] and "on_wait_timeout" in msgs[0].msg
+        assert [m.id for m in msgs] == ["stratacache.E001"] and "ON_WAIT_TIMEOUT" in msgs[0].msg

@@ -272,9 +272,27 @@ pub(crate) struct Shared {
     max_value_bytes: usize,
     tombstone_ttl: Duration,
     ttl_jitter: f64,
-    /// Bit `f` set: format `f` is readable here (see
-    /// `Config::accepted_formats`); `None`: every format.
-    accepted: Option<[u64; 4]>,
+}
+
+/// The formats a handle reads (see `Config::accepted_formats`): bit `f`
+/// set for format `f`; `None`: every format. A property of the handle, not
+/// of the L1 it shares: handles with different serializers share entries.
+type Accepted = Option<[u64; 4]>;
+
+fn accepted_of(formats: Option<&Vec<u8>>) -> Accepted {
+    formats.map(|fs| {
+        let mut bits = [0u64; 4];
+        for &f in fs {
+            bits[usize::from(f / 64)] |= 1 << (f % 64);
+        }
+        bits
+    })
+}
+
+/// Whether a handle accepting `acc` can read `e`'s format.
+fn readable(acc: Accepted, e: &Entry) -> bool {
+    let f = e.meta.format.0;
+    acc.is_none_or(|bits| bits[usize::from(f / 64)] & (1 << (f % 64)) != 0)
 }
 
 type Registry = Mutex<HashMap<String, Weak<Shared>>>;
@@ -326,21 +344,7 @@ impl Shared {
             max_value_bytes: cfg.max_value_bytes,
             tombstone_ttl: cfg.tombstone_ttl,
             ttl_jitter: cfg.ttl_jitter,
-            accepted: cfg.accepted_formats.as_ref().map(|fs| {
-                let mut bits = [0u64; 4];
-                for &f in fs {
-                    bits[usize::from(f / 64)] |= 1 << (f % 64);
-                }
-                bits
-            }),
         }
-    }
-
-    /// Whether this handle's serializer can read `e`'s format.
-    fn readable(&self, e: &Entry) -> bool {
-        let f = e.meta.format.0;
-        self.accepted
-            .is_none_or(|bits| bits[usize::from(f / 64)] & (1 << (f % 64)) != 0)
     }
 
     fn rkeys(&self, key: &str) -> RedisKeys {
@@ -439,18 +443,18 @@ impl Shared {
     }
 
     /// Decode an L2 value and keep it only if fresh and current.
-    async fn fresh(&self, bytes: Option<Vec<u8>>) -> Option<Arc<Entry>> {
+    async fn fresh(&self, bytes: Option<Vec<u8>>, acc: Accepted) -> Option<Arc<Entry>> {
         let e = Arc::new(bytes.and_then(|b| self.decode(&b))?);
-        match self.judge(e).await {
+        match self.judge(e, acc).await {
             Judged::Fresh(e) => Some(e),
             _ => None,
         }
     }
 
     /// Decode an L2 value and keep it if servable as a stale value.
-    async fn stale(&self, bytes: Option<Vec<u8>>) -> Option<Arc<Entry>> {
+    async fn stale(&self, bytes: Option<Vec<u8>>, acc: Accepted) -> Option<Arc<Entry>> {
         let e = Arc::new(bytes.and_then(|b| self.decode(&b))?);
-        match self.judge(e).await {
+        match self.judge(e, acc).await {
             Judged::Stale(e) => Some(e),
             _ => None,
         }
@@ -590,17 +594,17 @@ impl Shared {
 
     /// Whether `e` is fresh, stale (past its TTL or tag-invalidated, within
     /// its grace) or unusable.
-    pub(crate) async fn judge(&self, e: Arc<Entry>) -> Judged {
-        self.judge_counted(e, true).await
+    pub(crate) async fn judge(&self, e: Arc<Entry>, acc: Accepted) -> Judged {
+        self.judge_counted(e, true, acc).await
     }
 
     /// `judge`; `count` false for an entry whose judging was counted already.
-    async fn judge_counted(&self, e: Arc<Entry>, count: bool) -> Judged {
+    async fn judge_counted(&self, e: Arc<Entry>, count: bool, acc: Accepted) -> Judged {
         let now = now_ms();
         if !e.meta.is_live(now) {
             return Judged::Miss;
         }
-        if !self.readable(&e) {
+        if !readable(acc, &e) {
             // Another serializer's entry: a miss, so read-throughs load
             // and overwrite it.
             if count {
@@ -628,7 +632,7 @@ impl Shared {
 
     /// L1's copy of `key`, judged; `Miss` without L1 or while L1 is not
     /// trusted.
-    async fn l1_judged(&self, key: &str) -> Judged {
+    async fn l1_judged(&self, key: &str, acc: Accepted) -> Judged {
         let Some(l1) = &self.l1 else {
             return Judged::Miss;
         };
@@ -637,7 +641,7 @@ impl Shared {
             return Judged::Miss;
         }
         match l1.get(key).await {
-            Some(e) => self.judge(e).await,
+            Some(e) => self.judge(e, acc).await,
             None => Judged::Miss,
         }
     }
@@ -646,7 +650,7 @@ impl Shared {
     /// after L1 was skipped because the bus is interrupted: with neither,
     /// L1 is all that is left, and whatever it holds is dropped when the bus
     /// is back. `Miss` when L1 was trusted (it was consulted already).
-    pub(crate) async fn l1_fallback(&self, key: &str) -> Judged {
+    pub(crate) async fn l1_fallback(&self, key: &str, acc: Accepted) -> Judged {
         let Some(l1) = &self.l1 else {
             return Judged::Miss;
         };
@@ -654,7 +658,7 @@ impl Shared {
             return Judged::Miss;
         }
         let judged = match l1.get(key).await {
-            Some(e) => self.judge(e).await,
+            Some(e) => self.judge(e, acc).await,
             None => Judged::Miss,
         };
         if let Judged::Fresh(_) = judged {
@@ -759,6 +763,7 @@ pub struct Cache {
     shared: Arc<Shared>,
     closed: Arc<AtomicBool>,
     wait_timeout: Duration,
+    accepted: Accepted,
 }
 
 impl std::fmt::Debug for Cache {
@@ -805,6 +810,7 @@ impl Cache {
             shared,
             closed: Arc::new(AtomicBool::new(false)),
             wait_timeout: config.wait_timeout,
+            accepted: accepted_of(config.accepted_formats.as_ref()),
         })
     }
 
@@ -857,7 +863,7 @@ impl Cache {
         self.check(key)?;
         let sh = &self.shared;
         if sh.l1.is_some() {
-            if let Judged::Fresh(e) = sh.l1_judged(key).await {
+            if let Judged::Fresh(e) = sh.l1_judged(key, self.accepted).await {
                 Metrics::inc(&sh.metrics.l1_hits);
                 return Ok(Ok(Some(e)));
             }
@@ -892,7 +898,7 @@ impl Cache {
             Ok(b) => b,
             Err(e) => {
                 if crate::l2::unreachable(&e)
-                    && let Judged::Fresh(local) = sh.l1_fallback(key).await
+                    && let Judged::Fresh(local) = sh.l1_fallback(key, self.accepted).await
                 {
                     Metrics::inc(&sh.metrics.l2_errors);
                     return Ok(Some(local));
@@ -988,7 +994,7 @@ impl Cache {
             && sh.l1_trusted.load(Ordering::Acquire)
             && let Some(e) = l1.get(key).await
             && e.meta.is_fresh(now_ms())
-            && sh.readable(&e)
+            && readable(self.accepted, &e)
             && sh.versions.check(&e) == Validity::Current
         {
             Metrics::inc(&sh.metrics.l1_hits);
@@ -1000,7 +1006,7 @@ impl Cache {
     /// Decode an L2 read, fill L1, and return it if fresh.
     async fn accept_l2(&self, key: &str, bytes: Option<Vec<u8>>, epoch: u64) -> Option<Arc<Entry>> {
         let sh = &self.shared;
-        match sh.fresh(bytes).await {
+        match sh.fresh(bytes, self.accepted).await {
             Some(e) => {
                 Metrics::inc(&sh.metrics.l2_hits);
                 if let Some(l1) = &sh.l1
@@ -1028,7 +1034,7 @@ impl Cache {
         let mut missing = Vec::new();
         for (i, k) in keys.iter().enumerate() {
             if sh.l1.is_some() {
-                if let Judged::Fresh(e) = sh.l1_judged(k).await {
+                if let Judged::Fresh(e) = sh.l1_judged(k, self.accepted).await {
                     Metrics::inc(&sh.metrics.l1_hits);
                     out[i] = Some(e);
                     continue;
@@ -1056,7 +1062,7 @@ impl Cache {
                     return Err(e);
                 }
                 for &i in &missing {
-                    match sh.l1_fallback(keys[i]).await {
+                    match sh.l1_fallback(keys[i], self.accepted).await {
                         Judged::Fresh(local) => out[i] = Some(local),
                         _ => return Err(e),
                     }
@@ -1530,7 +1536,7 @@ impl Cache {
             // only: a retried pass is a lookup of its own).
             let counted = prior.is_some();
             if sh.l1.is_some() {
-                match sh.l1_judged(key).await {
+                match sh.l1_judged(key, self.accepted).await {
                     Judged::Fresh(e) => {
                         if !counted {
                             Metrics::inc(&sh.metrics.l1_hits);
@@ -1763,7 +1769,7 @@ impl Cache {
         };
         // A flight that finished between our L1 miss and joining left its
         // value in L1: take it rather than loading again.
-        if let Judged::Fresh(e) = sh.l1_judged(&key).await {
+        if let Judged::Fresh(e) = sh.l1_judged(&key, self.accepted).await {
             if !given {
                 Metrics::inc(&sh.metrics.l1_hits);
             }
@@ -1793,7 +1799,7 @@ impl Cache {
                 // `finish_read`: judged again here (time and versions only
                 // move one way), counted once.
                 let judged = match bytes.and_then(|b| sh.decode_counted(&b, !given)) {
-                    Some(e) => sh.judge_counted(Arc::new(e), !given).await,
+                    Some(e) => sh.judge_counted(Arc::new(e), !given, self.accepted).await,
                     None => Judged::Miss,
                 };
                 match judged {
@@ -1824,7 +1830,7 @@ impl Cache {
                 // else load without touching L2 (no fence).
                 Metrics::inc(&sh.metrics.l2_errors);
                 if crate::l2::unreachable(&e) {
-                    match sh.l1_fallback(&key).await {
+                    match sh.l1_fallback(&key, self.accepted).await {
                         Judged::Fresh(local) => {
                             guard.resolve(FlightState::Value(local.clone()));
                             return Ok(Lookup::Fresh(local));
@@ -1877,7 +1883,7 @@ impl Cache {
             let (pttl_ms, value) = match acquired {
                 Ok(Acquire::Taken { value, fence }) => {
                     let value = if value == seen { None } else { value };
-                    if let Some(e) = sh.fresh(value.clone()).await {
+                    if let Some(e) = sh.fresh(value.clone(), self.accepted).await {
                         // Filled between our miss and the lease.
                         flight::spawn_release(sh, &rk, &key, token);
                         if waited {
@@ -1888,7 +1894,7 @@ impl Cache {
                     if waited {
                         Metrics::inc(&sh.metrics.lease_takeovers);
                     }
-                    if keep_stale && let Some(e) = sh.stale(value).await {
+                    if keep_stale && let Some(e) = sh.stale(value, self.accepted).await {
                         stale = Some(e);
                     }
                     let fleet = FleetLease::hold(sh, &rk, token);
@@ -1927,13 +1933,13 @@ impl Cache {
                 }
             };
             // Another process is loading.
-            if let Some(e) = sh.fresh(value.clone()).await {
+            if let Some(e) = sh.fresh(value.clone(), self.accepted).await {
                 if waited {
                     Metrics::inc(&sh.metrics.lease_fills_received);
                 }
                 return Ok(self.filled(guard, &key, e, epoch).await);
             }
-            if keep_stale && let Some(e) = sh.stale(value).await {
+            if keep_stale && let Some(e) = sh.stale(value, self.accepted).await {
                 stale = Some(e);
             }
             if policy.allow_stale
@@ -2068,7 +2074,7 @@ impl Cache {
         let rk = sh.rkeys(&key);
         let token = Self::new_token();
         let newer = async |v: Option<Vec<u8>>| {
-            sh.fresh(v)
+            sh.fresh(v, self.accepted)
                 .await
                 .filter(|n| n.meta.created_at_ms > e.meta.created_at_ms)
         };
@@ -2121,7 +2127,7 @@ impl Cache {
     async fn try_lease_inner(&self, key: &str, force: bool) -> Result<Option<Lease>> {
         self.check(key)?;
         let sh = &self.shared;
-        if !force && let Judged::Fresh(_) = sh.l1_judged(key).await {
+        if !force && let Judged::Fresh(_) = sh.l1_judged(key, self.accepted).await {
             return Ok(None);
         }
         let Some(mut guard) = flight::try_lead(sh, key) else {
@@ -2145,7 +2151,7 @@ impl Cache {
         if !sh.fleet_lease {
             if !force
                 && let Ok(v) = l2.get(&rk).await
-                && let Some(e) = sh.fresh(v).await
+                && let Some(e) = sh.fresh(v, self.accepted).await
             {
                 self.filled(guard, &k, e, epoch).await;
                 return Ok(None);
@@ -2166,7 +2172,7 @@ impl Cache {
             .await
         {
             Ok(Acquire::Taken { value, fence }) => {
-                if !force && let Some(e) = sh.fresh(value).await {
+                if !force && let Some(e) = sh.fresh(value, self.accepted).await {
                     flight::spawn_release(sh, &rk, &k, token);
                     self.filled(guard, &k, e, epoch).await;
                     return Ok(None);

@@ -57,7 +57,6 @@ impl Config {
             self.lease_ttl,
             self.breaker_threshold,
             self.breaker_cooldown,
-            &self.accepted_formats,
         )
             .hash(&mut h);
         format!(
@@ -133,7 +132,8 @@ pub struct Config {
     /// `None` (the default): every format. An entry in another format (one
     /// written by another serializer, e.g. before a deploy switched it) is
     /// a miss for every read, counted in `format_refusals`: read-throughs
-    /// load and overwrite it, through the single flight.
+    /// load and overwrite it, through the single flight. A property of the
+    /// handle: handles reading different formats still share one L1.
     pub accepted_formats: Option<Vec<u8>>,
     /// Give this handle its own L1, flights and metrics instead of sharing
     /// them with other handles on the same Redis location and namespace

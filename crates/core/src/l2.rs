@@ -66,6 +66,10 @@ pub(crate) struct L2 {
     op_timeout: Duration,
     conn: RwLock<Option<(u64, Conn)>>,
     breaker: Breaker,
+    /// A `rediss://` location: a failure before Redis ever answered may be
+    /// a TLS client talking to a plaintext port, and the error says so.
+    tls: bool,
+    answered: AtomicBool,
 }
 
 /// Circuit breaker: after `threshold` consecutive failures to reach Redis
@@ -353,16 +357,21 @@ impl L2 {
         op_timeout: Duration,
         breaker: Breaker,
     ) -> Self {
+        let tls = match &location {
+            RedisLocation::Standalone(u) => u.starts_with("rediss://"),
+            RedisLocation::Cluster(s) => s.iter().any(|u| u.starts_with("rediss://")),
+        };
         L2 {
             location,
             connect_timeout,
             op_timeout,
             conn: RwLock::new(None),
             breaker,
+            tls,
+            answered: AtomicBool::new(false),
         }
     }
 
-    /// Whether the circuit breaker currently keeps calls away from Redis.
     /// A read connection of the binding's own (Node's) made no progress for
     /// `op_timeout` with commands pending: Redis is frozen or gone. Opens
     /// the breaker at once, so the native fallback of those reads fails
@@ -372,6 +381,7 @@ impl L2 {
         self.breaker.record(&r, true);
     }
 
+    /// Whether the circuit breaker currently keeps calls away from Redis.
     pub(crate) fn breaker_open(&self) -> bool {
         self.breaker.open_until.load(Ordering::Acquire) != 0
     }
@@ -381,11 +391,7 @@ impl L2 {
     }
 
     fn build(&self) -> Result<Conn> {
-        let uses_tls = match &self.location {
-            RedisLocation::Standalone(u) => u.starts_with("rediss://"),
-            RedisLocation::Cluster(s) => s.iter().any(|u| u.starts_with("rediss://")),
-        };
-        if uses_tls {
+        if self.tls {
             // Pick the crypto provider explicitly: harmless if one is set.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
@@ -455,7 +461,21 @@ impl L2 {
             Err(_) => Err(Error::L2Timeout(self.op_timeout)),
         };
         self.breaker.record(&r, probe);
-        r
+        match r {
+            Ok(v) => {
+                if !self.answered.load(Ordering::Relaxed) {
+                    self.answered.store(true, Ordering::Relaxed);
+                }
+                Ok(v)
+            }
+            Err(e) if self.tls && unreachable(&e) && !self.answered.load(Ordering::Relaxed) => {
+                Err(Error::L2Unavailable(format!(
+                    "no answer over TLS ({e}): is the server at this rediss:// URL speaking TLS? \
+                     A plaintext Redis never completes the TLS handshake; use redis:// for it"
+                )))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {

@@ -67,8 +67,8 @@ fn value(py: Python<'_>, e: &stratacache::Entry) -> Value {
     (e.meta.format.0, PyBytes::new(py, &e.payload).unbind())
 }
 
-fn value_attached(e: &stratacache::Entry) -> Value {
-    Python::attach(|py| value(py, e))
+fn value_attached(e: &stratacache::Entry) -> PyResult<Value> {
+    crate::runtime::attach(|py| Ok(value(py, e)))
 }
 
 /// A tiered cache handle (see `stratacache.Cache` for the public API).
@@ -502,7 +502,7 @@ impl PyCache {
         let c = self.inner.clone();
         awaitable(py, async move {
             let r = c.get(&key).await.map_err(py_err)?;
-            Ok(r.map(|e| value_attached(&e)))
+            r.map(|e| value_attached(&e)).transpose()
         })
     }
 
@@ -511,11 +511,11 @@ impl PyCache {
         awaitable(py, async move {
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let r = c.get_many(&refs).await.map_err(py_err)?;
-            Ok(Python::attach(|py| {
-                r.into_iter()
+            crate::runtime::attach(|py| {
+                Ok(r.into_iter()
                     .map(|o| o.map(|e| value(py, &e)))
-                    .collect::<Vec<_>>()
-            }))
+                    .collect::<Vec<_>>())
+            })
         })
     }
 
@@ -626,7 +626,7 @@ impl PyCache {
         let c = self.inner.clone();
         awaitable(py, async move {
             let r = c.lookup(&key, &policy).await.map_err(py_err)?;
-            Ok(Python::attach(|py| lookup_tuple(py, r)))
+            crate::runtime::attach(|py| Ok(lookup_tuple(py, r)))
         })
     }
 }
@@ -888,7 +888,7 @@ impl PyLease {
         let err = PyLoaderError::wrap(&exc);
         awaitable(py, async move {
             let e = lease.fail(err).await.map_err(py_err)?;
-            Ok(value_attached(&e))
+            value_attached(&e)
         })
     }
 

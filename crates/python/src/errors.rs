@@ -91,5 +91,5 @@ impl<T> IntoPyResult<T> for stratacache::Result<T> {
 
 /// For async bodies, which have no `Python` token: attach to convert.
 pub(crate) fn py_err(e: stratacache::Error) -> PyErr {
-    Python::attach(|py| to_py(py, e))
+    crate::runtime::attach(|py| Ok(to_py(py, e))).unwrap_or_else(|exiting| exiting)
 }

@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 #[pyfunction]
 fn after_fork_child() {
     stratacache::runtime::after_fork_child();
+    runtime::reset_gate();
 }
 
 #[pymodule]
@@ -30,6 +31,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<http::HttpExchange>()?;
     m.add_class::<http::HttpSettle>()?;
     m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::_at_exit, m)?)?;
     m.add("FRESH", cache::FRESH)?;
     m.add("STALE", cache::STALE)?;
     m.add("LEAD", cache::LEAD)?;

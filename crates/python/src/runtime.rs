@@ -9,11 +9,22 @@
 //!   tokio runtime is a `&'static` fixed at first use, which is dead in a
 //!   child after `fork()` (gunicorn `--preload`, celery prefork); this one
 //!   asks the core for the current process's runtime on every spawn.
+//! - Exit: runtime threads attach to Python only through [`attach`] (and
+//!   [`ForkSafeRt::spawn_blocking`], where results reach asyncio), which
+//!   pass a gate that `_at_exit` (an `atexit` hook of the Python package)
+//!   closes, then waits, GIL released, until no runtime thread is inside.
+//!   Finalization therefore never meets a runtime thread holding or
+//!   waiting for the GIL: CPython 3.11 would `pthread_exit` such a thread
+//!   and the unwind would run Rust destructors that touch Python unattached
+//!   (the abort or segfault at exit after asyncio use).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3_async_runtimes::TaskLocals;
 use pyo3_async_runtimes::generic::{ContextExt, JoinError, Runtime};
@@ -38,6 +49,61 @@ where
     // Not ready: wait with the GIL released. The no-op waker of the first
     // poll is replaced by block_on's on its first poll.
     py.detach(move || stratacache::runtime::block_on(fut))
+}
+
+/// The exit gate: the high bit set once closed, the rest counts the runtime
+/// threads inside.
+static GATE: AtomicUsize = AtomicUsize::new(0);
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// A runtime thread's pass through the gate.
+struct Pass;
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        GATE.fetch_sub(1, Ordering::Release);
+    }
+}
+
+fn pass() -> Option<Pass> {
+    if GATE.fetch_add(1, Ordering::AcqRel) & CLOSED != 0 {
+        GATE.fetch_sub(1, Ordering::Release);
+        return None;
+    }
+    Some(Pass)
+}
+
+fn exiting() -> PyErr {
+    // Lazy: building it needs no GIL.
+    PyRuntimeError::new_err("stratacache: the Python interpreter is exiting")
+}
+
+/// `Python::attach` for runtime threads: refused once the interpreter is
+/// exiting.
+pub(crate) fn attach<R>(f: impl FnOnce(Python<'_>) -> PyResult<R>) -> PyResult<R> {
+    let Some(_pass) = pass() else {
+        return Err(exiting());
+    };
+    Python::attach(f)
+}
+
+/// `atexit` hook: close the gate and wait for the runtime threads inside.
+#[pyfunction]
+pub(crate) fn _at_exit(py: Python<'_>) {
+    GATE.fetch_or(CLOSED, Ordering::AcqRel);
+    // Those inside need the GIL to finish: wait with it released. Unbounded
+    // on purpose: what runs inside is short, and a limit would bring the
+    // race back.
+    py.detach(|| {
+        while GATE.load(Ordering::Acquire) & !CLOSED != 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
+
+/// In a forked child: threads counted in the parent do not exist here.
+pub(crate) fn reset_gate() {
+    GATE.store(0, Ordering::Release);
 }
 
 tokio::task_local! {
@@ -79,7 +145,14 @@ impl Runtime for ForkSafeRt {
     where
         F: FnOnce() + Send + 'static,
     {
-        let h = stratacache::runtime::runtime().spawn_blocking(f);
+        // pyo3-async-runtimes hands results to asyncio here, attached. Past
+        // the exit gate `f` is dropped unrun (its Python references go to
+        // pyo3's pending pool: no GIL needed).
+        let h = stratacache::runtime::runtime().spawn_blocking(move || {
+            if let Some(_pass) = pass() {
+                f();
+            }
+        });
         Box::pin(async move { h.await.map_err(RtJoinError) })
     }
 }
@@ -107,5 +180,9 @@ where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
+    if GATE.load(Ordering::Acquire) & CLOSED != 0 {
+        // A future that would never resolve otherwise.
+        return Err(exiting());
+    }
     pyo3_async_runtimes::generic::future_into_py::<ForkSafeRt, _, _>(py, fut)
 }
