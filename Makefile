@@ -17,7 +17,7 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-http test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults bench-memory fuzz check-prereqs
+.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-http test-readme test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults bench-memory fuzz check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,7 +60,7 @@ build: ## build every crate (release)
 
 fmt: ## format the code
 	$(CARGO) fmt --all
-	[ ! -x $(VENV_BIN)/ruff ] || $(VENV_BIN)/ruff format python tests/python tests/fleet tests/http benches/python
+	[ ! -x $(VENV_BIN)/ruff ] || $(VENV_BIN)/ruff format python tests/python tests/fleet tests/http tests/readme benches/python
 
 lint: lint-rust lint-py lint-node ## every linter and type check
 
@@ -69,13 +69,13 @@ lint-rust: ## rustfmt check, clippy with warnings as errors
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 lint-py: py-develop ## ruff, mypy (strict), stubtest of _native.pyi against the built module
-	$(VENV_BIN)/ruff check python tests/python tests/fleet tests/http benches/python benches/stampede benches/coherence
-	$(VENV_BIN)/ruff format --check python tests/python tests/fleet tests/http benches/python benches/stampede benches/coherence
+	$(VENV_BIN)/ruff check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence
+	$(VENV_BIN)/ruff format --check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence
 	$(VENV_BIN)/mypy
 	$(PY) -m mypy.stubtest stratacache._native
 
 test: check-prereqs ## every test suite, against real Redis and a real 3-master Redis Cluster
-	$(WITH_REDIS) $(MAKE) --no-print-directory test-rust test-py test-node test-http test-fleet test-django-contract
+	$(WITH_REDIS) $(MAKE) --no-print-directory test-rust test-py test-node test-http test-readme test-fleet test-django-contract
 
 test-rust: ## Rust tests only (expects REDIS_URL / STRATACACHE_CLUSTER; `make test` sets them)
 	$(RUST_TEST)
@@ -95,6 +95,9 @@ test-py: py-develop ## Python tests only (pytest; same environment as test-rust)
 
 test-http: node-build py-develop ## the HTTP caching case table (tests/http/cases.json) against FastAPI, Express and Fastify, two app processes each
 	STRATACACHE_NODE=node $(PY) -m pytest -p no:cacheprovider tests/http
+
+test-readme: node-build py-develop ## the README's Python and JS examples, extracted, type-checked (mypy --strict, tsc) and run
+	STRATACACHE_NODE=node $(PY) -m pytest -p no:cacheprovider tests/readme
 
 test-fleet: node-build py-develop ## cross-process stampede tests: Python and Node processes on one Redis
 	STRATACACHE_NODE=node $(PY) -m pytest -p no:cacheprovider tests/fleet

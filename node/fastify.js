@@ -12,8 +12,11 @@ const { rule, begin, headerPairs } = require('./http.js')
 const kStep = Symbol('stratacache.fastify')
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
+// Options Fastify itself gives plugins: not HTTP cache options.
+const FASTIFY_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers'])
+
 async function stratacacheFastify(fastify, options) {
-  const defaults = options || {}
+  const defaults = Object.fromEntries(Object.entries(options || {}).filter(([k]) => !FASTIFY_OPTIONS.has(k)))
   const rules = new WeakMap()
   const unsafeRule = defaults.cache ? rule(defaults) : null
   const ruleFor = (config) => {

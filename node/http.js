@@ -7,7 +7,7 @@
 
 const crypto = require('node:crypto')
 const binding = require('./binding.js')
-const { kInternal, parseTtl } = require('./index.js')
+const { kInternal, parseTtl, checkOptions } = require('./index.js')
 const { ConfigError, InvalidValueError } = require('./errors.js')
 
 const FRESH = 0
@@ -17,7 +17,7 @@ const L2 = new Set(['E_L2', 'E_L2_UNAVAILABLE', 'E_L2_TIMEOUT'])
 /** Marks the in-process request that refreshes a stale entry in the background. */
 const REFRESH_HEADER = 'x-stratacache-refresh'
 
-const OPTIONS = new Set([
+const OPTIONS = [
   'cache',
   'ttl',
   'staleWhileRevalidate',
@@ -30,7 +30,7 @@ const OPTIONS = new Set([
   'xCache',
   'tags',
   'scope',
-])
+]
 const RENAMED = {
   credentialCookies:
     'credentialCookies was removed: every cookie now makes a request private; list the cookies that do not identify a user in sharedCookies',
@@ -40,37 +40,9 @@ const RENAMED = {
 /** Released to coalesced requests when the leader's response may not be shared. */
 class NotShareable extends Error {}
 
-function nearest(name, names) {
-  let best = null
-  let bestD = 3
-  for (const n of names) {
-    const d = distance(name.toLowerCase(), n.toLowerCase())
-    if (d < bestD) [best, bestD] = [n, d]
-  }
-  return best
-}
-
-function distance(a, b) {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
-      prev = cur
-    }
-  }
-  return row[b.length]
-}
-
 function rule(options = {}) {
-  for (const k of Object.keys(options)) {
-    if (OPTIONS.has(k)) continue
-    if (RENAMED[k]) throw new ConfigError(RENAMED[k])
-    const near = nearest(k, OPTIONS)
-    throw new ConfigError(`unknown HTTP cache option ${JSON.stringify(k)}${near ? ` (did you mean ${near}?)` : ''}`)
-  }
+  for (const k of Object.keys(options)) if (RENAMED[k]) throw new ConfigError(RENAMED[k])
+  checkOptions(options, OPTIONS, 'HTTP cache')
   const { cache } = options
   if (!cache || typeof cache[kInternal] !== 'function') throw new InvalidValueError('options.cache must be a stratacache Cache')
   const ttlMs = parseTtl(options.ttl === undefined ? '60s' : options.ttl)

@@ -237,6 +237,58 @@ function within(promise, ms) {
 // and leases. Not part of the public API.
 const kInternal = Symbol.for('stratacache.internal')
 
+const CACHE_OPTIONS = [
+  'redis',
+  'cluster',
+  'namespace',
+  'l1',
+  'ttl',
+  'serializer',
+  'compressThreshold',
+  'maxValueBytes',
+  'signingKey',
+  'connectTimeout',
+  'opTimeout',
+  'waitTimeout',
+  'tombstoneTtl',
+  'ttlJitter',
+  'failOpen',
+  'fleetLease',
+  'leaseTtl',
+  'jsReads',
+  'breaker',
+  'policy',
+]
+
+// Levenshtein distance, for "did you mean" hints.
+function distance(a, b) {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
+      prev = cur
+    }
+  }
+  return row[b.length]
+}
+
+/** Refuse an unknown option with ConfigError (E_CONFIG) naming it and the nearest known one. */
+function checkOptions(o, known, what) {
+  for (const k of Object.keys(o)) {
+    if (known.includes(k)) continue
+    let near = null
+    let best = 3
+    for (const n of known) {
+      const d = distance(k.toLowerCase(), n.toLowerCase())
+      if (d < best) [near, best] = [n, d]
+    }
+    throw new ConfigError(`unknown ${what} option ${JSON.stringify(k)}${near ? ` (did you mean ${near}?)` : ''}`)
+  }
+}
+
 /**
  * A tiered cache: in-process L1 and, with `redis` or `cluster`, a Redis L2.
  * Handles created with the same Redis location and namespace in one
@@ -260,6 +312,7 @@ class Cache extends EventEmitter {
   constructor(options = {}) {
     super()
     const o = options || {}
+    checkOptions(o, CACHE_OPTIONS, 'Cache')
     this.#policy = checkPolicy(o.policy || {})
     const serializer = o.serializer === undefined ? 'json' : o.serializer
     this.#serializer = typeof serializer === 'string' ? serializers[serializer] : serializer
@@ -959,5 +1012,6 @@ module.exports = {
   ...errors,
 }
 Object.defineProperty(module.exports, 'kInternal', { value: kInternal, enumerable: false })
+Object.defineProperty(module.exports, 'checkOptions', { value: checkOptions, enumerable: false })
 delete module.exports.fromNative
 delete module.exports.L2_CODES

@@ -155,6 +155,62 @@ async function l2Many() {
   redis.disconnect()
 }
 
+// HTTP response caching: a keep-alive client sends sequential GETs to an
+// Express and a Fastify app on loopback; the same 200 B JSON route cached
+// (a hit from L1, a hit from Redis with L1 disabled) and not cached (the
+// handler runs every time). Medians of interleaved rounds.
+async function httpHits() {
+  const http = require('node:http')
+  const express = require('express')
+  const Fastify = require('fastify')
+  const { cached } = require('../../node/express.js')
+  const stratacacheFastify = require('../../node/fastify.js')
+  const body = value(200)
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  const get = (port, path) =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path, agent }, (res) => {
+        res.resume()
+        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))))
+      })
+      req.on('error', reject)
+      req.end()
+    })
+  const l1 = new Cache({ namespace: `bench-http-${RUN}` })
+  const l2 = new Cache({ redis: REDIS_URL, namespace: `bench-http-l2-${RUN}`, l1: false })
+  const app = express()
+  app.get('/plain', (req, res) => res.json(body))
+  app.get('/l1', cached({ cache: l1, ttl: '1h' }), (req, res) => res.json(body))
+  app.get('/l2', cached({ cache: l2, ttl: '1h' }), (req, res) => res.json(body))
+  const server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s))
+  })
+  const ep = server.address().port
+  const fastify = Fastify()
+  await fastify.register(stratacacheFastify, { cache: l1 })
+  fastify.get('/plain', async () => body)
+  fastify.get('/l1', { config: { cache: { ttl: '1h' } } }, async () => body)
+  fastify.get('/l2', { config: { cache: { cache: l2, ttl: '1h' } } }, async () => body)
+  await fastify.listen({ port: 0, host: '127.0.0.1' })
+  const fp = fastify.server.address().port
+  const contenders = [
+    ['express, not cached (handler runs)', () => get(ep, '/plain')],
+    ['express cached, HIT from L1', () => get(ep, '/l1')],
+    ['express cached, HIT from Redis (L1 off)', () => get(ep, '/l2')],
+    ['fastify, not cached (handler runs)', () => get(fp, '/plain')],
+    ['fastify cached, HIT from L1', () => get(fp, '/l1')],
+    ['fastify cached, HIT from Redis (L1 off)', () => get(fp, '/l2')],
+  ]
+  const { median } = await interleaved(contenders, 9, 300)
+  table('HTTP GET, 200 B JSON, keep-alive, sequential: median of 9 rounds', median, 'express, not cached (handler runs)')
+  agent.destroy()
+  await new Promise((r) => server.close(r))
+  await fastify.close()
+  await l2.clear()
+  l1.close()
+  l2.close()
+}
+
 async function stampede() {
   console.log('\nCold key, 1,000 concurrent getOrSet, 50 ms factory')
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
@@ -194,6 +250,7 @@ async function stampede() {
   if (!only || only === 'l2') await l2Hits()
   if (!only || only === 'many') await l2Many()
   if (!only || only === 'stampede') await stampede()
+  if (!only || only === 'http') await httpHits()
 })().catch((e) => {
   console.error(e)
   process.exit(1)

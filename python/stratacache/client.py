@@ -7,10 +7,10 @@ import inspect
 import logging
 import math
 from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any, Callable, Final, TypeVar, Union, cast
+from typing import Any, Callable, Final, TypeVar, Union, overload
 
 from . import _native
-from ._loading import Decoding, Policy, aread_through, awarm, read_through, warm
+from ._loading import Decoding, NoCache, Policy, aread_through, awarm, read_through, warm
 from ._logging import warn_l2
 from .exceptions import ConfigError, InvalidValueError, RedisError
 from .serializers import Serializer, Unreadable, accepted_formats, get_serializer, memo_key
@@ -282,10 +282,70 @@ class Cache:
         """Prometheus text exposition of :meth:`stats`."""
         return self._n.metrics_text()
 
+    @overload
     def get_or_set(
         self,
         key: str,
-        loader: Callable[[], T] | T,
+        loader: Callable[[], NoCache[T]],
+        ttl: Ttl = ...,
+        *,
+        grace: float | None = ...,
+        allow_stale: bool | None = ...,
+        wait_timeout: float | None = ...,
+        early_refresh: float | None = ...,
+        refresh_ahead: float | None = ...,
+        fail_safe: bool | None = ...,
+        soft_timeout: float | None = ...,
+        hard_timeout: float | None = ...,
+        none_ttl: float | None = ...,
+        tags: Iterable[str] | None = ...,
+        policy: Policy | None = ...,
+    ) -> T: ...
+
+    @overload
+    def get_or_set(
+        self,
+        key: str,
+        loader: Callable[[], T],
+        ttl: Ttl = ...,
+        *,
+        grace: float | None = ...,
+        allow_stale: bool | None = ...,
+        wait_timeout: float | None = ...,
+        early_refresh: float | None = ...,
+        refresh_ahead: float | None = ...,
+        fail_safe: bool | None = ...,
+        soft_timeout: float | None = ...,
+        hard_timeout: float | None = ...,
+        none_ttl: float | None = ...,
+        tags: Iterable[str] | None = ...,
+        policy: Policy | None = ...,
+    ) -> T: ...
+
+    @overload
+    def get_or_set(
+        self,
+        key: str,
+        loader: T,
+        ttl: Ttl = ...,
+        *,
+        grace: float | None = ...,
+        allow_stale: bool | None = ...,
+        wait_timeout: float | None = ...,
+        early_refresh: float | None = ...,
+        refresh_ahead: float | None = ...,
+        fail_safe: bool | None = ...,
+        soft_timeout: float | None = ...,
+        hard_timeout: float | None = ...,
+        none_ttl: float | None = ...,
+        tags: Iterable[str] | None = ...,
+        policy: Policy | None = ...,
+    ) -> T: ...
+
+    def get_or_set(
+        self,
+        key: str,
+        loader: Any,
         ttl: Ttl = DEFAULT,
         *,
         grace: float | None = None,
@@ -299,7 +359,7 @@ class Cache:
         none_ttl: float | None = None,
         tags: Iterable[str] | None = None,
         policy: Policy | None = None,
-    ) -> T:
+    ) -> Any:
         """The value of ``key``, loading it with ``loader()`` if absent.
 
         Stampede-safe: concurrent callers for one key make exactly one
@@ -323,7 +383,7 @@ class Cache:
             none_ttl=none_ttl,
             tags=tuple(tags) if tags is not None else None,
         )
-        return cast(T, read_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding))
+        return read_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding)
 
     def warm(
         self,
@@ -407,10 +467,110 @@ class Cache:
     async def ainvalidate_tags(self, tags: Iterable[str]) -> None:
         await self._n.ainvalidate_tags(list(tags))
 
+    @overload
     async def aget_or_set(
         self,
         key: str,
-        loader: Callable[[], Awaitable[T]] | Callable[[], T] | T,
+        loader: Callable[[], Awaitable[NoCache[T]]],
+        ttl: Ttl = ...,
+        *,
+        grace: float | None = ...,
+        allow_stale: bool | None = ...,
+        wait_timeout: float | None = ...,
+        early_refresh: float | None = ...,
+        refresh_ahead: float | None = ...,
+        fail_safe: bool | None = ...,
+        soft_timeout: float | None = ...,
+        hard_timeout: float | None = ...,
+        none_ttl: float | None = ...,
+        tags: Iterable[str] | None = ...,
+        policy: Policy | None = ...,
+    ) -> T: ...
+
+    @overload
+    async def aget_or_set(
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[T]],
+        ttl: Ttl = ...,
+        *,
+        grace: float | None = ...,
+        allow_stale: bool | None = ...,
+        wait_timeout: float | None = ...,
+        early_refresh: float | None = ...,
+        refresh_ahead: float | None = ...,
+        fail_safe: bool | None = ...,
+        soft_timeout: float | None = ...,
+        hard_timeout: float | None = ...,
+        none_ttl: float | None = ...,
+        tags: Iterable[str] | None = ...,
+        policy: Policy | None = ...,
+    ) -> T: ...
+
+    @overload
+    async def aget_or_set(
+        self,
+        key: str,
+        loader: Callable[[], NoCache[T]],
+        ttl: Ttl = ...,
+        *,
+        grace: float | None = ...,
+        allow_stale: bool | None = ...,
+        wait_timeout: float | None = ...,
+        early_refresh: float | None = ...,
+        refresh_ahead: float | None = ...,
+        fail_safe: bool | None = ...,
+        soft_timeout: float | None = ...,
+        hard_timeout: float | None = ...,
+        none_ttl: float | None = ...,
+        tags: Iterable[str] | None = ...,
+        policy: Policy | None = ...,
+    ) -> T: ...
+
+    @overload
+    async def aget_or_set(
+        self,
+        key: str,
+        loader: Callable[[], T],
+        ttl: Ttl = ...,
+        *,
+        grace: float | None = ...,
+        allow_stale: bool | None = ...,
+        wait_timeout: float | None = ...,
+        early_refresh: float | None = ...,
+        refresh_ahead: float | None = ...,
+        fail_safe: bool | None = ...,
+        soft_timeout: float | None = ...,
+        hard_timeout: float | None = ...,
+        none_ttl: float | None = ...,
+        tags: Iterable[str] | None = ...,
+        policy: Policy | None = ...,
+    ) -> T: ...
+
+    @overload
+    async def aget_or_set(
+        self,
+        key: str,
+        loader: T,
+        ttl: Ttl = ...,
+        *,
+        grace: float | None = ...,
+        allow_stale: bool | None = ...,
+        wait_timeout: float | None = ...,
+        early_refresh: float | None = ...,
+        refresh_ahead: float | None = ...,
+        fail_safe: bool | None = ...,
+        soft_timeout: float | None = ...,
+        hard_timeout: float | None = ...,
+        none_ttl: float | None = ...,
+        tags: Iterable[str] | None = ...,
+        policy: Policy | None = ...,
+    ) -> T: ...
+
+    async def aget_or_set(
+        self,
+        key: str,
+        loader: Any,
         ttl: Ttl = DEFAULT,
         *,
         grace: float | None = None,
@@ -424,7 +584,7 @@ class Cache:
         none_ttl: float | None = None,
         tags: Iterable[str] | None = None,
         policy: Policy | None = None,
-    ) -> T:
+    ) -> Any:
         """Async :meth:`get_or_set`; ``loader`` may be sync or async."""
         p = (policy or self._policy).updated(
             grace=grace,
@@ -438,10 +598,7 @@ class Cache:
             none_ttl=none_ttl,
             tags=tuple(tags) if tags is not None else None,
         )
-        return cast(
-            T,
-            await aread_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding),
-        )
+        return await aread_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding)
 
     async def awarm(
         self,

@@ -243,3 +243,16 @@ test('early refresh: callers get the fresh value, one background reload', async 
   assert.throws(() => new Cache({ namespace: unique('j'), ttlJitter: 2 }), ConfigError)
   await c.close()
 })
+
+test('unknown options are refused with E_CONFIG naming the nearest (Cache and HTTP caching)', () => {
+  const { cached } = require('../../node/express.js')
+  assert.throws(() => new Cache({ opTimout: 5 }), (e) => e.code === 'E_CONFIG' && /"opTimout" \(did you mean opTimeout\?\)/.test(e.message))
+  const cache = new Cache()
+  try {
+    assert.throws(() => cached({ cache, tll: 5 }), (e) => e.code === 'E_CONFIG' && /did you mean ttl\?/.test(e.message))
+    assert.throws(() => cached({ cache, credentialCookies: ['sid'] }), (e) => e.code === 'E_CONFIG' && /sharedCookies/.test(e.message))
+    assert.throws(() => cached({ cache, vary: ['*'] }), (e) => e.code === 'E_CONFIG')
+  } finally {
+    cache.close()
+  }
+})
