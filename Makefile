@@ -109,6 +109,7 @@ bench-py: check-prereqs $(VENV)/.installed ## Django-API benchmarks beside LocMe
 	$(VENV_BIN)/pip install -q -r python/requirements-bench.txt
 	$(MATURIN) develop --locked -q --release
 	$(WITH_REDIS) $(PY) benches/python/bench_django.py
+	$(WITH_REDIS) $(PY) benches/python/bench_http.py
 	@echo "(the release build is now in .venv; the next 'make test' reinstalls the debug build)"
 
 bench-stampede: check-prereqs node-build $(VENV)/.installed ## stampede scenarios (cold key, hot key expiring under load) beside Django, django-redis, cashews, bentocache, cache-manager

@@ -30,7 +30,7 @@ function capture(res, next, streamed) {
     }
     res.write = function (...args) {
       restore()
-      for (const [k, v] of streamed()) res.setHeader(k, v)
+      setAll(res, streamed())
       resolve({ streamed: true })
       return res.write(...args)
     }
@@ -75,10 +75,15 @@ function replay(req, headers) {
   })
 }
 
+function setAll(res, flat) {
+  for (let i = 0; i < flat.length; i += 2) res.setHeader(flat[i], flat[i + 1])
+}
+
 function sendAnswer(res, a) {
   for (const name of res.getHeaderNames()) res.removeHeader(name)
   res.statusCode = a.status
-  for (const [k, v] of a.headers) res.appendHeader(k, v)
+  const h = a.headers // flat: [name, value, ...]
+  for (let i = 0; i < h.length; i += 2) res.appendHeader(h[i], h[i + 1])
   res.end(a.body || undefined)
 }
 
@@ -92,6 +97,7 @@ function cached(options) {
       path: url.pathname,
       query: [...url.searchParams.entries()],
       headers: req.headers,
+      rawHeaders: req.rawHeaders,
       raw: req,
       refresh: (headers) => replay(req, headers),
     }
@@ -99,7 +105,7 @@ function cached(options) {
       .then(async (step) => {
         if (step.answer) return sendAnswer(res, step.answer)
         if (step.pass) {
-          for (const [k, v] of step.pass) res.setHeader(k, v)
+          setAll(res, step.pass)
           return next()
         }
         // Express 5 routes thrown and rejected handler errors to the error
@@ -108,7 +114,7 @@ function cached(options) {
         const out = await step.finish(produced)
         if (produced.streamed) return
         if (out.answer) return sendAnswer(res, out.answer)
-        for (const [k, v] of out.pass) res.setHeader(k, v)
+        setAll(res, out.pass)
         res.end(produced.body)
       })
       .catch(next)

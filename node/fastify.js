@@ -10,6 +10,11 @@
 const { rule, begin, headerPairs } = require('./http.js')
 
 const kStep = Symbol('stratacache.fastify')
+
+/** Set flat [name, value, ...] headers. */
+function headerAll(reply, flat) {
+  for (let i = 0; i < flat.length; i += 2) reply.header(flat[i], flat[i + 1])
+}
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
 // Options Fastify itself gives plugins: not HTTP cache options.
@@ -41,17 +46,18 @@ async function stratacacheFastify(fastify, options) {
       path: url.pathname,
       query: [...url.searchParams.entries()],
       headers: request.headers,
+      rawHeaders: request.raw.rawHeaders,
       raw: request,
       refresh: (headers) => request.server.inject({ method: 'GET', url: request.url, headers }),
     })
     if (step.answer) {
       const a = step.answer
       reply.code(a.status)
-      for (const [k, v] of a.headers) reply.header(k, v)
+      headerAll(reply, a.headers)
       return reply.send(a.body || '')
     }
     if (step.pass) {
-      for (const [k, v] of step.pass) reply.header(k, v)
+      headerAll(reply, step.pass)
       return
     }
     request[kStep] = step // the handler runs; onSend finishes
@@ -62,19 +68,19 @@ async function stratacacheFastify(fastify, options) {
     if (!step) return payload
     request[kStep] = undefined
     if (payload !== null && payload !== undefined && typeof payload !== 'string' && !Buffer.isBuffer(payload)) {
-      for (const [k, v] of step.streamed()) reply.header(k, v)
+      headerAll(reply, step.streamed())
       await step.finish({ streamed: true })
       return payload
     }
     const body = payload === null || payload === undefined ? Buffer.alloc(0) : Buffer.from(payload)
     const out = await step.finish({ status: reply.statusCode, headers: headerPairs(reply.getHeaders()), body })
     if (out.pass) {
-      for (const [k, v] of out.pass) reply.header(k, v)
+      headerAll(reply, out.pass)
       return payload
     }
     const a = out.answer
     for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name)
-    for (const [k, v] of a.headers) reply.header(k, v)
+    headerAll(reply, a.headers)
     reply.code(a.status)
     return a.body || ''
   })

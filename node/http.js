@@ -87,14 +87,41 @@ function headerPairs(headers) {
   return out
 }
 
+// An answer from `onEntry`, packed in one Buffer (see crates/node/src/http.rs):
+// { status, headers: [name, value, ...], body: Buffer | null }.
+function unpack(buf) {
+  const status = buf.readUInt16BE(0)
+  const hasBody = buf[2] === 1
+  const n = buf.readUInt32BE(3)
+  const headers = n === 0 ? [] : buf.toString('utf8', 7, 7 + n - 1).split('\0')
+  return { status, headers, body: hasBody ? buf.subarray(7 + n) : null }
+}
+
+// A step of the engine: { kind, key, bypass } from its one-string form.
+function stepOf(s) {
+  if (s.startsWith('http:')) return { kind: 'lookup', key: s }
+  const sp = s.indexOf(' ')
+  if (sp < 0) return { kind: s }
+  const kind = s.slice(0, sp)
+  return kind === 'pass' ? { kind, bypass: s.slice(sp + 1) } : { kind, key: s.slice(sp + 1) }
+}
+
+// What `onEntry` found: { answer }, { follow: key } or {} (unusable bytes).
+function found(f) {
+  if (f === null) return {}
+  if (typeof f === 'string') return { follow: f }
+  return { answer: unpack(f) }
+}
+
 // Background refreshes waiting for their in-process request: token -> { key, lease }.
 const refreshes = new Map()
 
 /**
  * First half of handling a request.
  * req: { method, path, query: [[k, v]] (decoded, in order), headers (object,
- * lower-case), raw (the framework's request), refresh(headers) (replays the
- * request in-process with these headers: a Promise) }.
+ * lower-case), rawHeaders (Node's flat [name, value, ...]), raw (the
+ * framework's request), refresh(headers) (replays the request in-process
+ * with these headers: a Promise) }.
  * Resolves one of
  *   { answer }                  send it; the handler must not run;
  *   { pass }                    run the handler, send its response with the `pass` headers added;
@@ -109,18 +136,20 @@ async function begin(r, req) {
   const internal = r.cache[kInternal]()
   const now = () => Date.now() / 1000
   let pending = null
+  let raw = req.rawHeaders || headerPairs(req.headers).flat()
   const token = req.headers[REFRESH_HEADER]
   if (token !== undefined) {
     // Only a token this process handed out means anything; it is never kept.
     pending = refreshes.get(String(token)) || null
     refreshes.delete(String(token))
     delete req.headers[REFRESH_HEADER]
+    raw = headerPairs(req.headers).flat()
   }
-  const ex = r.route.exchange(req.method, req.path, req.query, headerPairs(req.headers))
-  let step = ex.start()
+  const ex = r.route.exchange(req.method, req.path, req.query, raw.join('\0'))
+  let step = stepOf(ex.start())
   if (step.kind === 'principal') {
     const p = await r.keyBy(req.raw)
-    step = ex.setPrincipal(p === undefined || p === null ? null : String(p))
+    step = stepOf(ex.setPrincipal(p === undefined || p === null ? null : String(p)))
   }
   const l2Trouble = (e) => {
     if (!(internal.failOpen && L2.has(e.code))) throw e
@@ -143,8 +172,15 @@ async function begin(r, req) {
     if (pending) internal.abandon(pending.lease, new NotShareable('refresh request bypassed the cache'))
     return { pass: ex.passHeaders(step.bypass) }
   }
-  const userTags = typeof r.tags === 'function' ? await r.tags(req.raw) : r.tags || []
-  const tags = [...userTags, ...ex.tags()]
+  // Only a lead or a native lookup needs them (not a hit).
+  let tagsMemo = null
+  const tagsOf = async () => {
+    if (tagsMemo === null) {
+      const own = typeof r.tags === 'function' ? await r.tags(req.raw) : r.tags || []
+      tagsMemo = [...own, ...ex.tags()]
+    }
+    return tagsMemo
+  }
   const policy = { allowStale: r.swrMs > 0, failSafe: r.sieMs > 0 }
   let key = step.key
   let lease = null
@@ -161,7 +197,7 @@ async function begin(r, req) {
     }
     let look
     try {
-      look = await internal.lookup(key, policy, tags)
+      look = await internal.lookup(key, policy, tagsOf)
     } catch (e) {
       if (e instanceof NotShareable) return { pass: ex.passHeaders('not-storable') }
       l2Trouble(e)
@@ -171,16 +207,16 @@ async function begin(r, req) {
       lease = look.lease
       break
     }
-    const found = ex.onEntry(look.data, look.kind === STALE, now())
-    if (found.kind === 'follow') {
+    const f = found(ex.onEntry(look.data, look.kind === STALE, now()))
+    if (f.follow !== undefined) {
       // A stale marker with the lease: keep it (the marker is not the stale part).
-      if (look.lease) await internal.complete(look.lease, look.data, r.ttlMs, r.route.graceMs, tags).catch(l2Trouble)
-      key = found.key
+      if (look.lease) await internal.complete(look.lease, look.data, r.ttlMs, r.route.graceMs, await tagsOf()).catch(l2Trouble)
+      key = f.follow
       continue
     }
-    if (found.kind === 'answer') {
+    if (f.answer !== undefined) {
       if (look.lease) refreshInBackground(r, req, key, look.lease, internal)
-      return { answer: found.answer }
+      return { answer: f.answer }
     }
     // Unusable bytes (another format): the handler runs; its response
     // replaces them (no flight to lead: `lease` stays null).
@@ -188,10 +224,10 @@ async function begin(r, req) {
     break
   }
   if (pending) internal.abandon(pending.lease, new NotShareable('refresh request led elsewhere'))
-  return lead(r, ex, internal, key, lease, tags, l2Trouble, now)
+  return lead(r, ex, internal, key, lease, tagsOf, l2Trouble, now)
 }
 
-function lead(r, ex, internal, key, lease, tags, l2Trouble, now) {
+function lead(r, ex, internal, key, lease, tagsOf, l2Trouble, now) {
   let settled = false
   const release = (why) => {
     if (lease !== null) internal.abandon(lease, new NotShareable(why))
@@ -206,10 +242,11 @@ function lead(r, ex, internal, key, lease, tags, l2Trouble, now) {
         const stale = await internal.failSafe(lease, new Error(`handler answered ${res.status}`)).catch(l2Trouble)
         if (stale !== null && stale !== undefined) {
           lease = null // consumed by the fail-safe
-          const found = ex.onEntry(stale, true, now())
-          if (found.kind === 'answer') return { answer: found.answer }
+          const f = found(ex.onEntry(stale, true, now()))
+          if (f.answer !== undefined) return { answer: f.answer }
         }
       }
+      const tags = s.writes.length || s.complete ? await tagsOf() : []
       for (const [k, bytes] of s.writes) await internal.setRaw(k, bytes, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
       if (s.complete) {
         if (lease !== null) await internal.complete(lease, s.complete, s.ttlMs, s.graceMs, tags).catch(l2Trouble)

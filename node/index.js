@@ -907,8 +907,9 @@ class Cache extends EventEmitter {
         if (cache.listenerCount('error') > 0) cache.emit('error', e)
       },
       // The HTTP middleware's read-through (no early refresh): a fresh
-      // entry from L1 or over the JS connection, else the core's lookup.
-      async lookup(key, policy, tags) {
+      // entry from L1 or over the JS connection, else the core's lookup
+      // (`tagsOf()` gives its tags: only then are they needed).
+      async lookup(key, policy, tagsOf) {
         cache.#open()
         try {
           let prior = null
@@ -919,7 +920,7 @@ class Cache extends EventEmitter {
             if (got.value !== undefined) return { kind: FRESH, data: entryBytes(got.value) }
             prior = got
           }
-          const r = await cache.#lookup(key, nativePolicy(policy, tags), prior)
+          const r = await cache.#lookup(key, nativePolicy(policy, await tagsOf()), prior)
           return { kind: r.kind, data: r.value ? r.value.data : undefined, lease: r.lease }
         } catch (e) {
           throw native(e)

@@ -65,47 +65,51 @@ impl HttpRoute {
         self.inner.grace().as_millis() as f64
     }
 
-    /// One request's exchange: decoded path, query pairs in order, headers.
+    /// One request's exchange: decoded path, query pairs in order, and the
+    /// headers as Node's `rawHeaders` joined by NUL (`name\0value\0...`:
+    /// one string converts faster than an array of them, and HTTP forbids
+    /// NUL in names and values, so Node's parser never lets one through).
     #[napi]
     pub fn exchange(
         &self,
         method: String,
         path: String,
         query: Vec<(String, String)>,
-        headers: Vec<(String, String)>,
+        headers: String,
     ) -> HttpExchange {
+        let mut it = headers.split('\0');
+        let mut pairs = Vec::new();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            pairs.push((k.to_owned(), v.to_owned()));
+        }
         HttpExchange {
-            inner: Exchange::new(self.inner.clone(), &method, &path, query, headers),
+            inner: Exchange::new(self.inner.clone(), &method, &path, query, pairs),
         }
     }
 }
 
-/// What to do next: `kind` is `pass` (with `bypass`), `unsafe`,
-/// `principal`, `lookup` or `refresh` (with `key`).
-#[napi(object, object_from_js = false)]
-pub struct HttpStep {
-    pub kind: &'static str,
-    pub key: Option<String>,
-    pub bypass: Option<&'static str>,
+/// What to do next, as one string (cheaper to hand to JS than an object):
+/// the key to look up (it starts with `http:`), `refresh <key>`, `pass
+/// <reason>`, `unsafe` or `principal`.
+fn step(s: Step) -> String {
+    match s {
+        Step::Lookup(k) => k,
+        Step::Refresh(k) => format!("refresh {k}"),
+        Step::Pass(b) => format!("pass {}", b.detail()),
+        Step::Unsafe => "unsafe".to_owned(),
+        Step::Principal => "principal".to_owned(),
+    }
 }
 
-impl From<Step> for HttpStep {
-    fn from(s: Step) -> Self {
-        let (kind, key, bypass) = match s {
-            Step::Pass(b) => ("pass", None, Some(b.detail())),
-            Step::Unsafe => ("unsafe", None, None),
-            Step::Principal => ("principal", None, None),
-            Step::Lookup(k) => ("lookup", Some(k), None),
-            Step::Refresh(k) => ("refresh", Some(k), None),
-        };
-        HttpStep { kind, key, bypass }
-    }
+fn flat(pairs: Vec<(String, String)>) -> Vec<String> {
+    pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()
 }
 
 #[napi(object, object_from_js = false)]
 pub struct HttpAnswer {
     pub status: u32,
-    pub headers: Vec<(String, String)>,
+    /// `[name, value, ...]`, flat.
+    pub headers: Vec<String>,
     /// `null` for a 304 or a HEAD.
     pub body: Option<Buffer>,
 }
@@ -113,17 +117,33 @@ pub struct HttpAnswer {
 fn answer(a: Answer) -> HttpAnswer {
     HttpAnswer {
         status: u32::from(a.status),
-        headers: a.headers,
+        headers: flat(a.headers),
         body: a.body.map(Buffer::from),
     }
 }
 
-/// `answer` to send, or `follow` a variant `key`, or `unusable`.
-#[napi(object, object_from_js = false)]
-pub struct HttpFound {
-    pub kind: &'static str,
-    pub answer: Option<HttpAnswer>,
-    pub key: Option<String>,
+/// An answer packed into one Buffer for the hit path (building a JS object
+/// with an array of header strings cost more than the rest of a hit):
+/// `u16 status | u8 has body | u32 n | n bytes of UTF-8 "name\0value\0..." |
+/// body`. Header names and values never hold NUL (HTTP forbids it).
+fn packed(a: Answer) -> Buffer {
+    let mut hdrs = Vec::with_capacity(256);
+    for (k, v) in &a.headers {
+        hdrs.extend_from_slice(k.as_bytes());
+        hdrs.push(0);
+        hdrs.extend_from_slice(v.as_bytes());
+        hdrs.push(0);
+    }
+    let body = a.body.as_deref();
+    let mut out = Vec::with_capacity(7 + hdrs.len() + body.map_or(0, <[u8]>::len));
+    out.extend_from_slice(&a.status.to_be_bytes());
+    out.push(u8::from(body.is_some()));
+    out.extend_from_slice(&(hdrs.len() as u32).to_be_bytes());
+    out.extend_from_slice(&hdrs);
+    if let Some(b) = body {
+        out.extend_from_slice(b);
+    }
+    Buffer::from(out)
 }
 
 /// What to store and send once the handler ran (see `stratacache::http::Settle`).
@@ -146,15 +166,16 @@ pub struct HttpExchange {
 
 #[napi]
 impl HttpExchange {
+    /// The first step (see `step`).
     #[napi]
-    pub fn start(&mut self) -> HttpStep {
-        self.inner.start().into()
+    pub fn start(&mut self) -> String {
+        step(self.inner.start())
     }
 
     /// `key_by`'s answer; `null` when it could not tell.
     #[napi]
-    pub fn set_principal(&mut self, principal: Option<String>) -> HttpStep {
-        self.inner.set_principal(principal).into()
+    pub fn set_principal(&mut self, principal: Option<String>) -> String {
+        step(self.inner.set_principal(principal))
     }
 
     /// Tags every entry stored for this request carries.
@@ -163,24 +184,19 @@ impl HttpExchange {
         self.inner.tags()
     }
 
-    #[napi]
-    pub fn on_entry(&mut self, data: &[u8], stale: bool, now: f64) -> HttpFound {
+    /// An answer (packed, see `packed`), a variant key to follow, or
+    /// `null` when the bytes are unusable.
+    #[napi(ts_return_type = "Buffer | string | null")]
+    pub fn on_entry(
+        &mut self,
+        data: &[u8],
+        stale: bool,
+        now: f64,
+    ) -> Option<Either<Buffer, String>> {
         match self.inner.on_entry(data, stale, now) {
-            Found::Answer(a) => HttpFound {
-                kind: "answer",
-                answer: Some(answer(a)),
-                key: None,
-            },
-            Found::Follow(k) => HttpFound {
-                kind: "follow",
-                answer: None,
-                key: Some(k),
-            },
-            Found::Unusable => HttpFound {
-                kind: "unusable",
-                answer: None,
-                key: None,
-            },
+            Found::Answer(a) => Some(Either::A(packed(a))),
+            Found::Follow(k) => Some(Either::B(k)),
+            Found::Unusable => None,
         }
     }
 
@@ -210,11 +226,11 @@ impl HttpExchange {
         })
     }
 
-    /// Headers to add to a response sent as the handler made it.
+    /// Headers to add to a response sent as the handler made it (flat).
     #[napi]
-    pub fn pass_headers(&self, bypass: String) -> Result<Vec<(String, String)>> {
+    pub fn pass_headers(&self, bypass: String) -> Result<Vec<String>> {
         let why = Bypass::from_detail(&bypass)
             .ok_or_else(|| invalid(format!("unknown bypass reason {bypass:?}")))?;
-        Ok(self.inner.pass_headers(why))
+        Ok(flat(self.inner.pass_headers(why)))
     }
 }
