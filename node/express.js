@@ -91,10 +91,14 @@ function sendAnswer(res, a) {
 function cached(options) {
   const r = rule(options)
   return function stratacacheCached(req, res, next) {
-    const url = new URL(req.originalUrl || req.url, 'http://x')
+    // The path as Express routes it: raw, not normalized (`new URL` would
+    // turn `/x/../api` into `/api`, a key another route's answer could fill).
+    const target = req.originalUrl || req.url
+    const q = target.indexOf('?')
+    const url = new URL(q < 0 ? '' : target.slice(q), 'http://x')
     const info = {
       method: req.method,
-      path: url.pathname,
+      path: q < 0 ? target : target.slice(0, q),
       query: [...url.searchParams.entries()],
       headers: req.headers,
       rawHeaders: req.rawHeaders,
@@ -110,12 +114,18 @@ function cached(options) {
         }
         // Express 5 routes thrown and rejected handler errors to the error
         // handler, which also ends the response: capture resolves either way.
+        // A client gone before the handler answered releases the waiters.
+        res.once('close', () => step.abort(new Error('the client went away')))
         const produced = await capture(res, next, () => step.streamed())
         const out = await step.finish(produced)
         if (produced.streamed) return
-        if (out.answer) return sendAnswer(res, out.answer)
-        setAll(res, out.pass)
-        res.end(produced.body)
+        if (out.answer) sendAnswer(res, out.answer)
+        else {
+          setAll(res, out.pass)
+          res.end(produced.body)
+        }
+        // Sent: session middleware adds Set-Cookie as the headers go out.
+        await out.revoke(res.hasHeader('set-cookie'))
       })
       .catch(next)
   }

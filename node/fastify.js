@@ -10,6 +10,7 @@
 const { rule, begin, headerPairs } = require('./http.js')
 
 const kStep = Symbol('stratacache.fastify')
+const kRevoke = Symbol('stratacache.fastify.revoke')
 
 /** Set flat [name, value, ...] headers. */
 function headerAll(reply, flat) {
@@ -40,10 +41,12 @@ async function stratacacheFastify(fastify, options) {
     if (config) r = ruleFor(config)
     else if (UNSAFE.has(request.method) && unsafeRule) r = unsafeRule
     else return
-    const url = new URL(request.url, 'http://x')
+    // The path as Fastify routes it: raw, not normalized by `new URL`.
+    const q = request.url.indexOf('?')
+    const url = new URL(q < 0 ? '' : request.url.slice(q), 'http://x')
     const step = await begin(r, {
       method: request.method,
-      path: url.pathname,
+      path: q < 0 ? request.url : request.url.slice(0, q),
       query: [...url.searchParams.entries()],
       headers: request.headers,
       rawHeaders: request.raw.rawHeaders,
@@ -74,6 +77,7 @@ async function stratacacheFastify(fastify, options) {
     }
     const body = payload === null || payload === undefined ? Buffer.alloc(0) : Buffer.from(payload)
     const out = await step.finish({ status: reply.statusCode, headers: headerPairs(reply.getHeaders()), body })
+    request[kRevoke] = out.revoke // once sent (onResponse): a later onSend may still set a cookie
     if (out.pass) {
       headerAll(reply, out.pass)
       return payload
@@ -94,7 +98,14 @@ async function stratacacheFastify(fastify, options) {
       step.abort(new Error('the route did not respond'))
     }
   }
-  fastify.addHook('onResponse', release)
+  fastify.addHook('onResponse', async (request, reply) => {
+    const revoke = request[kRevoke]
+    if (revoke) {
+      request[kRevoke] = undefined
+      await revoke(reply.hasHeader('set-cookie'))
+    }
+    return release(request)
+  })
   fastify.addHook('onRequestAbort', release)
 }
 

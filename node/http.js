@@ -97,6 +97,20 @@ function unpack(buf) {
   return { status, headers, body: hasBody ? buf.subarray(7 + n) : null }
 }
 
+// keyBy's answer: a non-empty string or a finite number, or null/undefined
+// (the request then bypasses the cache). Anything else is refused: an
+// object would key every user alike ("[object Object]").
+function principalOf(p) {
+  if (p === undefined || p === null) return null
+  if ((typeof p === 'string' && p !== '') || (typeof p === 'number' && Number.isFinite(p))) return String(p)
+  throw new InvalidValueError(`keyBy must return a non-empty string, a number or null, not ${p === '' ? 'an empty string' : typeof p}`)
+}
+
+// Conditional and range headers: a leader's handler must produce the whole
+// response (a 304 or a 206 cannot fill the entry, and would send every
+// coalesced request to the handler). The engine answers them itself.
+const CONDITIONAL = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'range', 'if-range']
+
 // A step of the engine: { kind, key, bypass } from its one-string form.
 function stepOf(s) {
   if (s.startsWith('http:')) return { kind: 'lookup', key: s }
@@ -128,7 +142,8 @@ const refreshes = new Map()
  *   { finish(res), streamed(), abort(err) }
  *       run the handler, then `finish` with what it produced ({ status,
  *       headers: [[k, v]], body: Buffer } or { streamed: true }) resolves
- *       { answer } or { pass }; `streamed()` (synchronous, before the
+ *       { answer } or { pass }, each with `revoke(setCookie)` to call once
+ *       the response is sent; `streamed()` (synchronous, before the
  *       stream's first byte) gives the headers to add to a streamed
  *       response; `abort` if it never produced anything.
  */
@@ -147,10 +162,7 @@ async function begin(r, req) {
   }
   const ex = r.route.exchange(req.method, req.path, req.query, raw.join('\0'))
   let step = stepOf(ex.start())
-  if (step.kind === 'principal') {
-    const p = await r.keyBy(req.raw)
-    step = stepOf(ex.setPrincipal(p === undefined || p === null ? null : String(p)))
-  }
+  if (step.kind === 'principal') step = stepOf(ex.setPrincipal(principalOf(await r.keyBy(req.raw))))
   const l2Trouble = (e) => {
     if (!(internal.failOpen && L2.has(e.code))) throw e
     internal.emitError(e)
@@ -159,10 +171,10 @@ async function begin(r, req) {
   if (step.kind === 'unsafe') {
     return {
       finish: async (res) => {
-        if (res.streamed) return { pass: [] }
+        if (res.streamed) return { pass: [], revoke: async () => {} }
         const s = ex.onResponse(res.status, res.headers, res.body, now())
         if (s.invalidate.length) await r.cache.invalidateTags(s.invalidate).catch(l2Trouble)
-        return { pass: [] }
+        return { pass: [], revoke: async () => {} }
       },
       streamed: () => [],
       abort: () => {},
@@ -183,6 +195,24 @@ async function begin(r, req) {
   }
   const policy = { allowStale: r.swrMs > 0, failSafe: r.sieMs > 0 }
   let key = step.key
+  if (step.kind === 'peek') {
+    // A HEAD: served from an entry if there is one, never leads a flight.
+    for (let hop = 0; hop < 2; hop++) {
+      let data
+      try {
+        data = await internal.peek(key)
+      } catch (e) {
+        l2Trouble(e)
+        data = null
+      }
+      if (data === null) break
+      const f = found(ex.onEntry(data, false, now()))
+      if (f.answer !== undefined) return { answer: f.answer }
+      if (f.follow === undefined) break
+      key = f.follow
+    }
+    return { pass: ex.passHeaders('head') }
+  }
   let lease = null
   if (step.kind === 'refresh') {
     const got = await internal.tryLease(key).catch(l2Trouble)
@@ -224,6 +254,7 @@ async function begin(r, req) {
     break
   }
   if (pending) internal.abandon(pending.lease, new NotShareable('refresh request led elsewhere'))
+  for (const h of CONDITIONAL) delete req.headers[h]
   return lead(r, ex, internal, key, lease, tagsOf, l2Trouble, now)
 }
 
@@ -234,28 +265,46 @@ function lead(r, ex, internal, key, lease, tagsOf, l2Trouble, now) {
     lease = null
   }
   return {
+    // The handler's response: what to send, and `revoke(setCookie)` to call
+    // once it is sent: Express session middleware adds Set-Cookie only as
+    // the headers go out, and a response that set a cookie must not stay
+    // shared (the entry is written before sending, so that whoever asks
+    // next finds it; it is deleted again if a cookie went out with it).
     finish: async (res) => {
       settled = true
-      if (res.streamed) return { pass: [] } // see streamed()
+      const done = { pass: [], revoke: async () => {} }
+      if (res.streamed) return done // see streamed()
       const s = ex.onResponse(res.status, res.headers, res.body, now())
       if (s.useStale && lease !== null) {
         const stale = await internal.failSafe(lease, new Error(`handler answered ${res.status}`)).catch(l2Trouble)
         if (stale !== null && stale !== undefined) {
           lease = null // consumed by the fail-safe
           const f = found(ex.onEntry(stale, true, now()))
-          if (f.answer !== undefined) return { answer: f.answer }
+          if (f.answer !== undefined) return { answer: f.answer, revoke: done.revoke }
         }
       }
-      const tags = s.writes.length || s.complete ? await tagsOf() : []
-      for (const [k, bytes] of s.writes) await internal.setRaw(k, bytes, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
-      if (s.complete) {
-        if (lease !== null) await internal.complete(lease, s.complete, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
-        else await internal.setRaw(key, s.complete, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
-        lease = null
-      } else {
-        release('response may not be shared')
+      const stored = []
+      try {
+        if (s.complete) {
+          const tags = await tagsOf()
+          for (const [k, bytes] of s.writes) {
+            await internal.setRaw(k, bytes, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
+            stored.push(k)
+          }
+          if (lease !== null) await internal.complete(lease, s.complete, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
+          else await internal.setRaw(key, s.complete, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
+          stored.push(key)
+          lease = null
+        }
+      } finally {
+        release(s.complete ? 'the entry could not be written' : 'response may not be shared')
       }
-      return s.answer ? { answer: s.answer } : { pass: ex.passHeaders(s.bypass || 'not-storable') }
+      const revoke = async (setCookie) => {
+        if (!setCookie || stored.length === 0) return
+        await internal.delete(stored).catch(l2Trouble)
+        internal.emitError(new NotShareable(`a Set-Cookie went out with a stored response (${key}): deleted; register session middleware so that it runs before the cache sees the response`))
+      }
+      return s.answer ? { answer: s.answer, revoke } : { pass: ex.passHeaders(s.bypass || 'not-storable'), revoke }
     },
     streamed: () => {
       release('streamed response')

@@ -926,6 +926,27 @@ class Cache extends EventEmitter {
           throw native(e)
         }
       },
+      /** Delete `keys` (fleet-wide, fencing loads in flight). */
+      async delete(keys) {
+        try {
+          await n.deleteMany(keys)
+        } catch (e) {
+          throw native(e)
+        }
+      },
+      /** The fresh entry bytes of `key`, or null, without leading a flight (a HEAD). */
+      async peek(key) {
+        cache.#open()
+        try {
+          const local = n.getLocal(key)
+          if (local) return entryBytes(local)
+          if (!cache.#hasL2) return null
+          const v = await n.get(key)
+          return v ? entryBytes(v) : null
+        } catch (e) {
+          throw native(e)
+        }
+      },
       /** A forced lease on `key` (refresh over a fresh entry), or null when it is being loaded already. */
       async tryLease(key) {
         try {

@@ -269,20 +269,42 @@ class CacheMiddleware:
         return rule
 
     def _check_all(self) -> None:
+        # A session middleware outside this one would add its Set-Cookie
+        # after the response was judged shareable.
+        try:
+            from starlette.middleware.sessions import SessionMiddleware
+        except ImportError:  # needs itsdangerous: then nobody uses it
+            SessionMiddleware = None  # type: ignore[assignment,misc]
+        for m in self.fastapi_app.user_middleware:
+            cls: Any = m.cls
+            if cls is CacheMiddleware:
+                break
+            if cls is SessionMiddleware:
+                raise ConfigError(
+                    "SessionMiddleware was added after stratacache.fastapi.setup(): add it first, so the cache "
+                    "sees the Set-Cookie it adds (responses that set cookies are never shared)"
+                )
         for route in self.fastapi_app.router.routes:
             if isinstance(route, APIRoute):
                 self._rule(route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
+            # Refuse unsafe routes at startup: the server reports the failure
+            # and exits (raising from `receive` would be swallowed).
+            first = await receive()
+            if first["type"] == "lifespan.startup":
+                try:
+                    self._check_all()
+                except ConfigError as e:
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+            replayed = [first]
 
-            async def checked_receive() -> dict[str, Any]:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    self._check_all()  # refuse unsafe routes at startup
-                return message
+            async def replay() -> dict[str, Any]:
+                return replayed.pop() if replayed else await receive()
 
-            await self.app(scope, checked_receive, send)
+            await self.app(scope, replay, send)
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)

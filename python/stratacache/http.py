@@ -23,7 +23,7 @@ from . import _native
 from ._loading import Policy
 from ._logging import warn_l2
 from .client import Cache
-from .exceptions import RedisError
+from .exceptions import InvalidValueError, RedisError
 from .serializers import FORMAT_RAW
 
 __all__ = ["REFRESH_HEADER", "HttpRule", "handle"]
@@ -67,6 +67,24 @@ class _Produced:
 # Background refreshes waiting for their in-process request: token -> (key, lease).
 _refreshes: dict[str, tuple[str, _native.Lease]] = {}
 _tasks: set[asyncio.Task[None]] = set()
+
+
+#: Conditional and range request headers, kept from a leader's handler (the
+#: engine answers them itself).
+_CONDITIONAL = frozenset(
+    {b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since", b"range", b"if-range"}
+)
+
+
+def _principal(p: Any) -> str | None:
+    """`key_by`'s answer: a non-empty str or an int, or None (the request
+    then bypasses the cache); anything else is refused (an object's repr
+    could key every user alike, or reuse an address)."""
+    if p is None:
+        return None
+    if (isinstance(p, str) and p) or (isinstance(p, int) and not isinstance(p, bool)):
+        return str(p)
+    raise InvalidValueError(f"key_by must return a non-empty str, an int or None, not {type(p).__name__} {p!r}")
 
 
 def _str_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
@@ -118,8 +136,7 @@ async def handle(
     kind, arg = ex.start()
     if kind == "principal":
         assert rule.key_by is not None
-        p = await _maybe_await(rule.key_by(request))
-        kind, arg = ex.set_principal(None if p is None else str(p))
+        kind, arg = ex.set_principal(_principal(await _maybe_await(rule.key_by(request))))
     c = rule.cache
     if kind == "unsafe":
         await _run_unsafe(rule, ex, app, scope, receive, send)
@@ -141,6 +158,25 @@ async def handle(
         return memo[0]
 
     lease: _native.Lease | None = None
+    if kind == "peek":
+        # A HEAD: answered from an entry if there is one, never leads a flight.
+        for _hop in range(2):
+            try:
+                hit = c._n.get_local(key) or await c._n.aget(key)
+            except RedisError as e:
+                _l2_trouble(e)
+                hit = None
+            if hit is None:
+                break
+            found, what = ex.on_entry(hit[1], False, time.time())
+            if found == "answer":
+                await _send_answer(send, what)
+                return
+            if found != "follow":
+                break
+            key = what
+        await app(scope, receive, _adding(send, ex.pass_headers("head")))
+        return
     if kind == "refresh":
         try:
             got = await c._n.atry_leases([key], True)
@@ -188,6 +224,8 @@ async def handle(
         break
     if pending is not None:
         pending[1].abandon(_NotShareable("refresh request led elsewhere"))
+    # The leader's handler produces the whole response: no 304, no 206.
+    scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", []) if k not in _CONDITIONAL]}
     await _lead(rule, ex, app, scope, receive, send, key, lease, tags)
 
 

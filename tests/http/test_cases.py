@@ -61,8 +61,11 @@ def free_port() -> int:
 
 def request(port: int, method: str, path: str, headers: dict[str, str] | None = None) -> Reply:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    # One Host for both app processes, as behind a load balancer (the host
+    # is part of the key).
+    headers = {"Host": "app.test", **(headers or {})}
     try:
-        conn.request(method, path, headers=headers or {})
+        conn.request(method, path, headers=headers)
         r = conn.getresponse()
         body = r.read()
         hs: dict[str, str] = {}

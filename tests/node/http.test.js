@@ -245,7 +245,9 @@ test('a cached response is served from L1, or read over the JS connection, witho
   }
   try {
     for (const [i, c] of caches.entries()) apps.push(await expressApp(c, counts[i], gateFor()))
-    const first = await request(apps[0].port, '/items/1')
+    // Both apps behind one Host, as behind a load balancer (it is part of the key).
+    const host = { host: 'app.test' }
+    const first = await request(apps[0].port, '/items/1', host)
     assert.equal(first.headers['x-cache'], 'MISS')
     // The read connection connects on first use: wait until it serves.
     for (let i = 0; !reader.ready; i++) {
@@ -255,11 +257,11 @@ test('a cached response is served from L1, or read over the JS connection, witho
     const before = [caches[0].stats(), caches[1].stats()]
     const n = lookups
     const loaded = counts[1].item
-    const hit = await request(apps[0].port, '/items/1')
+    const hit = await request(apps[0].port, '/items/1', host)
     assert.equal(hit.headers['x-cache'], 'HIT')
     assert.equal(hit.body, first.body)
     assert.equal(caches[0].stats().l1_hits - before[0].l1_hits, 1)
-    const other = await request(apps[1].port, '/items/1')
+    const other = await request(apps[1].port, '/items/1', host)
     assert.equal(other.headers['x-cache'], 'HIT')
     assert.equal(other.body, first.body)
     assert.equal(caches[1].stats().l2_hits - before[1].l2_hits, 1)
@@ -271,5 +273,54 @@ test('a cached response is served from L1, or read over the JS connection, witho
     for (const a of apps) await a.close()
     for (const c of caches) c.close()
     release()
+  }
+})
+
+test('a cookie set as the headers go out (session middleware) revokes the stored response', async () => {
+  const cache = new Cache({ namespace: unique('http-cookie'), redis: REDIS_URL })
+  const revoked = new Promise((resolve) => cache.on('error', (e) => /Set-Cookie went out/.test(e.message) && resolve()))
+  const app = express()
+  let sessions = 0
+  // What express-session (on-headers) does: Set-Cookie added in writeHead.
+  app.use((req, res, next) => {
+    if (req.headers['x-new-session']) {
+      const writeHead = res.writeHead
+      res.writeHead = function (...args) {
+        res.setHeader('set-cookie', `sid=${++sessions}`)
+        return writeHead.apply(this, args)
+      }
+    }
+    next()
+  })
+  let runs = 0
+  app.get('/page', cached({ cache, ttl: '1m' }), (req, res) => res.json({ csrf: `token-${++runs}` }))
+  const server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s))
+  })
+  const port = server.address().port
+  try {
+    const first = await request(port, '/page', { 'x-new-session': '1' })
+    assert.equal(first.headers['set-cookie'][0], 'sid=1')
+    await revoked
+    const second = await request(port, '/page')
+    assert.equal(second.headers['x-cache'], 'MISS', 'the response that set a cookie was not kept')
+    assert.equal(JSON.parse(second.body).csrf, 'token-2')
+  } finally {
+    await new Promise((r) => server.close(r))
+    cache.close()
+  }
+})
+
+test('keyBy must name a principal: an object is refused, null bypasses', async () => {
+  const { rule, begin } = require('../../node/http.js')
+  const cache = new Cache({ namespace: unique('http-keyby') })
+  try {
+    const req = (keyBy) => begin(rule({ cache, keyBy }), { method: 'GET', path: '/me', query: [], headers: { authorization: 'x' }, raw: {}, refresh: async () => {} })
+    await assert.rejects(req(() => ({ id: 1 })), (e) => e.code === 'E_INVALID_VALUE' && /keyBy must return/.test(e.message))
+    await assert.rejects(req(() => ''), (e) => e.code === 'E_INVALID_VALUE')
+    const pass = await req(() => null)
+    assert.deepEqual(pass.pass, ['x-cache', 'BYPASS', 'cache-status', 'stratacache; fwd=bypass; detail=private'])
+  } finally {
+    cache.close()
   }
 })

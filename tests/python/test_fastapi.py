@@ -3,6 +3,7 @@ semantics, coalescing, per-user keys, and the dependency."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -13,6 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.testclient import TestClient
 
+import stratacache
 from conftest import REDIS_URL, unique
 from stratacache import Cache
 from stratacache.fastapi import cached, get_cache, setup
@@ -229,3 +231,44 @@ def test_dependency_and_other_methods(app_and_calls: tuple[FastAPI, Counter[str]
     app, _, _ = app_and_calls
     client = TestClient(app)
     assert client.post("/items/1").json() == {"same_cache": True}
+
+
+def test_a_route_reading_credentials_without_key_by_is_refused_at_startup() -> None:
+    from fastapi.security import APIKeyHeader
+
+    from stratacache import ConfigError
+
+    app = FastAPI()
+    setup(app, Cache(namespace=unique("fa-refuse")))
+    scheme = APIKeyHeader(name="x-api-key")
+
+    @app.get("/secret")
+    @cached(ttl=60)
+    async def secret(key: str = Depends(scheme)) -> dict[str, str]:  # a local: not in an annotation
+        return {"key": key}
+
+    # Startup fails with the reason (uvicorn then exits).
+    sent: list[dict[str, object]] = []
+    messages = [{"type": "lifespan.startup"}]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop()
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send))  # type: ignore[arg-type]
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    assert "security scheme APIKeyHeader" in str(sent[0]["message"]) and "/secret" in str(sent[0]["message"])
+    # Without the lifespan (a TestClient outside `with`): refused at the route's first request.
+    with pytest.raises(ConfigError, match="/secret"):
+        TestClient(app).get("/secret", headers={"x-api-key": "k"})
+
+
+def test_key_by_must_name_a_principal() -> None:
+    from stratacache.http import _principal
+
+    assert _principal("alice") == "alice" and _principal(7) == "7" and _principal(None) is None
+    for bad in ("", object(), True, 1.5):
+        with pytest.raises(stratacache.InvalidValueError):
+            _principal(bad)

@@ -34,5 +34,5 @@ def test_http_key(v: dict[str, Any]) -> None:
     kind, arg = ex.start()
     if kind == "principal":
         kind, arg = ex.set_principal(v["principal"])
-    got = {"lookup": arg, "pass": f"pass:{arg}", "unsafe": "unsafe"}[kind]
+    got = {"lookup": arg, "peek": arg, "pass": f"pass:{arg}", "unsafe": "unsafe"}[kind]
     assert got == v["outcome"]

@@ -50,7 +50,7 @@ fn outcome(v: &Vector) -> String {
         step = ex.set_principal(v.principal.clone());
     }
     match step {
-        Step::Lookup(k) | Step::Refresh(k) => k,
+        Step::Lookup(k) | Step::Refresh(k) | Step::Peek(k) => k,
         Step::Pass(b) => format!("pass:{}", b.detail()),
         Step::Unsafe => "unsafe".to_owned(),
         Step::Principal => unreachable!("principal given"),
@@ -93,10 +93,12 @@ fn generate() -> Vec<Vector> {
         v("private cookie", &[], &[("cookie", "_ga=1; sessionId=s")]),
         v("api key", &[], &[("x-api-key", "k")]),
         v("authorization", &[], &[("authorization", "Bearer a")]),
+        v("host", &[], &[("host", "shop.example")]),
+        v("another host", &[], &[("Host", "evil.example")]),
     ];
     let n = out.len();
-    out[n - 3].principal = Some("alice".into());
-    out[n - 2].principal = Some("bob".into());
+    out[n - 5].principal = Some("alice".into());
+    out[n - 4].principal = Some("bob".into());
     let mut unkeyed = v("private, no key_by", &[], &[("authorization", "Bearer a")]);
     unkeyed.keyed = false;
     out.push(unkeyed);
@@ -136,4 +138,6 @@ fn http_keys_hold() {
     assert_ne!(key("varied header"), key("varied header, empty"));
     assert_eq!(key("plain"), key("shared cookie only"));
     assert_ne!(key("private cookie"), key("authorization"));
+    assert_ne!(key("host"), key("another host"));
+    assert_ne!(key("plain"), key("host"));
 }

@@ -89,12 +89,13 @@ impl HttpRoute {
 }
 
 /// What to do next, as one string (cheaper to hand to JS than an object):
-/// the key to look up (it starts with `http:`), `refresh <key>`, `pass
-/// <reason>`, `unsafe` or `principal`.
+/// the key to look up (it starts with `http:`), `refresh <key>`, `peek
+/// <key>`, `pass <reason>`, `unsafe` or `principal`.
 fn step(s: Step) -> String {
     match s {
         Step::Lookup(k) => k,
         Step::Refresh(k) => format!("refresh {k}"),
+        Step::Peek(k) => format!("peek {k}"),
         Step::Pass(b) => format!("pass {}", b.detail()),
         Step::Unsafe => "unsafe".to_owned(),
         Step::Principal => "principal".to_owned(),

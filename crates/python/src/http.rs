@@ -101,6 +101,7 @@ fn step(s: Step) -> (&'static str, Option<String>) {
         Step::Principal => ("principal", None),
         Step::Lookup(k) => ("lookup", Some(k)),
         Step::Refresh(k) => ("refresh", Some(k)),
+        Step::Peek(k) => ("peek", Some(k)),
     }
 }
 
@@ -126,7 +127,7 @@ pub(crate) struct HttpExchange {
 #[pymethods]
 impl HttpExchange {
     /// `(kind, key or bypass reason)`: kind is `pass`, `unsafe`,
-    /// `principal`, `lookup` or `refresh`.
+    /// `principal`, `lookup`, `refresh` or `peek`.
     fn start(&mut self) -> (&'static str, Option<String>) {
         step(self.inner.start())
     }

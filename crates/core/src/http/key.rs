@@ -70,12 +70,15 @@ pub fn canonical_query(query: &[(String, String)]) -> Vec<(&str, &str)> {
 /// header the request does not carry.
 pub type Varied<'a> = Vec<(&'a str, Option<&'a str>)>;
 
-/// The base key of a request: scope, path, query, principal and the values
-/// of the route's configured `Vary` headers. `private` keys (with a
+/// The base key of a request: scope, host, path, query, principal and the
+/// values of the route's configured `Vary` headers. The host (the request's
+/// `Host`, lower-cased; absent and empty differ) keeps tenants of one app
+/// apart and stops a crafted `Host` from reaching other hosts' entries. `private` keys (with a
 /// principal) and shared ones never meet: the principal's presence is part
 /// of the encoding, and the key names its scope.
 pub fn base_key(
     scope: &str,
+    host: Option<&str>,
     path: &str,
     query: &[(String, String)],
     principal: Option<&str>,
@@ -83,6 +86,7 @@ pub fn base_key(
 ) -> String {
     let mut e = Encoder::new(BASE);
     e.field(scope.as_bytes());
+    e.optional(host);
     e.field(path.as_bytes());
     let q = canonical_query(query);
     e.count(q.len());
@@ -124,9 +128,10 @@ fn encode_varied(e: &mut Encoder, varied: &Varied<'_>) {
 /// (RFC 9111 §4.4). It covers the path, not the query: invalidating every
 /// query of a path is allowed (caches may invalidate more) and keeps one
 /// tag per resource.
-pub fn url_tag(scope: &str, path: &str) -> String {
+pub fn url_tag(scope: &str, host: Option<&str>, path: &str) -> String {
     let mut e = Encoder::new(URL);
     e.field(scope.as_bytes());
+    e.optional(host);
     e.field(path.as_bytes());
     format!("http:url:{}", &e.finish()[..32])
 }

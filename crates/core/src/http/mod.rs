@@ -238,6 +238,11 @@ pub enum Step {
     Principal,
     /// Read this key through the single flight.
     Lookup(String),
+    /// A `HEAD`: read this key *without* leading a flight (a `HEAD`'s empty
+    /// body cannot fill the entry, and abandoning a flight would send every
+    /// coalesced `GET` to the handler); on a miss, pass the request through
+    /// ([`Bypass::Head`]).
+    Peek(String),
     /// Refresh this key: lead its flight even over a fresh entry (a forced
     /// lease); when someone else leads already, [`Step::Lookup`] it.
     Refresh(String),
@@ -383,10 +388,7 @@ impl Exchange {
             "POST" | "PUT" | "PATCH" | "DELETE" => Method::Unsafe,
             _ => Method::Other,
         };
-        let headers = headers
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect();
+        // Names compared case-insensitively (`header`): not lower-cased here.
         Exchange {
             route,
             method,
@@ -403,7 +405,10 @@ impl Exchange {
     /// The request's value of header `name` (lower-case); repeated headers
     /// joined as HTTP joins them.
     fn header(&self, name: &str) -> Option<String> {
-        let mut it = self.headers.iter().filter(|(k, _)| k == name);
+        let mut it = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name));
         let (_, first) = it.next()?;
         let sep = if name == "cookie" { "; " } else { ", " };
         Some(it.fold(first.clone(), |mut acc, (_, v)| {
@@ -474,8 +479,10 @@ impl Exchange {
     fn lookup(&mut self) -> Step {
         let names = &self.route.o.vary;
         let values = self.values(names);
+        let host = self.host();
         let key = base_key(
             &self.route.o.scope,
+            host.as_deref(),
             &self.path,
             &self.query,
             self.principal.as_deref(),
@@ -488,7 +495,9 @@ impl Exchange {
                     .iter()
                     .any(|(n, a)| n == "no-cache" || (n == "max-age" && a.as_deref() == Some("0")))
             });
-        if self.refresh {
+        if self.method == (Method::Read { head: true }) {
+            Step::Peek(key)
+        } else if self.refresh {
             Step::Refresh(key)
         } else {
             Step::Lookup(key)
@@ -501,9 +510,18 @@ impl Exchange {
         Some(variant_key(base, &self.varied(names, &values)))
     }
 
+    /// The request's host, lower-cased.
+    fn host(&self) -> Option<String> {
+        self.header("host").map(|h| h.to_ascii_lowercase())
+    }
+
     /// The tags every entry stored for this request carries.
     pub fn tags(&self) -> Vec<String> {
-        vec![url_tag(&self.route.o.scope, &self.path)]
+        vec![url_tag(
+            &self.route.o.scope,
+            self.host().as_deref(),
+            &self.path,
+        )]
     }
 
     /// What the bytes found under the current key give; `stale` when the
@@ -657,9 +675,16 @@ impl Exchange {
             ttl = ttl.min(secs.min(u64::from(u32::MAX)) as u32);
             ttl_ms = ttl_ms.min(secs.saturating_mul(1000));
         }
+        // A private entry is keyed by its principal already; a shared one
+        // varies on `Cookie` / `Authorization` like on any other header (a
+        // request with only shared cookies, e.g. a theme, gets its own).
         let mut extra: Vec<String> = vary
             .into_iter()
-            .filter(|v| !self.route.o.vary.contains(v) && !PRIVATE_VARY.contains(&v.as_str()))
+            .filter(|v| {
+                let keyed_already = self.route.o.vary.contains(v)
+                    || (private && PRIVATE_VARY.contains(&v.as_str()));
+                !keyed_already
+            })
             .collect();
         extra.sort();
         let kept = headers

@@ -36,7 +36,7 @@ fn ex(r: &Arc<Route>, method: &str, url: &str, headers: &[(&str, &str)]) -> Exch
 
 fn key_of(e: &mut Exchange) -> String {
     match e.start() {
-        Step::Lookup(k) | Step::Refresh(k) => k,
+        Step::Lookup(k) | Step::Refresh(k) | Step::Peek(k) => k,
         other => panic!("expected a lookup, got {other:?}"),
     }
 }
@@ -60,8 +60,22 @@ fn crafted_queries_never_share_a_key() {
     assert_eq!(k("/s?a=1&b=2"), k("/s?b=2&a=1"));
     assert_eq!(k("/s?s=1&a=0&s=2"), k("/s?a=0&s=1&s=2"));
     assert_ne!(k("/p"), k("/p?a="));
-    // GET and HEAD share entries.
+    // GET and HEAD share entries; a HEAD only peeks (never leads).
     assert_eq!(k("/x"), key_of(&mut ex(&r, "HEAD", "/x", &[])));
+    assert!(matches!(ex(&r, "HEAD", "/x", &[]).start(), Step::Peek(_)));
+    // The host is part of the key (tenants, crafted Host headers).
+    let host = |h: &[(&str, &str)]| key_of(&mut ex(&r, "GET", "/x", h));
+    assert_ne!(
+        host(&[("host", "a.example")]),
+        host(&[("Host", "evil.example")])
+    );
+    assert_eq!(
+        host(&[("host", "A.example")]),
+        host(&[("host", "a.example")])
+    );
+    assert_ne!(host(&[]), host(&[("host", "")]));
+    let tag = |h: &[(&str, &str)]| ex(&r, "GET", "/x", h).tags();
+    assert_ne!(tag(&[("host", "a.example")]), tag(&[("host", "b.example")]));
 }
 
 #[test]
@@ -132,7 +146,7 @@ fn methods() {
     let mut post = ex(&r, "POST", "/items/1?x=1", &[]);
     assert_eq!(post.start(), Step::Unsafe);
     let ok = post.on_response(201, &[], b"x".to_vec(), 0.0);
-    assert_eq!(ok.invalidate, vec![url_tag("", "/items/1")]);
+    assert_eq!(ok.invalidate, vec![url_tag("", None, "/items/1")]);
     assert_eq!(ex(&r, "GET", "/items/1?y", &[]).tags(), ok.invalidate);
     let mut failed = ex(&r, "DELETE", "/items/1", &[]);
     failed.start();
@@ -362,6 +376,25 @@ fn a_handlers_vary_is_keyed_and_sent() {
         fr2.on_entry(b"SCH1 old format", false, 0.0),
         Found::Unusable
     );
+}
+
+#[test]
+fn vary_cookie_splits_shared_entries() {
+    let r = route(|o| o.shared_cookies = vec!["theme".into()]);
+    let mut dark = ex(&r, "GET", "/t", &[("cookie", "theme=dark")]);
+    let base = key_of(&mut dark);
+    let s = dark.on_response(200, &h(&[("vary", "Cookie")]), b"dark".to_vec(), 0.0);
+    let marker = s.complete.expect("marker");
+    assert_eq!(
+        Stored::decode(&marker),
+        Some(Stored::Vary(vec!["cookie".into()]))
+    );
+    let mut light = ex(&r, "GET", "/t", &[("cookie", "theme=light")]);
+    assert_eq!(key_of(&mut light), base);
+    let Found::Follow(k) = light.on_entry(&marker, false, 0.0) else {
+        panic!()
+    };
+    assert_ne!(k, s.writes[0].0, "light and dark are separate entries");
 }
 
 #[test]
