@@ -134,24 +134,25 @@ impl Raw {
     }
 }
 
+/// Whether the Redis at `url` answers a PING now.
+async fn pings(url: &str) -> bool {
+    match redis::Client::open(url) {
+        Ok(c) => match c.get_multiplexed_async_connection().await {
+            Ok(mut c) => redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        },
+        Err(_) => false,
+    }
+}
+
 /// Wait until the Redis at `url` answers a PING (a server just started).
 pub async fn answers(url: &str) {
-    eventually(
-        &format!("{url} answers"),
-        Duration::from_secs(10),
-        || async {
-            match redis::Client::open(url) {
-                Ok(c) => match c.get_multiplexed_async_connection().await {
-                    Ok(mut c) => redis::cmd("PING")
-                        .query_async::<String>(&mut c)
-                        .await
-                        .is_ok(),
-                    Err(_) => false,
-                },
-                Err(_) => false,
-            }
-        },
-    )
+    eventually(&format!("{url} answers"), Duration::from_secs(10), || {
+        pings(url)
+    })
     .await;
 }
 
@@ -365,11 +366,11 @@ pub struct OwnCluster {
 }
 
 impl OwnCluster {
-    pub async fn start(masters: usize, replicas: usize) -> OwnCluster {
-        let dir = std::env::temp_dir().join(format!("stratacache-cluster-{:016x}", rand_u64()));
-        std::fs::create_dir_all(&dir).expect("cluster dir");
-        let mut servers = Vec::new();
-        for _ in 0..masters * (1 + replicas) {
+    /// One cluster-enabled server on a free port, answering. A port found
+    /// free can be taken by another test's server before this one binds it
+    /// (the server then exits): such a start is retried on another port.
+    async fn node(dir: &std::path::Path) -> OwnRedis {
+        for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .expect("free port")
                 .local_addr()
@@ -382,18 +383,37 @@ impl OwnCluster {
                 .arg("--cluster-config-file")
                 .arg(dir.join(format!("nodes-{port}.conf")))
                 .arg("--dir")
-                .arg(&dir)
+                .arg(dir)
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .expect("redis-server on PATH");
-            servers.push(OwnRedis {
+            let mut server = OwnRedis {
                 child,
                 url: format!("redis://127.0.0.1:{port}"),
                 port,
-            });
+            };
+            let until = tokio::time::Instant::now() + Duration::from_secs(30);
+            while tokio::time::Instant::now() < until {
+                if let Ok(Some(_)) = server.child.try_wait() {
+                    break; // exited: the port was taken meanwhile
+                }
+                if pings(&server.url).await {
+                    return server;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = server.child.kill();
+            let _ = server.child.wait();
         }
-        for s in &servers {
-            answers(&s.url).await;
+        panic!("no cluster node could be started in 5 tries");
+    }
+
+    pub async fn start(masters: usize, replicas: usize) -> OwnCluster {
+        let dir = std::env::temp_dir().join(format!("stratacache-cluster-{:016x}", rand_u64()));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let mut servers = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            servers.push(Self::node(&dir).await);
         }
         let ok = std::process::Command::new("redis-cli")
             .arg("--cluster")
