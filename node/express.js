@@ -9,6 +9,8 @@ const http = require('node:http')
 const https = require('node:https')
 const { rule, begin, headerPairs } = require('./http.js')
 
+const kHandled = Symbol('stratacache.express.handled')
+
 // Run the rest of the chain and capture what it sends instead of sending
 // it. A response written in pieces (a stream) is passed through as it
 // goes: `streamed()` gives the headers to add, and the capture resolves
@@ -49,10 +51,21 @@ function capture(res, next, streamed) {
 }
 
 // The background refresh of a stale entry: the same request again, to this
-// server over its own socket address, through every middleware of the app.
+// server over its own TCP address, through every middleware of the app;
+// without a body, and given up after REPLAY_TIMEOUT_MS. A server on a unix
+// socket (no TCP address) is not replayed: the entry refreshes when a
+// request leads after its grace.
+const REPLAY_TIMEOUT_MS = 30_000
+const HOP_BY_HOP = ['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade', 'te', 'trailer', 'expect']
+
 function replay(req, headers) {
   const sock = req.socket
+  if (!sock || typeof sock.localPort !== 'number' || !sock.localAddress) {
+    return Promise.reject(new Error('not a TCP server: stale entries are refreshed by a request after their grace'))
+  }
   const lib = sock.encrypted ? https : http
+  const h = { ...headers, connection: 'close' }
+  for (const name of HOP_BY_HOP) if (name !== 'connection') delete h[name]
   return new Promise((resolve, reject) => {
     const r = lib.request(
       {
@@ -60,9 +73,10 @@ function replay(req, headers) {
         port: sock.localPort,
         method: 'GET',
         path: req.originalUrl || req.url,
-        headers: { ...headers, connection: 'close' },
+        headers: h,
         agent: false,
         rejectUnauthorized: false, // it is this very server
+        timeout: REPLAY_TIMEOUT_MS,
       },
       (res) => {
         res.resume()
@@ -70,6 +84,7 @@ function replay(req, headers) {
         res.on('error', reject)
       },
     )
+    r.on('timeout', () => r.destroy(new Error('background refresh timed out')))
     r.on('error', reject)
     r.end()
   })
@@ -91,6 +106,10 @@ function sendAnswer(res, a) {
 function cached(options) {
   const r = rule(options)
   return function stratacacheCached(req, res, next) {
+    // One cache instance per request: with app.use(cached()) and a route's
+    // own cached(), the inner one would wait on the outer one's flight.
+    if (req[kHandled]) return next()
+    req[kHandled] = true
     // The path as Express routes it: raw, not normalized (`new URL` would
     // turn `/x/../api` into `/api`, a key another route's answer could fill).
     const target = req.originalUrl || req.url

@@ -256,30 +256,36 @@ class _Capture:
         self.start: Message | None = None
         self.chunks: list[bytes] = []
         self.streamed = False
+        self.complete = False  # the whole response was captured
         self.done = asyncio.Event()
 
     async def __call__(self, message: Message) -> None:
         if self.streamed:
             await self.send(message)
             return
+        if self.complete:  # the response is the cache's to send now
+            return
         if message["type"] == "http.response.start":
             self.start = message
             return
-        if message["type"] != "http.response.body":
-            await self.send(message)
-            return
         more = message.get("more_body", False)
-        if more and not self.chunks:
-            # A stream: pass it through from here on.
+        if message["type"] != "http.response.body" or (more and not self.chunks):
+            if self.start is None:  # nothing held back yet
+                await self.send(message)
+                return
+            # A stream, or a body sent another way (`http.response.pathsend`,
+            # trailers): pass it through from here on, uncached.
             self.streamed = True
-            assert self.start is not None
             extra = _raw_headers(self.on_stream())
             await self.send({**self.start, "headers": [*self.start.get("headers", []), *extra]})
+            for chunk in self.chunks:
+                await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
             self.done.set()
             await self.send(message)
             return
         self.chunks.append(message.get("body", b""))
         if not more:
+            self.complete = True
             self.done.set()
 
     def produced(self) -> _Produced:
@@ -300,8 +306,8 @@ async def _run(app: ASGIApp, scope: Scope, receive: Receive, capture: _Capture) 
 
     task = asyncio.ensure_future(run())
     await capture.done.wait()
-    if task.done():
-        task.result()  # an exception raised before any response: re-raise it
+    if task.done() and not capture.complete and not capture.streamed:
+        task.result()  # an exception raised before the response: re-raise it
     return task
 
 

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Annotated
 
 import pytest
-from fastapi import Depends, FastAPI, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.testclient import TestClient
 
@@ -272,3 +272,26 @@ def test_key_by_must_name_a_principal() -> None:
     for bad in ("", object(), True, 1.5):
         with pytest.raises(stratacache.InvalidValueError):
             _principal(bad)
+
+
+def test_a_background_task_failing_at_once_does_not_replace_the_response() -> None:
+    app = FastAPI()
+    setup(app, Cache(namespace=unique("fa-bg")))
+    ran: list[str] = []
+
+    async def fail_at_once() -> None:
+        ran.append("task")
+        raise RuntimeError("background task failed")
+
+    @app.get("/bg")
+    @cached(ttl=60)
+    async def bg(tasks: BackgroundTasks) -> dict[str, int]:
+        tasks.add_task(fail_at_once)
+        return {"n": 1}
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        first = client.get("/bg")
+        assert first.status_code == 200 and first.json() == {"n": 1}
+        assert first.headers["x-cache"] == "MISS"
+        second = client.get("/bg")
+        assert second.headers["x-cache"] == "HIT" and ran == ["task"], "background tasks run on real executions only"
