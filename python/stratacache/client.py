@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import math
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Callable, Final, TypeVar, Union, overload
 
-from . import _native
+from . import _failopen, _native
 from ._loading import Decoding, NoCache, Policy, aread_through, awarm, read_through, warm
-from ._logging import warn_l2
-from .exceptions import ConfigError, InvalidValueError, RedisError
+from .exceptions import ConfigError, InvalidValueError
 from .serializers import Serializer, Unreadable, accepted_formats, get_serializer, memo_key
 
 __all__ = ["DEFAULT", "Cache", "Ttl"]
@@ -619,63 +617,7 @@ class Cache:
         return f"<stratacache.Cache namespace={self.namespace!r}>"
 
 
-def _fallback(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """What a failed-open operation answers: a miss, or a write that did not happen."""
-    base = name[1:] if name.startswith("a") and name[1:] in _FAIL_OPEN else name
-    if base == "get":
-        return kwargs.get("default", args[1] if len(args) > 1 else None)
-    if base == "set_many":
-        mapping = kwargs.get("mapping", args[0] if args else {})
-        return list(mapping)
-    return _FAIL_OPEN[base]
-
-
-#: Plain operations that fail open with ``fail_open=True``, and their answer.
-_FAIL_OPEN: dict[str, Any] = {
-    "get": None,
-    "get_many": {},
-    "set": None,
-    "set_many": None,
-    "add": False,
-    "delete": False,
-    "delete_many": 0,
-    "touch": False,
-    "has_key": False,
-    "clear": None,
-    "invalidate_tags": None,
-}
-
-
-def _failing_open(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    if inspect.iscoroutinefunction(fn):
-
-        @functools.wraps(fn)
-        async def awrapper(self: Cache, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return await fn(self, *args, **kwargs)
-            except RedisError as e:
-                if not self._fail_open:
-                    raise
-                warn_l2(name, f"{name} failed, answered as a miss (fail_open)", e)
-                return _fallback(name, args, kwargs)
-
-        return awrapper
-
-    @functools.wraps(fn)
-    def wrapper(self: Cache, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(self, *args, **kwargs)
-        except RedisError as e:
-            if not self._fail_open:
-                raise
-            warn_l2(name, f"{name} failed, answered as a miss (fail_open)", e)
-            return _fallback(name, args, kwargs)
-
-    return wrapper
-
-
-for _name in [*_FAIL_OPEN, *(f"a{n}" for n in _FAIL_OPEN)]:
-    setattr(Cache, _name, _failing_open(_name, getattr(Cache, _name)))
+_failopen.install(Cache)
 
 
 def _load_many(
