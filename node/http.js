@@ -7,7 +7,8 @@
 
 const crypto = require('node:crypto')
 const binding = require('./binding.js')
-const { kInternal, parseTtl, checkOptions } = require('./index.js')
+const { kInternal, parseTtl } = require('./index.js')
+const { checkOptions } = require('./options.js')
 const { ConfigError, InvalidValueError } = require('./errors.js')
 
 const FRESH = 0
@@ -87,7 +88,7 @@ function headerPairs(headers) {
   return out
 }
 
-// An answer from `onEntry`, packed in one Buffer (see crates/node/src/http.rs):
+// An answer from `onEntry` or `onResponse`, packed in one Buffer (see crates/node/src/http.rs):
 // { status, headers: [name, value, ...], body: Buffer | null }.
 function unpack(buf) {
   const status = buf.readUInt16BE(0)
@@ -304,7 +305,7 @@ function lead(r, ex, internal, key, lease, tagsOf, l2Trouble, now) {
         await internal.delete(stored).catch(l2Trouble)
         internal.emitError(new NotShareable(`a Set-Cookie went out with a stored response (${key}): deleted; register session middleware so that it runs before the cache sees the response`))
       }
-      return s.answer ? { answer: s.answer, revoke } : { pass: ex.passHeaders(s.bypass || 'not-storable'), revoke }
+      return s.answer ? { answer: unpack(s.answer), revoke } : { pass: ex.passHeaders(s.bypass || 'not-storable'), revoke }
     },
     streamed: () => {
       release('streamed response')

@@ -106,25 +106,8 @@ fn flat(pairs: Vec<(String, String)>) -> Vec<String> {
     pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()
 }
 
-#[napi(object, object_from_js = false)]
-pub struct HttpAnswer {
-    pub status: u32,
-    /// `[name, value, ...]`, flat.
-    pub headers: Vec<String>,
-    /// `null` for a 304 or a HEAD.
-    pub body: Option<Buffer>,
-}
-
-fn answer(a: Answer) -> HttpAnswer {
-    HttpAnswer {
-        status: u32::from(a.status),
-        headers: flat(a.headers),
-        body: a.body.map(Buffer::from),
-    }
-}
-
-/// An answer packed into one Buffer for the hit path (building a JS object
-/// with an array of header strings cost more than the rest of a hit):
+/// An answer packed into one Buffer (building a JS object with an array of
+/// header strings cost more than the rest of a hit):
 /// `u16 status | u8 has body | u32 n | n bytes of UTF-8 "name\0value\0..." |
 /// body`. Header names and values never hold NUL (HTTP forbids it).
 fn packed(a: Answer) -> Buffer {
@@ -154,7 +137,8 @@ pub struct HttpSettle {
     pub writes: Vec<(String, Buffer)>,
     pub complete: Option<Buffer>,
     pub invalidate: Vec<String>,
-    pub answer: Option<HttpAnswer>,
+    /// Packed as `onEntry`'s answers.
+    pub answer: Option<Buffer>,
     pub bypass: Option<&'static str>,
     pub ttl_ms: f64,
     pub grace_ms: f64,
@@ -220,7 +204,7 @@ impl HttpExchange {
                 .collect(),
             complete: s.complete.map(Buffer::from),
             invalidate: s.invalidate,
-            answer: s.answer.map(answer),
+            answer: s.answer.map(packed),
             bypass: s.bypass.map(Bypass::detail),
             ttl_ms: s.ttl_ms as f64,
             grace_ms: s.grace_ms as f64,
