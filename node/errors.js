@@ -39,7 +39,8 @@ const WaitTimeoutError = define('WaitTimeoutError', 'E_WAIT_TIMEOUT')
 const LoaderTimeoutError = define('LoaderTimeoutError', 'E_LOADER_TIMEOUT')
 const CacheClosedError = define('CacheClosedError', 'E_CLOSED')
 
-const L2_CODES = new Set(['E_L2', 'E_L2_UNAVAILABLE', 'E_L2_TIMEOUT'])
+// The core's Redis (L2) error codes: what fail-open swallows.
+const L2_CODES = new Set(require('./binding.js').constants().l2ErrorCodes)
 
 // Native errors arrive as "[E_CODE] message" (or "[E_LOADER:<id>] ...").
 const NATIVE = /^\[(E_[A-Z0-9_]+)(?::(\d+))?\] ?([\s\S]*)$/

@@ -9,14 +9,17 @@ const crypto = require('node:crypto')
 const binding = require('./binding.js')
 const { kInternal, parseTtl } = require('./index.js')
 const { checkOptions } = require('./options.js')
-const { ConfigError, InvalidValueError } = require('./errors.js')
+const { ConfigError, InvalidValueError, L2_CODES: L2 } = require('./errors.js')
 
 const FRESH = 0
 const STALE = 1
 const LEAD = 2
-const L2 = new Set(['E_L2', 'E_L2_UNAVAILABLE', 'E_L2_TIMEOUT'])
-/** Marks the in-process request that refreshes a stale entry in the background. */
-const REFRESH_HEADER = 'x-stratacache-refresh'
+// From the core (stratacache::http): the header marking the in-process
+// request that refreshes a stale entry in the background, and the
+// conditional and range headers a leader's request and a refresh replay
+// run without (their response fills the entry for everyone: a 304 or a 206
+// cannot; the engine answers conditions itself).
+const { httpRefreshHeader: REFRESH_HEADER, httpConditionalHeaders: CONDITIONAL } = binding.constants()
 
 const OPTIONS = [
   'cache',
@@ -106,11 +109,6 @@ function principalOf(p) {
   if ((typeof p === 'string' && p !== '') || (typeof p === 'number' && Number.isFinite(p))) return String(p)
   throw new InvalidValueError(`keyBy must return a non-empty string, a number or null, not ${p === '' ? 'an empty string' : typeof p}`)
 }
-
-// Conditional and range headers: a leader's handler must produce the whole
-// response (a 304 or a 206 cannot fill the entry, and would send every
-// coalesced request to the handler). The engine answers them itself.
-const CONDITIONAL = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'range', 'if-range']
 
 // A step of the engine: { kind, key, bypass } from its one-string form.
 function stepOf(s) {
@@ -327,8 +325,7 @@ function refreshInBackground(r, req, key, lease, internal) {
   const token = crypto.randomBytes(16).toString('hex')
   refreshes.set(token, { key, lease })
   const headers = { ...req.headers, [REFRESH_HEADER]: token }
-  delete headers['if-none-match']
-  delete headers['if-modified-since']
+  for (const h of CONDITIONAL) delete headers[h]
   Promise.resolve()
     .then(() => req.refresh(headers))
     .catch((e) => internal.emitError(e))

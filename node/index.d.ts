@@ -41,6 +41,7 @@ export interface CacheOptions {
   opTimeout?: Ttl
   /** How long `getOrSet` waits for another caller's factory. Default 30 s. */
   waitTimeout?: Ttl
+  /** How long a delete fences loads that began before it (a tombstone in Redis). Default 60 s. */
   tombstoneTtl?: Ttl
   /** Shorten each TTL by a random fraction up to this (0-1), so keys written together expire apart. */
   ttlJitter?: number

@@ -216,8 +216,14 @@ function nativePolicy(p, tags) {
     failSafeThrottleMs: p.failSafeThrottle,
     softTimeoutMs: p.softTimeout,
     hardTimeoutMs: p.hardTimeout,
+    noneTtlMs: p.noneTtl,
   }
 }
+
+// What a factory did, for the core to settle (NativeLease#settle).
+const VALUE = 0
+const NOTHING = 1
+const UNCACHED = 2
 
 const TIMEOUT = Symbol('timeout')
 const kStale = Symbol('stale')
@@ -727,11 +733,11 @@ class Cache extends EventEmitter {
       throw err
     }
     const write = { ttl: parseTtl(ttl), grace: p.grace, tags }
-    if (r.kind === LEAD) return this.#lead(r.lease, factory, write, p)
+    if (r.kind === LEAD) return this.#lead(r.lease, factory, write)
     if (r.kind === STALE && r.lease) {
       const lease = r.lease
       setImmediate(() => {
-        this.#settle(lease, factory, write, p).catch((e) => {
+        this.#settle(lease, factory, write).catch((e) => {
           if (this.listenerCount('error') > 0) this.emit('error', e)
         })
       })
@@ -791,29 +797,28 @@ class Cache extends EventEmitter {
     return done.reduce((a, b) => a + b, 0)
   }
 
-  /** Run the factory for `lease`; the value callers get (see `#settle`). */
-  async #lead(lease, factory, write, p) {
-    const softOk = p.softTimeout !== undefined && lease.fallback() !== null
-    if (p.hardTimeout === undefined && !softOk) return this.#answer(await this.#settle(lease, factory, write, p))
-    // The factory runs concurrently with our wait; if we stop waiting it
-    // goes on and still fills the cache.
-    const started = Date.now()
-    const run = this.#settle(lease, factory, write, p)
+  /**
+   * Run the factory for `lease`; the value callers get (see `#settle`).
+   * With deadlines (the core's: a soft timeout with a stale value to
+   * serve, a hard timeout), wait for each in turn and ask the core what it
+   * means; the factory goes on and still fills the cache.
+   */
+  async #lead(lease, factory, write) {
+    if (lease.deadline(0) === null) return this.#answer(await this.#settle(lease, factory, write))
+    const run = this.#settle(lease, factory, write)
     run.catch((e) => {
       if (this.listenerCount('error') > 0) this.emit('error', e)
     })
-    if (softOk) {
-      const r = await within(run, p.softTimeout)
+    for (let i = 0, d = lease.deadline(0); d !== null; d = lease.deadline(++i)) {
+      const r = await within(run, d.leftMs)
       if (r !== TIMEOUT) return this.#answer(r)
-      const stale = lease.timedOut(false)
+      let stale
+      try {
+        stale = lease.deadlinePassed(d.hard)
+      } catch (e) {
+        throw native(e)
+      }
       if (stale) return decode(stale, this.#serializer.name)
-    }
-    if (p.hardTimeout !== undefined) {
-      const r = await within(run, Math.max(0, p.hardTimeout - (Date.now() - started)))
-      if (r !== TIMEOUT) return this.#answer(r)
-      const stale = lease.timedOut(true)
-      if (stale) return decode(stale, this.#serializer.name)
-      throw new LoaderTimeoutError(`the load of ${JSON.stringify(lease.key)} did not finish within the hard timeout`)
     }
     return this.#answer(await run)
   }
@@ -823,48 +828,38 @@ class Cache extends EventEmitter {
   }
 
   /**
-   * Run the factory and settle the lease: resolves the value (or
+   * Run the factory and report what it did to the core, which settles the
+   * lease (noneTtl, NoCache, fail-safe): resolves the value (or
    * `{[kStale]: nativeValue}` when fail-safe served the stale value after
    * the factory failed), or rejects with the factory's error.
    */
-  async #settle(lease, factory, write, p) {
+  async #settle(lease, factory, write) {
     let value
     try {
       value = await factory()
     } catch (e) {
-      const id = registerLoaderError(e)
-      const msg = String((e && e.message) || e)
-      if (p.failSafe && lease.fallback() !== null) {
-        try {
-          return { [kStale]: await lease.fail(id, msg) }
-        } catch (err) {
-          throw native(err)
-        }
+      let stale
+      try {
+        stale = await lease.fail(registerLoaderError(e), String((e && e.message) || e))
+      } catch (err) {
+        throw native(err)
       }
-      lease.abandon(id, msg)
-      throw e
+      if (stale === null) throw e
+      return { [kStale]: stale }
     }
-    let data
-    let format
     const uncached = value instanceof NoCache
     const out = uncached ? value.value : value
+    let data
+    let format
     try {
       ;[data, format] = encode(this.#serializer, out)
     } catch (e) {
       lease.abandon(registerLoaderError(e), String((e && e.message) || e))
       throw e
     }
-    let ttl = write.ttl
+    const kind = uncached ? UNCACHED : out == null ? NOTHING : VALUE
     try {
-      if (!uncached && out == null && p.noneTtl !== undefined) {
-        if (p.noneTtl <= 0) {
-          await lease.completeUncached(data, format)
-          return out
-        }
-        ttl = p.noneTtl
-      }
-      if (uncached) await lease.completeUncached(data, format)
-      else await lease.complete(data, format, ttl, write.grace, write.tags)
+      await lease.settle(kind, data, format, write.ttl, write.grace, write.tags)
     } catch (e) {
       throw native(e)
     }
@@ -951,7 +946,7 @@ class Cache extends EventEmitter {
         if (lease.fallback() === null) return null
         try {
           const v = await lease.fail(registerLoaderError(err), String((err && err.message) || err))
-          return v.data
+          return v ? v.data : null
         } catch (e) {
           throw native(e)
         }

@@ -33,7 +33,7 @@ def _policy(opts: dict[str, Any]) -> Policy:
         early_refresh=num("EARLY_REFRESH"),
         refresh_ahead=num("REFRESH_AHEAD"),
         fail_safe=_typed(opts, "FAIL_SAFE", bool, False),
-        fail_safe_throttle=_typed(opts, "FAIL_SAFE_THROTTLE", float, 30.0),
+        fail_safe_throttle=num("FAIL_SAFE_THROTTLE"),
         soft_timeout=num("SOFT_TIMEOUT"),
         hard_timeout=num("HARD_TIMEOUT"),
         on_wait_timeout=str(opts.get("ON_WAIT_TIMEOUT", "load")).lower(),  # type: ignore[arg-type]
@@ -125,7 +125,8 @@ def _namespace(opts: dict[str, Any], key_prefix: str) -> str:
 def _native_kwargs(
     server: str | list[str] | tuple[str, ...], opts: dict[str, Any], key_prefix: str = ""
 ) -> dict[str, Any]:
-    """The native cache's arguments for a CACHES entry (raises on bad input)."""
+    """The native cache's arguments for a CACHES entry (raises on bad input).
+    An option not given is ``None``: the core's default."""
     if isinstance(server, (list, tuple)):
         locations = [str(s).strip() for s in server if str(s).strip()]
     else:
@@ -151,21 +152,21 @@ def _native_kwargs(
         "namespace": _namespace(opts, key_prefix),
         "redis_url": redis_url,
         "cluster": cluster,
-        "l1": _typed(opts, "L1", bool, True),
-        "l1_max_bytes": _typed(opts, "L1_MAX_BYTES", int, 64 << 20),
+        "l1": _typed(opts, "L1", bool, None),
+        "l1_max_bytes": _typed(opts, "L1_MAX_BYTES", int, None),
         "l1_memo_bytes": _typed(opts, "L1_MEMO_BYTES", int, None),
         "default_ttl": math.inf,  # every call passes its own TTL
-        "compress_threshold": _typed(opts, "COMPRESS_THRESHOLD", int, 4096),
-        "max_value_bytes": _typed(opts, "MAX_VALUE_BYTES", int, 32 << 20),
+        "compress_threshold": _typed(opts, "COMPRESS_THRESHOLD", int, None),
+        "max_value_bytes": _typed(opts, "MAX_VALUE_BYTES", int, None),
         "signing_key": signing_key or None,
-        "connect_timeout": _typed(opts, "CONNECT_TIMEOUT", float, 1.0),
-        "op_timeout": _typed(opts, "OP_TIMEOUT", float, opts.get("SOCKET_TIMEOUT", 0.5)),
-        "wait_timeout": _typed(opts, "WAIT_TIMEOUT", float, 30.0),
-        "ttl_jitter": _typed(opts, "TTL_JITTER", float, 0.0),
-        "fleet_lease": _typed(opts, "FLEET_LEASE", bool, True),
-        "lease_ttl": _typed(opts, "LEASE_TTL", float, 5.0),
-        "breaker_threshold": _typed(opts, "BREAKER_THRESHOLD", int, 5),
-        "breaker_cooldown": _typed(opts, "BREAKER_COOLDOWN", float, 0.25),
+        "connect_timeout": _typed(opts, "CONNECT_TIMEOUT", float, None),
+        "op_timeout": _typed(opts, "OP_TIMEOUT", float, opts.get("SOCKET_TIMEOUT")),
+        "wait_timeout": _typed(opts, "WAIT_TIMEOUT", float, None),
+        "ttl_jitter": _typed(opts, "TTL_JITTER", float, None),
+        "fleet_lease": _typed(opts, "FLEET_LEASE", bool, None),
+        "lease_ttl": _typed(opts, "LEASE_TTL", float, None),
+        "breaker_threshold": _typed(opts, "BREAKER_THRESHOLD", int, None),
+        "breaker_cooldown": _typed(opts, "BREAKER_COOLDOWN", float, None),
     }
 
 

@@ -9,10 +9,13 @@ value). Refreshes of stale or early-refresh values run in the background:
 on a small thread pool for sync callers, as a task on the caller's loop for
 async ones.
 
-Timeouts: with a hard timeout, or a soft timeout and a stale value to fall
-back on, the loader runs concurrently with the caller's wait (on a thread
-pool for sync callers, as a task for async ones) so the caller can stop
-waiting; the load goes on and still fills the cache when it finishes.
+What a load's outcome means (``none_ttl``, ``NoCache``, fail-safe or the
+error, each deadline) is decided by the core (``Lease.settle``,
+``Lease.fail``, ``Lease.deadline_passed``); this module only runs the
+loader where Python needs it run. With deadlines, the loader runs
+concurrently with the caller's wait (on a thread pool for sync callers, as
+a task for async ones) so the caller can stop waiting; the load goes on
+and still fills the cache when it finishes.
 """
 
 from __future__ import annotations
@@ -25,12 +28,10 @@ import functools
 import inspect
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Generic, Literal, TypeVar
 
 from . import _native
-from .exceptions import LoaderTimeoutError
 from .serializers import Unreadable
 
 log = logging.getLogger("stratacache")
@@ -99,7 +100,7 @@ class Policy:
     - ``fail_safe``: when the loader raises, or exceeds ``soft_timeout``, and
       a stale value (within ``grace``) exists, serve it; after a failure it
       is kept fresh for ``fail_safe_throttle`` seconds so a failing origin
-      is not hammered.
+      is not hammered (the core's default when ``None``: 30 s).
     - ``hard_timeout``: no caller waits longer; past it a caller gets the
       fail-safe value or :class:`LoaderTimeoutError` (the load goes on).
     - ``wait_timeout`` / ``on_wait_timeout``: how long to wait for another
@@ -117,7 +118,7 @@ class Policy:
     early_refresh: float | None = None
     refresh_ahead: float | None = None
     fail_safe: bool = False
-    fail_safe_throttle: float = 30.0
+    fail_safe_throttle: float | None = None
     soft_timeout: float | None = None
     hard_timeout: float | None = None
     wait_timeout: float | None = None
@@ -145,6 +146,7 @@ class Policy:
             hard_timeout=self.hard_timeout,
             wait_timeout_fails=self.on_wait_timeout == "fail",
             tags=list(self.tags) or None,
+            none_ttl=self.none_ttl,
         )
 
     @property
@@ -164,39 +166,14 @@ def _replace(policy: Policy, changes: tuple[tuple[str, Any], ...]) -> Policy:
     return dataclasses.replace(policy, **dict(changes))
 
 
-def _timed(lease: _native.Lease, policy: Policy) -> bool:
-    return policy.hard_timeout is not None or (policy.soft_timeout is not None and lease.fallback() is not None)
-
-
-def _store(lease: _native.Lease, value: Any, dumps: Dumps, ttl: float | None, policy: Policy) -> Any:
-    """Complete ``lease`` with the loader's ``value``; returns what callers get."""
+def _outcome(value: Any, dumps: Dumps) -> tuple[int, Any, bytes, int]:
+    """What the loader did, for the core to settle: ``(kind, answer,
+    data, format)``; the core applies ``none_ttl``."""
     if isinstance(value, NoCache):
         data, fmt = dumps(value.value)
-        lease.complete_uncached(data, fmt)
-        return value.value
+        return _native.UNCACHED, value.value, data, fmt
     data, fmt = dumps(value)
-    if value is None and policy.none_ttl is not None:
-        if policy.none_ttl <= 0:
-            lease.complete_uncached(data, fmt)
-            return None
-        ttl = policy.none_ttl
-    lease.complete(data, fmt, ttl, policy.grace, list(policy.tags) or None)
-    return value
-
-
-async def _astore(lease: _native.Lease, value: Any, dumps: Dumps, ttl: float | None, policy: Policy) -> Any:
-    if isinstance(value, NoCache):
-        data, fmt = dumps(value.value)
-        await lease.acomplete_uncached(data, fmt)
-        return value.value
-    data, fmt = dumps(value)
-    if value is None and policy.none_ttl is not None:
-        if policy.none_ttl <= 0:
-            await lease.acomplete_uncached(data, fmt)
-            return None
-        ttl = policy.none_ttl
-    await lease.acomplete(data, fmt, ttl, policy.grace, list(policy.tags) or None)
-    return value
+    return (_native.NOTHING if value is None else _native.VALUE), value, data, fmt
 
 
 class _Stale:
@@ -214,22 +191,21 @@ def _load_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float
     try:
         value = loader() if callable(loader) else loader
     except Exception as e:
-        if policy.fail_safe and lease.fallback() is not None:
-            return _Stale(lease.fail(e))
-        lease.abandon(e)
-        raise
+        stale = lease.fail(e)
+        if stale is None:
+            raise
+        return _Stale(stale)
     except BaseException as e:
         lease.abandon(e)
         raise
     try:
-        return _store(lease, value, dumps, ttl, policy)
+        kind, answer, data, fmt = _outcome(value, dumps)
+        lease.settle(kind, data, fmt, ttl, policy.grace, list(policy.tags) or None)
+        return answer
     except BaseException as e:
         # Unserializable value (or a closed cache): nothing stored, and the
         # waiters get the same error.
-        try:
-            lease.abandon(e)
-        except RuntimeError:
-            pass  # completed already
+        _abandon_quietly(lease, e)
         raise
 
 
@@ -239,20 +215,19 @@ async def _aload_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl
         if inspect.isawaitable(value):
             value = await value
     except Exception as e:
-        if policy.fail_safe and lease.fallback() is not None:
-            return _Stale(await lease.afail(e))
-        lease.abandon(e)
-        raise
+        stale = await lease.afail(e)
+        if stale is None:
+            raise
+        return _Stale(stale)
     except BaseException as e:
         lease.abandon(e)
         raise
     try:
-        return await _astore(lease, value, dumps, ttl, policy)
+        kind, answer, data, fmt = _outcome(value, dumps)
+        await lease.asettle(kind, data, fmt, ttl, policy.grace, list(policy.tags) or None)
+        return answer
     except BaseException as e:
-        try:
-            lease.abandon(e)
-        except RuntimeError:
-            pass
+        _abandon_quietly(lease, e)
         raise
 
 
@@ -271,46 +246,28 @@ def _log_background_failure(key: str) -> Callable[[Any], None]:
     return done
 
 
-def _timeout_answer(lease: _native.Lease, hard: bool, loads: Loads, fut: Any) -> tuple[bool, Any]:
-    """After a soft/hard timeout: ``(True, answer)`` to return now, or
-    ``(False, None)`` to keep waiting."""
-    if fut.done():
-        return True, fut.result()
-    stale = lease.timed_out(hard)
-    if stale is not None:
-        return True, _Stale(stale)
-    if fut.done():  # finished while we looked
-        return True, fut.result()
-    if hard:
-        raise LoaderTimeoutError(f"the load of {lease.key!r} did not finish within the hard timeout")
-    return False, None
-
-
 def run_loader(lease: _native.Lease, loader: Any, dumps: Dumps, loads: Loads, ttl: float | None, policy: Policy) -> Any:
     """Run ``loader`` (or take it as the value) for ``lease``; the value
-    callers get."""
-    if not _timed(lease, policy):
+    callers get. With deadlines (the core's: a soft timeout with a stale
+    value to serve, a hard timeout), the loader runs on a thread while this
+    caller waits for each deadline in turn and asks the core what it means;
+    the load goes on and still fills the cache."""
+    if lease.deadline(0) is None:
         return _answer(_load_and_finish(lease, loader, dumps, ttl, policy), loads)
     global _timed_pool
     if _timed_pool is None:
         _timed_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="stratacache-load")
-    started = time.monotonic()
     fut = _timed_pool.submit(_load_and_finish, lease, loader, dumps, ttl, policy)
     fut.add_done_callback(_log_background_failure(lease.key))
-    if policy.soft_timeout is not None and lease.fallback() is not None:
-        try:
-            return _answer(fut.result(timeout=policy.soft_timeout), loads)
-        except concurrent.futures.TimeoutError:
-            ready, answer = _timeout_answer(lease, False, loads, fut)
-            if ready:
-                return _answer(answer, loads)
-    if policy.hard_timeout is not None:
-        left = max(0.0, policy.hard_timeout - (time.monotonic() - started))
+    i = 0
+    while (deadline := lease.deadline(i)) is not None:
+        left, hard = deadline
         try:
             return _answer(fut.result(timeout=left), loads)
         except concurrent.futures.TimeoutError:
-            _, answer = _timeout_answer(lease, True, loads, fut)
-            return _answer(answer, loads)
+            if not fut.done() and (stale := lease.deadline_passed(hard)) is not None:
+                return loads(stale)
+        i += 1
     return _answer(fut.result(), loads)
 
 
@@ -318,23 +275,21 @@ async def arun_loader(
     lease: _native.Lease, loader: Any, dumps: Dumps, loads: Loads, ttl: float | None, policy: Policy
 ) -> Any:
     """Async :func:`run_loader`; ``loader`` may be sync or async."""
-    if not _timed(lease, policy):
+    if lease.deadline(0) is None:
         return _answer(await _aload_and_finish(lease, loader, dumps, ttl, policy), loads)
-    started = time.monotonic()
     task = asyncio.ensure_future(_aload_and_finish(lease, loader, dumps, ttl, policy))
     _tasks.add(task)  # keep a reference until it is done
     task.add_done_callback(_tasks.discard)
     task.add_done_callback(_log_background_failure(lease.key))
-    if policy.soft_timeout is not None and lease.fallback() is not None:
-        done, _ = await asyncio.wait({task}, timeout=policy.soft_timeout)
-        ready, answer = (True, task.result()) if done else _timeout_answer(lease, False, loads, task)
-        if ready:
-            return _answer(answer, loads)
-    if policy.hard_timeout is not None:
-        left = max(0.0, policy.hard_timeout - (time.monotonic() - started))
+    i = 0
+    while (deadline := lease.deadline(i)) is not None:
+        left, hard = deadline
         done, _ = await asyncio.wait({task}, timeout=left)
-        _, answer = (True, task.result()) if done else _timeout_answer(lease, True, loads, task)
-        return _answer(answer, loads)
+        if done:
+            return _answer(task.result(), loads)
+        if (stale := lease.deadline_passed(hard)) is not None:
+            return loads(stale)
+        i += 1
     return _answer(await task, loads)
 
 

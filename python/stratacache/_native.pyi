@@ -5,8 +5,14 @@ from typing import Any, Final, final
 __all__ = [
     "ERROR_CODES",
     "FRESH",
+    "HTTP_CONDITIONAL_HEADERS",
+    "HTTP_REFRESH_HEADER",
+    "L2_ERROR_CODES",
     "LEAD",
+    "NOTHING",
     "STALE",
+    "UNCACHED",
+    "VALUE",
     "Cache",
     "HttpExchange",
     "HttpRoute",
@@ -22,7 +28,13 @@ __version__: Final[str]
 FRESH: Final[int]
 STALE: Final[int]
 LEAD: Final[int]
+VALUE: Final[int]
+NOTHING: Final[int]
+UNCACHED: Final[int]
 ERROR_CODES: Final[list[str]]
+L2_ERROR_CODES: Final[list[str]]
+HTTP_REFRESH_HEADER: Final[str]
+HTTP_CONDITIONAL_HEADERS: Final[list[str]]
 
 _Value = tuple[int, bytes]
 _LookupResult = tuple[int, int | None, bytes | None, Lease | None]
@@ -93,13 +105,30 @@ class Lease:
     def acomplete(
         self, data: bytes, format: int, ttl: float | None = None, grace: float = 0.0, tags: list[str] | None = None
     ) -> Awaitable[None]: ...
+    def settle(
+        self,
+        kind: int,
+        data: bytes,
+        format: int,
+        ttl: float | None = None,
+        grace: float = 0.0,
+        tags: list[str] | None = None,
+    ) -> None: ...
+    def asettle(
+        self,
+        kind: int,
+        data: bytes,
+        format: int,
+        ttl: float | None = None,
+        grace: float = 0.0,
+        tags: list[str] | None = None,
+    ) -> Awaitable[None]: ...
     def abandon(self, exc: BaseException) -> None: ...
-    def fail(self, exc: BaseException) -> _Value: ...
-    def afail(self, exc: BaseException) -> Awaitable[_Value]: ...
+    def fail(self, exc: BaseException) -> _Value | None: ...
+    def afail(self, exc: BaseException) -> Awaitable[_Value | None]: ...
     def fallback(self) -> _Value | None: ...
-    def timed_out(self, hard: bool) -> _Value | None: ...
-    def complete_uncached(self, data: bytes, format: int) -> None: ...
-    def acomplete_uncached(self, data: bytes, format: int) -> Awaitable[None]: ...
+    def deadline(self, i: int) -> tuple[float, bool] | None: ...
+    def deadline_passed(self, hard: bool) -> _Value | None: ...
     @property
     def is_fleet(self) -> bool: ...
 
@@ -113,38 +142,40 @@ class Policy:
         early_refresh: float | None = None,
         refresh_ahead: float | None = None,
         fail_safe: bool = False,
-        fail_safe_throttle: float = 30.0,
+        fail_safe_throttle: float | None = None,
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         wait_timeout_fails: bool = False,
         tags: list[str] | None = None,
+        none_ttl: float | None = None,
     ) -> Policy: ...
 
 @final
 class Cache:
+    # Every option left None takes the core's default (tests/vectors/constants.json).
     def __new__(
         cls,
         *,
-        namespace: str = ...,
+        namespace: str | None = None,
         redis_url: str | None = None,
         cluster: list[str] | None = None,
-        l1: bool = True,
-        l1_max_bytes: int = ...,
+        l1: bool | None = None,
+        l1_max_bytes: int | None = None,
         l1_memo_bytes: int | None = None,
-        default_ttl: float | None = ...,
-        compress_threshold: int = 4096,
-        max_value_bytes: int = ...,
+        default_ttl: float | None = None,
+        compress_threshold: int | None = None,
+        max_value_bytes: int | None = None,
         signing_key: bytes | None = None,
-        connect_timeout: float = 1.0,
-        op_timeout: float = 0.5,
-        tombstone_ttl: float = 60.0,
-        wait_timeout: float = 30.0,
-        ttl_jitter: float = 0.0,
-        fleet_lease: bool = True,
-        lease_ttl: float = 5.0,
-        isolated: bool = False,
-        breaker_threshold: int = 5,
-        breaker_cooldown: float = 0.25,
+        connect_timeout: float | None = None,
+        op_timeout: float | None = None,
+        tombstone_ttl: float | None = None,
+        wait_timeout: float | None = None,
+        ttl_jitter: float | None = None,
+        fleet_lease: bool | None = None,
+        lease_ttl: float | None = None,
+        isolated: bool | None = None,
+        breaker_threshold: int | None = None,
+        breaker_cooldown: float | None = None,
         accepted_formats: list[int] | None = None,
     ) -> Cache: ...
     @property

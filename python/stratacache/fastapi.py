@@ -73,7 +73,7 @@ class _Options:
     x_cache: bool
     tags: Tags
     scope: str | None
-    fail_safe_throttle: float
+    fail_safe_throttle: float | None
 
 
 def setup(app: FastAPI, cache: Cache, *, scope: str = "") -> None:
@@ -108,7 +108,7 @@ def cached(
     x_cache: bool = True,
     tags: Tags = (),
     scope: str | None = None,
-    fail_safe_throttle: float = 30.0,
+    fail_safe_throttle: float | None = None,
 ) -> Callable[[F], F]:
     """Cache a path operation's responses; see the module docs. Options are
     checked here (a bad one raises :class:`ConfigError` at import)."""
@@ -125,7 +125,7 @@ def cached(
         x_cache,
         tags if callable(tags) else tuple(tags),
         scope,
-        float(fail_safe_throttle),
+        None if fail_safe_throttle is None else float(fail_safe_throttle),
     )
     _route_of(o, "", ())  # validate now
 

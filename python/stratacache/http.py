@@ -39,7 +39,7 @@ KeyBy = Callable[[Any], Union[str, Awaitable[Union[str, None]], None]]
 Tags = Union[Sequence[str], Callable[[Any], Sequence[str]]]
 
 #: Marks the in-process request that refreshes a stale entry in the background.
-REFRESH_HEADER = "x-stratacache-refresh"
+REFRESH_HEADER = _native.HTTP_REFRESH_HEADER
 
 
 class _NotShareable(Exception):
@@ -71,9 +71,7 @@ _tasks: set[asyncio.Task[None]] = set()
 
 #: Conditional and range request headers, kept from a leader's handler (the
 #: engine answers them itself).
-_CONDITIONAL = frozenset(
-    {b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since", b"range", b"if-range"}
-)
+_CONDITIONAL = frozenset(h.encode() for h in _native.HTTP_CONDITIONAL_HEADERS)
 
 
 def _principal(p: Any) -> str | None:
@@ -365,12 +363,12 @@ async def _lead(
         # stale-if-error on a raised error, as on a returned 5xx.
         settle = ex.on_response(500, [], b"", time.time())
         if settle.use_stale and lease is not None and lease.fallback() is not None:
-            _fmt, stale = await lease.afail(e)
-            lease = None
-            found, what = ex.on_entry(stale, True, time.time())
-            if found == "answer":
-                await _send_answer(send, what)
-                return
+            got, lease = await lease.afail(e), None
+            if got is not None:
+                found, what = ex.on_entry(got[1], True, time.time())
+                if found == "answer":
+                    await _send_answer(send, what)
+                    return
         release(str(e) or type(e).__name__)
         raise
     except BaseException as e:
@@ -383,13 +381,13 @@ async def _lead(
     p = capture.produced()
     settle = ex.on_response(p.status, p.headers, p.body, time.time())
     if settle.use_stale and lease is not None and lease.fallback() is not None:
-        _fmt, stale = await lease.afail(RuntimeError(f"handler answered {p.status}"))
-        lease = None
-        found, what = ex.on_entry(stale, True, time.time())
-        if found == "answer":
-            await _send_answer(send, what)
-            await _finish(task)
-            return
+        got, lease = await lease.afail(RuntimeError(f"handler answered {p.status}")), None
+        if got is not None:
+            found, what = ex.on_entry(got[1], True, time.time())
+            if found == "answer":
+                await _send_answer(send, what)
+                await _finish(task)
+                return
     try:
         for k, data in settle.writes:
             await c._n.aset(k, data, FORMAT_RAW, settle.ttl, settle.grace, tags())
@@ -416,8 +414,7 @@ def _refresh_in_background(app: ASGIApp, scope: Scope, key: str, lease: _native.
     token; its way through the cache leads the flight with this lease."""
     token = secrets.token_hex(16)
     _refreshes[token] = (key, lease)
-    skip = {b"if-none-match", b"if-modified-since"}
-    headers = [(k, v) for k, v in scope.get("headers", []) if k not in skip]
+    headers = [(k, v) for k, v in scope.get("headers", []) if k not in _CONDITIONAL]
     headers.append((REFRESH_HEADER.encode(), token.encode()))
     replay = {**scope, "method": "GET", "headers": headers}
     sent = False

@@ -12,230 +12,17 @@ use crate::clock::now_ms;
 use crate::config::{CacheBuilder, Config};
 use crate::envelope::{Codec, Entry, Format, Meta};
 use crate::error::{Error, Result};
-use crate::flight::{self, Fallback, FleetLease, FlightMap, FlightState, Joined, Lease, StaleKind};
-use crate::key::{RedisKeys, generation_key, namespace_pattern, redis_keys, tag_key, validate_key};
+use crate::flight::{self, FlightMap, FlightState, Joined, StaleKind};
+use crate::key::{
+    RedisKeys, generation_key, namespace_pattern, redis_keys, tag_key, validate_key, validate_tag,
+};
 use crate::l1::{L1, L1Incr};
 use crate::l2::{Acquire, IncrOutcome, L2, Publish};
+use crate::lease::{self, FleetLease, Lease, Terms};
 use crate::memo::MemoBudget;
 use crate::metrics::{Metrics, Stats};
-use crate::versions::{GENERATION_TAG, LOCAL_TAG, Validity, Versions, new_version, validate_tag};
-
-/// How long a written entry lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Ttl {
-    /// The cache's `default_ttl`.
-    #[default]
-    Default,
-    /// Never expires.
-    Never,
-    /// Fresh for this long. Zero means "do not cache" (a `set` removes the
-    /// key, as Django's `TIMEOUT=0` does).
-    After(Duration),
-}
-
-/// Options of a write (`set`, `add`, `set_many`, [`Lease::complete`]).
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct WriteOptions {
-    /// Freshness lifetime.
-    pub ttl: Ttl,
-    /// How long after going stale the value may still be served by
-    /// lookups that accept stale values.
-    pub grace: Duration,
-    /// Serializer id of the payload.
-    pub format: Format,
-    /// Tags (names, 1..=255 bytes). Versions are filled in by the core.
-    pub tags: Vec<String>,
-    /// Load duration to record (defaults to the lease's measured time).
-    pub load_duration: Option<Duration>,
-}
-
-impl WriteOptions {
-    /// Options with this TTL and format, the rest default.
-    pub fn new(ttl: Ttl, format: Format) -> Self {
-        WriteOptions {
-            ttl,
-            format,
-            ..Default::default()
-        }
-    }
-    /// Set the grace period.
-    pub fn with_grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
-        self
-    }
-    /// Set the tags.
-    pub fn with_tags(mut self, tags: Vec<String>) -> Self {
-        self.tags = tags;
-        self
-    }
-}
-
-/// What a caller does when its wait for another caller's load (in this
-/// process or, through the fleet lease, in another) times out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnWaitTimeout {
-    /// Load the key itself (the default): a stuck or very slow holder
-    /// delays callers but never fails them.
-    #[default]
-    Load,
-    /// Fail with [`Error::WaitTimeout`].
-    Fail,
-}
-
-/// How long a fail-safe stale value is kept fresh after a failed load,
-/// unless the policy says otherwise.
-pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(30);
-
-/// How a read-through lookup behaves.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct LookupPolicy {
-    /// Serve a stale (within grace) value at once and refresh it in the
-    /// background ([`Lookup::Stale`]) instead of waiting for a load.
-    pub allow_stale: bool,
-    /// How long to wait for another caller's load; the cache's
-    /// `wait_timeout` when `None`.
-    pub wait_timeout: Option<Duration>,
-    /// Probabilistic early refresh (XFetch) with this `beta` (1.0 is the
-    /// classic setting; larger refreshes earlier): a fresh hit is refreshed
-    /// when `now + load_duration * beta * -ln(rand) >= fresh_until`, so hot
-    /// keys are reloaded shortly before they expire and cold keys just
-    /// expire. `None`: off.
-    pub early_refresh: Option<f64>,
-    /// Deterministic refresh-ahead: a fresh hit within this fraction of its
-    /// TTL from expiry (e.g. 0.2 = the last 20 %) is refreshed. `None`: off.
-    pub refresh_ahead: Option<f64>,
-    /// Fail-safe: when the load fails ([`Lease::fail`]) or exceeds the soft
-    /// timeout, serve the stale value (within its grace) instead.
-    pub fail_safe: bool,
-    /// How long a fail-safe stale value is kept fresh after a failed load,
-    /// so a failing origin is not hammered. Default 30 s.
-    pub fail_safe_throttle: Duration,
-    /// With fail-safe and a stale value: how long a load (or a wait on
-    /// another process's load) may take before the stale value is served;
-    /// the load goes on in the background. `None`: no soft timeout.
-    pub soft_timeout: Option<Duration>,
-    /// Upper bound on every caller's wait for a value; past it a caller
-    /// gets the fail-safe stale value or [`Error::LoaderTimeout`], and the
-    /// load goes on in the background. `None`: unbounded.
-    pub hard_timeout: Option<Duration>,
-    /// What a timed-out wait does. Default [`OnWaitTimeout::Load`].
-    pub on_wait_timeout: OnWaitTimeout,
-    /// The tags the loaded value will carry: their versions are recorded
-    /// when the load *starts*, so an invalidation during the load makes
-    /// its result stale at once.
-    pub tags: Vec<String>,
-}
-
-impl Default for LookupPolicy {
-    fn default() -> Self {
-        LookupPolicy {
-            allow_stale: false,
-            wait_timeout: None,
-            early_refresh: None,
-            refresh_ahead: None,
-            fail_safe: false,
-            fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
-            soft_timeout: None,
-            hard_timeout: None,
-            on_wait_timeout: OnWaitTimeout::Load,
-            tags: Vec::new(),
-        }
-    }
-}
-
-impl LookupPolicy {
-    /// Turn on probabilistic early refresh (XFetch) with `beta`.
-    pub fn early_refresh(mut self, beta: f64) -> Self {
-        self.early_refresh = Some(beta);
-        self
-    }
-    /// Refresh fresh hits in the last `fraction` of their TTL.
-    pub fn refresh_ahead(mut self, fraction: f64) -> Self {
-        self.refresh_ahead = Some(fraction);
-        self
-    }
-
-    /// Whether a fresh entry is due for an early refresh at `now_ms`.
-    fn due(&self, meta: &Meta, now_ms: u64) -> bool {
-        if meta.fresh_until_ms == 0
-            || (self.early_refresh.is_none() && self.refresh_ahead.is_none())
-        {
-            return false;
-        }
-        let left = meta.fresh_until_ms.saturating_sub(now_ms) as f64;
-        if let Some(fraction) = self.refresh_ahead {
-            let total = meta.fresh_until_ms.saturating_sub(meta.created_at_ms) as f64;
-            if left <= total * fraction {
-                return true;
-            }
-        }
-        if let Some(beta) = self.early_refresh {
-            let delta_ms = f64::from(meta.load_us) / 1000.0;
-            // 1 - U is in (0, 1], so -ln is in [0, inf).
-            let gap = delta_ms * beta * -(1.0 - rand::random::<f64>()).ln();
-            if gap >= left {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Accept stale values.
-    pub fn allow_stale(mut self, on: bool) -> Self {
-        self.allow_stale = on;
-        self
-    }
-    /// Bound the wait for another caller's load.
-    pub fn wait_timeout(mut self, d: Duration) -> Self {
-        self.wait_timeout = Some(d);
-        self
-    }
-    /// Turn fail-safe on or off.
-    pub fn fail_safe(mut self, on: bool) -> Self {
-        self.fail_safe = on;
-        self
-    }
-    /// Fail-safe throttle period.
-    pub fn fail_safe_throttle(mut self, d: Duration) -> Self {
-        self.fail_safe_throttle = d;
-        self
-    }
-    /// Soft timeout (fail-safe).
-    pub fn soft_timeout(mut self, d: Duration) -> Self {
-        self.soft_timeout = Some(d);
-        self
-    }
-    /// Hard timeout.
-    pub fn hard_timeout(mut self, d: Duration) -> Self {
-        self.hard_timeout = Some(d);
-        self
-    }
-    /// What a timed-out wait does.
-    pub fn on_wait_timeout(mut self, action: OnWaitTimeout) -> Self {
-        self.on_wait_timeout = action;
-        self
-    }
-    /// Tags of the value to load (see [`LookupPolicy::tags`]).
-    pub fn tags(mut self, tags: Vec<String>) -> Self {
-        self.tags = tags;
-        self
-    }
-
-    fn keeps_stale(&self) -> bool {
-        self.allow_stale || self.fail_safe
-    }
-
-    fn fallback(&self, stale: Option<Arc<Entry>>, snapshot: Vec<(String, u64)>) -> Fallback {
-        Fallback {
-            entry: stale,
-            fail_safe: self.fail_safe,
-            throttle: self.fail_safe_throttle,
-            snapshot,
-        }
-    }
-}
+use crate::options::{LookupPolicy, OnWaitTimeout, Ttl, WriteOptions};
+use crate::versions::{GENERATION_TAG, LOCAL_TAG, Validity, Versions, new_version};
 
 /// What a read-through lookup tells the caller to do.
 #[derive(Debug)]
@@ -1683,7 +1470,7 @@ impl Cache {
                     fence,
                     epoch,
                     None,
-                    policy.fallback(stale, snapshot),
+                    Terms::of(policy, stale, snapshot),
                 )))
             }
         }
@@ -1726,7 +1513,7 @@ impl Cache {
             Some(s) if policy.allow_stale => {
                 guard.offer_stale(s.clone(), StaleKind::Swr);
                 Metrics::inc(&sh.metrics.stale_served);
-                let fallback = policy.fallback(Some(s.clone()), snapshot);
+                let fallback = Terms::of(policy, Some(s.clone()), snapshot);
                 Lookup::Stale(
                     s,
                     Some(Lease::new(guard, rk, fence, epoch, fleet, fallback)),
@@ -1738,7 +1525,7 @@ impl Cache {
                 fence,
                 epoch,
                 fleet,
-                policy.fallback(stale, snapshot),
+                Terms::of(policy, stale, snapshot),
             )),
         }
     }
@@ -1885,7 +1672,7 @@ impl Cache {
                     let value = if value == seen { None } else { value };
                     if let Some(e) = sh.fresh(value.clone(), self.accepted).await {
                         // Filled between our miss and the lease.
-                        flight::spawn_release(sh, &rk, &key, token);
+                        lease::spawn_release(sh, &rk, &key, token);
                         if waited {
                             Metrics::inc(&sh.metrics.lease_fills_received);
                         }
@@ -2061,7 +1848,7 @@ impl Cache {
                 return Lookup::Fresh(e);
             }
         };
-        let fallback = policy.fallback(Some(e.clone()), snapshot);
+        let fallback = Terms::of(policy, Some(e.clone()), snapshot);
         let (Some(l2), true) = (self.l2(), sh.fleet_lease) else {
             let rk = sh.l2.as_ref().map(|_| sh.rkeys(&key));
             let fence = match &rk {
@@ -2084,7 +1871,7 @@ impl Cache {
         {
             Ok(Acquire::Taken { value, fence }) => {
                 if let Some(n) = newer(value).await {
-                    flight::spawn_release(sh, &rk, &key, token);
+                    lease::spawn_release(sh, &rk, &key, token);
                     return self.filled(guard, &key, n, epoch).await;
                 }
                 Metrics::inc(&sh.metrics.early_refreshes);
@@ -2143,7 +1930,7 @@ impl Cache {
                 None,
                 epoch,
                 None,
-                policy.fallback(None, snapshot.clone()),
+                Terms::of(&policy, None, snapshot.clone()),
             )));
         };
         let rk = sh.rkeys(key);
@@ -2163,7 +1950,7 @@ impl Cache {
                 fence,
                 epoch,
                 None,
-                policy.fallback(None, snapshot.clone()),
+                Terms::of(&policy, None, snapshot.clone()),
             )));
         }
         let token = Self::new_token();
@@ -2173,7 +1960,7 @@ impl Cache {
         {
             Ok(Acquire::Taken { value, fence }) => {
                 if !force && let Some(e) = sh.fresh(value, self.accepted).await {
-                    flight::spawn_release(sh, &rk, &k, token);
+                    lease::spawn_release(sh, &rk, &k, token);
                     self.filled(guard, &k, e, epoch).await;
                     return Ok(None);
                 }
@@ -2184,7 +1971,7 @@ impl Cache {
                     Some(fence),
                     epoch,
                     Some(fleet),
-                    policy.fallback(None, snapshot.clone()),
+                    Terms::of(&policy, None, snapshot.clone()),
                 )))
             }
             Ok(Acquire::Held { .. }) => {

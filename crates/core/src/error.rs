@@ -90,27 +90,44 @@ pub enum Error {
     Closed,
 }
 
-impl Error {
-    /// A stable machine-readable code, identical in every language binding.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::Config(_) => "E_CONFIG",
-            Error::InvalidKey(_) => "E_INVALID_KEY",
-            Error::ValueTooLarge { .. } => "E_VALUE_TOO_LARGE",
-            Error::InvalidValue(_) => "E_INVALID_VALUE",
-            Error::L2Unavailable(_) => "E_L2_UNAVAILABLE",
-            Error::L2Timeout(_) => "E_L2_TIMEOUT",
-            Error::L2(_) => "E_L2",
-            Error::NotFound => "E_NOT_FOUND",
-            Error::NotAnInteger => "E_NOT_INTEGER",
-            Error::Loader(_) => "E_LOADER",
-            Error::LeaseDropped => "E_LEASE_DROPPED",
-            Error::WaitTimeout(_) => "E_WAIT_TIMEOUT",
-            Error::LoaderTimeout(_) => "E_LOADER_TIMEOUT",
-            Error::Closed => "E_CLOSED",
-        }
-    }
+/// Each variant's stable code, written once: `Error::code` is an
+/// exhaustive match built from this list (a new variant without a code
+/// does not compile) and `Error::ALL_CODES` is the same list.
+macro_rules! error_codes {
+    ($($variant:pat => $code:literal),* $(,)?) => {
+        impl Error {
+            /// A stable machine-readable code, identical in every language binding.
+            pub fn code(&self) -> &'static str {
+                match self {
+                    $($variant => $code),*
+                }
+            }
 
+            /// Every code, in declaration order, for bindings that build
+            /// their exception table up front.
+            pub const ALL_CODES: &'static [&'static str] = &[$($code),*];
+        }
+    };
+}
+
+error_codes! {
+    Error::Config(_) => "E_CONFIG",
+    Error::InvalidKey(_) => "E_INVALID_KEY",
+    Error::ValueTooLarge { .. } => "E_VALUE_TOO_LARGE",
+    Error::InvalidValue(_) => "E_INVALID_VALUE",
+    Error::L2Unavailable(_) => "E_L2_UNAVAILABLE",
+    Error::L2Timeout(_) => "E_L2_TIMEOUT",
+    Error::L2(_) => "E_L2",
+    Error::NotFound => "E_NOT_FOUND",
+    Error::NotAnInteger => "E_NOT_INTEGER",
+    Error::Loader(_) => "E_LOADER",
+    Error::LeaseDropped => "E_LEASE_DROPPED",
+    Error::WaitTimeout(_) => "E_WAIT_TIMEOUT",
+    Error::LoaderTimeout(_) => "E_LOADER_TIMEOUT",
+    Error::Closed => "E_CLOSED",
+}
+
+impl Error {
     /// Whether this error came from the L2 tier (Redis), as opposed to the
     /// caller's input or a loader. Bindings that "fail open" on Redis
     /// trouble use this to decide what to swallow.
@@ -121,23 +138,8 @@ impl Error {
         )
     }
 
-    /// Every code, for bindings that build their exception table up front.
-    pub const ALL_CODES: &'static [&'static str] = &[
-        "E_CONFIG",
-        "E_INVALID_KEY",
-        "E_VALUE_TOO_LARGE",
-        "E_INVALID_VALUE",
-        "E_L2_UNAVAILABLE",
-        "E_L2_TIMEOUT",
-        "E_L2",
-        "E_NOT_FOUND",
-        "E_NOT_INTEGER",
-        "E_LOADER",
-        "E_LEASE_DROPPED",
-        "E_WAIT_TIMEOUT",
-        "E_LOADER_TIMEOUT",
-        "E_CLOSED",
-    ];
+    /// The codes of [`Error::is_l2`] errors.
+    pub const L2_CODES: &'static [&'static str] = &["E_L2_UNAVAILABLE", "E_L2_TIMEOUT", "E_L2"];
 }
 
 impl From<redis::RedisError> for Error {
@@ -163,28 +165,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_unique_and_listed() {
-        let samples = [
-            Error::Config(String::new()),
-            Error::InvalidKey(String::new()),
-            Error::ValueTooLarge { size: 2, max: 1 },
-            Error::InvalidValue(String::new()),
+    fn codes_are_unique_and_prefixed() {
+        let mut codes = Error::ALL_CODES.to_vec();
+        assert!(codes.iter().all(|c| c.starts_with("E_")));
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), Error::ALL_CODES.len());
+    }
+
+    #[test]
+    fn l2_codes_are_the_l2_errors() {
+        let l2 = [
             Error::L2Unavailable(String::new()),
             Error::L2Timeout(Duration::ZERO),
             Error::L2(String::new()),
-            Error::NotFound,
-            Error::NotAnInteger,
-            Error::Loader(Arc::new(std::io::Error::other("x"))),
-            Error::LeaseDropped,
-            Error::WaitTimeout(Duration::ZERO),
-            Error::LoaderTimeout(Duration::ZERO),
-            Error::Closed,
         ];
-        let codes: Vec<_> = samples.iter().map(Error::code).collect();
-        assert_eq!(codes, Error::ALL_CODES);
-        let mut dedup = codes.clone();
-        dedup.sort();
-        dedup.dedup();
-        assert_eq!(dedup.len(), codes.len());
+        assert!(l2.iter().all(Error::is_l2));
+        let codes: Vec<_> = l2.iter().map(Error::code).collect();
+        assert_eq!(codes, Error::L2_CODES);
+        assert!(
+            !Error::Closed.is_l2() && !Error::Loader(Arc::new(std::io::Error::other("x"))).is_l2()
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Redis key layout.
+//! Names the caller chooses (keys, tags, namespaces): their validation,
+//! and the Redis key layout they map to.
 //!
 //! ```text
 //! sc:<namespace>:{<k>}          the entry (envelope or counter)
@@ -68,19 +69,23 @@ impl RedisKeys {
     }
 }
 
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
 /// `{<k>}` (or `{#<sha256 hex>}` for awkward names): a hash-tagged slot name.
 fn slot_name(name: &str) -> String {
     let needs_hash = name.len() > MAX_PLAIN_KEY_BYTES
         || name.starts_with('#')
         || name.bytes().any(|b| b == b'{' || b == b'}');
     if needs_hash {
-        let digest = Sha256::digest(name.as_bytes());
-        let mut hexed = String::with_capacity(64);
-        for b in digest {
-            use std::fmt::Write;
-            let _ = write!(hexed, "{b:02x}");
-        }
-        format!("{{#{hexed}}}")
+        format!("{{#{}}}", hex(&Sha256::digest(name.as_bytes())))
     } else {
         format!("{{{name}}}")
     }
@@ -124,9 +129,28 @@ pub fn bus_channel(namespace: &str) -> String {
     format!("sc:{namespace}:bus")
 }
 
+/// Check a user's tag name.
+pub fn validate_tag(t: &str) -> Result<()> {
+    if t.is_empty() || t.len() > 255 || t.starts_with('\0') {
+        return Err(Error::InvalidValue(
+            "tag names must be 1-255 bytes and must not start with NUL".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_names() {
+        assert!(validate_tag("user:1").is_ok());
+        assert!(validate_tag("").is_err());
+        assert!(validate_tag("\0gen").is_err());
+        assert!(validate_tag(&"x".repeat(255)).is_ok());
+        assert!(validate_tag(&"x".repeat(256)).is_err());
+    }
 
     #[test]
     fn version_keys() {

@@ -51,18 +51,18 @@ pub mod http;
 pub mod key;
 mod l1;
 mod l2;
+mod lease;
 pub mod memo;
 mod metrics;
+mod options;
 pub mod runtime;
 mod versions;
 
-pub use cache::{
-    Cache, DEFAULT_FAIL_SAFE_THROTTLE, Lookup, LookupPolicy, OnWaitTimeout, Prior, ReadStart, Ttl,
-    WriteOptions,
-};
+pub use cache::{Cache, Lookup, Prior, ReadStart};
 pub use config::{CacheBuilder, Config, RedisLocation};
 pub use envelope::{Codec, DecodeError, Entry, Format, Meta};
 pub use error::{Error, LoaderError, Result};
-pub use flight::Lease;
+pub use lease::{Deadline, Lease, LoadClock, LoadOutcome, Settled};
 pub use memo::Memo;
 pub use metrics::Stats;
+pub use options::{DEFAULT_FAIL_SAFE_THROTTLE, LookupPolicy, OnWaitTimeout, Ttl, WriteOptions};

@@ -381,7 +381,7 @@ async fn fail_safe_serves_stale_and_throttles(t: Target) {
         .fail(loader_error("origin down"))
         .await
         .expect("fail-safe");
-    assert_eq!(&served.payload[..], b"old");
+    assert_eq!(&served.entry().payload[..], b"old");
     // Throttled: the whole fleet is served the old value as fresh, and
     // nobody calls the failing origin again.
     for c in [a, bb] {
@@ -414,7 +414,11 @@ async fn soft_timeout_serves_stale_while_the_load_goes_on(t: Target) {
     };
     // The caller running the loader hit its soft timeout: it and every
     // caller of this process waiting on the key get the stale value.
-    let e = lease.timed_out(false).expect("a stale value to serve");
+    let e = lease
+        .clock()
+        .passed(false)
+        .expect("soft deadline")
+        .expect("a stale value to serve");
     assert_eq!(&e.payload[..], b"old");
     match a.lookup("k", &fs).await.expect("a again") {
         Lookup::Stale(e, None) => assert_eq!(&e.payload[..], b"old"),
@@ -453,7 +457,7 @@ async fn hard_timeout_bounds_every_wait(t: Target) {
     let r = bb.lookup("k", &hard).await;
     assert!(matches!(r, Err(Error::LoaderTimeout(_))), "{r:?}");
     assert!(
-        lease.timed_out(true).is_none(),
+        matches!(lease.clock().passed(true), Err(Error::LoaderTimeout(_))),
         "no stale value to fall back on"
     );
     // The load still lands.

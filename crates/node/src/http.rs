@@ -7,7 +7,8 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use stratacache::http::{Answer, Bypass, Exchange, Found, Route, RouteOptions, Step};
 
-use crate::{invalid, js_err, ms};
+use crate::convert::ms;
+use crate::error::{invalid, js_err};
 
 /// A route's options, validated by the core.
 #[napi(object)]

@@ -4,72 +4,28 @@
 //! Python package. Inputs are copied into owned Rust values *before* any
 //! wait, so nothing borrowed from Python is touched with the GIL released.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use stratacache::{
-    Cache, Config, Entry, Format, Lookup, LookupPolicy, OnWaitTimeout, RedisLocation, Ttl,
-    WriteOptions,
-};
+use stratacache::{Cache, Config, Entry, Lookup, RedisLocation, WriteOptions};
 
-use crate::errors::{IntoPyResult, PyLoaderError, py_err};
+use crate::convert::{Value, opts, secs, ttl_of, value, value_attached};
+use crate::errors::{IntoPyResult, py_err};
+use crate::lease::PyLease;
 use crate::memo::{self, PyMemo};
+use crate::policy::PyPolicy;
 use crate::runtime::{awaitable, run};
+
+/// `(kind, format, data, lease)`, see `PyCache::lookup`.
+type LookupTuple = (u8, Option<u8>, Option<Py<PyBytes>>, Option<PyLease>);
 
 /// Lookup outcomes, as the first item of `lookup()`'s tuple.
 pub(crate) const FRESH: u8 = 0;
 pub(crate) const STALE: u8 = 1;
 pub(crate) const LEAD: u8 = 2;
-
-type Value = (u8, Py<PyBytes>);
-/// `(kind, format, data, lease)`, see `PyCache::lookup`.
-type LookupTuple = (u8, Option<u8>, Option<Py<PyBytes>>, Option<PyLease>);
-
-fn secs(name: &str, v: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(v).map_err(|_| {
-        PyValueError::new_err(format!(
-            "{name} must be a finite number of seconds >= 0, got {v}"
-        ))
-    })
-}
-
-/// `None` → the cache default; `inf` → never; `<= 0` → do not cache.
-fn ttl_of(ttl: Option<f64>) -> PyResult<Ttl> {
-    Ok(match ttl {
-        None => Ttl::Default,
-        Some(t) if t.is_infinite() && t > 0.0 => Ttl::Never,
-        Some(t) if t.is_nan() => return Err(PyValueError::new_err("ttl must not be NaN")),
-        Some(t) if t <= 0.0 => Ttl::After(Duration::ZERO),
-        Some(t) => Ttl::After(secs("ttl", t)?),
-    })
-}
-
-fn format_of(f: u8) -> Format {
-    Format(f)
-}
-
-fn opts(
-    format: u8,
-    ttl: Option<f64>,
-    grace: f64,
-    tags: Option<Vec<String>>,
-) -> PyResult<WriteOptions> {
-    Ok(WriteOptions::new(ttl_of(ttl)?, format_of(format))
-        .with_grace(secs("grace", grace)?)
-        .with_tags(tags.unwrap_or_default()))
-}
-
-fn value(py: Python<'_>, e: &stratacache::Entry) -> Value {
-    (e.meta.format.0, PyBytes::new(py, &e.payload).unbind())
-}
-
-fn value_attached(e: &stratacache::Entry) -> PyResult<Value> {
-    crate::runtime::attach(|py| Ok(value(py, e)))
-}
 
 /// A tiered cache handle (see `stratacache.Cache` for the public API).
 #[pyclass(frozen, module = "stratacache._native", name = "Cache")]
@@ -129,38 +85,39 @@ impl PyCache {
 
 #[pymethods]
 impl PyCache {
+    /// Every option left `None` takes the core's default (`Config::default()`).
     #[new]
     #[pyo3(signature = (
-        *, namespace = "default".to_owned(), redis_url = None, cluster = None, l1 = true,
-        l1_max_bytes = 64 << 20, l1_memo_bytes = None, default_ttl = Some(300.0), compress_threshold = 4096,
-        max_value_bytes = 32 << 20, signing_key = None, connect_timeout = 1.0,
-        op_timeout = 0.5, tombstone_ttl = 60.0, wait_timeout = 30.0, ttl_jitter = 0.0,
-        fleet_lease = true, lease_ttl = 5.0, isolated = false, breaker_threshold = 5,
-        breaker_cooldown = 0.25, accepted_formats = None
+        *, namespace = None, redis_url = None, cluster = None, l1 = None,
+        l1_max_bytes = None, l1_memo_bytes = None, default_ttl = None, compress_threshold = None,
+        max_value_bytes = None, signing_key = None, connect_timeout = None,
+        op_timeout = None, tombstone_ttl = None, wait_timeout = None, ttl_jitter = None,
+        fleet_lease = None, lease_ttl = None, isolated = None, breaker_threshold = None,
+        breaker_cooldown = None, accepted_formats = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        namespace: String,
+        namespace: Option<String>,
         redis_url: Option<String>,
         cluster: Option<Vec<String>>,
-        l1: bool,
-        l1_max_bytes: u64,
+        l1: Option<bool>,
+        l1_max_bytes: Option<u64>,
         l1_memo_bytes: Option<u64>,
         default_ttl: Option<f64>,
-        compress_threshold: usize,
-        max_value_bytes: usize,
+        compress_threshold: Option<usize>,
+        max_value_bytes: Option<usize>,
         signing_key: Option<Vec<u8>>,
-        connect_timeout: f64,
-        op_timeout: f64,
-        tombstone_ttl: f64,
-        wait_timeout: f64,
-        ttl_jitter: f64,
-        fleet_lease: bool,
-        lease_ttl: f64,
-        isolated: bool,
-        breaker_threshold: u32,
-        breaker_cooldown: f64,
+        connect_timeout: Option<f64>,
+        op_timeout: Option<f64>,
+        tombstone_ttl: Option<f64>,
+        wait_timeout: Option<f64>,
+        ttl_jitter: Option<f64>,
+        fleet_lease: Option<bool>,
+        lease_ttl: Option<f64>,
+        isolated: Option<bool>,
+        breaker_threshold: Option<u32>,
+        breaker_cooldown: Option<f64>,
         accepted_formats: Option<Vec<u8>>,
     ) -> PyResult<Self> {
         let redis = match (redis_url, cluster) {
@@ -174,32 +131,61 @@ impl PyCache {
             _ => None,
         };
         let mut cfg = Config::default();
-        cfg.namespace = namespace;
         cfg.redis = redis;
-        cfg.l1_enabled = l1;
-        cfg.l1_max_bytes = l1_max_bytes;
-        // Decoded values kept beside entries: a quarter of the L1 bound
-        // unless told otherwise (0 turns them off).
-        cfg.l1_memo_bytes = l1_memo_bytes.unwrap_or(l1_max_bytes / 4);
-        cfg.default_ttl = match default_ttl {
-            None => None,
-            Some(t) if t.is_infinite() => None,
-            Some(t) => Some(secs("default_ttl", t)?),
-        };
-        cfg.compress_threshold = compress_threshold;
-        cfg.max_value_bytes = max_value_bytes;
         cfg.signing_key = signing_key;
-        cfg.connect_timeout = secs("connect_timeout", connect_timeout)?;
-        cfg.op_timeout = secs("op_timeout", op_timeout)?;
-        cfg.tombstone_ttl = secs("tombstone_ttl", tombstone_ttl)?;
-        cfg.wait_timeout = secs("wait_timeout", wait_timeout)?;
-        cfg.ttl_jitter = ttl_jitter;
-        cfg.fleet_lease = fleet_lease;
-        cfg.lease_ttl = secs("lease_ttl", lease_ttl)?;
-        cfg.isolated = isolated;
-        cfg.breaker_threshold = breaker_threshold;
-        cfg.breaker_cooldown = secs("breaker_cooldown", breaker_cooldown)?;
         cfg.accepted_formats = accepted_formats;
+        let set_secs = |slot: &mut std::time::Duration, name: &str, v: Option<f64>| {
+            if let Some(v) = v {
+                *slot = secs(name, v)?;
+            }
+            PyResult::Ok(())
+        };
+        set_secs(&mut cfg.connect_timeout, "connect_timeout", connect_timeout)?;
+        set_secs(&mut cfg.op_timeout, "op_timeout", op_timeout)?;
+        set_secs(&mut cfg.tombstone_ttl, "tombstone_ttl", tombstone_ttl)?;
+        set_secs(&mut cfg.wait_timeout, "wait_timeout", wait_timeout)?;
+        set_secs(&mut cfg.lease_ttl, "lease_ttl", lease_ttl)?;
+        set_secs(
+            &mut cfg.breaker_cooldown,
+            "breaker_cooldown",
+            breaker_cooldown,
+        )?;
+        if let Some(v) = namespace {
+            cfg.namespace = v;
+        }
+        if let Some(v) = l1 {
+            cfg.l1_enabled = v;
+        }
+        if let Some(v) = l1_max_bytes {
+            cfg.l1_max_bytes = v;
+        }
+        // Decoded values kept beside entries: a quarter of the L1 bound
+        // unless told otherwise (0 turns them off). Python's choice: the
+        // memo is what makes its hits skip unpickling.
+        cfg.l1_memo_bytes = l1_memo_bytes.unwrap_or(cfg.l1_max_bytes / 4);
+        match default_ttl {
+            None => {}
+            Some(t) if t.is_infinite() => cfg.default_ttl = None,
+            Some(t) => cfg.default_ttl = Some(secs("default_ttl", t)?),
+        }
+        if let Some(v) = compress_threshold {
+            cfg.compress_threshold = v;
+        }
+        if let Some(v) = max_value_bytes {
+            cfg.max_value_bytes = v;
+        }
+        if let Some(v) = ttl_jitter {
+            cfg.ttl_jitter = v;
+        }
+        if let Some(v) = fleet_lease {
+            cfg.fleet_lease = v;
+        }
+        if let Some(v) = isolated {
+            cfg.isolated = v;
+        }
+        if let Some(v) = breaker_threshold {
+            cfg.breaker_threshold = v;
+        }
         Ok(PyCache {
             inner: Cache::new(cfg).py(py)?,
         })
@@ -666,95 +652,6 @@ async fn complete_groups(c: Cache, groups: LeaseGroups) -> stratacache::Result<u
     Ok(n)
 }
 
-/// A validated read-through policy, built once and reused for many calls
-/// (see `stratacache._loading.Policy`).
-#[pyclass(frozen, module = "stratacache._native", name = "Policy")]
-pub(crate) struct PyPolicy {
-    inner: LookupPolicy,
-}
-
-#[pymethods]
-impl PyPolicy {
-    #[new]
-    #[pyo3(signature = (
-        *, allow_stale = false, wait_timeout = None, early_refresh = None, refresh_ahead = None,
-        fail_safe = false, fail_safe_throttle = 30.0, soft_timeout = None, hard_timeout = None,
-        wait_timeout_fails = false, tags = None
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        allow_stale: bool,
-        wait_timeout: Option<f64>,
-        early_refresh: Option<f64>,
-        refresh_ahead: Option<f64>,
-        fail_safe: bool,
-        fail_safe_throttle: f64,
-        soft_timeout: Option<f64>,
-        hard_timeout: Option<f64>,
-        wait_timeout_fails: bool,
-        tags: Option<Vec<String>>,
-    ) -> PyResult<Self> {
-        let mut p = policy(allow_stale, wait_timeout, early_refresh, refresh_ahead)?
-            .fail_safe(fail_safe)
-            .fail_safe_throttle(secs("fail_safe_throttle", fail_safe_throttle)?)
-            .on_wait_timeout(if wait_timeout_fails {
-                OnWaitTimeout::Fail
-            } else {
-                OnWaitTimeout::Load
-            });
-        if let Some(t) = soft_timeout {
-            p = p.soft_timeout(secs("soft_timeout", t)?);
-        }
-        if let Some(t) = hard_timeout {
-            p = p.hard_timeout(secs("hard_timeout", t)?);
-        }
-        if let Some(tags) = tags {
-            for t in &tags {
-                if t.is_empty() || t.len() > 255 || t.starts_with('\0') {
-                    return Err(PyValueError::new_err(
-                        "tag names must be 1-255 bytes and must not start with NUL",
-                    ));
-                }
-            }
-            p = p.tags(tags);
-        }
-        Ok(PyPolicy { inner: p })
-    }
-
-    fn __repr__(&self) -> String {
-        format!("<stratacache Policy {:?}>", self.inner)
-    }
-}
-
-fn policy(
-    allow_stale: bool,
-    wait_timeout: Option<f64>,
-    early_refresh: Option<f64>,
-    refresh_ahead: Option<f64>,
-) -> PyResult<LookupPolicy> {
-    let mut p = LookupPolicy::default().allow_stale(allow_stale);
-    if let Some(w) = wait_timeout {
-        p = p.wait_timeout(secs("wait_timeout", w)?);
-    }
-    if let Some(beta) = early_refresh {
-        if !(beta.is_finite() && beta >= 0.0) {
-            return Err(PyValueError::new_err(
-                "early_refresh (beta) must be a finite number >= 0",
-            ));
-        }
-        p = p.early_refresh(beta);
-    }
-    if let Some(f) = refresh_ahead {
-        if !(0.0..=1.0).contains(&f) {
-            return Err(PyValueError::new_err(
-                "refresh_ahead must be a fraction between 0 and 1",
-            ));
-        }
-        p = p.refresh_ahead(f);
-    }
-    Ok(p)
-}
-
 fn lookup_tuple(
     py: Python<'_>,
     r: Lookup,
@@ -796,163 +693,4 @@ async fn set_many_groups(c: &Cache, groups: Groups) -> stratacache::Result<Vec<S
         failed.extend(c.set_many(&refs, o).await?.into_iter().map(|(k, _)| k));
     }
     Ok(failed)
-}
-
-/// The right to load one key (see `Cache.get_or_set`). Exactly one of
-/// `complete`/`acomplete`/`abandon` may be called; a lease garbage-collected
-/// unused releases its waiters with `LeaseDroppedError`.
-#[pyclass(frozen, module = "stratacache._native", name = "Lease")]
-pub(crate) struct PyLease {
-    key: String,
-    inner: Mutex<Option<stratacache::Lease>>,
-}
-
-impl PyLease {
-    fn new(l: stratacache::Lease) -> Self {
-        PyLease {
-            key: l.key().to_owned(),
-            inner: Mutex::new(Some(l)),
-        }
-    }
-
-    fn take(&self) -> PyResult<stratacache::Lease> {
-        self.inner
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("lease state poisoned"))?
-            .take()
-            .ok_or_else(|| PyRuntimeError::new_err("this lease was already completed or abandoned"))
-    }
-}
-
-#[pymethods]
-impl PyLease {
-    #[getter]
-    fn key(&self) -> String {
-        self.key.clone()
-    }
-
-    #[pyo3(signature = (data, format, ttl = None, grace = 0.0, tags = None))]
-    fn complete(
-        &self,
-        py: Python<'_>,
-        data: &[u8],
-        format: u8,
-        ttl: Option<f64>,
-        grace: f64,
-        tags: Option<Vec<String>>,
-    ) -> PyResult<()> {
-        let o = opts(format, ttl, grace, tags)?;
-        let lease = self.take()?;
-        let data = Bytes::copy_from_slice(data);
-        run(py, lease.complete(data, &o)).py(py).map(|_| ())
-    }
-
-    #[pyo3(signature = (data, format, ttl = None, grace = 0.0, tags = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn acomplete<'py>(
-        &self,
-        py: Python<'py>,
-        data: &[u8],
-        format: u8,
-        ttl: Option<f64>,
-        grace: f64,
-        tags: Option<Vec<String>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let o = opts(format, ttl, grace, tags)?;
-        let lease = self.take()?;
-        let data = Bytes::copy_from_slice(data);
-        awaitable(py, async move {
-            lease.complete(data, &o).await.map(|_| ()).map_err(py_err)
-        })
-    }
-
-    /// Fail the load: every caller waiting on this key gets `exc`.
-    fn abandon(&self, exc: Bound<'_, PyAny>) -> PyResult<()> {
-        let lease = self.take()?;
-        lease.abandon(PyLoaderError::wrap(&exc));
-        Ok(())
-    }
-
-    /// The loader raised `exc`: the fail-safe stale value `(format, data)`
-    /// if the policy allows one (served to every waiter and kept fresh for
-    /// the throttle period), else `exc` is raised (and every waiter gets it).
-    fn fail(&self, py: Python<'_>, exc: Bound<'_, PyAny>) -> PyResult<Value> {
-        let lease = self.take()?;
-        let err = PyLoaderError::wrap(&exc);
-        let e = run(py, lease.fail(err)).py(py)?;
-        Ok(value(py, &e))
-    }
-
-    fn afail<'py>(&self, py: Python<'py>, exc: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let lease = self.take()?;
-        let err = PyLoaderError::wrap(&exc);
-        awaitable(py, async move {
-            let e = lease.fail(err).await.map_err(py_err)?;
-            value_attached(&e)
-        })
-    }
-
-    /// The stale value this load may fall back on (fail-safe), if any.
-    fn fallback(&self, py: Python<'_>) -> PyResult<Option<Value>> {
-        let g = self
-            .inner
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("lease state poisoned"))?;
-        Ok(g.as_ref().and_then(|l| l.fallback()).map(|e| value(py, &e)))
-    }
-
-    /// The loader exceeded its soft (`hard=False`) or hard timeout: the
-    /// stale value to serve meanwhile (also offered to every waiter), or
-    /// `None`. The lease stays valid for the load still running.
-    fn timed_out(&self, py: Python<'_>, hard: bool) -> PyResult<Option<Value>> {
-        let g = self
-            .inner
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("lease state poisoned"))?;
-        Ok(g.as_ref()
-            .and_then(|l| l.timed_out(hard))
-            .map(|e| value(py, &e)))
-    }
-
-    /// Hand `data` to every waiter without caching it.
-    fn complete_uncached(&self, py: Python<'_>, data: &[u8], format: u8) -> PyResult<()> {
-        let o = opts(format, None, 0.0, None)?;
-        let lease = self.take()?;
-        let data = Bytes::copy_from_slice(data);
-        run(py, lease.complete_uncached(data, &o))
-            .py(py)
-            .map(|_| ())
-    }
-
-    fn acomplete_uncached<'py>(
-        &self,
-        py: Python<'py>,
-        data: &[u8],
-        format: u8,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let o = opts(format, None, 0.0, None)?;
-        let lease = self.take()?;
-        let data = Bytes::copy_from_slice(data);
-        awaitable(py, async move {
-            lease
-                .complete_uncached(data, &o)
-                .await
-                .map(|_| ())
-                .map_err(py_err)
-        })
-    }
-
-    /// Whether this lease also holds the fleet-wide lease in Redis.
-    #[getter]
-    fn is_fleet(&self) -> PyResult<bool> {
-        let g = self
-            .inner
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("lease state poisoned"))?;
-        Ok(g.as_ref().is_some_and(|l| l.is_fleet()))
-    }
-
-    fn __repr__(&self) -> String {
-        format!("<stratacache Lease key={:?}>", self.key)
-    }
 }

@@ -6,9 +6,12 @@
 //! runs them in the caller's thread or task, driven by the core's leases.
 
 mod cache;
+mod convert;
 mod errors;
 mod http;
+mod lease;
 mod memo;
+mod policy;
 mod runtime;
 
 use pyo3::prelude::*;
@@ -25,8 +28,8 @@ fn after_fork_child() {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::PyCache>()?;
-    m.add_class::<cache::PyLease>()?;
-    m.add_class::<cache::PyPolicy>()?;
+    m.add_class::<lease::PyLease>()?;
+    m.add_class::<policy::PyPolicy>()?;
     m.add_class::<http::HttpRoute>()?;
     m.add_class::<http::HttpExchange>()?;
     m.add_class::<http::HttpSettle>()?;
@@ -35,7 +38,16 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FRESH", cache::FRESH)?;
     m.add("STALE", cache::STALE)?;
     m.add("LEAD", cache::LEAD)?;
+    m.add("VALUE", lease::VALUE)?;
+    m.add("NOTHING", lease::NOTHING)?;
+    m.add("UNCACHED", lease::UNCACHED)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("ERROR_CODES", stratacache::Error::ALL_CODES.to_vec())?;
+    m.add("L2_ERROR_CODES", stratacache::Error::L2_CODES.to_vec())?;
+    m.add("HTTP_REFRESH_HEADER", stratacache::http::REFRESH_HEADER)?;
+    m.add(
+        "HTTP_CONDITIONAL_HEADERS",
+        stratacache::http::CONDITIONAL_HEADERS.to_vec(),
+    )?;
     Ok(())
 }

@@ -60,14 +60,25 @@ pub use key::{Varied, base_key, canonical_query, url_tag, variant_key};
 
 use crate::error::{Error, Result};
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
+use crate::key::hex;
+
+/// The request header carrying the one-time token of a stale entry's
+/// background refresh: the drivers replay the request in-process with it,
+/// and the replay leads the refresh's flight.
+pub const REFRESH_HEADER: &str = "x-stratacache-refresh";
+
+/// Conditional and range request headers. A leader's request (whose
+/// response is stored for everyone) and a refresh replay run without them,
+/// so the handler produces the full representation; the cache answers the
+/// conditions itself ([`Exchange::on_entry`]).
+pub const CONDITIONAL_HEADERS: &[&str] = &[
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "range",
+    "if-range",
+];
 
 /// Headers never stored: hop-by-hop, per-response, per-user, or set by the
 /// cache when serving.

@@ -1,0 +1,585 @@
+//! The [`Lease`]: the right (and duty) to load one key, and the one
+//! place a load is settled.
+//!
+//! The core never runs a loader. The caller that leads a key runs its
+//! loader in its own world (a tokio task, a Python thread or coroutine, a
+//! JS promise), reports what the loader did as a [`LoadOutcome`] to
+//! [`Lease::settle`], and waits on the [`LoadClock`] meanwhile. The core
+//! decides everything else: `none_ttl`, "do not cache", fail-safe or
+//! abandon on an error, and what each soft/hard deadline means.
+//! [`Lease::run`] is that protocol for Rust callers, and the reference
+//! the bindings follow.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::cache::Shared;
+use crate::envelope::{Entry, Format};
+use crate::error::{Error, LoaderError, Result};
+use crate::flight::{Flight, FlightGuard, FlightState, StaleKind};
+use crate::key::RedisKeys;
+use crate::metrics::Metrics;
+use crate::options::{LookupPolicy, Ttl, WriteOptions};
+
+/// A fleet lease held in Redis, kept alive while the load runs.
+pub(crate) struct FleetLease {
+    pub(crate) token: String,
+    keepalive: tokio::task::AbortHandle,
+}
+
+impl FleetLease {
+    /// Start extending `token`'s lease on `rk` every third of its TTL until
+    /// the lease ends (or stops being ours).
+    pub(crate) fn hold(shared: &Arc<Shared>, rk: &RedisKeys, token: String) -> FleetLease {
+        let sh = shared.clone();
+        let rk = rk.clone();
+        let t = token.clone();
+        let ttl = shared.lease_ttl;
+        let task = crate::runtime::runtime().spawn(async move {
+            let px = ttl.as_millis() as u64;
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                let Some(l2) = &sh.l2 else { return };
+                if let Ok(false) = l2.extend(&rk, &t, px).await {
+                    return;
+                }
+            }
+        });
+        FleetLease {
+            token,
+            keepalive: task.abort_handle(),
+        }
+    }
+}
+
+/// Release fleet lease `token` on `rk` in the background (only if it is
+/// still ours), waking the fleet's waiters for `key`.
+pub(crate) fn spawn_release(shared: &Arc<Shared>, rk: &RedisKeys, key: &str, token: String) {
+    let shared = shared.clone();
+    let rk = rk.clone();
+    let key = key.to_owned();
+    crate::runtime::runtime().spawn(async move {
+        let (Some(l2), Some(bus)) = (&shared.l2, &shared.bus) else {
+            return;
+        };
+        let msg = bus.released_message(&[&key]);
+        if l2.release(&rk, &token, &bus.channel, &msg).await.is_err() {
+            Metrics::inc(&shared.metrics.l2_errors);
+        }
+    });
+}
+
+impl Drop for FleetLease {
+    fn drop(&mut self) {
+        self.keepalive.abort();
+    }
+}
+
+/// The policy's terms a lease is settled under: the stale value it may
+/// fall back on (fail-safe), its deadlines, and what a "nothing" does.
+#[derive(Clone, Default)]
+pub(crate) struct Terms {
+    pub(crate) entry: Option<Arc<Entry>>,
+    pub(crate) fail_safe: bool,
+    pub(crate) throttle: Duration,
+    /// Tag versions and generation taken before the load started; the
+    /// loaded value records these, so an invalidation during the load
+    /// makes it stale at once.
+    pub(crate) snapshot: Vec<(String, u64)>,
+    soft_timeout: Option<Duration>,
+    hard_timeout: Option<Duration>,
+    none_ttl: Option<Duration>,
+}
+
+impl Terms {
+    /// The terms `policy` sets for a load that may fall back on `stale`.
+    pub(crate) fn of(
+        policy: &LookupPolicy,
+        stale: Option<Arc<Entry>>,
+        snapshot: Vec<(String, u64)>,
+    ) -> Terms {
+        Terms {
+            entry: stale,
+            fail_safe: policy.fail_safe,
+            throttle: policy.fail_safe_throttle,
+            snapshot,
+            soft_timeout: policy.soft_timeout,
+            hard_timeout: policy.hard_timeout,
+            none_ttl: policy.none_ttl,
+        }
+    }
+
+    /// The live stale value to fall back on, if fail-safe allows one.
+    fn fallback(&self) -> Option<Arc<Entry>> {
+        if !self.fail_safe {
+            return None;
+        }
+        self.entry
+            .clone()
+            .filter(|e| e.meta.is_live(crate::clock::now_ms()))
+    }
+}
+
+/// What a loader did, as the caller that ran it reports it.
+#[derive(Debug, Clone)]
+pub enum LoadOutcome {
+    /// A value, stored under the write options.
+    Value(Bytes),
+    /// The loader's "nothing" (`None`, `null`), serialized: stored like a
+    /// value unless the policy's `none_ttl` says otherwise.
+    Nothing(Bytes),
+    /// A value for the callers, never stored (Python's and JS's
+    /// `NoCache(value)`).
+    Uncached(Bytes),
+    /// The loader failed.
+    Failed(LoaderError),
+}
+
+/// How a settled load answers its caller.
+#[derive(Debug, Clone)]
+pub enum Settled {
+    /// The loaded value (the caller may answer with the object it
+    /// serialized instead of decoding this).
+    Loaded(Arc<Entry>),
+    /// The loader failed and fail-safe serves this stale value instead.
+    Stale(Arc<Entry>),
+}
+
+impl Settled {
+    /// The entry either way.
+    pub fn entry(&self) -> &Arc<Entry> {
+        match self {
+            Settled::Loaded(e) | Settled::Stale(e) => e,
+        }
+    }
+}
+
+/// One moment the caller running a loader stops waiting for it to ask
+/// the core what to do ([`LoadClock::passed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// How long from now.
+    pub left: Duration,
+    /// The hard timeout (else the soft one).
+    pub hard: bool,
+}
+
+/// The deadlines of one load, usable while the load runs and after its
+/// lease was settled (then they do nothing). Cheap to clone.
+#[derive(Clone)]
+pub struct LoadClock {
+    shared: Arc<Shared>,
+    flight: Arc<Flight>,
+    fallback: Option<Arc<Entry>>,
+    soft: Option<Duration>,
+    hard: Option<Duration>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for LoadClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadClock")
+            .field("soft", &self.soft)
+            .field("hard", &self.hard)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadClock {
+    fn live_fallback(&self) -> Option<Arc<Entry>> {
+        self.fallback
+            .clone()
+            .filter(|e| e.meta.is_live(crate::clock::now_ms()))
+    }
+
+    /// The `i`-th deadline (0, 1, ...) the caller waits for, or `None`
+    /// when it waits for the load to end. A soft timeout counts only with
+    /// a stale value to serve; the hard one always.
+    pub fn deadline(&self, i: usize) -> Option<Deadline> {
+        let soft = self
+            .soft
+            .filter(|_| self.live_fallback().is_some())
+            .map(|d| (d, false));
+        let hard = self.hard.map(|d| (d, true));
+        let (at, is_hard) = soft.into_iter().chain(hard).nth(i)?;
+        Some(Deadline {
+            left: at.saturating_sub(self.started.elapsed()),
+            hard: is_hard,
+        })
+    }
+
+    /// Whether the caller must race its loader against deadlines at all
+    /// (else it just awaits the loader).
+    pub fn is_timed(&self) -> bool {
+        self.deadline(0).is_some()
+    }
+
+    /// The load was still running at a deadline: `Ok(Some(stale))` to
+    /// answer now (every waiter is offered it too; the load goes on and
+    /// still fills the cache), `Ok(None)` to keep waiting (a soft deadline
+    /// without a stale value), [`Error::LoaderTimeout`] at the hard one
+    /// without a stale value.
+    pub fn passed(&self, hard: bool) -> Result<Option<Arc<Entry>>> {
+        let m = &self.shared.metrics;
+        Metrics::inc(if hard {
+            &m.hard_timeouts
+        } else {
+            &m.soft_timeouts
+        });
+        match self.live_fallback() {
+            Some(e) => {
+                Metrics::inc(&m.fail_safe_served);
+                self.flight.offer_stale(e.clone(), StaleKind::FailSafe);
+                Ok(Some(e))
+            }
+            None if hard => Err(Error::LoaderTimeout(self.hard.unwrap_or_default())),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The right (and duty) to load one key: you are the only caller in this
+/// process (and, with Redis, in the fleet) loading it. Call
+/// [`Lease::complete`] with the value or [`Lease::abandon`] /
+/// [`Lease::fail`] with the loader's error; every caller waiting on the key
+/// gets that outcome. Dropping the lease unused releases them with
+/// [`Error::LeaseDropped`] (and the fleet lease in Redis).
+pub struct Lease {
+    guard: FlightGuard,
+    rkeys: Option<RedisKeys>,
+    /// Tombstone token seen before the load started; `None` when L2 is
+    /// absent or could not be read (then L2 is not written).
+    fence: Option<Vec<u8>>,
+    epoch: u64,
+    started: Instant,
+    fleet: Option<FleetLease>,
+    terms: Terms,
+    /// Taken by `try_lease` (a warm-up): counted as warmed when stored.
+    warm: bool,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("key", &self.guard.key)
+            .field("fleet", &self.fleet.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    pub(crate) fn new(
+        mut guard: FlightGuard,
+        rkeys: Option<RedisKeys>,
+        fence: Option<Vec<u8>>,
+        epoch: u64,
+        fleet: Option<FleetLease>,
+        terms: Terms,
+    ) -> Self {
+        guard.loading();
+        Metrics::inc(&guard.shared.metrics.leads);
+        Lease {
+            guard,
+            rkeys,
+            fence,
+            epoch,
+            started: Instant::now(),
+            fleet,
+            terms,
+            warm: false,
+        }
+    }
+
+    /// Mark this lease as a warm-up's.
+    pub(crate) fn warming(mut self) -> Self {
+        self.warm = true;
+        self
+    }
+
+    /// The key being loaded.
+    pub fn key(&self) -> &str {
+        &self.guard.key
+    }
+
+    /// Whether this lease also holds the fleet-wide lease in Redis.
+    pub fn is_fleet(&self) -> bool {
+        self.fleet.is_some()
+    }
+
+    /// The stale value this load may fall back on (fail-safe on, a live
+    /// stale value known when the load began), if any.
+    pub fn fallback(&self) -> Option<Arc<Entry>> {
+        self.terms.fallback()
+    }
+
+    /// The deadlines of this load (see [`LoadClock`]).
+    pub fn clock(&self) -> LoadClock {
+        LoadClock {
+            shared: self.guard.shared.clone(),
+            flight: self.guard.flight(),
+            fallback: self.terms.fallback(),
+            soft: self.terms.soft_timeout,
+            hard: self.terms.hard_timeout,
+            started: self.started,
+        }
+    }
+
+    /// Settle the load with what the loader did; every caller waiting on
+    /// the key gets the same answer.
+    ///
+    /// - `Value`: stored (L2 then L1, see [`Lease::complete`]);
+    /// - `Nothing`: stored, for `none_ttl` if the policy sets one, not at
+    ///   all if that is zero;
+    /// - `Uncached`: handed to the waiters, not stored;
+    /// - `Failed`: with fail-safe and a live stale value, that value is
+    ///   served to everyone and kept fresh for the throttle period
+    ///   ([`Settled::Stale`]); otherwise [`Error::Loader`] with the
+    ///   loader's own error, for the caller and every waiter.
+    pub async fn settle(self, outcome: LoadOutcome, opts: &WriteOptions) -> Result<Settled> {
+        match outcome {
+            LoadOutcome::Value(b) => self.complete(b, opts).await.map(Settled::Loaded),
+            LoadOutcome::Nothing(b) => match self.terms.none_ttl {
+                Some(d) if d.is_zero() => {
+                    self.complete_uncached(b, opts).await.map(Settled::Loaded)
+                }
+                Some(d) => {
+                    let mut o = opts.clone();
+                    o.ttl = Ttl::After(d);
+                    self.complete(b, &o).await.map(Settled::Loaded)
+                }
+                None => self.complete(b, opts).await.map(Settled::Loaded),
+            },
+            LoadOutcome::Uncached(b) => self.complete_uncached(b, opts).await.map(Settled::Loaded),
+            LoadOutcome::Failed(e) => self.fail(e).await,
+        }
+    }
+
+    /// Run `load` (a future yielding what the loader did) for this lease
+    /// and settle it: the protocol every binding follows, for Rust
+    /// callers. The load runs as its own task, so a caller whose deadline
+    /// passes gets its answer (the fail-safe value or
+    /// [`Error::LoaderTimeout`]) while the load goes on and still fills
+    /// the cache.
+    pub async fn run<F>(self, load: F, opts: WriteOptions) -> Result<Settled>
+    where
+        F: Future<Output = LoadOutcome> + Send + 'static,
+    {
+        let clock = self.clock();
+        if !clock.is_timed() {
+            let outcome = load.await;
+            return self.settle(outcome, &opts).await;
+        }
+        let mut task =
+            crate::runtime::runtime().spawn(async move { self.settle(load.await, &opts).await });
+        let mut i = 0;
+        while let Some(d) = clock.deadline(i) {
+            match tokio::time::timeout(d.left, &mut task).await {
+                Ok(done) => return done.map_err(|_| Error::LeaseDropped)?,
+                Err(_) => {
+                    if let Some(stale) = clock.passed(d.hard)? {
+                        return Ok(Settled::Stale(stale));
+                    }
+                }
+            }
+            i += 1;
+        }
+        task.await.map_err(|_| Error::LeaseDropped)?
+    }
+
+    /// Store the loaded value (L2 then L1) and hand it to every waiter.
+    ///
+    /// The L2 write is refused if the key was deleted after the load began
+    /// (the tombstone fence), and the L1 write if this process wrote or
+    /// deleted the key meanwhile: the waiters still get the value they
+    /// asked for, but it is not cached over the newer state.
+    pub async fn complete(self, payload: Bytes, opts: &WriteOptions) -> Result<Arc<Entry>> {
+        self.finish(payload, opts, true).await
+    }
+
+    /// Hand the loaded value to every waiter without caching it (a
+    /// loader's "don't cache this" answer); the fleet lease is released.
+    pub async fn complete_uncached(
+        self,
+        payload: Bytes,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Entry>> {
+        Metrics::inc(&self.guard.shared.metrics.not_cached);
+        self.finish(payload, opts, false).await
+    }
+
+    async fn finish(
+        mut self,
+        payload: Bytes,
+        opts: &WriteOptions,
+        store: bool,
+    ) -> Result<Arc<Entry>> {
+        let shared = self.guard.shared.clone();
+        let mut opts = opts.clone();
+        if opts.load_duration.is_none() {
+            opts.load_duration = Some(self.started.elapsed());
+        }
+
+        let built = match shared.stamp(&opts.tags, &self.terms.snapshot).await {
+            Ok(tags) => shared.build_entry(payload, &opts, tags),
+            Err(e) => Err(e),
+        };
+        let entry = match built {
+            Ok(e) => Arc::new(e),
+            Err(e) => {
+                self.release_fleet();
+                self.guard.resolve(FlightState::Failed(e.clone()));
+                return Err(e);
+            }
+        };
+        Metrics::inc(&shared.metrics.loads_completed);
+        let store =
+            store && (entry.meta.stale_until_ms == 0 || entry.meta.is_live(crate::clock::now_ms()));
+        if store {
+            self.store(&entry).await;
+            if self.warm {
+                Metrics::inc(&shared.metrics.warmed);
+            }
+        } else {
+            self.release_fleet();
+        }
+        self.guard.resolve(FlightState::Value(entry.clone()));
+        Ok(entry)
+    }
+
+    /// Write `entry` to L2 (fenced, releasing the fleet lease and telling
+    /// the fleet) and to L1.
+    async fn store(&mut self, entry: &Arc<Entry>) {
+        let shared = self.guard.shared.clone();
+        let m = &shared.metrics;
+        let fleet = self.fleet.take();
+        let mut refused = false;
+        let mut released = false;
+        // With Redis configured, a value Redis did not take (it could not be
+        // reached now, or when the load began) is kept as an L1-only copy.
+        let mark = shared.versions.local_mark();
+        let mut local = shared.l2.is_some();
+        if let (Some(l2), Some(bus), Some(rk), Some(fence)) =
+            (&shared.l2, &shared.bus, &self.rkeys, &self.fence)
+        {
+            let bytes = shared.codec.encode(entry);
+            let token = fleet.as_ref().map_or("", |f| f.token.as_str());
+            let msg = bus.keys_message(&[&self.guard.key]);
+            let refused_msg = bus.released_message(&[&self.guard.key]);
+            let notice = crate::l2::Notice {
+                token,
+                channel: &bus.channel,
+                msg: &msg,
+                refused_msg: &refused_msg,
+            };
+            match l2
+                .complete(rk, &bytes, shared.px_for(entry), fence, &notice)
+                .await
+            {
+                Ok(true) => {
+                    local = false;
+                    Metrics::inc(&m.writes);
+                }
+                Ok(false) => {
+                    refused = true;
+                    Metrics::inc(&m.late_writes_refused);
+                }
+                Err(e) => {
+                    local = crate::l2::unreachable(&e);
+                    Metrics::inc(&m.l2_errors);
+                }
+            }
+            released = true;
+        }
+        if !released {
+            self.fleet = fleet;
+            self.release_fleet();
+        }
+        if !refused
+            && let Some(l1) = &shared.l1
+            && (shared.l2.is_none() || entry.meta.format != Format::INT)
+        {
+            let entry = if local {
+                shared.local_copy(entry, mark)
+            } else {
+                entry.clone()
+            };
+            l1.fill(&self.guard.key, entry, self.epoch).await;
+        }
+    }
+
+    /// Release the fleet lease (if held) in the background, waking the
+    /// fleet's waiters so one of them takes over.
+    fn release_fleet(&mut self) {
+        let Some(mut fleet) = self.fleet.take() else {
+            return;
+        };
+        if let Some(rk) = &self.rkeys {
+            spawn_release(
+                &self.guard.shared,
+                rk,
+                &self.guard.key,
+                std::mem::take(&mut fleet.token),
+            );
+        }
+    }
+
+    /// Give up: every waiter gets [`Error::Loader`] with `error`.
+    pub fn abandon(mut self, error: LoaderError) {
+        Metrics::inc(&self.guard.shared.metrics.loader_errors);
+        self.release_fleet();
+        self.guard
+            .resolve(FlightState::Failed(Error::Loader(error)));
+    }
+
+    /// The loader failed: with fail-safe on and a live stale value, serve
+    /// that value to the caller and every waiter and keep it fresh for the
+    /// throttle period (in L1 and L2, so the failing origin is not hammered
+    /// by the fleet); otherwise [`Lease::abandon`] and return the error.
+    pub async fn fail(mut self, error: LoaderError) -> Result<Settled> {
+        let Some(stale) = self.fallback() else {
+            let e = Error::Loader(error.clone());
+            self.abandon(error);
+            return Err(e);
+        };
+        let shared = self.guard.shared.clone();
+        Metrics::inc(&shared.metrics.loader_errors);
+        Metrics::inc(&shared.metrics.fail_safe_served);
+        let now = crate::clock::now_ms();
+        let mut kept = (*stale).clone();
+        // Kept on purpose: record the current versions, or a tag
+        // invalidation that made it stale would keep it stale.
+        let names: Vec<String> = kept
+            .meta
+            .tags
+            .iter()
+            .filter(|(n, _)| n != crate::versions::GENERATION_TAG)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if let Ok(tags) = shared.stamp(&names, &[]).await {
+            kept.meta.tags = tags;
+        }
+        let grace = stale.meta.stale_until_ms.saturating_sub(now);
+        kept.meta.fresh_until_ms = now.saturating_add(self.terms.throttle.as_millis() as u64);
+        kept.meta.stale_until_ms = kept.meta.fresh_until_ms.saturating_add(grace);
+        let kept = Arc::new(kept);
+        self.store(&kept).await;
+        self.guard.resolve(FlightState::Value(kept.clone()));
+        Ok(Settled::Stale(kept))
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.release_fleet();
+    }
+}
+
+// Leases and clocks travel between threads and tasks of the bindings.
+const _: fn() = || {
+    fn is_send_sync<T: Send + Sync + 'static>() {}
+    is_send_sync::<Lease>();
+    is_send_sync::<LoadClock>();
+};

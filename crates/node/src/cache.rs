@@ -1,0 +1,584 @@
+//! `NativeCache`: the cache handle the JS wrapper (`node/index.js`)
+//! drives, its options, and the split read the JS Redis reader uses.
+
+use std::future::Future;
+
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use stratacache::{Cache, Config, Lookup, Prior, ReadStart, RedisLocation, WriteOptions};
+
+use crate::convert::{JsEntry, NativeValue, ms, ttl_of, value, write_opts};
+use crate::error::{invalid, js_err};
+use crate::lease::NativeLease;
+use crate::policy::NativePolicy;
+
+/// Options of `new NativeCache(...)`; the JS wrapper documents them.
+#[napi(object)]
+pub struct NativeOptions {
+    pub namespace: Option<String>,
+    pub redis: Option<String>,
+    pub cluster: Option<Vec<String>>,
+    pub l1: Option<bool>,
+    pub l1_max_bytes: Option<f64>,
+    /// Milliseconds; `Infinity` = never expire.
+    pub default_ttl_ms: Option<f64>,
+    pub compress_threshold: Option<u32>,
+    pub max_value_bytes: Option<u32>,
+    pub signing_key: Option<Buffer>,
+    pub connect_timeout_ms: Option<f64>,
+    pub op_timeout_ms: Option<f64>,
+    pub wait_timeout_ms: Option<f64>,
+    pub tombstone_ttl_ms: Option<f64>,
+    /// Fraction (0-1) by which TTLs are randomly shortened.
+    pub ttl_jitter: Option<f64>,
+    /// Fleet-wide single loader (default true).
+    pub fleet_lease: Option<bool>,
+    pub lease_ttl_ms: Option<f64>,
+    pub breaker_threshold: Option<u32>,
+    pub breaker_cooldown_ms: Option<f64>,
+    /// Formats the JS serializer reads; others are misses (counted).
+    pub accepted_formats: Option<Vec<u8>>,
+}
+
+/// Outcome of `lookup`: `kind` 0 fresh, 1 stale, 2 lead.
+#[napi(object, object_from_js = false)]
+pub struct NativeLookup {
+    pub kind: u32,
+    pub value: Option<NativeValue>,
+    pub lease: Option<NativeLease>,
+}
+
+#[napi]
+pub struct NativeCache {
+    inner: Cache,
+    /// `[connectTimeout, opTimeout]` in ms, for the JS read connection.
+    timeouts: (f64, f64),
+}
+
+#[napi]
+impl NativeCache {
+    #[napi(constructor)]
+    pub fn new(options: Option<NativeOptions>) -> Result<Self> {
+        let o = options.unwrap_or(NativeOptions {
+            namespace: None,
+            redis: None,
+            cluster: None,
+            l1: None,
+            l1_max_bytes: None,
+            default_ttl_ms: None,
+            compress_threshold: None,
+            max_value_bytes: None,
+            signing_key: None,
+            connect_timeout_ms: None,
+            op_timeout_ms: None,
+            wait_timeout_ms: None,
+            tombstone_ttl_ms: None,
+            ttl_jitter: None,
+            fleet_lease: None,
+            lease_ttl_ms: None,
+            breaker_threshold: None,
+            breaker_cooldown_ms: None,
+            accepted_formats: None,
+        });
+        let mut cfg = Config::default();
+        if let Some(ns) = o.namespace {
+            cfg.namespace = ns;
+        }
+        cfg.redis = match (o.redis, o.cluster) {
+            (Some(_), Some(_)) => return Err(invalid("give either redis or cluster, not both")),
+            (Some(u), None) if !u.is_empty() => Some(RedisLocation::Standalone(u)),
+            (None, Some(seeds)) => Some(RedisLocation::Cluster(seeds)),
+            _ => None,
+        };
+        if let Some(v) = o.l1 {
+            cfg.l1_enabled = v;
+        }
+        if let Some(v) = o.l1_max_bytes {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(invalid("l1.maxBytes must be a finite number >= 0"));
+            }
+            cfg.l1_max_bytes = v as u64;
+        }
+        if let Some(t) = o.default_ttl_ms {
+            cfg.default_ttl = if t == f64::INFINITY {
+                None
+            } else {
+                Some(ms("ttl", t)?)
+            };
+        }
+        if let Some(v) = o.compress_threshold {
+            cfg.compress_threshold = v as usize;
+        }
+        if let Some(v) = o.max_value_bytes {
+            cfg.max_value_bytes = v as usize;
+        }
+        cfg.signing_key = o.signing_key.map(|b| b.to_vec());
+        if let Some(v) = o.connect_timeout_ms {
+            cfg.connect_timeout = ms("connectTimeout", v)?;
+        }
+        if let Some(v) = o.op_timeout_ms {
+            cfg.op_timeout = ms("opTimeout", v)?;
+        }
+        if let Some(v) = o.wait_timeout_ms {
+            cfg.wait_timeout = ms("waitTimeout", v)?;
+        }
+        if let Some(v) = o.tombstone_ttl_ms {
+            cfg.tombstone_ttl = ms("tombstoneTtl", v)?;
+        }
+        if let Some(v) = o.ttl_jitter {
+            cfg.ttl_jitter = v;
+        }
+        if let Some(v) = o.fleet_lease {
+            cfg.fleet_lease = v;
+        }
+        if let Some(v) = o.lease_ttl_ms {
+            cfg.lease_ttl = ms("leaseTtl", v)?;
+        }
+        if let Some(v) = o.breaker_threshold {
+            cfg.breaker_threshold = v;
+        }
+        if let Some(v) = o.breaker_cooldown_ms {
+            cfg.breaker_cooldown = ms("breaker.cooldown", v)?;
+        }
+        cfg.accepted_formats = o.accepted_formats;
+        let timeouts = (
+            cfg.connect_timeout.as_secs_f64() * 1000.0,
+            cfg.op_timeout.as_secs_f64() * 1000.0,
+        );
+        Ok(NativeCache {
+            inner: Cache::new(cfg).map_err(js_err)?,
+            timeouts,
+        })
+    }
+
+    #[napi(getter)]
+    pub fn namespace(&self) -> String {
+        self.inner.namespace().to_owned()
+    }
+
+    /// `[connectTimeout, opTimeout]` in milliseconds, as configured.
+    #[napi(getter)]
+    pub fn timeouts(&self) -> (f64, f64) {
+        self.timeouts
+    }
+
+    #[napi(getter)]
+    pub fn has_l2(&self) -> bool {
+        self.inner.has_l2()
+    }
+
+    /// Synchronous L1-only read, else `null` (then call `get` when Redis is
+    /// configured); the value shaped by [`JsEntry`].
+    #[napi(ts_return_type = "string | [number, string | Buffer] | null")]
+    pub fn get_local(&self, key: String) -> Result<Option<JsEntry>> {
+        // L1 reads never touch the runtime: poll once, no context needed.
+        let mut fut = Box::pin(self.inner.get_local(&key));
+        let e = match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(r) => r,
+            Poll::Pending => stratacache::runtime::block_on(fut),
+        };
+        Ok(e.map_err(js_err)?.map(JsEntry))
+    }
+
+    /// The first half of a `get` whose Redis `GET` the JS wrapper sends
+    /// itself (see `node/reader.js`; the core's `start_read`). `null`: use
+    /// `get` (no Redis, breaker open, or L1 needs Redis to judge its
+    /// entry); `[redisKey, epoch]`: `GET redisKey`, then `finishRead`;
+    /// anything else is an L1 hit shaped as `getLocal`'s.
+    #[napi(ts_return_type = "[string, number] | string | [number, string | Buffer] | null")]
+    pub fn start_read(&self, key: String) -> Result<Option<Either<(String, f64), JsEntry>>> {
+        if !self.inner.l2_ready() {
+            return Ok(None);
+        }
+        // Pending only when judging an L1 entry needs Redis (an unknown tag
+        // version): dropped, and `get` does it all on the runtime. Nothing
+        // is counted before that point.
+        let mut fut = Box::pin(self.inner.start_read(&key));
+        let polled = {
+            let _ctx = stratacache::runtime::runtime().enter();
+            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        let r = match polled {
+            Poll::Ready(r) => r.map_err(js_err)?,
+            Poll::Pending => return Ok(None),
+        };
+        Ok(read_shape(r))
+    }
+
+    /// `startRead` for every key of a `getMany` (each shaped as
+    /// `startRead`'s answer); the wrapper sends one `MGET` of the
+    /// `[redisKey, epoch]` ones and finishes each with `finishRead`.
+    /// `null`: use `getMany` (no Redis, or the breaker is open); a Promise
+    /// when judging an L1 entry needs Redis.
+    #[napi(
+        ts_return_type = "Array<[string, number] | string | [number, string | Buffer] | null> | null | Promise<Array<[string, number] | string | [number, string | Buffer] | null>>"
+    )]
+    pub fn start_read_many<'env>(
+        &self,
+        env: &'env Env,
+        keys: Vec<String>,
+    ) -> Result<Either<Option<Vec<ReadShape>>, ManyStarts<'env>>> {
+        if !self.inner.l2_ready() {
+            return Ok(Either::A(None));
+        }
+        let cache = self.inner.clone();
+        let r = now_or_promise(env, async move {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let starts = cache.start_read_many(&refs).await.map_err(js_err)?;
+            Ok(starts.into_iter().map(read_shape).collect::<Vec<_>>())
+        })?;
+        Ok(match r {
+            Either::A(v) => Either::A(Some(v)),
+            Either::B(p) => Either::B(p),
+        })
+    }
+
+    /// `finishRead` for the keys of one `MGET` (`data`: its replies, in
+    /// order; `epochs`: `startReadMany`'s): one call instead of one per
+    /// key. Values shaped as `getLocal`'s, or null; a Promise when judging
+    /// an entry needs Redis.
+    #[napi(
+        ts_args_type = "keys: string[], data: Array<Buffer | null>, epochs: number[]",
+        ts_return_type = "Array<string | [number, string | Buffer] | null> | Promise<Array<string | [number, string | Buffer] | null>>"
+    )]
+    pub fn finish_read_many<'env>(
+        &self,
+        env: &'env Env,
+        keys: Vec<String>,
+        data: Vec<Option<Buffer>>,
+        epochs: Vec<f64>,
+    ) -> Result<Either<Vec<Option<JsEntry>>, ManyValues<'env>>> {
+        if data.len() != keys.len() || epochs.len() != keys.len() {
+            return Err(invalid("keys, data and epochs differ in length"));
+        }
+        let cache = self.inner.clone();
+        let bytes: Vec<Option<Vec<u8>>> = data.into_iter().map(|b| b.map(|b| b.to_vec())).collect();
+        now_or_promise(env, async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for ((k, b), e) in keys.iter().zip(bytes).zip(epochs) {
+                out.push(cache.finish_read(k, b, e as u64).await.map(JsEntry));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The second half: `data` is Redis's reply to the `GET`. Returns the
+    /// value shaped as `getLocal`'s (or `null`), or a Promise of it when
+    /// judging the entry needs Redis. `joined`: how many other callers
+    /// share this read's answer (getOrSet's coalescing), counted as
+    /// coalesced waits when it is a hit.
+    #[napi(
+        ts_return_type = "string | [number, string | Buffer] | null | Promise<string | [number, string | Buffer] | null>"
+    )]
+    pub fn finish_read<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        data: Option<BufferSlice<'_>>,
+        epoch: f64,
+        joined: Option<u32>,
+    ) -> Result<Either<Option<JsEntry>, PromiseRaw<'env, Option<JsEntry>>>> {
+        let cache = self.inner.clone();
+        // Borrowed, not a `Buffer` (which takes a reference on the JS
+        // object): the bytes are copied out here anyway.
+        let bytes = data.map(|b| b.to_vec());
+        now_or_promise(env, async move {
+            let e = cache.finish_read(&key, bytes, epoch as u64).await;
+            if let Some(n) = joined
+                && n > 0
+                && e.is_some()
+            {
+                cache.count_joined_reads(u64::from(n));
+            }
+            Ok(e.map(JsEntry))
+        })
+    }
+
+    /// The Redis half of `get` after `startRead` (the wrapper's fallback
+    /// when its own connection fails): breaker, outage fallback, errors.
+    #[napi(ts_return_type = "Promise<string | [number, string | Buffer] | null>")]
+    pub async fn fetch(&self, key: String, epoch: f64) -> Result<Option<JsEntry>> {
+        let r = self.inner.fetch(&key, epoch as u64).await.map_err(js_err)?;
+        Ok(r.map(JsEntry))
+    }
+
+    #[napi(ts_return_type = "Promise<string | [number, string | Buffer] | null>")]
+    pub async fn get(&self, key: String) -> Result<Option<JsEntry>> {
+        let r = self.inner.get(&key).await.map_err(js_err)?;
+        Ok(r.map(JsEntry))
+    }
+
+    #[napi(ts_return_type = "Promise<Array<string | [number, string | Buffer] | null>>")]
+    pub async fn get_many(&self, keys: Vec<String>) -> Result<Vec<Option<JsEntry>>> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let r = self.inner.get_many(&refs).await.map_err(js_err)?;
+        Ok(r.into_iter().map(|o| o.map(JsEntry)).collect())
+    }
+
+    #[napi]
+    pub async fn set(
+        &self,
+        key: String,
+        data: Buffer,
+        format: u32,
+        ttl_ms: Option<f64>,
+        grace_ms: Option<f64>,
+        tags: Option<Vec<String>>,
+    ) -> Result<()> {
+        let o = write_opts(format, ttl_ms, grace_ms, tags)?;
+        let data = Bytes::from(data.to_vec());
+        self.inner.set(&key, data, &o).await.map_err(js_err)
+    }
+
+    /// `entries`: `[key, data, format]`; resolves to the keys that failed.
+    #[napi(
+        ts_args_type = "entries: Array<[string, Buffer, number]>, ttlMs?: number | undefined | null, graceMs?: number | undefined | null"
+    )]
+    pub async fn set_many(
+        &self,
+        entries: Vec<(String, Buffer, u32)>,
+        ttl_ms: Option<f64>,
+        grace_ms: Option<f64>,
+    ) -> Result<Vec<String>> {
+        let mut groups: Vec<(WriteOptions, Vec<(String, Bytes)>)> = Vec::new();
+        for (k, d, f) in entries {
+            let item = (k, Bytes::from(d.to_vec()));
+            match groups.iter_mut().find(|(o, _)| u32::from(o.format.0) == f) {
+                Some((_, v)) => v.push(item),
+                None => groups.push((write_opts(f, ttl_ms, grace_ms, None)?, vec![item])),
+            }
+        }
+        let mut failed = Vec::new();
+        for (o, items) in &groups {
+            let refs: Vec<(&str, Bytes)> =
+                items.iter().map(|(k, d)| (k.as_str(), d.clone())).collect();
+            failed.extend(
+                self.inner
+                    .set_many(&refs, o)
+                    .await
+                    .map_err(js_err)?
+                    .into_iter()
+                    .map(|(k, _)| k),
+            );
+        }
+        Ok(failed)
+    }
+
+    #[napi]
+    pub async fn add(
+        &self,
+        key: String,
+        data: Buffer,
+        format: u32,
+        ttl_ms: Option<f64>,
+        grace_ms: Option<f64>,
+    ) -> Result<bool> {
+        let o = write_opts(format, ttl_ms, grace_ms, None)?;
+        let data = Bytes::from(data.to_vec());
+        self.inner.add(&key, data, &o).await.map_err(js_err)
+    }
+
+    #[napi]
+    pub async fn delete(&self, key: String) -> Result<bool> {
+        self.inner.delete(&key).await.map_err(js_err)
+    }
+
+    #[napi]
+    pub async fn delete_many(&self, keys: Vec<String>) -> Result<u32> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let n = self.inner.delete_many(&refs).await.map_err(js_err)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    #[napi]
+    pub async fn touch(&self, key: String, ttl_ms: Option<f64>) -> Result<bool> {
+        let t = ttl_of(ttl_ms)?;
+        self.inner.touch(&key, t).await.map_err(js_err)
+    }
+
+    /// Atomic add; resolves to the new value as a decimal string (i64 does
+    /// not fit a JS number; the wrapper converts).
+    #[napi]
+    pub async fn incr(&self, key: String, delta: i64) -> Result<String> {
+        Ok(self
+            .inner
+            .incr(&key, delta)
+            .await
+            .map_err(js_err)?
+            .to_string())
+    }
+
+    #[napi]
+    pub async fn has(&self, key: String) -> Result<bool> {
+        self.inner.has_key(&key).await.map_err(js_err)
+    }
+
+    #[napi]
+    pub async fn clear(&self) -> Result<()> {
+        self.inner.clear().await.map_err(js_err)
+    }
+
+    /// Invalidate every entry carrying any of `tags`, fleet-wide.
+    #[napi]
+    pub async fn invalidate_tags(&self, tags: Vec<String>) -> Result<()> {
+        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        self.inner.invalidate_tags(&refs).await.map_err(js_err)
+    }
+
+    #[napi]
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// The JS read connection stalled (no reply for opTimeout): an L2
+    /// error, and the breaker opens so the native fallback fails fast.
+    #[napi]
+    pub fn read_stalled(&self) {
+        self.inner.read_stalled();
+    }
+
+    /// Counters and L1 size.
+    #[napi(ts_return_type = "Record<string, number>")]
+    pub fn stats(&self) -> Result<std::collections::HashMap<String, f64>> {
+        let s = poll_ready(self.inner.stats());
+        Ok(s.counters()
+            .into_iter()
+            .chain(s.gauges())
+            .map(|(k, _, v)| (k.to_owned(), v as f64))
+            .collect())
+    }
+
+    #[napi]
+    pub fn metrics(&self) -> String {
+        poll_ready(self.inner.metrics_text())
+    }
+
+    #[napi]
+    pub async fn lookup(&self, key: String, policy: NativePolicy) -> Result<NativeLookup> {
+        let policy = policy.build()?;
+        let r = self.inner.lookup(&key, &policy).await.map_err(js_err)?;
+        Ok(native_lookup(r))
+    }
+
+    /// `lookup` after the wrapper's own read of Redis found nothing fresh
+    /// (the core's `lookup_after`): `data`, the reply to its `GET` sent
+    /// after `startRead` gave `epoch`; no `data` and `joined`: the caller
+    /// began with `startRead` and joined another caller's read.
+    #[napi(
+        ts_args_type = "key: string, policy: NativePolicy, joined: boolean, data: Buffer | null, epoch: number"
+    )]
+    pub async fn lookup_after(
+        &self,
+        key: String,
+        policy: NativePolicy,
+        joined: bool,
+        data: Option<Buffer>,
+        epoch: f64,
+    ) -> Result<NativeLookup> {
+        let policy = policy.build()?;
+        let prior = if joined {
+            Prior::Joined
+        } else {
+            Prior::Read {
+                bytes: data.map(|b| b.to_vec()),
+                epoch: epoch as u64,
+            }
+        };
+        let r = self
+            .inner
+            .lookup_after(&key, &policy, prior)
+            .await
+            .map_err(js_err)?;
+        Ok(native_lookup(r))
+    }
+
+    /// Leases for the keys that need loading ahead of traffic (see `warm`).
+    #[napi]
+    pub async fn try_leases(&self, keys: Vec<String>, force: bool) -> Result<Vec<NativeLease>> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        Ok(self
+            .inner
+            .try_leases(&refs, force)
+            .await
+            .map_err(js_err)?
+            .into_iter()
+            .map(NativeLease::new)
+            .collect())
+    }
+}
+
+/// Poll `fut` once, here on the JS thread (in the core runtime's context):
+/// its value now, or a Promise of it when it has to wait (judging an entry
+/// whose tag versions are not known here reads them from Redis).
+fn now_or_promise<T, F>(env: &Env, fut: F) -> Result<Either<T, PromiseRaw<'_, T>>>
+where
+    T: ToNapiValue + Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+{
+    let mut fut = Box::pin(fut);
+    let polled = {
+        let _ctx = stratacache::runtime::runtime().enter();
+        fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    };
+    match polled {
+        Poll::Ready(r) => r.map(Either::A),
+        Poll::Pending => env.spawn_future(fut).map(Either::B),
+    }
+}
+
+/// One key's `startRead` answer: `[redisKey, epoch]`, an L1 value, or null.
+type ReadShape = Option<Either<(String, f64), JsEntry>>;
+
+/// `startReadMany`'s answer when it needed Redis to judge an L1 entry.
+type ManyStarts<'env> = PromiseRaw<'env, Vec<ReadShape>>;
+
+/// `finishReadMany`'s answer when it needed Redis to judge an entry.
+type ManyValues<'env> = PromiseRaw<'env, Vec<Option<JsEntry>>>;
+
+fn read_shape(r: ReadStart) -> ReadShape {
+    match r {
+        ReadStart::Done(Some(e)) => Some(Either::B(JsEntry(e))),
+        ReadStart::Done(None) => None,
+        ReadStart::Fetch { redis_key, epoch } => Some(Either::A((redis_key, epoch as f64))),
+    }
+}
+
+fn native_lookup(r: Lookup) -> NativeLookup {
+    match r {
+        Lookup::Fresh(e) => NativeLookup {
+            kind: 0,
+            value: Some(value(&e)),
+            lease: None,
+        },
+        Lookup::Stale(e, lease) => NativeLookup {
+            kind: 1,
+            value: Some(value(&e)),
+            lease: lease.map(NativeLease::new),
+        },
+        Lookup::Lead(lease) => NativeLookup {
+            kind: 2,
+            value: None,
+            lease: Some(NativeLease::new(lease)),
+        },
+    }
+}
+
+/// Run a future that never waits (L1 reads, stats) to completion on the
+/// calling thread. Its first poll happens inside the core runtime's
+/// context; a future that unexpectedly pends is finished on that runtime.
+pub(crate) fn poll_ready<F: std::future::Future + Send>(fut: F) -> F::Output
+where
+    F::Output: Send,
+{
+    let mut fut = Box::pin(fut);
+    {
+        let _ctx = stratacache::runtime::runtime().enter();
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return v;
+        }
+    }
+    stratacache::runtime::block_on(fut)
+}

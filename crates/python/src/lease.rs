@@ -1,0 +1,221 @@
+//! `stratacache._native.Lease`: the right to load one key. Python runs
+//! the loader and reports what it did; the core settles the load
+//! (`Lease::settle`) and decides what each deadline means (`LoadClock`).
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use stratacache::{LoadClock, LoadOutcome, Settled};
+
+use crate::convert::{Value, opts, value, value_attached};
+use crate::errors::{IntoPyResult, PyLoaderError, py_err};
+use crate::runtime::{awaitable, run};
+
+/// What the loader did, as `settle`'s first argument.
+pub(crate) const VALUE: u8 = 0;
+pub(crate) const NOTHING: u8 = 1;
+pub(crate) const UNCACHED: u8 = 2;
+
+fn outcome(kind: u8, data: &[u8]) -> PyResult<LoadOutcome> {
+    let b = Bytes::copy_from_slice(data);
+    Ok(match kind {
+        VALUE => LoadOutcome::Value(b),
+        NOTHING => LoadOutcome::Nothing(b),
+        UNCACHED => LoadOutcome::Uncached(b),
+        _ => {
+            return Err(PyRuntimeError::new_err(format!(
+                "unknown load outcome {kind}"
+            )));
+        }
+    })
+}
+
+/// A failed load's answer: the fail-safe value, or `None` when the
+/// loader's error stands (every waiter got it; the caller re-raises it).
+fn failed(r: stratacache::Result<Settled>) -> PyResult<Option<Settled>> {
+    match r {
+        Ok(s) => Ok(Some(s)),
+        Err(stratacache::Error::Loader(_)) => Ok(None),
+        Err(e) => Err(py_err(e)),
+    }
+}
+
+/// The right to load one key (see `Cache.get_or_set`). Exactly one of
+/// `settle`/`asettle`/`complete`/`acomplete`/`fail`/`afail`/`abandon` may
+/// be called; a lease garbage-collected unused releases its waiters with
+/// `LeaseDroppedError`. The deadlines stay usable after settlement.
+#[pyclass(frozen, module = "stratacache._native", name = "Lease")]
+pub(crate) struct PyLease {
+    key: String,
+    clock: LoadClock,
+    inner: Mutex<Option<stratacache::Lease>>,
+}
+
+impl PyLease {
+    pub(crate) fn new(l: stratacache::Lease) -> Self {
+        PyLease {
+            key: l.key().to_owned(),
+            clock: l.clock(),
+            inner: Mutex::new(Some(l)),
+        }
+    }
+
+    pub(crate) fn take(&self) -> PyResult<stratacache::Lease> {
+        self.inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("lease state poisoned"))?
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("this lease was already completed or abandoned"))
+    }
+}
+
+#[pymethods]
+impl PyLease {
+    #[getter]
+    fn key(&self) -> String {
+        self.key.clone()
+    }
+
+    /// Settle the load with what the loader did (`VALUE`, `NOTHING`: a
+    /// `None`, `UNCACHED`: a `NoCache`); the core applies `none_ttl`.
+    #[pyo3(signature = (kind, data, format, ttl = None, grace = 0.0, tags = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &self,
+        py: Python<'_>,
+        kind: u8,
+        data: &[u8],
+        format: u8,
+        ttl: Option<f64>,
+        grace: f64,
+        tags: Option<Vec<String>>,
+    ) -> PyResult<()> {
+        let o = opts(format, ttl, grace, tags)?;
+        let out = outcome(kind, data)?;
+        let lease = self.take()?;
+        run(py, lease.settle(out, &o)).py(py).map(|_| ())
+    }
+
+    #[pyo3(signature = (kind, data, format, ttl = None, grace = 0.0, tags = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn asettle<'py>(
+        &self,
+        py: Python<'py>,
+        kind: u8,
+        data: &[u8],
+        format: u8,
+        ttl: Option<f64>,
+        grace: f64,
+        tags: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = opts(format, ttl, grace, tags)?;
+        let out = outcome(kind, data)?;
+        let lease = self.take()?;
+        awaitable(py, async move {
+            lease.settle(out, &o).await.map(|_| ()).map_err(py_err)
+        })
+    }
+
+    /// Store `data` as the loaded value (no `none_ttl` rule: the HTTP
+    /// layer's responses and warm-ups).
+    #[pyo3(signature = (data, format, ttl = None, grace = 0.0, tags = None))]
+    fn complete(
+        &self,
+        py: Python<'_>,
+        data: &[u8],
+        format: u8,
+        ttl: Option<f64>,
+        grace: f64,
+        tags: Option<Vec<String>>,
+    ) -> PyResult<()> {
+        self.settle(py, VALUE, data, format, ttl, grace, tags)
+    }
+
+    #[pyo3(signature = (data, format, ttl = None, grace = 0.0, tags = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn acomplete<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+        format: u8,
+        ttl: Option<f64>,
+        grace: f64,
+        tags: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.asettle(py, VALUE, data, format, ttl, grace, tags)
+    }
+
+    /// Fail the load: every caller waiting on this key gets `exc`.
+    fn abandon(&self, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let lease = self.take()?;
+        lease.abandon(PyLoaderError::wrap(&exc));
+        Ok(())
+    }
+
+    /// The loader raised `exc`: the fail-safe stale value `(format, data)`
+    /// if the policy allows one (served to every waiter and kept fresh for
+    /// the throttle period), else `None` (every waiter got `exc`; re-raise
+    /// it).
+    fn fail(&self, py: Python<'_>, exc: Bound<'_, PyAny>) -> PyResult<Option<Value>> {
+        let lease = self.take()?;
+        let err = PyLoaderError::wrap(&exc);
+        let s = failed(run(py, lease.fail(err)))?;
+        Ok(s.map(|s| value(py, s.entry())))
+    }
+
+    fn afail<'py>(&self, py: Python<'py>, exc: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let lease = self.take()?;
+        let err = PyLoaderError::wrap(&exc);
+        awaitable(py, async move {
+            match failed(lease.fail(err).await)? {
+                Some(s) => value_attached(s.entry()).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The stale value this load may fall back on (fail-safe), if any.
+    fn fallback(&self, py: Python<'_>) -> PyResult<Option<Value>> {
+        let g = self
+            .inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("lease state poisoned"))?;
+        Ok(g.as_ref().and_then(|l| l.fallback()).map(|e| value(py, &e)))
+    }
+
+    /// The `i`-th deadline of the caller running the loader: `(seconds
+    /// from now, is_hard)`, or `None` (wait for the loader).
+    fn deadline(&self, i: usize) -> Option<(f64, bool)> {
+        self.clock
+            .deadline(i)
+            .map(|d| (d.left.as_secs_f64(), d.hard))
+    }
+
+    /// The loader was still running at a deadline: the stale value to
+    /// answer with (also offered to every waiter; the load goes on), or
+    /// `None` to keep waiting; `LoaderTimeoutError` at the hard deadline
+    /// without one.
+    fn deadline_passed(&self, py: Python<'_>, hard: bool) -> PyResult<Option<Value>> {
+        Ok(self
+            .clock
+            .passed(hard)
+            .map_err(py_err)?
+            .map(|e| value(py, &e)))
+    }
+
+    /// Whether this lease also holds the fleet-wide lease in Redis.
+    #[getter]
+    fn is_fleet(&self) -> PyResult<bool> {
+        let g = self
+            .inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("lease state poisoned"))?;
+        Ok(g.as_ref().is_some_and(|l| l.is_fleet()))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<stratacache Lease key={:?}>", self.key)
+    }
+}
