@@ -80,7 +80,9 @@ test: check-prereqs ## every test suite, against real Redis and a real 3-master 
 test-rust: ## Rust tests only (expects REDIS_URL / STRATACACHE_CLUSTER; `make test` sets them)
 	$(RUST_TEST)
 
-lint-node: node_modules/.installed ## tsc --noEmit over the shipped .d.ts files
+lint-node: node_modules/.installed ## ESLint over every JS file, tsc --checkJs over node/, tsc over the shipped .d.ts files
+	npx eslint node tests/node examples benches/node eslint.config.mjs
+	npx tsc -p node/tsconfig.json
 	npx tsc -p tests/node/tsconfig.json
 
 tests/node/keyv-suite/node_modules/.installed: tests/node/keyv-suite/package.json tests/node/keyv-suite/package-lock.json

@@ -7,11 +7,11 @@
 
 const crypto = require('node:crypto')
 const binding = require('./binding.js')
-const { kInternal, parseTtl } = require('./index.js')
+const { parseTtl } = require('./index.js')
+const { kInternal } = require('./internal.js')
 const { checkOptions } = require('./options.js')
 const { ConfigError, InvalidValueError, L2_CODES: L2 } = require('./errors.js')
 
-const FRESH = 0
 const STALE = 1
 const LEAD = 2
 // From the core (stratacache::http): the header marking the in-process

@@ -9,7 +9,7 @@ const { NativeCache } = require('./binding.js')
 const errors = require('./errors.js')
 const reader = require('./reader.js')
 
-const { fromNative, L2_CODES, InvalidValueError, InvalidKeyError, CacheClosedError, ConfigError, LoaderTimeoutError } =
+const { fromNative, L2_CODES, InvalidValueError, InvalidKeyError, CacheClosedError, ConfigError } =
   errors
 
 /** Serializer ids shared with the Python package (see docs/architecture.md). */
@@ -187,8 +187,12 @@ function checkTags(tags) {
   }
 }
 
-/** Validate a policy (the options of getOrSet that are not per value). */
+/**
+ * Validate a policy (the options of getOrSet that are not per value).
+ * @returns {Record<string, any>}
+ */
 function checkPolicy(p) {
+  /** @type {Record<string, any>} */
   const out = {}
   for (const k of POLICY_KEYS) if (p[k] !== undefined) out[k] = p[k]
   if (out.onWaitTimeout !== undefined && out.onWaitTimeout !== 'load' && out.onWaitTimeout !== 'fail') {
@@ -241,7 +245,7 @@ function within(promise, ms) {
 
 // Internal API for the web middleware (express.js, fastify.js): raw entries
 // and leases. Not part of the public API.
-const kInternal = Symbol.for('stratacache.internal')
+const { kInternal } = require('./internal.js')
 const { checkOptions } = require('./options.js')
 
 const CACHE_OPTIONS = [
@@ -751,6 +755,8 @@ class Cache extends EventEmitter {
    * in the fleet, are skipped: warm-up takes the same leases as getOrSet.
    * Give `factory(key)` or `loadMany(keys)` (one call for every key that
    * needs loading; resolves an object or Map of key to value).
+   * @param {Iterable<string>} keys
+   * @param {{ factory?: (key: string) => unknown, loadMany?: (keys: string[]) => unknown, ttl?: unknown, grace?: unknown, force?: boolean }} [options]
    */
   async warm(keys, { factory, loadMany, ttl, grace, force = false } = {}) {
     this.#open()
@@ -771,7 +777,7 @@ class Cache extends EventEmitter {
         const got = await loadMany(leases.map((l) => l.key))
         values = got instanceof Map ? got : new Map(Object.entries(got || {}))
       } else {
-        values = new Map(await Promise.all(leases.map(async (l) => [l.key, await factory(l.key)])))
+        values = new Map(await Promise.all(leases.map(async (l) => /** @type {[string, unknown]} */ ([l.key, await factory(l.key)]))))
       }
     } catch (e) {
       const id = registerLoaderError(e)
@@ -1001,6 +1007,5 @@ module.exports = {
   parseTtl,
   ...errors,
 }
-Object.defineProperty(module.exports, 'kInternal', { value: kInternal, enumerable: false })
 delete module.exports.fromNative
 delete module.exports.L2_CODES

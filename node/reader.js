@@ -32,7 +32,7 @@
 // next read after the pause reconnects. Replies come in order on one
 // connection, so "no reply for opTimeout" is "the oldest GET timed out".
 
-const Redis = require('ioredis')
+const { Redis } = require('ioredis')
 
 const RECONNECT_MS = 1000
 const PAUSE_MS = 1000

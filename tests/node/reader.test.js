@@ -317,8 +317,9 @@ function failAfterSending(reader, method) {
   const calls = { n: 0 }
   reader[method] = function (...args) {
     calls.n++
-    return Object.getPrototypeOf(this)
-      [method].apply(this, args)
+    const original = Object.getPrototypeOf(this)[method]
+    return original
+      .apply(this, args)
       .then(() => Promise.reject(new Error('connection reset')))
   }
   return calls
