@@ -46,7 +46,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::{Notify, watch};
 
-use crate::cache::Shared;
 use crate::config::RedisLocation;
 use crate::metrics::Metrics;
 use crate::runtime::{fork_generation, runtime};
@@ -242,6 +241,22 @@ impl Drop for WaitHandle<'_> {
     }
 }
 
+/// What the subscription reports to the owner of the bus (the engine),
+/// which keeps its own state: the bus itself only knows messages, the
+/// connection and who waits on which key.
+pub(crate) trait Listener: Send + Sync + 'static {
+    /// The bus this listener owns.
+    fn bus(&self) -> Option<&Bus>;
+    /// The subscription is up (again). Whatever was missed while it was
+    /// down is unknown: called before any message is delivered.
+    fn connected(&self);
+    /// The subscription dropped: messages sent from now on are missed.
+    fn disconnected(&self);
+    /// Apply an event another instance (or, for version changes, this
+    /// one) published. Waiters on the event's keys are woken afterwards.
+    fn apply(&self, event: BusEvent) -> impl std::future::Future<Output = ()> + Send;
+}
+
 pub(crate) struct Bus {
     pub(crate) origin: [u8; 16],
     pub(crate) channel: String,
@@ -252,11 +267,18 @@ pub(crate) struct Bus {
     /// Fork generation the subscriber task runs in; `u64::MAX`: none.
     started: AtomicU64,
     start_lock: Mutex<Option<watch::Sender<()>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Bus {
-    pub(crate) fn new(namespace: &str, location: RedisLocation, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        namespace: &str,
+        location: RedisLocation,
+        connect_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Bus {
+            metrics,
             origin: rand::random(),
             channel: crate::key::bus_channel(namespace),
             location,
@@ -349,7 +371,7 @@ impl Bus {
 
     /// Start the subscriber task if it is not running in this process (it
     /// does not survive `fork`). Cheap when it is: one atomic load.
-    pub(crate) fn ensure_started(&self, shared: &Arc<Shared>) {
+    pub(crate) fn ensure_started<L: Listener>(&self, listener: &Arc<L>) {
         let generation = fork_generation();
         if self.started.load(Ordering::Acquire) == generation {
             return;
@@ -367,7 +389,7 @@ impl Bus {
         }
         self.connected.store(false, Ordering::Release);
         self.started.store(generation, Ordering::Release);
-        let weak = Arc::downgrade(shared);
+        let weak = Arc::downgrade(listener);
         let urls = match &self.location {
             RedisLocation::Standalone(u) => vec![u.clone()],
             RedisLocation::Cluster(seeds) => seeds.clone(),
@@ -408,8 +430,8 @@ async fn connect(urls: &[String], channel: &str, timeout: Duration) -> Option<re
     None
 }
 
-async fn subscriber(
-    weak: Weak<Shared>,
+async fn subscriber<L: Listener>(
+    weak: Weak<L>,
     urls: Vec<String>,
     channel: String,
     connect_timeout: Duration,
@@ -428,20 +450,11 @@ async fn subscriber(
         if let Some(ps) = ps {
             backoff = Duration::from_millis(50);
             {
-                let Some(sh) = weak.upgrade() else { return };
-                let Some(bus) = &sh.bus else { return };
-                if !sh.l1_trusted.load(Ordering::Acquire) {
-                    // Back after an interruption: whatever L1 and the
-                    // version cache hold may have missed invalidations.
-                    // Start over, then trust L1 again.
-                    if let Some(l1) = &sh.l1 {
-                        l1.clear();
-                    }
-                    sh.versions.reset();
-                    sh.l1_trusted.store(true, Ordering::Release);
-                }
+                let Some(owner) = weak.upgrade() else { return };
+                let Some(bus) = owner.bus() else { return };
+                owner.connected();
                 bus.connected.store(true, Ordering::Release);
-                Metrics::inc(&sh.metrics.bus_connects);
+                Metrics::inc(&bus.metrics.bus_connects);
                 // Messages may have been missed while down: re-check.
                 bus.wake_all();
             }
@@ -463,16 +476,14 @@ async fn subscriber(
                     _ = stop.changed() => return,
                 };
                 let Some(msg) = msg else { break };
-                let Some(sh) = weak.upgrade() else { return };
-                on_message(&sh, msg.get_payload_bytes()).await;
+                let Some(owner) = weak.upgrade() else { return };
+                on_message(&*owner, msg.get_payload_bytes()).await;
             }
-            let Some(sh) = weak.upgrade() else { return };
-            if let Some(bus) = &sh.bus {
-                // Invalidations sent from now on would be missed: stop
-                // serving L1 until the subscription is back.
-                sh.l1_trusted.store(false, Ordering::Release);
+            let Some(owner) = weak.upgrade() else { return };
+            if let Some(bus) = owner.bus() {
+                owner.disconnected();
                 bus.connected.store(false, Ordering::Release);
-                Metrics::inc(&sh.metrics.bus_outages);
+                Metrics::inc(&bus.metrics.bus_outages);
                 bus.wake_all();
             }
         }
@@ -484,10 +495,10 @@ async fn subscriber(
     }
 }
 
-async fn on_message(sh: &Arc<Shared>, payload: &[u8]) {
-    let Some(bus) = &sh.bus else { return };
+async fn on_message<L: Listener>(owner: &L, payload: &[u8]) {
+    let Some(bus) = owner.bus() else { return };
     let Some(msg) = BusMessage::decode(payload) else {
-        Metrics::inc(&sh.metrics.bus_bad_messages);
+        Metrics::inc(&bus.metrics.bus_bad_messages);
         return;
     };
     // Version changes are applied in bus order even when they are our own:
@@ -497,46 +508,16 @@ async fn on_message(sh: &Arc<Shared>, payload: &[u8]) {
     if msg.origin == bus.origin && !versions {
         return;
     }
-    apply(sh, bus, msg.event).await;
-    // Counted once applied (tests wait on it).
-    Metrics::inc(&sh.metrics.bus_received);
-}
-
-async fn apply(sh: &Arc<Shared>, bus: &Bus, event: BusEvent) {
-    match event {
-        BusEvent::Keys(keys) => {
-            for k in &keys {
-                if let Some(l1) = &sh.l1 {
-                    l1.remove(k).await;
-                }
-                bus.wake(k);
-            }
-        }
-        BusEvent::Released(keys) => {
-            for k in &keys {
-                bus.wake(k);
-            }
-        }
-        BusEvent::Tags(tags) => {
-            for (t, v) in &tags {
-                sh.versions.set_tag(t, *v);
-            }
-        }
-        BusEvent::Generation(g) => {
-            if sh.versions.generation() != Some(g) {
-                sh.versions.set_generation(g);
-                if let Some(l1) = &sh.l1 {
-                    l1.clear();
-                }
-            }
-        }
-        BusEvent::TagsCreated(tags) => {
-            for (t, v) in &tags {
-                sh.versions.set_tag_if_absent(t, *v);
-            }
-        }
-        BusEvent::GenerationCreated(g) => sh.versions.set_generation_if_absent(g),
+    let woken = match &msg.event {
+        BusEvent::Keys(keys) | BusEvent::Released(keys) => keys.clone(),
+        _ => Vec::new(),
+    };
+    owner.apply(msg.event).await;
+    for k in &woken {
+        bus.wake(k);
     }
+    // Counted once applied (tests wait on it).
+    Metrics::inc(&bus.metrics.bus_received);
 }
 
 #[cfg(test)]

@@ -45,6 +45,18 @@ use bytes::{BufMut, Bytes, BytesMut};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// Envelope tag name under which an entry records the namespace
+/// generation. User tags cannot start with NUL.
+pub const GENERATION_TAG: &str = "\0gen";
+
+/// Envelope tag name marking an L1-only copy written while Redis could not
+/// be reached. Its value is the recovery count it was written under plus
+/// one: the copy is usable until Redis answers again (the circuit breaker
+/// counts a recovery), then gone, so a write Redis never saw cannot outlive
+/// an invalidation the instance did not hear about. Such copies never
+/// reach Redis or the wire.
+pub(crate) const LOCAL_TAG: &str = "\0local";
+
 /// First byte of every envelope.
 pub const MAGIC: u8 = 0xC5;
 /// Current format version.
@@ -214,11 +226,7 @@ impl Codec {
     pub fn encode(&self, entry: &Entry) -> Bytes {
         // Tagged integers keep the envelope: the bare form has nowhere to
         // record tag versions (so they cannot be incremented either).
-        let tagged = entry
-            .meta
-            .tags
-            .iter()
-            .any(|(n, _)| n != crate::versions::GENERATION_TAG);
+        let tagged = entry.meta.tags.iter().any(|(n, _)| n != GENERATION_TAG);
         if entry.meta.format == Format::INT && !tagged {
             return entry.payload.clone();
         }
@@ -302,7 +310,7 @@ impl Codec {
             let name = std::str::from_utf8(r.take(len)?).map_err(|_| DecodeError::BadTag)?;
             // NUL-prefixed names are reserved; only the generation is ever
             // written to Redis.
-            if name.starts_with('\0') && name != crate::versions::GENERATION_TAG {
+            if name.starts_with('\0') && name != GENERATION_TAG {
                 return Err(DecodeError::BadTag);
             }
             tags.push((name.to_owned(), r.u64()?));
@@ -506,10 +514,7 @@ mod tests {
         reserved.meta.tags.push(("\0local".into(), 1));
         assert_eq!(c.decode(&c.encode(&reserved)), Err(DecodeError::BadTag));
         let mut generation = entry(b"{}");
-        generation
-            .meta
-            .tags
-            .push((crate::versions::GENERATION_TAG.into(), 9));
+        generation.meta.tags.push((GENERATION_TAG.into(), 9));
         assert!(c.decode(&c.encode(&generation)).is_ok());
     }
 

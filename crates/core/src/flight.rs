@@ -22,10 +22,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::cache::Shared;
 use crate::envelope::Entry;
 use crate::error::Error;
-use crate::metrics::Metrics;
 use crate::runtime::fork_generation;
 
 /// Why a flight offers a stale value.
@@ -89,8 +87,8 @@ pub(crate) enum Joined {
     Waiter(watch::Receiver<FlightState>),
 }
 
-pub(crate) fn join(shared: &Arc<Shared>, key: &str) -> Joined {
-    let mut f = shared.flights.lock().unwrap_or_else(|e| e.into_inner());
+pub(crate) fn join(flights: &Arc<FlightMap>, key: &str) -> Joined {
+    let mut f = flights.lock().unwrap_or_else(|e| e.into_inner());
     let generation = fork_generation();
     if f.generation != generation {
         // The parent's flights (a forked child): leaked, not dropped, so no
@@ -107,7 +105,7 @@ pub(crate) fn join(shared: &Arc<Shared>, key: &str) -> Joined {
     let flight = Arc::new(Flight { tx });
     f.map.insert(key.clone(), flight.clone());
     Joined::Leader(FlightGuard {
-        shared: shared.clone(),
+        flights: flights.clone(),
         key,
         flight,
         resolved: false,
@@ -116,8 +114,8 @@ pub(crate) fn join(shared: &Arc<Shared>, key: &str) -> Joined {
 }
 
 /// Lead `key` only if no flight for it exists (never waits).
-pub(crate) fn try_lead(shared: &Arc<Shared>, key: &str) -> Option<FlightGuard> {
-    match join(shared, key) {
+pub(crate) fn try_lead(flights: &Arc<FlightMap>, key: &str) -> Option<FlightGuard> {
+    match join(flights, key) {
         Joined::Leader(g) => Some(g),
         Joined::Waiter(_) => None,
     }
@@ -125,10 +123,10 @@ pub(crate) fn try_lead(shared: &Arc<Shared>, key: &str) -> Option<FlightGuard> {
 
 /// A flight of one that no other caller can join: the caller loads on its
 /// own (after its wait for someone else's load timed out).
-pub(crate) fn detached(shared: &Arc<Shared>, key: &str) -> FlightGuard {
+pub(crate) fn detached(flights: &Arc<FlightMap>, key: &str) -> FlightGuard {
     let (tx, _) = watch::channel(FlightState::Pending);
     FlightGuard {
-        shared: shared.clone(),
+        flights: flights.clone(),
         key: Arc::from(key),
         flight: Arc::new(Flight { tx }),
         resolved: false,
@@ -138,7 +136,7 @@ pub(crate) fn detached(shared: &Arc<Shared>, key: &str) -> FlightGuard {
 
 /// Leadership of one flight. Dropping it unresolved releases the waiters.
 pub(crate) struct FlightGuard {
-    pub(crate) shared: Arc<Shared>,
+    flights: Arc<FlightMap>,
     pub(crate) key: Arc<str>,
     flight: Arc<Flight>,
     resolved: bool,
@@ -147,11 +145,7 @@ pub(crate) struct FlightGuard {
 
 impl FlightGuard {
     fn unregister(&self) {
-        let mut f = self
-            .shared
-            .flights
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut f = self.flights.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(cur) = f.map.get(&self.key)
             && Arc::ptr_eq(cur, &self.flight)
         {
@@ -167,6 +161,11 @@ impl FlightGuard {
         self.resolved = true;
         self.unregister();
         self.flight.tx.send_replace(state);
+    }
+
+    /// Whether the flight has its outcome.
+    pub(crate) fn is_resolved(&self) -> bool {
+        self.resolved
     }
 
     /// The leader now holds a lease: waiters restart their wait clock.
@@ -203,7 +202,7 @@ impl Drop for FlightGuard {
     fn drop(&mut self) {
         if !self.resolved {
             if self.leased {
-                Metrics::inc(&self.shared.metrics.leases_dropped);
+                // Counted by the lease (`leases_dropped`).
                 self.resolve(FlightState::Failed(Error::LeaseDropped));
             } else {
                 self.resolve(FlightState::Retry);
@@ -213,3 +212,101 @@ impl Drop for FlightGuard {
 }
 
 pub(crate) type FlightMap = Mutex<Flights>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map() -> Arc<FlightMap> {
+        Arc::new(Mutex::new(Flights::default()))
+    }
+
+    fn entry(v: &'static [u8]) -> Arc<Entry> {
+        Arc::new(Entry {
+            meta: crate::envelope::Meta {
+                format: crate::envelope::Format::RAW,
+                created_at_ms: 0,
+                fresh_until_ms: 0,
+                stale_until_ms: 0,
+                load_us: 0,
+                tags: Vec::new(),
+            },
+            payload: bytes::Bytes::from_static(v),
+            memo: Default::default(),
+        })
+    }
+
+    #[test]
+    fn the_first_caller_leads_and_the_next_waits() {
+        let m = map();
+        let Joined::Leader(mut g) = join(&m, "k") else {
+            panic!("first caller leads");
+        };
+        let Joined::Waiter(rx) = join(&m, "k") else {
+            panic!("second caller waits");
+        };
+        assert!(try_lead(&m, "k").is_none(), "no second leader");
+        assert!(try_lead(&m, "other").is_some(), "flights are per key");
+        g.resolve(FlightState::Value(entry(b"v")));
+        assert!(matches!(&*rx.borrow(), FlightState::Value(e) if &e.payload[..] == b"v"));
+        // Resolved flights leave the map: the next caller leads again.
+        assert!(try_lead(&m, "k").is_some());
+    }
+
+    #[test]
+    fn a_guard_dropped_unresolved_releases_its_waiters() {
+        let m = map();
+        let Joined::Leader(g) = join(&m, "k") else {
+            panic!()
+        };
+        let Joined::Waiter(rx) = join(&m, "k") else {
+            panic!()
+        };
+        drop(g);
+        assert!(
+            matches!(&*rx.borrow(), FlightState::Retry),
+            "no lease yet: retry"
+        );
+
+        let Joined::Leader(mut g) = join(&m, "k") else {
+            panic!()
+        };
+        let Joined::Waiter(rx) = join(&m, "k") else {
+            panic!()
+        };
+        g.loading();
+        assert!(matches!(&*rx.borrow(), FlightState::Loading));
+        drop(g);
+        assert!(
+            matches!(&*rx.borrow(), FlightState::Failed(Error::LeaseDropped)),
+            "a lease dropped unused fails its waiters"
+        );
+    }
+
+    #[test]
+    fn a_detached_flight_is_not_joinable() {
+        let m = map();
+        let _solo = detached(&m, "k");
+        assert!(matches!(join(&m, "k"), Joined::Leader(_)));
+    }
+
+    #[test]
+    fn a_late_stale_offer_does_not_replace_the_outcome() {
+        let m = map();
+        let Joined::Leader(mut g) = join(&m, "k") else {
+            panic!()
+        };
+        let Joined::Waiter(rx) = join(&m, "k") else {
+            panic!()
+        };
+        let flight = g.flight();
+        flight.offer_stale(entry(b"old"), StaleKind::FailSafe);
+        assert!(matches!(
+            &*rx.borrow(),
+            FlightState::Stale(_, StaleKind::FailSafe)
+        ));
+        g.resolve(FlightState::Value(entry(b"new")));
+        flight.offer_stale(entry(b"old"), StaleKind::FailSafe);
+        assert!(matches!(&*rx.borrow(), FlightState::Value(e) if &e.payload[..] == b"new"));
+    }
+}

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::cache::Shared;
-use crate::envelope::{Entry, Format};
+use crate::engine::{Shared, Wrote};
+use crate::envelope::Entry;
 use crate::error::{Error, LoaderError, Result};
 use crate::flight::{Flight, FlightGuard, FlightState, StaleKind};
 use crate::key::RedisKeys;
@@ -248,6 +248,7 @@ impl LoadClock {
 /// gets that outcome. Dropping the lease unused releases them with
 /// [`Error::LeaseDropped`] (and the fleet lease in Redis).
 pub struct Lease {
+    shared: Arc<Shared>,
     guard: FlightGuard,
     rkeys: Option<RedisKeys>,
     /// Tombstone token seen before the load started; `None` when L2 is
@@ -272,6 +273,7 @@ impl std::fmt::Debug for Lease {
 
 impl Lease {
     pub(crate) fn new(
+        shared: Arc<Shared>,
         mut guard: FlightGuard,
         rkeys: Option<RedisKeys>,
         fence: Option<Vec<u8>>,
@@ -280,8 +282,9 @@ impl Lease {
         terms: Terms,
     ) -> Self {
         guard.loading();
-        Metrics::inc(&guard.shared.metrics.leads);
+        Metrics::inc(&shared.metrics.leads);
         Lease {
+            shared,
             guard,
             rkeys,
             fence,
@@ -318,7 +321,7 @@ impl Lease {
     /// The deadlines of this load (see [`LoadClock`]).
     pub fn clock(&self) -> LoadClock {
         LoadClock {
-            shared: self.guard.shared.clone(),
+            shared: self.shared.clone(),
             flight: self.guard.flight(),
             fallback: self.terms.fallback(),
             soft: self.terms.soft_timeout,
@@ -406,7 +409,7 @@ impl Lease {
         payload: Bytes,
         opts: &WriteOptions,
     ) -> Result<Arc<Entry>> {
-        Metrics::inc(&self.guard.shared.metrics.not_cached);
+        Metrics::inc(&self.shared.metrics.not_cached);
         self.finish(payload, opts, false).await
     }
 
@@ -416,7 +419,7 @@ impl Lease {
         opts: &WriteOptions,
         store: bool,
     ) -> Result<Arc<Entry>> {
-        let shared = self.guard.shared.clone();
+        let shared = self.shared.clone();
         let mut opts = opts.clone();
         if opts.load_duration.is_none() {
             opts.load_duration = Some(self.started.elapsed());
@@ -452,15 +455,19 @@ impl Lease {
     /// Write `entry` to L2 (fenced, releasing the fleet lease and telling
     /// the fleet) and to L1.
     async fn store(&mut self, entry: &Arc<Entry>) {
-        let shared = self.guard.shared.clone();
+        let shared = self.shared.clone();
         let m = &shared.metrics;
         let fleet = self.fleet.take();
-        let mut refused = false;
-        let mut released = false;
-        // With Redis configured, a value Redis did not take (it could not be
-        // reached now, or when the load began) is kept as an L1-only copy.
+        // Without Redis the value is simply stored; with Redis, a value
+        // Redis did not take (it could not be reached now, or when the
+        // load began: no fence) is kept as an L1-only copy.
         let mark = shared.versions.local_mark();
-        let mut local = shared.l2.is_some();
+        let mut wrote = if shared.l2.is_some() {
+            Wrote::Unreachable
+        } else {
+            Wrote::Stored
+        };
+        let mut released = false;
         if let (Some(l2), Some(bus), Some(rk), Some(fence)) =
             (&shared.l2, &shared.bus, &self.rkeys, &self.fence)
         {
@@ -474,40 +481,32 @@ impl Lease {
                 msg: &msg,
                 refused_msg: &refused_msg,
             };
-            match l2
+            let r = l2
                 .complete(rk, &bytes, shared.px_for(entry), fence, &notice)
-                .await
-            {
+                .await;
+            wrote = match r {
                 Ok(true) => {
-                    local = false;
                     Metrics::inc(&m.writes);
+                    Wrote::Stored
                 }
                 Ok(false) => {
-                    refused = true;
                     Metrics::inc(&m.late_writes_refused);
+                    Wrote::Refused
                 }
                 Err(e) => {
-                    local = crate::l2::unreachable(&e);
                     Metrics::inc(&m.l2_errors);
+                    Wrote::of::<()>(&Err(e))
                 }
-            }
+            };
             released = true;
         }
         if !released {
             self.fleet = fleet;
             self.release_fleet();
         }
-        if !refused
-            && let Some(l1) = &shared.l1
-            && (shared.l2.is_none() || entry.meta.format != Format::INT)
-        {
-            let entry = if local {
-                shared.local_copy(entry, mark)
-            } else {
-                entry.clone()
-            };
-            l1.fill(&self.guard.key, entry, self.epoch).await;
-        }
+        shared
+            .after_l2_write(&self.guard.key, entry, wrote, mark, Some(self.epoch))
+            .await;
     }
 
     /// Release the fleet lease (if held) in the background, waking the
@@ -518,7 +517,7 @@ impl Lease {
         };
         if let Some(rk) = &self.rkeys {
             spawn_release(
-                &self.guard.shared,
+                &self.shared,
                 rk,
                 &self.guard.key,
                 std::mem::take(&mut fleet.token),
@@ -528,7 +527,7 @@ impl Lease {
 
     /// Give up: every waiter gets [`Error::Loader`] with `error`.
     pub fn abandon(mut self, error: LoaderError) {
-        Metrics::inc(&self.guard.shared.metrics.loader_errors);
+        Metrics::inc(&self.shared.metrics.loader_errors);
         self.release_fleet();
         self.guard
             .resolve(FlightState::Failed(Error::Loader(error)));
@@ -544,7 +543,7 @@ impl Lease {
             self.abandon(error);
             return Err(e);
         };
-        let shared = self.guard.shared.clone();
+        let shared = self.shared.clone();
         Metrics::inc(&shared.metrics.loader_errors);
         Metrics::inc(&shared.metrics.fail_safe_served);
         let now = crate::clock::now_ms();
@@ -555,7 +554,7 @@ impl Lease {
             .meta
             .tags
             .iter()
-            .filter(|(n, _)| n != crate::versions::GENERATION_TAG)
+            .filter(|(n, _)| n != crate::envelope::GENERATION_TAG)
             .map(|(n, _)| n.clone())
             .collect();
         if let Ok(tags) = shared.stamp(&names, &[]).await {
@@ -573,6 +572,10 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if !self.guard.is_resolved() {
+            // Unsettled: the guard releases the waiters with LeaseDropped.
+            Metrics::inc(&self.shared.metrics.leases_dropped);
+        }
         self.release_fleet();
     }
 }
@@ -583,3 +586,237 @@ const _: fn() = || {
     is_send_sync::<Lease>();
     is_send_sync::<LoadClock>();
 };
+
+/// Settlement and deadlines on the in-memory engine (a cache without
+/// Redis); the same rules against Redis and Cluster are exercised by
+/// `tests/load_outcomes.rs` and `tests/fleet.rs`.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Cache, Lookup};
+
+    fn cache() -> Cache {
+        Cache::builder()
+            .namespace(format!("lease-{:x}", rand::random::<u64>()))
+            .build()
+            .expect("cache")
+    }
+
+    async fn lead(c: &Cache, key: &str, p: &LookupPolicy) -> Lease {
+        match c.lookup(key, p).await.expect("lookup") {
+            Lookup::Lead(l) => l,
+            other => panic!("expected to lead, got {other:?}"),
+        }
+    }
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    #[derive(Debug)]
+    struct Boom;
+    impl std::fmt::Display for Boom {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("boom")
+        }
+    }
+    impl std::error::Error for Boom {}
+
+    /// A stale (within grace) value of `key`, as fail-safe's fallback.
+    async fn stale(c: &Cache, key: &str) {
+        let o = WriteOptions::default()
+            .with_grace(Duration::from_secs(60))
+            .with_tags(vec!["t".into()]);
+        c.set(key, b("old"), &o).await.expect("set");
+        c.invalidate_tags(&["t"]).await.expect("invalidate");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_gets_the_settled_value() {
+        let c = cache();
+        let p = LookupPolicy::default();
+        let lease = lead(&c, "k", &p).await;
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.lookup("k", &LookupPolicy::default()).await })
+        };
+        // The waiter is parked on the flight before the value lands.
+        while c.stats().await.coalesced_waits == 0 {
+            tokio::task::yield_now().await;
+        }
+        let s = lease
+            .settle(LoadOutcome::Value(b("v")), &WriteOptions::default())
+            .await
+            .expect("settle");
+        assert!(matches!(s, Settled::Loaded(ref e) if &e.payload[..] == b"v"));
+        match waiter.await.expect("join").expect("lookup") {
+            Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"v"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.stats().await.leads, 1);
+    }
+
+    #[tokio::test]
+    async fn nothing_follows_none_ttl_and_uncached_is_not_stored() {
+        let c = cache();
+        let zero = LookupPolicy::default().none_ttl(Duration::ZERO);
+        let lease = lead(&c, "n", &zero).await;
+        lease
+            .settle(LoadOutcome::Nothing(Bytes::new()), &WriteOptions::default())
+            .await
+            .expect("settle");
+        assert!(
+            c.get("n").await.expect("get").is_none(),
+            "none_ttl 0: not stored"
+        );
+
+        let lease = lead(&c, "n", &LookupPolicy::default()).await;
+        lease
+            .settle(LoadOutcome::Nothing(Bytes::new()), &WriteOptions::default())
+            .await
+            .expect("settle");
+        assert!(
+            c.get("n").await.expect("get").is_some(),
+            "no none_ttl: stored"
+        );
+
+        let lease = lead(&c, "u", &LookupPolicy::default()).await;
+        lease
+            .settle(LoadOutcome::Uncached(b("x")), &WriteOptions::default())
+            .await
+            .expect("settle");
+        assert!(c.get("u").await.expect("get").is_none());
+        assert_eq!(c.stats().await.not_cached, 2);
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_the_loaders_error_unless_fail_safe_has_a_stale_value() {
+        let c = cache();
+        let lease = lead(&c, "k", &LookupPolicy::default()).await;
+        let r = lease
+            .settle(
+                LoadOutcome::Failed(Arc::new(Boom)),
+                &WriteOptions::default(),
+            )
+            .await;
+        assert!(matches!(r, Err(Error::Loader(e)) if e.to_string() == "boom"));
+
+        stale(&c, "k").await;
+        let fs = LookupPolicy::default()
+            .fail_safe(true)
+            .fail_safe_throttle(Duration::from_secs(60));
+        let lease = lead(&c, "k", &fs).await;
+        let r = lease
+            .settle(
+                LoadOutcome::Failed(Arc::new(Boom)),
+                &WriteOptions::default(),
+            )
+            .await
+            .expect("fail-safe");
+        let Settled::Stale(e) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(&e.payload[..], b"old");
+        // Kept fresh for the throttle period: nobody reloads meanwhile.
+        let now = crate::clock::now_ms();
+        assert!(e.meta.fresh_until_ms >= now + 59_000, "{:?}", e.meta);
+        assert!(matches!(
+            c.lookup("k", &fs).await.expect("lookup"),
+            Lookup::Fresh(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_lease_fails_its_waiters_and_is_counted() {
+        let c = cache();
+        let lease = lead(&c, "k", &LookupPolicy::default()).await;
+        drop(lease);
+        assert_eq!(c.stats().await.leases_dropped, 1);
+        // The flight is gone: the next caller leads.
+        let lease = lead(&c, "k", &LookupPolicy::default()).await;
+        lease
+            .settle(LoadOutcome::Value(b("v")), &WriteOptions::default())
+            .await
+            .expect("settle");
+        assert_eq!(
+            c.stats().await.leases_dropped,
+            1,
+            "a settled lease is not counted"
+        );
+    }
+
+    #[tokio::test]
+    async fn deadlines_soft_only_with_a_stale_value_then_hard() {
+        let c = cache();
+        let both = LookupPolicy::default()
+            .fail_safe(true)
+            .soft_timeout(Duration::from_secs(10))
+            .hard_timeout(Duration::from_secs(20));
+        // No stale value: the soft deadline does not count.
+        let lease = lead(&c, "cold", &both).await;
+        let clock = lease.clock();
+        let d = clock.deadline(0).expect("hard");
+        assert!(d.hard && d.left <= Duration::from_secs(20));
+        assert!(clock.deadline(1).is_none());
+        assert!(matches!(clock.passed(true), Err(Error::LoaderTimeout(_))));
+        assert_eq!(clock.passed(false).expect("soft"), None);
+        drop(lease);
+
+        stale(&c, "k").await;
+        let lease = lead(&c, "k", &both).await;
+        let clock = lease.clock();
+        let (soft, hard) = (
+            clock.deadline(0).expect("soft"),
+            clock.deadline(1).expect("hard"),
+        );
+        assert!(!soft.hard && hard.hard && soft.left <= hard.left);
+        assert!(clock.deadline(2).is_none());
+        let served = clock.passed(false).expect("soft").expect("the stale value");
+        assert_eq!(&served.payload[..], b"old");
+        // The load goes on and lands; the clock outlives the lease.
+        lease
+            .settle(LoadOutcome::Value(b("new")), &WriteOptions::default())
+            .await
+            .expect("settle");
+        assert!(clock.passed(true).expect("hard").is_some());
+        assert_eq!(
+            &c.get("k").await.expect("get").expect("hit").payload[..],
+            b"new"
+        );
+        let s = c.stats().await;
+        assert_eq!((s.soft_timeouts, s.hard_timeouts), (2, 2));
+
+        let none = LookupPolicy::default();
+        let lease = lead(&c, "plain", &none).await;
+        assert!(!lease.clock().is_timed());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_answers_at_the_hard_deadline_and_the_load_still_lands() {
+        let c = cache();
+        let hard = LookupPolicy::default().hard_timeout(Duration::from_millis(30));
+        let lease = lead(&c, "k", &hard).await;
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let load = {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                LoadOutcome::Value(b("late"))
+            }
+        };
+        let r = lease.run(load, WriteOptions::default()).await;
+        assert!(matches!(r, Err(Error::LoaderTimeout(_))), "{r:?}");
+        gate.notify_one();
+        // A caller without deadlines joins the flight and gets the value.
+        match c
+            .lookup("k", &LookupPolicy::default())
+            .await
+            .expect("lookup")
+        {
+            Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"late"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -27,19 +27,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::envelope::Entry;
-
-/// Envelope tag name under which an entry records the namespace
-/// generation. User tags cannot start with NUL.
-pub const GENERATION_TAG: &str = "\0gen";
-
-/// Envelope tag name marking an L1-only copy written while Redis could not
-/// be reached. Its value is the recovery count it was written under plus
-/// one: the copy is usable until Redis answers again (the circuit breaker
-/// counts a recovery), then gone, so a write Redis never saw cannot outlive
-/// an invalidation the instance did not hear about. Such copies never
-/// reach Redis or the wire.
-pub(crate) const LOCAL_TAG: &str = "\0local";
+use crate::envelope::{Entry, GENERATION_TAG, LOCAL_TAG};
 
 /// Bound on cached tag versions per namespace; past it the cache starts
 /// over (versions are re-read from Redis on demand).

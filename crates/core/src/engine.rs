@@ -1,0 +1,600 @@
+//! The engine: the state every handle on one (Redis location, namespace)
+//! shares ([`Shared`]: L1, L2, bus, versions, flights, metrics, codec),
+//! and the rules every operation applies through it: how an entry is built
+//! and stamped with versions, whether an entry may be served (judged
+//! against the current tag and generation versions and the handle's
+//! formats), and what L1 keeps after an L2 write.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::bus::{Bus, BusEvent, Listener};
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::envelope::{Codec, Entry, Format, Meta};
+use crate::envelope::{GENERATION_TAG, LOCAL_TAG};
+use crate::error::{Error, Result};
+use crate::flight::FlightMap;
+use crate::key::{RedisKeys, generation_key, redis_keys, tag_key, validate_tag};
+use crate::l1::L1;
+use crate::l2::{L2, Publish};
+use crate::memo::MemoBudget;
+use crate::metrics::Metrics;
+use crate::options::{Ttl, WriteOptions};
+use crate::versions::{Validity, Versions, new_version};
+
+/// State shared by every handle on the same (Redis location, namespace):
+/// one L1, one set of flights, one metrics set, one L2 client.
+pub(crate) struct Shared {
+    pub(crate) namespace: String,
+    pub(crate) l1: Option<L1>,
+    pub(crate) memo: MemoBudget,
+    pub(crate) l2: Option<L2>,
+    pub(crate) bus: Option<Bus>,
+    pub(crate) versions: Versions,
+    /// False while the bus subscription is interrupted: L1 copies may have
+    /// missed invalidations, so L1 is not served until it is back.
+    pub(crate) l1_trusted: AtomicBool,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) fleet_lease: bool,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) flights: Arc<FlightMap>,
+    pub(crate) codec: Codec,
+    pub(crate) default_ttl: Option<Duration>,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) tombstone_ttl: Duration,
+    pub(crate) ttl_jitter: f64,
+}
+
+/// What an L2 write did, for the L1 write after it
+/// ([`Shared::after_l2_write`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Wrote {
+    /// Redis took it, or there is no Redis.
+    Stored,
+    /// Redis refused it (a delete since the load began).
+    Refused,
+    /// Redis could not be reached (or did not answer in time).
+    Unreachable,
+    /// Redis answered with an error.
+    Failed,
+}
+
+impl Wrote {
+    /// The outcome of an L2 write that returned `r`.
+    pub(crate) fn of<T>(r: &Result<T>) -> Wrote {
+        match r {
+            Ok(_) => Wrote::Stored,
+            Err(e) if crate::l2::unreachable(e) => Wrote::Unreachable,
+            Err(_) => Wrote::Failed,
+        }
+    }
+}
+
+/// The formats a handle reads (see `Config::accepted_formats`): bit `f`
+/// set for format `f`; `None`: every format. A property of the handle, not
+/// of the L1 it shares: handles with different serializers share entries.
+pub(crate) type Accepted = Option<[u64; 4]>;
+
+pub(crate) fn accepted_of(formats: Option<&Vec<u8>>) -> Accepted {
+    formats.map(|fs| {
+        let mut bits = [0u64; 4];
+        for &f in fs {
+            bits[usize::from(f / 64)] |= 1 << (f % 64);
+        }
+        bits
+    })
+}
+
+/// Whether a handle accepting `acc` can read `e`'s format.
+pub(crate) fn readable(acc: Accepted, e: &Entry) -> bool {
+    let f = e.meta.format.0;
+    acc.is_none_or(|bits| bits[usize::from(f / 64)] & (1 << (f % 64)) != 0)
+}
+
+pub(crate) type Registry = Mutex<HashMap<String, Weak<Shared>>>;
+
+pub(crate) fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: &Config) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let versions = Versions::default();
+        Shared {
+            namespace: cfg.namespace.clone(),
+            l1: cfg.l1_enabled.then(|| {
+                L1::new(
+                    cfg.l1_max_bytes.saturating_sub(cfg.l1_memo_bytes),
+                    metrics.clone(),
+                )
+            }),
+            memo: MemoBudget::new(if cfg.l1_enabled { cfg.l1_memo_bytes } else { 0 }),
+            l2: cfg.redis.clone().map(|loc| {
+                let breaker = crate::l2::Breaker::new(
+                    cfg.breaker_threshold,
+                    cfg.breaker_cooldown,
+                    versions.recoveries(),
+                    metrics.clone(),
+                );
+                L2::new(loc, cfg.connect_timeout, cfg.op_timeout, breaker)
+            }),
+            bus: cfg
+                .redis
+                .clone()
+                .map(|loc| Bus::new(&cfg.namespace, loc, cfg.connect_timeout, metrics.clone())),
+            versions,
+            l1_trusted: AtomicBool::new(true),
+            lease_ttl: cfg.lease_ttl,
+            fleet_lease: cfg.fleet_lease,
+            metrics,
+            flights: Default::default(),
+            codec: Codec::new(
+                cfg.compress_threshold,
+                cfg.zstd_level,
+                cfg.max_value_bytes,
+                cfg.signing_key.as_deref(),
+            ),
+            default_ttl: cfg.default_ttl,
+            max_value_bytes: cfg.max_value_bytes,
+            tombstone_ttl: cfg.tombstone_ttl,
+            ttl_jitter: cfg.ttl_jitter,
+        }
+    }
+
+    pub(crate) fn rkeys(&self, key: &str) -> RedisKeys {
+        redis_keys(&self.namespace, key)
+    }
+
+    /// Build a trusted entry for `payload` written now, recording `tags`
+    /// (from [`Shared::stamp`]).
+    pub(crate) fn build_entry(
+        &self,
+        payload: Bytes,
+        opts: &WriteOptions,
+        tags: Vec<(String, u64)>,
+    ) -> Result<Entry> {
+        if payload.len() > self.max_value_bytes {
+            return Err(Error::ValueTooLarge {
+                size: payload.len(),
+                max: self.max_value_bytes,
+            });
+        }
+        if opts.format == Format::INT {
+            let digits = std::str::from_utf8(&payload)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok());
+            if digits.is_none_or(|n| n.to_string().as_bytes() != &payload[..]) {
+                return Err(Error::InvalidValue(
+                    "an INT payload must be a canonical signed 64-bit decimal".into(),
+                ));
+            }
+        }
+        let now = now_ms();
+        let ttl = match opts.ttl {
+            Ttl::Default => self.default_ttl,
+            Ttl::Never => None,
+            Ttl::After(d) => Some(d),
+        };
+        let (fresh_until_ms, stale_until_ms) = match ttl {
+            None => (0, 0),
+            Some(d) if d.is_zero() => (now, now),
+            Some(d) => {
+                let mut ttl_ms = d.as_millis().clamp(1, u64::MAX as u128) as u64;
+                if self.ttl_jitter > 0.0 {
+                    let cut = (ttl_ms as f64 * self.ttl_jitter * rand::random::<f64>()) as u64;
+                    ttl_ms = ttl_ms.saturating_sub(cut).max(1);
+                }
+                let fresh = now.saturating_add(ttl_ms);
+                (fresh, fresh.saturating_add(opts.grace.as_millis() as u64))
+            }
+        };
+        Ok(Entry {
+            meta: Meta {
+                format: opts.format,
+                created_at_ms: now,
+                fresh_until_ms,
+                stale_until_ms,
+                load_us: opts
+                    .load_duration
+                    .map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX)),
+                tags,
+            },
+            payload,
+            memo: Default::default(),
+        })
+    }
+
+    /// Redis `PX` for an entry: time until `stale_until`, `None` = forever.
+    pub(crate) fn px_for(&self, e: &Entry) -> Option<u64> {
+        match e.meta.stale_until_ms {
+            0 => None,
+            t => Some(t.saturating_sub(now_ms()).max(1)),
+        }
+    }
+
+    /// What L1 holds after an L2 write of `entry` under `key`: the one
+    /// rule of every write path (`set`, `set_many`, `add`, a lease's
+    /// fill, fail-safe's kept value). `epoch` is a load's (its fill loses
+    /// to any authoritative write since the load began); `None` for an
+    /// authoritative write, which also removes what it does not keep.
+    pub(crate) async fn after_l2_write(
+        &self,
+        key: &str,
+        entry: &Arc<Entry>,
+        wrote: Wrote,
+        mark: u64,
+        epoch: Option<u64>,
+    ) {
+        let Some(l1) = &self.l1 else { return };
+        let keep = match wrote {
+            // A delete fenced the load: its value is not the key's.
+            Wrote::Refused => return,
+            _ if !self.l1_may_hold(entry) => None,
+            Wrote::Stored => Some(entry.clone()),
+            // Redis is away: this process keeps the write until Redis
+            // answers again (it is not replayed).
+            Wrote::Unreachable => Some(self.local_copy(entry, mark)),
+            // L1 must not keep what the fleet does not agree on.
+            Wrote::Failed => None,
+        };
+        let k: Arc<str> = Arc::from(key);
+        match (keep, epoch) {
+            (Some(e), Some(epoch)) => l1.fill(&k, e, epoch).await,
+            (Some(e), None) => l1.put(&k, e).await,
+            (None, Some(_)) => {}
+            (None, None) => {
+                l1.remove(key).await;
+            }
+        }
+    }
+
+    /// Whether an entry read from or written to L2 may live in L1: counters
+    /// are changed in place by other processes, so with L2 they stay out.
+    pub(crate) fn l1_may_hold(&self, e: &Entry) -> bool {
+        self.l2.is_none() || e.meta.format != Format::INT
+    }
+
+    pub(crate) fn decode(&self, bytes: &[u8]) -> Option<Entry> {
+        self.decode_counted(bytes, true)
+    }
+
+    /// `decode`; `count` false for bytes whose decoding was counted already.
+    pub(crate) fn decode_counted(&self, bytes: &[u8], count: bool) -> Option<Entry> {
+        match self.codec.decode(bytes) {
+            Ok(e) => Some(e),
+            Err(err) => {
+                if count {
+                    Metrics::inc(&self.metrics.decode_errors);
+                }
+                tracing::debug!(namespace = %self.namespace, error = %err, "undecodable entry in Redis treated as a miss");
+                None
+            }
+        }
+    }
+
+    /// Decode an L2 value and keep it only if fresh and current.
+    pub(crate) async fn fresh(&self, bytes: Option<Vec<u8>>, acc: Accepted) -> Option<Arc<Entry>> {
+        let e = Arc::new(bytes.and_then(|b| self.decode(&b))?);
+        match self.judge(e, acc).await {
+            Judged::Fresh(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Decode an L2 value and keep it if servable as a stale value.
+    pub(crate) async fn stale(&self, bytes: Option<Vec<u8>>, acc: Accepted) -> Option<Arc<Entry>> {
+        let e = Arc::new(bytes.and_then(|b| self.decode(&b))?);
+        match self.judge(e, acc).await {
+            Judged::Stale(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The namespace generation, read from (or created in) Redis when not
+    /// known here; 0 when Redis cannot tell (entries recorded with 0 are
+    /// never current).
+    pub(crate) async fn generation(&self) -> u64 {
+        let known = self.versions.generation();
+        if let Some(g) = known
+            && self.l1_trusted.load(Ordering::Acquire)
+        {
+            return g;
+        }
+        let (Some(l2), Some(bus)) = (&self.l2, &self.bus) else {
+            return known.unwrap_or(0);
+        };
+        // While the bus is interrupted the known generation is not trusted
+        // as it is: Redis may have come back without it (a restart without
+        // persistence), and a write recording it before the bus reconnects
+        // would be a miss for every process that created another meanwhile.
+        // So it is made sure of (created if absent) like an unknown one.
+        let candidate = known.unwrap_or_else(|| self.versions.generation_candidate());
+        let msg = bus.generation_created_message(candidate);
+        let publish = Publish {
+            channel: &bus.channel,
+            msg: &msg,
+        };
+        match l2
+            .ensure_version(&generation_key(&self.namespace), candidate, &publish)
+            .await
+        {
+            Ok(g) if g != 0 && known.is_some() => {
+                // Redis's own (another process cleared meanwhile) wins.
+                self.versions.set_generation(g);
+                g
+            }
+            Ok(g) if g != 0 => {
+                self.versions.set_generation_if_absent(g);
+                self.versions.generation().unwrap_or(g)
+            }
+            Ok(_) => known.unwrap_or(0),
+            Err(_) => {
+                Metrics::inc(&self.metrics.l2_errors);
+                known.unwrap_or(0)
+            }
+        }
+    }
+
+    /// A tag's current version, read from (or created in) Redis when not
+    /// known here; 0 when Redis cannot tell.
+    pub(crate) async fn tag_version(&self, t: &str) -> u64 {
+        if let Some(v) = self.versions.tag(t) {
+            return v;
+        }
+        let (Some(l2), Some(bus)) = (&self.l2, &self.bus) else {
+            let v = new_version();
+            self.versions.set_tag(t, v);
+            return v;
+        };
+        let candidate = new_version();
+        let msg = bus.tag_created_message(t, candidate);
+        let publish = Publish {
+            channel: &bus.channel,
+            msg: &msg,
+        };
+        match l2
+            .ensure_version(&tag_key(&self.namespace, t), candidate, &publish)
+            .await
+        {
+            Ok(v) if v != 0 => {
+                // A bump that arrived meanwhile is newer than what we read.
+                self.versions.set_tag_if_absent(t, v);
+                self.versions.tag(t).unwrap_or(v)
+            }
+            Ok(_) => 0,
+            Err(_) => {
+                Metrics::inc(&self.metrics.l2_errors);
+                0
+            }
+        }
+    }
+
+    /// The versions an entry with `tags` records: each tag's (from
+    /// `snapshot`, taken when a load started, else current) and, with
+    /// Redis, the namespace generation.
+    pub(crate) async fn stamp(
+        &self,
+        tags: &[String],
+        snapshot: &[(String, u64)],
+    ) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::with_capacity(tags.len() + 1);
+        for t in tags {
+            validate_tag(t)?;
+            if out.iter().any(|(n, _)| n == t) {
+                continue;
+            }
+            let v = match snapshot.iter().find(|(n, _)| n == t) {
+                Some((_, v)) => *v,
+                None => self.tag_version(t).await,
+            };
+            out.push((t.clone(), v));
+        }
+        if self.l2.is_some() {
+            let g = match snapshot.iter().find(|(n, _)| n == GENERATION_TAG) {
+                Some((_, v)) => *v,
+                None => self.generation().await,
+            };
+            out.push((GENERATION_TAG.to_owned(), g));
+        }
+        Ok(out)
+    }
+
+    /// Judge `e` by the current versions, resolving any not known here.
+    pub(crate) async fn validity(&self, e: &Entry) -> Validity {
+        let v = self.versions.check(e);
+        if v != Validity::Unknown {
+            return v;
+        }
+        for (name, _) in &e.meta.tags {
+            if name == LOCAL_TAG {
+                continue;
+            }
+            if name == GENERATION_TAG {
+                self.generation().await;
+            } else if self.versions.tag(name).is_none() {
+                self.tag_version(name).await;
+            }
+        }
+        match self.versions.check(e) {
+            // Versions Redis cannot tell right now: do not serve it.
+            Validity::Unknown => Validity::Gone,
+            v => v,
+        }
+    }
+
+    /// Whether `e` is fresh, stale (past its TTL or tag-invalidated, within
+    /// its grace) or unusable.
+    pub(crate) async fn judge(&self, e: Arc<Entry>, acc: Accepted) -> Judged {
+        self.judge_counted(e, true, acc).await
+    }
+
+    /// `judge`; `count` false for an entry whose judging was counted already.
+    pub(crate) async fn judge_counted(&self, e: Arc<Entry>, count: bool, acc: Accepted) -> Judged {
+        let now = now_ms();
+        if !e.meta.is_live(now) {
+            return Judged::Miss;
+        }
+        if !readable(acc, &e) {
+            // Another serializer's entry: a miss, so read-throughs load
+            // and overwrite it.
+            if count {
+                Metrics::inc(&self.metrics.format_refusals);
+            }
+            return Judged::Miss;
+        }
+        match self.validity(&e).await {
+            Validity::Current if e.meta.is_fresh(now) => Judged::Fresh(e),
+            Validity::Current => Judged::Stale(e),
+            Validity::TagStale => {
+                if count {
+                    Metrics::inc(&self.metrics.stale_by_tag);
+                }
+                Judged::Stale(e)
+            }
+            Validity::Gone | Validity::Unknown => {
+                if count {
+                    Metrics::inc(&self.metrics.stale_by_generation);
+                }
+                Judged::Miss
+            }
+        }
+    }
+
+    /// L1's copy of `key`, judged; `Miss` without L1 or while L1 is not
+    /// trusted.
+    pub(crate) async fn l1_judged(&self, key: &str, acc: Accepted) -> Judged {
+        let Some(l1) = &self.l1 else {
+            return Judged::Miss;
+        };
+        if !self.l1_trusted.load(Ordering::Acquire) {
+            Metrics::inc(&self.metrics.l1_distrusted);
+            return Judged::Miss;
+        }
+        match l1.get(key).await {
+            Some(e) => self.judge(e, acc).await,
+            None => Judged::Miss,
+        }
+    }
+
+    /// L1's copy of `key`, judged, read when Redis could not be reached
+    /// after L1 was skipped because the bus is interrupted: with neither,
+    /// L1 is all that is left, and whatever it holds is dropped when the bus
+    /// is back. `Miss` when L1 was trusted (it was consulted already).
+    pub(crate) async fn l1_fallback(&self, key: &str, acc: Accepted) -> Judged {
+        let Some(l1) = &self.l1 else {
+            return Judged::Miss;
+        };
+        if self.l1_trusted.load(Ordering::Acquire) {
+            return Judged::Miss;
+        }
+        let judged = match l1.get(key).await {
+            Some(e) => self.judge(e, acc).await,
+            None => Judged::Miss,
+        };
+        if let Judged::Fresh(_) = judged {
+            Metrics::inc(&self.metrics.l1_outage_hits);
+        }
+        judged
+    }
+
+    /// `e` as an L1-only copy of a write Redis could not take, marked with
+    /// `mark` (from [`Versions::local_mark`], read before the write was
+    /// tried): served from L1 until Redis answers again. The generation is
+    /// left out (it may not be readable now; the mark bounds the copy).
+    pub(crate) fn local_copy(&self, e: &Entry, mark: u64) -> Arc<Entry> {
+        Metrics::inc(&self.metrics.local_writes);
+        let mut tags: Vec<(String, u64)> = e
+            .meta
+            .tags
+            .iter()
+            .filter(|(n, _)| n != GENERATION_TAG)
+            .cloned()
+            .collect();
+        tags.push((LOCAL_TAG.to_owned(), mark));
+        Arc::new(Entry {
+            meta: Meta {
+                tags,
+                ..e.meta.clone()
+            },
+            payload: e.payload.clone(),
+            memo: Default::default(),
+        })
+    }
+
+    pub(crate) fn l2_err(&self, e: Error) -> Error {
+        Metrics::inc(&self.metrics.l2_errors);
+        e
+    }
+}
+/// An entry judged for serving.
+pub(crate) enum Judged {
+    Fresh(Arc<Entry>),
+    Stale(Arc<Entry>),
+    Miss,
+}
+
+/// The engine's side of the bus: the subscription's state decides when L1
+/// is trusted, and the fleet's events evict L1 copies and move versions.
+impl Listener for Shared {
+    fn bus(&self) -> Option<&Bus> {
+        self.bus.as_ref()
+    }
+
+    fn connected(&self) {
+        if !self.l1_trusted.load(Ordering::Acquire) {
+            // Back after an interruption: whatever L1 and the version
+            // cache hold may have missed invalidations. Start over, then
+            // trust L1 again.
+            if let Some(l1) = &self.l1 {
+                l1.clear();
+            }
+            self.versions.reset();
+            self.l1_trusted.store(true, Ordering::Release);
+        }
+    }
+
+    fn disconnected(&self) {
+        // Invalidations sent from now on would be missed: stop serving L1
+        // until the subscription is back.
+        self.l1_trusted.store(false, Ordering::Release);
+    }
+
+    async fn apply(&self, event: BusEvent) {
+        match event {
+            BusEvent::Keys(keys) => {
+                if let Some(l1) = &self.l1 {
+                    for k in &keys {
+                        l1.remove(k).await;
+                    }
+                }
+            }
+            BusEvent::Released(_) => {}
+            BusEvent::Tags(tags) => {
+                for (t, v) in &tags {
+                    self.versions.set_tag(t, *v);
+                }
+            }
+            BusEvent::Generation(g) => {
+                if self.versions.generation() != Some(g) {
+                    self.versions.set_generation(g);
+                    if let Some(l1) = &self.l1 {
+                        l1.clear();
+                    }
+                }
+            }
+            BusEvent::TagsCreated(tags) => {
+                for (t, v) in &tags {
+                    self.versions.set_tag_if_absent(t, *v);
+                }
+            }
+            BusEvent::GenerationCreated(g) => self.versions.set_generation_if_absent(g),
+        }
+    }
+}
