@@ -1,6 +1,8 @@
-"""``Cache(fail_open=True)``: Redis errors in plain operations are logged
-(rate-limited) and answered as a miss, or as a write that did not happen,
-instead of raised."""
+"""Fail-open: Redis errors in plain operations are logged (rate-limited)
+and answered as a miss, or as a write that did not happen, instead of
+raised; a read-through answers with its loader's value. ``Cache(fail_open=True)``
+and the Django backend's ``IGNORE_EXCEPTIONS`` (its default) are this one
+behaviour."""
 
 from __future__ import annotations
 
@@ -11,7 +13,16 @@ from typing import Any, Callable
 from ._logging import warn_l2
 from .exceptions import RedisError
 
-__all__ = ["install"]
+__all__ = ["answer", "install"]
+
+
+def answer(enabled: bool, op: str, e: RedisError, fallback: Any) -> Any:
+    """The answer of operation ``op`` that failed with ``e``: ``fallback``
+    (logged) when fail-open is ``enabled``, else ``e`` is raised."""
+    if not enabled:
+        raise e
+    warn_l2(op, f"{op} failed, answered as a miss (fail-open)", e)
+    return fallback
 
 
 def _fallback(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -25,7 +36,7 @@ def _fallback(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return _FAIL_OPEN[base]
 
 
-#: Plain operations that fail open with ``fail_open=True``, and their answer.
+#: Plain operations that fail open, and their answer.
 _FAIL_OPEN: dict[str, Any] = {
     "get": None,
     "get_many": {},
@@ -49,10 +60,7 @@ def _failing_open(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 return await fn(self, *args, **kwargs)
             except RedisError as e:
-                if not self._fail_open:
-                    raise
-                warn_l2(name, f"{name} failed, answered as a miss (fail_open)", e)
-                return _fallback(name, args, kwargs)
+                return answer(self._fail_open, name, e, _fallback(name, args, kwargs))
 
         return awrapper
 
@@ -61,10 +69,7 @@ def _failing_open(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(self, *args, **kwargs)
         except RedisError as e:
-            if not self._fail_open:
-                raise
-            warn_l2(name, f"{name} failed, answered as a miss (fail_open)", e)
-            return _fallback(name, args, kwargs)
+            return answer(self._fail_open, name, e, _fallback(name, args, kwargs))
 
     return wrapper
 

@@ -13,6 +13,6 @@ class StrataCacheConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks
 
-        from .django import check_caches
+        from .django.checks import check_caches
 
         checks.register(check_caches, checks.Tags.caches)

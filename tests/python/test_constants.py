@@ -14,8 +14,8 @@ import re
 from typing import Any
 
 from stratacache import _native, client, django, serializers
-from stratacache._django_options import _native_kwargs, _policy
 from stratacache._loading import Policy
+from stratacache.django.options import cache_kwargs, policy
 from stratacache.exceptions import _BY_CODE, StrataCacheError
 
 V = json.loads((pathlib.Path(__file__).parents[1] / "vectors" / "constants.json").read_text())
@@ -92,8 +92,9 @@ def test_django_options_table_documents_the_core_defaults() -> None:
 
 
 def test_django_and_policy_leave_defaults_to_the_core() -> None:
-    kwargs = _native_kwargs("", {})
-    own = {"namespace", "redis_url", "cluster", "default_ttl", "signing_key"}  # Django's own choices
-    assert {k: v for k, v in kwargs.items() if k not in own and v is not None} == {}
-    assert _policy({}).fail_safe_throttle is None
+    kwargs = cache_kwargs("", {})
+    # Django's own choices; every other option is left to the Cache (the core).
+    assert set(kwargs) == {"namespace", "ttl", "signing_key", "serializer", "policy", "fail_open"}
+    assert kwargs["ttl"] is None and kwargs["fail_open"] is True
+    assert policy({}).fail_safe_throttle is None
     assert Policy().fail_safe_throttle is None

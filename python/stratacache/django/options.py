@@ -1,38 +1,35 @@
 """The Django backend's configuration: OPTIONS names and values (errors
-name the option), the native cache's arguments, the read-through policy,
-and the system check (``stratacache.E001`` / ``W001``). Used by
-:mod:`stratacache.django`."""
+name the option), the :class:`stratacache.Cache` arguments they make, and
+the read-through policy. An option not given is left out, so the Cache's
+(the core's) default applies."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 from django.core.exceptions import ImproperlyConfigured
 
-from . import _native
-from ._loading import Policy
-from .exceptions import StrataCacheError
-from .serializers import get_serializer
+from .._loading import Policy
+from ..serializers import get_serializer
 
-__all__ = ["check_caches"]
+__all__ = ["cache_kwargs", "options", "policy", "typed"]
 
 
-def _policy(opts: dict[str, Any]) -> Policy:
+def policy(opts: dict[str, Any]) -> Policy:
     """The read-through policy of a CACHES entry's OPTIONS."""
 
     def num(name: str) -> float | None:
-        return _typed(opts, name, float, None)  # type: ignore[no-any-return]
+        return typed(opts, name, float, None)  # type: ignore[no-any-return]
 
     on_wait = opts.get("ON_WAIT_TIMEOUT", "load")
     if str(on_wait).lower() not in ("load", "fail"):
         raise ImproperlyConfigured(f"OPTIONS['ON_WAIT_TIMEOUT'] must be 'load' or 'fail', not {on_wait!r}")
     return Policy(
-        allow_stale=_typed(opts, "STALE_WHILE_REVALIDATE", bool, False),
-        grace=_typed(opts, "GRACE", float, 0.0),
+        allow_stale=typed(opts, "STALE_WHILE_REVALIDATE", bool, False),
+        grace=typed(opts, "GRACE", float, 0.0),
         early_refresh=num("EARLY_REFRESH"),
         refresh_ahead=num("REFRESH_AHEAD"),
-        fail_safe=_typed(opts, "FAIL_SAFE", bool, False),
+        fail_safe=typed(opts, "FAIL_SAFE", bool, False),
         fail_safe_throttle=num("FAIL_SAFE_THROTTLE"),
         soft_timeout=num("SOFT_TIMEOUT"),
         hard_timeout=num("HARD_TIMEOUT"),
@@ -70,7 +67,7 @@ _FOREIGN_KEYS = {
 }
 
 
-def _options(params: dict[str, Any]) -> dict[str, Any]:
+def options(params: dict[str, Any]) -> dict[str, Any]:
     """OPTIONS, upper-cased; an unknown key raises ImproperlyConfigured
     naming it and the nearest valid one (a mistyped option silently ignored
     would leave, e.g., a password unused)."""
@@ -88,7 +85,7 @@ def _options(params: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
-def _typed(opts: dict[str, Any], name: str, kind: Callable[[Any], Any], default: Any) -> Any:
+def typed(opts: dict[str, Any], name: str, kind: Callable[[Any], Any], default: Any) -> Any:
     """OPTIONS[name] converted by `kind`; the error names the option."""
     v = opts.get(name, default)
     if v is None:
@@ -122,11 +119,11 @@ def _namespace(opts: dict[str, Any], key_prefix: str) -> str:
     return "django." + hashlib.sha256(key_prefix.encode()).hexdigest()[:16]
 
 
-def _native_kwargs(
+def cache_kwargs(
     server: str | list[str] | tuple[str, ...], opts: dict[str, Any], key_prefix: str = ""
 ) -> dict[str, Any]:
-    """The native cache's arguments for a CACHES entry (raises on bad input).
-    An option not given is ``None``: the core's default."""
+    """The :class:`stratacache.Cache` arguments of a CACHES entry (raises on
+    bad input); options not given are left out (the core's defaults)."""
     if isinstance(server, (list, tuple)):
         locations = [str(s).strip() for s in server if str(s).strip()]
     else:
@@ -148,76 +145,27 @@ def _native_kwargs(
         signing_key = salted_hmac("stratacache.django.signing", "entry-signing-key").digest()
     if isinstance(signing_key, str):
         signing_key = signing_key.encode()
-    return {
+    given = {
         "namespace": _namespace(opts, key_prefix),
         "redis_url": redis_url,
         "cluster": cluster,
-        "l1": _typed(opts, "L1", bool, None),
-        "l1_max_bytes": _typed(opts, "L1_MAX_BYTES", int, None),
-        "l1_memo_bytes": _typed(opts, "L1_MEMO_BYTES", int, None),
-        "default_ttl": math.inf,  # every call passes its own TTL
-        "compress_threshold": _typed(opts, "COMPRESS_THRESHOLD", int, None),
-        "max_value_bytes": _typed(opts, "MAX_VALUE_BYTES", int, None),
+        "l1": typed(opts, "L1", bool, None),
+        "l1_max_bytes": typed(opts, "L1_MAX_BYTES", int, None),
+        "l1_memo_bytes": typed(opts, "L1_MEMO_BYTES", int, None),
+        "ttl": None,  # never: every call passes its own TTL
+        "compress_threshold": typed(opts, "COMPRESS_THRESHOLD", int, None),
+        "max_value_bytes": typed(opts, "MAX_VALUE_BYTES", int, None),
         "signing_key": signing_key or None,
-        "connect_timeout": _typed(opts, "CONNECT_TIMEOUT", float, None),
-        "op_timeout": _typed(opts, "OP_TIMEOUT", float, opts.get("SOCKET_TIMEOUT")),
-        "wait_timeout": _typed(opts, "WAIT_TIMEOUT", float, None),
-        "ttl_jitter": _typed(opts, "TTL_JITTER", float, None),
-        "fleet_lease": _typed(opts, "FLEET_LEASE", bool, None),
-        "lease_ttl": _typed(opts, "LEASE_TTL", float, None),
-        "breaker_threshold": _typed(opts, "BREAKER_THRESHOLD", int, None),
-        "breaker_cooldown": _typed(opts, "BREAKER_COOLDOWN", float, None),
+        "connect_timeout": typed(opts, "CONNECT_TIMEOUT", float, None),
+        "op_timeout": typed(opts, "OP_TIMEOUT", float, opts.get("SOCKET_TIMEOUT")),
+        "wait_timeout": typed(opts, "WAIT_TIMEOUT", float, None),
+        "ttl_jitter": typed(opts, "TTL_JITTER", float, None),
+        "fleet_lease": typed(opts, "FLEET_LEASE", bool, None),
+        "lease_ttl": typed(opts, "LEASE_TTL", float, None),
+        "breaker_threshold": typed(opts, "BREAKER_THRESHOLD", int, None),
+        "breaker_cooldown": typed(opts, "BREAKER_COOLDOWN", float, None),
+        "serializer": get_serializer(opts.get("SERIALIZER", "pickle")),
+        "policy": policy(opts),
+        "fail_open": typed(opts, "IGNORE_EXCEPTIONS", bool, True),
     }
-
-
-def check_caches(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Django system check for every stratacache entry of ``settings.CACHES``.
-
-    Registered by the ``stratacache`` app (add ``"stratacache"`` to
-    ``INSTALLED_APPS``); runs without connecting to Redis.
-    """
-    from django.conf import settings
-    from django.core import checks
-    from django.utils.module_loading import import_string
-
-    messages: list[Any] = []
-    seen: dict[tuple[str, str], str] = {}
-    for alias, config in settings.CACHES.items():
-        try:
-            backend = import_string(config.get("BACKEND", ""))
-        except ImportError:
-            continue
-        from .django import StrataCache
-
-        if not (isinstance(backend, type) and issubclass(backend, StrataCache)):
-            continue
-        try:
-            opts = _options(config)
-            get_serializer(opts.get("SERIALIZER", "pickle"))
-            _policy(opts)
-            kwargs_ = _native_kwargs(config.get("LOCATION", ""), opts, str(config.get("KEY_PREFIX", "") or ""))
-            _native.Cache(**kwargs_)
-        except (StrataCacheError, ImproperlyConfigured, ValueError, TypeError) as e:
-            messages.append(
-                checks.Error(
-                    f"CACHES[{alias!r}] is not a valid stratacache configuration: {e}",
-                    hint="See the OPTIONS documented in stratacache/django.py.",
-                    obj=f"CACHES[{alias!r}]",
-                    id="stratacache.E001",
-                )
-            )
-            continue
-        where = (str(kwargs_["redis_url"] or kwargs_["cluster"] or "in-process"), kwargs_["namespace"])
-        if where in seen:
-            messages.append(
-                checks.Warning(
-                    f"CACHES[{alias!r}] and CACHES[{seen[where]!r}] use the same Redis location and NAMESPACE "
-                    f"{where[1]!r}: they share entries and clear() on one clears both.",
-                    hint="Give each alias its own OPTIONS['NAMESPACE'].",
-                    obj=f"CACHES[{alias!r}]",
-                    id="stratacache.W001",
-                )
-            )
-        else:
-            seen[where] = alias
-    return messages
+    return {k: v for k, v in given.items() if v is not None or k == "ttl"}
