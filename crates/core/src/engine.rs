@@ -91,6 +91,7 @@ pub(crate) fn accepted_of(formats: Option<&Vec<u8>>) -> Accepted {
 }
 
 /// Whether a handle accepting `acc` can read `e`'s format.
+#[inline]
 pub(crate) fn readable(acc: Accepted, e: &Entry) -> bool {
     let f = e.meta.format.0;
     acc.is_none_or(|bits| bits[usize::from(f / 64)] & (1 << (f % 64)) != 0)
@@ -257,6 +258,7 @@ impl Shared {
 
     /// Whether an entry read from or written to L2 may live in L1: counters
     /// are changed in place by other processes, so with L2 they stay out.
+    #[inline]
     pub(crate) fn l1_may_hold(&self, e: &Entry) -> bool {
         self.l2.is_none() || e.meta.format != Format::INT
     }
@@ -407,6 +409,7 @@ impl Shared {
     }
 
     /// Judge `e` by the current versions, resolving any not known here.
+    #[inline]
     pub(crate) async fn validity(&self, e: &Entry) -> Validity {
         let v = self.versions.check(e);
         if v != Validity::Unknown {
@@ -431,11 +434,13 @@ impl Shared {
 
     /// Whether `e` is fresh, stale (past its TTL or tag-invalidated, within
     /// its grace) or unusable.
+    #[inline]
     pub(crate) async fn judge(&self, e: Arc<Entry>, acc: Accepted) -> Judged {
         self.judge_counted(e, true, acc).await
     }
 
     /// `judge`; `count` false for an entry whose judging was counted already.
+    #[inline]
     pub(crate) async fn judge_counted(&self, e: Arc<Entry>, count: bool, acc: Accepted) -> Judged {
         let now = now_ms();
         if !e.meta.is_live(now) {
@@ -469,6 +474,7 @@ impl Shared {
 
     /// L1's copy of `key`, judged; `Miss` without L1 or while L1 is not
     /// trusted.
+    #[inline]
     pub(crate) async fn l1_judged(&self, key: &str, acc: Accepted) -> Judged {
         let Some(l1) = &self.l1 else {
             return Judged::Miss;

@@ -52,6 +52,7 @@ pub enum ReadStart {
 }
 impl Cache {
     /// The fresh value of `key`, or `None`.
+    #[inline]
     pub async fn get(&self, key: &str) -> Result<Option<Arc<Entry>>> {
         match self.l1_first(key).await? {
             Ok(r) => Ok(r),
@@ -61,6 +62,7 @@ impl Cache {
 
     /// L1's answer to a read (`Ok`), or the epoch to fence the L2 read's
     /// fill with (`Err`).
+    #[inline]
     pub(crate) async fn l1_first(
         &self,
         key: &str,
