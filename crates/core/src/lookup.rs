@@ -259,6 +259,22 @@ impl Cache {
         }
     }
 
+    /// Load without the fleet lease (it is off, Redis failed to answer the
+    /// acquire, or the wait for its holder timed out): fenced against
+    /// deletes by the tombstone read now.
+    pub(crate) async fn lead_without_fleet_lease(
+        &self,
+        guard: flight::FlightGuard,
+        rk: RedisKeys,
+        epoch: u64,
+        stale: Option<Arc<Entry>>,
+        policy: &LookupPolicy,
+        snapshot: Vec<(String, u64)>,
+    ) -> Lookup {
+        let fence = self.fence(&rk).await;
+        self.leased(guard, Some(rk), fence, epoch, None, stale, policy, snapshot)
+    }
+
     /// Hand out a lease for a flight this caller leads: `Stale` with the
     /// lease when stale values are allowed and one exists, else `Lead`.
     // The arguments are the lease's parts, passed straight to `Lease::new`.
@@ -414,17 +430,9 @@ impl Cache {
             }
         }
         if !sh.fleet_lease {
-            let fence = self.fence(&rk).await;
-            return Ok(self.leased(
-                guard,
-                Some(rk),
-                fence,
-                epoch,
-                None,
-                stale,
-                policy,
-                snapshot.clone(),
-            ));
+            return Ok(self
+                .lead_without_fleet_lease(guard, rk, epoch, stale, policy, snapshot.clone())
+                .await);
         }
 
         let wait = policy.wait_timeout.unwrap_or(self.wait_timeout);
@@ -481,17 +489,9 @@ impl Cache {
                 }
                 Err(_) => {
                     Metrics::inc(&sh.metrics.l2_errors);
-                    let fence = self.fence(&rk).await;
-                    return Ok(self.leased(
-                        guard,
-                        Some(rk),
-                        fence,
-                        epoch,
-                        None,
-                        stale,
-                        policy,
-                        snapshot.clone(),
-                    ));
+                    return Ok(self
+                        .lead_without_fleet_lease(guard, rk, epoch, stale, policy, snapshot.clone())
+                        .await);
                 }
             };
             // Another process is loading.
@@ -550,19 +550,9 @@ impl Cache {
                         guard.resolve(FlightState::Failed(e.clone()));
                         Err(e)
                     }
-                    OnWaitTimeout::Load => {
-                        let fence = self.fence(&rk).await;
-                        Ok(self.leased(
-                            guard,
-                            Some(rk),
-                            fence,
-                            epoch,
-                            None,
-                            stale,
-                            policy,
-                            snapshot.clone(),
-                        ))
-                    }
+                    OnWaitTimeout::Load => Ok(self
+                        .lead_without_fleet_lease(guard, rk, epoch, stale, policy, snapshot.clone())
+                        .await),
                 };
             }
             // Sleep until the fill's notification, or the holder's lease
