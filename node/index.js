@@ -4,134 +4,21 @@
 // this file converts values, parses TTLs, maps errors and runs factories.
 
 const { EventEmitter } = require('node:events')
-const v8 = require('node:v8')
 const { NativeCache } = require('./binding.js')
 const errors = require('./errors.js')
 const reader = require('./reader.js')
+const { Format, JSON_FORMATS, V8_FORMATS, serializers, encode, decode, entryBytes } = require('./values.js')
+const { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy } = require('./policy.js')
 
-const { fromNative, L2_CODES, InvalidValueError, InvalidKeyError, CacheClosedError, ConfigError } =
+const { fromNative, L2_CODES, InvalidValueError, CacheClosedError, ConfigError } =
   errors
 
-/** Serializer ids shared with the Python package (see docs/architecture.md). */
-const Format = Object.freeze({ RAW: 0, PICKLE: 1, JSON: 2, MSGPACK: 3, V8: 4, INT: 5, UTF8: 6 })
-const JSON_FORMATS = Object.freeze([Format.RAW, Format.JSON, Format.INT, Format.UTF8])
-const V8_FORMATS = Object.freeze([...JSON_FORMATS, Format.V8])
 // What a getOrSet caller takes to `lookupAfter` when a read it joined (or
 // its own GET, which then failed) gave it nothing.
 const JOINED = Object.freeze({ joined: true, bytes: null, epoch: 0 })
 const FRESH = 0
 const STALE = 1
 const LEAD = 2
-const I64_MIN = -(2n ** 63n)
-const I64_MAX = 2n ** 63n - 1n
-
-const UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
-
-/**
- * Milliseconds from a number of ms or a string like '500ms', '5s', '5m',
- * '1h', '1d'. `null`/`Infinity` mean never expire; `undefined` the default.
- */
-function parseTtl(ttl, name = 'ttl') {
-  if (ttl === undefined) return undefined
-  if (ttl === null || ttl === Infinity) return Infinity
-  if (typeof ttl === 'number') {
-    if (Number.isNaN(ttl)) throw new InvalidValueError(`${name} must not be NaN`)
-    return ttl
-  }
-  if (typeof ttl === 'string') {
-    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(ttl)
-    if (m) return Number(m[1]) * UNITS[m[2] || 'ms']
-  }
-  throw new InvalidValueError(`${name} must be milliseconds or a string like '5m', got ${String(ttl)}`)
-}
-
-function checkKey(key) {
-  if (typeof key !== 'string') throw new InvalidKeyError(`keys must be strings, got ${typeof key}`)
-  if (key.length === 0) throw new InvalidKeyError('keys must not be empty')
-}
-
-const serializers = {
-  json: {
-    name: 'json',
-    encode(value) {
-      const s = JSON.stringify(value)
-      if (s === undefined) throw new InvalidValueError(`cannot store ${typeof value} as JSON`)
-      return [Buffer.from(s), Format.JSON]
-    },
-  },
-  v8: {
-    name: 'v8',
-    encode(value) {
-      try {
-        return [v8.serialize(value), Format.V8]
-      } catch (e) {
-        throw new InvalidValueError(`cannot serialize value with v8.serialize: ${e.message}`, { cause: e })
-      }
-    },
-  },
-  raw: {
-    name: 'raw',
-    encode(value) {
-      if (Buffer.isBuffer(value) || value instanceof Uint8Array) return [Buffer.from(value), Format.RAW]
-      if (typeof value === 'string') return [Buffer.from(value), Format.UTF8]
-      throw new InvalidValueError('the raw serializer stores Buffers and strings')
-    },
-  },
-}
-
-function encode(serializer, value) {
-  if (value === undefined) throw new InvalidValueError('undefined cannot be cached (it means "missing")')
-  // Integers use the counter form: atomic incr/decr in Redis, numbers in Python.
-  if (typeof value === 'number' && Number.isSafeInteger(value)) return [Buffer.from(String(value)), Format.INT]
-  if (typeof value === 'bigint' && value >= I64_MIN && value <= I64_MAX) return [Buffer.from(String(value)), Format.INT]
-  try {
-    return serializer.encode(value)
-  } catch (e) {
-    // A BigInt or a cycle for JSON, a user serializer's own error: typed.
-    if (e instanceof errors.StrataCacheError) throw e
-    throw new InvalidValueError(`the ${serializer.name} serializer cannot encode this value: ${e && e.message}`, { cause: e })
-  }
-}
-
-/** The stored bytes of an entry as `getLocal` shapes it (HTTP entries are raw). */
-function entryBytes(v) {
-  const data = typeof v === 'string' ? v : v[1]
-  return typeof data === 'string' ? Buffer.from(data) : data
-}
-
-// Decode by the format recorded in the entry; formats this process does
-// not trust or understand (pickle, msgpack) are a miss, never guessed at.
-function decode(v, serializerName) {
-  if (!v) return undefined
-  // JSON text (the common case), `[format, data]` (data may be a string),
-  // or `{ format, data }`.
-  if (typeof v === 'string') return JSON.parse(v)
-  const format = Array.isArray(v) ? v[0] : v.format
-  const data = Array.isArray(v) ? v[1] : v.data
-  if (typeof data === 'string') {
-    if (format === Format.INT) {
-      const n = Number(data)
-      return Number.isSafeInteger(n) ? n : BigInt(data)
-    }
-    return format === Format.JSON ? JSON.parse(data) : data
-  }
-  switch (format) {
-    case Format.INT: {
-      const n = Number(data.toString())
-      return Number.isSafeInteger(n) ? n : BigInt(data.toString())
-    }
-    case Format.JSON:
-      return JSON.parse(data.toString())
-    case Format.UTF8:
-      return data.toString()
-    case Format.RAW:
-      return Buffer.from(data)
-    case Format.V8:
-      return serializerName === 'v8' ? v8.deserialize(data) : undefined
-    default:
-      return undefined
-  }
-}
 
 // Errors thrown by factories, kept briefly so every caller coalesced onto a
 // failed load is rejected with the very same error object.
@@ -156,71 +43,6 @@ function native(err) {
 class NoCache {
   constructor(value) {
     this.value = value
-  }
-}
-
-const POLICY_KEYS = [
-  'allowStale',
-  'grace',
-  'waitTimeout',
-  'onWaitTimeout',
-  'earlyRefresh',
-  'refreshAhead',
-  'failSafe',
-  'failSafeThrottle',
-  'softTimeout',
-  'hardTimeout',
-  'noneTtl',
-]
-
-/**
- * Validate getOrSet's tags here (as the core would on a miss), so a hit
- * does not accept what a miss rejects.
- */
-function checkTags(tags) {
-  if (tags === undefined || tags === null) return
-  if (!Array.isArray(tags)) throw new InvalidValueError('tags must be an array of strings')
-  for (const t of tags) {
-    if (typeof t !== 'string' || t.length === 0 || t.charCodeAt(0) === 0 || Buffer.byteLength(t) > 255) {
-      throw new InvalidValueError('tag names must be strings of 1-255 bytes and must not start with NUL')
-    }
-  }
-}
-
-/**
- * Validate a policy (the options of getOrSet that are not per value).
- * @returns {Record<string, any>}
- */
-function checkPolicy(p) {
-  /** @type {Record<string, any>} */
-  const out = {}
-  for (const k of POLICY_KEYS) if (p[k] !== undefined) out[k] = p[k]
-  if (out.onWaitTimeout !== undefined && out.onWaitTimeout !== 'load' && out.onWaitTimeout !== 'fail') {
-    throw new InvalidValueError("onWaitTimeout must be 'load' or 'fail'")
-  }
-  for (const k of ['grace', 'waitTimeout', 'failSafeThrottle', 'softTimeout', 'hardTimeout', 'noneTtl']) {
-    if (out[k] !== undefined) {
-      const v = parseTtl(out[k], k)
-      if (!(v >= 0)) throw new InvalidValueError(`${k} must be >= 0`)
-      out[k] = v
-    }
-  }
-  return out
-}
-
-function nativePolicy(p, tags) {
-  return {
-    tags: tags && tags.length ? tags : undefined,
-    allowStale: !!p.allowStale,
-    waitTimeoutMs: p.waitTimeout,
-    waitTimeoutFails: p.onWaitTimeout === 'fail',
-    earlyRefresh: p.earlyRefresh,
-    refreshAhead: p.refreshAhead,
-    failSafe: !!p.failSafe,
-    failSafeThrottleMs: p.failSafeThrottle,
-    softTimeoutMs: p.softTimeout,
-    hardTimeoutMs: p.hardTimeout,
-    noneTtlMs: p.noneTtl,
   }
 }
 

@@ -56,6 +56,27 @@ pub fn fork_generation() -> u64 {
     FORK_GEN.load(Ordering::Relaxed)
 }
 
+/// Poll `fut` once on the calling thread: its output if it is ready, or the
+/// future back, to be driven elsewhere (blocked on, or handed to the
+/// binding's event loop). For futures that never wait in the common case,
+/// such as an L1 read, whose first poll needs no runtime (no timer, no I/O).
+/// Every binding's "answer at once when it can" goes through this and
+/// [`poll_once_in_runtime`].
+pub fn poll_once<F: std::future::Future + Unpin>(mut fut: F) -> Result<F::Output, F> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(&mut fut).poll(&mut cx) {
+        std::task::Poll::Ready(v) => Ok(v),
+        std::task::Poll::Pending => Err(fut),
+    }
+}
+
+/// [`poll_once`] inside the core runtime's context, for futures that may
+/// start timers or I/O on their first poll (a read that may go to Redis).
+pub fn poll_once_in_runtime<F: std::future::Future + Unpin>(fut: F) -> Result<F::Output, F> {
+    let _ctx = runtime().enter();
+    poll_once(fut)
+}
+
 /// Build a multi-thread runtime the way the core wants it (used for the
 /// process-wide runtime, and available to bindings that must own theirs).
 pub fn build_runtime() -> std::io::Result<Runtime> {

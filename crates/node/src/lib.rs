@@ -1,6 +1,7 @@
 //! The napi-rs binding of stratacache, wrapped by the hand-written JS
 //! package in `node/`. This file only registers; one module per concern:
-//! `cache` (the handle), `lease`, `policy`, `convert` (values), `error`,
+//! `cache` (the handle), `read` (its split read), `lease`, `policy`,
+//! `convert` (values), `error`,
 //! `http` (the HTTP engine's route and exchange).
 //!
 //! Thin by design: argument conversion, error mapping, driving core
@@ -18,6 +19,7 @@ mod error;
 mod http;
 mod lease;
 mod policy;
+mod read;
 
 #[napi_derive::module_init]
 fn init() {
@@ -49,4 +51,15 @@ pub fn constants() -> NativeConstants {
         http_refresh_header: stratacache::http::REFRESH_HEADER.to_owned(),
         http_conditional_headers: owned(stratacache::http::CONDITIONAL_HEADERS),
     }
+}
+
+/// Check tag names by the core's rule (`E_INVALID_VALUE` naming it): the
+/// JS wrapper calls this before a lookup, so a hit accepts no tag a miss
+/// would reject.
+#[napi_derive::napi]
+pub fn validate_tags(tags: Vec<String>) -> napi::Result<()> {
+    for t in &tags {
+        stratacache::key::validate_tag(t).map_err(error::js_err)?;
+    }
+    Ok(())
 }

@@ -36,16 +36,10 @@ pub(crate) struct PyCache {
 impl PyCache {
     /// The L1 read of `get_local`: polled in place (it never waits).
     fn local(&self, py: Python<'_>, key: &str) -> PyResult<Option<Arc<Entry>>> {
-        use std::future::Future;
-        let mut fut = Box::pin(self.inner.get_local(key));
-        let r = match fut
-            .as_mut()
-            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-        {
-            std::task::Poll::Ready(r) => r,
-            std::task::Poll::Pending => run(py, fut),
-        };
-        r.py(py)
+        match stratacache::runtime::poll_once(Box::pin(self.inner.get_local(key))) {
+            Ok(r) => r.py(py),
+            Err(fut) => run(py, fut).py(py),
+        }
     }
 
     /// `e` decoded by `loads`, from its memo when it has one of this kind.

@@ -21,7 +21,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
+
 use std::time::Duration;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -36,16 +36,12 @@ where
     F: Future + Send,
     F::Output: Send,
 {
-    let mut fut = Box::pin(fut);
-    {
-        // Timers and I/O in the future need a runtime context even for
-        // this first, GIL-held poll.
-        let _ctx = stratacache::runtime::runtime().enter();
-        let mut cx = Context::from_waker(Waker::noop());
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
+    // Timers and I/O in the future need a runtime context even for this
+    // first, GIL-held poll.
+    let fut = match stratacache::runtime::poll_once_in_runtime(Box::pin(fut)) {
+        Ok(v) => return v,
+        Err(fut) => fut,
+    };
     // Not ready: wait with the GIL released. The no-op waker of the first
     // poll is replaced by block_on's on its first poll.
     py.detach(move || stratacache::runtime::block_on(fut))

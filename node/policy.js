@@ -1,0 +1,102 @@
+'use strict'
+// Options of reads and read-throughs as JS takes them (milliseconds or
+// strings like '5m'), turned into what the native binding takes. The rules
+// themselves (ranges, tag names) are the core's: `validateTags` and the
+// native policy's construction apply them.
+
+const { validateTags } = require('./binding.js')
+const { InvalidValueError, InvalidKeyError, fromNative } = require('./errors.js')
+
+const UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/**
+ * Milliseconds from a number of ms or a string like '500ms', '5s', '5m',
+ * '1h', '1d'. `null`/`Infinity` mean never expire; `undefined` the default.
+ */
+function parseTtl(ttl, name = 'ttl') {
+  if (ttl === undefined) return undefined
+  if (ttl === null || ttl === Infinity) return Infinity
+  if (typeof ttl === 'number') {
+    if (Number.isNaN(ttl)) throw new InvalidValueError(`${name} must not be NaN`)
+    return ttl
+  }
+  if (typeof ttl === 'string') {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(ttl)
+    if (m) return Number(m[1]) * UNITS[m[2] || 'ms']
+  }
+  throw new InvalidValueError(`${name} must be milliseconds or a string like '5m', got ${String(ttl)}`)
+}
+
+function checkKey(key) {
+  if (typeof key !== 'string') throw new InvalidKeyError(`keys must be strings, got ${typeof key}`)
+  if (key.length === 0) throw new InvalidKeyError('keys must not be empty')
+}
+
+const POLICY_KEYS = [
+  'allowStale',
+  'grace',
+  'waitTimeout',
+  'onWaitTimeout',
+  'earlyRefresh',
+  'refreshAhead',
+  'failSafe',
+  'failSafeThrottle',
+  'softTimeout',
+  'hardTimeout',
+  'noneTtl',
+]
+
+/**
+ * Check getOrSet's tags by the core's rule before any lookup, so a hit does
+ * not accept what a miss rejects.
+ */
+function checkTags(tags) {
+  if (tags === undefined || tags === null) return
+  if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string')) {
+    throw new InvalidValueError('tags must be an array of strings')
+  }
+  try {
+    validateTags(tags)
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+/**
+ * Validate a policy (the options of getOrSet that are not per value).
+ * @returns {Record<string, any>}
+ */
+function checkPolicy(p) {
+  /** @type {Record<string, any>} */
+  const out = {}
+  for (const k of POLICY_KEYS) if (p[k] !== undefined) out[k] = p[k]
+  if (out.onWaitTimeout !== undefined && out.onWaitTimeout !== 'load' && out.onWaitTimeout !== 'fail') {
+    throw new InvalidValueError("onWaitTimeout must be 'load' or 'fail'")
+  }
+  for (const k of ['grace', 'waitTimeout', 'failSafeThrottle', 'softTimeout', 'hardTimeout', 'noneTtl']) {
+    if (out[k] !== undefined) {
+      const v = parseTtl(out[k], k)
+      if (!(v >= 0)) throw new InvalidValueError(`${k} must be >= 0`)
+      out[k] = v
+    }
+  }
+  return out
+}
+
+function nativePolicy(p, tags) {
+  return {
+    tags: tags && tags.length ? tags : undefined,
+    allowStale: !!p.allowStale,
+    waitTimeoutMs: p.waitTimeout,
+    waitTimeoutFails: p.onWaitTimeout === 'fail',
+    earlyRefresh: p.earlyRefresh,
+    refreshAhead: p.refreshAhead,
+    failSafe: !!p.failSafe,
+    failSafeThrottleMs: p.failSafeThrottle,
+    softTimeoutMs: p.softTimeout,
+    hardTimeoutMs: p.hardTimeout,
+    noneTtlMs: p.noneTtl,
+  }
+}
+
+module.exports = { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy }
