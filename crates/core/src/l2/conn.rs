@@ -1,0 +1,160 @@
+//! The connection: one multiplexed `ConnectionManager` or cluster client,
+//! built lazily on the core runtime and rebuilt after `fork`; every command
+//! goes through the breaker and `op_timeout`.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, RedisFuture, Script, Value};
+
+use super::{L2, unreachable};
+use crate::config::RedisLocation;
+use crate::error::{Error, Result};
+use crate::runtime::{fork_generation, runtime};
+
+#[derive(Clone)]
+pub(super) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl L2 {
+    pub(super) fn build(&self) -> Result<Conn> {
+        if self.tls {
+            // Pick the crypto provider explicitly: harmless if one is set.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        // Connection drivers are spawned on the core runtime (module docs).
+        let _enter = runtime().enter();
+        let conn = match &self.location {
+            RedisLocation::Standalone(url) => {
+                let client =
+                    redis::Client::open(url.as_str()).map_err(|e| Error::Config(e.to_string()))?;
+                let cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(self.op_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(100));
+                Conn::Single(ConnectionManager::new_lazy_with_config(client, cfg)?)
+            }
+            RedisLocation::Cluster(seeds) => {
+                let client =
+                    redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
+                        .connection_timeout(self.connect_timeout)
+                        .response_timeout(self.op_timeout)
+                        .retries(2)
+                        .build()
+                        .map_err(|e| Error::Config(e.to_string()))?;
+                Conn::Cluster(client.get_pending_async_connection_with_config(Default::default()))
+            }
+        };
+        Ok(conn)
+    }
+
+    pub(super) fn conn(&self) -> Result<Conn> {
+        let generation = fork_generation();
+        if let Ok(g) = self.conn.read()
+            && let Some((cg, c)) = &*g
+            && *cg == generation
+        {
+            return Ok(c.clone());
+        }
+        let mut g = self.conn.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((cg, c)) = &*g
+            && *cg == generation
+        {
+            return Ok(c.clone());
+        }
+        let c = self.build()?;
+        if let Some(old) = g.replace((generation, c.clone())) {
+            // The parent's connection, in a forked child: dropping it would
+            // wake the parent's driver task through the parent's scheduler,
+            // whose locks a thread that no longer exists may have held at
+            // the fork. Leak it, as the parent's runtime is leaked.
+            std::mem::forget(old);
+        }
+        Ok(c)
+    }
+
+    pub(super) async fn timed<T, F>(&self, f: F) -> Result<T>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        let probe = self.breaker.admit()?;
+        let r = match tokio::time::timeout(self.op_timeout, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(match Error::from(e) {
+                Error::L2Timeout(_) => Error::L2Timeout(self.op_timeout),
+                other => other,
+            }),
+            Err(_) => Err(Error::L2Timeout(self.op_timeout)),
+        };
+        self.breaker.record(&r, probe);
+        match r {
+            Ok(v) => {
+                if !self.answered.load(Ordering::Relaxed) {
+                    self.answered.store(true, Ordering::Relaxed);
+                }
+                Ok(v)
+            }
+            Err(e) if self.tls && unreachable(&e) && !self.answered.load(Ordering::Relaxed) => {
+                Err(Error::L2Unavailable(format!(
+                    "no answer over TLS ({e}): is the server at this rediss:// URL speaking TLS? \
+                     A plaintext Redis never completes the TLS handshake; use redis:// for it"
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let mut c = self.conn()?;
+        self.timed(cmd.query_async(&mut c)).await
+    }
+
+    pub(super) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<T> {
+        let mut c = self.conn()?;
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(*k);
+        }
+        for a in args {
+            inv.arg(*a);
+        }
+        self.timed(inv.invoke_async(&mut c)).await
+    }
+}
