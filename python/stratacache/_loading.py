@@ -31,7 +31,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Generic, Literal, TypeVar
 
-from . import _native
+from . import _failopen, _native
+from .exceptions import LoaderTimeoutError, RedisError
 from .serializers import Unreadable
 
 log = logging.getLogger("stratacache")
@@ -246,6 +247,20 @@ def _log_background_failure(key: str) -> Callable[[Any], None]:
     return done
 
 
+def _passed(lease: _native.Lease, hard: bool, done: Callable[[], bool]) -> tuple[int, bytes] | None:
+    """The core's answer at a deadline; ``None`` (keep waiting: the load
+    is done, or a soft deadline without a stale value) when the load
+    finished meanwhile, even at the hard deadline."""
+    if done():
+        return None
+    try:
+        return lease.deadline_passed(hard)
+    except LoaderTimeoutError:
+        if done():  # finished while the core was asked
+            return None
+        raise
+
+
 def run_loader(lease: _native.Lease, loader: Any, dumps: Dumps, loads: Loads, ttl: float | None, policy: Policy) -> Any:
     """Run ``loader`` (or take it as the value) for ``lease``; the value
     callers get. With deadlines (the core's: a soft timeout with a stale
@@ -265,7 +280,7 @@ def run_loader(lease: _native.Lease, loader: Any, dumps: Dumps, loads: Loads, tt
         try:
             return _answer(fut.result(timeout=left), loads)
         except concurrent.futures.TimeoutError:
-            if not fut.done() and (stale := lease.deadline_passed(hard)) is not None:
+            if (stale := _passed(lease, hard, fut.done)) is not None:
                 return loads(stale)
         i += 1
     return _answer(fut.result(), loads)
@@ -287,7 +302,7 @@ async def arun_loader(
         done, _ = await asyncio.wait({task}, timeout=left)
         if done:
             return _answer(task.result(), loads)
-        if (stale := lease.deadline_passed(hard)) is not None:
+        if (stale := _passed(lease, hard, task.done)) is not None:
             return loads(stale)
         i += 1
     return _answer(await task, loads)
@@ -334,8 +349,11 @@ def read_through(
     ttl: float | None,
     policy: Policy,
     decoding: Decoding,
+    fail_open: bool = False,
 ) -> Any:
-    """The whole sync ``get_or_set`` on the native cache."""
+    """The whole sync ``get_or_set`` on the native cache. With
+    ``fail_open``, Redis trouble in the *lookup* (never the loader's own
+    errors) answers with the loader's value, logged."""
     try:
         if policy.checks_l1_only:
             hit = n.get_local_value(key, decoding.loads, decoding.memo, _MISS)
@@ -344,6 +362,9 @@ def read_through(
         kind, value, lease = n.lookup_value(key, policy.native, decoding.loads, decoding.memo)
     except Unreadable as e:
         return decoding.unreadable(e)
+    except RedisError as e:
+        _failopen.answer(fail_open, "get_or_set", e, None)
+        return loader() if callable(loader) else loader
     if kind == _native.LEAD:
         assert lease is not None
         return run_loader(lease, loader, dumps, loads, ttl, policy)
@@ -361,16 +382,22 @@ async def aread_through(
     ttl: float | None,
     policy: Policy,
     decoding: Decoding,
+    fail_open: bool = False,
 ) -> Any:
-    """The whole async ``get_or_set`` on the native cache."""
-    if policy.checks_l1_only:
-        try:
+    """The whole async ``get_or_set`` on the native cache (see
+    :func:`read_through` for ``fail_open``)."""
+    try:
+        if policy.checks_l1_only:
             hit = n.get_local_value(key, decoding.loads, decoding.memo, _MISS)
-        except Unreadable as e:
-            return decoding.unreadable(e)
-        if hit is not _MISS:
-            return hit
-    kind, fmt, data, lease = await n.alookup(key, policy.native)
+            if hit is not _MISS:
+                return hit
+        kind, fmt, data, lease = await n.alookup(key, policy.native)
+    except Unreadable as e:
+        return decoding.unreadable(e)
+    except RedisError as e:
+        _failopen.answer(fail_open, "aget_or_set", e, None)
+        value = loader() if callable(loader) else loader
+        return await value if inspect.isawaitable(value) else value
     if kind == _native.LEAD:
         assert lease is not None
         return await arun_loader(lease, loader, dumps, loads, ttl, policy)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import math
 from collections.abc import Awaitable, Iterable, Mapping
@@ -11,7 +10,7 @@ from typing import Any, Callable, Final, TypeVar, Union, overload
 
 from . import _failopen, _native
 from ._loading import Decoding, NoCache, Policy, aread_through, awarm, read_through, warm
-from .exceptions import ConfigError, InvalidValueError, RedisError
+from .exceptions import ConfigError, InvalidValueError
 from .serializers import Serializer, Unreadable, accepted_formats, get_serializer, memo_key
 
 __all__ = ["DEFAULT", "Cache", "Ttl"]
@@ -382,12 +381,9 @@ class Cache:
             none_ttl=none_ttl,
             tags=tuple(tags) if tags is not None else None,
         )
-        try:
-            return read_through(self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding)
-        except RedisError as e:
-            # Fail-open: the cache is sick, the caller still gets its value.
-            _failopen.answer(self._fail_open, "get_or_set", e, None)
-            return loader() if callable(loader) else loader
+        return read_through(
+            self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding, self._fail_open
+        )
 
     def warm(
         self,
@@ -602,14 +598,9 @@ class Cache:
             none_ttl=none_ttl,
             tags=tuple(tags) if tags is not None else None,
         )
-        try:
-            return await aread_through(
-                self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding
-            )
-        except RedisError as e:
-            _failopen.answer(self._fail_open, "aget_or_set", e, None)
-            value = loader() if callable(loader) else loader
-            return await value if inspect.isawaitable(value) else value
+        return await aread_through(
+            self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding, self._fail_open
+        )
 
     async def awarm(
         self,

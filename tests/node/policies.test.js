@@ -171,3 +171,18 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     await cache.close()
   })
 }
+
+test('noneTtl: null (or Infinity) caches a null result forever', async () => {
+  const cache = new Cache({ namespace: unique('nonettl') })
+  let calls = 0
+  const factory = async () => {
+    calls++
+    return null
+  }
+  for (const noneTtl of [null, Infinity]) {
+    assert.equal(await cache.getOrSet({ key: `n-${noneTtl}`, factory, ttl: 1, noneTtl }), null)
+    assert.equal(await cache.getOrSet({ key: `n-${noneTtl}`, factory, ttl: 1, noneTtl }), null)
+  }
+  assert.equal(calls, 2, 'one factory call per key')
+  await cache.close()
+})

@@ -110,6 +110,8 @@ def test_plain_cache_fail_open() -> None:
     assert c.set_many({"a": 1, "b": 2}) == ["a", "b"]
     assert c.add("k", 1) is False and c.delete("k") is False and c.has_key("k") is False
     assert asyncio.run(c.aget("k", "adflt")) == "adflt"
+    # A read-through answers with its loader's value.
+    assert c.get_or_set("k", lambda: "loaded") == "loaded"
     strict = Cache(redis_url=_dead_url(), connect_timeout=0.2, op_timeout=0.2, namespace=unique("fo"))
     with pytest.raises(RedisError):
         strict.get("k")
@@ -129,3 +131,33 @@ def test_bad_option_values_name_the_option() -> None:
     with pytest.raises(InvalidValueError, match="ttl"):
         Cache().set("k", 1, ttl="5m")  # type: ignore[arg-type]
     assert issubclass(stratacache.ConfigError, ValueError)
+
+
+def test_fail_open_never_runs_a_failing_loader_twice() -> None:
+    """Fail-open covers the cache's own Redis trouble, not a RedisError the
+    loader raises (from another cache, say): that one reaches the caller
+    after one loader call."""
+    c = Cache(namespace=unique("fo"), fail_open=True)
+    calls: list[int] = []
+
+    def loader() -> str:
+        calls.append(1)
+        raise RedisError("the loader's own")
+
+    with pytest.raises(RedisError, match="the loader's own"):
+        c.get_or_set("k", loader)
+    assert calls == [1]
+
+    async def aloader() -> str:
+        calls.append(2)
+        raise RedisError("the loader's own")
+
+    with pytest.raises(RedisError, match="the loader's own"):
+        asyncio.run(c.aget_or_set("k", aloader))
+    assert calls == [1, 2]
+
+
+def test_django_add_with_a_zero_timeout_is_not_added_when_redis_cannot_tell() -> None:
+    c = StrataCache(_dead_url(), {"OPTIONS": FAST})
+    assert c.add("k", 1, timeout=0) is False
+    assert asyncio.run(c.aadd("k", 1, timeout=0)) is False

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CLUSTER, REDIS_URL
+from conftest import CLUSTER, REDIS_URL, unique
 from stratacache import Cache, LoaderTimeoutError, NoCache, Policy
 from stratacache import exceptions as stratacache_errors
 
@@ -224,3 +224,18 @@ async def test_async_tags(cache: Cache) -> None:
     await cache.aset("a", 1, 60, tags=["t"])
     await cache.ainvalidate_tags(["t"])
     assert await cache.aget("a") is None
+
+
+def test_none_ttl_infinite_caches_none_forever() -> None:
+    import math
+
+    c = Cache(namespace=unique("nonettl"))
+    calls: list[int] = []
+
+    def loader() -> None:
+        calls.append(1)
+        return None
+
+    assert c.get_or_set("n", loader, 1, none_ttl=math.inf) is None
+    assert c.get_or_set("n", loader, 1, none_ttl=math.inf) is None
+    assert calls == [1]

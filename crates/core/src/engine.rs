@@ -242,7 +242,10 @@ impl Shared {
             // Redis is away: this process keeps the write until Redis
             // answers again (it is not replayed).
             Wrote::Unreachable => Some(self.local_copy(entry, mark)),
-            // L1 must not keep what the fleet does not agree on.
+            // A load's value: its callers have it anyway, and a fail-safe
+            // value kept in L1 is what spares a failing origin.
+            Wrote::Failed if epoch.is_some() => Some(entry.clone()),
+            // A write: L1 must not keep what the fleet does not agree on.
             Wrote::Failed => None,
         };
         let k: Arc<str> = Arc::from(key);

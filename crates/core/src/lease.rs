@@ -91,7 +91,7 @@ pub(crate) struct Terms {
     pub(crate) snapshot: Vec<(String, u64)>,
     soft_timeout: Option<Duration>,
     hard_timeout: Option<Duration>,
-    none_ttl: Option<Duration>,
+    none_ttl: Option<Ttl>,
 }
 
 impl Terms {
@@ -196,12 +196,14 @@ impl LoadClock {
     }
 
     /// The `i`-th deadline (0, 1, ...) the caller waits for, or `None`
-    /// when it waits for the load to end. A soft timeout counts only with
-    /// a stale value to serve; the hard one always.
+    /// when it waits for the load to end. A soft timeout counts only when
+    /// the load began with a stale value to serve; the hard one always.
+    /// The list is fixed when the clock is made, so a stale value that
+    /// expires during the wait never drops the hard deadline.
     pub fn deadline(&self, i: usize) -> Option<Deadline> {
         let soft = self
             .soft
-            .filter(|_| self.live_fallback().is_some())
+            .filter(|_| self.fallback.is_some())
             .map(|d| (d, false));
         let hard = self.hard.map(|d| (d, true));
         let (at, is_hard) = soft.into_iter().chain(hard).nth(i)?;
@@ -345,12 +347,12 @@ impl Lease {
         match outcome {
             LoadOutcome::Value(b) => self.complete(b, opts).await.map(Settled::Loaded),
             LoadOutcome::Nothing(b) => match self.terms.none_ttl {
-                Some(d) if d.is_zero() => {
+                Some(Ttl::After(d)) if d.is_zero() => {
                     self.complete_uncached(b, opts).await.map(Settled::Loaded)
                 }
-                Some(d) => {
+                Some(ttl) => {
                     let mut o = opts.clone();
-                    o.ttl = Ttl::After(d);
+                    o.ttl = ttl;
                     self.complete(b, &o).await.map(Settled::Loaded)
                 }
                 None => self.complete(b, opts).await.map(Settled::Loaded),
@@ -661,7 +663,7 @@ mod tests {
     #[tokio::test]
     async fn nothing_follows_none_ttl_and_uncached_is_not_stored() {
         let c = cache();
-        let zero = LookupPolicy::default().none_ttl(Duration::ZERO);
+        let zero = LookupPolicy::default().none_ttl(Ttl::After(Duration::ZERO));
         let lease = lead(&c, "n", &zero).await;
         lease
             .settle(LoadOutcome::Nothing(Bytes::new()), &WriteOptions::default())
@@ -818,5 +820,34 @@ mod tests {
             Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"late"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hard_deadline_holds_when_the_stale_value_expires_during_the_soft_wait() {
+        let c = cache();
+        // Stale after 20 ms, servable until 120 ms: alive when the load
+        // begins, gone before the soft deadline at 150 ms.
+        let o = WriteOptions::new(Ttl::After(Duration::from_millis(20)), Default::default())
+            .with_grace(Duration::from_millis(100));
+        c.set("k", b("old"), &o).await.expect("set");
+        let mut stale_now = false;
+        while !stale_now {
+            tokio::task::yield_now().await;
+            let e = c.get_local("k").await.expect("get");
+            stale_now = e.is_none();
+        }
+        let p = LookupPolicy::default()
+            .fail_safe(true)
+            .soft_timeout(Duration::from_millis(150))
+            .hard_timeout(Duration::from_millis(300));
+        let lease = lead(&c, "k", &p).await;
+        let never = std::future::pending::<LoadOutcome>();
+        let r = tokio::time::timeout(
+            Duration::from_secs(10),
+            lease.run(never, WriteOptions::default()),
+        )
+        .await
+        .expect("the caller's wait is bounded by the hard deadline");
+        assert!(matches!(r, Err(Error::LoaderTimeout(_))), "{r:?}");
     }
 }

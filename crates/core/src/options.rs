@@ -115,10 +115,10 @@ pub struct LookupPolicy {
     /// its result stale at once.
     pub tags: Vec<String>,
     /// TTL of a loader's "nothing" ([`crate::LoadOutcome::Nothing`]: a
-    /// Python `None`, a JS `null`): `Some(ZERO)` hands it to the callers
-    /// without caching it, `Some(d)` caches it for `d`, `None` (default)
-    /// treats it like any value.
-    pub none_ttl: Option<Duration>,
+    /// Python `None`, a JS `null`): `Some(Ttl::After(ZERO))` hands it to
+    /// the callers without caching it, `Some(ttl)` caches it with that TTL
+    /// (`Ttl::Never` included), `None` (default) treats it like any value.
+    pub none_ttl: Option<Ttl>,
 }
 
 impl Default for LookupPolicy {
@@ -217,8 +217,8 @@ impl LookupPolicy {
         self
     }
     /// TTL of a loader's "nothing" (see [`LookupPolicy::none_ttl`]).
-    pub fn none_ttl(mut self, d: Duration) -> Self {
-        self.none_ttl = Some(d);
+    pub fn none_ttl(mut self, ttl: Ttl) -> Self {
+        self.none_ttl = Some(ttl);
         self
     }
 

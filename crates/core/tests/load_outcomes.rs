@@ -37,7 +37,7 @@ fn ms(v: &Value) -> Option<Duration> {
 fn policy(p: &Value) -> LookupPolicy {
     let mut policy = LookupPolicy::default().fail_safe(p["fail_safe"].as_bool().unwrap_or(false));
     if let Some(d) = ms(&p["none_ttl_ms"]) {
-        policy = policy.none_ttl(d);
+        policy = policy.none_ttl(Ttl::After(d));
     }
     if let Some(d) = ms(&p["soft_timeout_ms"]) {
         policy = policy.soft_timeout(d);

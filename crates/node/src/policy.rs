@@ -6,7 +6,7 @@ use stratacache::{LookupPolicy, OnWaitTimeout};
 
 use napi::bindgen_prelude::*;
 
-use crate::convert::ms;
+use crate::convert::{ms, ttl_of};
 use crate::error::js_err;
 
 /// A read-through policy (see `getOrSet` in the JS package).
@@ -51,8 +51,8 @@ impl NativePolicy {
             policy = policy.hard_timeout(ms("hardTimeout", t)?);
         }
         if let Some(t) = self.none_ttl_ms {
-            // `<= 0`: never cache a factory's null.
-            policy = policy.none_ttl(ms("noneTtl", t.max(0.0))?);
+            // `<= 0`: never cache a factory's null; `Infinity`: forever.
+            policy = policy.none_ttl(ttl_of(Some(t))?);
         }
         policy.validate().map_err(js_err)?;
         Ok(policy)

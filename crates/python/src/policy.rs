@@ -4,7 +4,7 @@
 use pyo3::prelude::*;
 use stratacache::{LookupPolicy, OnWaitTimeout};
 
-use crate::convert::secs;
+use crate::convert::{secs, ttl_of};
 use crate::errors::py_err;
 
 /// A validated read-through policy, built once and reused for many calls
@@ -60,8 +60,8 @@ impl PyPolicy {
             p = p.hard_timeout(secs("hard_timeout", t)?);
         }
         if let Some(t) = none_ttl {
-            // `<= 0`: never cache a loader's None.
-            p = p.none_ttl(secs("none_ttl", t.max(0.0))?);
+            // `<= 0`: never cache a loader's None; `inf`: cache it forever.
+            p = p.none_ttl(ttl_of(Some(t))?);
         }
         p.validate().map_err(py_err)?;
         Ok(PyPolicy { inner: p })

@@ -164,8 +164,12 @@ class StrataCache(BaseCache):
         k = self._key(key, version)
         ttl = self._ttl(timeout)
         if ttl <= 0:
-            # Django: "added" and immediately expired when the key was absent.
-            return not self._c.has_key(k)
+            # Django: "added" and immediately expired when the key was absent
+            # (and not added when Redis cannot tell).
+            try:
+                return not self._n.has_key(k)
+            except RedisError as e:
+                return bool(_failopen.answer(self._fail_open, "add", e, False))
         return self._c.add(k, value, ttl, grace=self._grace)
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
@@ -300,7 +304,10 @@ class StrataCache(BaseCache):
         k = self._key(key, version)
         ttl = self._ttl(timeout)
         if ttl <= 0:
-            return not await self._c.ahas_key(k)
+            try:
+                return not await self._n.ahas_key(k)
+            except RedisError as e:
+                return bool(_failopen.answer(self._fail_open, "aadd", e, False))
         return await self._c.aadd(k, value, ttl, grace=self._grace)
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
