@@ -14,8 +14,8 @@ use stratacache::{Cache, Config, Entry, Lookup, RedisLocation, WriteOptions};
 
 use crate::convert::{Value, opts, secs, ttl_of, value, value_attached};
 use crate::errors::{IntoPyResult, py_err};
-use crate::lease::PyLease;
-use crate::memo::{self, PyMemo};
+use crate::lease::{PyLease, complete_groups, lease_groups, try_leases};
+use crate::memo::{self};
 use crate::policy::PyPolicy;
 use crate::runtime::{awaitable, run};
 
@@ -40,40 +40,6 @@ impl PyCache {
             Ok(r) => r.py(py),
             Err(fut) => run(py, fut).py(py),
         }
-    }
-
-    /// `e` decoded by `loads`, from its memo when it has one of this kind.
-    fn decoded(
-        &self,
-        py: Python<'_>,
-        e: &Entry,
-        loads: &Bound<'_, PyAny>,
-        memo: u8,
-    ) -> PyResult<Py<PyAny>> {
-        if memo != 0
-            && let Some(m) = e.memo.get::<PyMemo>()
-            && m.kind == memo
-            && let Some(v) = m.hand_out(py)?
-        {
-            return Ok(v);
-        }
-        let obj = loads.call1((e.meta.format.0, PyBytes::new(py, &e.payload)))?;
-        // A value's objects take at least about its payload's size: with
-        // less room left, do not walk and copy it only to be refused.
-        if memo != 0
-            && e.payload.len() <= memo::MAX_PAYLOAD
-            && !e.memo.is_set()
-            && self.inner.memo_room() >= e.payload.len() as u64 + memo::SLOT_OVERHEAD
-        {
-            let (m, charge) = PyMemo::of(memo, &obj)?;
-            // Refused (the budget is short): note that this entry decodes
-            // per hit, so later hits do not walk and copy it again.
-            if !self.inner.memoize(e, m, charge) {
-                self.inner
-                    .memoize(e, PyMemo::decode_per_hit(memo), memo::SLOT_OVERHEAD);
-            }
-        }
-        Ok(obj.unbind())
     }
 }
 
@@ -222,13 +188,13 @@ impl PyCache {
     ) -> PyResult<Py<PyAny>> {
         // The L1 hit first, without entering the runtime (as `get_local`).
         if let Some(e) = self.local(py, &key)? {
-            return self.decoded(py, &e, loads, memo);
+            return memo::decoded(&self.inner, py, &e, loads, memo);
         }
         if !self.inner.has_l2() {
             return Ok(default);
         }
         match run(py, self.inner.get(&key)).py(py)? {
-            Some(e) => self.decoded(py, &e, loads, memo),
+            Some(e) => memo::decoded(&self.inner, py, &e, loads, memo),
             None => Ok(default),
         }
     }
@@ -244,7 +210,7 @@ impl PyCache {
         default: Py<PyAny>,
     ) -> PyResult<Py<PyAny>> {
         match self.local(py, &key)? {
-            Some(e) => self.decoded(py, &e, loads, memo),
+            Some(e) => memo::decoded(&self.inner, py, &e, loads, memo),
             None => Ok(default),
         }
     }
@@ -276,7 +242,7 @@ impl PyCache {
         r.into_iter()
             .map(|o| match o {
                 None => Ok(missing.clone_ref(py)),
-                Some(e) => match self.decoded(py, &e, loads, memo) {
+                Some(e) => match memo::decoded(&self.inner, py, &e, loads, memo) {
                     Err(err) if err.is_instance(py, refused_type) => Ok(refused.clone_ref(py)),
                     v => v,
                 },
@@ -416,10 +382,18 @@ impl PyCache {
     ) -> PyResult<(u8, Option<Py<PyAny>>, Option<PyLease>)> {
         let r = run(py, self.inner.lookup(&key, &policy.inner)).py(py)?;
         Ok(match r {
-            Lookup::Fresh(e) => (FRESH, Some(self.decoded(py, &e, loads, memo)?), None),
+            Lookup::Fresh(e) => (
+                FRESH,
+                Some(memo::decoded(&self.inner, py, &e, loads, memo)?),
+                None,
+            ),
             Lookup::Stale(e, lease) => {
                 let lease = lease.map(PyLease::new);
-                (STALE, Some(self.decoded(py, &e, loads, memo)?), lease)
+                (
+                    STALE,
+                    Some(memo::decoded(&self.inner, py, &e, loads, memo)?),
+                    lease,
+                )
             }
             Lookup::Lead(lease) => (LEAD, None, Some(PyLease::new(lease))),
         })
@@ -609,41 +583,6 @@ impl PyCache {
             crate::runtime::attach(|py| Ok(lookup_tuple(py, r)))
         })
     }
-}
-
-async fn try_leases(c: Cache, keys: Vec<String>, force: bool) -> stratacache::Result<Vec<PyLease>> {
-    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    Ok(c.try_leases(&refs, force)
-        .await?
-        .into_iter()
-        .map(PyLease::new)
-        .collect())
-}
-
-type LeaseGroups = Vec<(WriteOptions, Vec<(stratacache::Lease, Bytes)>)>;
-
-fn lease_groups(
-    items: Vec<(PyRef<'_, PyLease>, Vec<u8>, u8)>,
-    ttl: Option<f64>,
-    grace: f64,
-) -> PyResult<LeaseGroups> {
-    let mut groups: LeaseGroups = Vec::new();
-    for (lease, d, f) in items {
-        let l = lease.take()?;
-        match groups.iter_mut().find(|(o, _)| o.format.0 == f) {
-            Some((_, v)) => v.push((l, Bytes::from(d))),
-            None => groups.push((opts(f, ttl, grace, None)?, vec![(l, Bytes::from(d))])),
-        }
-    }
-    Ok(groups)
-}
-
-async fn complete_groups(c: Cache, groups: LeaseGroups) -> stratacache::Result<usize> {
-    let mut n = 0;
-    for (o, items) in groups {
-        n += c.complete_many(items, &o).await?;
-    }
-    Ok(n)
 }
 
 fn lookup_tuple(

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use stratacache::{LoadClock, LoadOutcome, Settled};
+use stratacache::{Cache, LoadClock, LoadOutcome, Settled, WriteOptions};
 
 use crate::convert::{Value, opts, value, value_attached};
 use crate::errors::{IntoPyResult, PyLoaderError, py_err};
@@ -218,4 +218,43 @@ impl PyLease {
     fn __repr__(&self) -> String {
         format!("<stratacache Lease key={:?}>", self.key)
     }
+}
+
+pub(crate) async fn try_leases(
+    c: Cache,
+    keys: Vec<String>,
+    force: bool,
+) -> stratacache::Result<Vec<PyLease>> {
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    Ok(c.try_leases(&refs, force)
+        .await?
+        .into_iter()
+        .map(PyLease::new)
+        .collect())
+}
+
+pub(crate) type LeaseGroups = Vec<(WriteOptions, Vec<(stratacache::Lease, Bytes)>)>;
+
+pub(crate) fn lease_groups(
+    items: Vec<(PyRef<'_, PyLease>, Vec<u8>, u8)>,
+    ttl: Option<f64>,
+    grace: f64,
+) -> PyResult<LeaseGroups> {
+    let mut groups: LeaseGroups = Vec::new();
+    for (lease, d, f) in items {
+        let l = lease.take()?;
+        match groups.iter_mut().find(|(o, _)| o.format.0 == f) {
+            Some((_, v)) => v.push((l, Bytes::from(d))),
+            None => groups.push((opts(f, ttl, grace, None)?, vec![(l, Bytes::from(d))])),
+        }
+    }
+    Ok(groups)
+}
+
+pub(crate) async fn complete_groups(c: Cache, groups: LeaseGroups) -> stratacache::Result<usize> {
+    let mut n = 0;
+    for (o, items) in groups {
+        n += c.complete_many(items, &o).await?;
+    }
+    Ok(n)
 }

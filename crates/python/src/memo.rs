@@ -198,3 +198,36 @@ fn is_container(o: &Bound<'_, PyAny>) -> bool {
         || o.is_exact_instance_of::<PyList>()
         || o.is_exact_instance_of::<PySet>()
 }
+
+/// `e` decoded by `loads`, from its memo when it has one of this kind.
+pub(crate) fn decoded(
+    cache: &stratacache::Cache,
+    py: Python<'_>,
+    e: &stratacache::Entry,
+    loads: &Bound<'_, PyAny>,
+    memo: u8,
+) -> PyResult<Py<PyAny>> {
+    if memo != 0
+        && let Some(m) = e.memo.get::<PyMemo>()
+        && m.kind == memo
+        && let Some(v) = m.hand_out(py)?
+    {
+        return Ok(v);
+    }
+    let obj = loads.call1((e.meta.format.0, PyBytes::new(py, &e.payload)))?;
+    // A value's objects take at least about its payload's size: with
+    // less room left, do not walk and copy it only to be refused.
+    if memo != 0
+        && e.payload.len() <= MAX_PAYLOAD
+        && !e.memo.is_set()
+        && cache.memo_room() >= e.payload.len() as u64 + SLOT_OVERHEAD
+    {
+        let (m, charge) = PyMemo::of(memo, &obj)?;
+        // Refused (the budget is short): note that this entry decodes
+        // per hit, so later hits do not walk and copy it again.
+        if !cache.memoize(e, m, charge) {
+            cache.memoize(e, PyMemo::decode_per_hit(memo), SLOT_OVERHEAD);
+        }
+    }
+    Ok(obj.unbind())
+}
