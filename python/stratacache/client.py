@@ -6,11 +6,11 @@ import functools
 import logging
 import math
 from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any, Callable, Final, TypeVar, Union, overload
+from typing import Any, Callable, Final, TypeVar, overload
 
 from . import _failopen, _native
+from ._args import DEFAULT, Ttl, _check_options, _load_many, _native_ttl
 from ._loading import Decoding, NoCache, Policy, aread_through, awarm, read_through, warm
-from .exceptions import ConfigError, InvalidValueError
 from .serializers import Serializer, Unreadable, accepted_formats, get_serializer, memo_key
 
 __all__ = ["DEFAULT", "Cache", "Ttl"]
@@ -30,43 +30,6 @@ def _unreadable(serializer: str, e: Unreadable) -> None:
 
 _MISS: Final = object()
 _REFUSED: Final = object()
-
-
-class _Default:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-DEFAULT: Final = _Default()
-"""Use the cache's default TTL."""
-
-Ttl = Union[float, int, None, _Default]
-"""Seconds; ``None`` means never expire; ``DEFAULT`` the cache's default; ``<= 0`` do not cache."""
-
-
-def _native_ttl(ttl: Ttl) -> float | None:
-    if ttl is DEFAULT:
-        return None
-    if ttl is None:
-        return math.inf
-    try:
-        return float(ttl)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidValueError(f"ttl must be a number of seconds or None, not {ttl!r}") from None
-
-
-def _check_options(**numbers: Any) -> None:
-    """Numeric options: the error names the option (not a bare ValueError or
-    an OverflowError from the native layer)."""
-    for name, v in numbers.items():
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(f"{name} must be a number, not {v!r}")
-        if not v >= 0:
-            raise ConfigError(f"{name} must be >= 0, not {v!r}")
 
 
 class Cache:
@@ -622,15 +585,3 @@ class Cache:
 
 
 _failopen.install(Cache)
-
-
-def _load_many(
-    loader: Callable[[str], Any] | None, load_many: Callable[[list[str]], Any] | None
-) -> Callable[[list[str]], Any]:
-    if (loader is None) == (load_many is None):
-        raise TypeError("give exactly one of loader (per key) or load_many (all keys at once)")
-    if load_many is not None:
-        return load_many
-    assert loader is not None
-    one = loader
-    return lambda keys: {k: one(k) for k in keys}

@@ -1,0 +1,61 @@
+"""How the plain API's arguments cross to the native layer: TTLs
+(``DEFAULT``, ``None`` = never, seconds), numeric options checked with
+errors naming the option, and warm-up's per-key or all-at-once loaders."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Final, Union
+
+from .exceptions import ConfigError, InvalidValueError
+
+__all__ = ["DEFAULT", "Ttl"]
+
+
+class _Default:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Final = _Default()
+"""Use the cache's default TTL."""
+
+Ttl = Union[float, int, None, _Default]
+"""Seconds; ``None`` means never expire; ``DEFAULT`` the cache's default; ``<= 0`` do not cache."""
+
+
+def _native_ttl(ttl: Ttl) -> float | None:
+    if ttl is DEFAULT:
+        return None
+    if ttl is None:
+        return math.inf
+    try:
+        return float(ttl)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidValueError(f"ttl must be a number of seconds or None, not {ttl!r}") from None
+
+
+def _check_options(**numbers: Any) -> None:
+    """Numeric options: the error names the option (not a bare ValueError or
+    an OverflowError from the native layer)."""
+    for name, v in numbers.items():
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{name} must be a number, not {v!r}")
+        if not v >= 0:
+            raise ConfigError(f"{name} must be >= 0, not {v!r}")
+
+
+def _load_many(
+    loader: Callable[[str], Any] | None, load_many: Callable[[list[str]], Any] | None
+) -> Callable[[list[str]], Any]:
+    if (loader is None) == (load_many is None):
+        raise TypeError("give exactly one of loader (per key) or load_many (all keys at once)")
+    if load_many is not None:
+        return load_many
+    assert loader is not None
+    one = loader
+    return lambda keys: {k: one(k) for k in keys}
