@@ -69,8 +69,8 @@ lint-rust: ## rustfmt check, clippy with warnings as errors
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 lint-py: py-develop ## ruff, mypy (strict), stubtest of _native.pyi against the built module
-	$(VENV_BIN)/ruff check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence
-	$(VENV_BIN)/ruff format --check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence
+	$(VENV_BIN)/ruff check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence benches/memory
+	$(VENV_BIN)/ruff format --check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence benches/memory
 	$(VENV_BIN)/mypy
 	$(PY) -m mypy.stubtest stratacache._native
 
@@ -81,7 +81,7 @@ test-rust: ## Rust tests only (expects REDIS_URL / STRATACACHE_CLUSTER; `make te
 	$(RUST_TEST)
 
 lint-node: node_modules/.installed ## ESLint over every JS file, tsc --checkJs over node/, tsc over the shipped .d.ts files
-	npx eslint node tests/node examples benches/node eslint.config.mjs
+	npx eslint node tests/node examples benches/node benches/memory eslint.config.mjs
 	npx tsc -p node/tsconfig.json
 	npx tsc -p tests/node/tsconfig.json
 
@@ -131,8 +131,10 @@ bench-node: check-prereqs node-build ## Node benchmarks beside lru-cache, cache-
 bench-faults: check-prereqs ## steady load through a Redis SIGKILL + restart and a 200 ms-per-command slowdown: errors, wrong values, latency, time back
 	$(CARGO) run --locked --release -q -p stratacache --example faults
 
-bench-memory: ## L1's real memory (RSS growth) against its byte bound under write-heavy reuse, per value size
-	$(CARGO) run --locked --release -q -p stratacache --example l1_memory
+bench-memory: check-prereqs node-build $(VENV)/.installed ## L1 memory soak: RSS against the 64 MiB bound over 20 M distinct writes, raw moka / Rust / Python / Django / Node (WRITES=N to shorten)
+	$(CARGO) build --locked --release -q -p stratacache --example l1_memory
+	$(MATURIN) develop --locked -q --release
+	$(PY) benches/memory/run.py
 
 FUZZ_SECONDS ?= 60
 fuzz: ## fuzz the envelope and bus decoders, FUZZ_SECONDS (60) each; cargo-fuzz on the pinned toolchain, not part of `make test`

@@ -16,9 +16,38 @@ const { hostname: REDIS_HOST, port: REDIS_PORT_TEXT } = new URL(REDIS_URL)
 const REDIS_PORT = Number(REDIS_PORT_TEXT || 6379)
 const RUN = Math.random().toString(16).slice(2, 10)
 
+// The old benchmark value: one long string (kept as one extra row).
 function value(size) {
   return { id: 42, payload: 'x'.repeat(size) }
 }
+
+// Values shaped like what API servers cache (docs/benchmarks.md): a
+// 10-field user (~200 B of JSON) and a page of 8 users plus 9,000
+// characters of HTML (~10 KB).
+function user(i = 42) {
+  return {
+    id: i,
+    name: `User ${i}`,
+    email: `user${i}@example.com`,
+    active: true,
+    score: 97.5,
+    tags: ['alpha', 'beta', 'gamma'],
+    created: '2026-01-02T03:04:05Z',
+    country: 'GB',
+    plan: 'pro',
+    visits: 1234,
+  }
+}
+
+function page() {
+  return { page: 1, total: 8, items: Array.from({ length: 8 }, (_, i) => user(i)), html: `<p>${'x'.repeat(8993)}</p>` }
+}
+
+const PAYLOADS = [
+  ['user', user()],
+  ['page', page()],
+  ['old payload (one 200-char string)', value(200)],
+]
 
 // Best of `repeat` runs of `n` sequential awaited calls; µs per call.
 async function perOp(fn, n, repeat = 5) {
@@ -60,9 +89,9 @@ function table(title, rows, base) {
 }
 
 async function l1Hits() {
-  for (const size of [200, 10240]) {
-    const v = value(size)
-    const strata = new Cache({ namespace: `bench-${RUN}-${size}` })
+  for (const [name, v] of PAYLOADS) {
+    const text = JSON.stringify(v)
+    const strata = new Cache({ namespace: `bench-${RUN}-${name.length}` })
     await strata.set('hot', v, '1h')
     const bento = new BentoCache({ default: 'mem', stores: { mem: bentostore().useL1Layer(memoryDriver({ maxSize: '64mb' })) } })
     await bento.set({ key: 'hot', value: v, ttl: '1h' })
@@ -76,8 +105,15 @@ async function l1Hits() {
       ['cache-manager 7 get (Keyv memory)', await perOp(() => cm.get('hot'), 100_000)],
       ['lru-cache get + structuredClone (copy)', await perOp(async () => structuredClone(lru.get('hot')), 100_000)],
       ['lru-cache get (no copy, shared object)', await perOp(async () => lru.get('hot'), 100_000)],
+      ['JSON.parse of the value alone', await perOp(async () => JSON.parse(text), 100_000)],
     ]
-    table(`L1 hit get, ${size} B value`, rows, 'bentocache memory get (copy)')
+    table(`L1 hit get, ${name} (${text.length} B of JSON)`, rows, 'bentocache memory get (copy)')
+    const sets = [
+      ['stratacache set (L1 only, no Redis)', await perOp(() => strata.set('w', v, '1h'), 50_000)],
+      ['bentocache memory set', await perOp(() => bento.set({ key: 'w', value: v, ttl: '1h' }), 50_000)],
+      ['cache-manager 7 set (Keyv memory)', await perOp(() => cm.set('w', v, 3_600_000), 50_000)],
+    ]
+    table(`In-process set, ${name}`, sets, 'bentocache memory set')
     await strata.close()
     await bento.disconnectAll()
   }
@@ -85,21 +121,22 @@ async function l1Hits() {
 
 async function l2Hits() {
   const redis = new Redis(REDIS_URL)
-  for (const size of [200, 10240]) {
+  for (const [name, v] of PAYLOADS.slice(0, 2)) {
+    const size = name
     const strata = new Cache({ redis: REDIS_URL, namespace: `bench-l2-${RUN}-${size}`, l1: false })
     // The same reads with the GET sent by the native binding (tokio).
     const native = new Cache({ redis: REDIS_URL, namespace: `bench-l2-${RUN}-${size}`, l1: false, jsReads: false })
-    await strata.set('hot', value(size), '1h')
-    await redis.set(`raw-${RUN}-${size}`, JSON.stringify(value(size)))
+    await strata.set('hot', v, '1h')
+    await redis.set(`raw-${RUN}-${size}`, JSON.stringify(v))
     // The peers with their Redis layer only, on the same server.
     const bento = new BentoCache({
       default: 'l2',
       prefix: `bench-l2-bento-${RUN}-${size}`,
       stores: { l2: bentostore().useL2Layer(redisDriver({ connection: { host: REDIS_HOST, port: REDIS_PORT } })) },
     })
-    await bento.set({ key: 'hot', value: value(size), ttl: '1h' })
+    await bento.set({ key: 'hot', value: v, ttl: '1h' })
     const cm = createCache({ stores: [new Keyv({ store: new KeyvRedis(REDIS_URL), namespace: `bench-l2-cm-${RUN}-${size}` })] })
-    await cm.set('hot', value(size), 3_600_000)
+    await cm.set('hot', v, 3_600_000)
     const unused = () => {
       throw new Error('a hit was expected')
     }
@@ -113,8 +150,16 @@ async function l2Hits() {
       ['raw ioredis GET + JSON.parse', async () => JSON.parse(await redis.get(`raw-${RUN}-${size}`))],
     ]
     const { best, median } = await interleaved(contenders, 15, 300)
-    table(`L2 hit get, ${size} B value: best of 15 rounds`, best, 'raw ioredis GET (string, not decoded)')
-    table(`L2 hit get, ${size} B value: median of 15 rounds`, median, 'raw ioredis GET (string, not decoded)')
+    const writes = [
+      ['stratacache set (bus publish included)', () => strata.set('w', v, '1h')],
+      ['bentocache set, Redis layer only', () => bento.set({ key: 'w', value: v, ttl: '1h' })],
+      ['cache-manager 7 set (@keyv/redis)', () => cm.set('w', v, 3_600_000)],
+      ['raw ioredis SET PX (JSON.stringify)', () => redis.set(`raww-${RUN}-${size}`, JSON.stringify(v), 'PX', 3_600_000)],
+    ]
+    const w = await interleaved(writes, 15, 300)
+    table(`Redis set, ${name}: median of 15 rounds`, w.median, 'raw ioredis SET PX (JSON.stringify)')
+    table(`L2 hit get, ${name}: best of 15 rounds`, best, 'raw ioredis GET (string, not decoded)')
+    table(`L2 hit get, ${name}: median of 15 rounds`, median, 'raw ioredis GET (string, not decoded)')
     await strata.clear()
     await strata.close()
     await native.close()
@@ -133,10 +178,10 @@ async function l2Many() {
   const strata = new Cache({ redis: REDIS_URL, namespace: `bench-many-${RUN}`, l1: false })
   const native = new Cache({ redis: REDIS_URL, namespace: `bench-many-${RUN}`, l1: false, jsReads: false })
   const cm = createCache({ stores: [new Keyv({ store: new KeyvRedis(REDIS_URL), namespace: `bench-many-cm-${RUN}` })] })
-  await strata.setMany(keys.map((k) => [k, value(200)]), '1h')
-  await cm.mset(keys.map((key) => ({ key, value: value(200), ttl: 3_600_000 })))
+  await strata.setMany(keys.map((k, i) => [k, user(i)]), '1h')
+  await cm.mset(keys.map((key, i) => ({ key, value: user(i), ttl: 3_600_000 })))
   const rawKeys = keys.map((k) => `raw-many-${RUN}-${k}`)
-  for (const k of rawKeys) await redis.set(k, JSON.stringify(value(200)))
+  for (const [i, k] of rawKeys.entries()) await redis.set(k, JSON.stringify(user(i)))
   const contenders = [
     ['stratacache getMany, L1 disabled (decoded)', () => strata.getMany(keys)],
     ['stratacache getMany, jsReads: false', () => native.getMany(keys)],
@@ -145,7 +190,7 @@ async function l2Many() {
     ['raw ioredis MGET + JSON.parse each', async () => (await redis.mget(rawKeys)).map((v) => JSON.parse(v))],
   ]
   const { median } = await interleaved(contenders, 15, 200)
-  table('getMany of 10 keys, 200 B values, L1 disabled: median of 15 rounds', median, 'raw ioredis MGET (strings, not decoded)')
+  table('getMany of 10 keys, user values, L1 disabled: median of 15 rounds', median, 'raw ioredis MGET (strings, not decoded)')
   await strata.clear()
   await strata.close()
   await native.close()

@@ -2,6 +2,12 @@
 one run, reported as ratios (docs/benchmarks.md). Not a test: nothing here
 asserts a speed.
 
+Values are shaped like what API servers cache: *user* (a 10-field dict,
+~210 B pickled), *page* (8 users and 9,000 characters of HTML, ~10 KB), a
+dataclass and a Django model instance; the old one-long-string value is
+kept as one extra row. Every Redis peer runs with its fast parser (redis-py
+with hiredis). Throughput rows run 1, 16 and 64 requests in flight (threads).
+
 Needs Redis at $REDIS_URL and the release build of the native module
 (the Makefile target does both).
 """
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import pickle
 import statistics
 import threading
 import time
@@ -25,12 +32,18 @@ RUN = os.urandom(4).hex()
 
 settings.configure(
     SECRET_KEY="bench",
+    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"],
     CACHES={
         "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": f"b{RUN}"},
         "strata_l1": {
             "BACKEND": "stratacache.django.StrataCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {"NAMESPACE": f"bench-{RUN}"},
+        },
+        "strata_l1_only": {
+            "BACKEND": "stratacache.django.StrataCache",
+            "LOCATION": "",
+            "OPTIONS": {"NAMESPACE": f"bench-only-{RUN}"},
         },
         "strata_l2": {
             "BACKEND": "stratacache.django.StrataCache",
@@ -71,7 +84,51 @@ def table(title: str, rows: list[tuple[str, float]], base: str) -> None:
 
 
 def value(size: int) -> dict[str, Any]:
+    """The old benchmark value: one long string (kept as one extra row)."""
     return {"id": 42, "payload": "x" * size}
+
+
+def user(i: int = 42) -> dict[str, Any]:
+    return {
+        "id": i,
+        "name": f"User {i}",
+        "email": f"user{i}@example.com",
+        "active": True,
+        "score": 97.5,
+        "tags": ["alpha", "beta", "gamma"],
+        "created": "2026-01-02T03:04:05Z",
+        "country": "GB",
+        "plan": "pro",
+        "visits": 1234,
+    }
+
+
+def page() -> dict[str, Any]:
+    return {"page": 1, "total": 8, "items": [user(i) for i in range(8)], "html": "<p>" + "x" * 8993 + "</p>"}
+
+
+@dataclasses.dataclass
+class UserRecord:
+    id: int
+    name: str
+    email: str
+    active: bool
+    score: float
+    tags: list[str]
+    created: str
+    country: str
+    plan: str
+    visits: int
+
+
+def model_instance() -> Any:
+    """An unsaved `django.contrib.auth` User: what a view caches as-is."""
+    from django.contrib.auth.models import User
+
+    return User(id=42, username="ada", email="ada@example.com", first_name="Ada", last_name="Lovelace")
+
+
+PAYLOADS: dict[str, Callable[[], Any]] = {"user": user, "page": page}
 
 
 def l1_rows(v: dict[str, Any]) -> list[tuple[str, float]]:
@@ -98,36 +155,55 @@ def l1_rows(v: dict[str, Any]) -> list[tuple[str, float]]:
     return rows
 
 
-@dataclasses.dataclass
-class Record:
-    id: int
-    payload: str
-
-
 def l1_hits() -> None:
-    for size in (200, 10_240):
-        table(f"L1 hit get, {size} B value", l1_rows(value(size)), "django api: locmem")
-    # An instance of a user class is never kept decoded: unpickled per hit.
-    rows = []
-    for alias in ("locmem", "strata_l1"):
-        c = caches[alias]
-        c.set("hot-record", Record(42, "x" * 200), 3600)
-        rows.append((f"django api: {alias}", per_op(lambda c=c: c.get("hot-record"), 20_000)))
-    table("L1 hit get, 200 B dataclass instance (unpickled per hit)", rows, "django api: locmem")
+    for name, make in PAYLOADS.items():
+        table(f"L1 hit get, {name}", l1_rows(make()), "django api: locmem")
+    table("L1 hit get, old payload (one 200-char string)", l1_rows(value(200)), "django api: locmem")
+    # Instances of user classes are never kept decoded: unpickled per hit.
+    for name, obj in (("dataclass", UserRecord(**user())), ("Django model instance", model_instance())):
+        rows = []
+        for alias in ("locmem", "strata_l1"):
+            c = caches[alias]
+            c.set(f"hot-{name}", obj, 3600)
+            rows.append((f"django api: {alias}", per_op(lambda c=c, k=f"hot-{name}": c.get(k), 20_000)))
+        table(f"L1 hit get, {name} (unpickled per hit)", rows, "django api: locmem")
+
+
+def l1_sets() -> None:
+    for name, make in PAYLOADS.items():
+        v = make()
+        rows = []
+        for alias in ("locmem", "strata_l1_only"):
+            c = caches[alias]
+            rows.append((f"django api: {alias}", per_op(lambda c=c, v=v: c.set("w", v, 3600), 20_000)))
+        table(f"L1-only set, {name}", rows, "django api: locmem")
 
 
 def l2_hits() -> None:
     raw = redis.Redis.from_url(REDIS_URL)
-    for size in (200, 10_240):
-        v = value(size)
+    for name, make in PAYLOADS.items():
+        v = make()
         rows = []
         for alias in ("strata_l2", "django_redis_builtin", "django_redis"):
             c = caches[alias]
             c.set("l2key", v, 3600)
             rows.append((f"django api: {alias}", per_op(lambda c=c: c.get("l2key"), 2_000)))
-        raw.set(f"raw-{RUN}", b"x" * (size + 20))
-        rows.append(("raw redis-py GET", per_op(lambda: raw.get(f"raw-{RUN}"), 2_000)))
-        table(f"L2 hit get (L1 disabled), {size} B value", rows, "raw redis-py GET")
+        raw.set(f"raw-{RUN}", pickle.dumps(v, pickle.HIGHEST_PROTOCOL))
+        rows.append(("raw redis-py GET (hiredis)", per_op(lambda: raw.get(f"raw-{RUN}"), 2_000)))
+        table(f"L2 hit get (L1 disabled), {name}", rows, "raw redis-py GET (hiredis)")
+
+
+def l2_sets() -> None:
+    raw = redis.Redis.from_url(REDIS_URL)
+    for name, make in PAYLOADS.items():
+        v = make()
+        data = pickle.dumps(v, pickle.HIGHEST_PROTOCOL)
+        rows = []
+        for alias in ("strata_l2", "django_redis_builtin", "django_redis"):
+            c = caches[alias]
+            rows.append((f"django api: {alias}", per_op(lambda c=c, v=v: c.set("l2w", v, 3600), 2_000)))
+        rows.append(("raw redis-py SET EX (hiredis)", per_op(lambda d=data: raw.set(f"raww-{RUN}", d, ex=3600), 2_000)))
+        table(f"L2 set, {name} (bus publish included for stratacache)", rows, "raw redis-py SET EX (hiredis)")
 
 
 def get_many() -> None:
@@ -136,12 +212,59 @@ def get_many() -> None:
     rows = []
     for alias in ("strata_l2", "django_redis_builtin", "django_redis"):
         c = caches[alias]
-        c.set_many({k: value(200) for k in keys}, 3600)
+        c.set_many({k: user(i) for i, k in enumerate(keys)}, 3600)
         rows.append((f"django api: {alias}", per_op(lambda c=c: c.get_many(keys), 300)))
     raw_keys = [f"rawm-{RUN}-{k}" for k in keys]
-    raw.mset({k: b"x" * 220 for k in raw_keys})
-    rows.append(("raw redis-py MGET", per_op(lambda: raw.mget(raw_keys), 300)))
-    table("get_many of 100 keys from L2 (200 B values)", rows, "raw redis-py MGET")
+    raw.mset({k: pickle.dumps(user(i), pickle.HIGHEST_PROTOCOL) for i, k in enumerate(raw_keys)})
+    rows.append(("raw redis-py MGET (hiredis)", per_op(lambda: raw.mget(raw_keys), 300)))
+    table("get_many of 100 keys from L2, user", rows, "raw redis-py MGET (hiredis)")
+
+
+def in_flight(fn: Callable[[], Any], threads: int, seconds: float = 1.5) -> float:
+    """Calls per second with `threads` callers in flight."""
+    stop = threading.Event()
+    counts = [0] * threads
+    barrier = threading.Barrier(threads + 1)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        n = 0
+        while not stop.is_set():
+            fn()
+            n += 1
+        counts[i] = n
+
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for t in ts:
+        t.join()
+    return sum(counts) / (time.perf_counter() - t0)
+
+
+def throughput() -> None:
+    """L2 reads of the user value with 1, 16 and 64 requests in flight."""
+    v = user()
+    pool = redis.ConnectionPool.from_url(REDIS_URL, max_connections=128)
+    raw = redis.Redis(connection_pool=pool)
+    raw.set(f"rawt-{RUN}", pickle.dumps(v, pickle.HIGHEST_PROTOCOL))
+    contenders: list[tuple[str, Callable[[], Any]]] = [
+        ("raw redis-py GET (hiredis, pool)", lambda: raw.get(f"rawt-{RUN}"))
+    ]
+    for alias in ("strata_l2", "django_redis"):
+        c = caches[alias]
+        c.set("l2t", v, 3600)
+        contenders.append((f"django api: {alias}", lambda c=c: c.get("l2t")))
+    print("\nL2 hit get throughput, user (L1 disabled), calls/s; ratio to raw redis-py")
+    for n in (1, 16, 64):
+        rates = [(name, in_flight(fn, n)) for name, fn in contenders]
+        ref = rates[0][1]
+        cells = "   ".join(f"{name} {r:,.0f} ({r / ref:.2f}x)" for name, r in rates[1:])
+        print(f"  {n:2d} in flight: raw {ref:,.0f}/s   {cells}")
 
 
 def stampede_one(alias: str) -> None:
@@ -157,7 +280,7 @@ def stampede_one(alias: str) -> None:
         with lock:
             calls += 1
         time.sleep(0.05)
-        return value(200)
+        return user()
 
     def worker() -> None:
         nonlocal errors
@@ -191,11 +314,19 @@ def stampede() -> None:
 
 
 if __name__ == "__main__":
+    from redis.utils import HIREDIS_AVAILABLE
+
     import stratacache
 
-    print(f"stratacache {stratacache.__version__}, Django {django.get_version()}, Redis at {REDIS_URL}")
+    print(
+        f"stratacache {stratacache.__version__}, Django {django.get_version()}, redis-py {redis.__version__}"
+        f" (hiredis {'on' if HIREDIS_AVAILABLE else 'OFF'}), Redis at {REDIS_URL}"
+    )
     l1_hits()
+    l1_sets()
     l2_hits()
+    l2_sets()
     get_many()
+    throughput()
     stampede()
     caches["strata_l1"].clear()

@@ -1,7 +1,7 @@
 //! `make bench`: stratacache beside the raw libraries it is built on, in one
 //! run, so the ratios are what matter (docs/benchmarks.md).
 //!
-//! - L1 hit `get` (200 B, 10 KB) vs raw `moka::future::Cache::get`
+//! - L1 hit `get` (200 B, 10 KB) vs raw `moka::sync::Cache::get`
 //! - L2 hit `get` with L1 disabled vs a raw `redis` GET (ConnectionManager)
 //! - `get_many` x100 from L2 vs a raw `MGET` of the same 100 keys
 //! - 1,000-way contended cold lookup (one loader) in L1-only mode
@@ -40,11 +40,11 @@ fn l1_hit(c: &mut Criterion) {
             .expect("cache");
         rt.block_on(cache.set("key:1", payload.clone(), &opts()))
             .expect("set");
-        let raw: moka::future::Cache<Arc<str>, Arc<Bytes>> = moka::future::Cache::builder()
+        let raw: moka::sync::Cache<Arc<str>, Arc<Bytes>> = moka::sync::Cache::builder()
             .max_capacity(64 << 20)
             .weigher(|k: &Arc<str>, v: &Arc<Bytes>| (k.len() + v.len()) as u32)
             .build();
-        rt.block_on(raw.insert(Arc::from("key:1"), Arc::new(payload)));
+        raw.insert(Arc::from("key:1"), Arc::new(payload));
         g.throughput(Throughput::Elements(1));
         g.bench_function(BenchmarkId::new("stratacache", size), |b| {
             b.to_async(&rt).iter(|| async {
@@ -54,7 +54,7 @@ fn l1_hit(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("raw_moka", size), |b| {
             b.to_async(&rt).iter(|| async {
-                let e = raw.get("key:1").await.expect("hit");
+                let e = raw.get("key:1").expect("hit");
                 std::hint::black_box(e);
             })
         });

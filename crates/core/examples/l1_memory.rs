@@ -1,12 +1,26 @@
-//! How much memory L1 really holds against its configured byte bound
-//! (`make bench-memory`): a write-heavy workload with key reuse and values
-//! changing size, per value size; the process's resident set growth is
-//! compared with `l1_max_bytes` and with L1's own weighted size.
+//! The L1 memory soak's Rust workloads (`make bench-memory` runs them
+//! through `benches/memory/run.py`, beside the Python and Node ones).
+//!
+//! `l1_memory <api> <writes> <size>`: `api` is `rust` (a stratacache
+//! `Cache`, L1 only, 64 MiB bound) or `moka` (raw `moka::sync::Cache`
+//! with the same bound, the same per-entry charge and per-entry expiry,
+//! the floor any moka-based L1 sits on). `size` is a value size in bytes,
+//! or `mixed` for sizes drawn from 64 B to 10 KiB. Every write is a new
+//! key; each write is followed by a read of one of the last 64 keys
+//! written. Twenty times over the run it prints
+//! `sample <writes done> <RSS growth bytes> <L1 entries> <L1 bytes>`.
+//! The protocol is the same in every language: see `benches/memory/`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use stratacache::{Cache, WriteOptions};
+
+const BOUND: u64 = 64 << 20;
+const SAMPLES: u64 = 20;
+/// The per-entry charge stratacache's weigher adds (`l1::ENTRY_OVERHEAD`).
+const CHARGE: usize = 656;
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -18,90 +32,90 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// The soak's value size for write `i`: fixed, or log-uniform over
+/// 64 B..10 KiB along the golden-ratio sequence (the same sizes in every
+/// language's workload).
+fn size_of(fixed: Option<usize>, i: u64) -> usize {
+    fixed.unwrap_or_else(|| {
+        let u = (i as f64 * 0.618_033_988_749_894_9).fract();
+        (64.0 * 160f64.powf(u)) as usize
+    })
+}
+
+/// The key read after write `i`: one of the last 64 written.
+fn back(i: u64) -> u64 {
+    i.saturating_sub((i * 7) % 64)
+}
+
 fn main() {
-    let limit: u64 = 64 << 20;
+    let mut args = std::env::args().skip(1);
+    let api = args.next().unwrap_or_else(|| "rust".into());
+    let writes: u64 = args
+        .next()
+        .map(|s| s.parse().expect("writes"))
+        .unwrap_or(20_000_000);
+    let size = args.next().unwrap_or_else(|| "64".into());
+    let fixed: Option<usize> =
+        (size != "mixed").then(|| size.parse().expect("value size in bytes"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    // One value size per process (RSS never shrinks back): `l1_memory
-    // <size>`; without an argument, every size in a child process each.
-    let sizes: Vec<usize> = match std::env::args().nth(1) {
-        Some(s) => vec![s.parse().expect("value size in bytes")],
-        None => {
-            println!(
-                "| glibc arenas | value size | writes | distinct keys | L1 entries | L1 weighted | RSS growth | RSS growth / bound |"
-            );
-            println!("|---|---|---|---|---|---|---|---|");
-            // glibc's default (one arena per thread: memory freed by one
-            // thread is not reused by another) and a single arena.
-            for arenas in ["default", "1"] {
-                for size in [64, 1024, 4096] {
-                    let exe = std::env::current_exe().expect("exe");
-                    let mut cmd = std::process::Command::new(exe);
-                    cmd.arg(size.to_string());
-                    if arenas != "default" {
-                        cmd.env("MALLOC_ARENA_MAX", arenas);
+    let before = rss_bytes();
+    let filler = vec![b'v'; 10 << 10];
+    let every = (writes / SAMPLES).max(1);
+    match api.as_str() {
+        "rust" => {
+            let cache = Cache::builder()
+                .namespace("soak")
+                .l1_max_bytes(BOUND)
+                .build()
+                .expect("cache");
+            rt.block_on(async {
+                for i in 0..writes {
+                    let v = Bytes::copy_from_slice(&filler[..size_of(fixed, i)]);
+                    cache
+                        .set(&format!("key:{i}"), v, &WriteOptions::default())
+                        .await
+                        .expect("set");
+                    let read = cache.get(&format!("key:{}", back(i))).await;
+                    std::hint::black_box(read.expect("get"));
+                    if (i + 1) % every == 0 {
+                        let s = cache.stats().await;
+                        let grown = rss_bytes().saturating_sub(before);
+                        println!("sample {} {grown} {} {}", i + 1, s.l1_entries, s.l1_bytes);
                     }
-                    let out = cmd.output().expect("child");
-                    print!("| {arenas} {}", String::from_utf8_lossy(&out.stdout));
                 }
-            }
-            return;
+            });
         }
-    };
-    for size in sizes {
-        // Four times as many keys as fit, so the workload evicts throughout.
-        let keys = 4 * limit / (size as u64 + 200);
-        let before = rss_bytes();
-        let cache = Cache::builder()
-            .namespace(format!("mem{size}"))
-            .l1_max_bytes(limit)
-            .isolated(true)
-            .build()
-            .expect("cache");
-        let writes = keys * 3;
-        rt.block_on(async {
-            let mut tasks = Vec::new();
-            for t in 0..4u64 {
-                let cache = cache.clone();
-                tasks.push(tokio::spawn(async move {
-                    let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-                    for _ in 0..writes / 4 {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        let len = size / 2 + (x >> 40) as usize % size;
-                        cache
-                            .set(
-                                &format!("key:{}", x % keys),
-                                Bytes::from(vec![b'v'; len]),
-                                &WriteOptions::default(),
-                            )
-                            .await
-                            .expect("set");
+        "moka" => {
+            let cache: moka::sync::Cache<Arc<str>, Bytes> = moka::sync::Cache::builder()
+                .max_capacity(BOUND)
+                .weigher(|k: &Arc<str>, v: &Bytes| {
+                    u32::try_from(k.len() + v.len() + CHARGE).unwrap_or(u32::MAX)
+                })
+                .time_to_live(Duration::from_secs(300))
+                .build();
+            rt.block_on(async {
+                for i in 0..writes {
+                    let v = Bytes::copy_from_slice(&filler[..size_of(fixed, i)]);
+                    cache.insert(format!("key:{i}").into(), v);
+                    let read = cache.get(format!("key:{}", back(i)).as_str());
+                    std::hint::black_box(read);
+                    if (i + 1) % every == 0 {
+                        cache.run_pending_tasks();
+                        let grown = rss_bytes().saturating_sub(before);
+                        println!(
+                            "sample {} {grown} {} {}",
+                            i + 1,
+                            cache.entry_count(),
+                            cache.weighted_size()
+                        );
                     }
-                }));
-            }
-            for t in tasks {
-                t.await.expect("writer");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        });
-        let stats = rt.block_on(cache.stats());
-        let grown = rss_bytes().saturating_sub(before);
-        println!(
-            "| {}-{} B | {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.2} |",
-            size / 2,
-            size / 2 + size,
-            writes,
-            keys,
-            stats.l1_entries,
-            stats.l1_bytes as f64 / (1 << 20) as f64,
-            grown as f64 / (1 << 20) as f64,
-            grown as f64 / limit as f64
-        );
-        drop(cache);
+                }
+            });
+        }
+        other => panic!("unknown api {other:?}: rust or moka"),
     }
 }

@@ -149,7 +149,7 @@ impl Cache {
     pub async fn stats(&self) -> Stats {
         let sh = &self.shared;
         let (l1_entries, l1_bytes) = match &sh.l1 {
-            Some(l1) => l1.size().await,
+            Some(l1) => l1.size(),
             None => (0, 0),
         };
         sh.metrics.snapshot(crate::metrics::Gauges {

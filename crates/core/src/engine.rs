@@ -250,11 +250,11 @@ impl Shared {
         };
         let k: Arc<str> = Arc::from(key);
         match (keep, epoch) {
-            (Some(e), Some(epoch)) => l1.fill(&k, e, epoch).await,
-            (Some(e), None) => l1.put(&k, e).await,
+            (Some(e), Some(epoch)) => l1.fill(&k, e, epoch),
+            (Some(e), None) => l1.put(&k, e),
             (None, Some(_)) => {}
             (None, None) => {
-                l1.remove(key).await;
+                l1.remove(key);
             }
         }
     }
@@ -486,7 +486,7 @@ impl Shared {
             Metrics::inc(&self.metrics.l1_distrusted);
             return Judged::Miss;
         }
-        match l1.get(key).await {
+        match l1.get(key) {
             Some(e) => self.judge(e, acc).await,
             None => Judged::Miss,
         }
@@ -503,7 +503,7 @@ impl Shared {
         if self.l1_trusted.load(Ordering::Acquire) {
             return Judged::Miss;
         }
-        let judged = match l1.get(key).await {
+        let judged = match l1.get(key) {
             Some(e) => self.judge(e, acc).await,
             None => Judged::Miss,
         };
@@ -580,7 +580,7 @@ impl Listener for Shared {
             BusEvent::Keys(keys) => {
                 if let Some(l1) = &self.l1 {
                     for k in &keys {
-                        l1.remove(k).await;
+                        l1.remove(k);
                     }
                 }
             }

@@ -1,4 +1,8 @@
-//! L1: the in-process tier, on `moka`'s async cache.
+//! L1: the in-process tier, on `moka`'s synchronous cache. Every L1
+//! operation completes on the calling thread without suspending (moka's
+//! per-key locks are held for a map update only), so an L1 hit or an
+//! L1-only write needs no runtime: bindings answer them on their own
+//! thread.
 //!
 //! - Bounded by bytes: the weigher counts key, payload, tags and a fixed
 //!   per-entry overhead; admission is moka's W-TinyLFU.
@@ -62,7 +66,7 @@ impl Expiry<Arc<str>, Arc<Entry>> for EntryExpiry {
 }
 
 pub(crate) struct L1 {
-    cache: moka::future::Cache<Arc<str>, Arc<Entry>>,
+    cache: moka::sync::Cache<Arc<str>, Arc<Entry>>,
     epochs: Box<[AtomicU64]>,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -76,7 +80,7 @@ pub(crate) enum L1Incr {
 
 impl L1 {
     pub(crate) fn new(max_bytes: u64, metrics: Arc<Metrics>) -> Self {
-        let cache = moka::future::Cache::builder()
+        let cache = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &Arc<str>, v: &Arc<Entry>| {
                 let tags: usize = v.meta.tags.iter().map(|(n, _)| n.len() + 32).sum();
@@ -107,131 +111,102 @@ impl L1 {
         self.stripe(key).load(Ordering::Acquire)
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Option<Arc<Entry>> {
-        self.cache.get(key).await
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        self.cache.get(key)
     }
 
     /// Store a value read from L2 or loaded, unless an authoritative write
     /// to the key's stripe happened since `epoch` was read.
-    pub(crate) async fn fill(&self, key: &Arc<str>, entry: Arc<Entry>, epoch: u64) {
+    pub(crate) fn fill(&self, key: &Arc<str>, entry: Arc<Entry>, epoch: u64) {
         let stripe = self.stripe(key);
-        self.cache
-            .entry(key.clone())
-            .and_compute_with(|_| {
-                let unchanged = stripe.load(Ordering::Acquire) == epoch;
-                async move { if unchanged { Op::Put(entry) } else { Op::Nop } }
-            })
-            .await;
+        self.cache.entry(key.clone()).and_compute_with(|_| {
+            let unchanged = stripe.load(Ordering::Acquire) == epoch;
+            if unchanged { Op::Put(entry) } else { Op::Nop }
+        });
     }
 
     /// Authoritative write (`set`, `touch`): store and fence older fills.
-    pub(crate) async fn put(&self, key: &Arc<str>, entry: Arc<Entry>) {
+    pub(crate) fn put(&self, key: &Arc<str>, entry: Arc<Entry>) {
         let stripe = self.stripe(key);
-        self.cache
-            .entry(key.clone())
-            .and_compute_with(|_| {
-                stripe.fetch_add(1, Ordering::AcqRel);
-                async move { Op::Put(entry) }
-            })
-            .await;
+        self.cache.entry(key.clone()).and_compute_with(|_| {
+            stripe.fetch_add(1, Ordering::AcqRel);
+            Op::Put(entry)
+        });
     }
 
     /// Authoritative removal (`delete`, counters): remove and fence older
     /// fills. Returns whether a live entry was there.
-    pub(crate) async fn remove(&self, key: &str) -> bool {
+    pub(crate) fn remove(&self, key: &str) -> bool {
         let stripe = self.stripe(key);
         let key: Arc<str> = Arc::from(key);
-        let r = self
-            .cache
-            .entry(key)
-            .and_compute_with(|cur| {
-                stripe.fetch_add(1, Ordering::AcqRel);
-                let op = if cur.is_some() { Op::Remove } else { Op::Nop };
-                async move { op }
-            })
-            .await;
+        let r = self.cache.entry(key).and_compute_with(|cur| {
+            stripe.fetch_add(1, Ordering::AcqRel);
+            if cur.is_some() { Op::Remove } else { Op::Nop }
+        });
         matches!(r, CompResult::Removed(_))
     }
 
     /// Insert only if absent; true when inserted.
-    pub(crate) async fn add(&self, key: &Arc<str>, entry: Arc<Entry>) -> bool {
+    pub(crate) fn add(&self, key: &Arc<str>, entry: Arc<Entry>) -> bool {
         let stripe = self.stripe(key);
-        let r = self
-            .cache
-            .entry(key.clone())
-            .and_compute_with(|cur| {
-                let op = if cur.is_none() {
-                    stripe.fetch_add(1, Ordering::AcqRel);
-                    Op::Put(entry)
-                } else {
-                    Op::Nop
-                };
-                async move { op }
-            })
-            .await;
+        let r = self.cache.entry(key.clone()).and_compute_with(|cur| {
+            if cur.is_none() {
+                stripe.fetch_add(1, Ordering::AcqRel);
+                Op::Put(entry)
+            } else {
+                Op::Nop
+            }
+        });
         matches!(r, CompResult::Inserted(_))
     }
 
     /// Replace an existing entry with `f(old)`; false when absent.
-    pub(crate) async fn update<F>(&self, key: &str, f: F) -> bool
+    pub(crate) fn update<F>(&self, key: &str, f: F) -> bool
     where
         F: FnOnce(&Entry) -> Entry + Send,
     {
         let stripe = self.stripe(key);
         let key: Arc<str> = Arc::from(key);
-        let r = self
-            .cache
-            .entry(key)
-            .and_compute_with(|cur| {
-                let op = match cur {
-                    Some(e) => {
-                        stripe.fetch_add(1, Ordering::AcqRel);
-                        Op::Put(Arc::new(f(e.value())))
-                    }
-                    None => Op::Nop,
-                };
-                async move { op }
-            })
-            .await;
+        let r = self.cache.entry(key).and_compute_with(|cur| match cur {
+            Some(e) => {
+                stripe.fetch_add(1, Ordering::AcqRel);
+                Op::Put(Arc::new(f(e.value())))
+            }
+            None => Op::Nop,
+        });
         matches!(r, CompResult::ReplacedWith(_))
     }
 
     /// Atomic add on an integer entry (L1-only mode).
-    pub(crate) async fn incr(&self, key: &str, delta: i64) -> L1Incr {
+    pub(crate) fn incr(&self, key: &str, delta: i64) -> L1Incr {
         let stripe = self.stripe(key);
         let key: Arc<str> = Arc::from(key);
         let mut outcome = L1Incr::Missing;
-        self.cache
-            .entry(key)
-            .and_compute_with(|cur| {
-                let op = match cur {
-                    None => Op::Nop,
-                    Some(e) => {
-                        let old = e.value();
-                        let parsed = (old.meta.format == crate::Format::INT)
-                            .then(|| std::str::from_utf8(&old.payload).ok()?.parse::<i64>().ok())
-                            .flatten()
-                            .and_then(|v| v.checked_add(delta));
-                        match parsed {
-                            Some(n) => {
-                                stripe.fetch_add(1, Ordering::AcqRel);
-                                outcome = L1Incr::Value(n);
-                                Op::Put(Arc::new(Entry {
-                                    meta: old.meta.clone(),
-                                    payload: n.to_string().into(),
-                                    memo: Default::default(),
-                                }))
-                            }
-                            None => {
-                                outcome = L1Incr::NotInteger;
-                                Op::Nop
-                            }
-                        }
+        self.cache.entry(key).and_compute_with(|cur| match cur {
+            None => Op::Nop,
+            Some(e) => {
+                let old = e.value();
+                let parsed = (old.meta.format == crate::Format::INT)
+                    .then(|| std::str::from_utf8(&old.payload).ok()?.parse::<i64>().ok())
+                    .flatten()
+                    .and_then(|v| v.checked_add(delta));
+                match parsed {
+                    Some(n) => {
+                        stripe.fetch_add(1, Ordering::AcqRel);
+                        outcome = L1Incr::Value(n);
+                        Op::Put(Arc::new(Entry {
+                            meta: old.meta.clone(),
+                            payload: n.to_string().into(),
+                            memo: Default::default(),
+                        }))
                     }
-                };
-                async move { op }
-            })
-            .await;
+                    None => {
+                        outcome = L1Incr::NotInteger;
+                        Op::Nop
+                    }
+                }
+            }
+        });
         outcome
     }
 
@@ -243,8 +218,8 @@ impl L1 {
         self.cache.invalidate_all();
     }
 
-    pub(crate) async fn size(&self) -> (u64, u64) {
-        self.cache.run_pending_tasks().await;
+    pub(crate) fn size(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks();
         (self.cache.entry_count(), self.cache.weighted_size())
     }
 }
@@ -287,7 +262,7 @@ mod tests {
                     x ^= x >> 7;
                     x ^= x << 17;
                     let k = &keys[(x % keys.len() as u64) as usize];
-                    l1.put(k, entry(1024 + (x >> 40) as usize % 3072)).await;
+                    l1.put(k, entry(1024 + (x >> 40) as usize % 3072));
                     if i % 64 == 0 {
                         worst = worst.max(l1.cache.weighted_size());
                     }
@@ -299,7 +274,7 @@ mod tests {
         for t in tasks {
             worst = worst.max(t.await.expect("writer"));
         }
-        let (_, settled) = l1.size().await;
+        let (_, settled) = l1.size();
         assert!(settled <= LIMIT, "settled {settled} > {LIMIT}");
         assert!(
             worst <= LIMIT + LIMIT / 10,

@@ -388,7 +388,7 @@ impl Cache {
                         if let Some(l1) = &sh.l1
                             && sh.l1_may_hold(&e)
                         {
-                            l1.fill(&key, e.clone(), epoch).await;
+                            l1.fill(&key, e.clone(), epoch);
                         }
                         guard.resolve(FlightState::Value(e.clone()));
                         return Ok(Lookup::Fresh(e));
@@ -585,7 +585,7 @@ impl Cache {
         if let Some(l1) = &sh.l1
             && sh.l1_may_hold(&e)
         {
-            l1.fill(key, e.clone(), epoch).await;
+            l1.fill(key, e.clone(), epoch);
         }
         guard.resolve(FlightState::Value(e.clone()));
         Lookup::Fresh(e)

@@ -199,7 +199,7 @@ impl Cache {
         let sh = &self.shared;
         if let Some(l1) = &sh.l1
             && sh.l1_trusted.load(Ordering::Acquire)
-            && let Some(e) = l1.get(key).await
+            && let Some(e) = l1.get(key)
             && e.meta.is_fresh(now_ms())
             && readable(self.accepted, &e)
             && sh.versions.check(&e) == Validity::Current
@@ -224,7 +224,7 @@ impl Cache {
                 if let Some(l1) = &sh.l1
                     && sh.l1_may_hold(&e)
                 {
-                    l1.fill(&Arc::from(key), e.clone(), epoch).await;
+                    l1.fill(&Arc::from(key), e.clone(), epoch);
                 }
                 Some(e)
             }

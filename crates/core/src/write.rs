@@ -141,7 +141,7 @@ impl Cache {
             stored
         } else {
             match &sh.l1 {
-                Some(l1) => l1.add(&k, entry).await,
+                Some(l1) => l1.add(&k, entry),
                 None => false,
             }
         };
@@ -177,7 +177,7 @@ impl Cache {
             _ => None,
         };
         let in_l1 = match &sh.l1 {
-            Some(l1) => l1.remove(key).await,
+            Some(l1) => l1.remove(key),
             None => false,
         };
         match l2_result {
@@ -226,7 +226,7 @@ impl Cache {
         };
         let (Some(l2), Some(bus)) = (self.l2(), &sh.bus) else {
             return Ok(match &sh.l1 {
-                Some(l1) => l1.update(key, retime).await,
+                Some(l1) => l1.update(key, retime),
                 None => false,
             });
         };
@@ -265,7 +265,7 @@ impl Cache {
                 .map_err(|e| sh.l2_err(e))?
             {
                 if let Some(l1) = &sh.l1 {
-                    l1.put(&Arc::from(key), new).await;
+                    l1.put(&Arc::from(key), new);
                 }
                 return Ok(true);
             }
@@ -288,7 +288,7 @@ impl Cache {
                 .await
                 .map_err(|e| sh.l2_err(e))?;
             if let Some(l1) = &sh.l1 {
-                l1.remove(key).await;
+                l1.remove(key);
             }
             return match r {
                 IncrOutcome::Value(n) => Ok(n),
@@ -297,7 +297,7 @@ impl Cache {
             };
         }
         match &sh.l1 {
-            Some(l1) => match l1.incr(key, delta).await {
+            Some(l1) => match l1.incr(key, delta) {
                 L1Incr::Value(n) => Ok(n),
                 L1Incr::Missing => Err(Error::NotFound),
                 L1Incr::NotInteger => Err(Error::NotAnInteger),

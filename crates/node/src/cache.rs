@@ -191,102 +191,151 @@ impl NativeCache {
         Ok(r.into_iter().map(|o| o.map(JsEntry)).collect())
     }
 
-    #[napi]
-    pub async fn set(
+    /// The writes below answer on the JS thread when they can (an L1-only
+    /// cache always can): the core future is polled once here and only
+    /// handed to the runtime, as a Promise, when it must wait on Redis.
+    #[napi(ts_return_type = "void | Promise<void>")]
+    #[allow(clippy::too_many_arguments)] // the JS call's arguments, one each
+    pub fn set<'env>(
         &self,
+        env: &'env Env,
         key: String,
-        data: Buffer,
+        data: BufferSlice<'_>,
         format: u32,
         ttl_ms: Option<f64>,
         grace_ms: Option<f64>,
         tags: Option<Vec<String>>,
-    ) -> Result<()> {
+    ) -> Result<Either<(), PromiseRaw<'env, ()>>> {
         let o = write_opts(format, ttl_ms, grace_ms, tags)?;
-        let data = Bytes::from(data.to_vec());
-        self.inner.set(&key, data, &o).await.map_err(js_err)
+        let data = Bytes::copy_from_slice(&data);
+        let cache = self.inner.clone();
+        now_or_promise(env, async move {
+            cache.set(&key, data, &o).await.map_err(js_err)
+        })
     }
 
-    /// `entries`: `[key, data, format]`; resolves to the keys that failed.
+    /// `entries`: `[key, data, format]`; the keys that failed.
     #[napi(
-        ts_args_type = "entries: Array<[string, Buffer, number]>, ttlMs?: number | undefined | null, graceMs?: number | undefined | null"
+        ts_args_type = "entries: Array<[string, Buffer, number]>, ttlMs?: number | undefined | null, graceMs?: number | undefined | null",
+        ts_return_type = "Array<string> | Promise<Array<string>>"
     )]
-    pub async fn set_many(
+    pub fn set_many<'env>(
         &self,
-        entries: Vec<(String, Buffer, u32)>,
+        env: &'env Env,
+        entries: Vec<(String, BufferSlice<'_>, u32)>,
         ttl_ms: Option<f64>,
         grace_ms: Option<f64>,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Either<Vec<String>, PromiseRaw<'env, Vec<String>>>> {
         let mut groups: Vec<(WriteOptions, Vec<(String, Bytes)>)> = Vec::new();
         for (k, d, f) in entries {
-            let item = (k, Bytes::from(d.to_vec()));
+            let item = (k, Bytes::copy_from_slice(&d));
             match groups.iter_mut().find(|(o, _)| u32::from(o.format.0) == f) {
                 Some((_, v)) => v.push(item),
                 None => groups.push((write_opts(f, ttl_ms, grace_ms, None)?, vec![item])),
             }
         }
-        let mut failed = Vec::new();
-        for (o, items) in &groups {
-            let refs: Vec<(&str, Bytes)> =
-                items.iter().map(|(k, d)| (k.as_str(), d.clone())).collect();
-            failed.extend(
-                self.inner
-                    .set_many(&refs, o)
-                    .await
-                    .map_err(js_err)?
-                    .into_iter()
-                    .map(|(k, _)| k),
-            );
-        }
-        Ok(failed)
+        let cache = self.inner.clone();
+        now_or_promise(env, async move {
+            let mut failed = Vec::new();
+            for (o, items) in &groups {
+                let refs: Vec<(&str, Bytes)> =
+                    items.iter().map(|(k, d)| (k.as_str(), d.clone())).collect();
+                failed.extend(
+                    cache
+                        .set_many(&refs, o)
+                        .await
+                        .map_err(js_err)?
+                        .into_iter()
+                        .map(|(k, _)| k),
+                );
+            }
+            Ok(failed)
+        })
     }
 
-    #[napi]
-    pub async fn add(
+    #[napi(ts_return_type = "boolean | Promise<boolean>")]
+    pub fn add<'env>(
         &self,
+        env: &'env Env,
         key: String,
-        data: Buffer,
+        data: BufferSlice<'_>,
         format: u32,
         ttl_ms: Option<f64>,
         grace_ms: Option<f64>,
-    ) -> Result<bool> {
+    ) -> Result<Either<bool, PromiseRaw<'env, bool>>> {
         let o = write_opts(format, ttl_ms, grace_ms, None)?;
-        let data = Bytes::from(data.to_vec());
-        self.inner.add(&key, data, &o).await.map_err(js_err)
+        let data = Bytes::copy_from_slice(&data);
+        let cache = self.inner.clone();
+        now_or_promise(env, async move {
+            cache.add(&key, data, &o).await.map_err(js_err)
+        })
     }
 
-    #[napi]
-    pub async fn delete(&self, key: String) -> Result<bool> {
-        self.inner.delete(&key).await.map_err(js_err)
+    #[napi(ts_return_type = "boolean | Promise<boolean>")]
+    pub fn delete<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+    ) -> Result<Either<bool, PromiseRaw<'env, bool>>> {
+        let cache = self.inner.clone();
+        now_or_promise(env, async move { cache.delete(&key).await.map_err(js_err) })
     }
 
-    #[napi]
-    pub async fn delete_many(&self, keys: Vec<String>) -> Result<u32> {
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let n = self.inner.delete_many(&refs).await.map_err(js_err)?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    #[napi(ts_return_type = "number | Promise<number>")]
+    pub fn delete_many<'env>(
+        &self,
+        env: &'env Env,
+        keys: Vec<String>,
+    ) -> Result<Either<u32, PromiseRaw<'env, u32>>> {
+        let cache = self.inner.clone();
+        now_or_promise(env, async move {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let n = cache.delete_many(&refs).await.map_err(js_err)?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        })
     }
 
-    #[napi]
-    pub async fn touch(&self, key: String, ttl_ms: Option<f64>) -> Result<bool> {
+    #[napi(ts_return_type = "boolean | Promise<boolean>")]
+    pub fn touch<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        ttl_ms: Option<f64>,
+    ) -> Result<Either<bool, PromiseRaw<'env, bool>>> {
         let t = ttl_of(ttl_ms)?;
-        self.inner.touch(&key, t).await.map_err(js_err)
+        let cache = self.inner.clone();
+        now_or_promise(
+            env,
+            async move { cache.touch(&key, t).await.map_err(js_err) },
+        )
     }
 
-    /// Atomic add; resolves to the new value as a decimal string (i64 does
-    /// not fit a JS number; the wrapper converts).
-    #[napi]
-    pub async fn incr(&self, key: String, delta: i64) -> Result<String> {
-        Ok(self
-            .inner
-            .incr(&key, delta)
-            .await
-            .map_err(js_err)?
-            .to_string())
+    /// Atomic add; the new value as a decimal string (i64 does not fit a
+    /// JS number; the wrapper converts).
+    #[napi(ts_return_type = "string | Promise<string>")]
+    pub fn incr<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        delta: i64,
+    ) -> Result<Either<String, PromiseRaw<'env, String>>> {
+        let cache = self.inner.clone();
+        now_or_promise(env, async move {
+            Ok(cache.incr(&key, delta).await.map_err(js_err)?.to_string())
+        })
     }
 
-    #[napi]
-    pub async fn has(&self, key: String) -> Result<bool> {
-        self.inner.has_key(&key).await.map_err(js_err)
+    #[napi(ts_return_type = "boolean | Promise<boolean>")]
+    pub fn has<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+    ) -> Result<Either<bool, PromiseRaw<'env, bool>>> {
+        let cache = self.inner.clone();
+        now_or_promise(
+            env,
+            async move { cache.has_key(&key).await.map_err(js_err) },
+        )
     }
 
     #[napi]
@@ -399,6 +448,20 @@ fn native_lookup(r: Lookup) -> NativeLookup {
 /// Run a future that never waits (L1 reads, stats) to completion on the
 /// calling thread. Its first poll happens inside the core runtime's
 /// context; a future that unexpectedly pends is finished on that runtime.
+/// Poll `fut` once, here on the JS thread (in the core runtime's context):
+/// its value now, or a Promise of it when it has to wait (on Redis, or on
+/// an L1 lock another thread holds).
+pub(crate) fn now_or_promise<T, F>(env: &Env, fut: F) -> Result<Either<T, PromiseRaw<'_, T>>>
+where
+    T: ToNapiValue + Send + 'static,
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+{
+    match poll_once_in_runtime(Box::pin(fut)) {
+        Ok(r) => r.map(Either::A),
+        Err(fut) => env.spawn_future(fut).map(Either::B),
+    }
+}
+
 pub(crate) fn poll_ready<F: std::future::Future + Send>(fut: F) -> F::Output
 where
     F::Output: Send,

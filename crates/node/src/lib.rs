@@ -13,6 +13,14 @@
 // only ever inspected from JS.
 #![allow(missing_debug_implementations)]
 
+/// The addon's own Rust allocations (L1 entries, moka's nodes, Redis
+/// buffers) come from mimalloc, not from the heap Node's own allocations
+/// share: with glibc's malloc, L1 churn interleaved with them fragments
+/// that heap and resident memory grows without bound (docs/benchmarks.md,
+/// "L1 memory under churn").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cache;
 mod convert;
 mod error;

@@ -7,7 +7,7 @@ use napi_derive::napi;
 use stratacache::ReadStart;
 use stratacache::runtime::poll_once_in_runtime;
 
-use crate::cache::NativeCache;
+use crate::cache::{NativeCache, now_or_promise};
 use crate::convert::JsEntry;
 use crate::error::{invalid, js_err};
 
@@ -134,20 +134,6 @@ impl NativeCache {
     #[napi]
     pub fn read_stalled(&self) {
         self.inner.read_stalled();
-    }
-}
-
-/// Poll `fut` once, here on the JS thread (in the core runtime's context):
-/// its value now, or a Promise of it when it has to wait (judging an entry
-/// whose tag versions are not known here reads them from Redis).
-fn now_or_promise<T, F>(env: &Env, fut: F) -> Result<Either<T, PromiseRaw<'_, T>>>
-where
-    T: ToNapiValue + Send + 'static,
-    F: Future<Output = Result<T>> + Send + 'static,
-{
-    match poll_once_in_runtime(Box::pin(fut)) {
-        Ok(r) => r.map(Either::A),
-        Err(fut) => env.spawn_future(fut).map(Either::B),
     }
 }
 

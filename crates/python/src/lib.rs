@@ -16,6 +16,14 @@ mod runtime;
 
 use pyo3::prelude::*;
 
+/// The extension's own Rust allocations (L1 entries, moka's nodes, Redis
+/// buffers) come from mimalloc, not from the heap the interpreter shares:
+/// with glibc's malloc, L1 churn interleaved with Python's allocations
+/// fragments the shared heap and resident memory grows without bound
+/// (docs/benchmarks.md, "L1 memory under churn").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tell the core this process is a freshly forked child (registered with
 /// `os.register_at_fork` by the Python package; the core also installs a
 /// `pthread_atfork` hook of its own, so this is belt and braces).

@@ -1,0 +1,37 @@
+'use strict'
+// The L1 memory soak's Node workload (run by run.py; protocol in
+// crates/core/examples/l1_memory.rs): `node node_soak.js <writes> <size>`.
+// A `Cache` with L1 only (64 MiB bound, defaults otherwise); values are
+// strings of the given size (JSON-encoded, as users' values are). Prints
+// `sample <writes done> <RSS growth bytes> <L1 entries> <L1 bytes>` twenty
+// times. Awaits every call, so the event loop turns as a server's would.
+const { Cache } = require('../../node')
+
+const BOUND = 64 * 1024 * 1024
+const SAMPLES = 20
+
+function sizeOf (fixed, i) {
+  if (fixed !== null) return fixed
+  const u = (i * 0.6180339887498949) % 1
+  return Math.floor(64 * 160 ** u)
+}
+
+async function main () {
+  const writes = Number(process.argv[2])
+  const fixed = process.argv[3] === 'mixed' ? null : Number(process.argv[3])
+  const before = process.memoryUsage.rss()
+  const cache = new Cache({ namespace: 'soak', l1MaxBytes: BOUND })
+  const filler = 'v'.repeat(10 << 10)
+  const every = Math.max(1, Math.floor(writes / SAMPLES))
+  for (let i = 0; i < writes; i++) {
+    await cache.set(`key:${i}`, filler.slice(0, sizeOf(fixed, i)))
+    await cache.get(`key:${Math.max(0, i - (i * 7) % 64)}`)
+    if ((i + 1) % every === 0) {
+      const s = cache.stats()
+      console.log(`sample ${i + 1} ${process.memoryUsage.rss() - before} ${s.l1_entries} ${s.l1_bytes}`)
+    }
+  }
+  await cache.close()
+}
+
+main().catch((e) => { console.error(e); process.exit(1) })

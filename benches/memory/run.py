@@ -1,0 +1,78 @@
+"""`make bench-memory`: the L1 memory soak (docs/benchmarks.md, "L1 memory
+under churn"). Not a test: nothing here asserts.
+
+Every workload writes WRITES distinct keys (default 20 M) into an L1 bounded
+at 64 MiB, each write followed by a read of a recent key, and samples the
+process's resident-set growth twenty times. Workloads: raw moka (the floor),
+the Rust core, Python's plain API, Django's cache API, Node; each with
+64 B values and with sizes mixed from 64 B to 10 KiB; each under glibc's
+default arenas and under MALLOC_ARENA_MAX=2. Reported per run: the highest
+RSS growth over the bound, the growth over the last half of the run
+(flat = 0.00), and L1's own accounting at the end.
+
+    python benches/memory/run.py [api ...]   # apis: moka rust plain django node
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BOUND = 64 << 20
+WRITES = int(os.environ.get("WRITES", "20000000"))
+EXAMPLE = ROOT / "target" / "release" / "examples" / "l1_memory"
+
+
+def command(api: str, size: str) -> list[str]:
+    if api in ("moka", "rust"):
+        return [str(EXAMPLE), api, str(WRITES), size]
+    if api in ("plain", "django"):
+        return [sys.executable, str(ROOT / "benches/memory/py_soak.py"), api, str(WRITES), size]
+    if api == "node":
+        return ["node", str(ROOT / "benches/memory/node_soak.js"), str(WRITES), size]
+    raise SystemExit(f"unknown api {api!r}")
+
+
+def run(api: str, size: str, arenas: str | None) -> None:
+    env = dict(os.environ)
+    env.pop("MALLOC_ARENA_MAX", None)
+    if arenas:
+        env["MALLOC_ARENA_MAX"] = arenas
+    t0 = time.monotonic()
+    out = subprocess.run(command(api, size), env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(f"| {api} | {size} | {arenas or 'default'} | failed: {out.stderr.strip()[-300:]} |", flush=True)
+        return
+    lines = [line for line in out.stdout.splitlines() if line.startswith("sample ")]
+    samples = [tuple(int(x) for x in line.split()[1:]) for line in lines]
+    ratios = [rss / BOUND for _, rss, _, _ in samples]
+    half = ratios[len(ratios) // 2 - 1 :]
+    writes, _, entries, l1_bytes = samples[-1]
+    print(
+        f"| {api} | {size} | {arenas or 'default'} | {writes:,} | {max(ratios):.2f}x | {half[-1] - half[0]:+.2f} "
+        f"| {' '.join(f'{r:.2f}' for r in ratios[3::4])} | {entries:,} | {l1_bytes / (1 << 20):.1f} MiB "
+        f"| {time.monotonic() - t0:.0f} s |",
+        flush=True,
+    )
+
+
+def main() -> None:
+    apis = sys.argv[1:] or ["moka", "rust", "plain", "django", "node"]
+    print(f"L1 bound 64 MiB, {WRITES:,} distinct writes per run, each followed by a read of a recent key\n")
+    print(
+        "| API | value size | glibc arenas | writes | max RSS growth / bound | last-half drift "
+        "| samples at 20/40/60/80/100 % | L1 entries | L1 bytes | time |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for api in apis:
+        for size in ("64", "mixed"):
+            for arenas in (None, "2"):
+                run(api, size, arenas)
+
+
+if __name__ == "__main__":
+    main()
