@@ -50,8 +50,23 @@ use crate::config::RedisLocation;
 use crate::metrics::Metrics;
 use crate::runtime::{fork_generation, runtime};
 
-/// How often an idle subscription is checked with a PING.
+/// How often the subscription is checked with a PING.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The least time a PING may take before the bus counts as late.
+const MIN_PING_WAIT: Duration = Duration::from_secs(1);
+
+/// Milliseconds on a monotonic clock (since its first use in this process).
+fn mono_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// Not confirmed yet: the subscription has never been up.
+const NEVER: u64 = u64::MAX;
 
 const MAGIC: &[u8; 3] = b"SCB";
 const VERSION: u8 = 1;
@@ -264,6 +279,10 @@ pub(crate) struct Bus {
     connect_timeout: Duration,
     waiters: Mutex<Waiters>,
     connected: AtomicBool,
+    /// When (`mono_ms`) the bus last proved it had delivered every message
+    /// published before then: the send time of the latest answered PING,
+    /// or the time the subscription was made. `NEVER` before the first.
+    confirmed_ms: Arc<AtomicU64>,
     /// Fork generation the subscriber task runs in; `u64::MAX`: none.
     started: AtomicU64,
     start_lock: Mutex<Option<watch::Sender<()>>>,
@@ -285,6 +304,7 @@ impl Bus {
             connect_timeout,
             waiters: Mutex::default(),
             connected: AtomicBool::new(false),
+            confirmed_ms: Arc::new(AtomicU64::new(NEVER)),
             started: AtomicU64::new(u64::MAX),
             start_lock: Mutex::new(None),
         }
@@ -293,6 +313,24 @@ impl Bus {
     /// Whether the subscription is up (messages are being received).
     pub(crate) fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
+    }
+
+    /// The staleness bound of L1 while the bus is late: how long after the
+    /// bus last proved it was delivering invalidations L1 may still be
+    /// served (a heartbeat period plus the longest a PING may take,
+    /// `max(connect_timeout, 1 s)`; 2 s by default).
+    pub(crate) fn lag_bound(&self) -> Duration {
+        HEARTBEAT + self.connect_timeout.max(MIN_PING_WAIT)
+    }
+
+    /// Whether the bus has proved recently enough (within
+    /// [`Bus::lag_bound`]) that it delivers invalidations; true before the
+    /// subscription was ever made (nothing to be late on yet).
+    #[inline]
+    pub(crate) fn is_current(&self) -> bool {
+        let confirmed = self.confirmed_ms.load(Ordering::Acquire);
+        confirmed == NEVER
+            || mono_ms().saturating_sub(confirmed) <= self.lag_bound().as_millis() as u64
     }
 
     /// A "keys changed" message from this instance.
@@ -394,9 +432,13 @@ impl Bus {
             RedisLocation::Standalone(u) => vec![u.clone()],
             RedisLocation::Cluster(seeds) => seeds.clone(),
         };
-        let connect_timeout = self.connect_timeout;
+        let timing = Timing {
+            connect: self.connect_timeout,
+            bound: self.lag_bound(),
+            confirmed_ms: self.confirmed_ms.clone(),
+        };
         let channel = self.channel.clone();
-        runtime().spawn(subscriber(weak, urls, channel, connect_timeout, rx));
+        runtime().spawn(subscriber(weak, urls, channel, timing, rx));
     }
 
     /// Stop the subscriber task (the shared cache is going away).
@@ -430,11 +472,20 @@ async fn connect(urls: &[String], channel: &str, timeout: Duration) -> Option<re
     None
 }
 
+/// The subscriber task's clocks.
+struct Timing {
+    connect: Duration,
+    /// [`Bus::lag_bound`]: also how long a PING may go unanswered before
+    /// the connection counts as dead.
+    bound: Duration,
+    confirmed_ms: Arc<AtomicU64>,
+}
+
 async fn subscriber<L: Listener>(
     weak: Weak<L>,
     urls: Vec<String>,
     channel: String,
-    connect_timeout: Duration,
+    timing: Timing,
     mut stop: watch::Receiver<()>,
 ) {
     let generation = fork_generation();
@@ -444,34 +495,64 @@ async fn subscriber<L: Listener>(
             return;
         }
         let ps = tokio::select! {
-            ps = connect(&urls, &channel, connect_timeout) => ps,
+            ps = connect(&urls, &channel, timing.connect) => ps,
             _ = stop.changed() => return,
         };
         if let Some(ps) = ps {
             backoff = Duration::from_millis(50);
+            let subscribed = mono_ms();
             {
                 let Some(owner) = weak.upgrade() else { return };
                 let Some(bus) = owner.bus() else { return };
                 owner.connected();
+                timing.confirmed_ms.store(subscribed, Ordering::Release);
                 bus.connected.store(true, Ordering::Release);
                 Metrics::inc(&bus.metrics.bus_connects);
                 // Messages may have been missed while down: re-check.
                 bus.wake_all();
             }
-            let (mut sink, mut stream) = ps.split();
-            // A connection can hang without closing (a partition, a frozen
-            // server): a PING that gets no answer in time counts as a drop.
+            let (sink, mut stream) = ps.split();
+            // Every heartbeat a PING; its answer proves every message
+            // published before it was sent has been delivered (pub/sub
+            // replies come in order), which keeps L1 trusted. A slow answer
+            // is waited for while messages keep being applied: L1 goes
+            // untrusted once the last proof is older than the bound, but
+            // the connection is kept (reconnecting would lose messages and
+            // clear L1). Only a PING unanswered for the whole bound (a
+            // frozen server, a silent partition) counts as a drop.
             let mut heartbeat = tokio::time::interval(HEARTBEAT);
             heartbeat.tick().await;
+            type Ping = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+            let mut ping: Option<(u64, Ping)> = None;
             loop {
                 let msg = tokio::select! {
                     m = stream.next() => m,
-                    _ = heartbeat.tick() => {
-                        let ping = tokio::time::timeout(connect_timeout, sink.ping::<redis::Value>());
-                        if matches!(ping.await, Ok(Ok(_))) {
+                    answered = async {
+                        match ping.as_mut() {
+                            Some((_, p)) => p.await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        let Some((sent, _)) = ping.take() else { continue };
+                        if !answered {
+                            None
+                        } else {
+                            timing.confirmed_ms.fetch_max(sent, Ordering::AcqRel);
                             continue;
                         }
-                        None
+                    }
+                    _ = heartbeat.tick() => {
+                        if ping.is_none() {
+                            let mut sink = sink.clone();
+                            let bound = timing.bound;
+                            ping = Some((mono_ms(), Box::pin(async move {
+                                matches!(
+                                    tokio::time::timeout(bound, sink.ping::<redis::Value>()).await,
+                                    Ok(Ok(_))
+                                )
+                            })));
+                        }
+                        continue;
                     }
                     _ = stop.changed() => return,
                 };

@@ -37,8 +37,9 @@ pub(crate) struct Shared {
     pub(crate) bus: Option<Bus>,
     pub(crate) versions: Versions,
     /// False while the bus subscription is interrupted: L1 copies may have
-    /// missed invalidations, so L1 is not served until it is back.
-    pub(crate) l1_trusted: AtomicBool,
+    /// missed invalidations, so L1 is not served until it is back (and
+    /// cleared). See [`Shared::l1_trusted`].
+    pub(crate) l1_unbroken: AtomicBool,
     pub(crate) lease_ttl: Duration,
     pub(crate) fleet_lease: bool,
     pub(crate) metrics: Arc<Metrics>,
@@ -131,7 +132,7 @@ impl Shared {
                 .clone()
                 .map(|loc| Bus::new(&cfg.namespace, loc, cfg.connect_timeout, metrics.clone())),
             versions,
-            l1_trusted: AtomicBool::new(true),
+            l1_unbroken: AtomicBool::new(true),
             lease_ttl: cfg.lease_ttl,
             fleet_lease: cfg.fleet_lease,
             metrics,
@@ -308,7 +309,7 @@ impl Shared {
     pub(crate) async fn generation(&self) -> u64 {
         let known = self.versions.generation();
         if let Some(g) = known
-            && self.l1_trusted.load(Ordering::Acquire)
+            && self.l1_trusted()
         {
             return g;
         }
@@ -475,6 +476,17 @@ impl Shared {
         }
     }
 
+    /// Whether L1 may be served: the bus has not been interrupted since L1
+    /// was last cleared, and it proved within its lag bound that it is
+    /// delivering invalidations ([`Bus::is_current`]). While the bus is
+    /// merely late (a slow Redis answering its PINGs slowly), L1 keeps
+    /// serving until the last proof is older than the bound: an L1 hit is
+    /// then at most that much older than the latest invalidation.
+    #[inline]
+    pub(crate) fn l1_trusted(&self) -> bool {
+        self.l1_unbroken.load(Ordering::Acquire) && self.bus.as_ref().is_none_or(Bus::is_current)
+    }
+
     /// L1's copy of `key`, judged; `Miss` without L1 or while L1 is not
     /// trusted.
     #[inline]
@@ -482,7 +494,7 @@ impl Shared {
         let Some(l1) = &self.l1 else {
             return Judged::Miss;
         };
-        if !self.l1_trusted.load(Ordering::Acquire) {
+        if !self.l1_trusted() {
             Metrics::inc(&self.metrics.l1_distrusted);
             return Judged::Miss;
         }
@@ -500,7 +512,7 @@ impl Shared {
         let Some(l1) = &self.l1 else {
             return Judged::Miss;
         };
-        if self.l1_trusted.load(Ordering::Acquire) {
+        if self.l1_trusted() {
             return Judged::Miss;
         }
         let judged = match l1.get(key) {
@@ -557,7 +569,7 @@ impl Listener for Shared {
     }
 
     fn connected(&self) {
-        if !self.l1_trusted.load(Ordering::Acquire) {
+        if !self.l1_unbroken.load(Ordering::Acquire) {
             // Back after an interruption: whatever L1 and the version
             // cache hold may have missed invalidations. Start over, then
             // trust L1 again.
@@ -565,14 +577,14 @@ impl Listener for Shared {
                 l1.clear();
             }
             self.versions.reset();
-            self.l1_trusted.store(true, Ordering::Release);
+            self.l1_unbroken.store(true, Ordering::Release);
         }
     }
 
     fn disconnected(&self) {
         // Invalidations sent from now on would be missed: stop serving L1
         // until the subscription is back.
-        self.l1_trusted.store(false, Ordering::Release);
+        self.l1_unbroken.store(false, Ordering::Release);
     }
 
     async fn apply(&self, event: BusEvent) {

@@ -3,7 +3,6 @@
 //! (`start_read` / `finish_read`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::cache::Cache;
 use crate::clock::now_ms;
@@ -198,7 +197,7 @@ impl Cache {
         self.check(key)?;
         let sh = &self.shared;
         if let Some(l1) = &sh.l1
-            && sh.l1_trusted.load(Ordering::Acquire)
+            && sh.l1_trusted()
             && let Some(e) = l1.get(key)
             && e.meta.is_fresh(now_ms())
             && readable(self.accepted, &e)
@@ -270,7 +269,7 @@ impl Cache {
                 // Redis away and L1 skipped (bus down): L1 is what is left;
                 // the call succeeds only if it answers every key.
                 let e = sh.l2_err(e);
-                if !crate::l2::unreachable(&e) || sh.l1_trusted.load(Ordering::Acquire) {
+                if !crate::l2::unreachable(&e) || sh.l1_trusted() {
                     return Err(e);
                 }
                 for &i in &missing {

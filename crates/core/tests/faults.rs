@@ -354,3 +354,149 @@ async fn a_slow_redis_costs_callers_at_most_the_timeout_and_opens_the_breaker() 
     }
     assert_eq!(cache.stats().await.breaker_short_circuits, before);
 }
+
+/// L2 reads so far (every call that reached Redis for a value).
+fn l2_reads(s: &Stats) -> u64 {
+    s.l2_hits + s.l2_misses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_keeps_l1_serving_and_invalidations_arriving() {
+    let server = OwnRedis::start();
+    common::answers(&server.url).await;
+    let proxy = common::Proxy::start(server.port).await;
+    let ns = common::unique_ns("slow-l1");
+    // PINGs will take longer than connect_timeout: the bus is late, not
+    // down, and L1 keeps serving within its lag bound (2 s here).
+    let slow = Cache::builder()
+        .redis_url(proxy.url.clone())
+        .namespace(&ns)
+        .connect_timeout(Duration::from_millis(150))
+        .isolated(true)
+        .build()
+        .expect("cache");
+    let writer = Cache::builder()
+        .redis_url(server.url.clone())
+        .namespace(&ns)
+        .isolated(true)
+        .build()
+        .expect("cache");
+    let opts = WriteOptions::default();
+    slow.set("hot", Bytes::from_static(b"v1"), &opts)
+        .await
+        .expect("set");
+    until_stats(&slow, "the subscription", |s| s.bus_connects >= 1).await;
+
+    proxy.set_delay(Duration::from_millis(300));
+    // Several heartbeats' worth of hits, every one from L1: none reaches
+    // the slow server, the bus is never given up on.
+    let before = slow.stats().await;
+    let mut ticks = tokio::time::interval(Duration::from_millis(10));
+    for _ in 0..300 {
+        ticks.tick().await;
+        assert_eq!(
+            payload(slow.get("hot").await.expect("get")),
+            Some(b"v1".to_vec())
+        );
+    }
+    let s = slow.stats().await;
+    assert_eq!(
+        l2_reads(&s),
+        l2_reads(&before),
+        "an L1 hit went to Redis: {s:?}"
+    );
+    assert_eq!(s.l1_distrusted, 0, "{s:?}");
+    assert_eq!(s.bus_outages, 0, "{s:?}");
+    assert_eq!(s.bus_connected, 1, "{s:?}");
+
+    // A change made elsewhere still reaches the slow instance's L1 (the
+    // bus is slow to answer PINGs, not to deliver), and no old value is
+    // served once it has.
+    writer
+        .set("hot", Bytes::from_static(b"v2"), &opts)
+        .await
+        .expect("set elsewhere");
+    common::eventually("the change arrives", Duration::from_secs(10), || async {
+        payload(slow.get("hot").await.expect("get")) == Some(b"v2".to_vec())
+    })
+    .await;
+    for _ in 0..20 {
+        assert_eq!(
+            payload(slow.get("hot").await.expect("get")),
+            Some(b"v2".to_vec())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_bus_stops_l1_after_its_lag_bound() {
+    let server = OwnRedis::start();
+    common::answers(&server.url).await;
+    let cache = quick(&server.url, &common::unique_ns("silent"));
+    cache
+        .set("hot", Bytes::from_static(b"v1"), &WriteOptions::default())
+        .await
+        .expect("set");
+    until_stats(&cache, "the subscription", |s| s.bus_connects >= 1).await;
+    // The server hangs with its connections open: the bus can no longer
+    // prove it delivers invalidations. Within the lag bound (2 s) L1 still
+    // serves...
+    server.signal("-STOP");
+    assert_eq!(
+        payload(cache.get("hot").await.expect("get")),
+        Some(b"v1".to_vec())
+    );
+    assert_eq!(cache.stats().await.l1_distrusted, 0);
+    // ...after it, L1 is no longer trusted (the value is then served only
+    // as the last resort of an unreachable Redis, counted apart).
+    common::eventually("L1 is distrusted", Duration::from_secs(10), || async {
+        let _ = cache.get("hot").await;
+        cache.stats().await.l1_distrusted >= 1
+    })
+    .await;
+    until_stats(&cache, "the heartbeat gives up", |s| s.bus_outages >= 1).await;
+    server.signal("-CONT");
+    until_stats(&cache, "the subscription is back", |s| s.bus_connects >= 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_answered_slower_than_half_the_op_timeout_open_the_breaker() {
+    let server = OwnRedis::start();
+    common::answers(&server.url).await;
+    let proxy = common::Proxy::start(server.port).await;
+    let cache = Cache::builder()
+        .redis_url(proxy.url.clone())
+        .namespace(common::unique_ns("slow-calls"))
+        .op_timeout(Duration::from_millis(500))
+        .breaker(3, Duration::from_millis(200))
+        .isolated(true)
+        .build()
+        .expect("cache");
+    cache.get("warm-up").await.expect("fast");
+    // Every command answered, 300 ms late: within the 500 ms op timeout,
+    // beyond half of it.
+    proxy.set_delay(Duration::from_millis(300));
+    let mut answered = 0;
+    for i in 0..3 {
+        if cache.get(&format!("slow{i}")).await.is_ok() {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 3, "slow calls are still answered");
+    let s = cache.stats().await;
+    assert_eq!(
+        s.breaker_opens, 1,
+        "three slow calls in a row open it: {s:?}"
+    );
+    assert_eq!(s.breaker_open, 1, "{s:?}");
+    let r = cache.get("skipped").await;
+    assert!(matches!(r, Err(Error::L2Unavailable(_))), "{r:?}");
+    assert_eq!(cache.stats().await.breaker_short_circuits, 1);
+
+    // Fast again: the next probe closes it.
+    proxy.set_delay(Duration::ZERO);
+    common::eventually("the breaker closes", Duration::from_secs(5), || async {
+        cache.get("probe").await.is_ok() && cache.stats().await.breaker_open == 0
+    })
+    .await;
+}

@@ -23,7 +23,7 @@ mod breaker;
 mod conn;
 mod scripts;
 
-pub(crate) use breaker::{Breaker, unreachable};
+pub(crate) use breaker::{Breaker, Call, unreachable};
 use conn::Conn;
 use scripts::*;
 
@@ -111,8 +111,7 @@ impl L2 {
     /// the breaker at once, so the native fallback of those reads fails
     /// fast instead of waiting out its own timeout.
     pub(crate) fn stalled(&self) {
-        let r: Result<()> = Err(Error::L2Timeout(self.op_timeout));
-        self.breaker.record(&r, true);
+        self.breaker.record(Call::Unreachable, true);
     }
 
     /// Whether the circuit breaker currently keeps calls away from Redis.
