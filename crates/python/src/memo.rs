@@ -28,6 +28,8 @@ pub(crate) const MAX_PAYLOAD: usize = 64 << 10;
 const MAX_NODES: usize = 256;
 /// Charged per memo on top of the objects' own sizes.
 pub(crate) const SLOT_OVERHEAD: u64 = 64;
+/// Charged per container of a kept tree for its [`Plan`] node.
+const PLAN_NODE: u64 = 48;
 
 pub(crate) struct PyMemo {
     /// The serializer's memo key (non-zero).
@@ -35,8 +37,74 @@ pub(crate) struct PyMemo {
     /// `None`: the value is not one kept; decode it on every hit (and do
     /// not look at it again).
     obj: Option<Py<PyAny>>,
-    /// `false`: `obj` is immutable and handed out itself.
-    copy: bool,
+    /// `None`: `obj` is immutable and handed out itself; otherwise where
+    /// its containers are, so a hit copies exactly those.
+    plan: Option<Plan>,
+}
+
+/// The containers of a kept tree, found once when it is kept: a hit copies
+/// each container with one C-level copy and replaces only the values that
+/// are containers themselves, instead of looking at every leaf again.
+enum Plan {
+    /// A dict: copied, then these keys' values (containers) replaced by
+    /// copies of them.
+    Dict(Vec<(Py<PyAny>, Py<PyAny>, Plan)>),
+    /// A list: sliced, then these positions' items replaced by copies.
+    List(Vec<(usize, Py<PyAny>, Plan)>),
+    /// A set (of immutable items): copied.
+    Set,
+}
+
+impl Plan {
+    /// The plan of `o`, a container of a tree [`Walk`] accepted, and the
+    /// number of containers in it.
+    fn of(o: &Bound<'_, PyAny>, nodes: &mut u64) -> PyResult<Plan> {
+        *nodes += 1;
+        if let Ok(d) = o.cast_exact::<PyDict>() {
+            let mut inner = Vec::new();
+            for (k, v) in d.iter() {
+                if is_container(&v) {
+                    let plan = Plan::of(&v, nodes)?;
+                    inner.push((k.unbind(), v.unbind(), plan));
+                }
+            }
+            return Ok(Plan::Dict(inner));
+        }
+        if let Ok(l) = o.cast_exact::<PyList>() {
+            let mut inner = Vec::new();
+            for (i, v) in l.iter().enumerate() {
+                if is_container(&v) {
+                    let plan = Plan::of(&v, nodes)?;
+                    inner.push((i, v.unbind(), plan));
+                }
+            }
+            return Ok(Plan::List(inner));
+        }
+        Ok(Plan::Set)
+    }
+
+    /// A fresh copy of `o` (the kept container this plan was made of).
+    fn copy<'py>(&self, o: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = o.py();
+        match self {
+            Plan::Dict(inner) => {
+                let out = o.cast::<PyDict>()?.copy()?;
+                for (k, v, plan) in inner {
+                    out.set_item(k.bind(py), plan.copy(v.bind(py))?)?;
+                }
+                Ok(out.into_any())
+            }
+            Plan::List(inner) => {
+                let l = o.cast::<PyList>()?;
+                let out = l.get_slice(0, l.len());
+                for (i, v, plan) in inner {
+                    out.set_item(*i, plan.copy(v.bind(py))?)?;
+                }
+                Ok(out.into_any())
+            }
+            Plan::Set => Ok(PySet::new(py, o.cast::<PySet>()?.iter())?.into_any()),
+        }
+    }
 }
 
 impl PyMemo {
@@ -47,15 +115,24 @@ impl PyMemo {
         let Some(shape) = walk.shape(obj)? else {
             return Ok((PyMemo::decode_per_hit(kind), SLOT_OVERHEAD));
         };
-        let copy = shape == Shape::Container;
+        if shape == Shape::Immutable {
+            let memo = PyMemo {
+                kind,
+                obj: Some(obj.clone().unbind()),
+                plan: None,
+            };
+            return Ok((memo, walk.bytes + SLOT_OVERHEAD));
+        }
         // The caller gets `obj`; the memo keeps a copy nobody else holds.
-        let kept = if copy { copy_tree(obj)? } else { obj.clone() };
+        let kept = copy_tree(obj)?;
+        let mut nodes = 0;
+        let plan = Plan::of(&kept, &mut nodes)?;
         let memo = PyMemo {
             kind,
             obj: Some(kept.unbind()),
-            copy,
+            plan: Some(plan),
         };
-        Ok((memo, walk.bytes + SLOT_OVERHEAD))
+        Ok((memo, walk.bytes + SLOT_OVERHEAD + nodes * PLAN_NODE))
     }
 
     /// The note that an entry's value is decoded on every hit.
@@ -63,7 +140,7 @@ impl PyMemo {
         PyMemo {
             kind,
             obj: None,
-            copy: false,
+            plan: None,
         }
     }
 
@@ -73,10 +150,9 @@ impl PyMemo {
         let Some(obj) = &self.obj else {
             return Ok(None);
         };
-        Ok(Some(if self.copy {
-            copy_tree(obj.bind(py))?.unbind()
-        } else {
-            obj.clone_ref(py)
+        Ok(Some(match &self.plan {
+            Some(plan) => plan.copy(obj.bind(py))?.unbind(),
+            None => obj.clone_ref(py),
         }))
     }
 }
