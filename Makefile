@@ -131,10 +131,10 @@ bench-node: check-prereqs node-build ## Node benchmarks beside lru-cache, cache-
 bench-faults: check-prereqs ## steady load through a Redis SIGKILL + restart and a 200 ms-per-command slowdown: errors, wrong values, latency, time back
 	$(CARGO) run --locked --release -q -p stratacache --example faults
 
-bench-memory: check-prereqs node-build $(VENV)/.installed ## L1 memory soak: RSS against the 64 MiB bound over 20 M distinct writes, raw moka / Rust / Python / Django / Node (WRITES=N to shorten)
+bench-memory: check-prereqs node-build $(VENV)/.installed ## L1 memory soak: RSS against the 64 MiB bound over 20 M distinct writes, raw moka / Rust / Python / Django / Node (WRITES=N, APIS="plain node" to narrow)
 	$(CARGO) build --locked --release -q -p stratacache --example l1_memory
 	$(MATURIN) develop --locked -q --release
-	$(PY) benches/memory/run.py
+	$(PY) benches/memory/run.py $(APIS)
 
 FUZZ_SECONDS ?= 60
 fuzz: ## fuzz the envelope and bus decoders, FUZZ_SECONDS (60) each; cargo-fuzz on the pinned toolchain, not part of `make test`

@@ -3,7 +3,7 @@
 //!
 //! `l1_memory <api> <writes> <size>`: `api` is `rust` (a stratacache
 //! `Cache`, L1 only, 64 MiB bound) or `moka` (raw `moka::sync::Cache`
-//! with the same bound, the same per-entry charge and per-entry expiry,
+//! with the same bound and per-entry charge, and a 300 s time to live:
 //! the floor any moka-based L1 sits on). `size` is a value size in bytes,
 //! or `mixed` for sizes drawn from 64 B to 10 KiB. Every write is a new
 //! key; each write is followed by a read of one of the last 64 keys
@@ -19,7 +19,8 @@ use stratacache::{Cache, WriteOptions};
 
 const BOUND: u64 = 64 << 20;
 const SAMPLES: u64 = 20;
-/// The per-entry charge stratacache's weigher adds (`l1::ENTRY_OVERHEAD`).
+/// The per-entry charge stratacache's weigher adds (`l1::ENTRY_OVERHEAD`,
+/// which is crate-private), so raw moka holds the same number of entries.
 const CHARGE: usize = 656;
 
 fn rss_bytes() -> u64 {

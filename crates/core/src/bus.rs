@@ -263,8 +263,11 @@ pub(crate) trait Listener: Send + Sync + 'static {
     /// The bus this listener owns.
     fn bus(&self) -> Option<&Bus>;
     /// The subscription is up (again). Whatever was missed while it was
-    /// down is unknown: called before any message is delivered.
-    fn connected(&self);
+    /// down is unknown: called before any message is delivered. `first`:
+    /// the first subscription of this process's subscriber task (in a
+    /// forked child, its own first): what was learned before it was never
+    /// covered by the bus.
+    fn connected(&self, first: bool);
     /// The subscription dropped: messages sent from now on are missed.
     fn disconnected(&self);
     /// Apply an event another instance (or, for version changes, this
@@ -490,6 +493,7 @@ async fn subscriber<L: Listener>(
 ) {
     let generation = fork_generation();
     let mut backoff = Duration::from_millis(50);
+    let mut first = true;
     loop {
         if fork_generation() != generation {
             return;
@@ -504,7 +508,7 @@ async fn subscriber<L: Listener>(
             {
                 let Some(owner) = weak.upgrade() else { return };
                 let Some(bus) = owner.bus() else { return };
-                owner.connected();
+                owner.connected(std::mem::take(&mut first));
                 timing.confirmed_ms.store(subscribed, Ordering::Release);
                 bus.connected.store(true, Ordering::Release);
                 Metrics::inc(&bus.metrics.bus_connects);
@@ -526,6 +530,9 @@ async fn subscriber<L: Listener>(
             let mut ping: Option<(u64, Ping)> = None;
             loop {
                 let msg = tokio::select! {
+                    // Messages first: a PING's answer is only taken once
+                    // everything delivered before it has been applied.
+                    biased;
                     m = stream.next() => m,
                     answered = async {
                         match ping.as_mut() {

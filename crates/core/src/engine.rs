@@ -307,14 +307,27 @@ impl Shared {
     /// known here; 0 when Redis cannot tell (entries recorded with 0 are
     /// never current).
     pub(crate) async fn generation(&self) -> u64 {
+        match self.sure_generation().await {
+            Ok(g) => g,
+            Err(_) => {
+                Metrics::inc(&self.metrics.l2_errors);
+                self.versions.generation().unwrap_or(0)
+            }
+        }
+    }
+
+    /// [`Shared::generation`], or the error when Redis could not be asked
+    /// while the known generation is not trusted as it is: a write must
+    /// then not go to Redis, which may have come back without it.
+    pub(crate) async fn sure_generation(&self) -> Result<u64> {
         let known = self.versions.generation();
         if let Some(g) = known
             && self.l1_trusted()
         {
-            return g;
+            return Ok(g);
         }
         let (Some(l2), Some(bus)) = (&self.l2, &self.bus) else {
-            return known.unwrap_or(0);
+            return Ok(known.unwrap_or(0));
         };
         // While the bus is interrupted the known generation is not trusted
         // as it is: Redis may have come back without it (a restart without
@@ -334,17 +347,14 @@ impl Shared {
             Ok(g) if g != 0 && known.is_some() => {
                 // Redis's own (another process cleared meanwhile) wins.
                 self.versions.set_generation(g);
-                g
+                Ok(g)
             }
             Ok(g) if g != 0 => {
                 self.versions.set_generation_if_absent(g);
-                self.versions.generation().unwrap_or(g)
+                Ok(self.versions.generation().unwrap_or(g))
             }
-            Ok(_) => known.unwrap_or(0),
-            Err(_) => {
-                Metrics::inc(&self.metrics.l2_errors);
-                known.unwrap_or(0)
-            }
+            Ok(_) => Ok(known.unwrap_or(0)),
+            Err(e) => Err(e),
         }
     }
 
@@ -385,7 +395,50 @@ impl Shared {
     /// The versions an entry with `tags` records: each tag's (from
     /// `snapshot`, taken when a load started, else current) and, with
     /// Redis, the namespace generation.
+    /// [`Shared::stamp`] for a write (`set`, `set_many`, `add`): also the
+    /// L2 error when the namespace generation could not be made sure of
+    /// in Redis ([`Shared::sure_generation`]). The entry is then built with
+    /// the generation known here, and the caller treats the write as one
+    /// Redis could not take (an L1-only copy, the error returned) instead
+    /// of storing in Redis an entry other processes would never read.
+    pub(crate) async fn stamp_for_write(
+        &self,
+        tags: &[String],
+    ) -> Result<(Vec<(String, u64)>, Option<Error>)> {
+        let mut out = self.stamp_tags(tags, &[]).await?;
+        let mut unsure = None;
+        if self.l2.is_some() {
+            let g = match self.sure_generation().await {
+                Ok(g) => g,
+                Err(e) => {
+                    unsure = Some(e);
+                    self.versions.generation().unwrap_or(0)
+                }
+            };
+            out.push((GENERATION_TAG.to_owned(), g));
+        }
+        Ok((out, unsure))
+    }
+
     pub(crate) async fn stamp(
+        &self,
+        tags: &[String],
+        snapshot: &[(String, u64)],
+    ) -> Result<Vec<(String, u64)>> {
+        let mut out = self.stamp_tags(tags, snapshot).await?;
+        if self.l2.is_some() {
+            let g = match snapshot.iter().find(|(n, _)| n == GENERATION_TAG) {
+                Some((_, v)) => *v,
+                None => self.generation().await,
+            };
+            out.push((GENERATION_TAG.to_owned(), g));
+        }
+        Ok(out)
+    }
+
+    /// `tags` with their versions (from `snapshot` when there), without the
+    /// generation.
+    async fn stamp_tags(
         &self,
         tags: &[String],
         snapshot: &[(String, u64)],
@@ -401,13 +454,6 @@ impl Shared {
                 None => self.tag_version(t).await,
             };
             out.push((t.clone(), v));
-        }
-        if self.l2.is_some() {
-            let g = match snapshot.iter().find(|(n, _)| n == GENERATION_TAG) {
-                Some((_, v)) => *v,
-                None => self.generation().await,
-            };
-            out.push((GENERATION_TAG.to_owned(), g));
         }
         Ok(out)
     }
@@ -568,7 +614,15 @@ impl Listener for Shared {
         self.bus.as_ref()
     }
 
-    fn connected(&self) {
+    fn connected(&self, first: bool) {
+        if first {
+            // Versions learned before the first subscription (a generation
+            // read when this process first wrote, or inherited from the
+            // parent of a forked child) were never covered by the bus:
+            // Redis may have lost or changed them meanwhile. Read them
+            // again; L1 entries are judged against the fresh ones.
+            self.versions.reset();
+        }
         if !self.l1_unbroken.load(Ordering::Acquire) {
             // Back after an interruption: whatever L1 and the version
             // cache hold may have missed invalidations. Start over, then

@@ -557,12 +557,12 @@ impl Cache {
             }
             // Sleep until the fill's notification, or the holder's lease
             // expires (it crashed: take over), or a deadline. Only while
-            // the bus is down is there a short re-check interval.
+            // the bus is down or late is there a short re-check interval.
             let mut next = now + Duration::from_millis(pttl_ms.saturating_add(2));
             for d in [Some(deadline), hard, soft].into_iter().flatten() {
                 next = next.min(d);
             }
-            if !bus.is_connected() {
+            if !bus.is_connected() || !bus.is_current() {
                 next = next.min(now + Duration::from_millis(50));
             }
             tokio::select! {

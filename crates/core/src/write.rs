@@ -30,20 +30,24 @@ impl Cache {
         }
         let sh = &self.shared;
         let l2 = self.l2();
-        let tags = sh.stamp(&opts.tags, &[]).await?;
+        let mark = sh.versions.local_mark();
+        let (tags, unsure) = sh.stamp_for_write(&opts.tags).await?;
         let entry = Arc::new(sh.build_entry(payload, opts, tags)?);
         if let (Some(l2), Some(bus)) = (l2, &sh.bus) {
-            let bytes = sh.codec.encode(&entry);
-            let msg = bus.keys_message(&[key]);
-            let publish = Publish {
-                channel: &bus.channel,
-                msg: &msg,
+            let r = match unsure {
+                Some(e) => Err(e),
+                None => {
+                    let bytes = sh.codec.encode(&entry);
+                    let msg = bus.keys_message(&[key]);
+                    let publish = Publish {
+                        channel: &bus.channel,
+                        msg: &msg,
+                    };
+                    let tomb_px = sh.tombstone_ttl.as_millis() as u64;
+                    l2.set(&sh.rkeys(key), &bytes, sh.px_for(&entry), tomb_px, &publish)
+                        .await
+                }
             };
-            let tomb_px = sh.tombstone_ttl.as_millis() as u64;
-            let mark = sh.versions.local_mark();
-            let r = l2
-                .set(&sh.rkeys(key), &bytes, sh.px_for(&entry), tomb_px, &publish)
-                .await;
             sh.after_l2_write(key, &entry, Wrote::of(&r), mark, None)
                 .await;
             r.map_err(|e| sh.l2_err(e))?;
@@ -73,7 +77,8 @@ impl Cache {
         }
         let sh = &self.shared;
         let l2 = self.l2();
-        let tags = sh.stamp(&opts.tags, &[]).await?;
+        let mark = sh.versions.local_mark();
+        let (tags, unsure) = sh.stamp_for_write(&opts.tags).await?;
         let entries: Vec<Arc<Entry>> = items
             .iter()
             .map(|(_, p)| sh.build_entry(p.clone(), opts, tags.clone()).map(Arc::new))
@@ -81,8 +86,16 @@ impl Cache {
         let mut failed = Vec::new();
         let mut ok = vec![true; items.len()];
         let mut wrote = vec![Wrote::Stored; items.len()];
-        let mark = sh.versions.local_mark();
-        if let (Some(l2), Some(bus)) = (l2, &sh.bus) {
+        if let (Some(_), Some(_), Some(e)) = (l2, &sh.bus, &unsure) {
+            // Nothing goes to Redis: every key failed as a write it could
+            // not take.
+            let e = sh.l2_err(e.clone());
+            for (i, (k, _)) in items.iter().enumerate() {
+                wrote[i] = Wrote::of(&Err::<(), _>(e.clone()));
+                ok[i] = false;
+                failed.push(((*k).to_owned(), e.clone()));
+            }
+        } else if let (Some(l2), Some(bus)) = (l2, &sh.bus) {
             let batch: Vec<_> = items
                 .iter()
                 .zip(&entries)
@@ -123,7 +136,12 @@ impl Cache {
         self.check(key)?;
         let sh = &self.shared;
         let l2 = self.l2();
-        let tags = sh.stamp(&opts.tags, &[]).await?;
+        let (tags, unsure) = sh.stamp_for_write(&opts.tags).await?;
+        if let Some(e) = unsure {
+            // Redis may have come back without the generation known here:
+            // an entry stored with it would be read by nobody.
+            return Err(sh.l2_err(e));
+        }
         let entry = Arc::new(sh.build_entry(payload, opts, tags)?);
         if entry.meta.stale_until_ms != 0 && !entry.meta.is_live(now_ms()) {
             return Ok(false);

@@ -445,12 +445,9 @@ fn native_lookup(r: Lookup) -> NativeLookup {
     }
 }
 
-/// Run a future that never waits (L1 reads, stats) to completion on the
-/// calling thread. Its first poll happens inside the core runtime's
-/// context; a future that unexpectedly pends is finished on that runtime.
 /// Poll `fut` once, here on the JS thread (in the core runtime's context):
-/// its value now, or a Promise of it when it has to wait (on Redis, or on
-/// an L1 lock another thread holds).
+/// its value now, or a Promise of it when it has to wait (on Redis). L1
+/// work never waits: moka's per-key lock is held for one map update.
 pub(crate) fn now_or_promise<T, F>(env: &Env, fut: F) -> Result<Either<T, PromiseRaw<'_, T>>>
 where
     T: ToNapiValue + Send + 'static,
@@ -462,6 +459,9 @@ where
     }
 }
 
+/// Run a future that never waits (L1 reads, stats) to completion on the
+/// calling thread. Its first poll happens inside the core runtime's
+/// context; a future that unexpectedly pends is finished on that runtime.
 pub(crate) fn poll_ready<F: std::future::Future + Send>(fut: F) -> F::Output
 where
     F::Output: Send,

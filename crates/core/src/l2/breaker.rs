@@ -12,12 +12,6 @@ use crate::metrics::Metrics;
 /// `cooldown`: calls fail at once with `E_L2_UNAVAILABLE` instead of each
 /// waiting for a timeout. Then one call is let through as a probe: success
 /// closes the breaker, failure opens it again.
-///
-/// Slow is not healthy: a call that is answered, but only after more than
-/// half the op timeout ([`Call::Slow`]), counts as a failure here (as
-/// resilience4j's slow-call rule does), so a Redis that answers every
-/// command hundreds of milliseconds late is skipped like one that does
-/// not answer, instead of making every caller wait on it.
 pub(crate) struct Breaker {
     threshold: u32,
     cooldown_ms: u64,
@@ -28,28 +22,6 @@ pub(crate) struct Breaker {
     /// Bumped each time a call reaches Redis after one that could not.
     recoveries: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
-}
-
-/// How a call to Redis went, as the breaker counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Call {
-    /// Answered in time (an error reply counts: Redis is there).
-    Reached,
-    /// Answered, but after more than half the op timeout.
-    Slow,
-    /// Not answered: unavailable or timed out.
-    Unreachable,
-}
-
-impl Call {
-    /// How `outcome`, which took `took` of a budget of `op_timeout`, counts.
-    pub(crate) fn of<T>(outcome: &Result<T>, took: Duration, op_timeout: Duration) -> Call {
-        match outcome {
-            Err(e) if unreachable(e) => Call::Unreachable,
-            _ if took > op_timeout / 2 => Call::Slow,
-            _ => Call::Reached,
-        }
-    }
 }
 
 /// Whether `e` means Redis could not be reached (down, or too slow), as
@@ -96,8 +68,9 @@ impl Breaker {
         ))
     }
 
-    pub(super) fn record(&self, call: Call, probe: bool) {
-        if call == Call::Reached {
+    pub(super) fn record(&self, outcome: &Result<impl Sized>, probe: bool) {
+        let reached = !matches!(outcome, Err(e) if unreachable(e));
+        if reached {
             // Loads first: the common case (healthy) writes nothing shared.
             let failed_before = self.failures.load(Ordering::Acquire) != 0
                 && self.failures.swap(0, Ordering::AcqRel) != 0;

@@ -10,7 +10,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, RedisFuture, Script, Value};
 
-use super::{Call, L2, unreachable};
+use super::{L2, unreachable};
 use crate::config::RedisLocation;
 use crate::error::{Error, Result};
 use crate::runtime::{fork_generation, runtime};
@@ -110,7 +110,6 @@ impl L2 {
         F: Future<Output = redis::RedisResult<T>>,
     {
         let probe = self.breaker.admit()?;
-        let started = tokio::time::Instant::now();
         let r = match tokio::time::timeout(self.op_timeout, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(match Error::from(e) {
@@ -119,8 +118,7 @@ impl L2 {
             }),
             Err(_) => Err(Error::L2Timeout(self.op_timeout)),
         };
-        self.breaker
-            .record(Call::of(&r, started.elapsed(), self.op_timeout), probe);
+        self.breaker.record(&r, probe);
         match r {
             Ok(v) => {
                 if !self.answered.load(Ordering::Relaxed) {

@@ -23,7 +23,7 @@ mod breaker;
 mod conn;
 mod scripts;
 
-pub(crate) use breaker::{Breaker, Call, unreachable};
+pub(crate) use breaker::{Breaker, unreachable};
 use conn::Conn;
 use scripts::*;
 
@@ -111,7 +111,8 @@ impl L2 {
     /// the breaker at once, so the native fallback of those reads fails
     /// fast instead of waiting out its own timeout.
     pub(crate) fn stalled(&self) {
-        self.breaker.record(Call::Unreachable, true);
+        let r: Result<()> = Err(Error::L2Timeout(self.op_timeout));
+        self.breaker.record(&r, true);
     }
 
     /// Whether the circuit breaker currently keeps calls away from Redis.
