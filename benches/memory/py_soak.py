@@ -31,7 +31,6 @@ def size_of(fixed: int | None, i: int) -> int:
 def main() -> None:
     api, writes, size = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     fixed = None if size == "mixed" else int(size)
-    before = rss()
     cache: Any
     if api == "plain":
         import stratacache
@@ -42,13 +41,14 @@ def main() -> None:
         from django.conf import settings
 
         settings.configure(
+            SECRET_KEY="soak",
             CACHES={
                 "default": {
                     "BACKEND": "stratacache.django.StrataCache",
                     "LOCATION": "",
                     "OPTIONS": {"NAMESPACE": "soak", "L1_MAX_BYTES": BOUND},
                 }
-            }
+            },
         )
         django.setup()
         from django.core.cache import cache as django_cache
@@ -58,6 +58,8 @@ def main() -> None:
     else:
         raise SystemExit(f"unknown api {api!r}: plain or django")
     filler = "v" * (10 << 10)
+    # After the imports and the cache exist: what grows from here is L1's.
+    before = rss()
     every = max(1, writes // SAMPLES)
     for i in range(writes):
         cache.set(f"key:{i}", filler[: size_of(fixed, i)])

@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     /// missed invalidations, so L1 is not served until it is back (and
     /// cleared). See [`Shared::l1_trusted`].
     pub(crate) l1_unbroken: AtomicBool,
+    /// False until the known generation has been made sure of in Redis
+    /// since the bus's first subscription (see `Listener::connected`).
+    pub(crate) generation_confirmed: AtomicBool,
     pub(crate) lease_ttl: Duration,
     pub(crate) fleet_lease: bool,
     pub(crate) metrics: Arc<Metrics>,
@@ -133,6 +136,7 @@ impl Shared {
                 .map(|loc| Bus::new(&cfg.namespace, loc, cfg.connect_timeout, metrics.clone())),
             versions,
             l1_unbroken: AtomicBool::new(true),
+            generation_confirmed: AtomicBool::new(false),
             lease_ttl: cfg.lease_ttl,
             fleet_lease: cfg.fleet_lease,
             metrics,
@@ -323,6 +327,7 @@ impl Shared {
         let known = self.versions.generation();
         if let Some(g) = known
             && self.l1_trusted()
+            && self.generation_confirmed.load(Ordering::Acquire)
         {
             return Ok(g);
         }
@@ -347,10 +352,12 @@ impl Shared {
             Ok(g) if g != 0 && known.is_some() => {
                 // Redis's own (another process cleared meanwhile) wins.
                 self.versions.set_generation(g);
+                self.generation_confirmed.store(true, Ordering::Release);
                 Ok(g)
             }
             Ok(g) if g != 0 => {
                 self.versions.set_generation_if_absent(g);
+                self.generation_confirmed.store(true, Ordering::Release);
                 Ok(self.versions.generation().unwrap_or(g))
             }
             Ok(_) => Ok(known.unwrap_or(0)),
@@ -616,12 +623,12 @@ impl Listener for Shared {
 
     fn connected(&self, first: bool) {
         if first {
-            // Versions learned before the first subscription (a generation
-            // read when this process first wrote, or inherited from the
-            // parent of a forked child) were never covered by the bus:
-            // Redis may have lost or changed them meanwhile. Read them
-            // again; L1 entries are judged against the fresh ones.
-            self.versions.reset();
+            // A generation learned before the first subscription (read when
+            // this process first wrote, or inherited by a forked child) was
+            // never covered by the bus: Redis may have lost it meanwhile (a
+            // restart). The next write makes sure of it again before
+            // recording it (reads keep judging by it).
+            self.generation_confirmed.store(false, Ordering::Release);
         }
         if !self.l1_unbroken.load(Ordering::Acquire) {
             // Back after an interruption: whatever L1 and the version

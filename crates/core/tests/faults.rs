@@ -261,6 +261,10 @@ async fn an_invalidation_made_while_cut_off_is_not_served_afterwards() {
         .await
         .expect("set");
     until_stats(&cut_off, "the subscription", |s| s.bus_connects >= 1).await;
+    // Reads while Redis answers: the versions the first subscription made
+    // this process forget (the generation, T's) are known again.
+    cut_off.get("k").await.expect("get");
+    cut_off.get("t").await.expect("get");
 
     proxy.cut();
     until_stats(&cut_off, "the bus notices", |s| s.bus_outages >= 1).await;
@@ -386,6 +390,8 @@ async fn a_slow_redis_keeps_l1_serving_and_invalidations_arriving() {
         .await
         .expect("set");
     until_stats(&slow, "the subscription", |s| s.bus_connects >= 1).await;
+    // Versions known again after the first subscription (see above).
+    slow.get("hot").await.expect("get while fast");
 
     proxy.set_delay(Duration::from_millis(300));
     // Several heartbeats' worth of hits, every one from L1: none reaches
@@ -438,6 +444,12 @@ async fn a_silent_bus_stops_l1_after_its_lag_bound() {
         .await
         .expect("set");
     until_stats(&cache, "the subscription", |s| s.bus_connects >= 1).await;
+    // A read while Redis answers: the versions the first subscription made
+    // this process forget are known again.
+    assert_eq!(
+        payload(cache.get("hot").await.expect("get")),
+        Some(b"v1".to_vec())
+    );
     // The server hangs with its connections open: the bus can no longer
     // prove it delivers invalidations. Within the lag bound (2 s) L1 still
     // serves...
