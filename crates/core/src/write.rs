@@ -131,6 +131,36 @@ impl Cache {
         Ok(failed)
     }
 
+    /// [`Cache::set_many`] for items each in its own format (`opts.format`
+    /// is ignored): one `set_many` per format present. Returns the keys
+    /// that failed with their errors.
+    pub async fn set_many_formats(
+        &self,
+        items: &[(&str, Bytes, Format)],
+        opts: &WriteOptions,
+    ) -> Result<Vec<(String, Error)>> {
+        let mut formats: Vec<Format> = Vec::new();
+        for (_, _, f) in items {
+            if !formats.contains(f) {
+                formats.push(*f);
+            }
+        }
+        let mut failed = Vec::new();
+        for f in formats {
+            let group: Vec<(&str, Bytes)> = items
+                .iter()
+                .filter(|(_, _, g)| *g == f)
+                .map(|(k, d, _)| (*k, d.clone()))
+                .collect();
+            let o = WriteOptions {
+                format: f,
+                ..opts.clone()
+            };
+            failed.extend(self.set_many(&group, &o).await?);
+        }
+        Ok(failed)
+    }
+
     /// Store only if `key` holds no live value; true when stored.
     pub async fn add(&self, key: &str, payload: Bytes, opts: &WriteOptions) -> Result<bool> {
         self.check(key)?;

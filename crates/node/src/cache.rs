@@ -6,7 +6,7 @@ use stratacache::runtime::{poll_once, poll_once_in_runtime};
 use bytes::Bytes;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use stratacache::{Cache, Config, Lookup, Prior, RedisLocation, WriteOptions};
+use stratacache::{Cache, Config, Format, Lookup, Prior, RedisLocation};
 
 use crate::convert::{JsEntry, NativeValue, ms, ttl_of, value, write_opts};
 use crate::error::{invalid, js_err};
@@ -226,30 +226,20 @@ impl NativeCache {
         ttl_ms: Option<f64>,
         grace_ms: Option<f64>,
     ) -> Result<Either<Vec<String>, PromiseRaw<'env, Vec<String>>>> {
-        let mut groups: Vec<(WriteOptions, Vec<(String, Bytes)>)> = Vec::new();
+        let o = write_opts(0, ttl_ms, grace_ms, None)?;
+        let mut items = Vec::with_capacity(entries.len());
         for (k, d, f) in entries {
-            let item = (k, Bytes::copy_from_slice(&d));
-            match groups.iter_mut().find(|(o, _)| u32::from(o.format.0) == f) {
-                Some((_, v)) => v.push(item),
-                None => groups.push((write_opts(f, ttl_ms, grace_ms, None)?, vec![item])),
-            }
+            let f = u8::try_from(f).map_err(|_| invalid("format must be 0-255"))?;
+            items.push((k, Bytes::copy_from_slice(&d), Format(f)));
         }
         let cache = self.inner.clone();
         now_or_promise(env, async move {
-            let mut failed = Vec::new();
-            for (o, items) in &groups {
-                let refs: Vec<(&str, Bytes)> =
-                    items.iter().map(|(k, d)| (k.as_str(), d.clone())).collect();
-                failed.extend(
-                    cache
-                        .set_many(&refs, o)
-                        .await
-                        .map_err(js_err)?
-                        .into_iter()
-                        .map(|(k, _)| k),
-                );
-            }
-            Ok(failed)
+            let refs: Vec<(&str, Bytes, Format)> = items
+                .iter()
+                .map(|(k, d, f)| (k.as_str(), d.clone(), *f))
+                .collect();
+            let failed = cache.set_many_formats(&refs, &o).await.map_err(js_err)?;
+            Ok(failed.into_iter().map(|(k, _)| k).collect())
         })
     }
 

@@ -9,23 +9,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
-use stratacache::{Cache, Config, Entry, Lookup, RedisLocation, WriteOptions};
+use pyo3::types::PyDict;
+use stratacache::{Cache, Config, Entry, Format, Lookup, RedisLocation, WriteOptions};
 
-use crate::convert::{Value, opts, secs, ttl_of, value, value_attached};
+use crate::convert::{Value, opts, secs, ttl_of, value, value_attached, with_formats};
 use crate::errors::{IntoPyResult, py_err};
-use crate::lease::{PyLease, complete_groups, lease_groups, try_leases};
+use crate::lease::{
+    FRESH, LEAD, LookupTuple, PyLease, STALE, complete_groups, lease_groups, lookup_tuple,
+    try_leases,
+};
 use crate::memo::{self};
 use crate::policy::PyPolicy;
 use crate::runtime::{awaitable, run};
-
-/// `(kind, format, data, lease)`, see `PyCache::lookup`.
-type LookupTuple = (u8, Option<u8>, Option<Py<PyBytes>>, Option<PyLease>);
-
-/// Lookup outcomes, as the first item of `lookup()`'s tuple.
-pub(crate) const FRESH: u8 = 0;
-pub(crate) const STALE: u8 = 1;
-pub(crate) const LEAD: u8 = 2;
 
 /// A tiered cache handle (see `stratacache.Cache` for the public API).
 #[pyclass(frozen, module = "stratacache._native", name = "Cache")]
@@ -276,9 +271,9 @@ impl PyCache {
         ttl: Option<f64>,
         grace: f64,
     ) -> PyResult<Vec<String>> {
-        let groups = group_by_format(items, ttl, grace)?;
-        let c = &self.inner;
-        run(py, set_many_groups(c, groups)).py(py)
+        let o = opts(0, ttl, grace, None)?;
+        let items = with_formats(items);
+        run(py, set_many_formats(&self.inner, items, o)).py(py)
     }
 
     #[pyo3(signature = (key, data, format, ttl = None, grace = 0.0))]
@@ -502,10 +497,11 @@ impl PyCache {
         ttl: Option<f64>,
         grace: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let groups = group_by_format(items, ttl, grace)?;
+        let o = opts(0, ttl, grace, None)?;
+        let items = with_formats(items);
         let c = self.inner.clone();
         awaitable(py, async move {
-            set_many_groups(&c, groups).await.map_err(py_err)
+            set_many_formats(&c, items, o).await.map_err(py_err)
         })
     }
 
@@ -585,45 +581,16 @@ impl PyCache {
     }
 }
 
-fn lookup_tuple(
-    py: Python<'_>,
-    r: Lookup,
-) -> (u8, Option<u8>, Option<Py<PyBytes>>, Option<PyLease>) {
-    match r {
-        Lookup::Fresh(e) => {
-            let (f, b) = value(py, &e);
-            (FRESH, Some(f), Some(b), None)
-        }
-        Lookup::Stale(e, lease) => {
-            let (f, b) = value(py, &e);
-            (STALE, Some(f), Some(b), lease.map(PyLease::new))
-        }
-        Lookup::Lead(lease) => (LEAD, None, None, Some(PyLease::new(lease))),
-    }
-}
-
-type Groups = Vec<(WriteOptions, Vec<(String, Bytes)>)>;
-
-fn group_by_format(
-    items: Vec<(String, Vec<u8>, u8)>,
-    ttl: Option<f64>,
-    grace: f64,
-) -> PyResult<Groups> {
-    let mut groups: Groups = Vec::new();
-    for (k, d, f) in items {
-        match groups.iter_mut().find(|(o, _)| o.format.0 == f) {
-            Some((_, v)) => v.push((k, Bytes::from(d))),
-            None => groups.push((opts(f, ttl, grace, None)?, vec![(k, Bytes::from(d))])),
-        }
-    }
-    Ok(groups)
-}
-
-async fn set_many_groups(c: &Cache, groups: Groups) -> stratacache::Result<Vec<String>> {
-    let mut failed = Vec::new();
-    for (o, items) in &groups {
-        let refs: Vec<(&str, Bytes)> = items.iter().map(|(k, d)| (k.as_str(), d.clone())).collect();
-        failed.extend(c.set_many(&refs, o).await?.into_iter().map(|(k, _)| k));
-    }
-    Ok(failed)
+/// The core's [`Cache::set_many_formats`]; the keys that failed.
+async fn set_many_formats(
+    c: &Cache,
+    items: Vec<(String, Bytes, Format)>,
+    o: WriteOptions,
+) -> stratacache::Result<Vec<String>> {
+    let refs: Vec<(&str, Bytes, Format)> = items
+        .iter()
+        .map(|(k, d, f)| (k.as_str(), d.clone(), *f))
+        .collect();
+    let failed = c.set_many_formats(&refs, &o).await?;
+    Ok(failed.into_iter().map(|(k, _)| k).collect())
 }

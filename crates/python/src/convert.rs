@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -48,4 +49,12 @@ pub(crate) fn value(py: Python<'_>, e: &stratacache::Entry) -> Value {
 /// [`value`] from a runtime thread (attaches to the interpreter).
 pub(crate) fn value_attached(e: &stratacache::Entry) -> PyResult<Value> {
     crate::runtime::attach(|py| Ok(value(py, e)))
+}
+
+/// `set_many`'s `(key, data, format)` items, for the core.
+pub(crate) fn with_formats(items: Vec<(String, Vec<u8>, u8)>) -> Vec<(String, Bytes, Format)> {
+    items
+        .into_iter()
+        .map(|(k, d, f)| (k, Bytes::from(d), Format(f)))
+        .collect()
 }

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use stratacache::{Cache, LoadClock, LoadOutcome, Settled, WriteOptions};
+use pyo3::types::PyBytes;
+use stratacache::{Cache, LoadClock, LoadOutcome, Lookup, Settled, WriteOptions};
 
 use crate::convert::{Value, opts, value, value_attached};
 use crate::errors::{IntoPyResult, PyLoaderError, py_err};
@@ -257,4 +258,30 @@ pub(crate) async fn complete_groups(c: Cache, groups: LeaseGroups) -> stratacach
         n += c.complete_many(items, &o).await?;
     }
     Ok(n)
+}
+
+/// `(kind, format, data, lease)`, see `PyCache::lookup`.
+pub(crate) type LookupTuple = (u8, Option<u8>, Option<Py<PyBytes>>, Option<PyLease>);
+
+/// Lookup outcomes, as the first item of `lookup()`'s tuple.
+pub(crate) const FRESH: u8 = 0;
+pub(crate) const STALE: u8 = 1;
+pub(crate) const LEAD: u8 = 2;
+
+/// A lookup's answer as `lookup()` / `alookup()` return it.
+pub(crate) fn lookup_tuple(
+    py: Python<'_>,
+    r: Lookup,
+) -> (u8, Option<u8>, Option<Py<PyBytes>>, Option<PyLease>) {
+    match r {
+        Lookup::Fresh(e) => {
+            let (f, b) = value(py, &e);
+            (FRESH, Some(f), Some(b), None)
+        }
+        Lookup::Stale(e, lease) => {
+            let (f, b) = value(py, &e);
+            (STALE, Some(f), Some(b), lease.map(PyLease::new))
+        }
+        Lookup::Lead(lease) => (LEAD, None, None, Some(PyLease::new(lease))),
+    }
 }

@@ -43,9 +43,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<http::HttpSettle>()?;
     m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_at_exit, m)?)?;
-    m.add("FRESH", cache::FRESH)?;
-    m.add("STALE", cache::STALE)?;
-    m.add("LEAD", cache::LEAD)?;
+    m.add("FRESH", lease::FRESH)?;
+    m.add("STALE", lease::STALE)?;
+    m.add("LEAD", lease::LEAD)?;
     m.add("VALUE", lease::VALUE)?;
     m.add("NOTHING", lease::NOTHING)?;
     m.add("UNCACHED", lease::UNCACHED)?;
