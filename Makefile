@@ -17,7 +17,7 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-http test-readme test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults bench-memory fuzz check-prereqs
+.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-http test-readme test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults bench-memory bench-http fuzz check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,8 +69,8 @@ lint-rust: ## rustfmt check, clippy with warnings as errors
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 lint-py: py-develop ## ruff, mypy (strict), stubtest of _native.pyi against the built module
-	$(VENV_BIN)/ruff check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence benches/memory
-	$(VENV_BIN)/ruff format --check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence benches/memory
+	$(VENV_BIN)/ruff check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence benches/memory benches/http
+	$(VENV_BIN)/ruff format --check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence benches/memory benches/http
 	$(VENV_BIN)/mypy
 	$(PY) -m mypy.stubtest stratacache._native
 
@@ -81,7 +81,7 @@ test-rust: ## Rust tests only (expects REDIS_URL / STRATACACHE_CLUSTER; `make te
 	$(RUST_TEST)
 
 lint-node: node_modules/.installed ## ESLint over every JS file, tsc --checkJs over node/, tsc over the shipped .d.ts files
-	npx eslint node tests/node examples benches/node benches/memory eslint.config.mjs
+	npx eslint node tests/node examples benches/node benches/memory benches/http eslint.config.mjs
 	npx tsc -p node/tsconfig.json
 	npx tsc -p tests/node/tsconfig.json
 
@@ -127,6 +127,12 @@ bench-coherence: check-prereqs $(VENV)/.installed ## invalidation propagation la
 bench-node: check-prereqs node-build ## Node benchmarks beside lru-cache, cache-manager 7, bentocache, ioredis
 	cd benches/node && npm ci --ignore-scripts --no-audit --no-fund
 	$(WITH_REDIS) node benches/node/bench.js
+
+bench-http: check-prereqs node-build $(VENV)/.installed ## cached HTTP responses in req/s with wrk: FastAPI, Express, Fastify beside fastapi-cache2, apicache, route-cache, fastify-lcache (APPS="express" to narrow)
+	$(VENV_BIN)/pip install -q -r python/requirements-bench.txt
+	$(MATURIN) develop --locked -q --release
+	cd benches/node && npm ci --ignore-scripts --no-audit --no-fund
+	$(WITH_REDIS) $(PY) benches/http/run.py $(APPS)
 
 bench-faults: check-prereqs ## steady load through a Redis SIGKILL + restart and a 200 ms-per-command slowdown: errors, wrong values, latency, time back
 	$(CARGO) run --locked --release -q -p stratacache --example faults

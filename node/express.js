@@ -94,11 +94,12 @@ function setAll(res, flat) {
   for (let i = 0; i < flat.length; i += 2) res.setHeader(flat[i], flat[i + 1])
 }
 
+// The answer's headers replace whatever the chain set so far (they were
+// captured with the response, those included); given to writeHead as
+// Node's flat [name, value, ...] list, checked once there.
 function sendAnswer(res, a) {
   for (const name of res.getHeaderNames()) res.removeHeader(name)
-  res.statusCode = a.status
-  const h = a.headers // flat: [name, value, ...]
-  for (let i = 0; i < h.length; i += 2) res.appendHeader(h[i], h[i + 1])
+  res.writeHead(a.status, a.headers)
   res.end(a.body || undefined)
 }
 

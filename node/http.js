@@ -159,7 +159,20 @@ async function begin(r, req) {
     delete req.headers[REFRESH_HEADER]
     raw = headerPairs(req.headers).flat()
   }
-  const ex = r.route.exchange(req.method, req.path, req.query, raw.join('\0'))
+  let ex
+  if (pending) ex = r.route.exchange(req.method, req.path, req.query, raw.join('\0'))
+  else {
+    // One call: an answer from L1, else the exchange at its first step.
+    ex = internal.begin(r.route, req.method, req.path, req.query, raw.join('\0'))
+    if (Buffer.isBuffer(ex)) {
+      // Sent after the loop's poll phase, not from inside the read of the
+      // request's socket: with many connections the replies then go out
+      // together instead of one wake-up of the client each (make
+      // bench-http: Fastify's L1 hits 8,000 -> 14,700 req/s from this alone).
+      await new Promise(setImmediate)
+      return { answer: unpack(ex) }
+    }
+  }
   let step = stepOf(ex.start())
   if (step.kind === 'principal') step = stepOf(ex.setPrincipal(principalOf(await r.keyBy(req.raw))))
   const l2Trouble = (e) => {

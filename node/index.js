@@ -702,6 +702,11 @@ class Cache extends EventEmitter {
       emitError(e) {
         if (cache.listenerCount('error') > 0) cache.emit('error', e)
       },
+      /** `route.begin` on this cache: an L1 answer (packed Buffer) or the exchange. */
+      begin(route, method, path, query, headers) {
+        cache.#open()
+        return route.begin(n, method, path, query, headers, Date.now() / 1000)
+      },
       // The HTTP middleware's read-through (no early refresh): a fresh
       // entry from L1 or over the JS connection, else the core's lookup
       // (`tagsOf()` gives its tags: only then are they needed).

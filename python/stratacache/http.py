@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Union, cast
 from urllib.parse import parse_qsl
 
 from . import _native
@@ -131,11 +131,19 @@ async def handle(
         scope = {**scope, "headers": raw}
     headers = _str_headers(raw)
     ex = rule.route.exchange(scope["method"], scope["path"], _query(scope), headers)
-    kind, arg = ex.start()
+    c = rule.cache
+    if pending is None:
+        # An answer from L1 in the same call, without a thread hop.
+        kind, got = ex.start_local(c._n, time.time())
+        if kind == "answer":
+            await _send_answer(send, got)
+            return
+        arg = cast("str | None", got)
+    else:
+        kind, arg = ex.start()
     if kind == "principal":
         assert rule.key_by is not None
         kind, arg = ex.set_principal(_principal(await _maybe_await(rule.key_by(request))))
-    c = rule.cache
     if kind == "unsafe":
         await _run_unsafe(rule, ex, app, scope, receive, send)
         return

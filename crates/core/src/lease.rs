@@ -833,7 +833,7 @@ mod tests {
         let mut stale_now = false;
         while !stale_now {
             tokio::task::yield_now().await;
-            let e = c.get_local("k").await.expect("get");
+            let e = c.get_local("k").expect("get");
             stale_now = e.is_none();
         }
         let p = LookupPolicy::default()

@@ -191,9 +191,10 @@ impl Cache {
 
     /// L1 only: the fresh L1 value of `key`, or `None` (which does not
     /// mean a miss when Redis is configured: call [`Cache::get`] then).
-    /// Never waits on anything, so a binding can call it synchronously for
-    /// the hit path and go asynchronous only when it returns `None`.
-    pub async fn get_local(&self, key: &str) -> Result<Option<Arc<Entry>>> {
+    /// Never waits on anything (it is not `async`), so a binding calls it
+    /// on its own thread for the hit path and goes asynchronous only when
+    /// it returns `None`.
+    pub fn get_local(&self, key: &str) -> Result<Option<Arc<Entry>>> {
         self.check(key)?;
         let sh = &self.shared;
         if let Some(l1) = &sh.l1

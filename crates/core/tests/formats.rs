@@ -25,7 +25,7 @@ async fn refused_entries_are_misses(old: Cache, new: Cache) {
     .await
     .expect("set");
     assert!(new.get("k").await.expect("get").is_none(), "get: a miss");
-    assert!(new.get_local("k").await.expect("get_local").is_none());
+    assert!(new.get_local("k").expect("get_local").is_none());
     assert_eq!(new.get_many(&["k"]).await.expect("get_many"), vec![None]);
     assert!(
         new.stats()

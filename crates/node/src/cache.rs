@@ -1,7 +1,7 @@
 //! `NativeCache`: the cache handle the JS wrapper (`node/index.js`)
 //! drives, its options, and the split read the JS Redis reader uses.
 
-use stratacache::runtime::{poll_once, poll_once_in_runtime};
+use stratacache::runtime::poll_once_in_runtime;
 
 use bytes::Bytes;
 use napi::bindgen_prelude::*;
@@ -172,10 +172,8 @@ impl NativeCache {
     /// configured); the value shaped by [`JsEntry`].
     #[napi(ts_return_type = "string | [number, string | Buffer] | null")]
     pub fn get_local(&self, key: String) -> Result<Option<JsEntry>> {
-        // L1 reads never touch the runtime: poll once, no context needed.
-        let e = poll_once(Box::pin(self.inner.get_local(&key)))
-            .unwrap_or_else(stratacache::runtime::block_on);
-        Ok(e.map_err(js_err)?.map(JsEntry))
+        let e = self.inner.get_local(&key).map_err(js_err)?;
+        Ok(e.map(JsEntry))
     }
 
     #[napi(ts_return_type = "Promise<string | [number, string | Buffer] | null>")]

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use stratacache::http::{Answer, Bypass, Exchange, Found, Route, RouteOptions, Step};
+use stratacache::http::{Answer, Bypass, Exchange, Found, Route, RouteOptions, Start, Step};
 
+use crate::cache::NativeCache;
 use crate::convert::ms;
 use crate::error::{invalid, js_err};
 
@@ -78,14 +79,50 @@ impl HttpRoute {
         query: Vec<(String, String)>,
         headers: String,
     ) -> HttpExchange {
+        HttpExchange {
+            inner: self.new_exchange(&method, &path, query, &headers),
+            first: None,
+        }
+    }
+
+    /// `exchange` and its first step in one call, answered from `cache`'s
+    /// L1 when it can be (`Exchange::start_local`): the packed answer (see
+    /// `Packed`), or the exchange, whose `start()` then gives that step.
+    #[napi(ts_return_type = "Buffer | HttpExchange")]
+    pub fn begin(
+        &self,
+        cache: &NativeCache,
+        method: String,
+        path: String,
+        query: Vec<(String, String)>,
+        headers: String,
+        now: f64,
+    ) -> Either<Packed, HttpExchange> {
+        let mut inner = self.new_exchange(&method, &path, query, &headers);
+        match inner.start_local(&cache.inner, now) {
+            Start::Answered(a) => Either::A(Packed(a)),
+            Start::Step(s) => Either::B(HttpExchange {
+                inner,
+                first: Some(s),
+            }),
+        }
+    }
+}
+
+impl HttpRoute {
+    fn new_exchange(
+        &self,
+        method: &str,
+        path: &str,
+        query: Vec<(String, String)>,
+        headers: &str,
+    ) -> Exchange {
         let mut it = headers.split('\0');
         let mut pairs = Vec::new();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             pairs.push((k.to_owned(), v.to_owned()));
         }
-        HttpExchange {
-            inner: Exchange::new(self.inner.clone(), &method, &path, query, pairs),
-        }
+        Exchange::new(self.inner.clone(), method, path, query, pairs)
     }
 }
 
@@ -111,24 +148,54 @@ fn flat(pairs: Vec<(String, String)>) -> Vec<String> {
 /// header strings cost more than the rest of a hit):
 /// `u16 status | u8 has body | u32 n | n bytes of UTF-8 "name\0value\0..." |
 /// body`. Header names and values never hold NUL (HTTP forbids it).
-fn packed(a: Answer) -> Buffer {
-    let mut hdrs = Vec::with_capacity(256);
-    for (k, v) in &a.headers {
-        hdrs.extend_from_slice(k.as_bytes());
-        hdrs.push(0);
-        hdrs.extend_from_slice(v.as_bytes());
-        hdrs.push(0);
+///
+/// Written straight into a Buffer Node allocates (`napi_create_buffer`):
+/// an external Buffer over Rust memory costs a finalizer and a global
+/// handle per answer, more than the copy.
+pub struct Packed(Answer);
+
+impl Packed {
+    fn headers_len(&self) -> usize {
+        self.0
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum()
     }
-    let body = a.body.as_deref();
-    let mut out = Vec::with_capacity(7 + hdrs.len() + body.map_or(0, <[u8]>::len));
-    out.extend_from_slice(&a.status.to_be_bytes());
-    out.push(u8::from(body.is_some()));
-    out.extend_from_slice(&(hdrs.len() as u32).to_be_bytes());
-    out.extend_from_slice(&hdrs);
-    if let Some(b) = body {
-        out.extend_from_slice(b);
+
+    fn write(&self, out: &mut [u8]) {
+        let hdrs = self.headers_len();
+        let body = self.0.body.as_deref();
+        out[..2].copy_from_slice(&self.0.status.to_be_bytes());
+        out[2] = u8::from(body.is_some());
+        out[3..7].copy_from_slice(&(hdrs as u32).to_be_bytes());
+        let mut at = 7;
+        for (k, v) in &self.0.headers {
+            for part in [k.as_bytes(), b"\0", v.as_bytes(), b"\0"] {
+                out[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+        }
+        if let Some(b) = body {
+            out[at..].copy_from_slice(b);
+        }
     }
-    Buffer::from(out)
+}
+
+impl ToNapiValue for Packed {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        let len = 7 + val.headers_len() + val.0.body.as_ref().map_or(0, Vec::len);
+        let mut data = std::ptr::null_mut();
+        let mut out = std::ptr::null_mut();
+        check_status!(
+            unsafe { sys::napi_create_buffer(env, len, &mut data, &mut out) },
+            "could not allocate the answer's Buffer"
+        )?;
+        // SAFETY: Node just allocated `len` bytes at `data` for this Buffer.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), len) };
+        val.write(bytes);
+        Ok(out)
+    }
 }
 
 /// What to store and send once the handler ran (see `stratacache::http::Settle`).
@@ -139,7 +206,7 @@ pub struct HttpSettle {
     pub complete: Option<Buffer>,
     pub invalidate: Vec<String>,
     /// Packed as `onEntry`'s answers.
-    pub answer: Option<Buffer>,
+    pub answer: Option<Packed>,
     pub bypass: Option<&'static str>,
     pub ttl_ms: f64,
     pub grace_ms: f64,
@@ -148,6 +215,8 @@ pub struct HttpSettle {
 #[napi]
 pub struct HttpExchange {
     inner: Exchange,
+    /// The first step when `HttpRoute::begin` took it already.
+    first: Option<Step>,
 }
 
 #[napi]
@@ -155,7 +224,7 @@ impl HttpExchange {
     /// The first step (see `step`).
     #[napi]
     pub fn start(&mut self) -> String {
-        step(self.inner.start())
+        step(self.first.take().unwrap_or_else(|| self.inner.start()))
     }
 
     /// `key_by`'s answer; `null` when it could not tell.
@@ -178,9 +247,9 @@ impl HttpExchange {
         data: &[u8],
         stale: bool,
         now: f64,
-    ) -> Option<Either<Buffer, String>> {
+    ) -> Option<Either<Packed, String>> {
         match self.inner.on_entry(data, stale, now) {
-            Found::Answer(a) => Some(Either::A(packed(a))),
+            Found::Answer(a) => Some(Either::A(Packed(a))),
             Found::Follow(k) => Some(Either::B(k)),
             Found::Unusable => None,
         }
@@ -205,7 +274,7 @@ impl HttpExchange {
                 .collect(),
             complete: s.complete.map(Buffer::from),
             invalidate: s.invalidate,
-            answer: s.answer.map(packed),
+            answer: s.answer.map(Packed),
             bypass: s.bypass.map(Bypass::detail),
             ttl_ms: s.ttl_ms as f64,
             grace_ms: s.grace_ms as f64,

@@ -25,16 +25,13 @@ use crate::runtime::{awaitable, run};
 /// A tiered cache handle (see `stratacache.Cache` for the public API).
 #[pyclass(frozen, module = "stratacache._native", name = "Cache")]
 pub(crate) struct PyCache {
-    inner: Cache,
+    pub(crate) inner: Cache,
 }
 
 impl PyCache {
-    /// The L1 read of `get_local`: polled in place (it never waits).
+    /// The L1 read of `get_local` (it never waits).
     fn local(&self, py: Python<'_>, key: &str) -> PyResult<Option<Arc<Entry>>> {
-        match stratacache::runtime::poll_once(Box::pin(self.inner.get_local(key))) {
-            Ok(r) => r.py(py),
-            Err(fut) => run(py, fut).py(py),
-        }
+        self.inner.get_local(key).py(py)
     }
 }
 

@@ -7,9 +7,10 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use stratacache::http::{
-    Answer, Bypass, Exchange, Found, RequestDirectives, Route, RouteOptions, Step,
+    Answer, Bypass, Exchange, Found, RequestDirectives, Route, RouteOptions, Start, Step,
 };
 
+use crate::cache::PyCache;
 use crate::errors::py_err;
 
 fn secs(name: &str, v: f64) -> PyResult<Duration> {
@@ -135,6 +136,24 @@ impl HttpExchange {
     #[pyo3(signature = (principal))]
     fn set_principal(&mut self, principal: Option<String>) -> (&'static str, Option<String>) {
         step(self.inner.set_principal(principal))
+    }
+
+    /// `start`, answered from `cache`'s L1 when it can be
+    /// (`Exchange::start_local`): `("answer", (status, headers, body))`,
+    /// else what `start` gives.
+    fn start_local<'py>(
+        &mut self,
+        py: Python<'py>,
+        cache: PyRef<'_, PyCache>,
+        now: f64,
+    ) -> PyResult<(&'static str, Bound<'py, PyAny>)> {
+        Ok(match self.inner.start_local(&cache.inner, now) {
+            Start::Answered(a) => ("answer", answer(py, a).into_pyobject(py)?.into_any()),
+            Start::Step(s) => {
+                let (kind, arg) = step(s);
+                (kind, arg.into_pyobject(py)?.into_any())
+            }
+        })
     }
 
     fn tags(&self) -> Vec<String> {

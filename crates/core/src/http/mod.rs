@@ -5,7 +5,9 @@
 //! The engine does no I/O. An adapter turns its framework's request into an
 //! [`Exchange`] and follows its steps:
 //!
-//! 1. [`Exchange::start`] says what to do: pass the request through
+//! 1. [`Exchange::start`] (or [`Exchange::start_local`], which first tries
+//!    to answer from the cache's L1 without waiting on anything) says what
+//!    to do: pass the request through
 //!    untouched ([`Step::Pass`]: another method, or a private request the
 //!    route cannot key), run it and invalidate on success
 //!    ([`Step::Unsafe`]), ask the route's `key_by` for the principal
@@ -58,6 +60,7 @@ pub use entry::{
 };
 pub use key::{Varied, base_key, canonical_query, url_tag, variant_key};
 
+use crate::cache::Cache;
 use crate::error::{Error, Result};
 
 use crate::key::hex;
@@ -328,6 +331,15 @@ pub enum Found {
     Unusable,
 }
 
+/// What [`Exchange::start_local`] gives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    /// A fresh entry in this process's L1 answered the request: send it.
+    Answered(Answer),
+    /// The first step, as [`Exchange::start`] gives it.
+    Step(Step),
+}
+
 /// What to do once the handler produced a response (this request leads).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settle {
@@ -461,6 +473,36 @@ impl Exchange {
             }
             Method::Read { .. } => self.lookup(),
         }
+    }
+
+    /// The first step, answered from `cache`'s L1 when it can be: a plain
+    /// lookup (not a `HEAD`, a refresh or a request waiting for `key_by`)
+    /// whose key, or the variant its `Vary` marker names, holds a fresh
+    /// entry in this process. Otherwise the first step, and the exchange
+    /// goes on from it exactly as after [`start`](Self::start). It never
+    /// waits (L1 only), so an adapter calls it on its own thread and goes
+    /// asynchronous only when it gets a step: an L1 hit is one call.
+    pub fn start_local(&mut self, cache: &Cache, now: f64) -> Start {
+        let step = self.start();
+        let Step::Lookup(base) = &step else {
+            return Start::Step(step);
+        };
+        let mut key = base.clone();
+        // At most twice: the base key, then the variant its marker names.
+        for _ in 0..2 {
+            let Ok(Some(e)) = cache.get_local(&key) else {
+                break;
+            };
+            match self.on_entry(&e.payload, false, now) {
+                Found::Answer(a) => return Start::Answered(a),
+                Found::Follow(variant) => key = variant,
+                Found::Unusable => break,
+            }
+        }
+        // Not answered here: the adapter reads the base key through the
+        // single flight and meets the marker again.
+        self.followed = None;
+        Start::Step(step)
     }
 
     /// The principal `key_by` gave (`None`: it could not tell; the request

@@ -560,3 +560,79 @@ proptest! {
         prop_assert_eq!(v(&a) == v(&b), a == b);
     }
 }
+
+/// `start_local` answers exactly what the stepwise flow would from L1,
+/// follows a marker to its variant, and otherwise leaves the exchange as
+/// `start` does (so the adapter's own read of the base key follows the
+/// marker again).
+#[tokio::test]
+async fn start_local_answers_from_l1_or_gives_the_first_step() {
+    use crate::{Ttl, WriteOptions};
+    let cache = Cache::builder()
+        .namespace(format!("http-local-{:x}", rand::random::<u64>()))
+        .build()
+        .expect("cache");
+    let store = |k: &str, bytes: &[u8]| {
+        let o = WriteOptions::new(Ttl::After(Duration::from_secs(60)), crate::Format::RAW);
+        let (k, bytes) = (k.to_owned(), bytes.to_vec());
+        let cache = cache.clone();
+        async move { cache.set(&k, bytes.into(), &o).await.expect("set") }
+    };
+    let r = route(|_| {});
+    let req = |method: &str, lang: &str, extra: &[(&str, &str)]| {
+        let mut hs = vec![("accept-language", lang)];
+        hs.extend_from_slice(extra);
+        ex(&r, method, "/v", &hs)
+    };
+
+    // Nothing stored: the first step, unchanged.
+    let mut cold = req("GET", "fr", &[]);
+    let base = key_of(&mut req("GET", "fr", &[]));
+    assert_eq!(
+        cold.start_local(&cache, 0.0),
+        Start::Step(Step::Lookup(base.clone()))
+    );
+
+    // A response varying on Accept-Language: marker and variant in L1.
+    let s = cold.on_response(200, &h(&[("vary", "accept-language")]), b"fr".to_vec(), 0.0);
+    store(&base, s.complete.as_deref().expect("marker")).await;
+    for (k, bytes) in &s.writes {
+        store(k, bytes).await;
+    }
+
+    let Start::Answered(a) = req("GET", "fr", &[]).start_local(&cache, 1.0) else {
+        panic!("a fresh variant in L1 answers")
+    };
+    // The same answer as the stepwise flow gives for the same bytes.
+    let marker = s.complete.as_deref().expect("marker");
+    let mut stepwise = req("GET", "fr", &[]);
+    key_of(&mut stepwise);
+    let Found::Follow(k) = stepwise.on_entry(marker, false, 1.0) else {
+        panic!("the marker names the variant")
+    };
+    let (_, bytes) = s.writes.iter().find(|(w, _)| *w == k).expect("variant");
+    assert_eq!(
+        stepwise.on_entry(bytes, false, 1.0),
+        Found::Answer(a.clone())
+    );
+    assert_eq!(a.body.as_deref(), Some(&b"fr"[..]));
+
+    // The marker is there, the variant is not: the first step, and the
+    // exchange follows the marker again when the adapter reads it.
+    let mut de = req("GET", "de", &[]);
+    assert_eq!(
+        de.start_local(&cache, 1.0),
+        Start::Step(Step::Lookup(base.clone()))
+    );
+    assert!(matches!(de.on_entry(marker, false, 1.0), Found::Follow(_)));
+
+    // Never from L1: a HEAD (peeks), a private request (bypasses).
+    assert!(matches!(
+        req("HEAD", "fr", &[]).start_local(&cache, 1.0),
+        Start::Step(Step::Peek(_))
+    ));
+    assert_eq!(
+        req("GET", "fr", &[("authorization", "Bearer x")]).start_local(&cache, 1.0),
+        Start::Step(Step::Pass(Bypass::Private))
+    );
+}
