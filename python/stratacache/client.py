@@ -46,6 +46,11 @@ class Cache:
     0 for none) keeps decoded values beside entries so hits skip unpickling
     (immutable values and plain dict/list/set trees of them; callers still
     get copies they may mutate).
+
+    ``copy=False`` shares values instead: an L1 hit returns the same object
+    every time, of any type (dataclasses and model instances included), and
+    the caller must not mutate it. It needs a built-in serializer and a
+    memo budget; values over 64 KiB of payload are still decoded per hit.
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class Cache:
         breaker_cooldown: float = 0.25,
         policy: Policy | None = None,
         fail_open: bool = False,
+        copy: bool = True,
     ) -> None:
         if isinstance(signing_key, str):
             signing_key = signing_key.encode()
@@ -93,7 +99,7 @@ class Cache:
         )
         self._serializer = get_serializer(serializer)
         self._sloads = self._serializer.loads
-        self._memo = memo_key(self._serializer)
+        self._memo = memo_key(self._serializer, copy=copy)
         # No reference back to self (a cycle would keep the handle, and the
         # L1 it shares, alive until the cyclic GC runs).
         self._decoding = Decoding(self._sloads, self._memo, functools.partial(_unreadable, self._serializer.name))

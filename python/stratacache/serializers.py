@@ -189,11 +189,13 @@ def accepted_formats(serializer: Serializer) -> list[int] | None:
     return None if formats is None else sorted(int(f) for f in formats)
 
 
-def memo_key(serializer: Serializer) -> int:
+def memo_key(serializer: Serializer, *, copy: bool = True) -> int:
     """Which decode a value kept beside an L1 entry came from: one id per
     built-in serializer (their ``loads`` depend on the bytes only), 0 for
-    anything else, whose decoded values are never kept."""
-    return _MEMO_KEYS.get(type(serializer), 0)
+    anything else, whose decoded values are never kept. With ``copy=False``
+    the id of shared values: every hit hands out the one kept object."""
+    key = _MEMO_KEYS.get(type(serializer), 0)
+    return key | _SHARED if key and not copy else key
 
 
 def get_serializer(spec: str | Serializer) -> Serializer:
@@ -213,4 +215,6 @@ def get_serializer(spec: str | Serializer) -> Serializer:
     return cls()  # type: ignore[no-any-return]
 
 
+# The native memo's flag for values handed out without a copy.
+_SHARED = 0x80
 _MEMO_KEYS: dict[type, int] = {PickleSerializer: 1, JsonSerializer: 2, MsgpackSerializer: 3, RawSerializer: 4}

@@ -289,3 +289,33 @@ def test_an_entry_refused_for_budget_is_noted_not_retried() -> None:
         got = c.get("b")
         assert got == v and got is not c.get("b")
         assert memo_bytes(c) == kept + 64
+
+
+def test_copy_false_shares_one_object_of_any_type_and_stays_coherent(cache: Cache) -> None:
+    kw: dict[str, Any] = {"redis_url": REDIS_URL, "op_timeout": 5.0} if cache._n.has_l2 else {}
+    ns = unique("shared")
+    shared = Cache(namespace=ns, copy=False, **kw)
+    copying = Cache(namespace=ns, **kw)  # the same L1 (same location and namespace)
+    for key, value in [("tree", NESTED), ("instance", Point(3)), ("deque", collections.deque([1, 2]))]:
+        shared.set(key, value)
+        first = shared.get(key)
+        assert first == value
+        assert shared.get(key) is first, f"{key}: every hit hands out the one decoded object"
+        # A copying handle on the same L1 never receives the shared object.
+        other = copying.get(key)
+        assert other == value and other is not first
+    # A write replaces what is shared; a delete ends it.
+    shared.set("tree", {"v": 2})
+    assert shared.get("tree") == {"v": 2}
+    shared.delete("tree")
+    assert shared.get("tree") is None
+
+
+def test_copy_false_in_django_options() -> None:
+    from stratacache.django.options import cache_kwargs, options
+
+    kwargs = cache_kwargs("", options({"OPTIONS": {"COPY": False}}), "")
+    assert kwargs["copy"] is False
+    shared = Cache(**{**kwargs, "namespace": unique("shared")})
+    shared.set("k", {"a": [1]})
+    assert shared.get("k") is shared.get("k")

@@ -14,6 +14,11 @@
 //! whose aliasing a copy would break) is decoded on every hit as before.
 //! A memo belongs to one serializer kind: a handle with another serializer
 //! sharing the L1 decodes for itself.
+//!
+//! A handle made with `copy=False` asks for [`SHARED`] memos: every hit
+//! hands out the one decoded object itself, whatever its type (the caller
+//! promised not to mutate it). Its memos are a kind of their own, so a
+//! copying handle on the same L1 never receives a shared object.
 
 use std::collections::HashSet;
 
@@ -22,6 +27,8 @@ use pyo3::types::{
     PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple,
 };
 
+/// Set in a memo key by a handle whose hits share one object (`copy=False`).
+pub(crate) const SHARED: u8 = 0x80;
 /// Values larger than this (payload bytes) are not memoized.
 pub(crate) const MAX_PAYLOAD: usize = 64 << 10;
 /// Objects walked at most per value; bigger trees are not memoized.
@@ -133,6 +140,23 @@ impl PyMemo {
             plan: Some(plan),
         };
         Ok((memo, walk.bytes + SLOT_OVERHEAD + nodes * PLAN_NODE))
+    }
+
+    /// A shared memo of `obj`, handed out as it is on every hit, and its
+    /// charge: the objects' own sizes for a tree [`Walk`] can measure;
+    /// anything else (instances) is charged twice its payload's size.
+    pub(crate) fn shared(kind: u8, obj: &Bound<'_, PyAny>, payload: usize) -> PyResult<(PyMemo, u64)> {
+        let mut walk = Walk::default();
+        let bytes = match walk.shape(obj)? {
+            Some(_) => walk.bytes,
+            None => 2 * payload as u64,
+        };
+        let memo = PyMemo {
+            kind,
+            obj: Some(obj.clone().unbind()),
+            plan: None,
+        };
+        Ok((memo, bytes + SLOT_OVERHEAD))
     }
 
     /// The note that an entry's value is decoded on every hit.
@@ -298,7 +322,11 @@ pub(crate) fn decoded(
         && !e.memo.is_set()
         && cache.memo_room() >= e.payload.len() as u64 + SLOT_OVERHEAD
     {
-        let (m, charge) = PyMemo::of(memo, &obj)?;
+        let (m, charge) = if memo & SHARED != 0 {
+            PyMemo::shared(memo, &obj, e.payload.len())?
+        } else {
+            PyMemo::of(memo, &obj)?
+        };
         // Refused (the budget is short): note that this entry decodes
         // per hit, so later hits do not walk and copy it again.
         if !cache.memoize(e, m, charge) {

@@ -26,6 +26,8 @@ OPTIONS (all optional, upper-case):
 ``L1_MAX_BYTES``         L1 capacity in bytes (default 64 MiB).
 ``L1_MEMO_BYTES``        the part of it that keeps decoded values for fast hits
                          (default a quarter; 0 turns it off).
+``COPY``                 ``False``: an L1 hit returns the same object every time,
+                         without a copy (faster; never mutate what ``get`` returns).
 ``SERIALIZER``           ``"pickle"`` (default), ``"json"``, ``"msgpack"``, ``"raw"``.
 ``COMPRESS_THRESHOLD``   zstd-compress payloads of at least this many bytes (4096).
 ``MAX_VALUE_BYTES``      largest value accepted (32 MiB).

@@ -41,7 +41,7 @@ def policy(opts: dict[str, Any]) -> Policy:
 #: Every OPTIONS key this backend reads.
 _OPTION_KEYS = frozenset(
     {
-        "NAMESPACE", "CLUSTER", "L1", "L1_MAX_BYTES", "L1_MEMO_BYTES", "SERIALIZER", "COMPRESS_THRESHOLD",
+        "NAMESPACE", "CLUSTER", "L1", "L1_MAX_BYTES", "L1_MEMO_BYTES", "COPY", "SERIALIZER", "COMPRESS_THRESHOLD",
         "MAX_VALUE_BYTES", "SIGN", "SIGNING_KEY", "CONNECT_TIMEOUT", "SOCKET_TIMEOUT", "OP_TIMEOUT",
         "WAIT_TIMEOUT", "IGNORE_EXCEPTIONS", "GRACE", "EARLY_REFRESH", "REFRESH_AHEAD", "TTL_JITTER",
         "STALE_WHILE_REVALIDATE", "FAIL_SAFE", "FAIL_SAFE_THROTTLE", "SOFT_TIMEOUT", "HARD_TIMEOUT",
@@ -152,6 +152,7 @@ def cache_kwargs(
         "l1": typed(opts, "L1", bool, None),
         "l1_max_bytes": typed(opts, "L1_MAX_BYTES", int, None),
         "l1_memo_bytes": typed(opts, "L1_MEMO_BYTES", int, None),
+        "copy": typed(opts, "COPY", bool, None),
         "ttl": None,  # never: every call passes its own TTL
         "compress_threshold": typed(opts, "COMPRESS_THRESHOLD", int, None),
         "max_value_bytes": typed(opts, "MAX_VALUE_BYTES", int, None),
