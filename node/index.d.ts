@@ -67,6 +67,13 @@ export interface CacheOptions {
   breaker?: { threshold?: number; cooldown?: Ttl }
   /** Defaults of every `getOrSet` call's policy options. */
   policy?: Policy
+  /**
+   * `false`: L1 hits of `get` and `getOrSet` share one deep-frozen value
+   * per entry instead of decoding a copy each time (never mutate it; a
+   * value holding a Buffer or typed array is copied as usual). What is
+   * kept is bounded by a quarter of L1. Default `true` (every hit a copy).
+   */
+  clone?: boolean
 }
 
 /** How `getOrSet` reads through (every field optional). */

@@ -69,6 +69,7 @@ function within(promise, ms) {
 // and leases. Not part of the public API.
 const { kInternal } = require('./internal.js')
 const { checkOptions } = require('./options.js')
+const { SharedValues, MISS } = require('./shared.js')
 
 const CACHE_OPTIONS = [
   'redis',
@@ -91,6 +92,7 @@ const CACHE_OPTIONS = [
   'jsReads',
   'breaker',
   'policy',
+  'clone',
 ]
 
 
@@ -113,6 +115,9 @@ class Cache extends EventEmitter {
   // getOrSet's reads over the JS connection in flight, by key: concurrent
   // callers of one key share one GET (see #readThrough).
   #reads = new Map()
+  // `clone: false`: the values L1 hits share (shared.js), else null.
+  #shared = null
+  #decodeLocal = (v) => (typeof v === 'string' ? JSON.parse(v) : decode(v, this.#serializer.name))
 
   constructor(options = {}) {
     super()
@@ -125,6 +130,7 @@ class Cache extends EventEmitter {
       throw new ConfigError(`unknown serializer ${String(serializer)}; use 'json', 'v8' or 'raw'`)
     }
     this.#failOpen = o.failOpen !== false
+    if (o.clone !== undefined && typeof o.clone !== 'boolean') throw new InvalidValueError('clone must be true or false')
     const l1 = o.l1 === false ? { enabled: false } : o.l1 || {}
     const ms = (v, name) => (v === undefined ? undefined : parseTtl(v, name))
     try {
@@ -150,12 +156,14 @@ class Cache extends EventEmitter {
         // What `decode` reads: other serializers' entries are misses in the
         // core (counted), so read-throughs load and overwrite them.
         acceptedFormats: this.#serializer.formats || (this.#serializer.name === 'v8' ? V8_FORMATS : JSON_FORMATS),
+        sharedValues: o.clone === false,
       })
     } catch (e) {
       throw native(e)
     }
     this.#hasL2 = this.#n.hasL2
     this.#hasL1 = l1.enabled !== false
+    if (o.clone === false && this.#hasL1) this.#shared = new SharedValues(this.#n.sharedBudget)
     if (this.#hasL2 && o.jsReads !== false && !o.cluster && reader.servable(o.redis)) {
       const [connectTimeout, opTimeout] = this.#n.timeouts
       const r = reader.acquire(this, o.redis, { connectTimeout, opTimeout })
@@ -190,7 +198,10 @@ class Cache extends EventEmitter {
     try {
       checkKey(key)
       this.#open()
-      if (this.#hasL1) {
+      if (this.#shared !== null) {
+        const v = this.#shared.get(this.#n, key, this.#decodeLocal)
+        if (v !== MISS || !this.#hasL2) return Promise.resolve(v === MISS ? undefined : v)
+      } else if (this.#hasL1) {
         const v = this.#n.getLocal(key)
         if (typeof v === 'string') return Promise.resolve(JSON.parse(v))
         if (v || !this.#hasL2) return Promise.resolve(decode(v, this.#serializer.name))
@@ -435,6 +446,7 @@ class Cache extends EventEmitter {
   async delete(key) {
     checkKey(key)
     this.#open()
+    if (this.#shared !== null) this.#shared.forget(key)
     try {
       return await this.#n.delete(key)
     } catch (e) {
@@ -509,6 +521,7 @@ class Cache extends EventEmitter {
   /** Remove every entry of this namespace (never anything else). */
   async clear() {
     this.#open()
+    if (this.#shared !== null) this.#shared.clear()
     try {
       await this.#n.clear()
     } catch (e) {
@@ -538,6 +551,10 @@ class Cache extends EventEmitter {
     // Redis's read over the JS connection (the same path as `get`).
     let prior = null
     if (p.earlyRefresh === undefined && p.refreshAhead === undefined) {
+      if (this.#shared !== null) {
+        const v = this.#shared.get(this.#n, key, this.#decodeLocal)
+        if (v !== MISS) return v
+      }
       const local = this.#n.getLocal(key)
       if (typeof local === 'string') return JSON.parse(local)
       if (local) return decode(local, this.#serializer.name)

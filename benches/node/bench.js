@@ -93,6 +93,8 @@ async function l1Hits() {
     const text = JSON.stringify(v)
     const strata = new Cache({ namespace: `bench-${RUN}-${name.length}` })
     await strata.set('hot', v, '1h')
+    const shared = new Cache({ namespace: `bench-shared-${RUN}-${name.length}`, clone: false })
+    await shared.set('hot', v, '1h')
     const bento = new BentoCache({ default: 'mem', stores: { mem: bentostore().useL1Layer(memoryDriver({ maxSize: '64mb' })) } })
     await bento.set({ key: 'hot', value: v, ttl: '1h' })
     const cm = createCache({ stores: [new Keyv()] })
@@ -101,6 +103,7 @@ async function l1Hits() {
     lru.set('hot', v)
     const rows = [
       ['stratacache get (copy)', await perOp(() => strata.get('hot'), 100_000)],
+      ['stratacache get (clone: false, shared)', await perOp(() => shared.get('hot'), 100_000)],
       ['bentocache memory get (copy)', await perOp(() => bento.get({ key: 'hot' }), 100_000)],
       ['cache-manager 7 get (Keyv memory)', await perOp(() => cm.get('hot'), 100_000)],
       ['lru-cache get + structuredClone (copy)', await perOp(async () => structuredClone(lru.get('hot')), 100_000)],
@@ -115,6 +118,7 @@ async function l1Hits() {
     ]
     table(`In-process set, ${name}`, sets, 'bentocache memory set')
     await strata.close()
+    await shared.close()
     await bento.disconnectAll()
   }
 }

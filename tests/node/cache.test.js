@@ -27,6 +27,37 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     await c.close()
   })
 
+  test(`${name}: clone: false shares one frozen value per entry and follows every change`, async () => {
+    const c = make({ clone: false })
+    const v = { name: 'Ada', tags: ['x'], nested: { ok: true } }
+    await c.set('u', v, '1h', { tags: ['team:1'] })
+    const a = await c.get('u')
+    assert.deepEqual(a, v)
+    assert.equal(await c.get('u'), a, 'every hit hands out the one value')
+    assert.equal(await c.getOrSet({ key: 'u', factory: () => 'never' }), a)
+    assert.ok(Object.isFrozen(a) && Object.isFrozen(a.tags) && Object.isFrozen(a.nested))
+    assert.throws(() => a.tags.push('mutated'), TypeError)
+    await c.set('u', { name: 'Bob' }, '1h', { tags: ['team:1'] })
+    const b = await c.get('u')
+    assert.deepEqual(b, { name: 'Bob' }, 'a write replaces what is shared')
+    assert.equal(await c.get('u'), b)
+    await c.invalidateTags(['team:1'])
+    assert.equal(await c.get('u'), undefined, 'a tag invalidation ends it')
+    await c.set('u', v)
+    await c.get('u')
+    await c.delete('u')
+    assert.equal(await c.get('u'), undefined, 'a delete ends it')
+    // A Buffer cannot be frozen: such values are copied as usual.
+    const raw = make({ clone: false, serializer: 'raw' })
+    await raw.set('b', Buffer.from('bytes'))
+    const x = await raw.get('b')
+    assert.deepEqual(x, Buffer.from('bytes'))
+    assert.notEqual(await raw.get('b'), x)
+    assert.throws(() => make({ clone: 'no' }), InvalidValueError)
+    await c.close()
+    await raw.close()
+  })
+
   test(`${name}: the whole API`, async () => {
     const c = make()
     assert.equal(await c.add('a', 1), true)

@@ -131,6 +131,11 @@ impl Cache {
         self.shared.memo.room()
     }
 
+    /// The memo budget in bytes (`Config::l1_memo_bytes`; 0 for none).
+    pub fn memo_budget(&self) -> u64 {
+        self.shared.memo.limit()
+    }
+
     /// Keep `value`, a binding's decoded form of `entry`'s payload, on the
     /// entry, charged `charge` bytes against the memo budget. `false` (and
     /// `value` dropped) when memos are off, the entry already has one, or

@@ -91,6 +91,11 @@ impl MemoBudget {
         self.limit > 0
     }
 
+    /// The budget in bytes (0: memos are off).
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// Bytes charged by the memos alive now.
     pub(crate) fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)

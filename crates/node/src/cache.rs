@@ -39,6 +39,9 @@ pub struct NativeOptions {
     pub breaker_cooldown_ms: Option<f64>,
     /// Formats the JS serializer reads; others are misses (counted).
     pub accepted_formats: Option<Vec<u8>>,
+    /// `clone: false`: hits share one decoded value per entry (see
+    /// `shared.rs`); a quarter of L1 is their budget.
+    pub shared_values: Option<bool>,
 }
 
 /// Outcome of `lookup`: `kind` 0 fresh, 1 stale, 2 lead.
@@ -80,6 +83,7 @@ impl NativeCache {
             breaker_threshold: None,
             breaker_cooldown_ms: None,
             accepted_formats: None,
+            shared_values: None,
         });
         let mut cfg = Config::default();
         if let Some(ns) = o.namespace {
@@ -142,6 +146,9 @@ impl NativeCache {
             cfg.breaker_cooldown = ms("breaker.cooldown", v)?;
         }
         cfg.accepted_formats = o.accepted_formats;
+        if o.shared_values == Some(true) {
+            cfg.l1_memo_bytes = cfg.l1_max_bytes / 4;
+        }
         let timeouts = (
             cfg.connect_timeout.as_secs_f64() * 1000.0,
             cfg.op_timeout.as_secs_f64() * 1000.0,

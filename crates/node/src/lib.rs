@@ -28,6 +28,7 @@ mod http;
 mod lease;
 mod policy;
 mod read;
+mod shared;
 
 #[napi_derive::module_init]
 fn init() {

@@ -145,7 +145,11 @@ impl PyMemo {
     /// A shared memo of `obj`, handed out as it is on every hit, and its
     /// charge: the objects' own sizes for a tree [`Walk`] can measure;
     /// anything else (instances) is charged twice its payload's size.
-    pub(crate) fn shared(kind: u8, obj: &Bound<'_, PyAny>, payload: usize) -> PyResult<(PyMemo, u64)> {
+    pub(crate) fn shared(
+        kind: u8,
+        obj: &Bound<'_, PyAny>,
+        payload: usize,
+    ) -> PyResult<(PyMemo, u64)> {
         let mut walk = Walk::default();
         let bytes = match walk.shape(obj)? {
             Some(_) => walk.bytes,

@@ -1,0 +1,77 @@
+'use strict'
+// Hits that share one value per L1 entry (`new Cache({ clone: false })`).
+// Each entry read is decoded once, deep-frozen and kept here beside the
+// stamp the binding attached to the entry (crates/node/src/shared.rs); a
+// hit asks the binding for the stamp only, and the same stamp means the
+// same entry, checked as any hit is (freshness, L1 trust, versions). What
+// is kept is bounded by the L1 memo budget (a quarter of L1), charged
+// as the binding charges it (twice the payload, and a slot); the oldest
+// kept values go first.
+
+/** No fresh entry in L1 (read on as `get` does). */
+const MISS = Symbol('stratacache.shared.miss')
+
+/**
+ * Freeze `v` all the way down. `false` when it holds a typed array or a
+ * Buffer, which cannot be frozen (such a value is not shared).
+ */
+function deepFreeze(v) {
+  if (v === null || typeof v !== 'object') return true
+  if (ArrayBuffer.isView(v)) return false
+  if (Object.isFrozen(v)) return true
+  Object.freeze(v)
+  for (const k of Object.keys(v)) if (!deepFreeze(v[k])) return false
+  return true
+}
+
+class SharedValues {
+  /** key -> { stamp, charge, value } */
+  #kept = new Map()
+  #bytes = 0
+  #budget
+
+  constructor(budget) {
+    this.#budget = budget
+  }
+
+  /**
+   * The value of `key` from L1 through the binding `n`, `decode`d from
+   * the entry's bytes only when this entry was not seen before; MISS
+   * when L1 has no fresh entry.
+   */
+  get(n, key, decode) {
+    const k = this.#kept.get(key)
+    const r = n.getShared(key, k === undefined ? 0 : k.stamp)
+    if (r === null) return MISS
+    if (typeof r === 'number') return k.value
+    const [stamp, v] = r
+    const value = decode(v)
+    if (!deepFreeze(value) || stamp === 0) return value
+    if (k !== undefined) this.forget(key)
+    const data = typeof v === 'string' ? v : v[1]
+    const charge = 2 * data.length + 64
+    this.#kept.set(key, { stamp, charge, value })
+    this.#bytes += charge
+    for (const [old, o] of this.#kept) {
+      if (this.#bytes <= this.#budget) break
+      this.#kept.delete(old)
+      this.#bytes -= o.charge
+    }
+    return value
+  }
+
+  /** Stop keeping `key`'s value (written or deleted here). */
+  forget(key) {
+    const k = this.#kept.get(key)
+    if (k === undefined) return
+    this.#kept.delete(key)
+    this.#bytes -= k.charge
+  }
+
+  clear() {
+    this.#kept.clear()
+    this.#bytes = 0
+  }
+}
+
+module.exports = { SharedValues, MISS, deepFreeze }
