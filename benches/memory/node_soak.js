@@ -3,8 +3,10 @@
 // crates/core/examples/l1_memory.rs): `node node_soak.js <writes> <size>`.
 // A `Cache` with L1 only (64 MiB bound, defaults otherwise); values are
 // strings of the given size (JSON-encoded, as users' values are). Prints
-// `sample <writes done> <RSS growth bytes> <L1 entries> <L1 bytes>` twenty
-// times. Awaits every call, so the event loop turns as a server's would.
+// `sample <writes done> <RSS growth bytes> <L1 entries> <L1 bytes> <V8
+// heap growth bytes>` twenty times (the last: how much of the RSS growth
+// is V8's own heap, the workload's strings, rather than L1). Awaits every
+// call, so the event loop turns as a server's would.
 const { Cache } = require('../../node')
 
 const BOUND = 64 * 1024 * 1024
@@ -22,6 +24,7 @@ async function main () {
   const cache = new Cache({ namespace: 'soak', l1: { maxBytes: BOUND } })
   // After the cache exists: what grows from here is L1's.
   const before = process.memoryUsage.rss()
+  const heapBefore = process.memoryUsage().heapTotal
   const filler = 'v'.repeat(10 << 10)
   const every = Math.max(1, Math.floor(writes / SAMPLES))
   for (let i = 0; i < writes; i++) {
@@ -29,7 +32,8 @@ async function main () {
     await cache.get(`key:${Math.max(0, i - (i * 7) % 64)}`)
     if ((i + 1) % every === 0) {
       const s = cache.stats()
-      console.log(`sample ${i + 1} ${process.memoryUsage.rss() - before} ${s.l1_entries} ${s.l1_bytes}`)
+      const m = process.memoryUsage()
+      console.log(`sample ${i + 1} ${m.rss - before} ${s.l1_entries} ${s.l1_bytes} ${m.heapTotal - heapBefore}`)
     }
   }
   await cache.close()
