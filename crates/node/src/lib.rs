@@ -32,6 +32,15 @@ mod shared;
 
 #[napi_derive::module_init]
 fn init() {
+    // mimalloc v3's `arena_eager_commit` (option 4 in its `mi_option_e`, as
+    // libmimalloc-sys 0.1.49 builds it: mimalloc 3.3):
+    // off, so arena memory is committed as it is used: with it on, Node's
+    // soak with mixed value sizes grew 1.34x the bound outside V8's heap,
+    // 1.19x without (docs/benchmarks.md, "L1 memory under churn").
+    unsafe extern "C" {
+        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    }
+    unsafe { mi_option_set(4, 0) };
     if let Ok(rt) = stratacache::runtime::build_runtime() {
         napi::bindgen_prelude::create_custom_tokio_runtime(rt);
     }

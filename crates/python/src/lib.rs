@@ -35,6 +35,13 @@ fn after_fork_child() {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // mimalloc v3's `arena_eager_commit` (option 4 in its `mi_option_e`, as
+    // libmimalloc-sys 0.1.49 builds it: mimalloc 3.3):
+    // off, so arena memory is committed as it is used, as in the Node addon.
+    unsafe extern "C" {
+        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    }
+    unsafe { mi_option_set(4, 0) };
     m.add_class::<cache::PyCache>()?;
     m.add_class::<lease::PyLease>()?;
     m.add_class::<policy::PyPolicy>()?;
