@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 import pickle
 import statistics
@@ -266,9 +267,29 @@ def throughput() -> None:
         c = caches[alias]
         c.set("l2t", v, 3600)
         contenders.append((f"django api: {alias}", lambda c=c: c.get("l2t")))
-    print("\nL2 hit get throughput, user (L1 disabled), calls/s; ratio to raw redis-py")
+    print("\nL2 hit get throughput, user, one hot key (L1 disabled), calls/s; ratio to raw redis-py")
+    print("  (stratacache coalesces concurrent reads of one key into one GET; the others do not)")
     for n in (1, 16, 64):
         rates = [(name, in_flight(fn, n)) for name, fn in contenders]
+        ref = rates[0][1]
+        cells = "   ".join(f"{name} {r:,.0f} ({r / ref:.2f}x)" for name, r in rates[1:])
+        print(f"  {n:2d} in flight: raw {ref:,.0f}/s   {cells}")
+    # Distinct keys: every call reads the next of 1,000 keys, so nothing
+    # is coalesced.
+    keys = [f"l2d-{i}" for i in range(1000)]
+    blob = pickle.dumps(v, pickle.HIGHEST_PROTOCOL)
+    raw.mset({f"rawd-{RUN}-{k}": blob for k in keys})
+    turn = itertools.count()
+    distinct: list[tuple[str, Callable[[], Any]]] = [
+        ("raw redis-py GET (hiredis, pool)", lambda: raw.get(f"rawd-{RUN}-{keys[next(turn) % 1000]}"))
+    ]
+    for alias in ("strata_l2", "django_redis"):
+        c = caches[alias]
+        c.set_many(dict.fromkeys(keys, v), 3600)
+        distinct.append((f"django api: {alias}", lambda c=c: c.get(keys[next(turn) % 1000])))
+    print("\nL2 hit get throughput, user, 1,000 distinct keys in turn (L1 disabled), calls/s; ratio to raw redis-py")
+    for n in (1, 16, 64):
+        rates = [(name, in_flight(fn, n)) for name, fn in distinct]
         ref = rates[0][1]
         cells = "   ".join(f"{name} {r:,.0f} ({r / ref:.2f}x)" for name, r in rates[1:])
         print(f"  {n:2d} in flight: raw {ref:,.0f}/s   {cells}")
