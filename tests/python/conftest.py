@@ -4,7 +4,10 @@ helpers. Redis locations come from `scripts/with-redis.sh` (`make test`)."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 
 import django
@@ -18,6 +21,8 @@ if not CLUSTER:
     raise pytest.UsageError("STRATACACHE_CLUSTER is not set: run the tests with `make test`")
 
 _RUN = uuid.uuid4().hex[:8]
+_DB_DIR = tempfile.mkdtemp(prefix="stratacache-tests-")
+atexit.register(shutil.rmtree, _DB_DIR, True)
 
 
 def _alias(location: str | list[str], **options: object) -> dict[str, object]:
@@ -40,7 +45,9 @@ settings.configure(
     SECRET_KEY="stratacache-tests-not-secret",
     ALLOWED_HOSTS=["*"],
     ROOT_URLCONF="django_app",
-    INSTALLED_APPS=["django.contrib.sessions", "django.contrib.contenttypes", "stratacache"],
+    INSTALLED_APPS=["django.contrib.sessions", "django.contrib.contenttypes", "stratacache", "tracked_app"],
+    # A real database for the tracked models (test_django_models.py).
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(_DB_DIR, "db.sqlite3")}},
     MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
     CACHES=_ALIASES,
     SESSION_ENGINE="django.contrib.sessions.backends.cache",

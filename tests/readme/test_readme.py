@@ -75,6 +75,42 @@ caches["default"].set("readme", 1)
 assert caches["default"].get("readme") == 1
 """
 
+# A tracked Django model: settings first (an in-memory SQLite database),
+# then the example, then a row changed and read back through the cache.
+DJANGO_MODELS_PROLOGUE = """
+import uuid
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+    CACHES={
+        "default": {
+            "BACKEND": "stratacache.django.StrataCache",
+            "LOCATION": "redis://127.0.0.1:6379",
+            "OPTIONS": {"NAMESPACE": f"readme-{uuid.uuid4().hex[:12]}"},
+        }
+    },
+    SECRET_KEY="readme",
+)
+django.setup()
+"""
+
+DJANGO_MODELS_EPILOGUE = """
+from django.db import connection
+
+with connection.schema_editor() as editor:
+    editor.create_model(Book)
+dune = Book.objects.create(title="Dune", author_id=1)
+assert book_page(dune) == {"title": "Dune"} and all_titles() == ["Dune"]
+dune.title = "Dune Messiah"
+dune.save()
+assert book_page(dune) == {"title": "Dune Messiah"}, "the row's entry went with the save"
+Book.objects.create(title="Emma", author_id=2)
+assert all_titles() == ["Dune Messiah", "Emma"], "a new row invalidates the model's entries"
+"""
+
 FASTAPI_EPILOGUE = """
 from fastapi.testclient import TestClient
 
@@ -86,6 +122,8 @@ with TestClient(app) as client:
 
 
 def python_program(code: str) -> str:
+    if "models.Model" in code:
+        code = DJANGO_MODELS_PROLOGUE + code + DJANGO_MODELS_EPILOGUE
     code = code.replace("redis://127.0.0.1:6379", REDIS_URL)
     if re.search(r"^\S.*\bawait\b", code, re.M):  # top-level await
         body = textwrap.indent(code, "    ")

@@ -1,0 +1,217 @@
+"""Invalidate cache entries when Django model rows change, after commit.
+
+Declare once which models the cache follows::
+
+    from stratacache.django.models import TrackedQuerySet, model_tag, row_tags, track
+
+    @track  # or track(Product, tags=lambda p: [f"category:{p.category_id}"], cache="default")
+    class Product(models.Model):
+        objects = TrackedQuerySet.as_manager()  # update() / bulk_* too (optional)
+
+and tag what you cache with the rows and models it was built from::
+
+    cache.set(f"product:{p.pk}", data, tags=row_tags(p))  # this row
+    cache.set("products:top", page, tags=[model_tag(Product)])  # any row
+
+The tags, for a model labelled ``shop.Product`` (``Model._meta.label``):
+
+- ``model:shop.Product`` — any row changed, created or deleted: what a
+  list, a count or a page of rows depends on;
+- ``model:shop.Product:<pk>`` — that row changed or was deleted;
+- ``model:shop.Product:*`` — rows changed that the cache cannot name
+  (``QuerySet.update()``, ``bulk_create(update_conflicts=True)``):
+  :func:`row_tags` puts it on every row entry beside the row's own tag;
+- and whatever ``tags`` (given to :func:`track`) returns for the changed
+  instance: e.g. ``author:<id>`` on a book, so that an author's page goes
+  when any of their books changes.
+
+What invalidates, in the cache alias given to :func:`track`:
+
+- ``save()`` / ``asave()`` (``post_save``), ``delete()`` and
+  ``QuerySet.delete()`` (``post_delete``, sent per row once a receiver
+  exists), and ``m2m_changed`` (both sides of the relation);
+- with :class:`TrackedQuerySet`: ``update()``, ``bulk_create()`` and
+  ``bulk_update()``, which send no signals.
+
+Every invalidation runs through ``transaction.on_commit`` on the
+database the row was written to: inside an atomic block it is sent when
+the outermost block commits (a rolled-back block, or a savepoint rolled
+back inside one, sends nothing); outside one it is sent at once. Either
+way it reaches Redis (and every process's L1 through the bus) before the
+call that caused it returns, so a redirect after a POST never reads a
+stale entry. Writes that bypass the ORM (raw SQL, other services, psql)
+are not seen here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.core.cache import caches
+from django.db import models, router, transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
+
+__all__ = ["TrackedQuerySet", "model_tag", "row_tags", "track", "tracked"]
+
+M = TypeVar("M", bound=type[models.Model])
+
+
+@dataclass(frozen=True)
+class _Tracking:
+    cache: str
+    extra: Callable[[Any], Iterable[str]] | None
+
+
+_TRACKED: dict[type[models.Model], _Tracking] = {}
+# Set while bulk_update runs: it updates through update(), but names its rows.
+_ROWS_NAMED: ContextVar[bool] = ContextVar("stratacache_rows_named", default=False)
+
+
+def model_tag(model: type[models.Model] | models.Model) -> str:
+    """The tag of every row of ``model`` (a class or an instance)."""
+    return f"model:{model._meta.label}"
+
+
+def row_tags(instance: models.Model) -> list[str]:
+    """The tags an entry built from ``instance`` carries: its row's, and
+    the model's tag for rows the cache cannot name."""
+    if instance.pk is None:
+        raise ValueError(f"{type(instance).__name__} has no primary key yet: save it first")
+    label = instance._meta.label
+    return [f"model:{label}:{instance.pk}", f"model:{label}:*"]
+
+
+def tracked(model: type[models.Model]) -> bool:
+    """Whether :func:`track` registered ``model`` (or its concrete model)."""
+    return _concrete(model) in _TRACKED
+
+
+def track(
+    model: M | None = None,
+    *,
+    tags: Callable[[Any], Iterable[str]] | None = None,
+    cache: str = "default",
+) -> Any:
+    """Invalidate the tags of ``model``'s rows (see the module) in cache
+    alias ``cache`` whenever they change. Use as ``@track``,
+    ``@track(tags=..., cache=...)`` or ``track(Model, ...)``; ``tags``
+    gives an instance's extra tags."""
+
+    def register(m: M) -> M:
+        if not (isinstance(m, type) and issubclass(m, models.Model)):
+            raise TypeError(f"track() takes a Django model class, not {m!r}")
+        if m._meta.abstract or m._meta.proxy:
+            raise TypeError(f"track() takes a concrete model: {m.__name__} is abstract or a proxy")
+        _TRACKED[m] = _Tracking(cache=cache, extra=tags)
+        uid = f"stratacache.track:{m._meta.label}"
+        post_save.connect(_saved, sender=m, weak=False, dispatch_uid=uid)
+        post_delete.connect(_saved, sender=m, weak=False, dispatch_uid=uid)
+        # Any relation's through model (auto-created ones may not exist
+        # yet): the receiver looks at both sides.
+        m2m_changed.connect(_m2m, weak=False, dispatch_uid="stratacache.track:m2m")
+        return m
+
+    if model is None:
+        return register
+    return register(model)
+
+
+def _concrete(model: type[models.Model]) -> type[models.Model]:
+    return model._meta.concrete_model or model
+
+
+def _instance_tags(instance: models.Model) -> list[str]:
+    """What a change of ``instance``'s row invalidates: the model, the
+    row, and the model's extra tags for it."""
+    label = instance._meta.label
+    tags = [f"model:{label}", f"model:{label}:{instance.pk}"]
+    t = _TRACKED.get(_concrete(type(instance)))
+    if t is not None and t.extra is not None:
+        tags.extend(t.extra(instance))
+    return tags
+
+
+def _after_commit(using: str, cache: str, tags: Sequence[str]) -> None:
+    """Invalidate ``tags`` once the current transaction on ``using`` commits
+    (at once outside a transaction)."""
+    if not tags:
+        return
+    wanted = list(dict.fromkeys(tags))
+    transaction.on_commit(lambda: caches[cache].invalidate_tags(wanted), using=using)
+
+
+def _saved(sender: type[models.Model], instance: models.Model, using: str, **_: Any) -> None:
+    t = _TRACKED.get(_concrete(sender))
+    if t is not None and instance.pk is not None:
+        _after_commit(using, t.cache, _instance_tags(instance))
+
+
+def _m2m(
+    sender: type[models.Model],
+    instance: models.Model,
+    action: str,
+    model: type[models.Model],
+    pk_set: set[Any] | None,
+    using: str,
+    **_: Any,
+) -> None:
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    t = _TRACKED.get(_concrete(type(instance))) or _TRACKED.get(_concrete(model))
+    if t is None:
+        return
+    label = model._meta.label
+    tags = [*_instance_tags(instance), f"model:{label}"]
+    if pk_set:
+        tags.extend(f"model:{label}:{pk}" for pk in pk_set)
+    else:  # a clear: the rows on the other side are not named
+        tags.append(f"model:{label}:*")
+    _after_commit(using, t.cache, tags)
+
+
+class TrackedQuerySet(models.QuerySet):  # type: ignore[misc]
+    """A QuerySet whose ``update()``, ``bulk_create()`` and
+    ``bulk_update()`` invalidate like ``save()`` does (they send no
+    signals). Use ``TrackedQuerySet.as_manager()`` on a tracked model."""
+
+    def _tracking(self) -> _Tracking | None:
+        return _TRACKED.get(_concrete(self.model))
+
+    def update(self, **kwargs: Any) -> int:
+        n: int = super().update(**kwargs)
+        t = self._tracking()
+        if t is not None and n and not _ROWS_NAMED.get():
+            # Which rows changed is not known without another query.
+            label = self.model._meta.label
+            _after_commit(self.db, t.cache, [f"model:{label}", f"model:{label}:*"])
+        return n
+
+    def bulk_create(self, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> list[models.Model]:
+        created: list[models.Model] = super().bulk_create(objs, *args, **kwargs)
+        t = self._tracking()
+        if t is not None and created:
+            label = self.model._meta.label
+            tags = [f"model:{label}"]
+            if kwargs.get("update_conflicts") or (len(args) >= 3 and args[2]):
+                tags.append(f"model:{label}:*")  # rows may have been updated in place
+            using = router.db_for_write(self.model) if self._db is None else self.db
+            _after_commit(using, t.cache, tags)
+        return created
+
+    def bulk_update(self, objs: Iterable[models.Model], fields: Sequence[str], *args: Any, **kwargs: Any) -> int:
+        objs = list(objs)
+        named = _ROWS_NAMED.set(True)
+        try:
+            n: int = super().bulk_update(objs, fields, *args, **kwargs)
+        finally:
+            _ROWS_NAMED.reset(named)
+        t = self._tracking()
+        if t is not None and objs:
+            tags = [model_tag(self.model)]
+            for o in objs:
+                tags.extend(_instance_tags(o))
+            _after_commit(self.db, t.cache, tags)
+        return n

@@ -1,0 +1,1 @@
+"""A Django app whose models the cache tracks (test_django_models.py)."""
