@@ -171,3 +171,38 @@ def test_custom_tags_and_async_saves() -> None:
 
     asyncio.run(rename())
     assert alive(by_author) == set(), "the model's own tags went with the row"
+
+
+def test_a_value_loaded_after_an_uncommitted_write_is_not_stored_for_others() -> None:
+    a = Author.objects.create(name="Ada")
+    calls = 0
+
+    def load() -> str:
+        nonlocal calls
+        calls += 1
+        return Author.objects.get(pk=a.pk).name
+
+    with transaction.atomic():
+        a.name = "Ada (draft)"
+        a.save()
+        # Built from the uncommitted row: handed back, not stored.
+        assert cache.get_or_set("author", load, 300, tags=row_tags(a)) == "Ada (draft)"
+        assert cache.get("author") is None
+        # Tags this transaction did not write are stored as usual.
+        assert cache.get_or_set("other", lambda: "x", 300, tags=["model:tracked_app.Label"]) == "x"
+        assert cache.get("other") == "x"
+    assert calls == 1
+    # Committed: stored again.
+    assert cache.get_or_set("author", load, 300, tags=row_tags(a)) == "Ada (draft)"
+    assert cache.get("author") == "Ada (draft)" and calls == 2
+
+    class Abort(Exception):
+        pass
+
+    # A rolled-back transaction leaves nothing pending behind it.
+    with pytest.raises(Abort), transaction.atomic():
+        a.save()
+        raise Abort
+    cache.delete("author")
+    assert cache.get_or_set("author", load, 300, tags=row_tags(a)) == "Ada (draft)"
+    assert cache.get("author") == "Ada (draft)"

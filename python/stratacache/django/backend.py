@@ -17,9 +17,11 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LE
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import _failopen, _native
+from .._loading import NoCache
 from ..client import Cache
 from ..exceptions import KeyNotFoundError, NotAnIntegerError, RedisError, StrataCacheError
 from ..serializers import Unreadable
+from .models import uncommitted
 from .options import cache_kwargs, options
 
 __all__ = ["StrataCache"]
@@ -269,7 +271,14 @@ class StrataCache(BaseCache):
     ) -> Any:
         """Stampede-safe ``get_or_set``: one ``default()`` call per key per
         process and, with Redis, per fleet (see the OPTIONS for the policy).
-        ``tags``: the value carries them (see :meth:`invalidate_tags`)."""
+        ``tags``: the value carries them (see :meth:`invalidate_tags`); if
+        this thread's open transaction changed rows of tracked models with
+        any of them, the loaded value is returned but not stored
+        (``stratacache.django.models``)."""
+        if tags is not None:
+            tags = list(tags)
+            if uncommitted(tags):
+                default = _unstored(default)
         return self._c.get_or_set(
             self._key(key, version),
             default,
@@ -381,7 +390,9 @@ class StrataCache(BaseCache):
         hard_timeout: float | None = None,
         tags: Iterable[str] | None = None,
     ) -> Any:
-        """Async stampede-safe ``get_or_set``; ``default`` may be an async callable."""
+        """Async stampede-safe ``get_or_set``; ``default`` may be an async
+        callable. (Django runs transactions in sync code only: the rule of
+        :meth:`get_or_set` for uncommitted rows has nothing to see here.)"""
         return await self._c.aget_or_set(
             self._key(key, version),
             default,
@@ -436,3 +447,8 @@ def _by_made(by_made: dict[str, Any], load_many: Callable[[list[Any]], Any]) -> 
         return pick(made, got)
 
     return load
+
+
+def _unstored(default: Any) -> Callable[[], NoCache[Any]]:
+    """``default`` as a loader whose value is handed out, never stored."""
+    return lambda: NoCache(default() if callable(default) else default)

@@ -39,22 +39,25 @@ the outermost block commits (a rolled-back block, or a savepoint rolled
 back inside one, sends nothing); outside one it is sent at once. Either
 way it reaches Redis (and every process's L1 through the bus) before the
 call that caused it returns, so a redirect after a POST never reads a
-stale entry. Writes that bypass the ORM (raw SQL, other services, psql)
+stale entry. Until then, the backend's ``get_or_set`` with ``tags`` that
+the open transaction has changed hands the loaded value to its callers
+without storing it: others must not read uncommitted rows. Writes that bypass the ORM (raw SQL, other services, psql)
 are not seen here.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.core.cache import caches
-from django.db import models, router, transaction
+from django.db import connections, models, router, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
-__all__ = ["TrackedQuerySet", "model_tag", "row_tags", "track", "tracked"]
+__all__ = ["TrackedQuerySet", "model_tag", "row_tags", "track", "tracked", "uncommitted"]
 
 M = TypeVar("M", bound=type[models.Model])
 
@@ -134,13 +137,54 @@ def _instance_tags(instance: models.Model) -> list[str]:
     return tags
 
 
+# Per thread (Django's connections are): database alias -> (the open
+# transaction's outermost atomic block, the tags its writes will invalidate).
+_pending = threading.local()
+
+
+def _pending_tags() -> dict[str, tuple[int, set[str]]]:
+    d: dict[str, tuple[int, set[str]]] | None = getattr(_pending, "by_db", None)
+    if d is None:
+        d = _pending.by_db = {}
+    return d
+
+
+def _outermost(using: str) -> int | None:
+    conn = connections[using]
+    if not conn.in_atomic_block or not conn.atomic_blocks:
+        return None
+    return id(conn.atomic_blocks[0])
+
+
+def uncommitted(tags: Iterable[str]) -> bool:
+    """Whether a transaction open in this thread wrote rows whose change
+    will invalidate any of ``tags`` when it commits. (A write in a
+    savepoint rolled back since still counts: erring towards not storing.)"""
+    wanted = set(tags)
+    for using, (outer, written) in list(_pending_tags().items()):
+        if _outermost(using) == outer and written & wanted:
+            return True
+    return False
+
+
 def _after_commit(using: str, cache: str, tags: Sequence[str]) -> None:
     """Invalidate ``tags`` once the current transaction on ``using`` commits
     (at once outside a transaction)."""
     if not tags:
         return
     wanted = list(dict.fromkeys(tags))
-    transaction.on_commit(lambda: caches[cache].invalidate_tags(wanted), using=using)
+    outer = _outermost(using)
+    if outer is not None:
+        by_db = _pending_tags()
+        if by_db.get(using, (None, set()))[0] != outer:
+            by_db[using] = (outer, set())
+        by_db[using][1].update(wanted)
+
+    def send() -> None:
+        _pending_tags().pop(using, None)
+        caches[cache].invalidate_tags(wanted)
+
+    transaction.on_commit(send, using=using)
 
 
 def _saved(sender: type[models.Model], instance: models.Model, using: str, **_: Any) -> None:
