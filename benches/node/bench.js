@@ -175,6 +175,65 @@ async function l2Hits() {
   redis.disconnect()
 }
 
+// L2 reads with 1, 16 and 64 in flight, ops/s, over each connection kind
+// `make test`'s Redis offers (redis://, unix://, rediss:// when
+// scripts/with-redis.sh set them): 1,000 distinct keys read in turn (no
+// coalescing), user values, L1 off; raw ioredis on the same connection
+// kind is the reference.
+async function inFlight() {
+  const kinds = [
+    ['redis://', REDIS_URL],
+    ['unix://', process.env.STRATACACHE_UNIX_URL],
+    ['rediss:// (TLS)', process.env.STRATACACHE_TLS_URL],
+  ].filter(([, url]) => url)
+  const keys = Array.from({ length: 1000 }, (_, i) => `d${i}`)
+  const v = user()
+  const rate = async (fn, n, ms = 1500) => {
+    let done = 0
+    let stop = false
+    let turn = 0
+    const t0 = process.hrtime.bigint()
+    setTimeout(() => (stop = true), ms)
+    await Promise.all(
+      Array.from({ length: n }, async () => {
+        while (!stop) {
+          await fn(keys[turn++ % keys.length])
+          done++
+        }
+      }),
+    )
+    return done / (Number(process.hrtime.bigint() - t0) / 1e9)
+  }
+  for (const [kind, url] of kinds) {
+    const u = new URL(url)
+    const raw =
+      u.protocol === 'unix:'
+        ? new Redis({ path: u.pathname })
+        : new Redis(url, u.protocol === 'rediss:' ? { tls: { rejectUnauthorized: false } } : {})
+    const ns = `bench-inflight-${RUN}`
+    const strata = new Cache({ redis: url, namespace: ns, l1: false })
+    const native = new Cache({ redis: url, namespace: ns, l1: false, jsReads: false })
+    await strata.setMany(keys.map((k) => [k, v]), '1h')
+    await raw.mset(Object.fromEntries(keys.map((k) => [`raw-d-${RUN}-${k}`, JSON.stringify(v)])))
+    console.log(`\nL2 get throughput, user, 1,000 distinct keys in turn, ${kind}, ops/s (ratio to raw ioredis GET + JSON.parse)`)
+    for (const n of [1, 16, 64]) {
+      const ref = await rate(async (k) => JSON.parse(await raw.get(`raw-d-${RUN}-${k}`)), n)
+      const js = await rate((k) => strata.get(k), n)
+      const nat = await rate((k) => native.get(k), n)
+      const cells = [
+        `stratacache ${js.toFixed(0)} (${(js / ref).toFixed(2)}x)`,
+        `jsReads: false ${nat.toFixed(0)} (${(nat / ref).toFixed(2)}x)`,
+      ]
+      console.log(`  ${String(n).padStart(2)} in flight: raw ${ref.toFixed(0)}   ${cells.join('   ')}`)
+    }
+    await strata.clear()
+    await strata.close()
+    await native.close()
+    await raw.del(keys.map((k) => `raw-d-${RUN}-${k}`))
+    raw.disconnect()
+  }
+}
+
 // getMany of 10 keys from Redis (L1 disabled): one MGET either way.
 async function l2Many() {
   const redis = new Redis(REDIS_URL)
@@ -316,6 +375,7 @@ async function stampede() {
   if (!only || only === 'l1') await l1Hits()
   if (!only || only === 'l2') await l2Hits()
   if (!only || only === 'many') await l2Many()
+  if (!only || only === 'inflight') await inFlight()
   if (!only || only === 'stampede') await stampede()
   if (!only || only === 'http') await httpHits()
   if (!only || only === 'hitmem') await hitMemory()
