@@ -721,7 +721,9 @@ class Cache extends EventEmitter {
       },
       /** `route.begin` on this cache: an L1 answer (packed Buffer) or the exchange. */
       begin(route, method, path, query, headers) {
-        cache.#open()
+        // A closed cache answers nothing from L1; what follows decides
+        // (a pass or an unsafe request goes through as before).
+        if (cache.#closed) return route.exchange(method, path, query, headers)
         return route.begin(n, method, path, query, headers, Date.now() / 1000)
       },
       // The HTTP middleware's read-through (no early refresh): a fresh

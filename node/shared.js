@@ -5,23 +5,31 @@
 // hit asks the binding for the stamp only, and the same stamp means the
 // same entry, checked as any hit is (freshness, L1 trust, versions). What
 // is kept is bounded by the L1 memo budget (a quarter of L1), charged
-// as the binding charges it (twice the payload, and a slot); the oldest
-// kept values go first.
+// as the binding charges it (four times the payload, and a slot); the
+// oldest kept values go first.
 
 /** No fresh entry in L1 (read on as `get` does). */
 const MISS = Symbol('stratacache.shared.miss')
 
 /**
- * Freeze `v` all the way down. `false` when it holds a typed array or a
- * Buffer, which cannot be frozen (such a value is not shared).
+ * Whether `v` can be frozen all the way down: plain objects and arrays of
+ * them. A Buffer, typed array, ArrayBuffer, Map, Set or Date (the v8
+ * serializer gives them) keeps mutable contents under Object.freeze:
+ * such a value is not shared.
  */
-function deepFreeze(v) {
-  if (v === null || typeof v !== 'object') return true
-  if (ArrayBuffer.isView(v)) return false
-  if (Object.isFrozen(v)) return true
-  Object.freeze(v)
-  for (const k of Object.keys(v)) if (!deepFreeze(v[k])) return false
+function freezable(v, seen = new Set()) {
+  if (v === null || typeof v !== 'object' || seen.has(v)) return true
+  if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer || v instanceof Map || v instanceof Set || v instanceof Date) return false
+  seen.add(v)
+  for (const k of Object.keys(v)) if (!freezable(v[k], seen)) return false
   return true
+}
+
+/** Freeze `v` all the way down (`freezable(v)` must hold). */
+function deepFreeze(v) {
+  if (v === null || typeof v !== 'object' || Object.isFrozen(v)) return
+  Object.freeze(v)
+  for (const k of Object.keys(v)) deepFreeze(v[k])
 }
 
 class SharedValues {
@@ -46,10 +54,11 @@ class SharedValues {
     if (typeof r === 'number') return k.value
     const [stamp, v] = r
     const value = decode(v)
-    if (!deepFreeze(value) || stamp === 0) return value
+    if (stamp === 0 || !freezable(value)) return value
+    deepFreeze(value)
     if (k !== undefined) this.forget(key)
     const data = typeof v === 'string' ? v : v[1]
-    const charge = 2 * data.length + 64
+    const charge = 4 * data.length + 64
     this.#kept.set(key, { stamp, charge, value })
     this.#bytes += charge
     for (const [old, o] of this.#kept) {
@@ -74,4 +83,4 @@ class SharedValues {
   }
 }
 
-module.exports = { SharedValues, MISS, deepFreeze }
+module.exports = { SharedValues, MISS }

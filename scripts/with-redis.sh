@@ -42,7 +42,7 @@ start_server() {
     redis-server --bind 127.0.0.1 --save "" --appendonly no \
       --dir "$workdir/$name" --logfile "$workdir/$name/log" "${args[@]}" &
     pid=$!
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 200); do  # up to 10 s: a busy 2-core machine
       # shellcheck disable=SC2086
       if redis-cli $cli ping >/dev/null 2>&1; then break; fi
       sleep 0.05

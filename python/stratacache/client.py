@@ -49,8 +49,9 @@ class Cache:
 
     ``copy=False`` shares values instead: an L1 hit returns the same object
     every time, of any type (dataclasses and model instances included), and
-    the caller must not mutate it. It needs a built-in serializer and a
-    memo budget; values over 64 KiB of payload are still decoded per hit.
+    the caller must not mutate it (so not under Django's page cache or cache
+    sessions, which mutate what they read). It needs a built-in serializer
+    and a memo budget; values over 64 KiB of payload are still decoded per hit.
     """
 
     def __init__(

@@ -53,9 +53,16 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     const x = await raw.get('b')
     assert.deepEqual(x, Buffer.from('bytes'))
     assert.notEqual(await raw.get('b'), x)
+    // Nor can a Map's contents (the v8 serializer): copied, nothing frozen.
+    const v8 = make({ clone: false, serializer: 'v8' })
+    await v8.set('m', { m: new Map([[1, 2]]) })
+    const y = await v8.get('m')
+    assert.deepEqual(y, { m: new Map([[1, 2]]) })
+    assert.ok(y !== (await v8.get('m')) && !Object.isFrozen(y))
     assert.throws(() => make({ clone: 'no' }), InvalidValueError)
     await c.close()
     await raw.close()
+    await v8.close()
   })
 
   test(`${name}: the whole API`, async () => {

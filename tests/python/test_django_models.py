@@ -13,7 +13,7 @@ from django.core.cache import caches
 from django.db import connection, transaction
 
 from stratacache.django.models import TrackedQuerySet, model_tag, row_tags, track, tracked
-from tracked_app.models import Author, Book, Label
+from tracked_app.models import Author, AuthorProxy, Book, Label, Writer
 
 cache = caches["tiered"]
 
@@ -21,17 +21,18 @@ cache = caches["tiered"]
 @pytest.fixture(scope="module", autouse=True)
 def tables() -> Iterator[None]:
     with connection.schema_editor() as editor:
-        for m in (Author, Label, Book):
+        for m in (Author, Writer, Label, Book):
             editor.create_model(m)
     yield
     with connection.schema_editor() as editor:
-        for m in (Book, Label, Author):
+        for m in (Book, Label, Writer, Author):
             editor.delete_model(m)
 
 
 @pytest.fixture(autouse=True)
 def empty() -> None:
     Book.objects.all().delete()
+    Writer.objects.all().delete()
     Author.objects.all().delete()
     Label.objects.all().delete()
 
@@ -182,19 +183,22 @@ def test_a_value_loaded_after_an_uncommitted_write_is_not_stored_for_others() ->
         calls += 1
         return Author.objects.get(pk=a.pk).name
 
+    assert cache.get_or_set("author", load, 300, tags=row_tags(a)) == "Ada"
     with transaction.atomic():
         a.name = "Ada (draft)"
         a.save()
-        # Built from the uncommitted row: handed back, not stored.
+        # The cache is left out: the entry stored before the write is not
+        # served, and what this transaction loads is not stored.
         assert cache.get_or_set("author", load, 300, tags=row_tags(a)) == "Ada (draft)"
-        assert cache.get("author") is None
+        assert cache.get("author") == "Ada", "not stored (the old entry goes at commit)"
         # Tags this transaction did not write are stored as usual.
         assert cache.get_or_set("other", lambda: "x", 300, tags=["model:tracked_app.Label"]) == "x"
         assert cache.get("other") == "x"
-    assert calls == 1
+    assert calls == 2
+    assert cache.get("author") is None, "the commit invalidated the old entry"
     # Committed: stored again.
     assert cache.get_or_set("author", load, 300, tags=row_tags(a)) == "Ada (draft)"
-    assert cache.get("author") == "Ada (draft)" and calls == 2
+    assert cache.get("author") == "Ada (draft)" and calls == 3
 
     class Abort(Exception):
         pass
@@ -206,3 +210,35 @@ def test_a_value_loaded_after_an_uncommitted_write_is_not_stored_for_others() ->
     cache.delete("author")
     assert cache.get_or_set("author", load, 300, tags=row_tags(a)) == "Ada (draft)"
     assert cache.get("author") == "Ada (draft)"
+
+
+def test_proxies_and_multi_table_subclasses_are_the_tracked_models_rows() -> None:
+    a = Author.objects.create(name="Ada")
+    proxy = AuthorProxy.objects.get(pk=a.pk)
+    assert row_tags(proxy) == row_tags(a) and model_tag(AuthorProxy) == model_tag(Author)
+    entry = cached("a", row_tags(a))
+    proxy.name = "Ada via proxy"
+    proxy.save()
+    assert alive(entry) == set()
+    entry = cached("a", row_tags(a))
+    AuthorProxy.objects.filter(pk=a.pk).delete()
+    assert alive(entry) == set(), "a queryset delete through the proxy"
+
+    w = Writer.objects.create(name="Wanda", pen_name="W.")
+    assert tracked(Writer) and row_tags(w) == [f"model:tracked_app.Author:{w.pk}", "model:tracked_app.Author:*"]
+    as_author = cached("w", row_tags(Author.objects.get(pk=w.pk)))
+    w.pen_name = "W. W."
+    w.save()
+    assert alive(as_author) == set(), "a subclass's save changes the parent's row"
+
+
+def test_extra_tags_of_the_row_before_and_after_and_of_bulk_creates() -> None:
+    a, b = Author.objects.create(name="Ada"), Author.objects.create(name="Bob")
+    book = Book.objects.create(title="One", author=a)
+    pages = cached("a-page", [f"author:{a.pk}"]), cached("b-page", [f"author:{b.pk}"])
+    book.author = b
+    book.save()
+    assert alive(*pages) == set(), "the book left one author and joined another"
+    pages = cached("a-page", [f"author:{a.pk}"]), cached("b-page", [f"author:{b.pk}"])
+    Book.objects.bulk_create([Book(title="Two", author=a)])
+    assert alive(*pages) == {pages[1]}

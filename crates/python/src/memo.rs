@@ -144,7 +144,9 @@ impl PyMemo {
 
     /// A shared memo of `obj`, handed out as it is on every hit, and its
     /// charge: the objects' own sizes for a tree [`Walk`] can measure;
-    /// anything else (instances) is charged twice its payload's size.
+    /// anything else (instances, trees over its node limit) four times its
+    /// payload's size, about what unpickled instances and lists of small
+    /// objects take.
     pub(crate) fn shared(
         kind: u8,
         obj: &Bound<'_, PyAny>,
@@ -153,7 +155,7 @@ impl PyMemo {
         let mut walk = Walk::default();
         let bytes = match walk.shape(obj)? {
             Some(_) => walk.bytes,
-            None => 2 * payload as u64,
+            None => 4 * payload as u64,
         };
         let memo = PyMemo {
             kind,

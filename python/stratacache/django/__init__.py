@@ -28,6 +28,9 @@ OPTIONS (all optional, upper-case):
                          (default a quarter; 0 turns it off).
 ``COPY``                 ``False``: an L1 hit returns the same object every time,
                          without a copy (faster; never mutate what ``get`` returns).
+                         Not for an alias that ``cache_page`` / the cache
+                         middleware or the cache session backend use: Django
+                         mutates the responses and session dicts it reads.
 ``SERIALIZER``           ``"pickle"`` (default), ``"json"``, ``"msgpack"``, ``"raw"``.
 ``COMPRESS_THRESHOLD``   zstd-compress payloads of at least this many bytes (4096).
 ``MAX_VALUE_BYTES``      largest value accepted (32 MiB).

@@ -17,7 +17,6 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LE
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import _failopen, _native
-from .._loading import NoCache
 from ..client import Cache
 from ..exceptions import KeyNotFoundError, NotAnIntegerError, RedisError, StrataCacheError
 from ..serializers import Unreadable
@@ -271,14 +270,15 @@ class StrataCache(BaseCache):
     ) -> Any:
         """Stampede-safe ``get_or_set``: one ``default()`` call per key per
         process and, with Redis, per fleet (see the OPTIONS for the policy).
-        ``tags``: the value carries them (see :meth:`invalidate_tags`); if
+        ``tags``: the value carries them (see :meth:`invalidate_tags`). If
         this thread's open transaction changed rows of tracked models with
-        any of them, the loaded value is returned but not stored
-        (``stratacache.django.models``)."""
+        any of them, the cache is left out: ``default`` is loaded for this
+        caller alone (it sees the transaction's own writes; nobody else may)
+        and not stored (``stratacache.django.models``)."""
         if tags is not None:
             tags = list(tags)
             if uncommitted(tags):
-                default = _unstored(default)
+                return default() if callable(default) else default
         return self._c.get_or_set(
             self._key(key, version),
             default,
@@ -447,8 +447,3 @@ def _by_made(by_made: dict[str, Any], load_many: Callable[[list[Any]], Any]) -> 
         return pick(made, got)
 
     return load
-
-
-def _unstored(default: Any) -> Callable[[], NoCache[Any]]:
-    """``default`` as a loader whose value is handed out, never stored."""
-    return lambda: NoCache(default() if callable(default) else default)

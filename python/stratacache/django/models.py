@@ -40,8 +40,11 @@ back inside one, sends nothing); outside one it is sent at once. Either
 way it reaches Redis (and every process's L1 through the bus) before the
 call that caused it returns, so a redirect after a POST never reads a
 stale entry. Until then, the backend's ``get_or_set`` with ``tags`` that
-the open transaction has changed hands the loaded value to its callers
-without storing it: others must not read uncommitted rows. Writes that bypass the ORM (raw SQL, other services, psql)
+the open transaction has changed leaves the cache out: it loads for its
+caller alone (who sees the transaction's writes) and stores nothing, as
+no one else may read uncommitted rows. A transaction under manual
+management (``set_autocommit(False)``) invalidates at once: Django cannot
+say when it commits. Writes that bypass the ORM (raw SQL, other services, psql)
 are not seen here.
 """
 
@@ -55,7 +58,7 @@ from typing import Any, TypeVar
 
 from django.core.cache import caches
 from django.db import connections, models, router, transaction
-from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.db.models.signals import class_prepared, m2m_changed, post_delete, post_save, pre_save
 
 __all__ = ["TrackedQuerySet", "model_tag", "row_tags", "track", "tracked", "uncommitted"]
 
@@ -75,7 +78,7 @@ _ROWS_NAMED: ContextVar[bool] = ContextVar("stratacache_rows_named", default=Fal
 
 def model_tag(model: type[models.Model] | models.Model) -> str:
     """The tag of every row of ``model`` (a class or an instance)."""
-    return f"model:{model._meta.label}"
+    return f"model:{_label(model if isinstance(model, type) else type(model))}"
 
 
 def row_tags(instance: models.Model) -> list[str]:
@@ -83,13 +86,14 @@ def row_tags(instance: models.Model) -> list[str]:
     the model's tag for rows the cache cannot name."""
     if instance.pk is None:
         raise ValueError(f"{type(instance).__name__} has no primary key yet: save it first")
-    label = instance._meta.label
+    label = _label(type(instance))
     return [f"model:{label}:{instance.pk}", f"model:{label}:*"]
 
 
 def tracked(model: type[models.Model]) -> bool:
-    """Whether :func:`track` registered ``model`` (or its concrete model)."""
-    return _concrete(model) in _TRACKED
+    """Whether the rows of ``model`` (a tracked model, one of its proxies or
+    a subclass through multi-table inheritance) are tracked."""
+    return bool(_tracked_in(model))
 
 
 def track(
@@ -99,9 +103,11 @@ def track(
     cache: str = "default",
 ) -> Any:
     """Invalidate the tags of ``model``'s rows (see the module) in cache
-    alias ``cache`` whenever they change. Use as ``@track``,
+    alias ``cache`` whenever they change, through ``model``, its proxies
+    and its multi-table subclasses. Use as ``@track``,
     ``@track(tags=..., cache=...)`` or ``track(Model, ...)``; ``tags``
-    gives an instance's extra tags."""
+    gives an instance's extra tags (computed from the row before and after
+    a save: one more query per save of such a model)."""
 
     def register(m: M) -> M:
         if not (isinstance(m, type) and issubclass(m, models.Model)):
@@ -109,9 +115,12 @@ def track(
         if m._meta.abstract or m._meta.proxy:
             raise TypeError(f"track() takes a concrete model: {m.__name__} is abstract or a proxy")
         _TRACKED[m] = _Tracking(cache=cache, extra=tags)
-        uid = f"stratacache.track:{m._meta.label}"
-        post_save.connect(_saved, sender=m, weak=False, dispatch_uid=uid)
-        post_delete.connect(_saved, sender=m, weak=False, dispatch_uid=uid)
+        todo: list[type[models.Model]] = [m]
+        while todo:  # subclasses defined so far; later ones: class_prepared
+            c = todo.pop()
+            _connect(c)
+            todo.extend(c.__subclasses__())
+        class_prepared.connect(_prepared, weak=False, dispatch_uid="stratacache.track:prepared")
         # Any relation's through model (auto-created ones may not exist
         # yet): the receiver looks at both sides.
         m2m_changed.connect(_m2m, weak=False, dispatch_uid="stratacache.track:m2m")
@@ -122,19 +131,55 @@ def track(
     return register(model)
 
 
+def _connect(model: type[models.Model]) -> None:
+    """Receive ``model``'s save and delete signals (a proxy's and a
+    subclass's are sent with their own class as the sender)."""
+    if model._meta.abstract:
+        return
+    uid = f"stratacache.track:{model.__module__}.{model.__qualname__}"
+    pre_save.connect(_saving, sender=model, weak=False, dispatch_uid=uid)
+    post_save.connect(_saved, sender=model, weak=False, dispatch_uid=uid)
+    post_delete.connect(_saved, sender=model, weak=False, dispatch_uid=uid)
+
+
+def _prepared(sender: type[models.Model], **_: Any) -> None:
+    if _tracked_in(sender):
+        _connect(sender)
+
+
 def _concrete(model: type[models.Model]) -> type[models.Model]:
     return model._meta.concrete_model or model
 
 
-def _instance_tags(instance: models.Model) -> list[str]:
-    """What a change of ``instance``'s row invalidates: the model, the
-    row, and the model's extra tags for it."""
-    label = instance._meta.label
+def _tracked_in(model: type[models.Model]) -> list[tuple[type[models.Model], _Tracking]]:
+    """The tracked models a row of ``model`` belongs to: its concrete model
+    and the parents of a multi-table subclass."""
+    concrete = _concrete(model)
+    chain = [concrete, *concrete._meta.get_parent_list()]
+    return [(m, _TRACKED[m]) for m in chain if m in _TRACKED]
+
+
+def _label(model: type[models.Model]) -> str:
+    """The label in tags: the first tracked model a row of ``model``
+    belongs to, else its concrete model's."""
+    found = _tracked_in(model)
+    label: str = (found[0][0] if found else _concrete(model))._meta.label
+    return label
+
+
+def _instance_tags(instance: models.Model, m: type[models.Model], t: _Tracking) -> list[str]:
+    """What a change of ``instance``'s row invalidates for tracked model
+    ``m``: the model, the row, and the model's extra tags for it."""
+    label = m._meta.label
     tags = [f"model:{label}", f"model:{label}:{instance.pk}"]
-    t = _TRACKED.get(_concrete(type(instance)))
-    if t is not None and t.extra is not None:
+    if t.extra is not None:
         tags.extend(t.extra(instance))
     return tags
+
+
+def _changed(instance: models.Model) -> list[tuple[str, list[str]]]:
+    """Per cache alias, the tags a change of ``instance``'s row invalidates."""
+    return [(t.cache, _instance_tags(instance, m, t)) for m, t in _tracked_in(type(instance))]
 
 
 # Per thread (Django's connections are): database alias -> (the open
@@ -173,6 +218,7 @@ def _after_commit(using: str, cache: str, tags: Sequence[str]) -> None:
     if not tags:
         return
     wanted = list(dict.fromkeys(tags))
+    conn = connections[using]
     outer = _outermost(using)
     if outer is not None:
         by_db = _pending_tags()
@@ -182,15 +228,40 @@ def _after_commit(using: str, cache: str, tags: Sequence[str]) -> None:
 
     def send() -> None:
         _pending_tags().pop(using, None)
-        caches[cache].invalidate_tags(wanted)
+        # Not a stratacache alias (e.g. swapped for LocMem in a test): nothing to tell.
+        invalidate = getattr(caches[cache], "invalidate_tags", None)
+        if invalidate is not None:
+            invalidate(wanted)
 
-    transaction.on_commit(send, using=using)
+    if outer is None and not conn.get_autocommit():
+        # Manual transaction management: Django cannot say when it commits.
+        send()
+        return
+    # robust: a failure is logged by Django and the other hooks still run.
+    transaction.on_commit(send, using=using, robust=True)
+
+
+def _saving(sender: type[models.Model], instance: models.Model, raw: bool = False, **_: Any) -> None:
+    """Before a save of a row whose model has extra tags: the extra tags of
+    the row as stored, which its change invalidates too (a book moved to
+    another author changes both authors' pages)."""
+    if instance.pk is None or instance._state.adding:
+        return
+    old_tags = []
+    for m, t in _tracked_in(sender):
+        if t.extra is None:
+            continue
+        old = m._base_manager.using(instance._state.db).filter(pk=instance.pk).first()
+        if old is not None:
+            old_tags.append((t.cache, list(t.extra(old))))
+    instance.__dict__["_stratacache_before"] = old_tags
 
 
 def _saved(sender: type[models.Model], instance: models.Model, using: str, **_: Any) -> None:
-    t = _TRACKED.get(_concrete(sender))
-    if t is not None and instance.pk is not None:
-        _after_commit(using, t.cache, _instance_tags(instance))
+    if instance.pk is None:
+        return
+    for cache, tags in [*_changed(instance), *instance.__dict__.pop("_stratacache_before", [])]:
+        _after_commit(using, cache, tags)
 
 
 def _m2m(
@@ -204,16 +275,20 @@ def _m2m(
 ) -> None:
     if action not in ("post_add", "post_remove", "post_clear"):
         return
-    t = _TRACKED.get(_concrete(type(instance))) or _TRACKED.get(_concrete(model))
-    if t is None:
+    mine = _changed(instance)
+    other = _tracked_in(model)
+    if not mine and not other:
         return
-    label = model._meta.label
-    tags = [*_instance_tags(instance), f"model:{label}"]
+    label = _label(model)
+    own = _label(type(instance))
+    tags = [f"model:{own}", f"model:{own}:{instance.pk}", f"model:{label}"]
     if pk_set:
         tags.extend(f"model:{label}:{pk}" for pk in pk_set)
     else:  # a clear: the rows on the other side are not named
         tags.append(f"model:{label}:*")
-    _after_commit(using, t.cache, tags)
+    caches_ = {c for c, _ in mine} | {t.cache for _, t in other}
+    for cache in caches_:
+        _after_commit(using, cache, [*(t for c, ts in mine if c == cache for t in ts), *tags])
 
 
 class TrackedQuerySet(models.QuerySet):  # type: ignore[misc]
@@ -221,28 +296,33 @@ class TrackedQuerySet(models.QuerySet):  # type: ignore[misc]
     ``bulk_update()`` invalidate like ``save()`` does (they send no
     signals). Use ``TrackedQuerySet.as_manager()`` on a tracked model."""
 
-    def _tracking(self) -> _Tracking | None:
-        return _TRACKED.get(_concrete(self.model))
+    def _tracking(self) -> list[tuple[type[models.Model], _Tracking]]:
+        return _tracked_in(self.model)
 
     def update(self, **kwargs: Any) -> int:
         n: int = super().update(**kwargs)
-        t = self._tracking()
-        if t is not None and n and not _ROWS_NAMED.get():
-            # Which rows changed is not known without another query.
-            label = self.model._meta.label
-            _after_commit(self.db, t.cache, [f"model:{label}", f"model:{label}:*"])
+        if n and not _ROWS_NAMED.get():
+            # Which rows changed is not known without another query (nor,
+            # so, their extra tags).
+            for m, t in self._tracking():
+                label = m._meta.label
+                _after_commit(self.db, t.cache, [f"model:{label}", f"model:{label}:*"])
         return n
 
     def bulk_create(self, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> list[models.Model]:
         created: list[models.Model] = super().bulk_create(objs, *args, **kwargs)
-        t = self._tracking()
-        if t is not None and created:
-            label = self.model._meta.label
-            tags = [f"model:{label}"]
-            if kwargs.get("update_conflicts") or (len(args) >= 3 and args[2]):
-                tags.append(f"model:{label}:*")  # rows may have been updated in place
+        if created:
+            upsert = kwargs.get("update_conflicts") or (len(args) >= 3 and args[2])
             using = router.db_for_write(self.model) if self._db is None else self.db
-            _after_commit(using, t.cache, tags)
+            for m, t in self._tracking():
+                label = m._meta.label
+                tags = [f"model:{label}"]
+                if upsert:
+                    tags.append(f"model:{label}:*")  # rows may have been updated in place
+                if t.extra is not None:
+                    for o in created:
+                        tags.extend(t.extra(o))
+                _after_commit(using, t.cache, tags)
         return created
 
     def bulk_update(self, objs: Iterable[models.Model], fields: Sequence[str], *args: Any, **kwargs: Any) -> int:
@@ -252,10 +332,9 @@ class TrackedQuerySet(models.QuerySet):  # type: ignore[misc]
             n: int = super().bulk_update(objs, fields, *args, **kwargs)
         finally:
             _ROWS_NAMED.reset(named)
-        t = self._tracking()
-        if t is not None and objs:
-            tags = [model_tag(self.model)]
+        for m, t in self._tracking():
+            tags: list[str] = []
             for o in objs:
-                tags.extend(_instance_tags(o))
+                tags.extend(_instance_tags(o, m, t))
             _after_commit(self.db, t.cache, tags)
         return n

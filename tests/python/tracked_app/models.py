@@ -13,6 +13,23 @@ class Author(models.Model):
         app_label = "tracked_app"
 
 
+class AuthorProxy(Author):
+    """Saves and deletes through a proxy are the tracked model's."""
+
+    class Meta:
+        app_label = "tracked_app"
+        proxy = True
+
+
+class Writer(Author):
+    """Multi-table inheritance: a Writer's row is an Author's row too."""
+
+    pen_name = models.CharField(max_length=50)
+
+    class Meta:
+        app_label = "tracked_app"
+
+
 class Label(models.Model):
     """Not tracked itself: reached through Book.labels."""
 
