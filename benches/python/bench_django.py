@@ -269,11 +269,7 @@ def throughput() -> None:
         contenders.append((f"django api: {alias}", lambda c=c: c.get("l2t")))
     print("\nL2 hit get throughput, user, one hot key (L1 disabled), calls/s; ratio to raw redis-py")
     print("  (stratacache coalesces concurrent reads of one key into one GET; the others do not)")
-    for n in (1, 16, 64):
-        rates = [(name, in_flight(fn, n)) for name, fn in contenders]
-        ref = rates[0][1]
-        cells = "   ".join(f"{name} {r:,.0f} ({r / ref:.2f}x)" for name, r in rates[1:])
-        print(f"  {n:2d} in flight: raw {ref:,.0f}/s   {cells}")
+    in_flight_rows(contenders)
     # Distinct keys: every call reads the next of 1,000 keys, so nothing
     # is coalesced.
     keys = [f"l2d-{i}" for i in range(1000)]
@@ -288,8 +284,13 @@ def throughput() -> None:
         c.set_many(dict.fromkeys(keys, v), 3600)
         distinct.append((f"django api: {alias}", lambda c=c: c.get(keys[next(turn) % 1000])))
     print("\nL2 hit get throughput, user, 1,000 distinct keys in turn (L1 disabled), calls/s; ratio to raw redis-py")
+    in_flight_rows(distinct)
+
+
+def in_flight_rows(contenders: list[tuple[str, Callable[[], Any]]]) -> None:
+    """One line per 1, 16 and 64 callers in flight; the first contender is the reference."""
     for n in (1, 16, 64):
-        rates = [(name, in_flight(fn, n)) for name, fn in distinct]
+        rates = [(name, in_flight(fn, n)) for name, fn in contenders]
         ref = rates[0][1]
         cells = "   ".join(f"{name} {r:,.0f} ({r / ref:.2f}x)" for name, r in rates[1:])
         print(f"  {n:2d} in flight: raw {ref:,.0f}/s   {cells}")
