@@ -7,6 +7,7 @@ const { EventEmitter } = require('node:events')
 const { NativeCache } = require('./binding.js')
 const errors = require('./errors.js')
 const reader = require('./reader.js')
+const { readOver, readThrough, readManyOver } = require('./jsreads.js')
 const { Format, JSON_FORMATS, V8_FORMATS, serializers, encode, decode, entryBytes } = require('./values.js')
 const { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy } = require('./policy.js')
 
@@ -15,7 +16,6 @@ const { fromNative, L2_CODES, InvalidValueError, CacheClosedError, ConfigError }
 
 // What a getOrSet caller takes to `lookupAfter` when a read it joined (or
 // its own GET, which then failed) gave it nothing.
-const JOINED = Object.freeze({ joined: true, bytes: null, epoch: 0 })
 const FRESH = 0
 const STALE = 1
 const LEAD = 2
@@ -113,7 +113,7 @@ class Cache extends EventEmitter {
   #reader = null
   #releaseReader = null
   // getOrSet's reads over the JS connection in flight, by key: concurrent
-  // callers of one key share one GET (see #readThrough).
+  // callers of one key share one GET (see jsreads.js).
   #reads = new Map()
   // `clone: false`: the values L1 hits share (shared.js), else null.
   #shared = null
@@ -222,149 +222,26 @@ class Cache extends EventEmitter {
     return this.#getL2(key)
   }
 
-  // The Redis half of `get` over the JS connection (reader.js); the native
-  // `fetch` when that connection fails (it owns timeouts, the breaker and
-  // the outage fallback).
+  // The core's lookup; `lookupAfter` when `readThrough` read Redis first.
+  #lookup(key, nativePolicy, prior) {
+    if (prior === null) return this.#n.lookup(key, nativePolicy)
+    return this.#n.lookupAfter(key, nativePolicy, prior.joined, prior.bytes, prior.epoch)
+  }
+
+  // `get`'s Redis half over the JS connection (jsreads.js), decoded; Redis
+  // trouble as `#l2` decides.
   async #readOver(r, key, redisKey, epoch) {
     let v
     try {
-      let bytes
-      const stalls = r.stalls
-      try {
-        bytes = await r.send(redisKey)
-        r.settled(true)
-      } catch {
-        this.#readFailed(r, stalls)
-        bytes = undefined
-      }
-      if (bytes === undefined) {
-        v = await this.#n.fetch(key, epoch)
-      } else {
-        // A value, or a Promise when judging the entry needs Redis.
-        v = this.#n.finishRead(key, bytes, epoch)
-        if (v instanceof Promise) v = await v
-      }
+      v = await readOver(this.#n, r, key, redisKey, epoch)
     } catch (e) {
       return this.#l2(e, undefined)
     }
     return typeof v === 'string' ? JSON.parse(v) : decode(v, this.#serializer.name)
   }
 
-  // A read-through's Redis read over the JS connection (getOrSet, the HTTP
-  // middleware), after an L1 miss: `{ value }` (fresh, or an L1 value that
-  // arrived meanwhile), or the `prior` for `#lookup` when nothing fresh was
-  // found: `{ joined: false, bytes, epoch }` for the caller whose GET it
-  // was, `{ joined: true }` for callers that shared it (or when the GET
-  // failed: the lookup reads natively). `null`: not tried (the connection
-  // is not ready). Concurrent callers of a key share one GET, as the
-  // core's single flight shares one native read; but only with the same
-  // L1 epoch: a caller that comes after a write or invalidation of the key
-  // here (the epoch moved on) does not take an answer sent before it.
-  async #readThrough(key) {
-    const reader = this.#reader
-    if (reader === null || !reader.ready) return null
-    let s
-    try {
-      s = this.#n.startRead(key)
-    } catch {
-      return null
-    }
-    if (s === null) return null
-    if (!(Array.isArray(s) && typeof s[0] === 'string')) return { value: s }
-    const shared = this.#reads.get(key)
-    if (shared !== undefined && shared.epoch === s[1]) {
-      shared.joined++
-      const res = await shared.done
-      return res.value !== undefined ? res : JOINED
-    }
-    const read = { joined: 0, epoch: s[1], done: null }
-    read.done = this.#sharedRead(reader, key, s[0], read)
-    // A newer read replaces an older one as the one to join.
-    this.#reads.set(key, read)
-    const res = await read.done
-    if (res.value !== undefined || res === JOINED) return res
-    return { joined: false, bytes: res.bytes, epoch: s[1] }
-  }
-
-  // A read over the JS connection failed; the caller falls back to the
-  // core's read. When the connection stalled meanwhile (the watchdog
-  // dropped it: no reply for opTimeout), the core is told first, so that
-  // fallback fails fast instead of waiting a second timeout.
-  #readFailed(r, stallsBefore) {
-    r.settled(false)
-    if (r.stalls !== stallsBefore) this.#n.readStalled()
-  }
-
-  #forget(key, read) {
-    if (this.#reads.get(key) === read) this.#reads.delete(key)
-  }
-
-  // The core's lookup; `lookupAfter` when `#readThrough` read Redis first.
-  #lookup(key, nativePolicy, prior) {
-    if (prior === null) return this.#n.lookup(key, nativePolicy)
-    return this.#n.lookupAfter(key, nativePolicy, prior.joined, prior.bytes, prior.epoch)
-  }
-
-  async #sharedRead(reader, key, redisKey, read) {
-    let bytes
-    const stalls = reader.stalls
-    try {
-      bytes = await reader.send(redisKey)
-      reader.settled(true)
-    } catch {
-      this.#readFailed(reader, stalls)
-      this.#forget(key, read)
-      return JOINED
-    }
-    // Whoever comes now reads for itself.
-    this.#forget(key, read)
-    try {
-      let v = this.#n.finishRead(key, bytes, read.epoch, read.joined)
-      if (v instanceof Promise) v = await v
-      return v ? { value: v } : { bytes }
-    } catch {
-      return JOINED
-    }
-  }
-
-  // The Redis half of `getMany` over the JS connection: `starts` is
-  // `startReadMany`'s answer; values shaped as `getLocal`'s, or null. When
-  // the MGET fails, each key goes to the native `fetch`.
-  async #readManyOver(r, keys, starts) {
-    const out = new Array(keys.length).fill(null)
-    const at = []
-    const redisKeys = []
-    for (let i = 0; i < starts.length; i++) {
-      const s = starts[i]
-      if (Array.isArray(s) && typeof s[0] === 'string') {
-        at.push(i)
-        redisKeys.push(s[0])
-      } else {
-        out[i] = s
-      }
-    }
-    if (at.length === 0) return out
-    let replies
-    const stalls = r.stalls
-    try {
-      replies = await r.sendMany(redisKeys)
-      r.settled(true)
-    } catch {
-      this.#readFailed(r, stalls)
-    }
-    if (replies === undefined) {
-      const got = await Promise.all(at.map((i) => this.#n.fetch(keys[i], starts[i][1])))
-      for (let j = 0; j < at.length; j++) out[at[j]] = got[j]
-      return out
-    }
-    let vs = this.#n.finishReadMany(
-      at.map((i) => keys[i]),
-      replies,
-      at.map((i) => starts[i][1]),
-    )
-    if (vs instanceof Promise) vs = await vs
-    for (let j = 0; j < at.length; j++) out[at[j]] = vs[j]
-    return out
+  #readThrough(key) {
+    return readThrough(this.#n, this.#reader, this.#reads, key)
   }
 
   async #getL2(key) {
@@ -388,7 +265,7 @@ class Cache extends EventEmitter {
         // One MGET over the JS connection, as `get` sends its GET there.
         let starts = this.#n.startReadMany(keys)
         if (starts instanceof Promise) starts = await starts
-        if (starts !== null) vs = await this.#readManyOver(r, keys, starts)
+        if (starts !== null) vs = await readManyOver(this.#n, r, keys, starts)
       }
       if (vs === undefined) vs = await this.#n.getMany(keys)
       return vs.map((v) => decode(v, this.#serializer.name))
@@ -487,7 +364,7 @@ class Cache extends EventEmitter {
       if (r !== null && r.ready) {
         // Read as `get` reads (over the JS connection), without decoding.
         const s = this.#n.startRead(key)
-        if (Array.isArray(s) && typeof s[0] === 'string') return (await this.#readManyOver(r, [key], [s]))[0] !== null
+        if (Array.isArray(s) && typeof s[0] === 'string') return (await readManyOver(this.#n, r, [key], [s]))[0] !== null
         if (s !== null) return true
       }
       return await this.#n.has(key)

@@ -1,0 +1,146 @@
+'use strict'
+// Redis reads over the JS-thread connection (reader.js) around the core's
+// split read (`startRead` / `finishRead` of the binding): the Redis half of
+// `get`, `getMany`, `has`, and of the read-throughs of `getOrSet` and the
+// HTTP middleware. The core judges every reply (verification, versions,
+// L1); a failed GET or MGET on the JS connection falls back to the core's
+// own read, which owns timeouts, the breaker and the outage fallback.
+// Errors from the core propagate: the caller (index.js) applies fail-open.
+
+/** A read-through that shared another caller's GET, or whose GET failed: the lookup reads natively. */
+const JOINED = Object.freeze({ joined: true, bytes: null, epoch: 0 })
+
+// A read over the JS connection failed; the caller falls back to the
+// core's read. When the connection stalled meanwhile (the watchdog
+// dropped it: no reply for opTimeout), the core is told first, so that
+// fallback fails fast instead of waiting a second timeout.
+function readFailed(n, r, stallsBefore) {
+  r.settled(false)
+  if (r.stalls !== stallsBefore) n.readStalled()
+}
+
+/**
+ * `get`'s Redis half: GET `redisKey` here, then the core judges the bytes
+ * (`epoch` from `startRead`); the native `fetch` when the GET fails.
+ * Resolves the entry as `getLocal` shapes it, or null.
+ */
+async function readOver(n, r, key, redisKey, epoch) {
+  let bytes
+  const stalls = r.stalls
+  try {
+    bytes = await r.send(redisKey)
+    r.settled(true)
+  } catch {
+    readFailed(n, r, stalls)
+    bytes = undefined
+  }
+  if (bytes === undefined) return n.fetch(key, epoch)
+  // A value, or a Promise when judging the entry needs Redis.
+  return n.finishRead(key, bytes, epoch)
+}
+
+/**
+ * A read-through's Redis read, after an L1 miss: `{ value }` (fresh, or an
+ * L1 value that arrived meanwhile), or the `prior` for the core's
+ * `lookupAfter` when nothing fresh was found: `{ joined: false, bytes,
+ * epoch }` for the caller whose GET it was, `{ joined: true }` for callers
+ * that shared it (or when the GET failed: the lookup reads natively).
+ * `null`: not tried (no connection ready). Concurrent callers of a key
+ * share one GET (`reads`: key -> the read in flight), as the core's single
+ * flight shares one native read; but only with the same L1 epoch: a caller
+ * that comes after a write or invalidation of the key here (the epoch
+ * moved on) does not take an answer sent before it.
+ */
+async function readThrough(n, reader, reads, key) {
+  if (reader === null || !reader.ready) return null
+  let s
+  try {
+    s = n.startRead(key)
+  } catch {
+    return null
+  }
+  if (s === null) return null
+  if (!(Array.isArray(s) && typeof s[0] === 'string')) return { value: s }
+  const shared = reads.get(key)
+  if (shared !== undefined && shared.epoch === s[1]) {
+    shared.joined++
+    const res = await shared.done
+    return res.value !== undefined ? res : JOINED
+  }
+  const read = { joined: 0, epoch: s[1], done: null }
+  read.done = sharedRead(n, reader, reads, key, s[0], read)
+  // A newer read replaces an older one as the one to join.
+  reads.set(key, read)
+  const res = await read.done
+  if (res.value !== undefined || res === JOINED) return res
+  return { joined: false, bytes: res.bytes, epoch: s[1] }
+}
+
+async function sharedRead(n, reader, reads, key, redisKey, read) {
+  const forget = () => {
+    if (reads.get(key) === read) reads.delete(key)
+  }
+  let bytes
+  const stalls = reader.stalls
+  try {
+    bytes = await reader.send(redisKey)
+    reader.settled(true)
+  } catch {
+    readFailed(n, reader, stalls)
+    forget()
+    return JOINED
+  }
+  // Whoever comes now reads for itself.
+  forget()
+  try {
+    let v = n.finishRead(key, bytes, read.epoch, read.joined)
+    if (v instanceof Promise) v = await v
+    return v ? { value: v } : { bytes }
+  } catch {
+    return JOINED
+  }
+}
+
+/**
+ * The Redis half of `getMany`: `starts` is `startReadMany`'s answer;
+ * resolves values shaped as `getLocal`'s, or null. When the MGET fails,
+ * each key goes to the native `fetch`.
+ */
+async function readManyOver(n, r, keys, starts) {
+  const out = new Array(keys.length).fill(null)
+  const at = []
+  const redisKeys = []
+  for (let i = 0; i < starts.length; i++) {
+    const s = starts[i]
+    if (Array.isArray(s) && typeof s[0] === 'string') {
+      at.push(i)
+      redisKeys.push(s[0])
+    } else {
+      out[i] = s
+    }
+  }
+  if (at.length === 0) return out
+  let replies
+  const stalls = r.stalls
+  try {
+    replies = await r.sendMany(redisKeys)
+    r.settled(true)
+  } catch {
+    readFailed(n, r, stalls)
+  }
+  if (replies === undefined) {
+    const got = await Promise.all(at.map((i) => n.fetch(keys[i], starts[i][1])))
+    for (let j = 0; j < at.length; j++) out[at[j]] = got[j]
+    return out
+  }
+  let vs = n.finishReadMany(
+    at.map((i) => keys[i]),
+    replies,
+    at.map((i) => starts[i][1]),
+  )
+  if (vs instanceof Promise) vs = await vs
+  for (let j = 0; j < at.length; j++) out[at[j]] = vs[j]
+  return out
+}
+
+module.exports = { readOver, readThrough, readManyOver, JOINED }
