@@ -5,6 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 WITH_REDIS := ./scripts/with-redis.sh
+WITH_POSTGRES := ./scripts/with-postgres.sh
 # nextest if present (faster, one process per test), plain cargo test otherwise.
 RUST_TEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo "$(CARGO) nextest run --workspace --no-fail-fast" || echo "$(CARGO) test --workspace --no-fail-fast")
 
@@ -74,8 +75,8 @@ lint-py: py-develop ## ruff, mypy (strict), stubtest of _native.pyi against the 
 	$(VENV_BIN)/mypy
 	$(PY) -m mypy.stubtest stratacache._native
 
-test: check-prereqs ## every test suite, against real Redis and a real 3-master Redis Cluster
-	$(WITH_REDIS) $(MAKE) --no-print-directory test-rust test-py test-node test-http test-readme test-fleet test-django-contract
+test: check-prereqs ## every test suite, against real Redis, a real 3-master Redis Cluster and PostgreSQL
+	$(WITH_REDIS) $(WITH_POSTGRES) $(MAKE) --no-print-directory test-rust test-py test-node test-http test-readme test-fleet test-django-contract
 
 test-rust: ## Rust tests only (expects REDIS_URL / STRATACACHE_CLUSTER; `make test` sets them)
 	$(RUST_TEST)

@@ -21,8 +21,40 @@ if not CLUSTER:
     raise pytest.UsageError("STRATACACHE_CLUSTER is not set: run the tests with `make test`")
 
 _RUN = uuid.uuid4().hex[:8]
-_DB_DIR = tempfile.mkdtemp(prefix="stratacache-tests-")
-atexit.register(shutil.rmtree, _DB_DIR, True)
+PG_URL = os.environ.get("STRATACACHE_PG_URL", "")
+
+
+def _database() -> dict[str, object]:
+    """A database of this run's own for the tracked models
+    (test_django_models.py): on PostgreSQL (`make test` runs
+    scripts/with-postgres.sh), else SQLite in a temporary directory."""
+    if not PG_URL:
+        db_dir = tempfile.mkdtemp(prefix="stratacache-tests-")
+        atexit.register(shutil.rmtree, db_dir, True)
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(db_dir, "db.sqlite3")}
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    name = f"stratacache_{_RUN}"
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    atexit.register(drop)
+    info = conninfo_to_dict(PG_URL)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": info.get("user", "postgres"),
+        "HOST": info.get("host", "127.0.0.1"),
+        "PORT": info.get("port", "5432"),
+    }
 
 
 def _alias(location: str | list[str], **options: object) -> dict[str, object]:
@@ -47,7 +79,7 @@ settings.configure(
     ROOT_URLCONF="django_app",
     INSTALLED_APPS=["django.contrib.sessions", "django.contrib.contenttypes", "stratacache", "tracked_app"],
     # A real database for the tracked models (test_django_models.py).
-    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(_DB_DIR, "db.sqlite3")}},
+    DATABASES={"default": _database()},
     MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
     CACHES=_ALIASES,
     SESSION_ENGINE="django.contrib.sessions.backends.cache",
