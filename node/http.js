@@ -10,7 +10,7 @@ const binding = require('./binding.js')
 const { parseTtl } = require('./index.js')
 const { kInternal } = require('./internal.js')
 const { checkOptions } = require('./options.js')
-const { ConfigError, InvalidValueError, L2_CODES: L2 } = require('./errors.js')
+const { CacheClosedError, ConfigError, InvalidValueError, L2_CODES: L2 } = require('./errors.js')
 
 const STALE = 1
 const LEAD = 2
@@ -148,6 +148,9 @@ const refreshes = new Map()
  */
 async function begin(r, req) {
   const internal = r.cache[kInternal]()
+  // A closed cache is out of the way: the request runs as if uncached
+  // (an unsafe one too, whose invalidation it could no longer send).
+  if (internal.closed) return { pass: [] }
   const now = () => Date.now() / 1000
   let pending = null
   let raw = req.rawHeaders || headerPairs(req.headers).flat()
@@ -176,6 +179,8 @@ async function begin(r, req) {
   let step = stepOf(ex.start())
   if (step.kind === 'principal') step = stepOf(ex.setPrincipal(principalOf(await r.keyBy(req.raw))))
   const l2Trouble = (e) => {
+    // Closed meanwhile: what is left to do is not done (as for a closed cache at the start).
+    if (e instanceof CacheClosedError) return null
     if (!(internal.failOpen && L2.has(e.code))) throw e
     internal.emitError(e)
     return null

@@ -593,6 +593,8 @@ class Cache extends EventEmitter {
     const cache = this
     return {
       failOpen: this.#failOpen,
+      /** Closed: requests go through uncached (nothing read, stored or invalidated). */
+      closed: this.#closed,
       emitError(e) {
         if (cache.listenerCount('error') > 0) cache.emit('error', e)
       },

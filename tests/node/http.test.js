@@ -324,3 +324,43 @@ test('keyBy must name a principal: an object is refused, null bypasses', async (
     cache.close()
   }
 })
+
+test('a closed cache is out of the way: requests run uncached, an unsafe one answers its own response', async () => {
+  for (const framework of ['express', 'fastify']) {
+    const cache = new Cache({ namespace: unique('http-closed') })
+    let posts = 0
+    let gets = 0
+    let port
+    let stop
+    if (framework === 'express') {
+      const app = express()
+      app.use(cached({ cache, ttl: '1m' }))
+      app.get('/orders', (req, res) => res.json({ gets: ++gets }))
+      app.post('/orders', (req, res) => res.json({ posts: ++posts }))
+      const server = await new Promise((resolve) => {
+        const s = app.listen(0, '127.0.0.1', () => resolve(s))
+      })
+      port = server.address().port
+      stop = () => new Promise((r) => server.close(r))
+    } else {
+      const app = Fastify()
+      await app.register(stratacacheFastify, { cache, ttl: '1m' })
+      app.get('/orders', { config: { cache: {} } }, async () => ({ gets: ++gets }))
+      app.post('/orders', async () => ({ posts: ++posts }))
+      await app.listen({ port: 0, host: '127.0.0.1' })
+      port = app.server.address().port
+      stop = () => app.close()
+    }
+    assert.equal((await request(port, '/orders')).headers['x-cache'], 'MISS', framework)
+    assert.equal((await request(port, '/orders')).headers['x-cache'], 'HIT', framework)
+    await cache.close()
+    const post = await request(port, '/orders', {}, 'POST')
+    assert.equal(post.status, 200, `${framework}: ${post.body}`)
+    assert.deepEqual(JSON.parse(post.body), { posts: 1 })
+    const get = await request(port, '/orders')
+    assert.equal(get.status, 200, `${framework}: ${get.body}`)
+    assert.deepEqual(JSON.parse(get.body), { gets: 2 }, `${framework}: the handler runs, nothing served from the closed cache`)
+    assert.equal(get.headers['x-cache'], undefined)
+    await stop()
+  }
+})

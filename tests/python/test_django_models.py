@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 
 from stratacache.django.models import TrackedQuerySet, model_tag, row_tags, track, tracked
@@ -58,6 +59,18 @@ def test_tags_of_rows_and_models() -> None:
         row_tags(Book(title="unsaved", author=a))
     with pytest.raises(TypeError):
         track(object)  # type: ignore[type-var]
+    # Tags nothing would invalidate, and misuse, are errors that say so.
+    with pytest.raises(TypeError, match="not tracked"):
+        row_tags(Label.objects.create(name="x"))
+    with pytest.raises(TypeError, match="not tracked"):
+        model_tag(Label)
+    with pytest.raises(TypeError, match="model class or instance"):
+        model_tag("tracked_app.Book")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a model instance"):
+        row_tags(Book)  # type: ignore[arg-type]
+    with pytest.raises(ImproperlyConfigured, match="no such alias"):
+        track(Label, cache="nope")
+    assert not tracked(Label)
 
 
 def test_a_save_invalidates_its_row_and_the_model_not_other_rows() -> None:

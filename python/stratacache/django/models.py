@@ -77,17 +77,33 @@ _ROWS_NAMED: ContextVar[bool] = ContextVar("stratacache_rows_named", default=Fal
 
 
 def model_tag(model: type[models.Model] | models.Model) -> str:
-    """The tag of every row of ``model`` (a class or an instance)."""
-    return f"model:{_label(model if isinstance(model, type) else type(model))}"
+    """The tag of every row of ``model`` (a tracked model class or instance)."""
+    cls = model if isinstance(model, type) else type(model)
+    if not (isinstance(cls, type) and issubclass(cls, models.Model)):
+        raise TypeError(f"model_tag() takes a Django model class or instance, not {model!r}")
+    return f"model:{_tracked_label(cls)}"
 
 
 def row_tags(instance: models.Model) -> list[str]:
-    """The tags an entry built from ``instance`` carries: its row's, and
-    the model's tag for rows the cache cannot name."""
+    """The tags an entry built from ``instance`` (a row of a tracked model)
+    carries: its row's, and the model's tag for rows the cache cannot name."""
+    if not isinstance(instance, models.Model):
+        raise TypeError(f"row_tags() takes a model instance (a row), not {instance!r}")
     if instance.pk is None:
         raise ValueError(f"{type(instance).__name__} has no primary key yet: save it first")
-    label = _label(type(instance))
+    label = _tracked_label(type(instance))
     return [f"model:{label}:{instance.pk}", f"model:{label}:*"]
+
+
+def _tracked_label(model: type[models.Model]) -> str:
+    """``_label`` of a tracked model: tags of an untracked one would never
+    be invalidated, so asking for them is a mistake made loud."""
+    if not _tracked_in(model):
+        raise TypeError(
+            f"{model._meta.label} is not tracked: its changes invalidate nothing; "
+            "decorate it with @track (stratacache.django.models)"
+        )
+    return _label(model)
 
 
 def tracked(model: type[models.Model]) -> bool:
@@ -114,6 +130,13 @@ def track(
             raise TypeError(f"track() takes a Django model class, not {m!r}")
         if m._meta.abstract or m._meta.proxy:
             raise TypeError(f"track() takes a concrete model: {m.__name__} is abstract or a proxy")
+        from django.conf import settings
+        from django.core.exceptions import ImproperlyConfigured
+
+        if cache not in settings.CACHES:
+            raise ImproperlyConfigured(
+                f"track({m.__name__}, cache={cache!r}): no such alias in CACHES ({', '.join(settings.CACHES)})"
+            )
         _TRACKED[m] = _Tracking(cache=cache, extra=tags)
         todo: list[type[models.Model]] = [m]
         while todo:  # subclasses defined so far; later ones: class_prepared
