@@ -8,15 +8,13 @@ const { NativeCache } = require('./binding.js')
 const errors = require('./errors.js')
 const reader = require('./reader.js')
 const { readOver, readThrough, readManyOver } = require('./jsreads.js')
-const { Format, JSON_FORMATS, V8_FORMATS, serializers, encode, decode, entryBytes } = require('./values.js')
+const { Format, JSON_FORMATS, V8_FORMATS, serializers, encode, decode } = require('./values.js')
 const { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy } = require('./policy.js')
 
 const { fromNative, L2_CODES, InvalidValueError, CacheClosedError, ConfigError } =
   errors
 
-// What a getOrSet caller takes to `lookupAfter` when a read it joined (or
-// its own GET, which then failed) gave it nothing.
-const FRESH = 0
+// The core's lookup kinds.
 const STALE = 1
 const LEAD = 2
 
@@ -70,6 +68,7 @@ function within(promise, ms) {
 const { kInternal } = require('./internal.js')
 const { checkOptions } = require('./options.js')
 const { SharedValues, MISS } = require('./shared.js')
+const { httpInternals } = require('./httpinternal.js')
 
 const CACHE_OPTIONS = [
   'redis',
@@ -589,100 +588,17 @@ class Cache extends EventEmitter {
   }
 
   [kInternal]() {
-    const n = this.#n
-    const cache = this
-    return {
+    return httpInternals(this, {
+      n: this.#n,
       failOpen: this.#failOpen,
-      /** Closed: requests go through uncached (nothing read, stored or invalidated). */
       closed: this.#closed,
-      emitError(e) {
-        if (cache.listenerCount('error') > 0) cache.emit('error', e)
-      },
-      /** `route.begin` on this cache: an L1 answer (packed Buffer) or the exchange. */
-      begin(route, method, path, query, headers) {
-        // A closed cache answers nothing from L1; what follows decides
-        // (a pass or an unsafe request goes through as before).
-        if (cache.#closed) return route.exchange(method, path, query, headers)
-        return route.begin(n, method, path, query, headers, Date.now() / 1000)
-      },
-      // The HTTP middleware's read-through (no early refresh): a fresh
-      // entry from L1 or over the JS connection, else the core's lookup
-      // (`tagsOf()` gives its tags: only then are they needed).
-      async lookup(key, policy, tagsOf) {
-        cache.#open()
-        try {
-          let prior = null
-          const local = n.getLocal(key)
-          if (local) return { kind: FRESH, data: entryBytes(local) }
-          const got = await cache.#readThrough(key)
-          if (got !== null) {
-            if (got.value !== undefined) return { kind: FRESH, data: entryBytes(got.value) }
-            prior = got
-          }
-          const r = await cache.#lookup(key, nativePolicy(policy, await tagsOf()), prior)
-          return { kind: r.kind, data: r.value ? r.value.data : undefined, lease: r.lease }
-        } catch (e) {
-          throw native(e)
-        }
-      },
-      /** Delete `keys` (fleet-wide, fencing loads in flight). */
-      async delete(keys) {
-        try {
-          await n.deleteMany(keys)
-        } catch (e) {
-          throw native(e)
-        }
-      },
-      /** The fresh entry bytes of `key`, or null, without leading a flight (a HEAD). */
-      async peek(key) {
-        cache.#open()
-        try {
-          const local = n.getLocal(key)
-          if (local) return entryBytes(local)
-          if (!cache.#hasL2) return null
-          const v = await n.get(key)
-          return v ? entryBytes(v) : null
-        } catch (e) {
-          throw native(e)
-        }
-      },
-      /** A forced lease on `key` (refresh over a fresh entry), or null when it is being loaded already. */
-      async tryLease(key) {
-        try {
-          const [lease] = await n.tryLeases([key], true)
-          return lease || null
-        } catch (e) {
-          throw native(e)
-        }
-      },
-      async setRaw(key, data, ttlMs, graceMs, tags) {
-        try {
-          await n.set(key, data, Format.RAW, ttlMs, graceMs, tags)
-        } catch (e) {
-          throw native(e)
-        }
-      },
-      async complete(lease, data, ttlMs, graceMs, tags) {
-        try {
-          await lease.complete(data, Format.RAW, ttlMs, graceMs, tags)
-        } catch (e) {
-          throw native(e)
-        }
-      },
-      abandon(lease, err) {
-        lease.abandon(registerLoaderError(err), String((err && err.message) || err))
-      },
-      /** Fail-safe: the stale entry bytes to serve instead of a failure, or null. */
-      async failSafe(lease, err) {
-        if (lease.fallback() === null) return null
-        try {
-          const v = await lease.fail(registerLoaderError(err), String((err && err.message) || err))
-          return v ? v.data : null
-        } catch (e) {
-          throw native(e)
-        }
-      },
-    }
+      hasL2: this.#hasL2,
+      open: () => this.#open(),
+      readThrough: (key) => this.#readThrough(key),
+      lookup: (key, policy, prior) => this.#lookup(key, policy, prior),
+      native,
+      registerLoaderError,
+    })
   }
 
   /** Counters (hits, misses, leads, coalesced waits, errors, ...) and L1 size. */

@@ -10,13 +10,22 @@
 /** A read-through that shared another caller's GET, or whose GET failed: the lookup reads natively. */
 const JOINED = Object.freeze({ joined: true, bytes: null, epoch: 0 })
 
-// A read over the JS connection failed; the caller falls back to the
-// core's read. When the connection stalled meanwhile (the watchdog
-// dropped it: no reply for opTimeout), the core is told first, so that
-// fallback fails fast instead of waiting a second timeout.
-function readFailed(n, r, stallsBefore) {
-  r.settled(false)
-  if (r.stalls !== stallsBefore) n.readStalled()
+// `send()` over the JS connection `r`: its reply, or undefined when it
+// failed (the caller falls back to the core's read). When the connection
+// stalled meanwhile (the watchdog dropped it: no reply for opTimeout), the
+// core is told first, so that fallback fails fast instead of waiting a
+// second timeout.
+async function over(n, r, send) {
+  const stalls = r.stalls
+  try {
+    const reply = await send()
+    r.settled(true)
+    return reply
+  } catch {
+    r.settled(false)
+    if (r.stalls !== stalls) n.readStalled()
+    return undefined
+  }
 }
 
 /**
@@ -25,15 +34,7 @@ function readFailed(n, r, stallsBefore) {
  * Resolves the entry as `getLocal` shapes it, or null.
  */
 async function readOver(n, r, key, redisKey, epoch) {
-  let bytes
-  const stalls = r.stalls
-  try {
-    bytes = await r.send(redisKey)
-    r.settled(true)
-  } catch {
-    readFailed(n, r, stalls)
-    bytes = undefined
-  }
+  const bytes = await over(n, r, () => r.send(redisKey))
   if (bytes === undefined) return n.fetch(key, epoch)
   // A value, or a Promise when judging the entry needs Redis.
   return n.finishRead(key, bytes, epoch)
@@ -80,18 +81,10 @@ async function sharedRead(n, reader, reads, key, redisKey, read) {
   const forget = () => {
     if (reads.get(key) === read) reads.delete(key)
   }
-  let bytes
-  const stalls = reader.stalls
-  try {
-    bytes = await reader.send(redisKey)
-    reader.settled(true)
-  } catch {
-    readFailed(n, reader, stalls)
-    forget()
-    return JOINED
-  }
+  const bytes = await over(n, reader, () => reader.send(redisKey))
   // Whoever comes now reads for itself.
   forget()
+  if (bytes === undefined) return JOINED
   try {
     let v = n.finishRead(key, bytes, read.epoch, read.joined)
     if (v instanceof Promise) v = await v
@@ -120,14 +113,7 @@ async function readManyOver(n, r, keys, starts) {
     }
   }
   if (at.length === 0) return out
-  let replies
-  const stalls = r.stalls
-  try {
-    replies = await r.sendMany(redisKeys)
-    r.settled(true)
-  } catch {
-    readFailed(n, r, stalls)
-  }
+  const replies = await over(n, r, () => r.sendMany(redisKeys))
   if (replies === undefined) {
     const got = await Promise.all(at.map((i) => n.fetch(keys[i], starts[i][1])))
     for (let j = 0; j < at.length; j++) out[at[j]] = got[j]
