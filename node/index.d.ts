@@ -36,7 +36,9 @@ export interface CacheOptions {
    * How long a Redis command may take before it counts as failed (then the
    * breaker and fail-open rules apply). A read over the JS connection
    * (`jsReads`) with no reply for this long drops that connection and is
-   * retried natively. Default 500 ms.
+   * retried natively: one connection watchdog ticks every `opTimeout / 2`,
+   * so a read with Redis frozen settles within 1.5 x `opTimeout`. Default
+   * 500 ms.
    */
   opTimeout?: Ttl
   /** How long `getOrSet` waits for another caller's factory. Default 30 s. */

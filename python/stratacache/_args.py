@@ -37,6 +37,17 @@ def _native_ttl(ttl: Ttl) -> float | None:
         raise InvalidValueError(f"ttl must be a number of seconds or None, not {ttl!r}") from None
 
 
+def _refuse_unknown(unknown: dict[str, Any], known: Callable[[], list[str]], what: str) -> None:
+    """An unknown keyword option: ConfigError naming it and the nearest
+    known one (the core's rule), not a bare TypeError."""
+    from ._native import nearest_name
+
+    for k in unknown:
+        near = nearest_name(k, known())
+        hint = f" (did you mean {near!r}?)" if near else ""
+        raise ConfigError(f"unknown {what} option {k!r}{hint}")
+
+
 def _check_options(**numbers: Any) -> None:
     """Numeric options: the error names the option (not a bare ValueError or
     an OverflowError from the native layer)."""

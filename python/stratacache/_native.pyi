@@ -22,6 +22,7 @@ __all__ = [
     "__version__",
     "_at_exit",
     "after_fork_child",
+    "nearest_name",
 ]
 
 __version__: Final[str]
@@ -40,6 +41,7 @@ _Value = tuple[int, bytes]
 _LookupResult = tuple[int, int | None, bytes | None, Lease | None]
 
 def after_fork_child() -> None: ...
+def nearest_name(name: str, known: list[str]) -> str | None: ...
 def _at_exit() -> None: ...
 
 _Headers = list[tuple[str, str]]

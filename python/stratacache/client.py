@@ -6,10 +6,10 @@ import functools
 import logging
 import math
 from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any, Callable, Final, TypeVar, overload
+from typing import Any, Callable, Final, Never, TypeVar, overload
 
 from . import _failopen, _native
-from ._args import DEFAULT, Ttl, _check_options, _load_many, _native_ttl
+from ._args import DEFAULT, Ttl, _check_options, _load_many, _native_ttl, _refuse_unknown
 from ._loading import Decoding, NoCache, Policy, aread_through, awarm, read_through, warm
 from .serializers import Serializer, Unreadable, accepted_formats, get_serializer, memo_key
 
@@ -80,7 +80,10 @@ class Cache:
         policy: Policy | None = None,
         fail_open: bool = False,
         copy: bool = True,
+        **unknown: Never,
     ) -> None:
+        if unknown:
+            _refuse_unknown(unknown, _cache_options, "Cache")
         if isinstance(signing_key, str):
             signing_key = signing_key.encode()
         _check_options(
@@ -274,7 +277,7 @@ class Cache:
     def get_or_set(
         self,
         key: str,
-        loader: Callable[[], T],
+        loader: Callable[[], T | NoCache[T]],
         ttl: Ttl = ...,
         *,
         grace: float | None = ...,
@@ -461,7 +464,7 @@ class Cache:
     async def aget_or_set(
         self,
         key: str,
-        loader: Callable[[], Awaitable[T]],
+        loader: Callable[[], Awaitable[T | NoCache[T]]],
         ttl: Ttl = ...,
         *,
         grace: float | None = ...,
@@ -501,7 +504,7 @@ class Cache:
     async def aget_or_set(
         self,
         key: str,
-        loader: Callable[[], T],
+        loader: Callable[[], T | NoCache[T]],
         ttl: Ttl = ...,
         *,
         grace: float | None = ...,
@@ -592,3 +595,11 @@ class Cache:
 
 
 _failopen.install(Cache)
+
+
+def _cache_options() -> list[str]:
+    """The keyword options of :class:`Cache`."""
+    import inspect
+
+    params = inspect.signature(Cache.__init__).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]

@@ -35,7 +35,7 @@ import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Never, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
@@ -43,6 +43,7 @@ from fastapi.security.base import SecurityBase
 from starlette.routing import Match
 
 from . import _native
+from ._args import _refuse_unknown
 from ._loading import Policy
 from .client import Cache
 from .exceptions import ConfigError
@@ -109,9 +110,12 @@ def cached(
     tags: Tags = (),
     scope: str | None = None,
     fail_safe_throttle: float | None = None,
+    **unknown: Never,
 ) -> Callable[[F], F]:
     """Cache a path operation's responses; see the module docs. Options are
     checked here (a bad one raises :class:`ConfigError` at import)."""
+    if unknown:
+        _refuse_unknown(unknown, _cached_options, "cached()")
     o = _Options(
         float(ttl),
         cache,
@@ -321,3 +325,9 @@ class CacheMiddleware:
             await handle(rule, self.app, scope, receive, send, Request(scope, receive), self)
         finally:
             _through_cache.reset(token)
+
+
+def _cached_options() -> list[str]:
+    """The keyword options of :func:`cached`."""
+    params = inspect.signature(cached).parameters.values()
+    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]

@@ -112,6 +112,9 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     await assert.rejects(c.incr('nope'), (e) => e instanceof KeyNotFoundError && e.code === 'E_NOT_FOUND')
     await c.set('s', 'text')
     await assert.rejects(c.incr('s'), NotAnIntegerError)
+    // Past 2^53 a counter comes back as an exact BigInt.
+    await c.set('big', Number.MAX_SAFE_INTEGER - 1)
+    assert.deepEqual([await c.incr('big'), await c.incr('big'), await c.incr('big'), await c.decr('big', 2)], [Number.MAX_SAFE_INTEGER, 2n ** 53n, 2n ** 53n + 1n, Number.MAX_SAFE_INTEGER])
     await c.close()
   })
 

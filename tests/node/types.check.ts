@@ -52,11 +52,16 @@ async function keyvUsage(): Promise<void> {
 void keyvUsage
 
 import { cached } from 'stratacache/express'
+import express from 'express'
 import stratacacheFastify from 'stratacache/fastify'
 
 const middleware = cached({ cache, ttl: '1m', staleWhileRevalidate: '30s', vary: ['accept-language'], keyBy: () => 'user' })
 // keyBy typed with the framework's request (issue: did not compile).
 const typed = cached({ cache, sharedCookies: ['_ga'], keyBy: (req: { headers: Record<string, string | undefined> }) => req.headers.authorization ?? null })
+// ... and with Express's own Request type.
+const withExpress = cached({ cache, keyBy: (req: express.Request) => req.get('authorization') ?? null })
+const app = express()
+app.get('/me', withExpress, (req: express.Request, res: express.Response) => res.json({ ok: true }))
 void typed
 void middleware
 void stratacacheFastify

@@ -133,6 +133,20 @@ def test_bad_option_values_name_the_option() -> None:
     assert issubclass(stratacache.ConfigError, ValueError)
 
 
+def test_unknown_keyword_options_name_the_nearest_one() -> None:
+    """Cache(...) and @cached(...) refuse an unknown keyword with
+    ConfigError naming it and the nearest option (the core's rule, as in
+    Django's OPTIONS and Node's E_CONFIG), not a bare TypeError."""
+    from stratacache.fastapi import cached
+
+    with pytest.raises(ConfigError, match=r"unknown Cache option 'l1_max_byte' \(did you mean 'l1_max_bytes'\?\)"):
+        Cache(l1_max_byte=1)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match=r"unknown Cache option 'password'$"):
+        Cache(password="x")  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match=r"'stale_while_revalidat' \(did you mean 'stale_while_revalidate'\?\)"):
+        cached(ttl=5, stale_while_revalidat=1)  # type: ignore[call-arg]
+
+
 def test_fail_open_never_runs_a_failing_loader_twice() -> None:
     """Fail-open covers the cache's own Redis trouble, not a RedisError the
     loader raises (from another cache, say): that one reaches the caller

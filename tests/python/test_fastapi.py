@@ -10,8 +10,9 @@ from collections import Counter
 from typing import Annotated
 
 import pytest
-from fastapi import BackgroundTasks, Depends, FastAPI, Request
+from fastapi import BackgroundTasks, Cookie, Depends, FastAPI, Header, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPBearer
 from fastapi.testclient import TestClient
 
 import stratacache
@@ -263,6 +264,57 @@ def test_a_route_reading_credentials_without_key_by_is_refused_at_startup() -> N
     # Without the lifespan (a TestClient outside `with`): refused at the route's first request.
     with pytest.raises(ConfigError, match="/secret"):
         TestClient(app).get("/secret", headers={"x-api-key": "k"})
+
+
+def _refusal_app(kind: str, **opts: object) -> FastAPI:
+    """An app with one @cached route whose dependencies read `kind`."""
+    app = FastAPI()
+    setup(app, Cache(namespace=unique("fa-refuse")))
+    if kind == "security":
+
+        @app.get("/r")
+        @cached(ttl=60, **opts)  # type: ignore[arg-type]
+        async def r1(token: object = Security(HTTPBearer(auto_error=False))) -> dict[str, str]:
+            return {"ok": "1"}
+
+    elif kind == "header":
+
+        @app.get("/r")
+        @cached(ttl=60, **opts)  # type: ignore[arg-type]
+        async def r2(x_tenant: Annotated[str | None, Header()] = None) -> dict[str, str | None]:
+            return {"tenant": x_tenant}
+
+    else:
+
+        @app.get("/r")
+        @cached(ttl=60, shared_cookies=["theme"], **opts)  # type: ignore[arg-type]
+        async def r3(theme: Annotated[str | None, Cookie()] = None) -> dict[str, str | None]:
+            return {"theme": theme}
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("kind", "named"),
+    [("security", "security scheme HTTPBearer"), ("header", "header 'x-tenant'"), ("cookie", "shared cookie 'theme'")],
+)
+def test_security_header_and_cookie_dependencies_are_refused_without_key_by(kind: str, named: str) -> None:
+    from stratacache import ConfigError
+
+    with pytest.raises(ConfigError, match=f"/r .*{named}"):
+        TestClient(_refusal_app(kind)).get("/r")
+    # With key_by the route is accepted and cached per principal.
+    ok = TestClient(_refusal_app(kind, key_by=lambda r: r.headers.get("authorization")))
+    assert ok.get("/r", headers={"Authorization": "a"}).headers["x-cache"] == "MISS"
+    assert ok.get("/r", headers={"Authorization": "a"}).headers["x-cache"] == "HIT"
+
+
+def test_a_header_dependency_named_in_vary_is_accepted() -> None:
+    client = TestClient(_refusal_app("header", vary=["X-Tenant"]))
+    assert client.get("/r", headers={"X-Tenant": "a"}).json() == {"tenant": "a"}
+    assert client.get("/r", headers={"X-Tenant": "b"}).json() == {"tenant": "b"}
+    hit = client.get("/r", headers={"X-Tenant": "a"})
+    assert (hit.headers["x-cache"], hit.json()) == ("HIT", {"tenant": "a"})
 
 
 def test_key_by_must_name_a_principal() -> None:

@@ -404,3 +404,70 @@ impl CacheBuilder {
         crate::Cache::new(self.config)
     }
 }
+
+/// The known option name nearest to a mistyped `name`, for "did you mean"
+/// hints in every binding's configuration errors: the closest by edit
+/// distance, ignoring case and `_` / `-`, and at most two edits (or a
+/// third of the name) away; `None` when nothing is that close.
+pub fn nearest_name<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    let norm = |s: &str| -> Vec<char> {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let want = norm(name);
+    let limit = 2.max(want.len() / 3);
+    known
+        .iter()
+        .map(|k| (edit_distance(&want, &norm(k)), *k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(prev + usize::from(ca != cb));
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod nearest_tests {
+    use super::nearest_name;
+
+    #[test]
+    fn hints_the_closest_known_name() {
+        let known = [
+            "namespace",
+            "l1MaxBytes",
+            "L1_MAX_BYTES",
+            "opTimeout",
+            "ttl",
+        ];
+        assert_eq!(nearest_name("namepsace", &known), Some("namespace"));
+        assert_eq!(
+            nearest_name("l1_max_byte", &["l1_max_bytes", "l1"]),
+            Some("l1_max_bytes")
+        );
+        assert_eq!(
+            nearest_name("L1_MAX_BYTE", &known[2..]),
+            Some("L1_MAX_BYTES")
+        );
+        assert_eq!(nearest_name("optimeout", &known), Some("opTimeout"));
+        assert_eq!(nearest_name("password", &known), None);
+        assert_eq!(nearest_name("", &known), None);
+        assert_eq!(nearest_name("x", &[]), None);
+    }
+}

@@ -63,7 +63,7 @@ mod versions;
 mod write;
 
 pub use cache::Cache;
-pub use config::{CacheBuilder, Config, RedisLocation};
+pub use config::{CacheBuilder, Config, RedisLocation, nearest_name};
 pub use envelope::{Codec, DecodeError, Entry, Format, Meta};
 pub use error::{Error, LoaderError, Result};
 pub use lease::{Deadline, Lease, LoadClock, LoadOutcome, Settled};

@@ -376,6 +376,16 @@ async fn counters(t: Target) {
     let mut raw = t.raw().await;
     let ttl_left = raw.pttl(&redis_keys(a.namespace(), "n").value).await;
     assert!(ttl_left > 0 && ttl_left <= 60_000, "{ttl_left}");
+    // Exact past 2^53 (Redis scripts see numbers as doubles).
+    let big = (1_i64 << 53) - 1;
+    a.set("n", b(&big.to_string()), &int()).await.expect("set");
+    for i in 1..=3 {
+        assert_eq!(a.incr("n", 1).await.expect("incr"), big + i);
+    }
+    assert_eq!(
+        a.incr("n", i64::MAX - big - 3).await.expect("incr"),
+        i64::MAX
+    );
     a.set("n", b(&i64::MAX.to_string()), &int())
         .await
         .expect("set");

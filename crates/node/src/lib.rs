@@ -81,3 +81,11 @@ pub fn validate_tags(tags: Vec<String>) -> napi::Result<()> {
     }
     Ok(())
 }
+
+/// The known option name nearest to a mistyped one, by the core's rule
+/// (for "did you mean" hints).
+#[napi_derive::napi]
+pub fn nearest_name(name: String, known: Vec<String>) -> Option<String> {
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    stratacache::nearest_name(&name, &known).map(str::to_owned)
+}

@@ -33,6 +33,14 @@ fn after_fork_child() {
     runtime::reset_gate();
 }
 
+/// The known option name nearest to a mistyped one, by the core's rule
+/// (for "did you mean" hints).
+#[pyfunction]
+fn nearest_name(name: &str, known: Vec<String>) -> Option<String> {
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    stratacache::nearest_name(name, &known).map(str::to_owned)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // mimalloc v3's `arena_eager_commit` (option 4 in its `mi_option_e`, as
@@ -49,6 +57,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<http::HttpExchange>()?;
     m.add_class::<http::HttpSettle>()?;
     m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
+    m.add_function(wrap_pyfunction!(nearest_name, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_at_exit, m)?)?;
     m.add("FRESH", lease::FRESH)?;
     m.add("STALE", lease::STALE)?;

@@ -10,6 +10,7 @@ from typing import Any, Callable
 from django.core.exceptions import ImproperlyConfigured
 
 from .._loading import Policy
+from .._native import nearest_name
 from ..serializers import get_serializer
 
 __all__ = ["cache_kwargs", "options", "policy", "typed"]
@@ -71,16 +72,14 @@ def options(params: dict[str, Any]) -> dict[str, Any]:
     """OPTIONS, upper-cased; an unknown key raises ImproperlyConfigured
     naming it and the nearest valid one (a mistyped option silently ignored
     would leave, e.g., a password unused)."""
-    import difflib
-
     opts = {str(k).upper(): v for k, v in (params.get("OPTIONS") or {}).items()}
     for k in opts:
         if k in _OPTION_KEYS:
             continue
         if k in _FOREIGN_KEYS:
             raise ImproperlyConfigured(f"OPTIONS[{k!r}] is not a stratacache option: {_FOREIGN_KEYS[k]}")
-        near = difflib.get_close_matches(k, _OPTION_KEYS, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        near = nearest_name(k, list(_OPTION_KEYS))
+        hint = f" (did you mean {near!r}?)" if near else ""
         raise ImproperlyConfigured(f"unknown OPTIONS key {k!r}{hint}; the options are documented in stratacache.django")
     return opts
 

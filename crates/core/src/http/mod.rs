@@ -40,8 +40,9 @@
 //! - Request `Cache-Control` is ignored by default (as CDNs do); with
 //!   [`RequestDirectives::Honor`], `no-cache` / `max-age=0` refresh the entry
 //!   through the single flight (one handler run at a time per key).
-//! - `ETag` (strong, from the body), `Last-Modified`, `If-None-Match`, then
-//!   `If-Modified-Since`, answer `304`. `Age`, `X-Cache` and `Cache-Status`
+//! - `ETag` (the handler's own, else a strong one from the body),
+//!   `Last-Modified` (the handler's, else when stored), `If-None-Match`
+//!   (weak comparison), then `If-Modified-Since`, answer `304`. `Age`, `X-Cache` and `Cache-Status`
 //!   (RFC 9211) go out with every answer.
 //! - A successful (2xx/3xx) unsafe request invalidates every entry of its
 //!   path ([`url_tag`]), in every process.
@@ -745,7 +746,13 @@ impl Exchange {
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .filter(|(k, _)| !UNSTORED.contains(&k.as_str()) && !k.starts_with("proxy-"))
             .collect();
-        let etag = etag_for(&body);
+        // The handler's validator is kept (a hit sends what the handler
+        // sent); without one, a strong one from the body, equal in every
+        // process.
+        let etag = headers
+            .iter()
+            .find(|(k, v)| k.eq_ignore_ascii_case("etag") && !v.trim().is_empty())
+            .map_or_else(|| etag_for(&body), |(_, v)| v.trim().to_owned());
         Some((
             StoredResponse {
                 status,

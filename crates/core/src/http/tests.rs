@@ -239,7 +239,8 @@ fn answers_keep_the_handlers_directives_and_validate() {
         header(&miss, "cache-control"),
         Some("public, max-age=20, must-revalidate")
     );
-    assert_eq!(header(&miss, "etag"), Some(etag_for(b"body").as_str()));
+    // The handler's own validator goes out as it sent it.
+    assert_eq!(header(&miss, "etag"), Some("W/\"theirs\""));
     assert_eq!(
         header(&miss, "last-modified"),
         Some("Tue, 14 Nov 2023 22:13:20 GMT")
@@ -257,6 +258,16 @@ fn answers_keep_the_handlers_directives_and_validate() {
     assert_eq!(header(&a, "x-cache"), Some("HIT"));
     assert_eq!(header(&a, "cache-status"), Some("stratacache; hit; ttl=15"));
     assert_eq!(header(&a, "content-type"), Some("text/plain"));
+    assert_eq!(header(&a, "etag"), Some("W/\"theirs\""));
+    // ... and validates (weak comparison).
+    for inm in ["W/\"theirs\"", "\"theirs\"", "\"x\", W/\"theirs\""] {
+        let mut e = ex(&r, "GET", "/a", &[("if-none-match", inm)]);
+        e.start();
+        let Found::Answer(a) = e.on_entry(&entry, false, 1_700_000_005.0) else {
+            panic!()
+        };
+        assert_eq!(a.status, 304, "{inm}");
+    }
 
     // Generated Cache-Control when the handler sent none.
     let (plain, _) = stored_answer(&r, &[], &[]);
@@ -479,6 +490,8 @@ fn text() -> impl Strategy<Value = String> {
 
 #[derive(Debug, Clone)]
 struct Req {
+    method: &'static str,
+    host: Option<String>,
     path: String,
     query: Vec<(String, String)>,
     lang: Option<String>,
@@ -487,12 +500,16 @@ struct Req {
 
 fn req() -> impl Strategy<Value = Req> {
     (
+        prop_oneof![Just("GET"), Just("HEAD")],
+        proptest::option::of(proptest::string::string_regex("[aA:.\\x00 ]{0,3}").expect("regex")),
         text(),
         proptest::collection::vec((text(), text()), 0..4),
         proptest::option::of(text()),
         proptest::option::of(text()),
     )
-        .prop_map(|(path, query, lang, principal)| Req {
+        .prop_map(|(method, host, path, query, lang, principal)| Req {
+            method,
+            host,
             path,
             query,
             lang,
@@ -503,7 +520,10 @@ fn req() -> impl Strategy<Value = Req> {
 fn canonical(r: &Req) -> impl PartialEq + std::fmt::Debug + '_ {
     let mut q: Vec<&(String, String)> = r.query.iter().collect();
     q.sort_by(|a, b| a.0.cmp(&b.0));
-    (&r.path, q, &r.lang, &r.principal)
+    // GET and HEAD read the same entries; the host is compared as sent
+    // lower-cased.
+    let host = r.host.as_ref().map(|h| h.to_ascii_lowercase());
+    (&r.path, q, &r.lang, &r.principal, host)
 }
 
 fn key(route: &Arc<Route>, r: &Req) -> String {
@@ -516,12 +536,13 @@ fn key(route: &Arc<Route>, r: &Req) -> String {
                 .iter()
                 .map(|p| ("authorization".to_owned(), p.clone())),
         )
+        .chain(r.host.iter().map(|h| ("host".to_owned(), h.clone())))
         .collect();
-    let mut e = Exchange::new(route.clone(), "GET", &r.path, r.query.clone(), headers);
+    let mut e = Exchange::new(route.clone(), r.method, &r.path, r.query.clone(), headers);
     match e.start() {
-        Step::Lookup(k) => k,
+        Step::Lookup(k) | Step::Peek(k) => k,
         Step::Principal => match e.set_principal(r.principal.clone()) {
-            Step::Lookup(k) => k,
+            Step::Lookup(k) | Step::Peek(k) => k,
             other => panic!("{other:?}"),
         },
         Step::Pass(_) => String::from("pass"),
@@ -533,7 +554,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(4000))]
 
     /// Two requests share a key exactly when they are the same request up
-    /// to the order of distinct query names.
+    /// to the order of distinct query names, the case of the host and
+    /// GET versus HEAD (a HEAD reads the GET entry).
     #[test]
     fn keys_are_injective(a in req(), b in req()) {
         let route = route(|o| {

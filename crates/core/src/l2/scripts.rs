@@ -123,7 +123,9 @@ return 0"
 );
 
 // KEYS[1]=value; ARGV[1]=delta. {0} missing, {2} not an integer/overflow,
-// {1, n} new value. INCRBY keeps the key's TTL.
+// {1, n} new value. INCRBY keeps the key's TTL. The new value is returned
+// as Redis stores it (a string): INCRBY's reply becomes a Lua double here,
+// which is exact only up to 2^53.
 script!(
     incr_script,
     r"local v = redis.call('GET', KEYS[1])
@@ -131,7 +133,7 @@ if not v then return {0} end
 if not string.match(v, '^%-?%d+$') then return {2} end
 local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
 if type(r) == 'table' and r.err then return {2} end
-return {1, r}"
+return {1, redis.call('GET', KEYS[1])}"
 );
 
 // KEYS[1]=value; ARGV[1]=expected ARGV[2]=new ARGV[3]=px or '0'
