@@ -37,8 +37,8 @@ export interface CacheOptions {
    * breaker and fail-open rules apply). A read over the JS connection
    * (`jsReads`) with no reply for this long drops that connection and is
    * retried natively: one connection watchdog ticks every `opTimeout / 2`,
-   * so a read with Redis frozen settles within 1.5 x `opTimeout`. Default
-   * 500 ms.
+   * so a read with Redis frozen settles within 1.5 x `opTimeout`.
+   * Default 500 ms.
    */
   opTimeout?: Ttl
   /** How long `getOrSet` waits for another caller's factory. Default 30 s. */
