@@ -2,17 +2,20 @@
 # Run a command with PostgreSQL available to the tests:
 #   STRATACACHE_PG_URL   $STRATACACHE_PG_URL if set, else the server on
 #                        127.0.0.1:5432 if it answers (user postgres, trust
-#                        auth, as on the project's machines), else a private
-#                        cluster started here (initdb in a temp directory,
-#                        a free loopback port, wal_level=logical; also
-#                        with STRATACACHE_PG_PRIVATE=1).
+#                        auth, as on the project's machines) and has
+#                        wal_level=logical (the change feed's tests need
+#                        it), else a private cluster started here (initdb
+#                        in a temp directory, a free loopback port,
+#                        wal_level=logical; also with
+#                        STRATACACHE_PG_PRIVATE=1).
 # A private cluster is stopped on exit, whatever happens.
 set -euo pipefail
 
 if [ -n "${STRATACACHE_PG_URL:-}" ]; then
   exec "$@"
 fi
-if [ "${STRATACACHE_PG_PRIVATE:-}" != 1 ] && command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432 -t 2; then
+if [ "${STRATACACHE_PG_PRIVATE:-}" != 1 ] && command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432 -t 2 \
+  && [ "$(psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -tAc 'SHOW wal_level' 2>/dev/null)" = logical ]; then
   export STRATACACHE_PG_URL="postgresql://postgres@127.0.0.1:5432/postgres"
   echo "with-postgres: STRATACACHE_PG_URL=$STRATACACHE_PG_URL" >&2
   exec "$@"

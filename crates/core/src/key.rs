@@ -103,6 +103,11 @@ pub fn tag_key(namespace: &str, tag: &str) -> String {
     format!("sc:{namespace}:t:{}", slot_name(tag))
 }
 
+/// The Redis key of the fleet lease of the change feed reading `slot`.
+pub fn feed_lease_key(namespace: &str, slot: &str) -> String {
+    format!("sc:{namespace}:feed:{}", slot_name(slot))
+}
+
 /// The Redis key holding `namespace`'s generation.
 pub fn generation_key(namespace: &str) -> String {
     format!("sc:{namespace}:gen")

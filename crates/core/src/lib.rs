@@ -47,6 +47,8 @@ mod config;
 mod engine;
 pub mod envelope;
 mod error;
+#[cfg(feature = "feed")]
+pub mod feed;
 mod flight;
 pub mod http;
 pub mod key;

@@ -330,6 +330,24 @@ impl L2 {
         Ok(n == 1)
     }
 
+    /// Take a named lease when free or renew it when `token` holds it; true
+    /// when `token` holds it now.
+    pub(crate) async fn hold(&self, key: &str, token: &str, px: u64) -> Result<bool> {
+        let px = px.max(1).to_string();
+        let n: i64 = self
+            .invoke(hold_script(), &[key], &[token.as_bytes(), px.as_bytes()])
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Give up a named lease if `token` still holds it.
+    pub(crate) async fn let_go(&self, key: &str, token: &str) -> Result<bool> {
+        let n: i64 = self
+            .invoke(let_go_script(), &[key], &[token.as_bytes()])
+            .await?;
+        Ok(n == 1)
+    }
+
     /// Release our fleet lease (if still ours) and publish `msg`.
     pub(crate) async fn release(
         &self,

@@ -146,3 +146,28 @@ else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1"
 );
+
+// KEYS[1]=lease; ARGV[1]=token ARGV[2]=px. Take the lease when free, renew
+// it when ours: 1; 0 when another holder has it.
+script!(
+    hold_script,
+    r"local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0"
+);
+
+// KEYS[1]=lease; ARGV[1]=token. Give the lease up if still ours.
+script!(
+    let_go_script,
+    r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0"
+);
