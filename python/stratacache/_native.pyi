@@ -2,6 +2,8 @@
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, final
 
+from stratacache.feed import FeedStats
+
 __all__ = [
     "ERROR_CODES",
     "FRESH",
@@ -18,6 +20,7 @@ __all__ = [
     "HttpRoute",
     "HttpSettle",
     "Lease",
+    "PgListener",
     "Policy",
     "__version__",
     "_at_exit",
@@ -68,6 +71,22 @@ class HttpRoute:
     @property
     def grace(self) -> float: ...
     def exchange(self, method: str, path: str, query: _Headers, headers: _Headers) -> HttpExchange: ...
+
+@final
+class PgListener:
+    def __new__(
+        cls,
+        cache: Cache,
+        url: str,
+        tables: list[tuple[str, list[str] | None]],
+        *,
+        slot: str | None = None,
+        publication: str | None = None,
+        poll_interval: float | None = None,
+        lease_ttl: float | None = None,
+    ) -> PgListener: ...
+    def stats(self) -> FeedStats: ...
+    def stop(self) -> None: ...
 
 @final
 class HttpSettle:

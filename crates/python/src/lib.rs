@@ -8,6 +8,7 @@
 mod cache;
 mod convert;
 mod errors;
+mod feed;
 mod http;
 mod lease;
 mod memo;
@@ -56,6 +57,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<http::HttpRoute>()?;
     m.add_class::<http::HttpExchange>()?;
     m.add_class::<http::HttpSettle>()?;
+    m.add_class::<feed::PyPgListener>()?;
     m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(nearest_name, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_at_exit, m)?)?;

@@ -1,0 +1,108 @@
+"""stratacache.feed.PgListener and ``python -m stratacache listen``
+against a real PostgreSQL (wal_level=logical, ``STRATACACHE_PG_URL`` from
+scripts/with-postgres.sh) and Redis. The feed's semantics are the core's
+(crates/core/tests/feed.rs); this checks what Python adds: arguments,
+errors, stats, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from conftest import REDIS_URL, unique
+from stratacache import Cache, ConfigError
+from stratacache.feed import PgListener
+
+PG_URL = os.environ.get("STRATACACHE_PG_URL", "")
+if not PG_URL:
+    raise pytest.UsageError("STRATACACHE_PG_URL is not set: run the tests with `make test`")
+
+
+@pytest.fixture
+def table() -> Iterator[tuple[str, str]]:
+    """A table with rows 1-3, and a slot/publication name of its own."""
+    name = f"pyfeed_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True) as db:
+        db.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, category int)")
+        db.execute(f"INSERT INTO {name} SELECT g, g % 2 FROM generate_series(1, 3) g")
+    yield name, name
+    with psycopg.connect(PG_URL, autocommit=True) as db:
+        db.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s", (name,))
+        db.execute(f"DROP PUBLICATION IF EXISTS {name}")
+        db.execute(f"DROP TABLE {name}")
+
+
+def update(sql: str) -> None:
+    with psycopg.connect(PG_URL, autocommit=True) as db:
+        db.execute(sql)
+
+
+def until(pred: object, what: str, limit: float = 10.0) -> None:
+    deadline = time.monotonic() + limit
+    while not pred():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def test_row_changes_invalidate_default_and_template_tags(table: tuple[str, str]) -> None:
+    name, slot = table
+    cache = Cache(redis_url=REDIS_URL, namespace=unique("pyfeed"))
+    cache.set("row1", "one", tags=[f"table:public.{name}:1"])
+    cache.set("odd", "cat", tags=["category:1"])
+    cache.set("row2", "two", tags=[f"table:public.{name}:2"])
+    with PgListener(cache, PG_URL, [name], slot=slot, publication=slot) as listener:
+        until(lambda: listener.stats()["active"], "the listener is active")
+        update(f"UPDATE {name} SET category = 5 WHERE id = 1")
+        until(lambda: cache.get("row1") is None, "row 1's entry invalidated")
+        assert cache.get("row2") == "two" and cache.get("odd") == "cat"
+        s = listener.stats()
+        assert (s["transactions"], s["changes"], s["tags_invalidated"], s["errors"]) == (1, 1, 2, 0), s
+    assert listener.stats()["active"] is False  # stopped by the with block
+    # Templates instead of the default tags (the same slot: resumes there).
+    with PgListener(cache, PG_URL, {name: ["category:{category}"]}, slot=slot, publication=slot):
+        update(f"UPDATE {name} SET category = 1 WHERE id = 3")
+        until(lambda: cache.get("odd") is None, "category 1's entry invalidated")
+        assert cache.get("row2") == "two"
+
+
+def test_configuration_errors_name_the_problem(table: tuple[str, str]) -> None:
+    name, slot = table
+    cache = Cache(namespace=unique("pyfeed-bad"))
+    with pytest.raises(ConfigError, match=r'table "public\.nope" does not exist'):
+        PgListener(cache, PG_URL, ["nope"], slot=slot, publication=slot)
+    with pytest.raises(ConfigError, match='no column "nope"'):
+        PgListener(cache, PG_URL, {name: ["x:{nope}"]}, slot=slot, publication=slot)
+    with pytest.raises(ConfigError, match="cannot connect"):
+        PgListener(cache, "postgresql://postgres@127.0.0.1:1/postgres", [name])
+    with pytest.raises(ConfigError, match="poll_interval"):
+        PgListener(cache, PG_URL, [name], slot=slot, publication=slot, poll_interval=-1)
+
+
+def test_the_cli_listens_until_interrupted(table: tuple[str, str]) -> None:
+    name, slot = table
+    ns = unique("pyfeed-cli")
+    cache = Cache(redis_url=REDIS_URL, namespace=ns)
+    cache.set("row2", "two", tags=[f"table:public.{name}:2"])
+    cmd = [sys.executable, "-m", "stratacache", "listen", "--postgres", PG_URL, "--redis", REDIS_URL]
+    cmd += ["--namespace", ns, "--table", name, "--slot", slot, "--publication", slot, "--stats-every", "0"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline().startswith(f"stratacache listen: {name} -> namespace")
+        update(f"UPDATE {name} SET category = 9 WHERE id = 2")
+        until(lambda: cache.get("row2") is None, "the CLI's listener invalidated row 2")
+        p.send_signal(2)
+        assert p.wait(10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+    bad = subprocess.run([*cmd[:6], "--table", "nope"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and 'table "public.nope" does not exist' in bad.stderr, bad.stderr
