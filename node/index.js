@@ -65,7 +65,7 @@ function within(promise, ms) {
 
 // Internal API for the web middleware (express.js, fastify.js): raw entries
 // and leases. Not part of the public API.
-const { kInternal } = require('./internal.js')
+const { kInternal, kNative } = require('./internal.js')
 const { checkOptions } = require('./options.js')
 const { SharedValues, MISS } = require('./shared.js')
 const { httpInternals } = require('./httpinternal.js')
@@ -585,6 +585,11 @@ class Cache extends EventEmitter {
       throw native(e)
     }
     return out
+  }
+
+  [kNative]() {
+    this.#open()
+    return this.#n
   }
 
   [kInternal]() {

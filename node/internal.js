@@ -3,5 +3,7 @@
 // fastify.js through http.js): raw entries and leases. Not part of the
 // public API.
 const kInternal = Symbol.for('stratacache.internal')
+// The cache's native handle, for the change feed (feed.js).
+const kNative = Symbol.for('stratacache.native')
 
-module.exports = { kInternal }
+module.exports = { kInternal, kNative }

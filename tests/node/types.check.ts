@@ -65,3 +65,13 @@ app.get('/me', withExpress, (req: express.Request, res: express.Response) => res
 void typed
 void middleware
 void stratacacheFastify
+
+import { PgListener } from 'stratacache/feed'
+
+async function feedUsage(cache: Cache): Promise<number> {
+  const l = await PgListener.start(cache, 'postgresql://postgres@127.0.0.1/postgres', { products: null, categories: ['category:{id}'] }, { pollInterval: '20ms' })
+  const s = l.stats()
+  await l.stop()
+  return s.changes + s.lagMs + (s.active ? 1 : 0)
+}
+void feedUsage

@@ -345,6 +345,15 @@ impl NativeCache {
         self.inner.invalidate_tags(&refs).await.map_err(js_err)
     }
 
+    /// Start the PostgreSQL change feed into this cache.
+    #[napi]
+    pub async fn start_pg_listener(
+        &self,
+        o: crate::feed::PgFeedOptions,
+    ) -> Result<crate::feed::NativePgListener> {
+        crate::feed::start(self.inner.clone(), o).await
+    }
+
     #[napi]
     pub fn close(&self) {
         self.inner.close();

@@ -24,6 +24,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cache;
 mod convert;
 mod error;
+mod feed;
 mod http;
 mod lease;
 mod policy;

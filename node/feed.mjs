@@ -1,0 +1,2 @@
+import feed from './feed.js'
+export const { PgListener } = feed
