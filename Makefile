@@ -125,6 +125,10 @@ bench-coherence: check-prereqs $(VENV)/.installed ## invalidation propagation la
 	$(MATURIN) develop --locked -q --release
 	$(WITH_REDIS) $(PY) benches/coherence/run.py
 
+bench-invalidation: check-prereqs $(VENV)/.installed ## database change -> every process's L1 through the PostgreSQL change feed (p50/p99/max), and changes/s the listener sustains (ROUNDS, OBSERVERS, CHANGES)
+	$(MATURIN) develop --locked -q --release
+	$(WITH_REDIS) $(WITH_POSTGRES) $(PY) benches/invalidation/run.py
+
 bench-node: check-prereqs node-build ## Node benchmarks beside lru-cache, cache-manager 7, bentocache, ioredis
 	cd benches/node && npm ci --ignore-scripts --no-audit --no-fund
 	$(WITH_REDIS) node benches/node/bench.js

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 NODE = os.environ.get("STRATACACHE_NODE", "node")
+PG_URL = os.environ.get("STRATACACHE_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BLOCKS = re.findall(r"^```(python|js)\n(.*?)^```", README, re.S | re.M)
 PY = [code for lang, code in BLOCKS if lang == "python"]
 JS = [code for lang, code in BLOCKS if lang == "js"]
@@ -111,6 +112,31 @@ Book.objects.create(title="Emma", author_id=2)
 assert all_titles() == ["Dune Messiah", "Emma"], "a new row invalidates the model's entries"
 """
 
+# The change feed: the example's tables, then a row changed from another
+# connection and the entry gone; the slot and publication are dropped.
+FEED_PROLOGUE = """
+import psycopg
+
+_db = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True)
+_db.execute("CREATE TABLE IF NOT EXISTS products (id int PRIMARY KEY, name text)")
+_db.execute("CREATE TABLE IF NOT EXISTS categories (id int PRIMARY KEY)")
+_db.execute("INSERT INTO products VALUES (7, 'Lamp') ON CONFLICT DO NOTHING")
+"""
+
+FEED_EPILOGUE = """
+import time
+
+_db.execute("UPDATE products SET name = 'Desk lamp' WHERE id = 7")
+_deadline = time.monotonic() + 10
+while cache.get("product:7") is not None:
+    assert time.monotonic() < _deadline, "the change feed did not invalidate product:7"
+    time.sleep(0.005)
+listener.stop()
+_db.execute("SELECT pg_drop_replication_slot('stratacache')")
+_db.execute("DROP PUBLICATION stratacache")
+_db.execute("DROP TABLE products, categories")
+"""
+
 FASTAPI_EPILOGUE = """
 from fastapi.testclient import TestClient
 
@@ -124,7 +150,10 @@ with TestClient(app) as client:
 def python_program(code: str) -> str:
     if "models.Model" in code:
         code = DJANGO_MODELS_PROLOGUE + code + DJANGO_MODELS_EPILOGUE
+    if "PgListener(" in code:
+        code = FEED_PROLOGUE + code + FEED_EPILOGUE
     code = code.replace("redis://127.0.0.1:6379", REDIS_URL)
+    code = code.replace("postgresql://postgres@127.0.0.1:5432/postgres", PG_URL)
     if re.search(r"^\S.*\bawait\b", code, re.M):  # top-level await
         body = textwrap.indent(code, "    ")
         code = f"async def _example() -> None:\n{body}\n\nasyncio.run(_example())\n"
