@@ -28,6 +28,8 @@
 //! `wal_level` not `logical`, a role without the `REPLICATION` attribute,
 //! an unknown table, a template naming an unknown column.
 
+pub mod events;
+pub mod nats;
 pub mod pgoutput;
 pub mod tags;
 

@@ -41,25 +41,38 @@ pub fn row_tags(
     out: &mut Vec<String>,
 ) {
     let table = format!("{}.{}", rel.schema, rel.name);
-    let value = |col: &str| -> Option<&str> {
+    let value = |col: &str| -> Option<String> {
         let i = rel.columns.iter().position(|c| c.name == col)?;
-        tuple.get(i)?.as_deref()
+        tuple.get(i)?.clone()
     };
+    let keys: Option<Vec<String>> = rel
+        .columns
+        .iter()
+        .zip(tuple)
+        .filter(|(c, _)| c.key)
+        .map(|(_, v)| v.clone())
+        .collect();
+    tags_of(&table, keys, templates, &value, out);
+}
+
+/// The tags of a change to a row of `table` (`schema.table`): `keys` are
+/// the values of its key columns (`None` when one is missing), `value`
+/// gives any column's value for templates.
+pub fn tags_of(
+    table: &str,
+    keys: Option<Vec<String>>,
+    templates: Option<&[String]>,
+    value: &dyn Fn(&str) -> Option<String>,
+    out: &mut Vec<String>,
+) {
     match templates {
         None => {
-            out.push(table_tag(&table));
-            let keys: Option<Vec<&str>> = rel
-                .columns
-                .iter()
-                .zip(tuple)
-                .filter(|(c, _)| c.key)
-                .map(|(_, v)| v.as_deref())
-                .collect();
+            out.push(table_tag(table));
             let Some(keys) = keys.filter(|k| !k.is_empty()) else {
-                return; // no key logged: the table tag covers it
+                return; // no key: the table tag covers it
             };
             let key = if keys.len() == 1 {
-                keys[0].to_owned()
+                keys[0].clone()
             } else {
                 keys.iter().map(|k| escape(k)).collect::<Vec<_>>().join(",")
             };
@@ -75,9 +88,9 @@ pub fn row_tags(
         }
         Some(templates) => {
             for t in templates {
-                match fill(t, &value) {
+                match fill(t, value) {
                     Some(tag) if !tag.is_empty() && tag.len() <= MAX_TAG => out.push(tag),
-                    _ => out.push(table_tag(&table)),
+                    _ => out.push(table_tag(table)),
                 }
             }
         }
@@ -86,13 +99,13 @@ pub fn row_tags(
 
 /// `template` with each `{column}` replaced by the column's value; `None`
 /// when a column has no value in this change.
-fn fill<'a>(template: &str, value: &impl Fn(&str) -> Option<&'a str>) -> Option<String> {
+fn fill(template: &str, value: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let close = rest[open..].find('}')? + open;
-        out.push_str(value(&rest[open + 1..close])?);
+        out.push_str(&value(&rest[open + 1..close])?);
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
