@@ -10,8 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use stratacache::feed::EventListener;
 use stratacache::feed::events::TableRule;
-use stratacache::feed::nats::{EventListener, NatsFeed};
+use stratacache::feed::nats::NatsFeed;
 use stratacache::{Cache, Format, Ttl, WriteOptions};
 
 struct Nats {

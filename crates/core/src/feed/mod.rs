@@ -28,6 +28,8 @@
 //! `wal_level` not `logical`, a role without the `REPLICATION` attribute,
 //! an unknown table, a template naming an unknown column.
 
+pub mod amqp;
+mod consume;
 pub mod events;
 pub mod nats;
 pub mod pgoutput;
@@ -43,6 +45,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::Cache;
 use crate::error::{Error, Result};
+pub use consume::{EventListener, EventStats};
 use pgoutput::{Message, Relation};
 
 /// What to listen to, and how.
