@@ -9,10 +9,12 @@
 
 const { parseArgs } = require('node:util')
 const { Cache } = require('./index.js')
-const { PgListener } = require('./feed.js')
+const { PgListener, EventListener } = require('./feed.js')
 const { ConfigError } = require('./errors.js')
 
-const USAGE = `usage: stratacache listen --postgres URL --table TABLE[=TEMPLATE,...] [--table ...]
+const USAGE = `usage: stratacache listen [--postgres URL --table TABLE[=TEMPLATE,...] ...]
+                         [--nats URL [--nats-stream S] [--nats-subject X ...] [--nats-durable D]]
+                         [--amqp URL [--amqp-queue Q] [--amqp-bind EXCHANGE:KEY]] [--key TABLE=COL,...]
                          [--redis URL] [--namespace NS] [--slot SLOT] [--publication PUB]
                          [--poll-interval SECONDS] [--lease-ttl SECONDS] [--stats-every SECONDS]`
 
@@ -40,20 +42,58 @@ async function listen(argv) {
       'poll-interval': { type: 'string' },
       'lease-ttl': { type: 'string' },
       'stats-every': { type: 'string', default: '60' },
+      nats: { type: 'string' },
+      'nats-stream': { type: 'string' },
+      'nats-subject': { type: 'string', multiple: true },
+      'nats-durable': { type: 'string' },
+      amqp: { type: 'string' },
+      'amqp-queue': { type: 'string' },
+      'amqp-bind': { type: 'string' },
+      key: { type: 'string', multiple: true },
     },
   })
-  if (!a.postgres || !a.table) throw new ConfigError('--postgres and at least one --table are required')
+  if (!a.postgres && !a.nats && !a.amqp) throw new ConfigError('give at least one of --postgres, --nats, --amqp')
+  if (a.postgres && !a.table) throw new ConfigError('--postgres needs at least one --table')
   const secs = (v) => (v === undefined ? undefined : Number(v) * 1000)
+  // Debezium rules: --table templates and --key columns, by table.
+  /** @type {Record<string, import('./feed.js').EventTableRule>} */
+  const rules = {}
+  for (const [name, tags] of (a.table || []).map(table)) if (tags) (rules[name] ||= {}).tags = tags
+  for (const [name, cols] of (a.key || []).map(table)) (rules[name] ||= {}).key = cols || []
   const cache = new Cache({ redis: a.redis, namespace: a.namespace })
-  const listener = await PgListener.start(cache, a.postgres, Object.fromEntries(a.table.map(table)), {
-    slot: a.slot,
-    publication: a.publication,
-    pollInterval: secs(a['poll-interval']),
-    leaseTtl: secs(a['lease-ttl']),
-  })
-  console.log(`stratacache listen: ${a.table.join(', ')} -> namespace '${a.namespace}'`)
+  const running = []
+  const sources = []
+  try {
+    if (a.postgres) {
+      running.push(
+        await PgListener.start(cache, a.postgres, Object.fromEntries(a.table.map(table)), {
+          slot: a.slot,
+          publication: a.publication,
+          pollInterval: secs(a['poll-interval']),
+          leaseTtl: secs(a['lease-ttl']),
+        }),
+      )
+      sources.push(a.table.join(', '))
+    }
+    if (a.nats) {
+      running.push(await EventListener.nats(cache, a.nats, { stream: a['nats-stream'], subjects: a['nats-subject'], durable: a['nats-durable'], tables: rules }))
+      sources.push('nats')
+    }
+    if (a.amqp) {
+      const spec = a['amqp-bind']
+      /** @type {[string, string] | undefined} */
+      const bind = spec ? [spec.slice(0, spec.indexOf(':') < 0 ? spec.length : spec.indexOf(':')), spec.includes(':') ? spec.slice(spec.indexOf(':') + 1) : ''] : undefined
+      running.push(await EventListener.rabbitmq(cache, a.amqp, { queue: a['amqp-queue'], bind, tables: rules }))
+      sources.push('rabbitmq')
+    }
+  } catch (e) {
+    for (const r of running) await r.stop()
+    cache.close()
+    throw e
+  }
+  console.log(`stratacache listen: ${sources.join('; ')} -> namespace '${a.namespace}'`)
   const every = Number(a['stats-every'])
-  const timer = every > 0 ? setInterval(() => console.log(`stratacache listen: ${JSON.stringify(listener.stats())}`), every * 1000) : null
+  const timer = every > 0 ? setInterval(() => console.log(`stratacache listen: ${JSON.stringify(running.map((r) => r.stats()))}`), every * 1000) : null
   // The cache and the feed keep no handle on the event loop: this one
   // keeps the process up until a signal.
   const alive = setInterval(() => {}, 1 << 30)
@@ -63,7 +103,7 @@ async function listen(argv) {
   })
   clearInterval(alive)
   if (timer) clearInterval(timer)
-  await listener.stop()
+  for (const r of running) await r.stop()
   cache.close()
 }
 

@@ -44,3 +44,51 @@ export declare class PgListener {
   stats(): PgFeedStats
   stop(): Promise<void>
 }
+
+/** How a table's Debezium events map to tags. */
+export interface EventTableRule {
+  /** Key columns (default `['id']`). */
+  key?: string[]
+  /** Tag templates instead of `table:schema.table` and `table:schema.table:<key>`. */
+  tags?: string[]
+}
+
+export interface NatsOptions {
+  /** The JetStream stream (created with `subjects` when absent). Default `'STRATACACHE'`. */
+  stream?: string
+  /** Default `['stratacache.>']`. */
+  subjects?: string[]
+  /** The durable consumer every listener shares. Default `'stratacache'`. */
+  durable?: string
+  tables?: Record<string, EventTableRule>
+}
+
+export interface RabbitmqOptions {
+  /** The durable queue every listener shares. Default `'stratacache'`. */
+  queue?: string
+  /** `[exchange, routingKey]` to bind the queue to. */
+  bind?: [string, string]
+  tables?: Record<string, EventTableRule>
+}
+
+export interface EventFeedStats {
+  messages: number
+  tagsInvalidated: number
+  keysDeleted: number
+  /** Messages that were not valid events (terminated / dead-lettered). */
+  malformed: number
+  /** Failures recovered from (the message is redelivered). */
+  errors: number
+}
+
+/**
+ * Invalidation events from a message broker: plain `{"tags": [...],
+ * "keys": [...]}` or Debezium change events (with or without the schema
+ * envelope), acknowledged only after their invalidation reached Redis.
+ */
+export declare class EventListener {
+  static nats(cache: Cache, url: string, options?: NatsOptions): Promise<EventListener>
+  static rabbitmq(cache: Cache, url: string, options?: RabbitmqOptions): Promise<EventListener>
+  stats(): EventFeedStats
+  stop(): Promise<void>
+}

@@ -57,4 +57,68 @@ class PgListener {
   }
 }
 
-module.exports = { PgListener }
+const NATS_OPTIONS = ['stream', 'subjects', 'durable', 'tables']
+const AMQP_OPTIONS = ['queue', 'bind', 'tables']
+
+function eventTables(tables) {
+  if (tables === undefined) return undefined
+  if (!tables || typeof tables !== 'object') throw new InvalidValueError('tables must be { table: { key?, tags? } }')
+  return Object.entries(tables).map(([name, rule]) => {
+    const t = { name }
+    if (rule && rule.key !== undefined) t.key = rule.key.map(String)
+    if (rule && rule.tags !== undefined) t.tags = rule.tags.map(String)
+    return t
+  })
+}
+
+/**
+ * A running consumer of invalidation events from a message broker: plain
+ * `{"tags": [...], "keys": [...]}` or Debezium change events, acknowledged
+ * only after their invalidation reached Redis; a malformed one is counted
+ * and rejected for good (terminated on NATS, dead-lettered on RabbitMQ).
+ */
+class EventListener {
+  #n
+
+  /** @param {import('./binding.js').NativeEventListener} native */
+  constructor(native) {
+    this.#n = native
+  }
+
+  static async #start(cache, broker, url, options, known) {
+    checkOptions(options, known, broker === 'nats' ? 'EventListener.nats' : 'EventListener.rabbitmq')
+    const o = { url: String(url) }
+    for (const k of ['stream', 'subjects', 'durable', 'queue', 'bind']) {
+      if (options[k] !== undefined) o[k] = options[k]
+    }
+    const tables = eventTables(options.tables)
+    if (tables) o.tables = tables
+    try {
+      return new EventListener(await cache[kNative]().startEventListener(broker, o))
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Consume a NATS JetStream durable consumer (stream and consumer created when absent). */
+  static nats(cache, url, options = {}) {
+    return EventListener.#start(cache, 'nats', url, options, NATS_OPTIONS)
+  }
+
+  /** Consume a RabbitMQ queue (declared with its dead-letter exchange `<queue>.dead` when absent). */
+  static rabbitmq(cache, url, options = {}) {
+    return EventListener.#start(cache, 'amqp', url, options, AMQP_OPTIONS)
+  }
+
+  /** Counters: messages, tagsInvalidated, keysDeleted, malformed, errors. */
+  stats() {
+    return this.#n.stats()
+  }
+
+  /** Stop after the message in progress (idempotent). */
+  async stop() {
+    await this.#n.stop()
+  }
+}
+
+module.exports = { PgListener, EventListener }

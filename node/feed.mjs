@@ -1,2 +1,2 @@
 import feed from './feed.js'
-export const { PgListener } = feed
+export const { PgListener, EventListener } = feed

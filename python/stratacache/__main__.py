@@ -1,10 +1,12 @@
 """``python -m stratacache``: command-line tools.
 
-``listen``: run the PostgreSQL change feed until interrupted::
+``listen``: turn database changes into invalidations until interrupted,
+from any of: the PostgreSQL change feed, NATS JetStream, RabbitMQ::
 
     python -m stratacache listen --postgres postgresql://app@127.0.0.1/shop \\
         --redis redis://127.0.0.1:6379 --namespace shop \\
-        --table products --table 'categories=category:{id},catalog'
+        --table products --table 'categories=category:{id},catalog' \\
+        --nats nats://127.0.0.1:4222 --amqp amqp://guest:guest@127.0.0.1:5672/%2f
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 from collections.abc import Sequence
 
 from . import Cache, ConfigError
-from .feed import PgListener
+from .feed import EventListener, PgListener, TableRule, listen_nats, listen_rabbitmq
 
 
 def _table(spec: str) -> tuple[str, list[str] | None]:
@@ -24,28 +26,73 @@ def _table(spec: str) -> tuple[str, list[str] | None]:
     return (name.strip(), [t.strip() for t in tags.split(",") if t.strip()] if sep else None)
 
 
+def _rules(args: argparse.Namespace) -> dict[str, TableRule]:
+    """Debezium rules: --table templates and --key columns, by table."""
+    rules: dict[str, TableRule] = {}
+    for name, tags in (_table(t) for t in args.table or []):
+        if tags is not None:
+            rules.setdefault(name, {})["tags"] = tags
+    for name, cols in (_table(k) for k in args.key or []):
+        rules.setdefault(name, {})["key"] = cols or []
+    return rules
+
+
 def _listen(args: argparse.Namespace) -> int:
+    if not (args.postgres or args.nats or args.amqp):
+        print("stratacache listen: give at least one of --postgres, --nats, --amqp", file=sys.stderr)
+        return 2
+    if args.postgres and not args.table:
+        print("stratacache listen: --postgres needs at least one --table", file=sys.stderr)
+        return 2
     cache = Cache(redis_url=args.redis, namespace=args.namespace)
+    running: list[PgListener | EventListener] = []
+    sources: list[str] = []
     try:
-        listener = PgListener(
-            cache,
-            args.postgres,
-            dict(_table(t) for t in args.table),
-            slot=args.slot,
-            publication=args.publication,
-            poll_interval=args.poll_interval,
-            lease_ttl=args.lease_ttl,
-        )
+        if args.postgres:
+            running.append(
+                PgListener(
+                    cache,
+                    args.postgres,
+                    dict(_table(t) for t in args.table),
+                    slot=args.slot,
+                    publication=args.publication,
+                    poll_interval=args.poll_interval,
+                    lease_ttl=args.lease_ttl,
+                )
+            )
+            sources.append(", ".join(args.table))
+        if args.nats:
+            running.append(
+                listen_nats(
+                    cache,
+                    args.nats,
+                    stream=args.nats_stream,
+                    subjects=args.nats_subject,
+                    durable=args.nats_durable,
+                    tables=_rules(args),
+                )
+            )
+            sources.append("nats")
+        if args.amqp:
+            bind: tuple[str, str] | None = None
+            if args.amqp_bind:
+                exchange, _, key = str(args.amqp_bind).partition(":")
+                bind = (exchange, key)
+            running.append(listen_rabbitmq(cache, args.amqp, queue=args.amqp_queue, bind=bind, tables=_rules(args)))
+            sources.append("rabbitmq")
     except ConfigError as e:
+        for r in running:
+            r.stop()
         print(f"stratacache listen: {e}", file=sys.stderr)
         return 2
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    print(f"stratacache listen: {', '.join(args.table)} -> namespace {args.namespace!r}", flush=True)
+    print(f"stratacache listen: {'; '.join(sources)} -> namespace {args.namespace!r}", flush=True)
     while not done.wait(args.stats_every or None):
-        print(f"stratacache listen: {listener.stats()}", flush=True)
-    listener.stop()
+        print(f"stratacache listen: {[r.stats() for r in running]}", flush=True)
+    for r in running:
+        r.stop()
     cache.close()
     return 0
 
@@ -54,8 +101,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m stratacache", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("listen", help="turn PostgreSQL row changes into tag invalidations until interrupted")
-    ls.add_argument("--postgres", required=True, help="PostgreSQL URL (wal_level=logical, a role with REPLICATION)")
-    ls.add_argument("--table", action="append", required=True, help="TABLE or 'TABLE=TEMPLATE,...' (repeatable)")
+    ls.add_argument("--postgres", help="PostgreSQL URL (wal_level=logical, a role with REPLICATION)")
+    ls.add_argument("--table", action="append", help="TABLE or 'TABLE=TEMPLATE,...' (repeatable)")
+    ls.add_argument("--nats", help="NATS URL: consume invalidation events from JetStream")
+    ls.add_argument("--nats-stream", help="JetStream stream (default STRATACACHE)")
+    ls.add_argument("--nats-subject", action="append", help="subjects of the stream (default stratacache.>)")
+    ls.add_argument("--nats-durable", help="durable consumer (default stratacache)")
+    ls.add_argument("--amqp", help="RabbitMQ URL: consume invalidation events from a queue")
+    ls.add_argument("--amqp-queue", help="queue (default stratacache)")
+    ls.add_argument("--amqp-bind", help="EXCHANGE:ROUTING_KEY to bind the queue to")
+    ls.add_argument("--key", action="append", help="'TABLE=COLUMN,...': key columns of a table's Debezium events")
     ls.add_argument("--redis", default=None, help="Redis URL of the fleet (omit: this process only)")
     ls.add_argument("--namespace", default="default", help="the cache namespace to invalidate in")
     ls.add_argument("--slot", default=None, help="replication slot (default stratacache)")

@@ -2,7 +2,7 @@
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, final
 
-from stratacache.feed import FeedStats
+from stratacache.feed import EventStats, FeedStats
 
 __all__ = [
     "ERROR_CODES",
@@ -16,6 +16,7 @@ __all__ = [
     "UNCACHED",
     "VALUE",
     "Cache",
+    "EventListener",
     "HttpExchange",
     "HttpRoute",
     "HttpSettle",
@@ -86,6 +87,32 @@ class PgListener:
         lease_ttl: float | None = None,
     ) -> PgListener: ...
     def stats(self) -> FeedStats: ...
+    def stop(self) -> None: ...
+
+_TableRules = list[tuple[str, list[str] | None, list[str] | None]]
+
+@final
+class EventListener:
+    @staticmethod
+    def nats(
+        cache: Cache,
+        url: str,
+        *,
+        stream: str | None = None,
+        subjects: list[str] | None = None,
+        durable: str | None = None,
+        tables: _TableRules = ...,
+    ) -> EventListener: ...
+    @staticmethod
+    def amqp(
+        cache: Cache,
+        url: str,
+        *,
+        queue: str | None = None,
+        bind: tuple[str, str] | None = None,
+        tables: _TableRules = ...,
+    ) -> EventListener: ...
+    def stats(self) -> EventStats: ...
     def stop(self) -> None: ...
 
 @final

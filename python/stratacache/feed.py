@@ -36,7 +36,7 @@ from . import _native
 from ._args import _check_options
 from .client import Cache
 
-__all__ = ["FeedStats", "PgListener"]
+__all__ = ["EventListener", "EventStats", "FeedStats", "PgListener", "TableRule", "listen_nats", "listen_rabbitmq"]
 
 
 class FeedStats(TypedDict):
@@ -108,3 +108,101 @@ class PgListener:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class EventStats(TypedDict):
+    """A broker listener's counters."""
+
+    messages: int
+    tags_invalidated: int
+    keys_deleted: int
+    malformed: int
+    errors: int
+
+
+class TableRule(TypedDict, total=False):
+    """How a table's Debezium events map to tags: its key columns
+    (default ``["id"]``) and tag templates (default: ``table:schema.table``
+    and ``table:schema.table:<key>``)."""
+
+    key: Sequence[str]
+    tags: Sequence[str]
+
+
+def _rules(tables: Mapping[str, TableRule] | None) -> list[tuple[str, list[str] | None, list[str] | None]]:
+    out = []
+    for table, rule in (tables or {}).items():
+        key = rule.get("key")
+        tags = rule.get("tags")
+        out.append((str(table), None if key is None else list(key), None if tags is None else list(tags)))
+    return out
+
+
+class EventListener:
+    """A running consumer of invalidation events from a message broker
+    (:func:`listen_nats`, :func:`listen_rabbitmq`). A message is a plain
+    ``{"tags": [...], "keys": [...]}`` or a Debezium change event (with or
+    without the schema envelope); it is acknowledged only after its
+    invalidation reached Redis, and a malformed one is counted and rejected
+    for good (terminated on NATS, dead-lettered to ``<queue>.dead`` on
+    RabbitMQ). Every listener of the fleet shares the consumer (NATS) or
+    the queue (RabbitMQ): each message is handled once."""
+
+    def __init__(self, native: _native.EventListener) -> None:
+        self._n = native
+
+    def stats(self) -> EventStats:
+        """Counters: ``messages``, ``tags_invalidated``, ``keys_deleted``,
+        ``malformed``, ``errors`` (recovered from)."""
+        return self._n.stats()
+
+    def stop(self) -> None:
+        """Stop after the message in progress (idempotent)."""
+        self._n.stop()
+
+    def __enter__(self) -> EventListener:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def listen_nats(
+    cache: Cache,
+    url: str,
+    *,
+    stream: str | None = None,
+    subjects: Sequence[str] | None = None,
+    durable: str | None = None,
+    tables: Mapping[str, TableRule] | None = None,
+) -> EventListener:
+    """Consume invalidation events from NATS JetStream: the durable pull
+    consumer ``durable`` (default ``stratacache``) of ``stream`` (default
+    ``STRATACACHE`` on ``stratacache.>``), both created when absent."""
+    return EventListener(
+        _native.EventListener.nats(
+            cache._n,
+            url,
+            stream=stream,
+            subjects=None if subjects is None else list(subjects),
+            durable=durable,
+            tables=_rules(tables),
+        )
+    )
+
+
+def listen_rabbitmq(
+    cache: Cache,
+    url: str,
+    *,
+    queue: str | None = None,
+    bind: tuple[str, str] | None = None,
+    tables: Mapping[str, TableRule] | None = None,
+) -> EventListener:
+    """Consume invalidation events from RabbitMQ: the durable ``queue``
+    (default ``stratacache``, declared with its dead-letter exchange
+    ``<queue>.dead`` when absent), bound to ``bind = (exchange,
+    routing_key)`` when given."""
+    return EventListener(_native.EventListener.amqp(cache._n, url, queue=queue, bind=bind, tables=_rules(tables)))

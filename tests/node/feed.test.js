@@ -50,6 +50,7 @@ test('PgListener: row changes invalidate the default and the template tags; stat
     await until('active', () => l.stats().active)
     psql(`UPDATE ${t.name} SET category = 7 WHERE id = 1`)
     await until("row 1's entry invalidated", async () => (await cache.get('row1')) === undefined)
+    await until('the transaction counted', () => l.stats().transactions === 1)
     assert.equal(await cache.get('row2'), 'two')
     const s = l.stats()
     assert.deepEqual([s.transactions, s.changes, s.tagsInvalidated, s.errors], [1, 1, 2, 0])
@@ -107,5 +108,83 @@ test('npx stratacache listen: invalidates until interrupted; exit 2 on a configu
     if (p.exitCode === null) p.kill('SIGKILL')
     cache.close()
     t.drop()
+  }
+})
+
+// Publishers: the brokers' own Python clients (pika, nats-py), run with
+// the test environment's Python.
+const PYTHON = process.env.STRATACACHE_PYTHON
+if (!PYTHON) throw new Error('STRATACACHE_PYTHON is not set: run the tests with `make test`')
+const NATS_URL = process.env.STRATACACHE_NATS_URL || 'nats://127.0.0.1:4222'
+const AMQP_URL = process.env.STRATACACHE_AMQP_URL || 'amqp://guest:guest@127.0.0.1:5672/%2f'
+const PUBLISH = `
+import asyncio, json, sys
+broker, url, where, bodies = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+if broker == "nats":
+    import nats
+    async def go():
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        for b in bodies:
+            await js.publish(where, b.encode())
+        await nc.close()
+    asyncio.run(go())
+elif broker == "amqp":
+    import pika
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for b in bodies:
+        ch.basic_publish("", where, b.encode())
+    conn.close()
+else:
+    import pika
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    dead = ch.basic_get(where + ".dead", auto_ack=True)
+    print(dead[2].decode() if dead[2] else "")
+    for q in (where, where + ".dead"):
+        ch.queue_delete(q)
+    ch.exchange_delete(where + ".dead")
+    conn.close()
+`
+function py(broker, url, where, bodies = []) {
+  return execFileSync(PYTHON, ['-c', PUBLISH, broker, url, where, JSON.stringify(bodies)], { encoding: 'utf8' })
+}
+
+test('EventListener.nats and .rabbitmq: plain and Debezium events, a poison message, errors', async () => {
+  const { EventListener } = require('../../node/feed.js')
+  const cache = new Cache({ redis: REDIS_URL, namespace: unique('nodeevents') })
+  const run = crypto.randomBytes(4).toString('hex')
+  const tables = { 'shop.items': { key: ['sku'], tags: ['item:{sku}', 'category:{cat}'] } }
+  const bodies = [
+    '{"tags": ["product:1"], "keys": ["home"]}',
+    '{poison',
+    '{"op": "c", "after": {"sku": "a-1", "cat": 3}, "source": {"db": "shop", "table": "items"}}',
+  ]
+  try {
+    for (const broker of ['nats', 'amqp']) {
+      await cache.set('home', 'v')
+      await cache.set('p1', 'v', '5m', { tags: ['product:1'] })
+      await cache.set('c3', 'v', '5m', { tags: ['category:3'] })
+      let l
+      if (broker === 'nats') {
+        l = await EventListener.nats(cache, NATS_URL, { stream: `SCNODE${run}`, subjects: [`scnode${run}.>`], durable: `scnode${run}`, tables })
+        py('nats', NATS_URL, `scnode${run}.events`, bodies)
+      } else {
+        l = await EventListener.rabbitmq(cache, AMQP_URL, { queue: `scnode-${run}`, tables })
+        py('amqp', AMQP_URL, `scnode-${run}`, bodies)
+      }
+      await until(`${broker}: both events`, async () => (await cache.get('home')) === undefined && (await cache.get('p1')) === undefined && (await cache.get('c3')) === undefined)
+      await until(`${broker}: counted`, () => l.stats().messages === 2 && l.stats().malformed === 1)
+      const s = l.stats()
+      assert.deepEqual([s.messages, s.keysDeleted, s.tagsInvalidated, s.malformed, s.errors], [2, 1, 3, 1, 0])
+      await l.stop()
+    }
+    assert.equal(py('dead', AMQP_URL, `scnode-${run}`).trim(), '{poison', 'dead-lettered')
+    await assert.rejects(EventListener.rabbitmq(cache, 'amqp://guest:wrong@127.0.0.1:5672/%2f'), (e) => e instanceof ConfigError && /cannot connect/.test(e.message))
+    await assert.rejects(EventListener.nats(cache, NATS_URL, { durible: 'x' }), /unknown EventListener.nats option "durible" \(did you mean durable\?\)/)
+  } finally {
+    cache.close()
   }
 })

@@ -6,6 +6,7 @@ errors, stats, the CLI."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from conftest import REDIS_URL, unique
 from stratacache import Cache, ConfigError
-from stratacache.feed import PgListener
+from stratacache.feed import EventListener, PgListener
 
 PG_URL = os.environ.get("STRATACACHE_PG_URL", "")
 if not PG_URL:
@@ -61,6 +62,7 @@ def test_row_changes_invalidate_default_and_template_tags(table: tuple[str, str]
         until(lambda: listener.stats()["active"], "the listener is active")
         update(f"UPDATE {name} SET category = 5 WHERE id = 1")
         until(lambda: cache.get("row1") is None, "row 1's entry invalidated")
+        until(lambda: listener.stats()["transactions"] == 1, "the transaction counted")
         assert cache.get("row2") == "two" and cache.get("odd") == "cat"
         s = listener.stats()
         assert (s["transactions"], s["changes"], s["tags_invalidated"], s["errors"]) == (1, 1, 2, 0), s
@@ -106,3 +108,92 @@ def test_the_cli_listens_until_interrupted(table: tuple[str, str]) -> None:
         p.communicate()
     bad = subprocess.run([*cmd[:6], "--table", "nope"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and 'table "public.nope" does not exist' in bad.stderr, bad.stderr
+
+
+def nats_publish(subject: str, bodies: list[str]) -> None:
+    """Publish to JetStream with the NATS project's Python client."""
+    import asyncio
+
+    import nats
+
+    async def go() -> None:
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        for b in bodies:
+            await js.publish(subject, b.encode())
+        await nc.close()
+
+    asyncio.run(go())
+
+
+def amqp_publish(queue: str, bodies: list[str]) -> None:
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for b in bodies:
+        ch.basic_publish("", queue, b.encode())
+    conn.close()
+
+
+NATS_URL = os.environ.get("STRATACACHE_NATS_URL", "nats://127.0.0.1:4222")
+AMQP_URL = os.environ.get("STRATACACHE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+DEBEZIUM = (
+    '{"schema": {}, "payload": {"op": "u", "before": {"sku": "a-1"}, "after": {"sku": "a-1", "cat": 3},'
+    ' "source": {"schema": "shop", "table": "items"}}}'
+)
+
+
+def all_counted(listener: EventListener) -> bool:
+    s = listener.stats()
+    return s["malformed"] == 1 and s["messages"] == 2
+
+
+def test_events_from_nats_and_rabbitmq() -> None:
+    from stratacache.feed import listen_nats, listen_rabbitmq
+
+    cache = Cache(redis_url=REDIS_URL, namespace=unique("pyevents"))
+    run = uuid.uuid4().hex[:8]
+    rules = {"shop.items": {"key": ["sku"], "tags": ["item:{sku}", "category:{cat}"]}}
+    for broker in ("nats", "rabbitmq"):
+        cache.set("home", "v")
+        cache.set("p1", "v", tags=["product:1"])
+        cache.set("c3", "v", tags=["category:3"])
+        bodies = ['{"tags": ["product:1"], "keys": ["home"]}', "{poison", DEBEZIUM]
+        if broker == "nats":
+            listener = listen_nats(
+                cache,
+                NATS_URL,
+                stream=f"SCPY{run}",
+                subjects=[f"scpy{run}.>"],
+                durable=f"scpy{run}",
+                tables=rules,  # type: ignore[dict-item]
+            )
+            nats_publish(f"scpy{run}.events", bodies)
+        else:
+            queue = f"scpy-{run}"
+            listener = listen_rabbitmq(cache, AMQP_URL, queue=queue, tables=rules)  # type: ignore[arg-type]
+            amqp_publish(queue, bodies)
+        with listener:
+            until(lambda: cache.get("home") is None and cache.get("p1") is None, f"{broker}: the plain event")
+            until(lambda: cache.get("c3") is None, f"{broker}: the Debezium event's template")
+            until(functools.partial(all_counted, listener), f"{broker}: all counted")
+            s = listener.stats()
+            # product:1; item:a-1, category:3 and, for the old row image
+            # without `cat`, the table tag in its place.
+            assert (s["messages"], s["keys_deleted"], s["tags_invalidated"], s["errors"]) == (2, 1, 4, 0), s
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    ch = conn.channel()
+    dead = ch.basic_get(f"scpy-{run}.dead", auto_ack=True)
+    assert dead[2] == b"{poison", "dead-lettered"
+    for q in (f"scpy-{run}", f"scpy-{run}.dead"):
+        ch.queue_delete(q)
+    ch.exchange_delete(f"scpy-{run}.dead")
+    conn.close()
+    with pytest.raises(ConfigError, match="cannot connect"):
+        listen_rabbitmq(cache, "amqp://guest:wrong@127.0.0.1:5672/%2f")
+    with pytest.raises(ConfigError, match="cannot connect"):
+        listen_nats(cache, "nats://127.0.0.1:1")

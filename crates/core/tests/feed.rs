@@ -159,6 +159,11 @@ async fn committed_changes_evict_every_l1_and_rolled_back_ones_nothing() {
         },
     )
     .await;
+    // Counted once the transaction is done (just after its invalidation).
+    until("counted", Duration::from_secs(10), || async {
+        listener.stats().transactions == 1
+    })
+    .await;
     let s = listener.stats();
     assert_eq!((s.transactions, s.changes), (1, 1), "{s:?}");
     for c in [&a, &b] {
@@ -183,6 +188,10 @@ async fn committed_changes_evict_every_l1_and_rolled_back_ones_nothing() {
     )
     .await;
     eprintln!("commit -> both L1s evicted: {:?}", t0.elapsed());
+    until("counted", Duration::from_secs(10), || async {
+        listener.stats().transactions == 2
+    })
+    .await;
     let s = listener.stats();
     assert_eq!((s.transactions, s.changes, s.errors), (2, 2, 0), "{s:?}");
     assert!(s.lag_ms >= 0 && s.lag_ms < 10_000, "{s:?}");
@@ -238,7 +247,10 @@ async fn changes_committed_while_no_listener_runs_are_invalidated_when_one_start
         || async { a.get("p1").await.expect("get").is_none() },
     )
     .await;
-    assert_eq!(listener.stats().changes, 1);
+    until("counted", Duration::from_secs(10), || async {
+        listener.stats().changes == 1
+    })
+    .await;
     listener.stop().await;
     f.drop().await;
 }

@@ -354,6 +354,17 @@ impl NativeCache {
         crate::feed::start(self.inner.clone(), o).await
     }
 
+    /// Start consuming invalidation events from `broker` (`"nats"` or
+    /// `"amqp"`) into this cache.
+    #[napi]
+    pub async fn start_event_listener(
+        &self,
+        broker: String,
+        o: crate::feed::EventFeedOptions,
+    ) -> Result<crate::feed::NativeEventListener> {
+        crate::feed::start_events(self.inner.clone(), broker, o).await
+    }
+
     #[napi]
     pub fn close(&self) {
         self.inner.close();

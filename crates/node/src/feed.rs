@@ -6,10 +6,13 @@ use std::sync::Mutex;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use stratacache::Cache;
-use stratacache::feed::{Listener, PgFeed};
+use stratacache::feed::amqp::AmqpFeed;
+use stratacache::feed::events::TableRule;
+use stratacache::feed::nats::NatsFeed;
+use stratacache::feed::{EventListener, Listener, PgFeed};
 
 use crate::convert::ms;
-use crate::error::js_err;
+use crate::error::{invalid, js_err};
 
 /// A table of the feed and its tag templates (`undefined`: the default tags).
 #[napi(object)]
@@ -97,6 +100,143 @@ impl NativePgListener {
 
     /// Stop after the batch in progress and give up the fleet lease
     /// (idempotent).
+    #[napi]
+    pub async fn stop(&self) {
+        let l = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(l) = l {
+            l.stop().await;
+        }
+    }
+}
+
+/// A table's rule for Debezium events.
+#[napi(object)]
+pub struct EventTable {
+    pub name: String,
+    /// Key columns (default `["id"]`).
+    pub key: Option<Vec<String>>,
+    /// Tag templates instead of the default tags.
+    pub tags: Option<Vec<String>>,
+}
+
+/// A broker feed's options; unset ones take the core's defaults.
+#[napi(object)]
+pub struct EventFeedOptions {
+    pub url: String,
+    /// NATS: the stream, its subjects and the durable consumer.
+    pub stream: Option<String>,
+    pub subjects: Option<Vec<String>>,
+    pub durable: Option<String>,
+    /// RabbitMQ: the queue and an `[exchange, routingKey]` to bind it to.
+    pub queue: Option<String>,
+    pub bind: Option<Vec<String>>,
+    pub tables: Option<Vec<EventTable>>,
+}
+
+/// A broker listener's counters.
+#[napi(object)]
+pub struct EventFeedStats {
+    pub messages: f64,
+    pub tags_invalidated: f64,
+    pub keys_deleted: f64,
+    pub malformed: f64,
+    pub errors: f64,
+}
+
+/// A running broker consumer.
+#[napi]
+pub struct NativeEventListener {
+    inner: Mutex<Option<EventListener>>,
+}
+
+fn rules(tables: Option<Vec<EventTable>>) -> Vec<(String, TableRule)> {
+    tables
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            (
+                t.name,
+                TableRule {
+                    key: t.key,
+                    templates: t.tags,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Start consuming `broker` (`"nats"` or `"amqp"`) into `cache` (the body
+/// of `NativeCache.startEventListener`).
+pub(crate) async fn start_events(
+    cache: Cache,
+    broker: String,
+    o: EventFeedOptions,
+) -> Result<NativeEventListener> {
+    let listener = match broker.as_str() {
+        "nats" => {
+            let mut feed = NatsFeed::new(o.url);
+            if o.stream.is_some() || o.subjects.is_some() {
+                let name = o.stream.unwrap_or_else(|| feed.stream.clone());
+                let subjects = o.subjects.unwrap_or_else(|| feed.subjects.clone());
+                feed = feed.stream(name, subjects);
+            }
+            if let Some(d) = o.durable {
+                feed = feed.durable(d);
+            }
+            for (t, r) in rules(o.tables) {
+                feed = feed.table(t, r);
+            }
+            EventListener::start_nats(cache, feed).await
+        }
+        "amqp" => {
+            let mut feed = AmqpFeed::new(o.url);
+            if let Some(q) = o.queue {
+                feed = feed.queue(q);
+            }
+            match o.bind.as_deref() {
+                None => {}
+                Some([exchange, key]) => feed = feed.bind(exchange.clone(), key.clone()),
+                Some(_) => return Err(invalid("bind must be [exchange, routingKey]")),
+            }
+            for (t, r) in rules(o.tables) {
+                feed = feed.table(t, r);
+            }
+            EventListener::start_amqp(cache, feed).await
+        }
+        other => return Err(invalid(format!("unknown broker {other:?}"))),
+    }
+    .map_err(js_err)?;
+    Ok(NativeEventListener {
+        inner: Mutex::new(Some(listener)),
+    })
+}
+
+#[napi]
+impl NativeEventListener {
+    /// The counters (all zero once stopped).
+    #[napi]
+    pub fn stats(&self) -> EventFeedStats {
+        let s = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(EventListener::stats)
+            .unwrap_or_default();
+        EventFeedStats {
+            messages: s.messages as f64,
+            tags_invalidated: s.tags_invalidated as f64,
+            keys_deleted: s.keys_deleted as f64,
+            malformed: s.malformed as f64,
+            errors: s.errors as f64,
+        }
+    }
+
+    /// Stop after the message in progress (idempotent).
     #[napi]
     pub async fn stop(&self) {
         let l = self

@@ -1,11 +1,15 @@
 //! `stratacache._native.PgListener`: the core's PostgreSQL change feed
 //! (see `stratacache.feed` for the public API).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use stratacache::feed::{Listener, PgFeed};
+use stratacache::feed::amqp::AmqpFeed;
+use stratacache::feed::events::TableRule;
+use stratacache::feed::nats::NatsFeed;
+use stratacache::feed::{EventListener, Listener, PgFeed};
 
 use crate::cache::PyCache;
 use crate::convert::secs;
@@ -81,6 +85,115 @@ impl PyPgListener {
 
     /// Stop after the batch in progress and give up the fleet lease
     /// (idempotent).
+    fn stop(&self, py: Python<'_>) {
+        let l = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(l) = l {
+            run(py, l.stop());
+        }
+    }
+}
+
+/// A table's rule for Debezium events: `(table, key columns, templates)`.
+type PyTableRule = (String, Option<Vec<String>>, Option<Vec<String>>);
+
+fn rules(tables: Vec<PyTableRule>) -> HashMap<String, TableRule> {
+    tables
+        .into_iter()
+        .map(|(t, key, templates)| (t, TableRule { key, templates }))
+        .collect()
+}
+
+/// A running broker consumer (NATS JetStream or RabbitMQ).
+#[pyclass(frozen, module = "stratacache._native", name = "EventListener")]
+pub(crate) struct PyEventListener {
+    inner: Mutex<Option<EventListener>>,
+}
+
+#[pymethods]
+impl PyEventListener {
+    /// Consume a NATS JetStream durable consumer; unset options take the
+    /// core's defaults.
+    #[staticmethod]
+    #[pyo3(signature = (cache, url, *, stream = None, subjects = None, durable = None, tables = Vec::new()))]
+    fn nats(
+        py: Python<'_>,
+        cache: &PyCache,
+        url: String,
+        stream: Option<String>,
+        subjects: Option<Vec<String>>,
+        durable: Option<String>,
+        tables: Vec<PyTableRule>,
+    ) -> PyResult<Self> {
+        let mut feed = NatsFeed::new(url);
+        if stream.is_some() || subjects.is_some() {
+            let name = stream.unwrap_or_else(|| feed.stream.clone());
+            let subjects = subjects.unwrap_or_else(|| feed.subjects.clone());
+            feed = feed.stream(name, subjects);
+        }
+        if let Some(d) = durable {
+            feed = feed.durable(d);
+        }
+        for (t, r) in rules(tables) {
+            feed = feed.table(t, r);
+        }
+        let cache = cache.inner.clone();
+        let l = run(py, EventListener::start_nats(cache, feed)).py(py)?;
+        Ok(PyEventListener {
+            inner: Mutex::new(Some(l)),
+        })
+    }
+
+    /// Consume a RabbitMQ queue; unset options take the core's defaults.
+    #[staticmethod]
+    #[pyo3(signature = (cache, url, *, queue = None, bind = None, tables = Vec::new()))]
+    fn amqp(
+        py: Python<'_>,
+        cache: &PyCache,
+        url: String,
+        queue: Option<String>,
+        bind: Option<(String, String)>,
+        tables: Vec<PyTableRule>,
+    ) -> PyResult<Self> {
+        let mut feed = AmqpFeed::new(url);
+        if let Some(q) = queue {
+            feed = feed.queue(q);
+        }
+        if let Some((exchange, key)) = bind {
+            feed = feed.bind(exchange, key);
+        }
+        for (t, r) in rules(tables) {
+            feed = feed.table(t, r);
+        }
+        let cache = cache.inner.clone();
+        let l = run(py, EventListener::start_amqp(cache, feed)).py(py)?;
+        Ok(PyEventListener {
+            inner: Mutex::new(Some(l)),
+        })
+    }
+
+    /// The listener's counters (all zero once stopped).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(EventListener::stats)
+            .unwrap_or_default();
+        let d = PyDict::new(py);
+        d.set_item("messages", s.messages)?;
+        d.set_item("tags_invalidated", s.tags_invalidated)?;
+        d.set_item("keys_deleted", s.keys_deleted)?;
+        d.set_item("malformed", s.malformed)?;
+        d.set_item("errors", s.errors)?;
+        Ok(d)
+    }
+
+    /// Stop after the message in progress (idempotent).
     fn stop(&self, py: Python<'_>) {
         let l = self
             .inner

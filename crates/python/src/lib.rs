@@ -58,6 +58,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<http::HttpExchange>()?;
     m.add_class::<http::HttpSettle>()?;
     m.add_class::<feed::PyPgListener>()?;
+    m.add_class::<feed::PyEventListener>()?;
     m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(nearest_name, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_at_exit, m)?)?;
