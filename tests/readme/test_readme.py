@@ -137,6 +137,66 @@ _db.execute("DROP PUBLICATION stratacache")
 _db.execute("DROP TABLE products, categories")
 """
 
+# Broker listeners: a cache to give them, then a plain event through each
+# broker removes an entry; the listeners are stopped and what they
+# declared is removed (the stream, the queue and its dead-letter pair).
+EVENTS_PROLOGUE = """
+import uuid
+
+from stratacache import Cache
+
+cache = Cache(redis_url="redis://127.0.0.1:6379", namespace=f"readme-{uuid.uuid4().hex[:12]}")
+"""
+
+EVENTS_EPILOGUE = """
+import asyncio
+import json
+import time
+
+import nats
+import pika
+
+
+async def _nats_publish() -> None:
+    nc = await nats.connect("nats://127.0.0.1:4222")
+    await nc.jetstream().publish("stratacache.readme", json.dumps({"keys": ["a"]}).encode())
+    await nc.close()
+
+
+def _gone(key: str) -> None:
+    deadline = time.monotonic() + 10
+    while cache.get(key) is not None:
+        assert time.monotonic() < deadline, key
+        time.sleep(0.005)
+
+
+cache.set("a", 1)
+cache.set("b", 1, tags=["customer:9"])
+asyncio.run(_nats_publish())
+_gone("a")
+_conn = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2f"))
+_ch = _conn.channel()
+_ch.confirm_delivery()
+_event = {"op": "u", "after": {"order_id": 1, "customer_id": 9}, "source": {"schema": "shop", "table": "orders"}}
+_ch.basic_publish("", "stratacache", json.dumps(_event).encode())
+_gone("b")
+events.stop()
+orders.stop()
+for _q in ("stratacache", "stratacache.dead"):
+    _ch.queue_delete(_q)
+_ch.exchange_delete("stratacache.dead")
+_conn.close()
+
+
+async def _drop_stream() -> None:
+    nc = await nats.connect("nats://127.0.0.1:4222")
+    await nc.jetstream().delete_stream("STRATACACHE")
+    await nc.close()
+
+
+asyncio.run(_drop_stream())
+"""
+
 FASTAPI_EPILOGUE = """
 from fastapi.testclient import TestClient
 
@@ -152,6 +212,8 @@ def python_program(code: str) -> str:
         code = DJANGO_MODELS_PROLOGUE + code + DJANGO_MODELS_EPILOGUE
     if "PgListener(" in code:
         code = FEED_PROLOGUE + code + FEED_EPILOGUE
+    if "listen_nats(" in code:
+        code = EVENTS_PROLOGUE + code + EVENTS_EPILOGUE
     code = code.replace("redis://127.0.0.1:6379", REDIS_URL)
     code = code.replace("postgresql://postgres@127.0.0.1:5432/postgres", PG_URL)
     if re.search(r"^\S.*\bawait\b", code, re.M):  # top-level await
