@@ -37,13 +37,18 @@ def _native_ttl(ttl: Ttl) -> float | None:
         raise InvalidValueError(f"ttl must be a number of seconds or None, not {ttl!r}") from None
 
 
-def _refuse_unknown(unknown: dict[str, Any], known: Callable[[], list[str]], what: str) -> None:
-    """An unknown keyword option: ConfigError naming it and the nearest
-    known one (the core's rule), not a bare TypeError."""
+def _refuse_unknown(unknown: dict[str, Any], options_of: Callable[..., Any], what: str) -> None:
+    """An unknown keyword option: ConfigError naming it and the nearest of
+    `options_of`'s keyword parameters (the core's rule), not a bare
+    TypeError."""
+    import inspect
+
     from ._native import nearest_name
 
+    params = inspect.signature(options_of).parameters.values()
+    known = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
     for k in unknown:
-        near = nearest_name(k, known())
+        near = nearest_name(k, known)
         hint = f" (did you mean {near!r}?)" if near else ""
         raise ConfigError(f"unknown {what} option {k!r}{hint}")
 

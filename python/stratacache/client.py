@@ -83,7 +83,7 @@ class Cache:
         **unknown: Never,
     ) -> None:
         if unknown:
-            _refuse_unknown(unknown, _cache_options, "Cache")
+            _refuse_unknown(unknown, Cache.__init__, "Cache")
         if isinstance(signing_key, str):
             signing_key = signing_key.encode()
         _check_options(
@@ -595,11 +595,3 @@ class Cache:
 
 
 _failopen.install(Cache)
-
-
-def _cache_options() -> list[str]:
-    """The keyword options of :class:`Cache`."""
-    import inspect
-
-    params = inspect.signature(Cache.__init__).parameters.values()
-    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]

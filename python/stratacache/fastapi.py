@@ -115,7 +115,7 @@ def cached(
     """Cache a path operation's responses; see the module docs. Options are
     checked here (a bad one raises :class:`ConfigError` at import)."""
     if unknown:
-        _refuse_unknown(unknown, _cached_options, "cached()")
+        _refuse_unknown(unknown, cached, "cached()")
     o = _Options(
         float(ttl),
         cache,
@@ -325,9 +325,3 @@ class CacheMiddleware:
             await handle(rule, self.app, scope, receive, send, Request(scope, receive), self)
         finally:
             _through_cache.reset(token)
-
-
-def _cached_options() -> list[str]:
-    """The keyword options of :func:`cached`."""
-    params = inspect.signature(cached).parameters.values()
-    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]

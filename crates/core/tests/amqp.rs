@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeleteOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use stratacache::WriteOptions;
 use stratacache::feed::EventListener;
 use stratacache::feed::amqp::AmqpFeed;
-use stratacache::{Cache, Format, Ttl, WriteOptions};
 
 fn amqp_url() -> String {
     std::env::var("STRATACACHE_AMQP_URL")
@@ -88,28 +88,18 @@ impl Broker {
     }
 }
 
-fn cache(ns: &str) -> Cache {
-    common::redis_builder(ns)
-        .isolated(true)
-        .build()
-        .expect("cache")
-}
+use common::process_cache as cache;
 
 fn tagged(tag: &str) -> WriteOptions {
-    WriteOptions::new(Ttl::After(Duration::from_secs(300)), Format::RAW)
-        .with_tags(vec![tag.to_owned()])
+    common::tagged_for_5m(&[tag])
 }
 
-async fn until<F, Fut>(what: &str, mut f: F)
+async fn until<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    common::until_within(what, Duration::from_secs(20), f).await;
 }
 
 fn v() -> Bytes {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use stratacache::feed::{Listener, PgFeed};
-use stratacache::{Cache, Format, Ttl, WriteOptions};
+use stratacache::{Cache, WriteOptions};
 use tokio_postgres::{Client, NoTls};
 
 fn pg_url() -> String {
@@ -81,28 +81,14 @@ impl Fixture {
 }
 
 fn cache(ns: &str) -> Cache {
-    common::redis_builder(ns)
-        .isolated(true)
-        .build()
-        .expect("cache")
+    common::process_cache(ns)
 }
 
 fn tagged(tag: &str) -> WriteOptions {
-    WriteOptions::new(Ttl::After(Duration::from_secs(300)), Format::RAW)
-        .with_tags(vec![tag.to_owned()])
+    common::tagged_for_5m(&[tag])
 }
 
-async fn until<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
+use common::until_within as until;
 
 /// `c` holds `key` as an L1 hit (the writer's own bus message may evict
 /// the first copy).

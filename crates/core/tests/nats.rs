@@ -10,10 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use stratacache::WriteOptions;
 use stratacache::feed::EventListener;
 use stratacache::feed::events::TableRule;
 use stratacache::feed::nats::NatsFeed;
-use stratacache::{Cache, Format, Ttl, WriteOptions};
 
 struct Nats {
     child: Option<Child>,
@@ -89,28 +89,15 @@ async fn publish(url: &str, subject: &str, body: &str) {
         .expect("stored");
 }
 
-fn cache(ns: &str) -> Cache {
-    common::redis_builder(ns)
-        .isolated(true)
-        .build()
-        .expect("cache")
-}
+use common::process_cache as cache;
+use common::tagged_for_5m as tagged;
 
-fn tagged(tags: &[&str]) -> WriteOptions {
-    WriteOptions::new(Ttl::After(Duration::from_secs(300)), Format::RAW)
-        .with_tags(tags.iter().map(|t| (*t).to_owned()).collect())
-}
-
-async fn until<F, Fut>(what: &str, mut f: F)
+async fn until<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    common::until_within(what, Duration::from_secs(20), f).await;
 }
 
 fn v() -> Bytes {

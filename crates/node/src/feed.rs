@@ -1,5 +1,6 @@
-//! The core's PostgreSQL change feed (`stratacache::feed`) for
-//! `node/feed.js`: argument conversion only.
+//! The core's change feed and broker consumers (`stratacache::feed`) for
+//! `node/feed.js`: argument conversion only; unset options reach the core
+//! as `None`.
 
 use std::sync::Mutex;
 
@@ -13,6 +14,21 @@ use stratacache::feed::{EventListener, Listener, PgFeed};
 
 use crate::convert::ms;
 use crate::error::{invalid, js_err};
+
+/// A running listener, until stopped.
+struct Held<T>(Mutex<Option<T>>);
+
+impl<T> Held<T> {
+    fn new(t: T) -> Self {
+        Held(Mutex::new(Some(t)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<T>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// A table of the feed and its tag templates (`undefined`: the default tags).
 #[napi(object)]
@@ -46,33 +62,21 @@ pub struct PgFeedStats {
 /// A running change feed.
 #[napi]
 pub struct NativePgListener {
-    inner: Mutex<Option<Listener>>,
+    inner: Held<Listener>,
 }
 
 /// Start the feed of `o` into `cache` (the body of `NativeCache.startPgListener`).
 pub(crate) async fn start(cache: Cache, o: PgFeedOptions) -> Result<NativePgListener> {
-    let mut feed = PgFeed::new(o.url);
-    for t in o.tables {
-        feed = match t.tags {
-            None => feed.table(t.name),
-            Some(tags) => feed.table_tags(t.name, tags),
-        };
-    }
-    if let Some(s) = o.slot {
-        feed = feed.slot(s);
-    }
-    if let Some(p) = o.publication {
-        feed = feed.publication(p);
-    }
-    if let Some(p) = o.poll_interval_ms {
-        feed = feed.poll_interval(ms("pollInterval", p)?);
-    }
-    if let Some(l) = o.lease_ttl_ms {
-        feed = feed.lease_ttl(ms("leaseTtl", l)?);
-    }
+    let poll = o
+        .poll_interval_ms
+        .map(|p| ms("pollInterval", p))
+        .transpose()?;
+    let lease = o.lease_ttl_ms.map(|l| ms("leaseTtl", l)).transpose()?;
+    let tables = o.tables.into_iter().map(|t| (t.name, t.tags)).collect();
+    let feed = PgFeed::from_options(o.url, tables, o.slot, o.publication, poll, lease);
     let listener = Listener::start(cache, feed).await.map_err(js_err)?;
     Ok(NativePgListener {
-        inner: Mutex::new(Some(listener)),
+        inner: Held::new(listener),
     })
 }
 
@@ -84,7 +88,6 @@ impl NativePgListener {
         let s = self
             .inner
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
             .map(Listener::stats)
             .unwrap_or_default();
@@ -102,11 +105,7 @@ impl NativePgListener {
     /// (idempotent).
     #[napi]
     pub async fn stop(&self) {
-        let l = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let l = self.inner.lock().take();
         if let Some(l) = l {
             l.stop().await;
         }
@@ -150,11 +149,18 @@ pub struct EventFeedStats {
 /// A running broker consumer.
 #[napi]
 pub struct NativeEventListener {
-    inner: Mutex<Option<EventListener>>,
+    inner: Held<EventListener>,
 }
 
-fn rules(tables: Option<Vec<EventTable>>) -> Vec<(String, TableRule)> {
-    tables
+/// Start consuming `broker` (`"nats"` or `"amqp"`) into `cache` (the body
+/// of `NativeCache.startEventListener`).
+pub(crate) async fn start_events(
+    cache: Cache,
+    broker: String,
+    o: EventFeedOptions,
+) -> Result<NativeEventListener> {
+    let rules = o
+        .tables
         .unwrap_or_default()
         .into_iter()
         .map(|t| {
@@ -166,52 +172,26 @@ fn rules(tables: Option<Vec<EventTable>>) -> Vec<(String, TableRule)> {
                 },
             )
         })
-        .collect()
-}
-
-/// Start consuming `broker` (`"nats"` or `"amqp"`) into `cache` (the body
-/// of `NativeCache.startEventListener`).
-pub(crate) async fn start_events(
-    cache: Cache,
-    broker: String,
-    o: EventFeedOptions,
-) -> Result<NativeEventListener> {
+        .collect();
     let listener = match broker.as_str() {
         "nats" => {
-            let mut feed = NatsFeed::new(o.url);
-            if o.stream.is_some() || o.subjects.is_some() {
-                let name = o.stream.unwrap_or_else(|| feed.stream.clone());
-                let subjects = o.subjects.unwrap_or_else(|| feed.subjects.clone());
-                feed = feed.stream(name, subjects);
-            }
-            if let Some(d) = o.durable {
-                feed = feed.durable(d);
-            }
-            for (t, r) in rules(o.tables) {
-                feed = feed.table(t, r);
-            }
+            let feed = NatsFeed::from_options(o.url, o.stream, o.subjects, o.durable, rules);
             EventListener::start_nats(cache, feed).await
         }
         "amqp" => {
-            let mut feed = AmqpFeed::new(o.url);
-            if let Some(q) = o.queue {
-                feed = feed.queue(q);
-            }
-            match o.bind.as_deref() {
-                None => {}
-                Some([exchange, key]) => feed = feed.bind(exchange.clone(), key.clone()),
+            let bind = match o.bind.as_deref() {
+                None => None,
+                Some([exchange, key]) => Some((exchange.clone(), key.clone())),
                 Some(_) => return Err(invalid("bind must be [exchange, routingKey]")),
-            }
-            for (t, r) in rules(o.tables) {
-                feed = feed.table(t, r);
-            }
+            };
+            let feed = AmqpFeed::from_options(o.url, o.queue, bind, rules);
             EventListener::start_amqp(cache, feed).await
         }
         other => return Err(invalid(format!("unknown broker {other:?}"))),
     }
     .map_err(js_err)?;
     Ok(NativeEventListener {
-        inner: Mutex::new(Some(listener)),
+        inner: Held::new(listener),
     })
 }
 
@@ -223,7 +203,6 @@ impl NativeEventListener {
         let s = self
             .inner
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
             .map(EventListener::stats)
             .unwrap_or_default();
@@ -239,11 +218,7 @@ impl NativeEventListener {
     /// Stop after the message in progress (idempotent).
     #[napi]
     pub async fn stop(&self) {
-        let l = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let l = self.inner.lock().take();
         if let Some(l) = l {
             l.stop().await;
         }

@@ -1,7 +1,7 @@
-//! `stratacache._native.PgListener`: the core's PostgreSQL change feed
-//! (see `stratacache.feed` for the public API).
+//! `stratacache._native.PgListener` and `EventListener`: the core's change
+//! feed and broker consumers (see `stratacache.feed` for the public API).
+//! Argument conversion only: unset options reach the core as `None`.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
@@ -16,10 +16,25 @@ use crate::convert::secs;
 use crate::errors::IntoPyResult;
 use crate::runtime::run;
 
+/// A running listener, until stopped.
+struct Held<T>(Mutex<Option<T>>);
+
+impl<T> Held<T> {
+    fn new(t: T) -> Self {
+        Held(Mutex::new(Some(t)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<T>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// A running change feed.
 #[pyclass(frozen, module = "stratacache._native", name = "PgListener")]
 pub(crate) struct PyPgListener {
-    inner: Mutex<Option<Listener>>,
+    inner: Held<Listener>,
 }
 
 #[pymethods]
@@ -38,29 +53,14 @@ impl PyPgListener {
         poll_interval: Option<f64>,
         lease_ttl: Option<f64>,
     ) -> PyResult<Self> {
-        let mut feed = PgFeed::new(url);
-        for (table, templates) in tables {
-            feed = match templates {
-                None => feed.table(table),
-                Some(t) => feed.table_tags(table, t),
-            };
-        }
-        if let Some(s) = slot {
-            feed = feed.slot(s);
-        }
-        if let Some(p) = publication {
-            feed = feed.publication(p);
-        }
-        if let Some(p) = poll_interval {
-            feed = feed.poll_interval(secs("poll_interval", p)?);
-        }
-        if let Some(l) = lease_ttl {
-            feed = feed.lease_ttl(secs("lease_ttl", l)?);
-        }
-        let cache = cache.inner.clone();
-        let listener = run(py, Listener::start(cache, feed)).py(py)?;
+        let poll = poll_interval
+            .map(|p| secs("poll_interval", p))
+            .transpose()?;
+        let lease = lease_ttl.map(|l| secs("lease_ttl", l)).transpose()?;
+        let feed = PgFeed::from_options(url, tables, slot, publication, poll, lease);
+        let listener = run(py, Listener::start(cache.inner.clone(), feed)).py(py)?;
         Ok(PyPgListener {
-            inner: Mutex::new(Some(listener)),
+            inner: Held::new(listener),
         })
     }
 
@@ -69,7 +69,6 @@ impl PyPgListener {
         let s = self
             .inner
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
             .map(Listener::stats)
             .unwrap_or_default();
@@ -86,11 +85,7 @@ impl PyPgListener {
     /// Stop after the batch in progress and give up the fleet lease
     /// (idempotent).
     fn stop(&self, py: Python<'_>) {
-        let l = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let l = self.inner.lock().take();
         if let Some(l) = l {
             run(py, l.stop());
         }
@@ -100,7 +95,7 @@ impl PyPgListener {
 /// A table's rule for Debezium events: `(table, key columns, templates)`.
 type PyTableRule = (String, Option<Vec<String>>, Option<Vec<String>>);
 
-fn rules(tables: Vec<PyTableRule>) -> HashMap<String, TableRule> {
+fn rules(tables: Vec<PyTableRule>) -> Vec<(String, TableRule)> {
     tables
         .into_iter()
         .map(|(t, key, templates)| (t, TableRule { key, templates }))
@@ -110,7 +105,15 @@ fn rules(tables: Vec<PyTableRule>) -> HashMap<String, TableRule> {
 /// A running broker consumer (NATS JetStream or RabbitMQ).
 #[pyclass(frozen, module = "stratacache._native", name = "EventListener")]
 pub(crate) struct PyEventListener {
-    inner: Mutex<Option<EventListener>>,
+    inner: Held<EventListener>,
+}
+
+impl PyEventListener {
+    fn started(py: Python<'_>, r: stratacache::Result<EventListener>) -> PyResult<Self> {
+        Ok(PyEventListener {
+            inner: Held::new(r.py(py)?),
+        })
+    }
 }
 
 #[pymethods]
@@ -128,23 +131,9 @@ impl PyEventListener {
         durable: Option<String>,
         tables: Vec<PyTableRule>,
     ) -> PyResult<Self> {
-        let mut feed = NatsFeed::new(url);
-        if stream.is_some() || subjects.is_some() {
-            let name = stream.unwrap_or_else(|| feed.stream.clone());
-            let subjects = subjects.unwrap_or_else(|| feed.subjects.clone());
-            feed = feed.stream(name, subjects);
-        }
-        if let Some(d) = durable {
-            feed = feed.durable(d);
-        }
-        for (t, r) in rules(tables) {
-            feed = feed.table(t, r);
-        }
-        let cache = cache.inner.clone();
-        let l = run(py, EventListener::start_nats(cache, feed)).py(py)?;
-        Ok(PyEventListener {
-            inner: Mutex::new(Some(l)),
-        })
+        let feed = NatsFeed::from_options(url, stream, subjects, durable, rules(tables));
+        let r = run(py, EventListener::start_nats(cache.inner.clone(), feed));
+        Self::started(py, r)
     }
 
     /// Consume a RabbitMQ queue; unset options take the core's defaults.
@@ -158,21 +147,9 @@ impl PyEventListener {
         bind: Option<(String, String)>,
         tables: Vec<PyTableRule>,
     ) -> PyResult<Self> {
-        let mut feed = AmqpFeed::new(url);
-        if let Some(q) = queue {
-            feed = feed.queue(q);
-        }
-        if let Some((exchange, key)) = bind {
-            feed = feed.bind(exchange, key);
-        }
-        for (t, r) in rules(tables) {
-            feed = feed.table(t, r);
-        }
-        let cache = cache.inner.clone();
-        let l = run(py, EventListener::start_amqp(cache, feed)).py(py)?;
-        Ok(PyEventListener {
-            inner: Mutex::new(Some(l)),
-        })
+        let feed = AmqpFeed::from_options(url, queue, bind, rules(tables));
+        let r = run(py, EventListener::start_amqp(cache.inner.clone(), feed));
+        Self::started(py, r)
     }
 
     /// The listener's counters (all zero once stopped).
@@ -180,7 +157,6 @@ impl PyEventListener {
         let s = self
             .inner
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
             .map(EventListener::stats)
             .unwrap_or_default();
@@ -195,11 +171,7 @@ impl PyEventListener {
 
     /// Stop after the message in progress (idempotent).
     fn stop(&self, py: Python<'_>) {
-        let l = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let l = self.inner.lock().take();
         if let Some(l) = l {
             run(py, l.stop());
         }

@@ -60,6 +60,23 @@ impl AmqpFeed {
         }
     }
 
+    /// A feed from options a binding may leave unset (`None`: the
+    /// default).
+    pub fn from_options(
+        url: impl Into<String>,
+        queue: Option<String>,
+        bind: Option<(String, String)>,
+        tables: Vec<(String, TableRule)>,
+    ) -> Self {
+        let d = AmqpFeed::new(url);
+        AmqpFeed {
+            queue: queue.unwrap_or(d.queue),
+            bind,
+            tables: tables.into_iter().collect(),
+            ..d
+        }
+    }
+
     /// See [`AmqpFeed::queue`].
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
         self.queue = queue.into();

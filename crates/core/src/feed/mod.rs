@@ -86,6 +86,27 @@ impl PgFeed {
         }
     }
 
+    /// A feed from options a binding may leave unset (`None`: the
+    /// default); `tables` as `(table, templates)`.
+    pub fn from_options(
+        url: impl Into<String>,
+        tables: Vec<(String, Option<Vec<String>>)>,
+        slot: Option<String>,
+        publication: Option<String>,
+        poll_interval: Option<Duration>,
+        lease_ttl: Option<Duration>,
+    ) -> Self {
+        let d = PgFeed::new(url);
+        PgFeed {
+            tables,
+            slot: slot.unwrap_or(d.slot),
+            publication: publication.unwrap_or(d.publication),
+            poll_interval: poll_interval.unwrap_or(d.poll_interval),
+            lease_ttl: lease_ttl.unwrap_or(d.lease_ttl),
+            ..d
+        }
+    }
+
     /// Listen to `table` with the default tags.
     pub fn table(mut self, table: impl Into<String>) -> Self {
         self.tables.push((table.into(), None));

@@ -54,6 +54,25 @@ impl NatsFeed {
         }
     }
 
+    /// A feed from options a binding may leave unset (`None`: the
+    /// default).
+    pub fn from_options(
+        url: impl Into<String>,
+        stream: Option<String>,
+        subjects: Option<Vec<String>>,
+        durable: Option<String>,
+        tables: Vec<(String, TableRule)>,
+    ) -> Self {
+        let d = NatsFeed::new(url);
+        NatsFeed {
+            stream: stream.unwrap_or(d.stream),
+            subjects: subjects.unwrap_or(d.subjects),
+            durable: durable.unwrap_or(d.durable),
+            tables: tables.into_iter().collect(),
+            ..d
+        }
+    }
+
     /// See [`NatsFeed::stream`] and [`NatsFeed::subjects`].
     pub fn stream(mut self, name: impl Into<String>, subjects: Vec<String>) -> Self {
         self.stream = name.into();

@@ -511,3 +511,35 @@ impl Drop for OwnCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A handle standing in for another process (its own L1, flights and bus
+/// subscription) on the standalone test Redis.
+pub fn process_cache(ns: &str) -> Cache {
+    redis_builder(ns).isolated(true).build().expect("cache")
+}
+
+/// Write options of a raw entry with `tags`, alive for five minutes.
+pub fn tagged_for_5m(tags: &[&str]) -> stratacache::WriteOptions {
+    stratacache::WriteOptions::new(
+        stratacache::Ttl::After(Duration::from_secs(300)),
+        stratacache::Format::RAW,
+    )
+    .with_tags(tags.iter().map(|t| (*t).to_owned()).collect())
+}
+
+/// Wait until `f` holds, polling every 5 ms; panics naming `what` after
+/// `limit`.
+pub async fn until_within<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !f().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
