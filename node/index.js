@@ -1,7 +1,8 @@
 'use strict'
 // stratacache for Node.js: the public Promise API over the native binding.
 // Behaviour (tiers, single-flight, leases, envelopes) lives in the Rust core;
-// this file converts values, parses TTLs, maps errors and runs factories.
+// this file converts values, parses TTLs and maps errors; loader.js runs
+// factories.
 
 const { EventEmitter } = require('node:events')
 const { NativeCache } = require('./binding.js')
@@ -10,58 +11,14 @@ const reader = require('./reader.js')
 const { readOver, readThrough, readManyOver } = require('./jsreads.js')
 const { Format, JSON_FORMATS, V8_FORMATS, serializers, encode, decode } = require('./values.js')
 const { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy } = require('./policy.js')
+const { NoCache, native, registerLoaderError, settle, lead, fill } = require('./loader.js')
 
-const { fromNative, L2_CODES, InvalidValueError, CacheClosedError, ConfigError } =
+const { L2_CODES, InvalidValueError, CacheClosedError, ConfigError } =
   errors
 
 // The core's lookup kinds.
 const STALE = 1
 const LEAD = 2
-
-// Errors thrown by factories, kept briefly so every caller coalesced onto a
-// failed load is rejected with the very same error object.
-const loaderErrors = new Map()
-let nextErrorId = 1
-function registerLoaderError(err) {
-  const id = nextErrorId
-  nextErrorId = nextErrorId >= 0x7fffffff ? 1 : nextErrorId + 1
-  loaderErrors.set(id, err)
-  setTimeout(() => loaderErrors.delete(id), 60_000).unref()
-  return id
-}
-
-function native(err) {
-  return fromNative(err, loaderErrors)
-}
-
-/**
- * Return `new NoCache(value)` from a factory to hand `value` to every
- * waiting caller without caching it (negative caching's "don't cache").
- */
-class NoCache {
-  constructor(value) {
-    this.value = value
-  }
-}
-
-// What a factory did, for the core to settle (NativeLease#settle).
-const VALUE = 0
-const NOTHING = 1
-const UNCACHED = 2
-
-const TIMEOUT = Symbol('timeout')
-const kStale = Symbol('stale')
-
-/** `promise`, or TIMEOUT after `ms` (the promise keeps running). */
-function within(promise, ms) {
-  let timer
-  return Promise.race([
-    promise,
-    new Promise((resolve) => {
-      timer = setTimeout(resolve, ms, TIMEOUT)
-    }),
-  ]).finally(() => clearTimeout(timer))
-}
 
 // Internal API for the web middleware (express.js, fastify.js): raw entries
 // and leases. Not part of the public API.
@@ -452,14 +409,13 @@ class Cache extends EventEmitter {
       throw err
     }
     const write = { ttl: parseTtl(ttl), grace: p.grace, tags }
-    if (r.kind === LEAD) return this.#lead(r.lease, factory, write)
+    const onError = (e) => {
+      if (this.listenerCount('error') > 0) this.emit('error', e)
+    }
+    if (r.kind === LEAD) return lead(r.lease, factory, write, this.#serializer, onError)
     if (r.kind === STALE && r.lease) {
       const lease = r.lease
-      setImmediate(() => {
-        this.#settle(lease, factory, write).catch((e) => {
-          if (this.listenerCount('error') > 0) this.emit('error', e)
-        })
-      })
+      setImmediate(() => settle(lease, factory, write, this.#serializer).catch(onError))
     }
     return decode(r.value, this.#serializer.name)
   }
@@ -486,105 +442,7 @@ class Cache extends EventEmitter {
       throw native(e)
     }
     if (leases.length === 0) return 0
-    let values
-    try {
-      if (loadMany) {
-        const got = await loadMany(leases.map((l) => l.key))
-        values = got instanceof Map ? got : new Map(Object.entries(got || {}))
-      } else {
-        values = new Map(await Promise.all(leases.map(async (l) => /** @type {[string, unknown]} */ ([l.key, await factory(l.key)]))))
-      }
-    } catch (e) {
-      const id = registerLoaderError(e)
-      for (const l of leases) l.abandon(id, String((e && e.message) || e))
-      throw e
-    }
-    const write = { ttl: parseTtl(ttl), grace: parseTtl(grace, 'grace') }
-    const done = await Promise.all(
-      leases.map(async (l) => {
-        if (!values.has(l.key)) {
-          l.abandon(registerLoaderError(new Error(`loadMany left out ${l.key}`)), 'not loaded')
-          return 0
-        }
-        const [data, format] = encode(this.#serializer, values.get(l.key))
-        try {
-          await l.complete(data, format, write.ttl, write.grace)
-        } catch (e) {
-          throw native(e)
-        }
-        return 1
-      }),
-    )
-    return done.reduce((a, b) => a + b, 0)
-  }
-
-  /**
-   * Run the factory for `lease`; the value callers get (see `#settle`).
-   * With deadlines (the core's: a soft timeout with a stale value to
-   * serve, a hard timeout), wait for each in turn and ask the core what it
-   * means; the factory goes on and still fills the cache.
-   */
-  async #lead(lease, factory, write) {
-    if (lease.deadline(0) === null) return this.#answer(await this.#settle(lease, factory, write))
-    const run = this.#settle(lease, factory, write)
-    run.catch((e) => {
-      if (this.listenerCount('error') > 0) this.emit('error', e)
-    })
-    for (let i = 0, d = lease.deadline(0); d !== null; d = lease.deadline(++i)) {
-      const r = await within(run, d.leftMs)
-      if (r !== TIMEOUT) return this.#answer(r)
-      let stale
-      try {
-        stale = lease.deadlinePassed(d.hard)
-      } catch (e) {
-        throw native(e)
-      }
-      if (stale) return decode(stale, this.#serializer.name)
-    }
-    return this.#answer(await run)
-  }
-
-  #answer(r) {
-    return r !== null && typeof r === 'object' && kStale in r ? decode(r[kStale], this.#serializer.name) : r
-  }
-
-  /**
-   * Run the factory and report what it did to the core, which settles the
-   * lease (noneTtl, NoCache, fail-safe): resolves the value (or
-   * `{[kStale]: nativeValue}` when fail-safe served the stale value after
-   * the factory failed), or rejects with the factory's error.
-   */
-  async #settle(lease, factory, write) {
-    let value
-    try {
-      value = await factory()
-    } catch (e) {
-      let stale
-      try {
-        stale = await lease.fail(registerLoaderError(e), String((e && e.message) || e))
-      } catch (err) {
-        throw native(err)
-      }
-      if (stale === null) throw e
-      return { [kStale]: stale }
-    }
-    const uncached = value instanceof NoCache
-    const out = uncached ? value.value : value
-    let data
-    let format
-    try {
-      ;[data, format] = encode(this.#serializer, out)
-    } catch (e) {
-      lease.abandon(registerLoaderError(e), String((e && e.message) || e))
-      throw e
-    }
-    const kind = uncached ? UNCACHED : out == null ? NOTHING : VALUE
-    try {
-      await lease.settle(kind, data, format, write.ttl, write.grace, write.tags)
-    } catch (e) {
-      throw native(e)
-    }
-    return out
+    return fill(leases, { factory, loadMany, ttl: parseTtl(ttl), grace: parseTtl(grace, 'grace') }, this.#serializer)
   }
 
   [kNative]() {

@@ -1,0 +1,163 @@
+'use strict'
+// Running a factory for a lease the core handed out (getOrSet, warm):
+// report what it did to the core, which settles the lease (noneTtl,
+// NoCache, fail-safe), and race the core's deadlines. Values cross as the
+// serializer encodes them; errors as the binding maps them.
+
+const { fromNative } = require('./errors.js')
+const { encode, decode } = require('./values.js')
+
+// Errors thrown by factories, kept briefly so every caller coalesced onto a
+// failed load is rejected with the very same error object.
+const loaderErrors = new Map()
+let nextErrorId = 1
+function registerLoaderError(err) {
+  const id = nextErrorId
+  nextErrorId = nextErrorId >= 0x7fffffff ? 1 : nextErrorId + 1
+  loaderErrors.set(id, err)
+  setTimeout(() => loaderErrors.delete(id), 60_000).unref()
+  return id
+}
+
+/** A native error as a stratacache error (a factory's own error when it is one). */
+function native(err) {
+  return fromNative(err, loaderErrors)
+}
+
+/**
+ * Return `new NoCache(value)` from a factory to hand `value` to every
+ * waiting caller without caching it (negative caching's "don't cache").
+ */
+class NoCache {
+  constructor(value) {
+    this.value = value
+  }
+}
+
+// What a factory did, for the core to settle (NativeLease#settle).
+const VALUE = 0
+const NOTHING = 1
+const UNCACHED = 2
+
+const TIMEOUT = Symbol('timeout')
+const kStale = Symbol('stale')
+
+/** `promise`, or TIMEOUT after `ms` (the promise keeps running). */
+function within(promise, ms) {
+  let timer
+  return Promise.race([
+    promise,
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, ms, TIMEOUT)
+    }),
+  ]).finally(() => clearTimeout(timer))
+}
+
+function message(e) {
+  return String((e && e.message) || e)
+}
+
+/**
+ * Run the factory and report what it did to the core, which settles the
+ * lease: resolves the value (or `{[kStale]: nativeValue}` when fail-safe
+ * served the stale value after the factory failed), or rejects with the
+ * factory's error.
+ */
+async function settle(lease, factory, write, serializer) {
+  let value
+  try {
+    value = await factory()
+  } catch (e) {
+    let stale
+    try {
+      stale = await lease.fail(registerLoaderError(e), message(e))
+    } catch (err) {
+      throw native(err)
+    }
+    if (stale === null) throw e
+    return { [kStale]: stale }
+  }
+  const uncached = value instanceof NoCache
+  const out = uncached ? value.value : value
+  let data
+  let format
+  try {
+    ;[data, format] = encode(serializer, out)
+  } catch (e) {
+    lease.abandon(registerLoaderError(e), message(e))
+    throw e
+  }
+  const kind = uncached ? UNCACHED : out == null ? NOTHING : VALUE
+  try {
+    await lease.settle(kind, data, format, write.ttl, write.grace, write.tags)
+  } catch (e) {
+    throw native(e)
+  }
+  return out
+}
+
+function answer(r, serializer) {
+  return r !== null && typeof r === 'object' && kStale in r ? decode(r[kStale], serializer.name) : r
+}
+
+/**
+ * Run the factory for `lease`; the value callers get. With deadlines (the
+ * core's: a soft timeout with a stale value to serve, a hard timeout),
+ * wait for each in turn and ask the core what it means; the factory goes
+ * on and still fills the cache (its failure then goes to `onError`).
+ */
+async function lead(lease, factory, write, serializer, onError) {
+  if (lease.deadline(0) === null) return answer(await settle(lease, factory, write, serializer), serializer)
+  const run = settle(lease, factory, write, serializer)
+  run.catch(onError)
+  for (let i = 0, d = lease.deadline(0); d !== null; d = lease.deadline(++i)) {
+    const r = await within(run, d.leftMs)
+    if (r !== TIMEOUT) return answer(r, serializer)
+    let stale
+    try {
+      stale = lease.deadlinePassed(d.hard)
+    } catch (e) {
+      throw native(e)
+    }
+    if (stale) return decode(stale, serializer.name)
+  }
+  return answer(await run, serializer)
+}
+
+/**
+ * Fill warm-up `leases` from `factory(key)` or `loadMany(keys)`; resolves
+ * how many were stored.
+ */
+async function fill(leases, { factory, loadMany, ttl, grace }, serializer) {
+  let values
+  try {
+    if (loadMany) {
+      const got = await loadMany(leases.map((l) => l.key))
+      values = got instanceof Map ? got : new Map(Object.entries(got || {}))
+    } else {
+      values = new Map(await Promise.all(leases.map(async (l) => /** @type {[string, unknown]} */ ([l.key, await factory(l.key)]))))
+    }
+  } catch (e) {
+    const id = registerLoaderError(e)
+    for (const l of leases) l.abandon(id, message(e))
+    throw e
+  }
+  const done = await Promise.all(
+    leases.map(async (l) => {
+      if (!values.has(l.key)) {
+        l.abandon(registerLoaderError(new Error(`loadMany left out ${l.key}`)), 'not loaded')
+        return 0
+      }
+      const [data, format] = encode(serializer, values.get(l.key))
+      try {
+        await l.complete(data, format, ttl, grace)
+      } catch (e) {
+        throw native(e)
+      }
+      return 1
+    }),
+  )
+  return done.reduce((a, b) => a + b, 0)
+}
+
+module.exports = { NoCache, native, registerLoaderError, settle, lead, fill }
