@@ -38,13 +38,22 @@ def _rules(args: argparse.Namespace) -> dict[str, TableRule]:
 
 
 def _listen(args: argparse.Namespace) -> int:
+    cache = Cache(redis_url=args.redis, namespace=args.namespace)
+    try:
+        return listen(cache, args)
+    finally:
+        cache.close()
+
+
+def listen(cache: Cache, args: argparse.Namespace) -> int:
+    """Run the sources `args` names (see :func:`add_listen_arguments`) into
+    `cache` until SIGINT/SIGTERM; 2 on a configuration error (printed)."""
     if not (args.postgres or args.nats or args.amqp):
         print("stratacache listen: give at least one of --postgres, --nats, --amqp", file=sys.stderr)
         return 2
     if args.postgres and not args.table:
         print("stratacache listen: --postgres needs at least one --table", file=sys.stderr)
         return 2
-    cache = Cache(redis_url=args.redis, namespace=args.namespace)
     running: list[PgListener | EventListener] = []
     sources: list[str] = []
     try:
@@ -88,21 +97,24 @@ def _listen(args: argparse.Namespace) -> int:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    print(f"stratacache listen: {'; '.join(sources)} -> namespace {args.namespace!r}", flush=True)
+    print(f"stratacache listen: {'; '.join(sources)} -> namespace {cache.namespace!r}", flush=True)
     while not done.wait(args.stats_every or None):
         print(f"stratacache listen: {[r.stats() for r in running]}", flush=True)
     for r in running:
         r.stop()
-    cache.close()
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m stratacache", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("listen", help="turn PostgreSQL row changes into tag invalidations until interrupted")
+def add_listen_arguments(ls: argparse.ArgumentParser) -> None:
+    """The sources of `listen` (shared with Django's `manage.py stratacache
+    listen`, which takes the cache from settings instead of --redis and
+    --namespace)."""
     ls.add_argument("--postgres", help="PostgreSQL URL (wal_level=logical, a role with REPLICATION)")
     ls.add_argument("--table", action="append", help="TABLE or 'TABLE=TEMPLATE,...' (repeatable)")
+    ls.add_argument("--slot", default=None, help="replication slot (default stratacache)")
+    ls.add_argument("--publication", default=None, help="publication (default stratacache)")
+    ls.add_argument("--poll-interval", type=float, default=None, help="seconds between peeks when idle")
+    ls.add_argument("--lease-ttl", type=float, default=None, help="seconds a dead listener holds the lease")
     ls.add_argument("--nats", help="NATS URL: consume invalidation events from JetStream")
     ls.add_argument("--nats-stream", help="JetStream stream (default STRATACACHE)")
     ls.add_argument("--nats-subject", action="append", help="subjects of the stream (default stratacache.>)")
@@ -111,13 +123,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ls.add_argument("--amqp-queue", help="queue (default stratacache)")
     ls.add_argument("--amqp-bind", help="EXCHANGE:ROUTING_KEY to bind the queue to")
     ls.add_argument("--key", action="append", help="'TABLE=COLUMN,...': key columns of a table's Debezium events")
+    ls.add_argument("--stats-every", type=float, default=60.0, help="print counters every N seconds (0: never)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m stratacache", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    ls = sub.add_parser("listen", help="turn PostgreSQL row changes into tag invalidations until interrupted")
     ls.add_argument("--redis", default=None, help="Redis URL of the fleet (omit: this process only)")
     ls.add_argument("--namespace", default="default", help="the cache namespace to invalidate in")
-    ls.add_argument("--slot", default=None, help="replication slot (default stratacache)")
-    ls.add_argument("--publication", default=None, help="publication (default stratacache)")
-    ls.add_argument("--poll-interval", type=float, default=None, help="seconds between peeks when idle")
-    ls.add_argument("--lease-ttl", type=float, default=None, help="seconds a dead listener holds the lease")
-    ls.add_argument("--stats-every", type=float, default=60.0, help="print counters every N seconds (0: never)")
+    add_listen_arguments(ls)
     args = p.parse_args(argv)
     return _listen(args)
 

@@ -197,3 +197,65 @@ def test_events_from_nats_and_rabbitmq() -> None:
         listen_rabbitmq(cache, "amqp://guest:wrong@127.0.0.1:5672/%2f")
     with pytest.raises(ConfigError, match="cannot connect"):
         listen_nats(cache, "nats://127.0.0.1:1")
+
+
+DJANGO_LISTEN = """
+import sys
+import django
+from django.conf import settings
+
+settings.configure(
+    INSTALLED_APPS=["stratacache"],
+    SECRET_KEY="test",
+    CACHES={"default": {"BACKEND": "stratacache.django.StrataCache", "LOCATION": sys.argv[1],
+                        "OPTIONS": {"NAMESPACE": sys.argv[2]}}},
+)
+django.setup()
+from django.core.management import call_command
+
+call_command("stratacache", *sys.argv[3:])
+"""
+
+
+def test_the_django_management_command_listens_into_a_cache_alias(table: tuple[str, str]) -> None:
+    name, slot = table
+    ns = unique("pyfeed-django")
+    cache = Cache(redis_url=REDIS_URL, namespace=ns)
+    cache.set("row3", "three", tags=[f"table:public.{name}:3"])
+    args = [
+        "listen",
+        "--postgres",
+        PG_URL,
+        "--table",
+        name,
+        "--slot",
+        slot,
+        "--publication",
+        slot,
+        "--stats-every",
+        "0",
+    ]
+    p = subprocess.Popen(
+        [sys.executable, "-c", DJANGO_LISTEN, REDIS_URL, ns, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline().startswith(f"stratacache listen: {name} -> namespace '{ns}'")
+        update(f"UPDATE {name} SET category = 8 WHERE id = 3")
+        until(lambda: cache.get("row3") is None, "the management command's listener invalidated row 3")
+        p.send_signal(2)
+        assert p.wait(10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+    bad = subprocess.run(
+        [sys.executable, "-c", DJANGO_LISTEN, REDIS_URL, ns, "listen", "--cache", "nope", "--postgres", PG_URL],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0 and "no cache 'nope' in CACHES" in bad.stderr, bad.stderr
