@@ -7,10 +7,12 @@
 //       --redis redis://127.0.0.1:6379 --namespace shop \
 //       --table products --table 'categories=category:{id},catalog'
 
+const fs = require('node:fs')
 const { parseArgs } = require('node:util')
+const { listenConfig } = require('./binding.js')
 const { Cache } = require('./index.js')
 const { PgListener, EventListener } = require('./feed.js')
-const { ConfigError } = require('./errors.js')
+const { ConfigError, fromNative } = require('./errors.js')
 
 const USAGE = `usage: stratacache listen [--postgres URL --table TABLE[=TEMPLATE,...] ...]
                          [--nats URL [--nats-stream S] [--nats-subject X ...] [--nats-durable D]]
@@ -29,14 +31,40 @@ function table(spec) {
   return [spec.slice(0, i).trim(), tags]
 }
 
+/** Start the listeners of a (normalized) configuration. */
+async function start(cache, cfg) {
+  /** @type {Record<string, import('./feed.js').EventTableRule>} */
+  const tables = {}
+  for (const [name, key, tags] of cfg.events) {
+    tables[name] = {}
+    if (key !== null) tables[name].key = key
+    if (tags !== null) tables[name].tags = tags
+  }
+  const running = []
+  try {
+    if (cfg.postgres) {
+      const p = cfg.postgres
+      const opts = { slot: p.slot, publication: p.publication, pollInterval: p.poll_interval_ms, leaseTtl: p.lease_ttl_ms }
+      running.push(await PgListener.start(cache, p.url, Object.fromEntries(p.tables), opts))
+    }
+    if (cfg.nats) running.push(await EventListener.nats(cache, cfg.nats.url, { stream: cfg.nats.stream, subjects: cfg.nats.subjects, durable: cfg.nats.durable, tables }))
+    if (cfg.amqp) running.push(await EventListener.rabbitmq(cache, cfg.amqp.url, { queue: cfg.amqp.queue, bind: cfg.amqp.bind || undefined, tables }))
+  } catch (e) {
+    for (const r of running) await r.stop()
+    throw e
+  }
+  return running
+}
+
 async function listen(argv) {
   const { values: a } = parseArgs({
     args: argv,
     options: {
+      config: { type: 'string' },
       postgres: { type: 'string' },
       table: { type: 'string', multiple: true },
       redis: { type: 'string' },
-      namespace: { type: 'string', default: 'default' },
+      namespace: { type: 'string' },
       slot: { type: 'string' },
       publication: { type: 'string' },
       'poll-interval': { type: 'string' },
@@ -52,46 +80,51 @@ async function listen(argv) {
       key: { type: 'string', multiple: true },
     },
   })
-  if (!a.postgres && !a.nats && !a.amqp) throw new ConfigError('give at least one of --postgres, --nats, --amqp')
-  if (a.postgres && !a.table) throw new ConfigError('--postgres needs at least one --table')
-  const secs = (v) => (v === undefined ? undefined : Number(v) * 1000)
-  // Debezium rules: --table templates and --key columns, by table.
-  /** @type {Record<string, import('./feed.js').EventTableRule>} */
-  const rules = {}
-  for (const [name, tags] of (a.table || []).map(table)) if (tags) (rules[name] ||= {}).tags = tags
-  for (const [name, cols] of (a.key || []).map(table)) (rules[name] ||= {}).key = cols || []
-  const cache = new Cache({ redis: a.redis, namespace: a.namespace })
-  const running = []
-  const sources = []
-  try {
-    if (a.postgres) {
-      running.push(
-        await PgListener.start(cache, a.postgres, Object.fromEntries(a.table.map(table)), {
-          slot: a.slot,
-          publication: a.publication,
-          pollInterval: secs(a['poll-interval']),
-          leaseTtl: secs(a['lease-ttl']),
-        }),
-      )
-      sources.push(a.table.join(', '))
+  // --config FILE: read and completed by the core, instead of the source flags.
+  let cfg = null
+  if (a.config !== undefined) {
+    const given = ['postgres', 'table', 'nats', 'amqp', 'key'].filter((f) => a[f] !== undefined).map((f) => `--${f}`)
+    if (given.length) throw new ConfigError(`--config replaces the source flags: remove ${given.join(', ')}`)
+    let text
+    try {
+      text = fs.readFileSync(a.config, 'utf8')
+    } catch (e) {
+      throw new ConfigError(`--config ${a.config}: ${e.message}`)
     }
-    if (a.nats) {
-      running.push(await EventListener.nats(cache, a.nats, { stream: a['nats-stream'], subjects: a['nats-subject'], durable: a['nats-durable'], tables: rules }))
-      sources.push('nats')
+    try {
+      cfg = JSON.parse(listenConfig(text))
+    } catch (e) {
+      throw fromNative(e)
     }
-    if (a.amqp) {
-      const spec = a['amqp-bind']
-      /** @type {[string, string] | undefined} */
-      const bind = spec ? [spec.slice(0, spec.indexOf(':') < 0 ? spec.length : spec.indexOf(':')), spec.includes(':') ? spec.slice(spec.indexOf(':') + 1) : ''] : undefined
-      running.push(await EventListener.rabbitmq(cache, a.amqp, { queue: a['amqp-queue'], bind, tables: rules }))
-      sources.push('rabbitmq')
+  } else {
+    if (!a.postgres && !a.nats && !a.amqp) throw new ConfigError('give at least one of --postgres, --nats, --amqp')
+    if (a.postgres && !a.table) throw new ConfigError('--postgres needs at least one --table')
+    const secs = (v) => (v === undefined ? undefined : Number(v) * 1000)
+    const bindSpec = a['amqp-bind']
+    const colon = bindSpec ? bindSpec.indexOf(':') : -1
+    cfg = {
+      postgres: a.postgres
+        ? { url: a.postgres, tables: a.table.map(table), slot: a.slot, publication: a.publication, poll_interval_ms: secs(a['poll-interval']), lease_ttl_ms: secs(a['lease-ttl']) }
+        : null,
+      nats: a.nats ? { url: a.nats, stream: a['nats-stream'], subjects: a['nats-subject'], durable: a['nats-durable'] } : null,
+      amqp: a.amqp ? { url: a.amqp, queue: a['amqp-queue'], bind: bindSpec ? [bindSpec.slice(0, colon < 0 ? bindSpec.length : colon), colon < 0 ? '' : bindSpec.slice(colon + 1)] : null } : null,
+      events: [],
     }
-  } catch (e) {
-    for (const r of running) await r.stop()
+    // Debezium rules: --table templates and --key columns, by table.
+    /** @type {Record<string, [string[] | null, string[] | null]>} */
+    const byTable = {}
+    for (const [name, tags] of (a.table || []).map(table)) if (tags) (byTable[name] ||= [null, null])[1] = tags
+    for (const [name, cols] of (a.key || []).map(table)) (byTable[name] ||= [null, null])[0] = cols || []
+    cfg.events = Object.entries(byTable).map(([name, [key, tags]]) => [name, key, tags])
+  }
+  const namespace = a.namespace || cfg.namespace || 'default'
+  const cache = new Cache({ redis: a.redis || cfg.redis || undefined, namespace })
+  const running = await start(cache, cfg).catch((e) => {
     cache.close()
     throw e
-  }
-  console.log(`stratacache listen: ${sources.join('; ')} -> namespace '${a.namespace}'`)
+  })
+  const sources = [cfg.postgres && cfg.postgres.tables.map((t) => t[0]).join(', '), cfg.nats && 'nats', cfg.amqp && 'rabbitmq'].filter(Boolean)
+  console.log(`stratacache listen: ${sources.join('; ')} -> namespace '${namespace}'`)
   const every = Number(a['stats-every'])
   const timer = every > 0 ? setInterval(() => console.log(`stratacache listen: ${JSON.stringify(running.map((r) => r.stats()))}`), every * 1000) : null
   // The cache and the feed keep no handle on the event loop: this one

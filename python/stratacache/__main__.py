@@ -12,12 +12,15 @@ from any of: the PostgreSQL change feed, NATS JetStream, RabbitMQ::
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from . import Cache, ConfigError
+from . import Cache, ConfigError, _native
 from .feed import EventListener, PgListener, TableRule, listen_nats, listen_rabbitmq
 
 
@@ -37,17 +40,95 @@ def _rules(args: argparse.Namespace) -> dict[str, TableRule]:
     return rules
 
 
+_SOURCE_FLAGS = ("postgres", "table", "nats", "amqp", "key")
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any] | None:
+    """`--config FILE`, read and completed by the core; None without one.
+    Raises ConfigError naming what is wrong."""
+    if not args.config:
+        return None
+    given = [f"--{f}" for f in _SOURCE_FLAGS if getattr(args, f)]
+    if given:
+        raise ConfigError(f"--config replaces the source flags: remove {', '.join(given)}")
+    try:
+        text = Path(args.config).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"--config {args.config}: {e.strerror}") from None
+    cfg: dict[str, Any] = json.loads(_native.listen_config(text))
+    return cfg
+
+
 def _listen(args: argparse.Namespace) -> int:
-    cache = Cache(redis_url=args.redis, namespace=args.namespace)
+    try:
+        cfg = _config(args) or {}
+    except ConfigError as e:
+        print(f"stratacache listen: {e}", file=sys.stderr)
+        return 2
+    redis = args.redis or cfg.get("redis")
+    namespace = args.namespace or cfg.get("namespace") or "default"
+    cache = Cache(redis_url=redis, namespace=namespace)
     try:
         return listen(cache, args)
     finally:
         cache.close()
 
 
+def _from_config(cache: Cache, cfg: dict[str, Any]) -> tuple[list[PgListener | EventListener], list[str]]:
+    """Start the listeners a (normalized) configuration names."""
+    running: list[PgListener | EventListener] = []
+    sources: list[str] = []
+    rules: dict[str, TableRule] = {}
+    for table, key, tags in cfg["events"]:
+        rule: TableRule = {}
+        if key is not None:
+            rule["key"] = key
+        if tags is not None:
+            rule["tags"] = tags
+        rules[table] = rule
+    try:
+        if pg := cfg["postgres"]:
+            running.append(
+                PgListener(
+                    cache,
+                    pg["url"],
+                    dict(pg["tables"]),
+                    slot=pg["slot"],
+                    publication=pg["publication"],
+                    poll_interval=pg["poll_interval_ms"] / 1000,
+                    lease_ttl=pg["lease_ttl_ms"] / 1000,
+                )
+            )
+            sources.append(", ".join(t for t, _ in pg["tables"]))
+        if n := cfg["nats"]:
+            running.append(
+                listen_nats(
+                    cache, n["url"], stream=n["stream"], subjects=n["subjects"], durable=n["durable"], tables=rules
+                )
+            )
+            sources.append("nats")
+        if a := cfg["amqp"]:
+            bind = (str(a["bind"][0]), str(a["bind"][1])) if a["bind"] else None
+            running.append(listen_rabbitmq(cache, a["url"], queue=a["queue"], bind=bind, tables=rules))
+            sources.append("rabbitmq")
+    except ConfigError:
+        for r in running:
+            r.stop()
+        raise
+    return running, sources
+
+
 def listen(cache: Cache, args: argparse.Namespace) -> int:
     """Run the sources `args` names (see :func:`add_listen_arguments`) into
     `cache` until SIGINT/SIGTERM; 2 on a configuration error (printed)."""
+    try:
+        cfg = _config(args)
+        started = _from_config(cache, cfg) if cfg is not None else None
+    except ConfigError as e:
+        print(f"stratacache listen: {e}", file=sys.stderr)
+        return 2
+    if started is not None:
+        return _run(cache, *started, args.stats_every)
     if not (args.postgres or args.nats or args.amqp):
         print("stratacache listen: give at least one of --postgres, --nats, --amqp", file=sys.stderr)
         return 2
@@ -94,11 +175,15 @@ def listen(cache: Cache, args: argparse.Namespace) -> int:
             r.stop()
         print(f"stratacache listen: {e}", file=sys.stderr)
         return 2
+    return _run(cache, running, sources, args.stats_every)
+
+
+def _run(cache: Cache, running: list[PgListener | EventListener], sources: list[str], stats_every: float) -> int:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     print(f"stratacache listen: {'; '.join(sources)} -> namespace {cache.namespace!r}", flush=True)
-    while not done.wait(args.stats_every or None):
+    while not done.wait(stats_every or None):
         print(f"stratacache listen: {[r.stats() for r in running]}", flush=True)
     for r in running:
         r.stop()
@@ -109,6 +194,7 @@ def add_listen_arguments(ls: argparse.ArgumentParser) -> None:
     """The sources of `listen` (shared with Django's `manage.py stratacache
     listen`, which takes the cache from settings instead of --redis and
     --namespace)."""
+    ls.add_argument("--config", help="a JSON file naming the sources (and redis, namespace) instead of flags")
     ls.add_argument("--postgres", help="PostgreSQL URL (wal_level=logical, a role with REPLICATION)")
     ls.add_argument("--table", action="append", help="TABLE or 'TABLE=TEMPLATE,...' (repeatable)")
     ls.add_argument("--slot", default=None, help="replication slot (default stratacache)")
@@ -131,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("listen", help="turn PostgreSQL row changes into tag invalidations until interrupted")
     ls.add_argument("--redis", default=None, help="Redis URL of the fleet (omit: this process only)")
-    ls.add_argument("--namespace", default="default", help="the cache namespace to invalidate in")
+    ls.add_argument("--namespace", default=None, help="the cache namespace to invalidate in (default: default)")
     add_listen_arguments(ls)
     args = p.parse_args(argv)
     return _listen(args)

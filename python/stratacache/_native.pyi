@@ -26,6 +26,7 @@ __all__ = [
     "__version__",
     "_at_exit",
     "after_fork_child",
+    "listen_config",
     "nearest_name",
 ]
 
@@ -46,6 +47,7 @@ _LookupResult = tuple[int, int | None, bytes | None, Lease | None]
 
 def after_fork_child() -> None: ...
 def nearest_name(name: str, known: list[str]) -> str | None: ...
+def listen_config(text: str) -> str: ...
 def _at_exit() -> None: ...
 
 _Headers = list[tuple[str, str]]

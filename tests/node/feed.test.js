@@ -6,6 +6,8 @@
 
 const test = require('node:test')
 const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 const crypto = require('node:crypto')
 const { execFileSync, spawn } = require('node:child_process')
@@ -99,11 +101,20 @@ test('npx stratacache listen: invalidates until interrupted; exit 2 on a configu
     const exited = new Promise((resolve) => p.once('exit', resolve))
     p.kill('SIGINT')
     assert.equal(await exited, 0)
-    const bad = spawn(process.execPath, [cli, 'listen', '--postgres', PG_URL, '--table', 'nope'], { stdio: ['ignore', 'ignore', 'pipe'] })
-    let err = ''
-    bad.stderr.on('data', (d) => (err += d))
-    assert.equal(await new Promise((resolve) => bad.once('exit', resolve)), 2)
-    assert.match(err, /table "public\.nope" does not exist/)
+    const refused = async (args, message) => {
+      const bad = spawn(process.execPath, [cli, 'listen', ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+      let err = ''
+      bad.stderr.on('data', (d) => (err += d))
+      assert.equal(await new Promise((resolve) => bad.once('exit', resolve)), 2)
+      assert.match(err, message)
+    }
+    await refused(['--postgres', PG_URL, '--table', 'nope'], /table "public\.nope" does not exist/)
+    // --config: the core reads the file (the same rules as Python's CLI).
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sc-listen-'))
+    fs.writeFileSync(path.join(dir, 'bad.json'), '{"postgres": {"url": "u", "tables": {"t": null}, "slott": "x"}}')
+    await refused(['--config', path.join(dir, 'bad.json')], /unknown field `slott`, expected one of/)
+    await refused(['--config', path.join(dir, 'bad.json'), '--nats', 'nats://x'], /--config replaces the source flags: remove --nats/)
+    fs.rmSync(dir, { recursive: true })
   } finally {
     if (p.exitCode === null) p.kill('SIGKILL')
     cache.close()

@@ -7,12 +7,14 @@ errors, stats, the CLI."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -259,3 +261,34 @@ def test_the_django_management_command_listens_into_a_cache_alias(table: tuple[s
         timeout=60,
     )
     assert bad.returncode != 0 and "no cache 'nope' in CACHES" in bad.stderr, bad.stderr
+
+
+def test_the_cli_reads_a_configuration_file(table: tuple[str, str], tmp_path: Path) -> None:
+    name, slot = table
+    ns = unique("pyfeed-config")
+    cache = Cache(redis_url=REDIS_URL, namespace=ns)
+    cache.set("row1", "one", tags=[f"tbl:{name}:1"])
+    config = {
+        "redis": REDIS_URL,
+        "namespace": ns,
+        "postgres": {"url": PG_URL, "tables": {name: ["tbl:" + name + ":{id}"]}, "slot": slot, "publication": slot},
+    }
+    (tmp_path / "listen.json").write_text(json.dumps(config))
+    cmd = [sys.executable, "-m", "stratacache", "listen", "--config", str(tmp_path / "listen.json")]
+    p = subprocess.Popen([*cmd, "--stats-every", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline().startswith(f"stratacache listen: {name} -> namespace '{ns}'")
+        update(f"UPDATE {name} SET category = 4 WHERE id = 1")
+        until(lambda: cache.get("row1") is None, "the configured template invalidated row 1")
+        p.send_signal(2)
+        assert p.wait(10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+    (tmp_path / "bad.json").write_text('{"postgres": {"url": "u", "tables": {"t": null}, "slott": "x"}}')
+    bad = subprocess.run([*cmd[:4], "--config", str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "unknown field `slott`, expected one of" in bad.stderr, bad.stderr
+    both = subprocess.run([*cmd, "--nats", "nats://x"], capture_output=True, text=True, timeout=30)
+    assert both.returncode == 2 and "--config replaces the source flags: remove --nats" in both.stderr, both.stderr

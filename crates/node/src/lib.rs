@@ -90,3 +90,10 @@ pub fn nearest_name(name: String, known: Vec<String>) -> Option<String> {
     let known: Vec<&str> = known.iter().map(String::as_str).collect();
     stratacache::nearest_name(&name, &known).map(str::to_owned)
 }
+
+/// A listen configuration file's text, checked and with every default
+/// filled in, as JSON (the core reads it: `stratacache::feed::config`).
+#[napi_derive::napi]
+pub fn listen_config(text: String) -> napi::Result<String> {
+    stratacache::feed::config::normalized_json(&text).map_err(error::js_err)
+}

@@ -177,3 +177,10 @@ impl PyEventListener {
         }
     }
 }
+
+/// A listen configuration file's text, checked and with every default
+/// filled in, as JSON (the core reads it: `stratacache::feed::config`).
+#[pyfunction]
+pub(crate) fn listen_config(py: Python<'_>, text: &str) -> PyResult<String> {
+    stratacache::feed::config::normalized_json(text).py(py)
+}

@@ -61,6 +61,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<feed::PyEventListener>()?;
     m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(nearest_name, m)?)?;
+    m.add_function(wrap_pyfunction!(feed::listen_config, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_at_exit, m)?)?;
     m.add("FRESH", lease::FRESH)?;
     m.add("STALE", lease::STALE)?;

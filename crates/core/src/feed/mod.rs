@@ -29,6 +29,7 @@
 //! an unknown table, a template naming an unknown column.
 
 pub mod amqp;
+pub mod config;
 mod consume;
 pub mod events;
 pub mod nats;
