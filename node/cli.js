@@ -12,7 +12,7 @@ const { parseArgs } = require('node:util')
 const { listenConfig } = require('./binding.js')
 const { Cache } = require('./index.js')
 const { PgListener, EventListener } = require('./feed.js')
-const { ConfigError, fromNative } = require('./errors.js')
+const { ConfigError, StrataCacheError, fromNative } = require('./errors.js')
 
 const USAGE = `usage: stratacache listen [--postgres URL --table TABLE[=TEMPLATE,...] ...]
                          [--nats URL [--nats-stream S] [--nats-subject X ...] [--nats-durable D]]
@@ -114,7 +114,10 @@ async function listen(argv) {
     /** @type {Record<string, [string[] | null, string[] | null]>} */
     const byTable = {}
     for (const [name, tags] of (a.table || []).map(table)) if (tags) (byTable[name] ||= [null, null])[1] = tags
-    for (const [name, cols] of (a.key || []).map(table)) (byTable[name] ||= [null, null])[0] = cols || []
+    for (const [name, cols] of (a.key || []).map(table)) {
+      if (!cols || cols.length === 0) throw new ConfigError(`--key ${name}: give TABLE=COLUMN,... (the key columns of its Debezium events)`)
+      ;(byTable[name] ||= [null, null])[0] = cols
+    }
     cfg.events = Object.entries(byTable).map(([name, [key, tags]]) => [name, key, tags])
   }
   const namespace = a.namespace || cfg.namespace || 'default'
@@ -150,7 +153,8 @@ async function main(argv) {
     await listen(rest)
     return 0
   } catch (e) {
-    if (e instanceof ConfigError || (e && e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION')) {
+    // Bad flags or values: a message and status 2, never a stack trace.
+    if (e instanceof StrataCacheError || (e && typeof e.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS'))) {
       console.error(`stratacache listen: ${e.message}`)
       return 2
     }

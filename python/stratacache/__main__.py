@@ -36,7 +36,9 @@ def _rules(args: argparse.Namespace) -> dict[str, TableRule]:
         if tags is not None:
             rules.setdefault(name, {})["tags"] = tags
     for name, cols in (_table(k) for k in args.key or []):
-        rules.setdefault(name, {})["key"] = cols or []
+        if not cols:
+            raise ConfigError(f"--key {name}: give TABLE=COLUMN,... (the key columns of its Debezium events)")
+        rules.setdefault(name, {})["key"] = cols
     return rules
 
 

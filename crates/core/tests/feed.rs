@@ -292,6 +292,45 @@ async fn one_listener_of_a_fleet_is_active_and_a_standby_takes_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slot_keeps_up_with_the_wal_while_its_tables_are_idle() {
+    let f = Fixture::new(1).await;
+    let other = Fixture::new(1).await;
+    let listener = Listener::start(cache(&common::unique_ns("feed-idle")), f.feed())
+        .await
+        .expect("start");
+    // Another table is busy; the listened one is not (PostgreSQL sends no
+    // empty transactions for it).
+    for i in 0..50 {
+        other
+            .sql
+            .batch_execute(&format!("UPDATE {} SET name = 'n{i}'", other.table))
+            .await
+            .expect("sql");
+    }
+    let written: String = f
+        .sql
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("lsn")
+        .get(0);
+    let (sql, slot) = (&f.sql, &f.slot);
+    until("the slot confirmed past the busy table's WAL", Duration::from_secs(10), || async {
+        sql.query_one(
+            "SELECT confirmed_flush_lsn >= $2::text::pg_lsn FROM pg_replication_slots WHERE slot_name = $1",
+            &[slot, &written],
+        )
+        .await
+        .expect("slot")
+        .get::<_, bool>(0)
+    })
+    .await;
+    assert_eq!(listener.stats().transactions, 0);
+    listener.stop().await;
+    other.drop().await;
+    f.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_changes_in_one_transaction() {
     let f = Fixture::new(1000).await;
     let ns = common::unique_ns("feed-bulk");
@@ -332,6 +371,11 @@ async fn a_thousand_changes_in_one_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_give_the_tables_own_tags() {
     let f = Fixture::new(3).await;
+    // A template over a non-key column needs the old row's value.
+    f.sql
+        .batch_execute(&format!("ALTER TABLE {} REPLICA IDENTITY FULL", f.table))
+        .await
+        .expect("sql");
     let ns = common::unique_ns("feed-tpl");
     let a = cache(&ns);
     let feed = PgFeed::new(pg_url())
@@ -348,9 +392,9 @@ async fn templates_give_the_tables_own_tags() {
     a.set("p1", Bytes::from_static(b"v"), &tagged("product:1"))
         .await
         .expect("set");
-    // Row 2 is in category 2.
+    // Row 2 moves from category 2 to 5: the old category's entry goes.
     f.sql
-        .batch_execute(&format!("UPDATE {} SET name = 'n' WHERE id = 2", f.table))
+        .batch_execute(&format!("UPDATE {} SET category = 5 WHERE id = 2", f.table))
         .await
         .expect("sql");
     until(
@@ -394,5 +438,11 @@ async fn configuration_errors_are_clear() {
     assert!(msg.contains("slot \"Bad-Name\""), "{msg}");
     let (_, msg) = err(PgFeed::new(pg_url())).await;
     assert!(msg.contains("at least one table"), "{msg}");
+    // A template over a non-key column of a table that logs only its key.
+    let (_, msg) = err(PgFeed::new(pg_url())
+        .table_tags(f.table.clone(), vec!["c:{category}".into()])
+        .slot(f.slot.clone()))
+    .await;
+    assert!(msg.contains("REPLICA IDENTITY FULL"), "{msg}");
     f.drop().await;
 }

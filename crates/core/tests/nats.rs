@@ -156,6 +156,8 @@ async fn plain_and_debezium_events_invalidate_and_a_poison_message_is_terminated
         a.get("i9").await.expect("get").is_none()
     })
     .await;
+    // Counted just after the invalidation they count.
+    until("all counted", || async { l.stats().messages == 3 }).await;
     let s = l.stats();
     assert_eq!(
         (s.messages, s.malformed, s.keys_deleted),

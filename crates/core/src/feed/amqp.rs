@@ -44,7 +44,7 @@ pub struct AmqpFeed {
     /// Unacknowledged messages in flight per listener. Default 100.
     pub prefetch: u16,
     /// Per-table key columns and templates for Debezium events, by
-    /// `schema.table`.
+    /// `schema.table` (a bare name is in `public`).
     pub tables: HashMap<String, TableRule>,
 }
 
@@ -72,7 +72,10 @@ impl AmqpFeed {
         AmqpFeed {
             queue: queue.unwrap_or(d.queue),
             bind,
-            tables: tables.into_iter().collect(),
+            tables: tables
+                .into_iter()
+                .map(|(t, r)| (super::qualified(&t), r))
+                .collect(),
             ..d
         }
     }
@@ -91,7 +94,7 @@ impl AmqpFeed {
 
     /// Key columns and templates of `table`'s Debezium events.
     pub fn table(mut self, table: impl Into<String>, rule: TableRule) -> Self {
-        self.tables.insert(table.into(), rule);
+        self.tables.insert(super::qualified(&table.into()), rule);
         self
     }
 }
@@ -253,13 +256,18 @@ async fn run(mut ctx: Ctx, feed: AmqpFeed, first: (Connection, lapin::Consumer))
                 Outcome::Done => delivery.ack(BasicAckOptions::default()).await,
                 Outcome::Malformed => delivery.reject(BasicRejectOptions { requeue: false }).await,
                 Outcome::Retry => {
-                    let _ = ctx.pause().await;
-                    delivery
+                    let stop = ctx.pause().await;
+                    let r = delivery
                         .nack(BasicNackOptions {
                             requeue: true,
                             multiple: false,
                         })
-                        .await
+                        .await;
+                    if stop {
+                        let _ = conn.close(200, "stopped".into()).await;
+                        return;
+                    }
+                    r
                 }
             };
             if let Err(e) = r {

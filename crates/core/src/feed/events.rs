@@ -147,6 +147,11 @@ fn debezium(
     if rows.is_empty() {
         return Err(format!("Debezium op {op:?} without before or after"));
     }
+    // An update without its old row: a template over another column cannot
+    // name what the row was, so the table tag stands for it.
+    if op == "u" && image("before")?.is_none() && rule.is_some_and(|r| r.templates.is_some()) {
+        out.tags.push(tags::table_tag(&table));
+    }
     let default_key = vec!["id".to_owned()];
     let key_cols = rule.and_then(|r| r.key.as_ref()).unwrap_or(&default_key);
     for row in rows {

@@ -313,8 +313,9 @@ async fn connect(url: String) -> Result<Client> {
     Ok(client)
 }
 
-/// `schema.table` of a name given as `table` or `schema.table`.
-fn qualified(name: &str) -> String {
+/// `schema.table` of a name given as `table` (in `public`) or
+/// `schema.table`.
+pub(crate) fn qualified(name: &str) -> String {
     if name.contains('.') {
         name.to_owned()
     } else {
@@ -324,7 +325,15 @@ fn qualified(name: &str) -> String {
 
 /// Check the server and the tables; make the publication and the slot.
 /// Returns each table's templates by `schema.table`.
-async fn prepare(client: &Client, feed: &PgFeed) -> Result<HashMap<String, Option<Vec<String>>>> {
+/// A table of the feed as the listener uses it.
+struct TableInfo {
+    /// The columns of a row's key tag (empty: the table tag only).
+    key: Vec<String>,
+    /// The table's own tags, or `None` for the default ones.
+    templates: Option<Vec<String>>,
+}
+
+async fn prepare(client: &Client, feed: &PgFeed) -> Result<HashMap<String, TableInfo>> {
     let row = client
         .query_one("SHOW wal_level", &[])
         .await
@@ -352,6 +361,7 @@ async fn prepare(client: &Client, feed: &PgFeed) -> Result<HashMap<String, Optio
     }
     let mut tables = HashMap::new();
     let mut idents = Vec::new();
+    let mut canonicals = Vec::new();
     for (name, templates) in &feed.tables {
         let q = qualified(name);
         let row = client
@@ -375,6 +385,22 @@ async fn prepare(client: &Client, feed: &PgFeed) -> Result<HashMap<String, Optio
         let ident: String = row.get(1);
         let canonical: String = row.get(2);
         let columns: Vec<String> = row.get(3);
+        // The row's key (its primary key, or the replica identity index),
+        // and what the old row of an update or a delete carries: every
+        // column with REPLICA IDENTITY FULL, else only the key.
+        let identity = client
+            .query_one(
+                "SELECT c.relreplident::text = 'f', \
+                 COALESCE((SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum)) \
+                 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                 WHERE i.indrelid = c.oid AND ((c.relreplident IN ('d', 'f') AND i.indisprimary) \
+                 OR (c.relreplident = 'i' AND i.indisreplident))), '{}') \
+                 FROM pg_class c WHERE c.oid = to_regclass($1)",
+                &[&q],
+            )
+            .await
+            .map_err(|e| pg_err(&format!("reading the replica identity of {q:?}"), &e))?;
+        let (full, key): (bool, Vec<String>) = (identity.get(0), identity.get(1));
         for t in templates.iter().flatten() {
             for col in tags::template_columns(t).map_err(Error::Config)? {
                 if !columns.iter().any(|c| c == col) {
@@ -383,12 +409,31 @@ async fn prepare(client: &Client, feed: &PgFeed) -> Result<HashMap<String, Optio
                         columns.join(", ")
                     )));
                 }
+                if !full && !key.iter().any(|c| c == col) {
+                    return Err(Error::Config(format!(
+                        "tag template {t:?} of {q} names {col:?}, which PostgreSQL logs for the \
+                         old row of an update or a delete only with ALTER TABLE {ident} \
+                         REPLICA IDENTITY FULL (without it the old value's tag would never be \
+                         invalidated)"
+                    )));
+                }
             }
         }
         idents.push(ident);
-        tables.insert(canonical, templates.clone());
+        canonicals.push(canonical.clone());
+        tables.insert(
+            canonical,
+            TableInfo {
+                key,
+                templates: templates.clone(),
+            },
+        );
     }
-    let list = idents.join(", ");
+    // The publication gains the tables it lacks and loses none: during a
+    // rolling deploy an instance with an older table list must not drop
+    // a table newer instances listen to. Instances starting together may
+    // race to create the publication and the slot: "already exists" is
+    // success.
     let exists = client
         .query_opt(
             "SELECT 1 FROM pg_publication WHERE pubname = $1",
@@ -397,43 +442,85 @@ async fn prepare(client: &Client, feed: &PgFeed) -> Result<HashMap<String, Optio
         .await
         .map_err(|e| pg_err("reading publications", &e))?
         .is_some();
-    // Names are checked identifiers; tables are quoted by PostgreSQL.
-    let ddl = if exists {
-        format!("ALTER PUBLICATION {} SET TABLE {list}", feed.publication)
-    } else {
-        format!("CREATE PUBLICATION {} FOR TABLE {list}", feed.publication)
+    let already = |e: &tokio_postgres::Error| {
+        e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT)
     };
-    client
-        .batch_execute(&ddl)
-        .await
-        .map_err(|e| pg_err("creating the publication", &e))?;
-    let slot = client
-        .query_opt(
-            "SELECT plugin::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&feed.slot],
+    if !exists {
+        // Names are checked identifiers; tables are quoted by PostgreSQL.
+        let ddl = format!(
+            "CREATE PUBLICATION {} FOR TABLE {}",
+            feed.publication,
+            idents.join(", ")
+        );
+        if let Err(e) = client.batch_execute(&ddl).await
+            && !already(&e)
+        {
+            return Err(pg_err("creating the publication", &e));
+        }
+    }
+    let published: Vec<String> = client
+        .query(
+            "SELECT schemaname::text || '.' || tablename::text FROM pg_publication_tables WHERE pubname = $1",
+            &[&feed.publication],
         )
         .await
-        .map_err(|e| pg_err("reading replication slots", &e))?;
-    match slot {
-        Some(row) => {
-            let plugin: Option<String> = row.get(0);
-            if plugin.as_deref() != Some("pgoutput") {
-                return Err(Error::Config(format!(
-                    "replication slot {:?} exists with plugin {plugin:?}, not pgoutput: \
-                     choose another slot name",
-                    feed.slot
-                )));
-            }
+        .map_err(|e| pg_err("reading the publication's tables", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let missing: Vec<&String> = canonicals
+        .iter()
+        .zip(&idents)
+        .filter(|(c, _)| !published.contains(c))
+        .map(|(_, i)| i)
+        .collect();
+    if !missing.is_empty() {
+        let ddl = format!(
+            "ALTER PUBLICATION {} ADD TABLE {}",
+            feed.publication,
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if let Err(e) = client.batch_execute(&ddl).await
+            && !already(&e)
+        {
+            return Err(pg_err("adding tables to the publication", &e));
         }
-        None => {
-            client
-                .query_one(
-                    "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
-                    &[&feed.slot],
-                )
-                .await
-                .map_err(|e| pg_err("creating the replication slot", &e))?;
+    }
+    let plugin = |row: Option<tokio_postgres::Row>| row.map(|r| r.get::<_, Option<String>>(0));
+    let slot_plugin = || async {
+        client
+            .query_opt(
+                "SELECT plugin::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&feed.slot],
+            )
+            .await
+            .map_err(|e| pg_err("reading replication slots", &e))
+    };
+    let mut found = plugin(slot_plugin().await?);
+    if found.is_none() {
+        if let Err(e) = client
+            .query_one(
+                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&feed.slot],
+            )
+            .await
+            && !already(&e)
+        {
+            return Err(pg_err("creating the replication slot", &e));
         }
+        found = plugin(slot_plugin().await?);
+    }
+    let plugin = found.flatten();
+    if plugin.as_deref() != Some("pgoutput") {
+        return Err(Error::Config(format!(
+            "replication slot {:?} exists with plugin {plugin:?}, not pgoutput: \
+             choose another slot name",
+            feed.slot
+        )));
     }
     Ok(tables)
 }
@@ -441,7 +528,7 @@ async fn prepare(client: &Client, feed: &PgFeed) -> Result<HashMap<String, Optio
 struct Run {
     cache: Cache,
     feed: PgFeed,
-    tables: HashMap<String, Option<Vec<String>>>,
+    tables: HashMap<String, TableInfo>,
     counters: Arc<Counters>,
     token: String,
 }
@@ -464,7 +551,12 @@ impl Run {
         let mut active = false;
         let mut renewed = tokio::time::Instant::now();
         let renew_every = self.feed.lease_ttl / 3;
+        let max_backoff = renew_every.min(Duration::from_secs(2));
         let mut backoff = Duration::from_millis(50);
+        // While active and failing: since when (held longer than the lease,
+        // the lease is given up so a standby that can progress takes over).
+        let mut failing_since: Option<tokio::time::Instant> = None;
+        let mut advanced: Option<u64> = None;
         loop {
             if *stopped.borrow() {
                 break;
@@ -484,6 +576,7 @@ impl Run {
                 self.counters.active.store(active, Ordering::Relaxed);
             }
             let wait = if !active {
+                failing_since = None;
                 renew_every
             } else {
                 if client.is_none() {
@@ -492,26 +585,50 @@ impl Run {
                         Err(e) => self.failed(&e.to_string()),
                     }
                 }
-                match &client {
-                    None => backoff,
-                    Some(c) => match self.step(c, &mut relations).await {
-                        Ok(true) => {
-                            backoff = Duration::from_millis(50);
-                            continue; // more may be waiting
+                let outcome = match &client {
+                    None => Err(Error::Config("PostgreSQL unreachable".into())),
+                    // A stop interrupts a step: nothing was advanced that
+                    // was not invalidated.
+                    Some(c) => tokio::select! {
+                        r = self.step(c, &mut relations, &mut advanced) => r,
+                        _ = stopped.changed() => break,
+                    },
+                };
+                match outcome {
+                    Ok(more) => {
+                        backoff = Duration::from_millis(50);
+                        failing_since = None;
+                        if more {
+                            continue;
                         }
-                        Ok(false) => {
-                            backoff = Duration::from_millis(50);
-                            self.feed.poll_interval
+                        self.feed.poll_interval
+                    }
+                    Err(Error::Closed) => {
+                        tracing::warn!(
+                            "stratacache change feed: the cache was closed; the listener stops"
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        self.failed(&e.to_string());
+                        if client.as_ref().is_some_and(Client::is_closed) {
+                            client = None;
                         }
-                        Err(e) => {
-                            self.failed(&e.to_string());
-                            if c.is_closed() {
-                                client = None;
+                        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() >= self.feed.lease_ttl {
+                            // Another listener may reach what this one cannot.
+                            if let Some(l2) = self.cache.l2() {
+                                let _ = l2.let_go(&self.lease_key(), &self.token).await;
                             }
-                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                            active = false;
+                            self.counters.active.store(false, Ordering::Relaxed);
+                            failing_since = None;
+                            self.feed.lease_ttl
+                        } else {
+                            backoff = (backoff * 2).min(max_backoff);
                             backoff
                         }
-                    },
+                    }
                 }
             };
             tokio::select! {
@@ -546,14 +663,28 @@ impl Run {
     }
 
     /// Peek, invalidate, advance. True when the peek was full (more may
-    /// be waiting).
-    async fn step(&self, client: &Client, relations: &mut HashMap<u32, Relation>) -> Result<bool> {
+    /// be waiting). The peek stops at the WAL position read first, and
+    /// the slot advances to it when nothing of the tables committed
+    /// before it: PostgreSQL sends no empty transactions, so without this
+    /// a slot whose tables are idle would keep the whole WAL of a busy
+    /// server.
+    async fn step(
+        &self,
+        client: &Client,
+        relations: &mut HashMap<u32, Relation>,
+        advanced: &mut Option<u64>,
+    ) -> Result<bool> {
+        let upto: String = client
+            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+            .await
+            .map_err(|e| pg_err("reading the WAL position", &e))?
+            .get(0);
         let batch = i32::try_from(self.feed.batch).unwrap_or(i32::MAX);
         let rows = client
             .query(
-                "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
-                 'proto_version', '1', 'publication_names', $3)",
-                &[&self.feed.slot, &batch, &self.feed.publication],
+                "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
+                 'proto_version', '1', 'publication_names', $4)",
+                &[&self.feed.slot, &upto, &batch, &self.feed.publication],
             )
             .await
             .map_err(|e| pg_err("reading the slot", &e))?;
@@ -565,28 +696,46 @@ impl Run {
                 Ok(m) => self.apply(m, relations, &mut b),
                 Err(e) => {
                     // Cannot happen with pgoutput v1; if it does, the
-                    // coarse answer: every table of the feed.
+                    // coarse answer, kept whatever comes next: every table
+                    // of the feed.
                     self.failed(&e.to_string());
-                    for t in self.tables.keys() {
-                        b.pending.push(tags::table_tag(t));
-                    }
+                    b.tags
+                        .extend(self.tables.keys().map(|t| tags::table_tag(t)));
                 }
             }
         }
-        let Some(end_lsn) = b.end_lsn else {
-            return Ok(false);
-        };
         let tags: Vec<&str> = b.tags.iter().map(String::as_str).collect();
         for chunk in tags.chunks(5_000) {
             self.cache.invalidate_tags(chunk).await?;
+            // A long step keeps its lease; one that lost it stops here
+            // (what it invalidated is invalidated again by the new holder).
+            if !self.hold().await? {
+                return Err(Error::Config(
+                    "the fleet lease went to another listener".into(),
+                ));
+            }
         }
-        client
-            .query_one(
-                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
-                &[&self.feed.slot, &pgoutput::lsn_text(end_lsn)],
-            )
-            .await
-            .map_err(|e| pg_err("advancing the slot", &e))?;
+        // Where the slot may go: past the last commit read; past the WAL
+        // position read first when the peek was not cut short.
+        let target = if full {
+            b.end_lsn
+        } else {
+            pgoutput::parse_lsn(&upto).max(b.end_lsn)
+        };
+        if let Some(target) = target.filter(|t| advanced.is_none_or(|a| *t > a)) {
+            client
+                .query_one(
+                    "SELECT pg_replication_slot_advance($1, GREATEST($2::text::pg_lsn, confirmed_flush_lsn)) \
+                     FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&self.feed.slot, &pgoutput::lsn_text(target)],
+                )
+                .await
+                .map_err(|e| pg_err("advancing the slot", &e))?;
+            *advanced = Some(target);
+        }
+        if b.end_lsn.is_none() {
+            return Ok(false);
+        }
         let c = &self.counters;
         c.transactions.fetch_add(b.transactions, Ordering::Relaxed);
         c.changes.fetch_add(b.changes, Ordering::Relaxed);
@@ -605,7 +754,12 @@ impl Run {
             Message::Relation(r) => {
                 relations.insert(r.id, r);
             }
-            Message::Change { relation, old, new } => {
+            Message::Change {
+                relation,
+                update,
+                old,
+                new,
+            } => {
                 b.changes += 1;
                 let Some(rel) = relations.get(&relation) else {
                     // pgoutput sends a relation before its first change;
@@ -616,9 +770,17 @@ impl Run {
                     return;
                 };
                 let table = format!("{}.{}", rel.schema, rel.name);
-                let templates = self.tables.get(&table).and_then(Option::as_deref);
+                let info = self.tables.get(&table);
+                let templates = info.and_then(|i| i.templates.as_deref());
+                let key = info.map_or(&[][..], |i| &i.key[..]);
                 for tuple in old.iter().chain(new.iter()) {
-                    tags::row_tags(rel, templates, tuple, &mut b.pending);
+                    tags::row_tags(rel, key, templates, tuple, &mut b.pending);
+                }
+                // An update without the old row (the table logs only its
+                // key): a template over another column cannot name what
+                // the row was, so the table tag stands for it.
+                if update && old.is_none() && templates.is_some() {
+                    b.pending.push(tags::table_tag(&table));
                 }
             }
             Message::Truncate { relations: ids } => {

@@ -38,7 +38,7 @@ pub struct NatsFeed {
     /// The durable consumer every listener binds. Default `stratacache`.
     pub durable: String,
     /// Per-table key columns and templates for Debezium events, by
-    /// `schema.table`.
+    /// `schema.table` (a bare name is in `public`).
     pub tables: HashMap<String, TableRule>,
 }
 
@@ -68,7 +68,10 @@ impl NatsFeed {
             stream: stream.unwrap_or(d.stream),
             subjects: subjects.unwrap_or(d.subjects),
             durable: durable.unwrap_or(d.durable),
-            tables: tables.into_iter().collect(),
+            tables: tables
+                .into_iter()
+                .map(|(t, r)| (super::qualified(&t), r))
+                .collect(),
             ..d
         }
     }
@@ -88,7 +91,7 @@ impl NatsFeed {
 
     /// Key columns and templates of `table`'s Debezium events.
     pub fn table(mut self, table: impl Into<String>, rule: TableRule) -> Self {
-        self.tables.insert(table.into(), rule);
+        self.tables.insert(super::qualified(&table.into()), rule);
         self
     }
 }
@@ -130,6 +133,9 @@ async fn consumer(feed: &NatsFeed) -> Result<Consumer> {
         .get_or_create_stream(stream::Config {
             name: feed.stream.clone(),
             subjects: feed.subjects.clone(),
+            // A message is kept until every consumer acknowledged it (the
+            // listeners share one), not forever.
+            retention: stream::RetentionPolicy::Interest,
             ..Default::default()
         })
         .await

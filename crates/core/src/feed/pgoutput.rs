@@ -17,10 +17,11 @@ pub enum Message {
     Commit { end_lsn: u64, commit_time: i64 },
     /// A relation's shape (sent before its first change in a session).
     Relation(Relation),
-    /// A row was inserted (`new`), updated (`old` when its key changed or
-    /// the table logs full rows, and `new`) or deleted (`old`).
+    /// A row was inserted (`new`), updated (`update`: `old` when its key
+    /// changed or the table logs full rows, and `new`) or deleted (`old`).
     Change {
         relation: u32,
+        update: bool,
         old: Option<Tuple>,
         new: Option<Tuple>,
     },
@@ -183,6 +184,7 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
             }
             Message::Change {
                 relation,
+                update: false,
                 old: None,
                 new: Some(r.tuple()?),
             }
@@ -202,6 +204,7 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
             }
             Message::Change {
                 relation,
+                update: true,
                 old,
                 new: Some(r.tuple()?),
             }
@@ -214,6 +217,7 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
             }
             Message::Change {
                 relation,
+                update: false,
                 old: Some(r.tuple()?),
                 new: None,
             }
@@ -236,6 +240,14 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
 /// An LSN as PostgreSQL writes it (`16/B374D848`).
 pub fn lsn_text(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+}
+
+/// An LSN from PostgreSQL's text (`16/B374D848`); `None` when it is not one.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    let hi = u64::from_str_radix(hi, 16).ok()?;
+    let lo = u64::from_str_radix(lo, 16).ok()?;
+    (hi <= 0xffff_ffff && lo <= 0xffff_ffff).then_some((hi << 32) | lo)
 }
 
 /// µs since 2000-01-01 UTC (PostgreSQL's epoch) as ms since 1970.
@@ -303,6 +315,7 @@ mod tests {
             decode(&upd),
             Ok(Message::Change {
                 relation: 7,
+                update: true,
                 old: Some(vec![Some("1".into()), None]),
                 new: Some(vec![Some("2".into()), Some("x".into())]),
             })
@@ -320,6 +333,10 @@ mod tests {
             })
         );
         assert_eq!(lsn_text(0x16_B374_D848), "16/B374D848");
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(parse_lsn("0/0"), Some(0));
+        assert_eq!(parse_lsn("x/1"), None);
+        assert_eq!(parse_lsn("1"), None);
         assert_eq!(unix_ms(0), 946_684_800_000);
 
         let mut trunc = vec![b'T'];

@@ -32,10 +32,12 @@ fn escape(v: &str) -> String {
 }
 
 /// The tags one row image (`tuple`, the old or the new one) of a change to
-/// `rel` invalidates, added to `out`. `templates`: the table's own tags,
-/// or `None` for the default ones.
+/// `rel` invalidates, added to `out`. `key`: the columns of the row's key
+/// tag (its primary key); `templates`: the table's own tags, or `None`
+/// for the default ones.
 pub fn row_tags(
     rel: &Relation,
+    key: &[String],
     templates: Option<&[String]>,
     tuple: &Tuple,
     out: &mut Vec<String>,
@@ -45,13 +47,7 @@ pub fn row_tags(
         let i = rel.columns.iter().position(|c| c.name == col)?;
         tuple.get(i)?.clone()
     };
-    let keys: Option<Vec<String>> = rel
-        .columns
-        .iter()
-        .zip(tuple)
-        .filter(|(c, _)| c.key)
-        .map(|(_, v)| v.clone())
-        .collect();
+    let keys: Option<Vec<String>> = key.iter().map(|c| value(c)).collect();
     tags_of(&table, keys, templates, &value, out);
 }
 
@@ -152,8 +148,14 @@ mod tests {
 
     fn tags(rel: &Relation, t: Option<&[String]>, tuple: &[Option<&str>]) -> Vec<String> {
         let tuple: Tuple = tuple.iter().map(|v| v.map(str::to_owned)).collect();
+        let key: Vec<String> = rel
+            .columns
+            .iter()
+            .filter(|c| c.key)
+            .map(|c| c.name.clone())
+            .collect();
         let mut out = Vec::new();
-        row_tags(rel, t, &tuple, &mut out);
+        row_tags(rel, &key, t, &tuple, &mut out);
         out
     }
 
