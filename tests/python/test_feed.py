@@ -55,6 +55,24 @@ def until(pred: object, what: str, limit: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+def listening_process(cmd: list[str], first_line: str, cache: Cache, key: str, change: str) -> None:
+    """Run a listener command until it prints `first_line`, commit `change`,
+    wait until `key` is gone from `cache`, then interrupt it: exit 0."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        assert line.startswith(first_line), line
+        update(change)
+        until(lambda: cache.get(key) is None, f"the listener invalidated {key}")
+        p.send_signal(2)
+        assert p.wait(10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+
+
 def test_row_changes_invalidate_default_and_template_tags(table: tuple[str, str]) -> None:
     name, slot = table
     cache = Cache(redis_url=REDIS_URL, namespace=unique("pyfeed"))
@@ -102,18 +120,9 @@ def test_the_cli_listens_until_interrupted(table: tuple[str, str]) -> None:
     cache.set("row2", "two", tags=[f"table:public.{name}:2"])
     cmd = [sys.executable, "-m", "stratacache", "listen", "--postgres", PG_URL, "--redis", REDIS_URL]
     cmd += ["--namespace", ns, "--table", name, "--slot", slot, "--publication", slot, "--stats-every", "0"]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout is not None
-        assert p.stdout.readline().startswith(f"stratacache listen: {name} -> namespace")
-        update(f"UPDATE {name} SET category = 9 WHERE id = 2")
-        until(lambda: cache.get("row2") is None, "the CLI's listener invalidated row 2")
-        p.send_signal(2)
-        assert p.wait(10) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.communicate()
+    listening_process(
+        cmd, f"stratacache listen: {name} -> namespace", cache, "row2", f"UPDATE {name} SET category = 9 WHERE id = 2"
+    )
     bad = subprocess.run([*cmd[:6], "--table", "nope"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and 'table "public.nope" does not exist' in bad.stderr, bad.stderr
 
@@ -243,23 +252,13 @@ def test_the_django_management_command_listens_into_a_cache_alias(table: tuple[s
         "--stats-every",
         "0",
     ]
-    p = subprocess.Popen(
+    listening_process(
         [sys.executable, "-c", DJANGO_LISTEN, REDIS_URL, ns, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        f"stratacache listen: {name} -> namespace '{ns}'",
+        cache,
+        "row3",
+        f"UPDATE {name} SET category = 8 WHERE id = 3",
     )
-    try:
-        assert p.stdout is not None
-        assert p.stdout.readline().startswith(f"stratacache listen: {name} -> namespace '{ns}'")
-        update(f"UPDATE {name} SET category = 8 WHERE id = 3")
-        until(lambda: cache.get("row3") is None, "the management command's listener invalidated row 3")
-        p.send_signal(2)
-        assert p.wait(10) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.communicate()
     bad = subprocess.run(
         [sys.executable, "-c", DJANGO_LISTEN, REDIS_URL, ns, "listen", "--cache", "nope", "--postgres", PG_URL],
         capture_output=True,
@@ -281,18 +280,13 @@ def test_the_cli_reads_a_configuration_file(table: tuple[str, str], tmp_path: Pa
     }
     (tmp_path / "listen.json").write_text(json.dumps(config))
     cmd = [sys.executable, "-m", "stratacache", "listen", "--config", str(tmp_path / "listen.json")]
-    p = subprocess.Popen([*cmd, "--stats-every", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout is not None
-        assert p.stdout.readline().startswith(f"stratacache listen: {name} -> namespace '{ns}'")
-        update(f"UPDATE {name} SET category = 4 WHERE id = 1")
-        until(lambda: cache.get("row1") is None, "the configured template invalidated row 1")
-        p.send_signal(2)
-        assert p.wait(10) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.communicate()
+    listening_process(
+        [*cmd, "--stats-every", "0"],
+        f"stratacache listen: {name} -> namespace '{ns}'",
+        cache,
+        "row1",
+        f"UPDATE {name} SET category = 4 WHERE id = 1",
+    )
     (tmp_path / "bad.json").write_text('{"postgres": {"url": "u", "tables": {"t": null}, "slott": "x"}}')
     bad = subprocess.run([*cmd[:4], "--config", str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "unknown field `slott`, expected one of" in bad.stderr, bad.stderr

@@ -94,13 +94,7 @@ fn tagged(tag: &str) -> WriteOptions {
     common::tagged_for_5m(&[tag])
 }
 
-async fn until<F, Fut>(what: &str, f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    common::until_within(what, Duration::from_secs(20), f).await;
-}
+use common::until;
 
 fn v() -> Bytes {
     Bytes::from_static(b"v")

@@ -92,13 +92,7 @@ async fn publish(url: &str, subject: &str, body: &str) {
 use common::process_cache as cache;
 use common::tagged_for_5m as tagged;
 
-async fn until<F, Fut>(what: &str, f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    common::until_within(what, Duration::from_secs(20), f).await;
-}
+use common::until;
 
 fn v() -> Bytes {
     Bytes::from_static(b"v")

@@ -543,3 +543,13 @@ where
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// [`until_within`] twenty seconds (a broker or a database on a loaded
+/// machine).
+pub async fn until<F, Fut>(what: &str, f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    until_within(what, Duration::from_secs(20), f).await;
+}
