@@ -299,7 +299,20 @@ fn pg_err(what: &str, e: &tokio_postgres::Error) -> Error {
 }
 
 async fn connect(url: String) -> Result<Client> {
-    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.map_err(|e| {
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|e| pg_err("the PostgreSQL URL", &e))?;
+    // A server that stops answering (a half-open connection) is noticed
+    // within about a minute, not hours: the step fails, the listener
+    // reconnects, and a stop never waits on it.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(4);
+    let (client, conn) = config.connect(NoTls).await.map_err(|e| {
         pg_err(
             "cannot connect (check the URL, the server and the login)",
             &e,
