@@ -2,8 +2,6 @@
 //! `node/feed.js`: argument conversion only; unset options reach the core
 //! as `None`.
 
-use std::sync::Mutex;
-
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use stratacache::Cache;
@@ -14,21 +12,6 @@ use stratacache::feed::{EventListener, Listener, PgFeed};
 
 use crate::convert::ms;
 use crate::error::{invalid, js_err};
-
-/// A running listener, until stopped.
-struct Held<T>(Mutex<Option<T>>);
-
-impl<T> Held<T> {
-    fn new(t: T) -> Self {
-        Held(Mutex::new(Some(t)))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<T>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
 
 /// A table of the feed and its tag templates (`undefined`: the default tags).
 #[napi(object)]
@@ -62,7 +45,7 @@ pub struct PgFeedStats {
 /// A running change feed.
 #[napi]
 pub struct NativePgListener {
-    inner: Held<Listener>,
+    inner: Listener,
 }
 
 /// Start the feed of `o` into `cache` (the body of `NativeCache.startPgListener`).
@@ -75,22 +58,15 @@ pub(crate) async fn start(cache: Cache, o: PgFeedOptions) -> Result<NativePgList
     let tables = o.tables.into_iter().map(|t| (t.name, t.tags)).collect();
     let feed = PgFeed::from_options(o.url, tables, o.slot, o.publication, poll, lease);
     let listener = Listener::start(cache, feed).await.map_err(js_err)?;
-    Ok(NativePgListener {
-        inner: Held::new(listener),
-    })
+    Ok(NativePgListener { inner: listener })
 }
 
 #[napi]
 impl NativePgListener {
-    /// The counters (all zero once stopped).
+    /// The counters.
     #[napi]
     pub fn stats(&self) -> PgFeedStats {
-        let s = self
-            .inner
-            .lock()
-            .as_ref()
-            .map(Listener::stats)
-            .unwrap_or_default();
+        let s = self.inner.stats();
         PgFeedStats {
             active: s.active,
             transactions: s.transactions as f64,
@@ -105,10 +81,7 @@ impl NativePgListener {
     /// (idempotent).
     #[napi]
     pub async fn stop(&self) {
-        let l = self.inner.lock().take();
-        if let Some(l) = l {
-            l.stop().await;
-        }
+        self.inner.stop().await;
     }
 }
 
@@ -149,7 +122,7 @@ pub struct EventFeedStats {
 /// A running broker consumer.
 #[napi]
 pub struct NativeEventListener {
-    inner: Held<EventListener>,
+    inner: EventListener,
 }
 
 /// Start consuming `broker` (`"nats"` or `"amqp"`) into `cache` (the body
@@ -190,22 +163,15 @@ pub(crate) async fn start_events(
         other => return Err(invalid(format!("unknown broker {other:?}"))),
     }
     .map_err(js_err)?;
-    Ok(NativeEventListener {
-        inner: Held::new(listener),
-    })
+    Ok(NativeEventListener { inner: listener })
 }
 
 #[napi]
 impl NativeEventListener {
-    /// The counters (all zero once stopped).
+    /// The counters.
     #[napi]
     pub fn stats(&self) -> EventFeedStats {
-        let s = self
-            .inner
-            .lock()
-            .as_ref()
-            .map(EventListener::stats)
-            .unwrap_or_default();
+        let s = self.inner.stats();
         EventFeedStats {
             messages: s.messages as f64,
             tags_invalidated: s.tags_invalidated as f64,
@@ -218,9 +184,6 @@ impl NativeEventListener {
     /// Stop after the message in progress (idempotent).
     #[napi]
     pub async fn stop(&self) {
-        let l = self.inner.lock().take();
-        if let Some(l) = l {
-            l.stop().await;
-        }
+        self.inner.stop().await;
     }
 }

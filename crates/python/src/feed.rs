@@ -2,8 +2,6 @@
 //! feed and broker consumers (see `stratacache.feed` for the public API).
 //! Argument conversion only: unset options reach the core as `None`.
 
-use std::sync::Mutex;
-
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use stratacache::feed::amqp::AmqpFeed;
@@ -16,25 +14,10 @@ use crate::convert::secs;
 use crate::errors::IntoPyResult;
 use crate::runtime::run;
 
-/// A running listener, until stopped.
-struct Held<T>(Mutex<Option<T>>);
-
-impl<T> Held<T> {
-    fn new(t: T) -> Self {
-        Held(Mutex::new(Some(t)))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<T>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
 /// A running change feed.
 #[pyclass(frozen, module = "stratacache._native", name = "PgListener")]
 pub(crate) struct PyPgListener {
-    inner: Held<Listener>,
+    inner: Listener,
 }
 
 #[pymethods]
@@ -59,19 +42,12 @@ impl PyPgListener {
         let lease = lease_ttl.map(|l| secs("lease_ttl", l)).transpose()?;
         let feed = PgFeed::from_options(url, tables, slot, publication, poll, lease);
         let listener = run(py, Listener::start(cache.inner.clone(), feed)).py(py)?;
-        Ok(PyPgListener {
-            inner: Held::new(listener),
-        })
+        Ok(PyPgListener { inner: listener })
     }
 
-    /// The listener's counters (all zero once stopped).
+    /// The listener's counters.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self
-            .inner
-            .lock()
-            .as_ref()
-            .map(Listener::stats)
-            .unwrap_or_default();
+        let s = self.inner.stats();
         let d = PyDict::new(py);
         d.set_item("active", s.active)?;
         d.set_item("transactions", s.transactions)?;
@@ -85,10 +61,7 @@ impl PyPgListener {
     /// Stop after the batch in progress and give up the fleet lease
     /// (idempotent).
     fn stop(&self, py: Python<'_>) {
-        let l = self.inner.lock().take();
-        if let Some(l) = l {
-            run(py, l.stop());
-        }
+        run(py, self.inner.stop());
     }
 }
 
@@ -105,14 +78,12 @@ fn rules(tables: Vec<PyTableRule>) -> Vec<(String, TableRule)> {
 /// A running broker consumer (NATS JetStream or RabbitMQ).
 #[pyclass(frozen, module = "stratacache._native", name = "EventListener")]
 pub(crate) struct PyEventListener {
-    inner: Held<EventListener>,
+    inner: EventListener,
 }
 
 impl PyEventListener {
     fn started(py: Python<'_>, r: stratacache::Result<EventListener>) -> PyResult<Self> {
-        Ok(PyEventListener {
-            inner: Held::new(r.py(py)?),
-        })
+        Ok(PyEventListener { inner: r.py(py)? })
     }
 }
 
@@ -152,14 +123,9 @@ impl PyEventListener {
         Self::started(py, r)
     }
 
-    /// The listener's counters (all zero once stopped).
+    /// The listener's counters.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self
-            .inner
-            .lock()
-            .as_ref()
-            .map(EventListener::stats)
-            .unwrap_or_default();
+        let s = self.inner.stats();
         let d = PyDict::new(py);
         d.set_item("messages", s.messages)?;
         d.set_item("tags_invalidated", s.tags_invalidated)?;
@@ -171,10 +137,7 @@ impl PyEventListener {
 
     /// Stop after the message in progress (idempotent).
     fn stop(&self, py: Python<'_>) {
-        let l = self.inner.lock().take();
-        if let Some(l) = l {
-            run(py, l.stop());
-        }
+        run(py, self.inner.stop());
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::events::{self, TableRule};
+use super::running::Running;
 use crate::Cache;
 use crate::error::Result;
 
@@ -43,8 +44,7 @@ pub(super) struct Counters {
 /// [`EventListener::start_amqp`]); stops on [`EventListener::stop`] or drop.
 #[derive(Debug)]
 pub struct EventListener {
-    stop: watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    running: Running,
     counters: Arc<Counters>,
 }
 
@@ -79,7 +79,7 @@ impl EventListener {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let counters = Arc::new(Counters::default());
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = Running::channel();
         let ctx = Ctx {
             cache,
             tables,
@@ -89,8 +89,7 @@ impl EventListener {
         };
         let task = crate::runtime::runtime().spawn(body(ctx));
         EventListener {
-            stop,
-            task: Some(task),
+            running: Running::new(stop, task),
             counters,
         }
     }
@@ -107,18 +106,9 @@ impl EventListener {
         }
     }
 
-    /// Stop after the message in progress.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-    }
-}
-
-impl Drop for EventListener {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
+    /// Stop after the message in progress. Idempotent.
+    pub async fn stop(&self) {
+        self.running.stop().await;
     }
 }
 

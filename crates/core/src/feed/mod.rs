@@ -34,6 +34,7 @@ mod consume;
 pub mod events;
 pub mod nats;
 pub mod pgoutput;
+mod running;
 pub mod tags;
 
 use std::collections::{BTreeSet, HashMap};
@@ -212,8 +213,7 @@ struct Counters {
 /// dropped.
 #[derive(Debug)]
 pub struct Listener {
-    stop: watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    running: running::Running,
     counters: Arc<Counters>,
 }
 
@@ -230,7 +230,7 @@ impl Listener {
             .map_err(join_err)??;
         let tables = prepare(&client, &feed).await?;
         let counters = Arc::new(Counters::default());
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = running::Running::channel();
         let run = Run {
             cache,
             feed,
@@ -240,8 +240,7 @@ impl Listener {
         };
         let task = rt.spawn(run.run(client, stopped));
         Ok(Listener {
-            stop,
-            task: Some(task),
+            running: running::Running::new(stop, task),
             counters,
         })
     }
@@ -259,31 +258,18 @@ impl Listener {
         }
     }
 
-    /// Stop after the batch in progress (its invalidations are sent and
-    /// the slot advanced), and give up the fleet lease.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
+    /// Stop (a step in progress is interrupted before it advances the
+    /// slot) and give up the fleet lease. Idempotent.
+    pub async fn stop(&self) {
+        self.running.stop().await;
     }
-}
 
-impl Listener {
     /// End at once, as a crashed process would: the batch in progress is
     /// dropped unadvanced and the fleet lease is kept until it expires.
     /// For tests of the takeover; use [`Listener::stop`].
     #[doc(hidden)]
-    pub fn kill(mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
+    pub fn kill(self) {
+        self.running.kill();
     }
 }
 
