@@ -19,7 +19,9 @@ use crate::envelope::{Codec, Entry, Format, Meta};
 use crate::envelope::{GENERATION_TAG, LOCAL_TAG};
 use crate::error::{Error, Result};
 use crate::flight::FlightMap;
-use crate::key::{RedisKeys, generation_key, redis_keys, tag_key, validate_tag};
+use crate::key::{
+    KEY_DEP_PREFIX, RedisKeys, generation_key, key_dep_name, redis_keys, validate_tag, version_key,
+};
 use crate::l1::L1;
 use crate::l2::{L2, Publish};
 use crate::memo::MemoBudget;
@@ -31,6 +33,11 @@ use crate::versions::{Validity, Versions, new_version};
 /// one L1, one set of flights, one metrics set, one L2 client.
 pub(crate) struct Shared {
     pub(crate) namespace: String,
+    /// Which versions this state's entries record: the Redis location and
+    /// namespace (every handle on them shares versions through Redis), or
+    /// this state alone without Redis. Dependencies collected from another
+    /// scope are not this one's (see `deps`).
+    pub(crate) scope: Arc<str>,
     pub(crate) l1: Option<L1>,
     pub(crate) memo: MemoBudget,
     pub(crate) l2: Option<L2>,
@@ -101,6 +108,14 @@ pub(crate) fn readable(acc: Accepted, e: &Entry) -> bool {
     acc.is_none_or(|bits| bits[usize::from(f / 64)] & (1 << (f % 64)) != 0)
 }
 
+/// How long a key dependency's version record lives in Redis after it is
+/// created (a write of the key deletes it sooner). When it expires, the
+/// next load depending on the key creates a new one, which every instance
+/// adopts: entries built before then are loaded once more. Without it,
+/// every key ever read by a loader and never written again would keep a
+/// record forever.
+pub(crate) const KEY_DEP_VERSION_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
 pub(crate) type Registry = Mutex<HashMap<String, Weak<Shared>>>;
 
 pub(crate) fn registry() -> &'static Registry {
@@ -112,8 +127,19 @@ impl Shared {
     pub(crate) fn new(cfg: &Config) -> Self {
         let metrics = Arc::new(Metrics::default());
         let versions = Versions::default();
+        static LOCAL_SCOPES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let scope: Arc<str> = match &cfg.redis {
+            Some(loc) => format!("{loc:?}\0{}", cfg.namespace).into(),
+            None => format!(
+                "local:{}\0{}",
+                LOCAL_SCOPES.fetch_add(1, Ordering::Relaxed),
+                cfg.namespace
+            )
+            .into(),
+        };
         Shared {
             namespace: cfg.namespace.clone(),
+            scope,
             l1: cfg.l1_enabled.then(|| {
                 L1::new(
                     cfg.l1_max_bytes.saturating_sub(cfg.l1_memo_bytes),
@@ -156,6 +182,16 @@ impl Shared {
 
     pub(crate) fn rkeys(&self, key: &str) -> RedisKeys {
         redis_keys(&self.namespace, key)
+    }
+
+    /// `key` was written: entries built from it are no longer current
+    /// here (with Redis, its write deleted the version record and the next
+    /// use reads or creates a new one; without, the next use makes one).
+    #[inline]
+    pub(crate) fn forget_key_dep(&self, key: &str) {
+        if self.versions.uses_key_deps() {
+            self.versions.forget(&key_dep_name(key));
+        }
     }
 
     /// Build a trusted entry for `payload` written now, recording `tags`
@@ -229,7 +265,8 @@ impl Shared {
     /// rule of every write path (`set`, `set_many`, `add`, a lease's
     /// fill, fail-safe's kept value). `epoch` is a load's (its fill loses
     /// to any authoritative write since the load began); `None` for an
-    /// authoritative write, which also removes what it does not keep.
+    /// authoritative write, which also removes what it does not keep and
+    /// makes entries built from the key's previous value stale here.
     pub(crate) async fn after_l2_write(
         &self,
         key: &str,
@@ -238,6 +275,9 @@ impl Shared {
         mark: u64,
         epoch: Option<u64>,
     ) {
+        if epoch.is_none() {
+            self.forget_key_dep(key);
+        }
         let Some(l1) = &self.l1 else { return };
         let keep = match wrote {
             // A delete fenced the load: its value is not the key's.
@@ -346,7 +386,7 @@ impl Shared {
             msg: &msg,
         };
         match l2
-            .ensure_version(&generation_key(&self.namespace), candidate, &publish)
+            .ensure_version(&generation_key(&self.namespace), candidate, None, &publish)
             .await
         {
             Ok(g) if g != 0 && known.is_some() => {
@@ -383,7 +423,13 @@ impl Shared {
             msg: &msg,
         };
         match l2
-            .ensure_version(&tag_key(&self.namespace, t), candidate, &publish)
+            .ensure_version(
+                &version_key(&self.namespace, t),
+                candidate,
+                t.starts_with(KEY_DEP_PREFIX)
+                    .then_some(KEY_DEP_VERSION_TTL_MS),
+                &publish,
+            )
             .await
         {
             Ok(v) if v != 0 => {
@@ -656,6 +702,9 @@ impl Listener for Shared {
                         l1.remove(k);
                     }
                 }
+                for k in &keys {
+                    self.forget_key_dep(k);
+                }
             }
             BusEvent::Released(_) => {}
             BusEvent::Tags(tags) => {
@@ -673,7 +722,14 @@ impl Listener for Shared {
             }
             BusEvent::TagsCreated(tags) => {
                 for (t, v) in &tags {
-                    self.versions.set_tag_if_absent(t, *v);
+                    if t.starts_with(KEY_DEP_PREFIX) {
+                        // Created because Redis had none: a version known
+                        // here from before (the record expired, or a
+                        // `clear()` removed it) is no longer anyone's.
+                        self.versions.set_tag(t, *v);
+                    } else {
+                        self.versions.set_tag_if_absent(t, *v);
+                    }
                 }
             }
             BusEvent::GenerationCreated(g) => self.versions.set_generation_if_absent(g),

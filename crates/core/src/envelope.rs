@@ -308,9 +308,12 @@ impl Codec {
                 return Err(DecodeError::BadTag);
             }
             let name = std::str::from_utf8(r.take(len)?).map_err(|_| DecodeError::BadTag)?;
-            // NUL-prefixed names are reserved; only the generation is ever
-            // written to Redis.
-            if name.starts_with('\0') && name != GENERATION_TAG {
+            // NUL-prefixed names are reserved; only the generation and key
+            // dependencies are ever written to Redis.
+            if name.starts_with('\0')
+                && name != GENERATION_TAG
+                && !name.starts_with(crate::key::KEY_DEP_PREFIX)
+            {
                 return Err(DecodeError::BadTag);
             }
             tags.push((name.to_owned(), r.u64()?));

@@ -67,6 +67,31 @@ impl RedisKeys {
     pub fn lease(&self) -> String {
         format!("{}:lease", self.value)
     }
+    /// The key's dependency version: exists while some entry depends on
+    /// the key; every write of the key deletes it (see `deps`).
+    pub fn dep_version(&self) -> String {
+        format!("{}:ver", self.value)
+    }
+}
+
+/// Envelope tag names starting with this are dependencies on a key: the
+/// rest is the key's slot name (`{<k>}` or `{#<hash>}`), so the name is
+/// at most 3 + 2 + [`MAX_PLAIN_KEY_BYTES`] bytes and maps back to the
+/// key's records.
+pub const KEY_DEP_PREFIX: &str = "\0k:";
+
+/// The dependency name of `key` (an entry built from `key` records it).
+pub(crate) fn key_dep_name(key: &str) -> String {
+    format!("{KEY_DEP_PREFIX}{}", slot_name(key))
+}
+
+/// The Redis key holding the current version of `name`: a tag's version
+/// key, or a key dependency's `:ver` record beside the key's entry.
+pub(crate) fn version_key(namespace: &str, name: &str) -> String {
+    match name.strip_prefix(KEY_DEP_PREFIX) {
+        Some(slot) => format!("sc:{namespace}:{slot}:ver"),
+        None => tag_key(namespace, name),
+    }
 }
 
 /// Lower-case hex of `bytes`.

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::deps::{Deps, is_key_dep};
 use crate::engine::{Shared, Wrote};
 use crate::envelope::Entry;
 use crate::error::{Error, LoaderError, Result};
@@ -23,6 +24,7 @@ use crate::flight::{Flight, FlightGuard, FlightState, StaleKind};
 use crate::key::RedisKeys;
 use crate::metrics::Metrics;
 use crate::options::{LookupPolicy, Ttl, WriteOptions};
+use crate::versions::Validity;
 
 /// A fleet lease held in Redis, kept alive while the load runs.
 pub(crate) struct FleetLease {
@@ -262,6 +264,10 @@ pub struct Lease {
     terms: Terms,
     /// Taken by `try_lease` (a warm-up): counted as warmed when stored.
     warm: bool,
+    /// The collector of the load that asked for this key
+    /// ([`Cache::lookup_tracked`](crate::Cache::lookup_tracked)): the
+    /// settled value's tags and this load's own dependencies are its too.
+    parent: Option<Arc<Deps>>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -295,6 +301,29 @@ impl Lease {
             fleet,
             terms,
             warm: false,
+            parent: None,
+        }
+    }
+
+    /// Report this load's dependencies and value to `parent` when settled.
+    pub(crate) fn feeding(mut self, parent: Arc<Deps>) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+
+    /// Tell the parent load (if any) what this one settled with.
+    fn feed_parent(
+        parent: Option<Arc<Deps>>,
+        scope: &Arc<str>,
+        opts: &WriteOptions,
+        r: &Result<Settled>,
+    ) {
+        let Some(p) = parent else { return };
+        if let Some(own) = &opts.deps {
+            own.merge_into(&p);
+        }
+        if let Ok(Settled::Loaded(e) | Settled::Stale(e)) = r {
+            p.record(scope, e);
         }
     }
 
@@ -343,7 +372,15 @@ impl Lease {
     ///   served to everyone and kept fresh for the throttle period
     ///   ([`Settled::Stale`]); otherwise [`Error::Loader`] with the
     ///   loader's own error, for the caller and every waiter.
-    pub async fn settle(self, outcome: LoadOutcome, opts: &WriteOptions) -> Result<Settled> {
+    pub async fn settle(mut self, outcome: LoadOutcome, opts: &WriteOptions) -> Result<Settled> {
+        let parent = self.parent.take();
+        let scope = self.shared.scope.clone();
+        let r = self.settle_inner(outcome, opts).await;
+        Self::feed_parent(parent, &scope, opts, &r);
+        r
+    }
+
+    async fn settle_inner(self, outcome: LoadOutcome, opts: &WriteOptions) -> Result<Settled> {
         match outcome {
             LoadOutcome::Value(b) => self.complete(b, opts).await.map(Settled::Loaded),
             LoadOutcome::Nothing(b) => match self.terms.none_ttl {
@@ -427,8 +464,14 @@ impl Lease {
             opts.load_duration = Some(self.started.elapsed());
         }
 
+        let mut spoiled = false;
         let built = match shared.stamp(&opts.tags, &self.terms.snapshot).await {
-            Ok(tags) => shared.build_entry(payload, &opts, tags),
+            Ok(mut tags) => {
+                if let Some(d) = &opts.deps {
+                    spoiled = d.stamp_into(&shared.scope, &mut tags);
+                }
+                shared.build_entry(payload, &opts, tags)
+            }
             Err(e) => Err(e),
         };
         let entry = match built {
@@ -440,8 +483,21 @@ impl Lease {
             }
         };
         Metrics::inc(&shared.metrics.loads_completed);
-        let store =
+        let mut store =
             store && (entry.meta.stale_until_ms == 0 || entry.meta.is_live(crate::clock::now_ms()));
+        // Built from inputs that changed while it loaded: handed to its
+        // callers (they asked before the change), not stored.
+        if store
+            && (spoiled
+                || (opts
+                    .deps
+                    .as_ref()
+                    .is_some_and(|d| d.has_scope(&shared.scope))
+                    && shared.validity(&entry).await != Validity::Current))
+        {
+            Metrics::inc(&shared.metrics.deps_refused);
+            store = false;
+        }
         if store {
             self.store(&entry).await;
             if self.warm {
@@ -540,6 +596,14 @@ impl Lease {
     /// throttle period (in L1 and L2, so the failing origin is not hammered
     /// by the fleet); otherwise [`Lease::abandon`] and return the error.
     pub async fn fail(mut self, error: LoaderError) -> Result<Settled> {
+        let parent = self.parent.take();
+        let scope = self.shared.scope.clone();
+        let r = self.fail_inner(error).await;
+        Self::feed_parent(parent, &scope, &WriteOptions::default(), &r);
+        r
+    }
+
+    async fn fail_inner(mut self, error: LoaderError) -> Result<Settled> {
         let Some(stale) = self.fallback() else {
             let e = Error::Loader(error.clone());
             self.abandon(error);
@@ -552,14 +616,18 @@ impl Lease {
         let mut kept = (*stale).clone();
         // Kept on purpose: record the current versions, or a tag
         // invalidation that made it stale would keep it stale.
-        let names: Vec<String> = kept
+        let (key_deps, names): (Vec<String>, Vec<String>) = kept
             .meta
             .tags
             .iter()
             .filter(|(n, _)| n != crate::envelope::GENERATION_TAG)
             .map(|(n, _)| n.clone())
-            .collect();
-        if let Ok(tags) = shared.stamp(&names, &[]).await {
+            .partition(|n| is_key_dep(n));
+        if let Ok(mut tags) = shared.stamp(&names, &[]).await {
+            for n in key_deps {
+                let v = shared.tag_version(&n).await;
+                tags.push((n, v));
+            }
             kept.meta.tags = tags;
         }
         let grace = stale.meta.stale_until_ms.saturating_sub(now);

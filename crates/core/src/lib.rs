@@ -44,6 +44,7 @@ pub mod bus;
 mod cache;
 pub mod clock;
 mod config;
+mod deps;
 mod engine;
 pub mod envelope;
 mod error;
@@ -66,6 +67,7 @@ mod write;
 
 pub use cache::Cache;
 pub use config::{CacheBuilder, Config, RedisLocation, nearest_name};
+pub use deps::{Deps, MAX_DEPENDENCIES};
 pub use envelope::{Codec, DecodeError, Entry, Format, Meta};
 pub use error::{Error, LoaderError, Result};
 pub use lease::{Deadline, Lease, LoadClock, LoadOutcome, Settled};

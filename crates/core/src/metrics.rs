@@ -83,6 +83,9 @@ counters! {
     wait_timeouts,
     /// Loader results not stored because a delete happened during the load.
     late_writes_refused,
+    /// Loader results not stored because something they were built from
+    /// changed during the load (or they depend on too much).
+    deps_refused,
     /// Redis errors and timeouts.
     l2_errors,
     /// Entries in Redis that failed to decode (garbage, forged, truncated).
@@ -169,6 +172,7 @@ fn counter_help(name: &str) -> &'static str {
         "leases_dropped" => "leases dropped without completion",
         "wait_timeouts" => "waits that hit the wait timeout",
         "late_writes_refused" => "loader results refused because of a newer delete",
+        "deps_refused" => "loader results not stored because an input changed during the load",
         "l2_errors" => "Redis errors and timeouts",
         "decode_errors" => "undecodable entries read from Redis",
         "format_refusals" => "entries in a format this serializer cannot read (treated as misses)",

@@ -2,8 +2,10 @@
 //! [`WriteOptions`], [`LookupPolicy`] (with its validation) and their
 //! defaults. A leaf module: plain data, no engine state.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::deps::Deps;
 use crate::envelope::{Format, Meta};
 use crate::error::{Error, Result};
 use crate::key::validate_tag;
@@ -36,6 +38,10 @@ pub struct WriteOptions {
     pub tags: Vec<String>,
     /// Load duration to record (defaults to the lease's measured time).
     pub load_duration: Option<Duration>,
+    /// What the value was built from (the loader's collector, see
+    /// [`crate::Deps`]): recorded with the entry, which is not stored when
+    /// an input changed meanwhile.
+    pub deps: Option<Arc<Deps>>,
 }
 
 impl WriteOptions {
@@ -55,6 +61,11 @@ impl WriteOptions {
     /// Set the tags.
     pub fn with_tags(mut self, tags: Vec<String>) -> Self {
         self.tags = tags;
+        self
+    }
+    /// Set what the value was built from.
+    pub fn with_deps(mut self, deps: Arc<Deps>) -> Self {
+        self.deps = Some(deps);
         self
     }
 }

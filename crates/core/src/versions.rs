@@ -24,10 +24,11 @@
 //! subscription was interrupted (messages may have been missed).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::envelope::{Entry, GENERATION_TAG, LOCAL_TAG};
+use crate::key::KEY_DEP_PREFIX;
 
 /// Bound on cached tag versions per namespace; past it the cache starts
 /// over (versions are re-read from Redis on demand).
@@ -62,6 +63,8 @@ pub(crate) struct Versions {
     /// Times Redis answered again after failing (shared with the circuit
     /// breaker, which counts them).
     recoveries: Arc<AtomicU64>,
+    /// Whether a key dependency's version was ever resolved here.
+    any_key_deps: AtomicBool,
 }
 
 impl Versions {
@@ -85,6 +88,7 @@ impl Versions {
     }
 
     pub(crate) fn set_tag(&self, t: &str, v: u64) {
+        self.note_if_key_dep(t);
         let mut g = self.tags.write().unwrap_or_else(|e| e.into_inner());
         if g.len() >= MAX_CACHED_TAGS && !g.contains_key(t) {
             g.clear();
@@ -92,7 +96,34 @@ impl Versions {
         g.insert(t.to_owned(), v);
     }
 
+    /// Forget the version of `t` (a key dependency whose key was written:
+    /// its version record is gone from Redis, the next use reads or
+    /// creates the new one).
+    pub(crate) fn forget(&self, t: &str) {
+        if self.tag(t).is_some() {
+            self.tags
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(t);
+        }
+    }
+
+    /// Whether a key dependency's version was ever resolved here.
+    #[inline]
+    pub(crate) fn uses_key_deps(&self) -> bool {
+        self.any_key_deps.load(Ordering::Acquire)
+    }
+
+    /// Record that key dependencies are in use here when `t` is one.
+    #[inline]
+    fn note_if_key_dep(&self, t: &str) {
+        if t.starts_with(KEY_DEP_PREFIX) && !self.any_key_deps.load(Ordering::Relaxed) {
+            self.any_key_deps.store(true, Ordering::Release);
+        }
+    }
+
     pub(crate) fn set_tag_if_absent(&self, t: &str, v: u64) {
+        self.note_if_key_dep(t);
         let mut g = self.tags.write().unwrap_or_else(|e| e.into_inner());
         if !g.contains_key(t) {
             if g.len() >= MAX_CACHED_TAGS {

@@ -177,10 +177,15 @@ impl Cache {
             return Ok(false);
         }
         let k: Arc<str> = Arc::from(key);
-        let stored = if let Some(l2) = l2 {
+        let stored = if let (Some(l2), Some(bus)) = (l2, &sh.bus) {
             let bytes = sh.codec.encode(&entry);
+            let msg = bus.keys_message(&[key]);
+            let publish = Publish {
+                channel: &bus.channel,
+                msg: &msg,
+            };
             let stored = l2
-                .set_nx(&sh.rkeys(key), &bytes, sh.px_for(&entry))
+                .set_nx(&sh.rkeys(key), &bytes, sh.px_for(&entry), &publish)
                 .await
                 .map_err(|e| sh.l2_err(e))?;
             if stored {
@@ -188,10 +193,14 @@ impl Cache {
             }
             stored
         } else {
-            match &sh.l1 {
+            let stored = match &sh.l1 {
                 Some(l1) => l1.add(&k, entry),
                 None => false,
+            };
+            if stored {
+                sh.forget_key_dep(key);
             }
+            stored
         };
         if stored {
             Metrics::inc(&sh.metrics.writes);
@@ -224,6 +233,7 @@ impl Cache {
             }
             _ => None,
         };
+        sh.forget_key_dep(key);
         let in_l1 = match &sh.l1 {
             Some(l1) => l1.remove(key),
             None => false,
@@ -330,11 +340,17 @@ impl Cache {
     pub async fn incr(&self, key: &str, delta: i64) -> Result<i64> {
         self.check(key)?;
         let sh = &self.shared;
-        if let Some(l2) = &sh.l2 {
+        if let (Some(l2), Some(bus)) = (&sh.l2, &sh.bus) {
+            let msg = bus.keys_message(&[key]);
+            let publish = Publish {
+                channel: &bus.channel,
+                msg: &msg,
+            };
             let r = l2
-                .incr(&sh.rkeys(key), delta)
+                .incr(&sh.rkeys(key), delta, &publish)
                 .await
                 .map_err(|e| sh.l2_err(e))?;
+            sh.forget_key_dep(key);
             if let Some(l1) = &sh.l1 {
                 l1.remove(key);
             }
@@ -344,6 +360,7 @@ impl Cache {
                 IncrOutcome::NotInteger => Err(Error::NotAnInteger),
             };
         }
+        sh.forget_key_dep(key);
         match &sh.l1 {
             Some(l1) => match l1.incr(key, delta) {
                 L1Incr::Value(n) => Ok(n),

@@ -150,13 +150,14 @@ impl L2 {
     ) -> Result<()> {
         let lease = k.lease();
         let tomb = k.tomb();
+        let ver = k.dep_version();
         let px = px_arg(px);
         let token = format!("{:032x}", rand::random::<u128>());
         let tomb_px = tomb_px.max(1).to_string();
         let _: i64 = self
             .invoke(
                 set_script(),
-                &[&k.value, &lease, &tomb],
+                &[&k.value, &lease, &tomb, &ver],
                 &[
                     bytes,
                     px.as_bytes(),
@@ -183,19 +184,27 @@ impl L2 {
         .await
     }
 
-    /// A tag's or the generation's current version (created if missing).
+    /// A tag's, a key dependency's or the generation's current version
+    /// (created if missing, to live `px` when given).
     pub(crate) async fn ensure_version(
         &self,
         key: &str,
         candidate: u64,
+        px: Option<u64>,
         publish: &Publish<'_>,
     ) -> Result<u64> {
         let c = candidate.to_string();
+        let px = px_arg(px);
         let v: Vec<u8> = self
             .invoke(
                 ensure_script(),
                 &[key],
-                &[c.as_bytes(), publish.channel.as_bytes(), publish.msg],
+                &[
+                    c.as_bytes(),
+                    publish.channel.as_bytes(),
+                    publish.msg,
+                    px.as_bytes(),
+                ],
             )
             .await?;
         Ok(std::str::from_utf8(&v)
@@ -223,20 +232,29 @@ impl L2 {
         Ok(())
     }
 
-    /// `SET NX`; true when stored.
+    /// `SET NX` (see the `add` script); true when stored.
     pub(crate) async fn set_nx(
         &self,
         k: &RedisKeys,
         bytes: &[u8],
         px: Option<u64>,
+        publish: &Publish<'_>,
     ) -> Result<bool> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&k.value).arg(bytes).arg("NX");
-        if let Some(px) = px {
-            cmd.arg("PX").arg(px.max(1));
-        }
-        let r: Option<String> = self.query(&cmd).await?;
-        Ok(r.is_some())
+        let ver = k.dep_version();
+        let px = px_arg(px);
+        let n: i64 = self
+            .invoke(
+                add_script(),
+                &[&k.value, &ver],
+                &[
+                    bytes,
+                    px.as_bytes(),
+                    publish.channel.as_bytes(),
+                    publish.msg,
+                ],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     /// The fence a load must present at completion: the key's current
@@ -375,12 +393,13 @@ impl L2 {
         publish: &Publish<'_>,
     ) -> Result<bool> {
         let tomb = k.tomb();
+        let ver = k.dep_version();
         let token = format!("{:032x}", rand::random::<u128>());
         let px = tomb_px.max(1).to_string();
         let n: i64 = self
             .invoke(
                 delete_script(),
-                &[&k.value, &tomb],
+                &[&k.value, &tomb, &ver],
                 &[
                     token.as_bytes(),
                     px.as_bytes(),
@@ -392,10 +411,20 @@ impl L2 {
         Ok(n > 0)
     }
 
-    pub(crate) async fn incr(&self, k: &RedisKeys, delta: i64) -> Result<IncrOutcome> {
+    pub(crate) async fn incr(
+        &self,
+        k: &RedisKeys,
+        delta: i64,
+        publish: &Publish<'_>,
+    ) -> Result<IncrOutcome> {
         let d = delta.to_string();
+        let ver = k.dep_version();
         let r: Vec<i64> = self
-            .invoke(incr_script(), &[&k.value], &[d.as_bytes()])
+            .invoke(
+                incr_script(),
+                &[&k.value, &ver],
+                &[d.as_bytes(), publish.channel.as_bytes(), publish.msg],
+            )
             .await?;
         Ok(match r.as_slice() {
             [1, v] => IncrOutcome::Value(*v),

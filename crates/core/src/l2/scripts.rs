@@ -14,26 +14,32 @@ macro_rules! script {
     };
 }
 
-// KEYS[1]=value KEYS[2]=tomb; ARGV[1]=token ARGV[2]=tomb px ARGV[3]=channel
-// ARGV[4]=bus message. The tombstone fences loads that started before
-// this delete; the message evicts every other instance's L1 copy.
+// KEYS[1]=value KEYS[2]=tomb KEYS[3]=dependency version; ARGV[1]=token
+// ARGV[2]=tomb px ARGV[3]=channel ARGV[4]=bus message. The tombstone
+// fences loads that started before this delete; deleting the dependency
+// version makes every entry built from the key stale; the message evicts
+// every other instance's L1 copy (and its known dependency version).
 script!(
     delete_script,
     r"redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[3])
 local n = redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return n"
 );
 
-// KEYS[1]=value KEYS[2]=lease KEYS[3]=tomb; ARGV[1]=envelope ARGV[2]=px or
-// '0' ARGV[3]=token ARGV[4]=tomb px ARGV[5]=channel ARGV[6]=bus message.
-// A write; if a load of the key is in flight somewhere (its fleet lease
+// KEYS[1]=value KEYS[2]=lease KEYS[3]=tomb KEYS[4]=dependency version;
+// ARGV[1]=envelope ARGV[2]=px or '0' ARGV[3]=token ARGV[4]=tomb px
+// ARGV[5]=channel ARGV[6]=bus message. A write; entries built from the
+// key's previous value are stale from now (its dependency version is
+// gone); if a load of the key is in flight somewhere (its fleet lease
 // exists), a new fence token makes that load's late result lose to this
 // write. Then every other instance evicts its L1 copy.
 script!(
     set_script,
     r"if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1])
 else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+redis.call('DEL', KEYS[4])
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
 end
@@ -42,14 +48,16 @@ return 1"
 );
 
 // KEYS[1]=version key; ARGV[1]=candidate ARGV[2]=channel ARGV[3]=bus
-// message announcing the candidate. The current version of a tag or of
-// the namespace generation; created (and announced) if missing, so a
-// version evicted from Redis is replaced by a new one, never by an old one.
+// message announcing the candidate ARGV[4]=px of a created version or '0'.
+// The current version of a tag, a key dependency or the namespace
+// generation; created (and announced) if missing, so a version evicted
+// from Redis is replaced by a new one, never by an old one.
 script!(
     ensure_script,
     r"local v = redis.call('GET', KEYS[1])
 if v then return v end
-redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[4] == '0' then redis.call('SET', KEYS[1], ARGV[1])
+else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4]) end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return ARGV[1]"
 );
@@ -122,10 +130,11 @@ end
 return 0"
 );
 
-// KEYS[1]=value; ARGV[1]=delta. {0} missing, {2} not an integer/overflow,
-// {1, n} new value. INCRBY keeps the key's TTL. The new value is returned
-// as Redis stores it (a string): INCRBY's reply becomes a Lua double here,
-// which is exact only up to 2^53.
+// KEYS[1]=value KEYS[2]=dependency version; ARGV[1]=delta ARGV[2]=channel
+// ARGV[3]=bus message (published when an entry depended on the key). {0}
+// missing, {2} not an integer/overflow, {1, n} new value. INCRBY keeps
+// the key's TTL. The new value is returned as Redis stores it (a string):
+// INCRBY's reply becomes a Lua double here, which is exact only up to 2^53.
 script!(
     incr_script,
     r"local v = redis.call('GET', KEYS[1])
@@ -133,7 +142,22 @@ if not v then return {0} end
 if not string.match(v, '^%-?%d+$') then return {2} end
 local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
 if type(r) == 'table' and r.err then return {2} end
+if redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return {1, redis.call('GET', KEYS[1])}"
+);
+
+// KEYS[1]=value KEYS[2]=dependency version; ARGV[1]=envelope ARGV[2]=px
+// or '0' ARGV[3]=channel ARGV[4]=bus message (published when an entry
+// depended on the key's absence). `add`: store only if absent; 1 when
+// stored.
+script!(
+    add_script,
+    r"local ok
+if ARGV[2] == '0' then ok = redis.call('SET', KEYS[1], ARGV[1], 'NX')
+else ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) end
+if not ok then return 0 end
+if redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return 1"
 );
 
 // KEYS[1]=value; ARGV[1]=expected ARGV[2]=new ARGV[3]=px or '0'
