@@ -136,7 +136,7 @@ function cached(options) {
         // handler, which also ends the response: capture resolves either way.
         // A client gone before the handler answered releases the waiters.
         res.once('close', () => step.abort(new Error('the client went away')))
-        const produced = await capture(res, next, () => step.streamed())
+        const produced = await capture(res, () => step.run(next), () => step.streamed())
         const out = await step.finish(produced)
         if (produced.streamed) return
         if (out.answer) sendAnswer(res, out.answer)

@@ -66,6 +66,15 @@ async function stratacacheFastify(fastify, options) {
     request[kStep] = step // the handler runs; onSend finishes
   })
 
+  // The handler runs inside the step's tracking scope, so its reads become
+  // the response's dependencies (a callback hook: `done` enters the handler
+  // within the scope).
+  fastify.addHook('preHandler', (request, reply, done) => {
+    const step = request[kStep]
+    if (step) step.run(done)
+    else done()
+  })
+
   fastify.addHook('onSend', async (request, reply, payload) => {
     const step = request[kStep]
     if (!step) return payload

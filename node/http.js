@@ -8,6 +8,7 @@
 const crypto = require('node:crypto')
 const binding = require('./binding.js')
 const { parseTtl } = require('./index.js')
+const { NativeDeps, within } = require('./deps.js')
 const { kInternal } = require('./internal.js')
 const { checkOptions } = require('./options.js')
 const { CacheClosedError, ConfigError, InvalidValueError, L2_CODES: L2 } = require('./errors.js')
@@ -277,11 +278,15 @@ async function begin(r, req) {
 
 function lead(r, ex, internal, key, lease, tagsOf, l2Trouble, now) {
   let settled = false
+  // The handler's reads become the response's dependencies.
+  const deps = new NativeDeps()
   const release = (why) => {
     if (lease !== null) internal.abandon(lease, new NotShareable(why))
     lease = null
   }
   return {
+    /** Run the handler (`fn`) so that its reads are tracked. */
+    run: (fn) => within(deps, fn),
     // The handler's response: what to send, and `revoke(setCookie)` to call
     // once it is sent: Express session middleware adds Set-Cookie only as
     // the headers go out, and a response that set a cookie must not stay
@@ -305,11 +310,11 @@ function lead(r, ex, internal, key, lease, tagsOf, l2Trouble, now) {
         if (s.complete) {
           const tags = await tagsOf()
           for (const [k, bytes] of s.writes) {
-            await internal.setRaw(k, bytes, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
+            await internal.setRaw(k, bytes, s.ttlMs, s.graceMs, tags, deps).catch(l2Trouble)
             stored.push(k)
           }
-          if (lease !== null) await internal.complete(lease, s.complete, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
-          else await internal.setRaw(key, s.complete, s.ttlMs, s.graceMs, tags).catch(l2Trouble)
+          if (lease !== null) await internal.complete(lease, s.complete, s.ttlMs, s.graceMs, tags, deps).catch(l2Trouble)
+          else await internal.setRaw(key, s.complete, s.ttlMs, s.graceMs, tags, deps).catch(l2Trouble)
           stored.push(key)
           lease = null
         }

@@ -76,16 +76,16 @@ function httpInternals(cache, p) {
         throw p.native(e)
       }
     },
-    async setRaw(key, data, ttlMs, graceMs, tags) {
+    async setRaw(key, data, ttlMs, graceMs, tags, deps) {
       try {
-        await n.set(key, data, Format.RAW, ttlMs, graceMs, tags)
+        await n.set(key, data, Format.RAW, ttlMs, graceMs, tags, deps)
       } catch (e) {
         throw p.native(e)
       }
     },
-    async complete(lease, data, ttlMs, graceMs, tags) {
+    async complete(lease, data, ttlMs, graceMs, tags, deps) {
       try {
-        await lease.complete(data, Format.RAW, ttlMs, graceMs, tags)
+        await lease.complete(data, Format.RAW, ttlMs, graceMs, tags, deps)
       } catch (e) {
         throw p.native(e)
       }

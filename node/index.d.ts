@@ -166,6 +166,14 @@ export declare class Cache extends EventEmitter {
   getOrSet<T>(options: GetOrSetOptions<T>): Promise<T>
   /** Make every entry carrying any of `tags` stale, in every process. */
   invalidateTags(tags: string[]): Promise<void>
+  /**
+   * Inside a factory (getOrSet, warm, a cached HTTP handler): what it builds
+   * depends on `tags` too, at their current versions (for what the cache
+   * cannot see, such as a database read). Outside a factory it does
+   * nothing. Reads made inside a factory (get, getMany, a nested getOrSet)
+   * are dependencies without being named.
+   */
+  dependsOn(...tags: string[]): Promise<void>
   /** Load keys ahead of traffic through the same leases; resolves how many were stored. */
   warm<T>(keys: string[], options: WarmOptions<T>): Promise<number>
   stats(): Record<string, number>

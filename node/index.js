@@ -26,6 +26,7 @@ const { kInternal, kNative } = require('./internal.js')
 const { checkOptions } = require('./options.js')
 const { SharedValues, MISS } = require('./shared.js')
 const { httpInternals } = require('./httpinternal.js')
+const { currentDeps } = require('./deps.js')
 
 const CACHE_OPTIONS = [
   'redis',
@@ -147,13 +148,18 @@ class Cache extends EventEmitter {
     throw e
   }
 
-  /** The fresh value of `key`, or `undefined`. */
+  /**
+   * The fresh value of `key`, or `undefined`. Inside a factory, the key and
+   * the value's tags become dependencies of what it builds.
+   */
   get(key) {
     // Not an async function: an L1 hit (the hot path) resolves without a
     // second trip through the microtask machinery.
     try {
       checkKey(key)
       this.#open()
+      const deps = currentDeps()
+      if (deps !== undefined) return this.#getTracked(key, deps)
       if (this.#shared !== null) {
         const v = this.#shared.get(this.#n, key, this.#decodeLocal)
         if (v !== MISS || !this.#hasL2) return Promise.resolve(v === MISS ? undefined : v)
@@ -200,6 +206,34 @@ class Cache extends EventEmitter {
     return readThrough(this.#n, this.#reader, this.#reads, key)
   }
 
+  async #getTracked(key, deps) {
+    let v
+    try {
+      v = await this.#n.getTracked(key, deps)
+    } catch (e) {
+      return this.#l2(e, undefined)
+    }
+    return decode(v, this.#serializer.name)
+  }
+
+  /**
+   * Inside a factory: the value it builds depends on `tags` too (what the
+   * cache cannot see, such as a database read), at their current versions.
+   * Outside a factory it does nothing.
+   * @param {...string} tags
+   */
+  async dependsOn(...tags) {
+    checkTags(tags)
+    this.#open()
+    const deps = currentDeps()
+    if (deps === undefined) return
+    try {
+      await this.#n.trackTags(deps, tags)
+    } catch (e) {
+      throw native(e)
+    }
+  }
+
   async #getL2(key) {
     let v
     try {
@@ -217,7 +251,9 @@ class Cache extends EventEmitter {
     try {
       let vs
       const r = this.#reader
-      if (r !== null && keys.length > 0 && r.ready) {
+      const deps = currentDeps()
+      if (deps !== undefined) vs = await this.#n.getManyTracked(keys, deps)
+      else if (r !== null && keys.length > 0 && r.ready) {
         // One MGET over the JS connection, as `get` sends its GET there.
         let starts = this.#n.startReadMany(keys)
         if (starts instanceof Promise) starts = await starts
@@ -383,7 +419,8 @@ class Cache extends EventEmitter {
     // Without early refresh, a fresh value is the whole answer: L1's, or
     // Redis's read over the JS connection (the same path as `get`).
     let prior = null
-    if (p.earlyRefresh === undefined && p.refreshAhead === undefined) {
+    const parent = currentDeps()
+    if (parent === undefined && p.earlyRefresh === undefined && p.refreshAhead === undefined) {
       if (this.#shared !== null) {
         const v = this.#shared.get(this.#n, key, this.#decodeLocal)
         if (v !== MISS) return v
@@ -399,7 +436,7 @@ class Cache extends EventEmitter {
     }
     let r
     try {
-      r = await this.#lookup(key, nativePolicy(p, tags), prior)
+      r = parent === undefined ? await this.#lookup(key, nativePolicy(p, tags), prior) : await this.#n.lookupTracked(key, nativePolicy(p, tags), parent)
     } catch (e) {
       const err = native(e)
       if (this.#failOpen && L2_CODES.has(err.code)) {

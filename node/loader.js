@@ -6,6 +6,7 @@
 
 const { fromNative } = require('./errors.js')
 const { encode, decode } = require('./values.js')
+const { tracked } = require('./deps.js')
 
 // Errors thrown by factories, kept briefly so every caller coalesced onto a
 // failed load is rejected with the very same error object.
@@ -65,8 +66,11 @@ function message(e) {
  */
 async function settle(lease, factory, write, serializer) {
   let value
+  let deps
   try {
-    value = await factory()
+    let run
+    ;[deps, run] = tracked(factory)
+    value = await run
   } catch (e) {
     let stale
     try {
@@ -89,7 +93,7 @@ async function settle(lease, factory, write, serializer) {
   }
   const kind = uncached ? UNCACHED : out == null ? NOTHING : VALUE
   try {
-    await lease.settle(kind, data, format, write.ttl, write.grace, write.tags)
+    await lease.settle(kind, data, format, write.ttl, write.grace, write.tags, deps)
   } catch (e) {
     throw native(e)
   }
@@ -130,13 +134,17 @@ async function lead(lease, factory, write, serializer, onError) {
  */
 async function fill(leases, { factory, loadMany, ttl, grace }, serializer) {
   let values
+  let deps
   try {
-    if (loadMany) {
-      const got = await loadMany(leases.map((l) => l.key))
-      values = got instanceof Map ? got : new Map(Object.entries(got || {}))
-    } else {
-      values = new Map(await Promise.all(leases.map(async (l) => /** @type {[string, unknown]} */ ([l.key, await factory(l.key)]))))
-    }
+    let run
+    ;[deps, run] = tracked(async () => {
+      if (loadMany) {
+        const got = await loadMany(leases.map((l) => l.key))
+        return got instanceof Map ? got : new Map(Object.entries(got || {}))
+      }
+      return new Map(await Promise.all(leases.map(async (l) => /** @type {[string, unknown]} */ ([l.key, await factory(l.key)]))))
+    })
+    values = await run
   } catch (e) {
     const id = registerLoaderError(e)
     for (const l of leases) l.abandon(id, message(e))
@@ -150,7 +158,7 @@ async function fill(leases, { factory, loadMany, ttl, grace }, serializer) {
       }
       const [data, format] = encode(serializer, values.get(l.key))
       try {
-        await l.complete(data, format, ttl, grace)
+        await l.complete(data, format, ttl, grace, undefined, deps)
       } catch (e) {
         throw native(e)
       }

@@ -29,6 +29,7 @@ import inspect
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any, Callable, Generic, Literal, TypeVar
 
 from . import _failopen, _native
@@ -52,6 +53,32 @@ class Decoding:
     loads: Callable[[int, bytes], Any]
     memo: int
     unreadable: Callable[[Unreadable], Any]
+
+
+#: What the load running here reads: the collector the tracked reads
+#: (``Cache.get``, ``get_many``, nested ``get_or_set``, ``depends_on``)
+#: record into, so the value it builds depends on them (see the core's
+#: ``deps``). Tasks started inside a loader inherit it; threads do not.
+current_deps: ContextVar[_native.Deps | None] = ContextVar("stratacache_deps", default=None)
+
+
+def _call_tracked(loader: Any, deps: _native.Deps) -> Any:
+    token = current_deps.set(deps)
+    try:
+        return loader() if callable(loader) else loader
+    finally:
+        current_deps.reset(token)
+
+
+async def _acall_tracked(loader: Any, deps: _native.Deps) -> Any:
+    token = current_deps.set(deps)
+    try:
+        value = loader() if callable(loader) else loader
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+    finally:
+        current_deps.reset(token)
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -189,8 +216,9 @@ class _Stale:
 def _load_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float | None, policy: Policy) -> Any:
     """Run the loader and settle the lease: the value, a :class:`_Stale`
     (fail-safe after a failure), or the loader's exception."""
+    deps = _native.Deps()
     try:
-        value = loader() if callable(loader) else loader
+        value = _call_tracked(loader, deps)
     except Exception as e:
         stale = lease.fail(e)
         if stale is None:
@@ -201,7 +229,7 @@ def _load_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float
         raise
     try:
         kind, answer, data, fmt = _outcome(value, dumps)
-        lease.settle(kind, data, fmt, ttl, policy.grace, list(policy.tags) or None)
+        lease.settle(kind, data, fmt, ttl, policy.grace, list(policy.tags) or None, deps)
         return answer
     except BaseException as e:
         # Unserializable value (or a closed cache): nothing stored, and the
@@ -211,10 +239,9 @@ def _load_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float
 
 
 async def _aload_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float | None, policy: Policy) -> Any:
+    deps = _native.Deps()
     try:
-        value = loader() if callable(loader) else loader
-        if inspect.isawaitable(value):
-            value = await value
+        value = await _acall_tracked(loader, deps)
     except Exception as e:
         stale = await lease.afail(e)
         if stale is None:
@@ -225,7 +252,7 @@ async def _aload_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl
         raise
     try:
         kind, answer, data, fmt = _outcome(value, dumps)
-        await lease.asettle(kind, data, fmt, ttl, policy.grace, list(policy.tags) or None)
+        await lease.asettle(kind, data, fmt, ttl, policy.grace, list(policy.tags) or None, deps)
         return answer
     except BaseException as e:
         _abandon_quietly(lease, e)
@@ -354,12 +381,13 @@ def read_through(
     """The whole sync ``get_or_set`` on the native cache. With
     ``fail_open``, Redis trouble in the *lookup* (never the loader's own
     errors) answers with the loader's value, logged."""
+    parent = current_deps.get()
     try:
-        if policy.checks_l1_only:
+        if policy.checks_l1_only and parent is None:
             hit = n.get_local_value(key, decoding.loads, decoding.memo, _MISS)
             if hit is not _MISS:
                 return hit
-        kind, value, lease = n.lookup_value(key, policy.native, decoding.loads, decoding.memo)
+        kind, value, lease = n.lookup_value(key, policy.native, decoding.loads, decoding.memo, parent)
     except Unreadable as e:
         return decoding.unreadable(e)
     except RedisError as e:
@@ -386,12 +414,13 @@ async def aread_through(
 ) -> Any:
     """The whole async ``get_or_set`` on the native cache (see
     :func:`read_through` for ``fail_open``)."""
+    parent = current_deps.get()
     try:
-        if policy.checks_l1_only:
+        if policy.checks_l1_only and parent is None:
             hit = n.get_local_value(key, decoding.loads, decoding.memo, _MISS)
             if hit is not _MISS:
                 return hit
-        kind, fmt, data, lease = await n.alookup(key, policy.native)
+        kind, fmt, data, lease = await n.alookup(key, policy.native, parent)
     except Unreadable as e:
         return decoding.unreadable(e)
     except RedisError as e:
@@ -421,14 +450,15 @@ def warm(
     leases = n.try_leases(keys, force)
     if not leases:
         return 0
+    deps = _native.Deps()
     try:
-        values = load_many([lease.key for lease in leases])
+        values = _call_tracked(lambda: load_many([lease.key for lease in leases]), deps)
         items = _warm_items(leases, values, dumps)
     except BaseException as e:
         for lease in leases:
             _abandon_quietly(lease, e)
         raise
-    return n.complete_many(items, ttl, grace)
+    return n.complete_many(items, ttl, grace, deps)
 
 
 async def awarm(
@@ -443,16 +473,15 @@ async def awarm(
     leases = await n.atry_leases(keys, force)
     if not leases:
         return 0
+    deps = _native.Deps()
     try:
-        values = load_many([lease.key for lease in leases])
-        if inspect.isawaitable(values):
-            values = await values
+        values = await _acall_tracked(lambda: load_many([lease.key for lease in leases]), deps)
         items = _warm_items(leases, values, dumps)
     except BaseException as e:
         for lease in leases:
             _abandon_quietly(lease, e)
         raise
-    return await n.acomplete_many(items, ttl, grace)
+    return await n.acomplete_many(items, ttl, grace, deps)
 
 
 def _warm_items(leases: list[_native.Lease], values: Any, dumps: Dumps) -> list[tuple[_native.Lease, bytes, int]]:

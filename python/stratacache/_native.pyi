@@ -16,6 +16,7 @@ __all__ = [
     "UNCACHED",
     "VALUE",
     "Cache",
+    "Deps",
     "EventListener",
     "HttpExchange",
     "HttpRoute",
@@ -147,14 +148,32 @@ class HttpExchange:
     def pass_headers(self, bypass: str) -> _Headers: ...
 
 @final
+class Deps:
+    def __new__(cls) -> Deps: ...
+    def __len__(self) -> int: ...
+    def merge_into(self, parent: Deps) -> None: ...
+
+@final
 class Lease:
     @property
     def key(self) -> str: ...
     def complete(
-        self, data: bytes, format: int, ttl: float | None = None, grace: float = 0.0, tags: list[str] | None = None
+        self,
+        data: bytes,
+        format: int,
+        ttl: float | None = None,
+        grace: float = 0.0,
+        tags: list[str] | None = None,
+        deps: Deps | None = None,
     ) -> None: ...
     def acomplete(
-        self, data: bytes, format: int, ttl: float | None = None, grace: float = 0.0, tags: list[str] | None = None
+        self,
+        data: bytes,
+        format: int,
+        ttl: float | None = None,
+        grace: float = 0.0,
+        tags: list[str] | None = None,
+        deps: Deps | None = None,
     ) -> Awaitable[None]: ...
     def settle(
         self,
@@ -164,6 +183,7 @@ class Lease:
         ttl: float | None = None,
         grace: float = 0.0,
         tags: list[str] | None = None,
+        deps: Deps | None = None,
     ) -> None: ...
     def asettle(
         self,
@@ -173,6 +193,7 @@ class Lease:
         ttl: float | None = None,
         grace: float = 0.0,
         tags: list[str] | None = None,
+        deps: Deps | None = None,
     ) -> Awaitable[None]: ...
     def abandon(self, exc: BaseException) -> None: ...
     def fail(self, exc: BaseException) -> _Value | None: ...
@@ -246,8 +267,14 @@ class Cache:
         refused_type: type[BaseException],
     ) -> list[Any]: ...
     def lookup_value(
-        self, key: str, policy: Policy, loads: Callable[[int, bytes], Any], memo: int
+        self, key: str, policy: Policy, loads: Callable[[int, bytes], Any], memo: int, deps: Deps | None = None
     ) -> tuple[int, Any, Lease | None]: ...
+    def get_tracked(self, key: str, deps: Deps) -> _Value | None: ...
+    def get_many_tracked(self, keys: list[str], deps: Deps) -> list[_Value | None]: ...
+    def aget_tracked(self, key: str, deps: Deps) -> Awaitable[_Value | None]: ...
+    def aget_many_tracked(self, keys: list[str], deps: Deps) -> Awaitable[list[_Value | None]]: ...
+    def track_tags(self, deps: Deps, tags: list[str]) -> None: ...
+    def atrack_tags(self, deps: Deps, tags: list[str]) -> Awaitable[None]: ...
     def get_local_value(self, key: str, loads: Callable[[int, bytes], Any], memo: int, default: Any) -> Any: ...
     def get_many(self, keys: list[str]) -> list[_Value | None]: ...
     def set(
@@ -278,10 +305,18 @@ class Cache:
     def try_leases(self, keys: list[str], force: bool = False) -> list[Lease]: ...
     def atry_leases(self, keys: list[str], force: bool = False) -> Awaitable[list[Lease]]: ...
     def complete_many(
-        self, items: list[tuple[Lease, bytes, int]], ttl: float | None = None, grace: float = 0.0
+        self,
+        items: list[tuple[Lease, bytes, int]],
+        ttl: float | None = None,
+        grace: float = 0.0,
+        deps: Deps | None = None,
     ) -> int: ...
     def acomplete_many(
-        self, items: list[tuple[Lease, bytes, int]], ttl: float | None = None, grace: float = 0.0
+        self,
+        items: list[tuple[Lease, bytes, int]],
+        ttl: float | None = None,
+        grace: float = 0.0,
+        deps: Deps | None = None,
     ) -> Awaitable[int]: ...
     def aget(self, key: str) -> Awaitable[_Value | None]: ...
     def aget_many(self, keys: list[str]) -> Awaitable[list[_Value | None]]: ...
@@ -293,6 +328,7 @@ class Cache:
         ttl: float | None = None,
         grace: float = 0.0,
         tags: list[str] | None = None,
+        deps: Deps | None = None,
     ) -> Awaitable[None]: ...
     def aset_many(
         self, items: list[tuple[str, bytes, int]], ttl: float | None = None, grace: float = 0.0
@@ -306,4 +342,4 @@ class Cache:
     def aincr(self, key: str, delta: int = 1) -> Awaitable[int]: ...
     def ahas_key(self, key: str) -> Awaitable[bool]: ...
     def aclear(self) -> Awaitable[None]: ...
-    def alookup(self, key: str, policy: Policy) -> Awaitable[_LookupResult]: ...
+    def alookup(self, key: str, policy: Policy, deps: Deps | None = None) -> Awaitable[_LookupResult]: ...

@@ -10,7 +10,7 @@ from typing import Any, Callable, Final, Never, TypeVar, overload
 
 from . import _failopen, _native
 from ._args import DEFAULT, Ttl, _check_options, _load_many, _native_ttl, _refuse_unknown
-from ._loading import Decoding, NoCache, Policy, aread_through, awarm, read_through, warm
+from ._loading import Decoding, NoCache, Policy, aread_through, awarm, current_deps, read_through, warm
 from .serializers import Serializer, Unreadable, accepted_formats, get_serializer, memo_key
 
 __all__ = ["DEFAULT", "Cache", "Ttl"]
@@ -165,7 +165,10 @@ class Cache:
     # -- sync API ----------------------------------------------------------
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The fresh value of ``key``, or ``default``."""
+        """The fresh value of ``key``, or ``default``. Inside a loader, the
+        key and the value's tags become dependencies of what it builds."""
+        if (deps := current_deps.get()) is not None:
+            return self._load(self._n.get_tracked(key, deps), default)
         try:
             return self._n.get_value(key, self._sloads, self._memo, default)
         except Unreadable as e:
@@ -174,6 +177,8 @@ class Cache:
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Fresh values of the keys found (one Redis round trip for the L1 misses)."""
         keys = list(keys)
+        if (deps := current_deps.get()) is not None:
+            return self._loaded_many(keys, self._n.get_many_tracked(keys, deps))
         out = {}
         values = self._n.get_many_values(keys, self._sloads, self._memo, _MISS, _REFUSED, Unreadable)
         for k, v in zip(keys, values):
@@ -381,6 +386,8 @@ class Cache:
     # -- asyncio twins -----------------------------------------------------
 
     async def aget(self, key: str, default: Any = None) -> Any:
+        if (deps := current_deps.get()) is not None:
+            return self._load(await self._n.aget_tracked(key, deps), default)
         # An L1 hit is answered here, without an event-loop round trip.
         try:
             v = self._n.get_local_value(key, self._sloads, self._memo, _MISS)
@@ -394,13 +401,31 @@ class Cache:
 
     async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
+        if (deps := current_deps.get()) is not None:
+            return self._loaded_many(keys, await self._n.aget_many_tracked(keys, deps))
+        return self._loaded_many(keys, await self._n.aget_many(keys))
+
+    def _loaded_many(self, keys: list[str], values: list[tuple[int, bytes] | None]) -> dict[str, Any]:
         missing = object()
         out = {}
-        for k, v in zip(keys, await self._n.aget_many(keys)):
+        for k, v in zip(keys, values):
             val = self._load(v, missing)
             if val is not missing:
                 out[k] = val
         return out
+
+    def depends_on(self, *tags: str) -> None:
+        """Inside a loader: the value it builds depends on ``tags`` too (for
+        what the cache cannot see, such as a database read), at their
+        current versions; invalidating any of them invalidates the value.
+        Outside a loader it does nothing."""
+        if (deps := current_deps.get()) is not None:
+            self._n.track_tags(deps, list(tags))
+
+    async def adepends_on(self, *tags: str) -> None:
+        """Async :meth:`depends_on`."""
+        if (deps := current_deps.get()) is not None:
+            await self._n.atrack_tags(deps, list(tags))
 
     async def aset(
         self, key: str, value: Any, ttl: Ttl = DEFAULT, *, grace: float = 0.0, tags: list[str] | None = None

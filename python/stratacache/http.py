@@ -20,7 +20,7 @@ from typing import Any, Union, cast
 from urllib.parse import parse_qsl
 
 from . import _native
-from ._loading import Policy
+from ._loading import Policy, current_deps
 from ._logging import warn_l2
 from .client import Cache
 from .exceptions import InvalidValueError, RedisError
@@ -365,6 +365,10 @@ async def _lead(
         return ex.pass_headers("streamed")
 
     capture = _Capture(send, on_stream)
+    # The handler's reads become the response's dependencies: its task
+    # starts in this context (see `_run`).
+    deps = _native.Deps()
+    token = current_deps.set(deps)
     try:
         task = await _run(app, scope, receive, capture)
     except Exception as e:
@@ -382,6 +386,8 @@ async def _lead(
     except BaseException as e:
         release(str(e) or type(e).__name__)
         raise
+    finally:
+        current_deps.reset(token)
     if capture.streamed or capture.start is None:
         release("no response")
         await _finish(task)
@@ -398,12 +404,12 @@ async def _lead(
                 return
     try:
         for k, data in settle.writes:
-            await c._n.aset(k, data, FORMAT_RAW, settle.ttl, settle.grace, tags())
+            await c._n.aset(k, data, FORMAT_RAW, settle.ttl, settle.grace, tags(), deps)
         if settle.complete is not None:
             if lease is not None:
-                await lease.acomplete(settle.complete, FORMAT_RAW, settle.ttl, settle.grace, tags())
+                await lease.acomplete(settle.complete, FORMAT_RAW, settle.ttl, settle.grace, tags(), deps)
             else:
-                await c._n.aset(key, settle.complete, FORMAT_RAW, settle.ttl, settle.grace, tags())
+                await c._n.aset(key, settle.complete, FORMAT_RAW, settle.ttl, settle.grace, tags(), deps)
             lease = None
     except RedisError as e:
         _l2_trouble(e)

@@ -31,7 +31,15 @@ impl Cache {
         let sh = &self.shared;
         let l2 = self.l2();
         let mark = sh.versions.local_mark();
-        let (tags, unsure) = sh.stamp_for_write(&opts.tags).await?;
+        let (mut tags, unsure) = sh.stamp_for_write(&opts.tags).await?;
+        if let Some(d) = &opts.deps
+            && d.stamp_into(&sh.scope, &mut tags)
+        {
+            // Built from inputs seen at two versions, or from too many:
+            // not stored (see `deps`).
+            Metrics::inc(&sh.metrics.deps_refused);
+            return Ok(());
+        }
         let entry = Arc::new(sh.build_entry(payload, opts, tags)?);
         if let (Some(l2), Some(bus)) = (l2, &sh.bus) {
             let r = match unsure {

@@ -210,8 +210,10 @@ impl NativeCache {
         ttl_ms: Option<f64>,
         grace_ms: Option<f64>,
         tags: Option<Vec<String>>,
+        deps: Option<&crate::deps::NativeDeps>,
     ) -> Result<Either<(), PromiseRaw<'env, ()>>> {
-        let o = write_opts(format, ttl_ms, grace_ms, tags)?;
+        let mut o = write_opts(format, ttl_ms, grace_ms, tags)?;
+        o.deps = deps.map(|d| d.inner.clone());
         let data = Bytes::copy_from_slice(&data);
         let cache = self.inner.clone();
         now_or_promise(env, async move {
@@ -440,7 +442,7 @@ impl NativeCache {
     }
 }
 
-fn native_lookup(r: Lookup) -> NativeLookup {
+pub(crate) fn native_lookup(r: Lookup) -> NativeLookup {
     match r {
         Lookup::Fresh(e) => NativeLookup {
             kind: 0,

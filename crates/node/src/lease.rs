@@ -10,6 +10,7 @@ use napi_derive::napi;
 use stratacache::{LoadClock, LoadOutcome};
 
 use crate::convert::{NativeValue, value, write_opts};
+use crate::deps::NativeDeps;
 use crate::error::{JsLoaderError, invalid, js_err};
 
 /// What the factory did, as `settle`'s first argument.
@@ -67,17 +68,23 @@ impl NativeLease {
 
     /// Settle the load with what the factory did (0 a value, 1 null, 2 a
     /// `NoCache`); the core applies `noneTtl`.
-    #[napi]
-    pub async fn settle(
+    /// `deps`: what the factory read (its collector), recorded with the
+    /// value.
+    #[napi(ts_return_type = "Promise<void>")]
+    #[allow(clippy::too_many_arguments)] // the JS call's arguments, one each
+    pub fn settle<'env>(
         &self,
+        env: &'env Env,
         kind: u32,
         data: Buffer,
         format: u32,
         ttl_ms: Option<f64>,
         grace_ms: Option<f64>,
         tags: Option<Vec<String>>,
-    ) -> Result<()> {
-        let o = write_opts(format, ttl_ms, grace_ms, tags)?;
+        deps: Option<&NativeDeps>,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let mut o = write_opts(format, ttl_ms, grace_ms, tags)?;
+        o.deps = deps.map(|d| d.inner.clone());
         let b = Bytes::from(data.to_vec());
         let out = match kind {
             VALUE => LoadOutcome::Value(b),
@@ -86,22 +93,24 @@ impl NativeLease {
             _ => return Err(invalid(format!("unknown load outcome {kind}"))),
         };
         let lease = self.take()?;
-        lease.settle(out, &o).await.map(|_| ()).map_err(js_err)
+        env.spawn_future(async move { lease.settle(out, &o).await.map(|_| ()).map_err(js_err) })
     }
 
     /// Store `data` as the loaded value (the HTTP layer's responses and
     /// warm-ups: no `noneTtl` rule).
-    #[napi]
-    pub async fn complete(
+    #[napi(ts_return_type = "Promise<void>")]
+    #[allow(clippy::too_many_arguments)] // the JS call's arguments, one each
+    pub fn complete<'env>(
         &self,
+        env: &'env Env,
         data: Buffer,
         format: u32,
         ttl_ms: Option<f64>,
         grace_ms: Option<f64>,
         tags: Option<Vec<String>>,
-    ) -> Result<()> {
-        self.settle(VALUE, data, format, ttl_ms, grace_ms, tags)
-            .await
+        deps: Option<&NativeDeps>,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        self.settle(env, VALUE, data, format, ttl_ms, grace_ms, tags, deps)
     }
 
     /// Fail the load: every caller waiting on this key is rejected with the

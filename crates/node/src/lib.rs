@@ -23,6 +23,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cache;
 mod convert;
+mod deps;
 mod error;
 mod feed;
 mod http;

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use stratacache::{Cache, Config, Entry, Format, Lookup, RedisLocation, WriteOptions};
 
+use crate::deps::PyDeps;
 use crate::convert::{Value, opts, secs, ttl_of, value, value_attached, with_formats};
 use crate::errors::{IntoPyResult, py_err};
 use crate::lease::{
@@ -242,6 +243,80 @@ impl PyCache {
             .collect()
     }
 
+    /// `get` inside a load: the key and the value's tags become
+    /// dependencies of what the load builds (`deps`, its collector).
+    fn get_tracked(&self, py: Python<'_>, key: String, deps: &PyDeps) -> PyResult<Option<Value>> {
+        let d = deps.inner.clone();
+        let r = run(py, self.inner.get_tracked(&key, &d)).py(py)?;
+        Ok(r.map(|e| value(py, &e)))
+    }
+
+    fn get_many_tracked(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        deps: &PyDeps,
+    ) -> PyResult<Vec<Option<Value>>> {
+        let d = deps.inner.clone();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let r = run(py, self.inner.get_many_tracked(&refs, &d)).py(py)?;
+        Ok(r.into_iter().map(|o| o.map(|e| value(py, &e))).collect())
+    }
+
+    fn aget_tracked<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        deps: &PyDeps,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        let d = deps.inner.clone();
+        awaitable(py, async move {
+            let r = c.get_tracked(&key, &d).await.map_err(py_err)?;
+            r.map(|e| value_attached(&e)).transpose()
+        })
+    }
+
+    fn aget_many_tracked<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Vec<String>,
+        deps: &PyDeps,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        let d = deps.inner.clone();
+        awaitable(py, async move {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let r = c.get_many_tracked(&refs, &d).await.map_err(py_err)?;
+            crate::runtime::attach(|py| {
+                Ok(r.into_iter()
+                    .map(|o| o.map(|e| value(py, &e)))
+                    .collect::<Vec<_>>())
+            })
+        })
+    }
+
+    /// `depends_on`: the load collecting into `deps` depends on `tags`.
+    fn track_tags(&self, py: Python<'_>, deps: &PyDeps, tags: Vec<String>) -> PyResult<()> {
+        let d = deps.inner.clone();
+        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        run(py, self.inner.track_tags(&d, &refs)).py(py)
+    }
+
+    fn atrack_tags<'py>(
+        &self,
+        py: Python<'py>,
+        deps: &PyDeps,
+        tags: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        let d = deps.inner.clone();
+        awaitable(py, async move {
+            let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+            c.track_tags(&d, &refs).await.map_err(py_err)
+        })
+    }
+
     #[pyo3(signature = (key, data, format, ttl = None, grace = 0.0, tags = None))]
     #[allow(clippy::too_many_arguments)]
     fn set(
@@ -364,6 +439,9 @@ impl PyCache {
     /// `lookup`, with a fresh or stale value decoded as `get_value` does:
     /// `(kind, value, lease)`, `value` `None` for a lead. If `loads` raises,
     /// so does this (a stale value's refresh lease is then abandoned).
+    /// With `deps` (inside a load), the key and the value's tags become
+    /// that load's dependencies.
+    #[pyo3(signature = (key, policy, loads, memo, deps = None))]
     fn lookup_value(
         &self,
         py: Python<'_>,
@@ -371,8 +449,12 @@ impl PyCache {
         policy: &PyPolicy,
         loads: &Bound<'_, PyAny>,
         memo: u8,
+        deps: Option<PyRef<'_, PyDeps>>,
     ) -> PyResult<(u8, Option<Py<PyAny>>, Option<PyLease>)> {
-        let r = run(py, self.inner.lookup(&key, &policy.inner)).py(py)?;
+        let r = match crate::deps::of(deps) {
+            Some(d) => run(py, self.inner.lookup_tracked(&key, &policy.inner, &d)).py(py)?,
+            None => run(py, self.inner.lookup(&key, &policy.inner)).py(py)?,
+        };
         Ok(match r {
             Lookup::Fresh(e) => (
                 FRESH,
@@ -414,28 +496,30 @@ impl PyCache {
 
     /// Complete leases from `try_leases` with `(lease, data, format)` items,
     /// pipelined; returns how many were stored.
-    #[pyo3(signature = (items, ttl = None, grace = 0.0))]
+    #[pyo3(signature = (items, ttl = None, grace = 0.0, deps = None))]
     fn complete_many(
         &self,
         py: Python<'_>,
         items: Vec<(PyRef<'_, PyLease>, Vec<u8>, u8)>,
         ttl: Option<f64>,
         grace: f64,
+        deps: Option<PyRef<'_, PyDeps>>,
     ) -> PyResult<usize> {
-        let groups = lease_groups(items, ttl, grace)?;
+        let groups = lease_groups(items, ttl, grace, crate::deps::of(deps))?;
         let c = self.inner.clone();
         run(py, complete_groups(c, groups)).py(py)
     }
 
-    #[pyo3(signature = (items, ttl = None, grace = 0.0))]
+    #[pyo3(signature = (items, ttl = None, grace = 0.0, deps = None))]
     fn acomplete_many<'py>(
         &self,
         py: Python<'py>,
         items: Vec<(PyRef<'py, PyLease>, Vec<u8>, u8)>,
         ttl: Option<f64>,
         grace: f64,
+        deps: Option<PyRef<'py, PyDeps>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let groups = lease_groups(items, ttl, grace)?;
+        let groups = lease_groups(items, ttl, grace, crate::deps::of(deps))?;
         let c = self.inner.clone();
         awaitable(py, async move {
             complete_groups(c, groups).await.map_err(py_err)
@@ -465,7 +549,8 @@ impl PyCache {
         })
     }
 
-    #[pyo3(signature = (key, data, format, ttl = None, grace = 0.0, tags = None))]
+    /// `deps`: what the value was built from (an HTTP handler's reads).
+    #[pyo3(signature = (key, data, format, ttl = None, grace = 0.0, tags = None, deps = None))]
     #[allow(clippy::too_many_arguments)]
     fn aset<'py>(
         &self,
@@ -476,8 +561,10 @@ impl PyCache {
         ttl: Option<f64>,
         grace: f64,
         tags: Option<Vec<String>>,
+        deps: Option<PyRef<'py, PyDeps>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let o = opts(format, ttl, grace, tags)?;
+        let mut o = opts(format, ttl, grace, tags)?;
+        o.deps = crate::deps::of(deps);
         let data = Bytes::copy_from_slice(data);
         let c = self.inner.clone();
         awaitable(
@@ -563,16 +650,23 @@ impl PyCache {
         awaitable(py, async move { c.clear().await.map_err(py_err) })
     }
 
+    #[pyo3(signature = (key, policy, deps = None))]
     fn alookup<'py>(
         &self,
         py: Python<'py>,
         key: String,
         policy: &PyPolicy,
+        deps: Option<PyRef<'py, PyDeps>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let policy = policy.inner.clone();
         let c = self.inner.clone();
+        let deps = crate::deps::of(deps);
         awaitable(py, async move {
-            let r = c.lookup(&key, &policy).await.map_err(py_err)?;
+            let r = match deps {
+                Some(d) => c.lookup_tracked(&key, &policy, &d).await,
+                None => c.lookup(&key, &policy).await,
+            }
+            .map_err(py_err)?;
             crate::runtime::attach(|py| Ok(lookup_tuple(py, r)))
         })
     }

@@ -2,7 +2,7 @@
 //! the loader and reports what it did; the core settles the load
 //! (`Lease::settle`) and decides what each deadline means (`LoadClock`).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use pyo3::exceptions::PyRuntimeError;
@@ -11,6 +11,7 @@ use pyo3::types::PyBytes;
 use stratacache::{Cache, LoadClock, LoadOutcome, Lookup, Settled, WriteOptions};
 
 use crate::convert::{Value, opts, value, value_attached};
+use crate::deps::PyDeps;
 use crate::errors::{IntoPyResult, PyLoaderError, py_err};
 use crate::runtime::{awaitable, run};
 
@@ -18,6 +19,11 @@ use crate::runtime::{awaitable, run};
 pub(crate) const VALUE: u8 = 0;
 pub(crate) const NOTHING: u8 = 1;
 pub(crate) const UNCACHED: u8 = 2;
+
+fn with_deps(mut o: WriteOptions, deps: Option<PyRef<'_, PyDeps>>) -> WriteOptions {
+    o.deps = crate::deps::of(deps);
+    o
+}
 
 fn outcome(kind: u8, data: &[u8]) -> PyResult<LoadOutcome> {
     let b = Bytes::copy_from_slice(data);
@@ -81,7 +87,9 @@ impl PyLease {
 
     /// Settle the load with what the loader did (`VALUE`, `NOTHING`: a
     /// `None`, `UNCACHED`: a `NoCache`); the core applies `none_ttl`.
-    #[pyo3(signature = (kind, data, format, ttl = None, grace = 0.0, tags = None))]
+    /// `deps`: what the loader read (its collector), recorded with the
+    /// value.
+    #[pyo3(signature = (kind, data, format, ttl = None, grace = 0.0, tags = None, deps = None))]
     #[allow(clippy::too_many_arguments)]
     fn settle(
         &self,
@@ -92,14 +100,15 @@ impl PyLease {
         ttl: Option<f64>,
         grace: f64,
         tags: Option<Vec<String>>,
+        deps: Option<PyRef<'_, PyDeps>>,
     ) -> PyResult<()> {
-        let o = opts(format, ttl, grace, tags)?;
+        let o = with_deps(opts(format, ttl, grace, tags)?, deps);
         let out = outcome(kind, data)?;
         let lease = self.take()?;
         run(py, lease.settle(out, &o)).py(py).map(|_| ())
     }
 
-    #[pyo3(signature = (kind, data, format, ttl = None, grace = 0.0, tags = None))]
+    #[pyo3(signature = (kind, data, format, ttl = None, grace = 0.0, tags = None, deps = None))]
     #[allow(clippy::too_many_arguments)]
     fn asettle<'py>(
         &self,
@@ -110,8 +119,9 @@ impl PyLease {
         ttl: Option<f64>,
         grace: f64,
         tags: Option<Vec<String>>,
+        deps: Option<PyRef<'py, PyDeps>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let o = opts(format, ttl, grace, tags)?;
+        let o = with_deps(opts(format, ttl, grace, tags)?, deps);
         let out = outcome(kind, data)?;
         let lease = self.take()?;
         awaitable(py, async move {
@@ -121,7 +131,8 @@ impl PyLease {
 
     /// Store `data` as the loaded value (no `none_ttl` rule: the HTTP
     /// layer's responses and warm-ups).
-    #[pyo3(signature = (data, format, ttl = None, grace = 0.0, tags = None))]
+    #[pyo3(signature = (data, format, ttl = None, grace = 0.0, tags = None, deps = None))]
+    #[allow(clippy::too_many_arguments)]
     fn complete(
         &self,
         py: Python<'_>,
@@ -130,11 +141,12 @@ impl PyLease {
         ttl: Option<f64>,
         grace: f64,
         tags: Option<Vec<String>>,
+        deps: Option<PyRef<'_, PyDeps>>,
     ) -> PyResult<()> {
-        self.settle(py, VALUE, data, format, ttl, grace, tags)
+        self.settle(py, VALUE, data, format, ttl, grace, tags, deps)
     }
 
-    #[pyo3(signature = (data, format, ttl = None, grace = 0.0, tags = None))]
+    #[pyo3(signature = (data, format, ttl = None, grace = 0.0, tags = None, deps = None))]
     #[allow(clippy::too_many_arguments)]
     fn acomplete<'py>(
         &self,
@@ -144,8 +156,9 @@ impl PyLease {
         ttl: Option<f64>,
         grace: f64,
         tags: Option<Vec<String>>,
+        deps: Option<PyRef<'py, PyDeps>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.asettle(py, VALUE, data, format, ttl, grace, tags)
+        self.asettle(py, VALUE, data, format, ttl, grace, tags, deps)
     }
 
     /// Fail the load: every caller waiting on this key gets `exc`.
@@ -240,13 +253,18 @@ pub(crate) fn lease_groups(
     items: Vec<(PyRef<'_, PyLease>, Vec<u8>, u8)>,
     ttl: Option<f64>,
     grace: f64,
+    deps: Option<Arc<stratacache::Deps>>,
 ) -> PyResult<LeaseGroups> {
     let mut groups: LeaseGroups = Vec::new();
     for (lease, d, f) in items {
         let l = lease.take()?;
         match groups.iter_mut().find(|(o, _)| o.format.0 == f) {
             Some((_, v)) => v.push((l, Bytes::from(d))),
-            None => groups.push((opts(f, ttl, grace, None)?, vec![(l, Bytes::from(d))])),
+            None => {
+                let mut o = opts(f, ttl, grace, None)?;
+                o.deps = deps.clone();
+                groups.push((o, vec![(l, Bytes::from(d))]));
+            }
         }
     }
     Ok(groups)

@@ -7,6 +7,7 @@
 
 mod cache;
 mod convert;
+mod deps;
 mod errors;
 mod feed;
 mod http;
@@ -53,6 +54,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     unsafe { mi_option_set(4, 0) };
     m.add_class::<cache::PyCache>()?;
     m.add_class::<lease::PyLease>()?;
+    m.add_class::<deps::PyDeps>()?;
     m.add_class::<policy::PyPolicy>()?;
     m.add_class::<http::HttpRoute>()?;
     m.add_class::<http::HttpExchange>()?;

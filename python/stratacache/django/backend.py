@@ -17,6 +17,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LE
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import _failopen, _native
+from .._loading import current_deps
 from ..client import Cache
 from ..exceptions import KeyNotFoundError, NotAnIntegerError, RedisError, StrataCacheError
 from ..serializers import Unreadable
@@ -178,6 +179,8 @@ class StrataCache(BaseCache):
         if version is not None or type(key) is not str or (k := self._made.get(key)) is None:
             k = self._key(key, version)
         try:
+            if current_deps.get() is not None:  # inside a loader: a tracked read
+                return self._c.get(k, default)
             return self._get_value(k, self._sloads, self._memo, default)
         except Unreadable:
             return default
@@ -203,6 +206,14 @@ class StrataCache(BaseCache):
 
     async def ainvalidate_tags(self, tags: Iterable[str]) -> None:
         await self._c.ainvalidate_tags(tags)
+
+    def depends_on(self, *tags: str) -> None:
+        """Inside a loader (``get_or_set``): what it builds depends on
+        ``tags`` too (see :meth:`stratacache.Cache.depends_on`)."""
+        self._c.depends_on(*tags)
+
+    async def adepends_on(self, *tags: str) -> None:
+        await self._c.adepends_on(*tags)
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         return self._c.touch(self._key(key, version), self._ttl(timeout))
