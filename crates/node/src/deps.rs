@@ -12,6 +12,9 @@ use crate::cache::{NativeCache, NativeLookup, native_lookup, now_or_promise};
 use crate::convert::JsEntry;
 use crate::error::js_err;
 
+/// `getMany`'s answer: one entry (or none) per key.
+type Entries = Vec<Option<JsEntry>>;
+
 #[napi]
 pub struct NativeDeps {
     pub(crate) inner: Arc<stratacache::Deps>,
@@ -43,7 +46,9 @@ impl NativeDeps {
 impl NativeCache {
     /// `get` inside a load: the key and the value's tags become
     /// dependencies of what the load builds.
-    #[napi(ts_return_type = "string | [number, string | Buffer] | null | Promise<string | [number, string | Buffer] | null>")]
+    #[napi(
+        ts_return_type = "string | [number, string | Buffer] | null | Promise<string | [number, string | Buffer] | null>"
+    )]
     pub fn get_tracked<'env>(
         &self,
         env: &'env Env,
@@ -58,13 +63,15 @@ impl NativeCache {
         })
     }
 
-    #[napi(ts_return_type = "Array<string | [number, string | Buffer] | null> | Promise<Array<string | [number, string | Buffer] | null>>")]
+    #[napi(
+        ts_return_type = "Array<string | [number, string | Buffer] | null> | Promise<Array<string | [number, string | Buffer] | null>>"
+    )]
     pub fn get_many_tracked<'env>(
         &self,
         env: &'env Env,
         keys: Vec<String>,
         deps: &NativeDeps,
-    ) -> Result<Either<Vec<Option<JsEntry>>, PromiseRaw<'env, Vec<Option<JsEntry>>>>> {
+    ) -> Result<Either<Entries, PromiseRaw<'env, Entries>>> {
         let c = self.inner.clone();
         let d = deps.inner.clone();
         now_or_promise(env, async move {

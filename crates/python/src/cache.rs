@@ -12,8 +12,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use stratacache::{Cache, Config, Entry, Format, Lookup, RedisLocation, WriteOptions};
 
-use crate::deps::PyDeps;
 use crate::convert::{Value, opts, secs, ttl_of, value, value_attached, with_formats};
+use crate::deps::PyDeps;
 use crate::errors::{IntoPyResult, py_err};
 use crate::lease::{
     FRESH, LEAD, LookupTuple, PyLease, STALE, complete_groups, lease_groups, lookup_tuple,
