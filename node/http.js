@@ -139,7 +139,7 @@ const refreshes = new Map()
  * Resolves one of
  *   { answer }                  send it; the handler must not run;
  *   { pass }                    run the handler, send its response with the `pass` headers added;
- *   { finish(res), streamed(), abort(err) }
+ *   { run(handler), finish(res), streamed(), abort(err) }
  *       run the handler, then `finish` with what it produced ({ status,
  *       headers: [[k, v]], body: Buffer } or { streamed: true }) resolves
  *       { answer } or { pass }, each with `revoke(setCookie)` to call once
@@ -188,6 +188,7 @@ async function begin(r, req) {
   }
   if (step.kind === 'unsafe') {
     return {
+      run: (fn) => fn(), // nothing is stored: nothing to track
       finish: async (res) => {
         if (res.streamed) return { pass: [], revoke: async () => {} }
         const s = ex.onResponse(res.status, res.headers, res.body, now())

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::Target;
+use common::{Target, until};
 use stratacache::{
     Cache, Deps, Format, LoadOutcome, Lookup, LookupPolicy, MAX_DEPENDENCIES, Settled, Ttl,
     WriteOptions,
@@ -24,20 +24,6 @@ fn b(s: &str) -> Bytes {
 fn opts(tags: &[&str]) -> WriteOptions {
     WriteOptions::new(Ttl::After(Duration::from_secs(60)), Format::RAW)
         .with_tags(tags.iter().map(|t| (*t).to_owned()).collect())
-}
-
-async fn until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..5000 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 async fn pair(t: Target, prefix: &str) -> (Cache, Cache) {
