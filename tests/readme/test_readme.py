@@ -132,6 +132,12 @@ while cache.get("product:7") is not None:
     assert time.monotonic() < _deadline, "the change feed did not invalidate product:7"
     time.sleep(0.005)
 listener.stop()
+# The server ends the listener's backend on its own time after the client
+# closed (a query in progress notices at its next send): wait for the slot
+# to be released before dropping it.
+while _db.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'stratacache' AND active").fetchone():
+    assert time.monotonic() < _deadline + 10, "the listener's slot stayed active after stop()"
+    time.sleep(0.01)
 _db.execute("SELECT pg_drop_replication_slot('stratacache')")
 _db.execute("DROP PUBLICATION stratacache")
 _db.execute("DROP TABLE products, categories")
@@ -281,7 +287,7 @@ def js_program(code: str) -> str:
             "if ((await keyv.get('readme')) !== 1) throw new Error('keyv')\n"
             "await keyv.disconnect()\n"
         )
-    if "cache.getOrSet" in code:
+    if "const user = await cache.getOrSet" in code:
         epilogue += "if (user.id !== id) throw new Error('getOrSet')\n"
     return prelude + code + epilogue
 
