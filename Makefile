@@ -132,6 +132,8 @@ bench-invalidation: check-prereqs $(VENV)/.installed ## database change -> every
 bench-node: check-prereqs node-build ## Node benchmarks beside lru-cache, cache-manager 7, bentocache, ioredis
 	cd benches/node && npm ci --ignore-scripts --no-audit --no-fund
 	$(WITH_REDIS) node benches/node/bench.js
+	node benches/node/tracking.js on
+	node benches/node/tracking.js off
 
 bench-http: check-prereqs node-build $(VENV)/.installed ## cached HTTP responses in req/s with wrk: FastAPI, Express, Fastify beside fastapi-cache2, apicache, route-cache, fastify-lcache (APPS="express" to narrow)
 	$(VENV_BIN)/pip install -q -r python/requirements-bench.txt

@@ -280,14 +280,14 @@ async function begin(r, req) {
 function lead(r, ex, internal, key, lease, tagsOf, l2Trouble, now) {
   let settled = false
   // The handler's reads become the response's dependencies.
-  const deps = new NativeDeps()
+  const deps = internal.tracksDependencies ? new NativeDeps() : undefined
   const release = (why) => {
     if (lease !== null) internal.abandon(lease, new NotShareable(why))
     lease = null
   }
   return {
     /** Run the handler (`fn`) so that its reads are tracked. */
-    run: (fn) => within(deps, fn),
+    run: (fn) => (deps === undefined ? fn() : within(deps, fn)),
     // The handler's response: what to send, and `revoke(setCookie)` to call
     // once it is sent: Express session middleware adds Set-Cookie only as
     // the headers go out, and a response that set a cookie must not stay

@@ -14,6 +14,8 @@ function httpInternals(cache, p) {
   const n = p.n
   return {
     failOpen: p.failOpen,
+    /** Handlers run in a collecting scope (`trackDependencies`). */
+    tracksDependencies: n.tracksDependencies,
     /** Closed: requests go through uncached (nothing read, stored or invalidated). */
     closed: p.closed,
     emitError(e) {

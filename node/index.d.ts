@@ -54,6 +54,14 @@ export interface CacheOptions {
   failOpen?: boolean
   /** Fleet-wide single loader through a lease in Redis. Default `true`. */
   fleetLease?: boolean
+  /**
+   * Factories (getOrSet, warm, cached HTTP handlers) collect what they read
+   * as dependencies of the value they build (see the README). Off, only
+   * explicit tags invalidate what they build, and no AsyncLocalStorage is
+   * entered (on Node 20 its promise hooks, once on, add ~0.2 µs to every
+   * await in the process). Default `true`.
+   */
+  trackDependencies?: boolean
   /** How long a crashed loader's lease blocks the fleet (extended while alive). Default 5 s. */
   leaseTtl?: Ttl
   /**

@@ -68,9 +68,13 @@ async function settle(lease, factory, write, serializer) {
   let value
   let deps
   try {
-    let run
-    ;[deps, run] = tracked(factory)
-    value = await run
+    if (lease.tracksDependencies) {
+      let run
+      ;[deps, run] = tracked(factory)
+      value = await run
+    } else {
+      value = await factory()
+    }
   } catch (e) {
     let stale
     try {
@@ -136,15 +140,20 @@ async function fill(leases, { factory, loadMany, ttl, grace }, serializer) {
   let values
   let deps
   try {
-    let run
-    ;[deps, run] = tracked(async () => {
+    const load = async () => {
       if (loadMany) {
         const got = await loadMany(leases.map((l) => l.key))
         return got instanceof Map ? got : new Map(Object.entries(got || {}))
       }
       return new Map(await Promise.all(leases.map(async (l) => /** @type {[string, unknown]} */ ([l.key, await factory(l.key)]))))
-    })
-    values = await run
+    }
+    if (leases[0].tracksDependencies) {
+      let run
+      ;[deps, run] = tracked(load)
+      values = await run
+    } else {
+      values = await load()
+    }
   } catch (e) {
     const id = registerLoaderError(e)
     for (const l of leases) l.abandon(id, message(e))

@@ -62,7 +62,15 @@ class Decoding:
 current_deps: ContextVar[_native.Deps | None] = ContextVar("stratacache_deps", default=None)
 
 
-def _call_tracked(loader: Any, deps: _native.Deps) -> Any:
+def _scope(lease: _native.Lease) -> _native.Deps | None:
+    """A collector for the load of ``lease``, unless its cache does not
+    track dependencies (``track_dependencies=False``)."""
+    return _native.Deps() if lease.tracks_dependencies else None
+
+
+def _call_tracked(loader: Any, deps: _native.Deps | None) -> Any:
+    if deps is None:
+        return loader() if callable(loader) else loader
     token = current_deps.set(deps)
     try:
         return loader() if callable(loader) else loader
@@ -70,7 +78,10 @@ def _call_tracked(loader: Any, deps: _native.Deps) -> Any:
         current_deps.reset(token)
 
 
-async def _acall_tracked(loader: Any, deps: _native.Deps) -> Any:
+async def _acall_tracked(loader: Any, deps: _native.Deps | None) -> Any:
+    if deps is None:
+        value = loader() if callable(loader) else loader
+        return await value if inspect.isawaitable(value) else value
     token = current_deps.set(deps)
     try:
         value = loader() if callable(loader) else loader
@@ -216,7 +227,7 @@ class _Stale:
 def _load_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float | None, policy: Policy) -> Any:
     """Run the loader and settle the lease: the value, a :class:`_Stale`
     (fail-safe after a failure), or the loader's exception."""
-    deps = _native.Deps()
+    deps = _scope(lease)
     try:
         value = _call_tracked(loader, deps)
     except Exception as e:
@@ -239,7 +250,7 @@ def _load_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float
 
 
 async def _aload_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float | None, policy: Policy) -> Any:
-    deps = _native.Deps()
+    deps = _scope(lease)
     try:
         value = await _acall_tracked(loader, deps)
     except Exception as e:
@@ -450,7 +461,7 @@ def warm(
     leases = n.try_leases(keys, force)
     if not leases:
         return 0
-    deps = _native.Deps()
+    deps = _scope(leases[0])
     try:
         values = _call_tracked(lambda: load_many([lease.key for lease in leases]), deps)
         items = _warm_items(leases, values, dumps)
@@ -473,7 +484,7 @@ async def awarm(
     leases = await n.atry_leases(keys, force)
     if not leases:
         return 0
-    deps = _native.Deps()
+    deps = _scope(leases[0])
     try:
         values = await _acall_tracked(lambda: load_many([lease.key for lease in leases]), deps)
         items = _warm_items(leases, values, dumps)

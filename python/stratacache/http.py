@@ -367,7 +367,7 @@ async def _lead(
     capture = _Capture(send, on_stream)
     # The handler's reads become the response's dependencies: its task
     # starts in this context (see `_run`).
-    deps = _native.Deps()
+    deps = _native.Deps() if c._n.tracks_dependencies else None
     token = current_deps.set(deps)
     try:
         task = await _run(app, scope, receive, capture)

@@ -66,4 +66,6 @@ test('index.d.ts documents the core defaults', () => {
   const breaker = /threshold` \((\d+)\).*`cooldown` \((\d+) ms\)/.exec(options)
   assert.deepEqual([Number(breaker[1]), Number(breaker[2])], [c.breaker_threshold, c.breaker_cooldown_ms])
   assert.match(options, new RegExp(`Default \`'${c.namespace}'\``))
+  // The default stated in the doc comment just above the option.
+  assert.equal(/Default `(\w+)`[^/]*\*\/\s*trackDependencies\?:/.exec(options)?.[1], String(c.track_dependencies), 'trackDependencies')
 })

@@ -157,3 +157,21 @@ test('express and fastify cached handlers: their reads are dependencies of the r
     }
   }
 })
+
+test('trackDependencies: false leaves only explicit tags', async () => {
+  const c = new Cache({ namespace: unique('deps-off'), trackDependencies: false })
+  await c.set('product', 'p1', '1m')
+  let calls = 0
+  const factory = async () => {
+    calls++
+    return `page(${await c.get('product')})`
+  }
+  const get = () => c.getOrSet({ key: 'page', factory, ttl: '1m', tags: ['pages'] })
+  assert.equal(await get(), 'page(p1)')
+  await c.set('product', 'p2', '1m')
+  assert.equal(await get(), 'page(p1)') // not a dependency
+  await c.invalidateTags(['pages'])
+  assert.equal(await get(), 'page(p2)')
+  assert.equal(calls, 2)
+  c.close()
+})

@@ -54,6 +54,7 @@ def test_cache_signature_documents_the_core_defaults() -> None:
         "tombstone_ttl": C["tombstone_ttl_ms"] / 1000,
         "ttl_jitter": C["ttl_jitter"],
         "fleet_lease": C["fleet_lease"],
+        "track_dependencies": C["track_dependencies"],
         "lease_ttl": C["lease_ttl_ms"] / 1000,
         "breaker_threshold": C["breaker_threshold"],
         "breaker_cooldown": C["breaker_cooldown_ms"] / 1000,

@@ -230,3 +230,27 @@ def test_django_backend_and_fastapi_handlers() -> None:
     cache.set("product", "p2", 60)
     assert client.get("/product").json() == {"product": "p2"}
     assert calls["http"] == 3
+
+
+def test_tracking_off_leaves_only_explicit_tags() -> None:
+    from django.core.cache import caches
+    from django.test import override_settings
+
+    cache = Cache(namespace=unique("deps-off"), track_dependencies=False)
+    cache.set("product", "p1", 60)
+    calls: Counter[str] = Counter()
+
+    def load() -> str:
+        calls["page"] += 1
+        return f"page({cache.get('product')})"
+
+    assert cache.get_or_set("page", load, 60, tags=["pages"]) == "page(p1)"
+    cache.set("product", "p2", 60)
+    assert cache.get_or_set("page", load, 60, tags=["pages"]) == "page(p1)"  # not a dependency
+    cache.invalidate_tags(["pages"])
+    assert cache.get_or_set("page", load, 60, tags=["pages"]) == "page(p2)"
+    assert calls["page"] == 2
+
+    alias = {"BACKEND": "stratacache.django.StrataCache", "OPTIONS": {"TRACK_DEPENDENCIES": False}}
+    with override_settings(CACHES={"default": {"BACKEND": "stratacache.django.StrataCache"}, "off": alias}):
+        assert caches["off"]._c._n.tracks_dependencies is False

@@ -89,6 +89,12 @@ impl Cache {
         })
     }
 
+    /// Whether this cache's loaders collect their dependencies (the
+    /// bindings open a scope around each loader only then).
+    pub fn tracks_dependencies(&self) -> bool {
+        self.shared.track_dependencies
+    }
+
     /// The namespace.
     pub fn namespace(&self) -> &str {
         &self.shared.namespace

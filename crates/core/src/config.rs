@@ -54,6 +54,7 @@ impl Config {
         (
             self.ttl_jitter.to_bits(),
             self.fleet_lease,
+            self.track_dependencies,
             self.lease_ttl,
             self.breaker_threshold,
             self.breaker_cooldown,
@@ -117,6 +118,13 @@ pub struct Config {
     /// lease in Redis, so one process of the fleet loads a key while the
     /// others wait for its fill. Default `true` (no effect without Redis).
     pub fleet_lease: bool,
+    /// Loaders collect what they read as dependencies of the value they
+    /// build (see `deps`): the bindings open a collecting scope around
+    /// every loader of this cache. Default `true`. Off, only explicit tags
+    /// invalidate what loaders build (and, in Node 20, no
+    /// `AsyncLocalStorage` is entered, whose promise hooks slow every
+    /// `await` of the process once on).
+    pub track_dependencies: bool,
     /// Lifetime of a fleet lease. The holder extends it while its loader
     /// runs; a crashed holder's lease expires after this long and a waiter
     /// takes over. Default 5 s.
@@ -163,6 +171,7 @@ impl std::fmt::Debug for Config {
             .field("wait_timeout", &self.wait_timeout)
             .field("ttl_jitter", &self.ttl_jitter)
             .field("fleet_lease", &self.fleet_lease)
+            .field("track_dependencies", &self.track_dependencies)
             .field("lease_ttl", &self.lease_ttl)
             .field("breaker_threshold", &self.breaker_threshold)
             .field("breaker_cooldown", &self.breaker_cooldown)
@@ -191,6 +200,7 @@ impl Default for Config {
             wait_timeout: Duration::from_secs(30),
             ttl_jitter: 0.0,
             fleet_lease: true,
+            track_dependencies: true,
             lease_ttl: Duration::from_secs(5),
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_millis(250),
@@ -381,6 +391,11 @@ impl CacheBuilder {
     /// Turn the fleet-wide lease on or off.
     pub fn fleet_lease(mut self, on: bool) -> Self {
         self.config.fleet_lease = on;
+        self
+    }
+    /// Turn dependency tracking in loaders on or off.
+    pub fn track_dependencies(mut self, on: bool) -> Self {
+        self.config.track_dependencies = on;
         self
     }
     /// Fleet lease lifetime (extended while the load runs).

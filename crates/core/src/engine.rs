@@ -52,6 +52,7 @@ pub(crate) struct Shared {
     pub(crate) generation_confirmed: AtomicBool,
     pub(crate) lease_ttl: Duration,
     pub(crate) fleet_lease: bool,
+    pub(crate) track_dependencies: bool,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) flights: Arc<FlightMap>,
     pub(crate) codec: Codec,
@@ -165,6 +166,7 @@ impl Shared {
             generation_confirmed: AtomicBool::new(false),
             lease_ttl: cfg.lease_ttl,
             fleet_lease: cfg.fleet_lease,
+            track_dependencies: cfg.track_dependencies,
             metrics,
             flights: Default::default(),
             codec: Codec::new(

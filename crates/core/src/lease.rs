@@ -333,6 +333,13 @@ impl Lease {
         self
     }
 
+    /// Whether this load should collect its dependencies (the cache's
+    /// `track_dependencies`): a binding opens a collecting scope around
+    /// the loader only then.
+    pub fn tracks_dependencies(&self) -> bool {
+        self.shared.track_dependencies
+    }
+
     /// The key being loaded.
     pub fn key(&self) -> &str {
         &self.guard.key

@@ -40,6 +40,7 @@ fn constants() -> Value {
             "wait_timeout_ms": ms(c.wait_timeout),
             "ttl_jitter": c.ttl_jitter,
             "fleet_lease": c.fleet_lease,
+            "track_dependencies": c.track_dependencies,
             "lease_ttl_ms": ms(c.lease_ttl),
             "breaker_threshold": c.breaker_threshold,
             "breaker_cooldown_ms": ms(c.breaker_cooldown),

@@ -34,6 +34,8 @@ pub struct NativeOptions {
     pub ttl_jitter: Option<f64>,
     /// Fleet-wide single loader (default true).
     pub fleet_lease: Option<bool>,
+    /// Factories collect what they read as dependencies (default true).
+    pub track_dependencies: Option<bool>,
     pub lease_ttl_ms: Option<f64>,
     pub breaker_threshold: Option<u32>,
     pub breaker_cooldown_ms: Option<f64>,
@@ -79,6 +81,7 @@ impl NativeCache {
             tombstone_ttl_ms: None,
             ttl_jitter: None,
             fleet_lease: None,
+            track_dependencies: None,
             lease_ttl_ms: None,
             breaker_threshold: None,
             breaker_cooldown_ms: None,
@@ -136,6 +139,9 @@ impl NativeCache {
         if let Some(v) = o.fleet_lease {
             cfg.fleet_lease = v;
         }
+        if let Some(v) = o.track_dependencies {
+            cfg.track_dependencies = v;
+        }
         if let Some(v) = o.lease_ttl_ms {
             cfg.lease_ttl = ms("leaseTtl", v)?;
         }
@@ -168,6 +174,12 @@ impl NativeCache {
     #[napi(getter)]
     pub fn timeouts(&self) -> (f64, f64) {
         self.timeouts
+    }
+
+    /// Whether factories run in a collecting scope (`trackDependencies`).
+    #[napi(getter)]
+    pub fn tracks_dependencies(&self) -> bool {
+        self.inner.tracks_dependencies()
     }
 
     #[napi(getter)]

@@ -32,6 +32,7 @@ pub struct NativeDeadline {
 #[napi]
 pub struct NativeLease {
     key: String,
+    tracks: bool,
     clock: LoadClock,
     inner: Arc<Mutex<Option<stratacache::Lease>>>,
 }
@@ -40,6 +41,7 @@ impl NativeLease {
     pub(crate) fn new(l: stratacache::Lease) -> Self {
         NativeLease {
             key: l.key().to_owned(),
+            tracks: l.tracks_dependencies(),
             clock: l.clock(),
             inner: Arc::new(Mutex::new(Some(l))),
         }
@@ -64,6 +66,13 @@ impl NativeLease {
     #[napi(getter)]
     pub fn key(&self) -> String {
         self.key.clone()
+    }
+
+    /// Whether the factory should run in a collecting scope (the cache's
+    /// `trackDependencies`).
+    #[napi(getter)]
+    pub fn tracks_dependencies(&self) -> bool {
+        self.tracks
     }
 
     /// Settle the load with what the factory did (0 a value, 1 null, 2 a

@@ -46,7 +46,7 @@ impl PyCache {
         max_value_bytes = None, signing_key = None, connect_timeout = None,
         op_timeout = None, tombstone_ttl = None, wait_timeout = None, ttl_jitter = None,
         fleet_lease = None, lease_ttl = None, isolated = None, breaker_threshold = None,
-        breaker_cooldown = None, accepted_formats = None
+        breaker_cooldown = None, accepted_formats = None, track_dependencies = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -72,6 +72,7 @@ impl PyCache {
         breaker_threshold: Option<u32>,
         breaker_cooldown: Option<f64>,
         accepted_formats: Option<Vec<u8>>,
+        track_dependencies: Option<bool>,
     ) -> PyResult<Self> {
         let redis = match (redis_url, cluster) {
             (Some(_), Some(_)) => {
@@ -133,6 +134,9 @@ impl PyCache {
         if let Some(v) = fleet_lease {
             cfg.fleet_lease = v;
         }
+        if let Some(v) = track_dependencies {
+            cfg.track_dependencies = v;
+        }
         if let Some(v) = isolated {
             cfg.isolated = v;
         }
@@ -147,6 +151,11 @@ impl PyCache {
     #[getter]
     fn namespace(&self) -> String {
         self.inner.namespace().to_owned()
+    }
+
+    #[getter]
+    fn tracks_dependencies(&self) -> bool {
+        self.inner.tracks_dependencies()
     }
 
     #[getter]

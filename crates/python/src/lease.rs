@@ -56,6 +56,7 @@ fn failed(r: stratacache::Result<Settled>) -> PyResult<Option<Settled>> {
 #[pyclass(frozen, module = "stratacache._native", name = "Lease")]
 pub(crate) struct PyLease {
     key: String,
+    tracks: bool,
     clock: LoadClock,
     inner: Mutex<Option<stratacache::Lease>>,
 }
@@ -64,6 +65,7 @@ impl PyLease {
     pub(crate) fn new(l: stratacache::Lease) -> Self {
         PyLease {
             key: l.key().to_owned(),
+            tracks: l.tracks_dependencies(),
             clock: l.clock(),
             inner: Mutex::new(Some(l)),
         }
@@ -83,6 +85,13 @@ impl PyLease {
     #[getter]
     fn key(&self) -> String {
         self.key.clone()
+    }
+
+    /// Whether the loader should run in a collecting scope (the cache's
+    /// `track_dependencies`).
+    #[getter]
+    fn tracks_dependencies(&self) -> bool {
+        self.tracks
     }
 
     /// Settle the load with what the loader did (`VALUE`, `NOTHING`: a

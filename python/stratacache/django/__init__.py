@@ -74,6 +74,8 @@ setting goes instead).
                          cached); default: like any value.
 ``FLEET_LEASE``          ``False`` turns off the fleet-wide lease (one loader
                          per key across every process sharing Redis; default on).
+``TRACK_DEPENDENCIES``   ``False``: loaders do not collect what they read as
+                         dependencies of what they build (default on).
 ``LEASE_TTL``            seconds a crashed loader's lease blocks others (5).
 ``BREAKER_THRESHOLD``    consecutive Redis failures that open the circuit breaker (5);
                          ``BREAKER_COOLDOWN``: seconds it skips Redis before probing (0.25).

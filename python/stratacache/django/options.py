@@ -46,7 +46,8 @@ _OPTION_KEYS = frozenset(
         "MAX_VALUE_BYTES", "SIGN", "SIGNING_KEY", "CONNECT_TIMEOUT", "SOCKET_TIMEOUT", "OP_TIMEOUT",
         "WAIT_TIMEOUT", "IGNORE_EXCEPTIONS", "GRACE", "EARLY_REFRESH", "REFRESH_AHEAD", "TTL_JITTER",
         "STALE_WHILE_REVALIDATE", "FAIL_SAFE", "FAIL_SAFE_THROTTLE", "SOFT_TIMEOUT", "HARD_TIMEOUT",
-        "ON_WAIT_TIMEOUT", "NONE_TTL", "FLEET_LEASE", "LEASE_TTL", "BREAKER_THRESHOLD", "BREAKER_COOLDOWN",
+        "ON_WAIT_TIMEOUT", "NONE_TTL", "FLEET_LEASE", "TRACK_DEPENDENCIES", "LEASE_TTL", "BREAKER_THRESHOLD",
+        "BREAKER_COOLDOWN",
     }
 )  # fmt: skip
 
@@ -161,6 +162,7 @@ def cache_kwargs(
         "wait_timeout": typed(opts, "WAIT_TIMEOUT", float, None),
         "ttl_jitter": typed(opts, "TTL_JITTER", float, None),
         "fleet_lease": typed(opts, "FLEET_LEASE", bool, None),
+        "track_dependencies": typed(opts, "TRACK_DEPENDENCIES", bool, None),
         "lease_ttl": typed(opts, "LEASE_TTL", float, None),
         "breaker_threshold": typed(opts, "BREAKER_THRESHOLD", int, None),
         "breaker_cooldown": typed(opts, "BREAKER_COOLDOWN", float, None),
