@@ -352,6 +352,8 @@ class Cache extends EventEmitter {
     checkKey(key)
     this.#open()
     try {
+      const deps = currentDeps()
+      if (deps !== undefined) return (await this.#n.getTracked(key, deps)) !== null
       if (this.#n.getLocal(key)) return true
       if (!this.#hasL2) return false
       const r = this.#reader

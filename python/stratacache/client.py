@@ -232,10 +232,12 @@ class Cache:
         return self._n.incr(key, -delta)
 
     def has_key(self, key: str) -> bool:
+        if (deps := current_deps.get()) is not None:  # inside a loader: a tracked read
+            return self._n.get_tracked(key, deps) is not None
         return self._n.has_key(key)
 
     def __contains__(self, key: str) -> bool:
-        return self._n.has_key(key)
+        return self.has_key(key)
 
     def clear(self) -> None:
         """Remove every entry of this namespace (never anything else)."""
@@ -459,6 +461,8 @@ class Cache:
         return await self._n.aincr(key, -delta)
 
     async def ahas_key(self, key: str) -> bool:
+        if (deps := current_deps.get()) is not None:
+            return await self._n.aget_tracked(key, deps) is not None
         return await self._n.ahas_key(key)
 
     async def aclear(self) -> None:

@@ -47,6 +47,20 @@ for (const [name, config] of Object.entries(CONFIGS)) {
     })
   }
 
+  test(`${name}: has() inside a factory is a dependency`, async () => {
+    const c = make()
+    let calls = 0
+    const factory = async () => {
+      calls++
+      return await c.has('flag')
+    }
+    assert.equal(await c.getOrSet({ key: 'page', factory, ttl: '1m' }), false)
+    await c.set('flag', 1, '1m')
+    assert.equal(await c.getOrSet({ key: 'page', factory, ttl: '1m' }), true)
+    assert.equal(calls, 2)
+    c.close()
+  })
+
   test(`${name}: nesting is transitive, dependsOn names tags, getMany and promises started inside count`, async () => {
     const c = make()
     const calls = { page: 0, section: 0 }

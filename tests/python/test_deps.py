@@ -41,6 +41,19 @@ def page_loader(cache: Cache, calls: Counter[str]) -> Callable[[], dict[str, Any
     return load
 
 
+def test_has_key_inside_a_loader_is_a_dependency(cache: Cache) -> None:
+    calls: Counter[str] = Counter()
+
+    def load() -> bool:
+        calls["page"] += 1
+        return "flag" in cache
+
+    assert cache.get_or_set("page", load, 60) is False
+    cache.set("flag", 1, 60)
+    assert cache.get_or_set("page", load, 60) is True
+    assert calls["page"] == 2
+
+
 CHANGES: dict[str, Callable[[Cache], object]] = {
     "tag": lambda c: c.invalidate_tags(["product:1"]),
     "set": lambda c: c.set("product", {"name": "new"}, 60, tags=["product:1"]),

@@ -109,13 +109,15 @@ pub(crate) fn readable(acc: Accepted, e: &Entry) -> bool {
     acc.is_none_or(|bits| bits[usize::from(f / 64)] & (1 << (f % 64)) != 0)
 }
 
-/// How long a key dependency's version record lives in Redis after it is
-/// created (a write of the key deletes it sooner). When it expires, the
-/// next load depending on the key creates a new one, which every instance
-/// adopts: entries built before then are loaded once more. Without it,
-/// every key ever read by a loader and never written again would keep a
-/// record forever.
+/// How long a key dependency's version record lives in Redis after it was
+/// last read (a write of the key deletes it sooner). Processes keep a
+/// version at most `KEY_DEP_LOCAL_MS`, so the record outlives every copy;
+/// one nobody reads for a day goes away (the next load depending on the
+/// key creates a new one, which every instance adopts). Without it, every
+/// key ever read by a loader and never written again would keep a record
+/// forever.
 pub(crate) const KEY_DEP_VERSION_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+const _: () = assert!(crate::versions::KEY_DEP_LOCAL_MS * 2 < KEY_DEP_VERSION_TTL_MS);
 
 pub(crate) type Registry = Mutex<HashMap<String, Weak<Shared>>>;
 
@@ -277,9 +279,23 @@ impl Shared {
         mark: u64,
         epoch: Option<u64>,
     ) {
+        self.l1_after_l2_write(key, entry, wrote, mark, epoch);
+        // After L1 changed: a load resolving the key's dependency version
+        // from now on reads the new value (without Redis, a version made
+        // before the forget would go with the old value).
         if epoch.is_none() {
             self.forget_key_dep(key);
         }
+    }
+
+    fn l1_after_l2_write(
+        &self,
+        key: &str,
+        entry: &Arc<Entry>,
+        wrote: Wrote,
+        mark: u64,
+        epoch: Option<u64>,
+    ) {
         let Some(l1) = &self.l1 else { return };
         let keep = match wrote {
             // A delete fenced the load: its value is not the key's.
@@ -410,41 +426,47 @@ impl Shared {
     /// A tag's current version, read from (or created in) Redis when not
     /// known here; 0 when Redis cannot tell.
     pub(crate) async fn tag_version(&self, t: &str) -> u64 {
-        if let Some(v) = self.versions.tag(t) {
-            return v;
-        }
-        let (Some(l2), Some(bus)) = (&self.l2, &self.bus) else {
-            let v = new_version();
-            self.versions.set_tag(t, v);
-            return v;
-        };
-        let candidate = new_version();
-        let msg = bus.tag_created_message(t, candidate);
-        let publish = Publish {
-            channel: &bus.channel,
-            msg: &msg,
-        };
-        match l2
-            .ensure_version(
-                &version_key(&self.namespace, t),
-                candidate,
-                t.starts_with(KEY_DEP_PREFIX)
-                    .then_some(KEY_DEP_VERSION_TTL_MS),
-                &publish,
-            )
-            .await
-        {
-            Ok(v) if v != 0 => {
-                // A bump that arrived meanwhile is newer than what we read.
+        // A reply read while the name was forgotten (a write of the key,
+        // a reset) may be the old version: read again, a few times.
+        for _ in 0..3 {
+            if let Some(v) = self.versions.tag(t) {
+                return v;
+            }
+            let (Some(l2), Some(bus)) = (&self.l2, &self.bus) else {
+                let v = new_version();
                 self.versions.set_tag_if_absent(t, v);
-                self.versions.tag(t).unwrap_or(v)
-            }
-            Ok(_) => 0,
-            Err(_) => {
-                Metrics::inc(&self.metrics.l2_errors);
-                0
+                return self.versions.tag(t).unwrap_or(v);
+            };
+            let candidate = new_version();
+            let msg = bus.tag_created_message(t, candidate);
+            let publish = Publish {
+                channel: &bus.channel,
+                msg: &msg,
+            };
+            let stamp = self.versions.forget_stamp(t);
+            match l2
+                .ensure_version(
+                    &version_key(&self.namespace, t),
+                    candidate,
+                    t.starts_with(KEY_DEP_PREFIX)
+                        .then_some(KEY_DEP_VERSION_TTL_MS),
+                    &publish,
+                )
+                .await
+            {
+                // A bump that arrived meanwhile is newer than what we read.
+                Ok(v) if v != 0 => match self.versions.adopt(t, v, stamp) {
+                    Some(v) => return v,
+                    None => continue,
+                },
+                Ok(_) => return 0,
+                Err(_) => {
+                    Metrics::inc(&self.metrics.l2_errors);
+                    return 0;
+                }
             }
         }
+        0
     }
 
     /// The versions an entry with `tags` records: each tag's (from
@@ -717,6 +739,8 @@ impl Listener for Shared {
             BusEvent::Generation(g) => {
                 if self.versions.generation() != Some(g) {
                     self.versions.set_generation(g);
+                    // The clear removed the key dependency records.
+                    self.versions.forget_key_deps();
                     if let Some(l1) = &self.l1 {
                         l1.clear();
                     }

@@ -179,6 +179,9 @@ pub struct LoadClock {
     soft: Option<Duration>,
     hard: Option<Duration>,
     started: Instant,
+    /// The collector of the load that asked for this key: a fallback
+    /// served at a deadline is what that load reads.
+    parent: Option<Arc<Deps>>,
 }
 
 impl std::fmt::Debug for LoadClock {
@@ -237,6 +240,9 @@ impl LoadClock {
             Some(e) => {
                 Metrics::inc(&m.fail_safe_served);
                 self.flight.offer_stale(e.clone(), StaleKind::FailSafe);
+                if let Some(p) = &self.parent {
+                    p.record(&self.shared.scope, &e);
+                }
                 Ok(Some(e))
             }
             None if hard => Err(Error::LoaderTimeout(self.hard.unwrap_or_default())),
@@ -365,6 +371,7 @@ impl Lease {
             soft: self.terms.soft_timeout,
             hard: self.terms.hard_timeout,
             started: self.started,
+            parent: self.parent.clone(),
         }
     }
 

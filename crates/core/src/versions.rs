@@ -53,7 +53,6 @@ pub(crate) enum Validity {
     Unknown,
 }
 
-#[derive(Default)]
 pub(crate) struct Versions {
     tags: RwLock<HashMap<String, u64>>,
     generation: AtomicU64,
@@ -65,6 +64,43 @@ pub(crate) struct Versions {
     recoveries: Arc<AtomicU64>,
     /// Whether a key dependency's version was ever resolved here.
     any_key_deps: AtomicBool,
+    /// Forget counters, one per stripe of names, and one for the forgets
+    /// of everything ([`Versions::reset`], [`Versions::forget_key_deps`]):
+    /// a version read from Redis while its name was forgotten may be the
+    /// forgotten one and is not cached (see [`Versions::adopt`]).
+    forgets: [AtomicU64; FORGET_STRIPES],
+    forgets_all: AtomicU64,
+    /// When the key dependency versions known here are dropped next (unix
+    /// ms; 0 until one is known).
+    key_deps_until: AtomicU64,
+}
+
+impl Default for Versions {
+    fn default() -> Self {
+        Versions {
+            tags: Default::default(),
+            generation: Default::default(),
+            previous_generation: Default::default(),
+            recoveries: Default::default(),
+            any_key_deps: Default::default(),
+            forgets: [(); FORGET_STRIPES].map(|()| AtomicU64::new(0)),
+            forgets_all: Default::default(),
+            key_deps_until: Default::default(),
+        }
+    }
+}
+
+const FORGET_STRIPES: usize = 64;
+
+/// How long this process keeps key dependency versions before it reads
+/// them again: well within the records' lifetime in Redis (each read
+/// renews it), so a record never expires while a process still holds its
+/// version (an `incr` only announces itself when the record exists).
+pub(crate) const KEY_DEP_LOCAL_MS: u64 = 6 * 60 * 60 * 1000;
+
+fn stripe(t: &str) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    (BuildHasherDefault::<DefaultHasher>::default().hash_one(t) as usize) % FORGET_STRIPES
 }
 
 impl Versions {
@@ -100,11 +136,81 @@ impl Versions {
     /// its version record is gone from Redis, the next use reads or
     /// creates the new one).
     pub(crate) fn forget(&self, t: &str) {
+        self.forgets[stripe(t)].fetch_add(1, Ordering::AcqRel);
         if self.tag(t).is_some() {
             self.tags
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(t);
+        }
+    }
+
+    /// A stamp of the forgets that concern `t`, taken before reading its
+    /// version from Redis, for [`Versions::adopt`].
+    pub(crate) fn forget_stamp(&self, t: &str) -> (u64, u64) {
+        (
+            self.forgets[stripe(t)].load(Ordering::Acquire),
+            self.forgets_all.load(Ordering::Acquire),
+        )
+    }
+
+    /// Cache `v`, read from Redis after `stamp` was taken, as `t`'s version
+    /// if none is known, unless `t` was forgotten meanwhile (the reply may
+    /// predate the write that made it forget). The version to use, or
+    /// `None`: read it again.
+    pub(crate) fn adopt(&self, t: &str, v: u64, stamp: (u64, u64)) -> Option<u64> {
+        self.note_if_key_dep(t);
+        let mut g = self.tags.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = g.get(t) {
+            return Some(*known);
+        }
+        if self.forget_stamp(t) != stamp {
+            return None;
+        }
+        if g.len() >= MAX_CACHED_TAGS {
+            g.clear();
+        }
+        g.insert(t.to_owned(), v);
+        Some(v)
+    }
+
+    /// Forget every key dependency's version (the namespace was cleared,
+    /// which removed their records).
+    pub(crate) fn forget_key_deps(&self) {
+        if !self.uses_key_deps() {
+            return;
+        }
+        self.forgets_all.fetch_add(1, Ordering::AcqRel);
+        self.tags
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|t, _| !t.starts_with(KEY_DEP_PREFIX));
+    }
+
+    /// Drop the key dependency versions known here once they are
+    /// [`KEY_DEP_LOCAL_MS`] old.
+    fn expire_key_deps(&self) {
+        let now = crate::clock::now_ms();
+        let until = self.key_deps_until.load(Ordering::Acquire);
+        if until == 0 {
+            let _ = self.key_deps_until.compare_exchange(
+                0,
+                now + KEY_DEP_LOCAL_MS,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        } else if now >= until
+            && self
+                .key_deps_until
+                .compare_exchange(
+                    until,
+                    now + KEY_DEP_LOCAL_MS,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+        {
+            self.forget_key_deps();
         }
     }
 
@@ -152,6 +258,7 @@ impl Versions {
 
     /// Forget everything (the bus was interrupted: messages may be lost).
     pub(crate) fn reset(&self) {
+        self.forgets_all.fetch_add(1, Ordering::AcqRel);
         self.tags.write().unwrap_or_else(|e| e.into_inner()).clear();
         let g = self.generation.swap(0, Ordering::AcqRel);
         if g != 0 {
@@ -178,6 +285,9 @@ impl Versions {
     pub(crate) fn check(&self, e: &Entry) -> Validity {
         if e.meta.tags.is_empty() {
             return Validity::Current;
+        }
+        if self.uses_key_deps() {
+            self.expire_key_deps();
         }
         let mut out = Validity::Current;
         let mut tags = None;
@@ -250,6 +360,28 @@ mod tests {
         assert_eq!(v.generation_candidate(), 2);
         v.reset(); // nothing known: the remembered one stays
         assert_eq!(v.generation_candidate(), 2);
+    }
+
+    #[test]
+    fn a_version_read_while_its_name_was_forgotten_is_not_cached() {
+        let v = Versions::default();
+        let name = format!("{KEY_DEP_PREFIX}{{k}}");
+        let stamp = v.forget_stamp(&name);
+        v.forget(&name); // the key was written while its version was read
+        assert_eq!(v.adopt(&name, 7, stamp), None);
+        assert_eq!(v.tag(&name), None);
+        let stamp = v.forget_stamp(&name);
+        assert_eq!(v.adopt(&name, 8, stamp), Some(8));
+        // A known version wins over a late reply.
+        assert_eq!(v.adopt(&name, 9, stamp), Some(8));
+        let stamp = v.forget_stamp("other");
+        v.reset();
+        assert_eq!(v.adopt("other", 1, stamp), None);
+        // A clear drops the key dependencies only.
+        v.set_tag(&name, 3);
+        v.set_tag("t", 4);
+        v.forget_key_deps();
+        assert_eq!((v.tag(&name), v.tag("t")), (None, Some(4)));
     }
 
     #[test]

@@ -32,15 +32,19 @@ impl Cache {
         let l2 = self.l2();
         let mark = sh.versions.local_mark();
         let (mut tags, unsure) = sh.stamp_for_write(&opts.tags).await?;
-        if let Some(d) = &opts.deps
-            && d.stamp_into(&sh.scope, &mut tags)
+        let spoiled = opts
+            .deps
+            .as_ref()
+            .is_some_and(|d| d.stamp_into(&sh.scope, &mut tags));
+        let entry = Arc::new(sh.build_entry(payload, opts, tags)?);
+        if opts.deps.as_ref().is_some_and(|d| d.has_scope(&sh.scope))
+            && (spoiled || sh.validity(&entry).await != crate::versions::Validity::Current)
         {
-            // Built from inputs seen at two versions, or from too many:
-            // not stored (see `deps`).
+            // Built from inputs that changed meanwhile, seen at two
+            // versions, or too many: not stored (see `deps`).
             Metrics::inc(&sh.metrics.deps_refused);
             return Ok(());
         }
-        let entry = Arc::new(sh.build_entry(payload, opts, tags)?);
         if let (Some(l2), Some(bus)) = (l2, &sh.bus) {
             let r = match unsure {
                 Some(e) => Err(e),
@@ -241,11 +245,11 @@ impl Cache {
             }
             _ => None,
         };
-        sh.forget_key_dep(key);
         let in_l1 = match &sh.l1 {
             Some(l1) => l1.remove(key),
             None => false,
         };
+        sh.forget_key_dep(key);
         match l2_result {
             Some(r) => r,
             None => Ok(in_l1),
@@ -368,15 +372,16 @@ impl Cache {
                 IncrOutcome::NotInteger => Err(Error::NotAnInteger),
             };
         }
-        sh.forget_key_dep(key);
-        match &sh.l1 {
+        let r = match &sh.l1 {
             Some(l1) => match l1.incr(key, delta) {
                 L1Incr::Value(n) => Ok(n),
                 L1Incr::Missing => Err(Error::NotFound),
                 L1Incr::NotInteger => Err(Error::NotAnInteger),
             },
             None => Err(Error::NotFound),
-        }
+        };
+        sh.forget_key_dep(key);
+        r
     }
 
     /// Subtract `delta`; see [`Cache::incr`].
@@ -410,6 +415,7 @@ impl Cache {
                 {
                     Ok(()) => {
                         sh.versions.set_generation(g);
+                        sh.versions.forget_key_deps();
                         l2.clear(&sh.namespace, &namespace_pattern(&sh.namespace))
                             .await
                             .map(|_| ())

@@ -280,6 +280,44 @@ on_both!(
     named_tags_and_the_bound,
 );
 
+/// A nested read-through that answers its caller with a stale fallback at
+/// its soft deadline hands that value's tags to the caller's load: a page
+/// built from a section invalidated meanwhile is not stored.
+#[tokio::test]
+async fn a_fallback_served_at_a_deadline_is_an_input() {
+    let c = Cache::builder().build().expect("cache");
+    c.set(
+        "section",
+        b("old"),
+        &opts(&["s"]).with_grace(Duration::from_secs(60)),
+    )
+    .await
+    .expect("set");
+    c.invalidate_tags(&["s"]).await.expect("tags");
+    let (page, page_deps) = lead(&c, "page", None).await;
+    let mut p = LookupPolicy::default();
+    p.fail_safe = true;
+    p.soft_timeout = Some(Duration::from_millis(1));
+    let section = match c
+        .lookup_tracked("section", &p, &page_deps)
+        .await
+        .expect("lookup")
+    {
+        Lookup::Lead(lease) => lease,
+        other => panic!("expected to lead the section's load, got {other:?}"),
+    };
+    let clock = section.clock();
+    let d = clock.deadline(0).expect("a soft deadline");
+    assert!(!d.hard);
+    let served = clock.passed(false).expect("passed").expect("the fallback");
+    assert_eq!(served.payload, b("old"));
+    let refused = c.stats().await.deps_refused;
+    settle(page, page_deps, "page from the old section").await;
+    assert_eq!(c.stats().await.deps_refused, refused + 1);
+    assert!(!fresh(&c, "page").await);
+    drop(section);
+}
+
 /// Without Redis the same rules hold in the one process.
 #[tokio::test]
 async fn in_process_only() {

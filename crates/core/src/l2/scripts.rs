@@ -48,14 +48,18 @@ return 1"
 );
 
 // KEYS[1]=version key; ARGV[1]=candidate ARGV[2]=channel ARGV[3]=bus
-// message announcing the candidate ARGV[4]=px of a created version or '0'.
+// message announcing the candidate ARGV[4]=px of a key dependency's record
+// (set when created, renewed when read) or '0'.
 // The current version of a tag, a key dependency or the namespace
 // generation; created (and announced) if missing, so a version evicted
 // from Redis is replaced by a new one, never by an old one.
 script!(
     ensure_script,
     r"local v = redis.call('GET', KEYS[1])
-if v then return v end
+if v then
+  if ARGV[4] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+  return v
+end
 if ARGV[4] == '0' then redis.call('SET', KEYS[1], ARGV[1])
 else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4]) end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
@@ -147,16 +151,17 @@ return {1, redis.call('GET', KEYS[1])}"
 );
 
 // KEYS[1]=value KEYS[2]=dependency version; ARGV[1]=envelope ARGV[2]=px
-// or '0' ARGV[3]=channel ARGV[4]=bus message (published when an entry
-// depended on the key's absence). `add`: store only if absent; 1 when
-// stored.
+// or '0' ARGV[3]=channel ARGV[4]=bus message. `add`: store only if
+// absent; 1 when stored (then entries built from the key's absence are
+// stale everywhere).
 script!(
     add_script,
     r"local ok
 if ARGV[2] == '0' then ok = redis.call('SET', KEYS[1], ARGV[1], 'NX')
 else ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) end
 if not ok then return 0 end
-if redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1"
 );
 
