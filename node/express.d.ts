@@ -34,6 +34,14 @@ export interface HttpCacheOptions<Req = any> {
   tags?: string[] | ((req: Req) => string[] | Promise<string[]>)
   /** Separates the entries of apps sharing one namespace. Default `''`. */
   scope?: string
+  /**
+   * How long a CDN or reverse proxy in front may keep shared responses:
+   * `s-maxage` in the default `Cache-Control`, and `CDN-Cache-Control` and
+   * `Surrogate-Control` with `max-age` plus the route's
+   * `stale-while-revalidate` / `stale-if-error`, unless the handler sent
+   * them. Private responses never carry them. Default 0 (none).
+   */
+  edgeTtl?: Ttl
 }
 
 export type ExpressMiddleware = (req: any, res: any, next: (err?: unknown) => void) => void

@@ -35,6 +35,7 @@ const OPTIONS = [
   'xCache',
   'tags',
   'scope',
+  'edgeTtl',
 ]
 const RENAMED = {
   credentialCookies:
@@ -54,6 +55,7 @@ function rule(options = {}) {
   if (!(ttlMs > 0) || ttlMs === Infinity) throw new InvalidValueError('ttl must be a finite duration > 0')
   const swrMs = parseTtl(options.staleWhileRevalidate === undefined ? 0 : options.staleWhileRevalidate) || 0
   const sieMs = parseTtl(options.staleIfError === undefined ? 0 : options.staleIfError, 'staleIfError') || 0
+  const edgeMs = parseTtl(options.edgeTtl === undefined ? 0 : options.edgeTtl, 'edgeTtl') || 0
   if (options.keyBy !== undefined && typeof options.keyBy !== 'function') throw new InvalidValueError('keyBy must be a function')
   let route
   try {
@@ -68,6 +70,7 @@ function rule(options = {}) {
       keyed: typeof options.keyBy === 'function',
       requestDirectives: options.requestDirectives,
       xCache: options.xCache !== false,
+      edgeTtlMs: edgeMs,
     })
   } catch (e) {
     throw configError(e)

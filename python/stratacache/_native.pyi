@@ -69,6 +69,7 @@ class HttpRoute:
         request_directives: str,
         x_cache: bool,
         scope: str,
+        edge_ttl: float = 0.0,
     ) -> HttpRoute: ...
     @property
     def ttl(self) -> float: ...

@@ -75,6 +75,7 @@ class _Options:
     tags: Tags
     scope: str | None
     fail_safe_throttle: float | None
+    edge_ttl: float = 0.0
 
 
 def setup(app: FastAPI, cache: Cache, *, scope: str = "") -> None:
@@ -110,6 +111,7 @@ def cached(
     tags: Tags = (),
     scope: str | None = None,
     fail_safe_throttle: float | None = None,
+    edge_ttl: float = 0,
     **unknown: Never,
 ) -> Callable[[F], F]:
     """Cache a path operation's responses; see the module docs. Options are
@@ -130,6 +132,7 @@ def cached(
         tags if callable(tags) else tuple(tags),
         scope,
         None if fail_safe_throttle is None else float(fail_safe_throttle),
+        float(edge_ttl),
     )
     _route_of(o, "", ())  # validate now
 
@@ -179,6 +182,7 @@ def _route_of(o: _Options, scope: str, private_headers: Sequence[str]) -> _nativ
         request_directives=o.request_directives,
         x_cache=o.x_cache,
         scope=o.scope if o.scope is not None else scope,
+        edge_ttl=o.edge_ttl,
     )
 
 

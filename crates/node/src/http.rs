@@ -25,6 +25,9 @@ pub struct HttpRouteOptions {
     /// `"ignore"` (default) or `"honor"`.
     pub request_directives: Option<String>,
     pub x_cache: bool,
+    /// How long an edge in front may keep shared responses (0: no edge
+    /// directives).
+    pub edge_ttl_ms: Option<f64>,
 }
 
 #[napi]
@@ -54,6 +57,7 @@ impl HttpRoute {
             keyed: o.keyed,
             request_directives,
             x_cache: o.x_cache,
+            edge_ttl: ms("edgeTtl", o.edge_ttl_ms.unwrap_or(0.0))?,
         })
         .map_err(js_err)?;
         Ok(HttpRoute {

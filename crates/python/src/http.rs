@@ -30,7 +30,7 @@ pub(crate) struct HttpRoute {
 #[pymethods]
 impl HttpRoute {
     #[new]
-    #[pyo3(signature = (*, ttl, stale_while_revalidate, stale_if_error, vary, shared_cookies, private_headers, keyed, request_directives, x_cache, scope))]
+    #[pyo3(signature = (*, ttl, stale_while_revalidate, stale_if_error, vary, shared_cookies, private_headers, keyed, request_directives, x_cache, scope, edge_ttl = 0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ttl: f64,
@@ -43,6 +43,7 @@ impl HttpRoute {
         request_directives: &str,
         x_cache: bool,
         scope: String,
+        edge_ttl: f64,
     ) -> PyResult<Self> {
         let route = Route::new(RouteOptions {
             scope,
@@ -55,6 +56,7 @@ impl HttpRoute {
             keyed,
             request_directives: RequestDirectives::parse(request_directives).map_err(py_err)?,
             x_cache,
+            edge_ttl: secs("edge_ttl", edge_ttl)?,
         })
         .map_err(py_err)?;
         Ok(HttpRoute {

@@ -159,6 +159,14 @@ pub struct RouteOptions {
     pub request_directives: RequestDirectives,
     /// Send `X-Cache` (`Cache-Status` is always sent).
     pub x_cache: bool,
+    /// How long a CDN or reverse proxy in front may keep a shared response
+    /// (zero: no edge directives). Shared responses then carry
+    /// `s-maxage` in the default `Cache-Control`, and `CDN-Cache-Control`
+    /// (RFC 9213) and `Surrogate-Control` (Varnish, Fastly) with
+    /// `max-age` and the route's `stale-while-revalidate` /
+    /// `stale-if-error` (RFC 5861), unless the handler sent its own.
+    /// Private responses never do.
+    pub edge_ttl: Duration,
 }
 
 impl Default for RouteOptions {
@@ -174,6 +182,7 @@ impl Default for RouteOptions {
             keyed: false,
             request_directives: RequestDirectives::Ignore,
             x_cache: true,
+            edge_ttl: Duration::ZERO,
         }
     }
 }
@@ -231,6 +240,25 @@ impl Route {
     /// How long entries stay servable past their TTL.
     pub fn grace(&self) -> Duration {
         self.o.stale_while_revalidate.max(self.o.stale_if_error)
+    }
+
+    /// The edge directives of a shared response: `max-age` and RFC 5861's
+    /// extensions, or `None` without an edge TTL.
+    fn edge_directives(&self) -> Option<String> {
+        let edge = self.o.edge_ttl.as_secs();
+        if edge == 0 {
+            return None;
+        }
+        let mut d = format!("max-age={edge}");
+        let swr = self.o.stale_while_revalidate.as_secs();
+        if swr > 0 {
+            d.push_str(&format!(", stale-while-revalidate={swr}"));
+        }
+        let sie = self.o.stale_if_error.as_secs();
+        if sie > 0 {
+            d.push_str(&format!(", stale-if-error={sie}"));
+        }
+        Some(d)
     }
 
     fn ttl_secs(&self) -> u32 {
@@ -835,10 +863,19 @@ impl Exchange {
                 if swr > 0 {
                     cc.push_str(&format!(", stale-while-revalidate={swr}"));
                 }
+                let edge = self.route.o.edge_ttl.as_secs();
+                if !private && edge > 0 {
+                    cc.push_str(&format!(", s-maxage={edge}"));
+                }
                 cc
             },
             str::to_owned,
         );
+        let edge = if private {
+            None
+        } else {
+            self.route.edge_directives()
+        };
         let last_modified = r.last_modified();
         let mut validators = vec![
             ("etag".to_owned(), r.etag.clone()),
@@ -848,6 +885,13 @@ impl Exchange {
         ];
         if !vary.is_empty() {
             validators.push(("vary".to_owned(), vary.join(", ")));
+        }
+        if let Some(d) = edge {
+            for name in ["cdn-cache-control", "surrogate-control"] {
+                if r.header(name).is_none() {
+                    validators.push((name.to_owned(), d.clone()));
+                }
+            }
         }
         validators.extend(self.status_headers(how, remaining));
         let not_modified = match self.header("if-none-match") {
