@@ -42,6 +42,16 @@ export interface HttpCacheOptions<Req = any> {
    * them. Private responses never carry them. Default 0 (none).
    */
   edgeTtl?: Ttl
+  /**
+   * The header carrying a stored response's tags (its own, its route's URL
+   * tag and the tags of what its handler read) to the edge:
+   * `'Surrogate-Key'` (Fastly, Varnish xkey), `'Cache-Tag'` (Cloudflare),
+   * `'Edge-Cache-Tag'` (Akamai), or another name (CloudFront's limits).
+   * Tags a vendor cannot take are sent hashed (`h-` + 32 hex digits); too
+   * many for the header become `stratacache-overflow`. Shared responses
+   * only. Default none.
+   */
+  edgeTagHeader?: string
 }
 
 export type ExpressMiddleware = (req: any, res: any, next: (err?: unknown) => void) => void

@@ -36,6 +36,7 @@ const OPTIONS = [
   'tags',
   'scope',
   'edgeTtl',
+  'edgeTagHeader',
 ]
 const RENAMED = {
   credentialCookies:
@@ -71,6 +72,7 @@ function rule(options = {}) {
       requestDirectives: options.requestDirectives,
       xCache: options.xCache !== false,
       edgeTtlMs: edgeMs,
+      edgeTagHeader: options.edgeTagHeader,
     })
   } catch (e) {
     throw configError(e)
@@ -300,6 +302,7 @@ function lead(r, ex, internal, key, lease, tagsOf, l2Trouble, now) {
       settled = true
       const done = { pass: [], revoke: async () => {} }
       if (res.streamed) return done // see streamed()
+      if (r.route.hasEdgeTags) ex.setEdgeTags(await tagsOf(), deps)
       const s = ex.onResponse(res.status, res.headers, res.body, now())
       if (s.useStale && lease !== null) {
         const stale = await internal.failSafe(lease, new Error(`handler answered ${res.status}`)).catch(l2Trouble)

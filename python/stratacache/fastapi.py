@@ -76,6 +76,7 @@ class _Options:
     scope: str | None
     fail_safe_throttle: float | None
     edge_ttl: float = 0.0
+    edge_tag_header: str | None = None
 
 
 def setup(app: FastAPI, cache: Cache, *, scope: str = "") -> None:
@@ -112,6 +113,7 @@ def cached(
     scope: str | None = None,
     fail_safe_throttle: float | None = None,
     edge_ttl: float = 0,
+    edge_tag_header: str | None = None,
     **unknown: Never,
 ) -> Callable[[F], F]:
     """Cache a path operation's responses; see the module docs. Options are
@@ -133,6 +135,7 @@ def cached(
         scope,
         None if fail_safe_throttle is None else float(fail_safe_throttle),
         float(edge_ttl),
+        edge_tag_header,
     )
     _route_of(o, "", ())  # validate now
 
@@ -183,6 +186,7 @@ def _route_of(o: _Options, scope: str, private_headers: Sequence[str]) -> _nativ
         x_cache=o.x_cache,
         scope=o.scope if o.scope is not None else scope,
         edge_ttl=o.edge_ttl,
+        edge_tag_header=o.edge_tag_header,
     )
 
 

@@ -393,6 +393,8 @@ async def _lead(
         await _finish(task)
         return
     p = capture.produced()
+    if rule.route.has_edge_tags:
+        ex.set_edge_tags(tags(), deps)
     settle = ex.on_response(p.status, p.headers, p.body, time.time())
     if settle.use_stale and lease is not None and lease.fallback() is not None:
         got, lease = await lease.afail(RuntimeError(f"handler answered {p.status}")), None

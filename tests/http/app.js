@@ -25,6 +25,7 @@ function options(spec) {
   if (c.stale_while_revalidate) o.staleWhileRevalidate = c.stale_while_revalidate * 1000
   if (c.stale_if_error) o.staleIfError = c.stale_if_error * 1000
   if (c.edge_ttl) o.edgeTtl = c.edge_ttl * 1000
+  if (c.edge_tag_header) o.edgeTagHeader = c.edge_tag_header
   if (c.vary) o.vary = c.vary
   if (c.shared_cookies) o.sharedCookies = c.shared_cookies
   if (c.api_key_header) o.privateHeaders = [c.api_key_header]

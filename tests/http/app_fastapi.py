@@ -42,7 +42,15 @@ class User(BaseModel):
 def options(spec: dict[str, Any]) -> dict[str, Any]:
     c = spec["cache"]
     o: dict[str, Any] = {"ttl": c["ttl"]}
-    for k in ("stale_while_revalidate", "stale_if_error", "vary", "shared_cookies", "request_directives", "edge_ttl"):
+    for k in (
+        "stale_while_revalidate",
+        "stale_if_error",
+        "vary",
+        "shared_cookies",
+        "request_directives",
+        "edge_ttl",
+        "edge_tag_header",
+    ):
         if k in c:
             o[k] = c[k]
     if "key_by" in c:

@@ -122,9 +122,12 @@ for (const [name, config] of Object.entries(CONFIGS)) {
 async function checkHttp(port, cache, calls) {
   const get = async () => {
     const r = await fetch(`http://127.0.0.1:${port}/product`)
-    return { cache: r.headers.get('x-cache'), body: await r.json() }
+    return { cache: r.headers.get('x-cache'), tags: r.headers.get('cache-tag'), body: await r.json() }
   }
-  assert.deepEqual((await get()).body, { product: 'p1' })
+  const first = await get()
+  assert.deepEqual(first.body, { product: 'p1' })
+  // The tags of what the handler read go to the edge with the response.
+  assert.ok(first.tags.split(',').includes('product:1'), first.tags)
   assert.equal((await get()).cache, 'HIT')
   await cache.invalidateTags(['product:1'])
   const after = await get()
@@ -149,7 +152,7 @@ test('express and fastify cached handlers: their reads are dependencies of the r
     let port
     if (kind === 'express') {
       const app = express()
-      app.get('/product', cached({ cache, ttl: '1m' }), async (req, res) => res.json(await handler()))
+      app.get('/product', cached({ cache, ttl: '1m', edgeTagHeader: 'Cache-Tag' }), async (req, res) => res.json(await handler()))
       const server = await new Promise((resolve) => {
         const s = app.listen(0, '127.0.0.1', () => resolve(s))
       })
@@ -158,7 +161,7 @@ test('express and fastify cached handlers: their reads are dependencies of the r
     } else {
       const app = Fastify()
       await app.register(stratacacheFastify, { cache })
-      app.get('/product', { config: { cache: { ttl: '1m' } } }, handler)
+      app.get('/product', { config: { cache: { ttl: '1m', edgeTagHeader: 'Cache-Tag' } } }, handler)
       await app.listen({ port: 0, host: '127.0.0.1' })
       port = app.server.address().port
       close = () => app.close()

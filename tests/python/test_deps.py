@@ -244,6 +244,20 @@ def test_django_backend_and_fastapi_handlers() -> None:
     assert client.get("/product").json() == {"product": "p2"}
     assert calls["http"] == 3
 
+    # The tags of what the handler read go to the edge with the response.
+    @app.get("/tagged")
+    @cached(ttl=60, edge_tag_header="Surrogate-Key", tags=["page"])
+    def tagged() -> dict[str, Any]:
+        return {"product": cache.get("tagged-product")}
+
+    cache.set("tagged-product", "p", 60, tags=["product:9", "needs hashing!?"])
+    miss, hit = client.get("/tagged"), client.get("/tagged")
+    keys = miss.headers["surrogate-key"].split(" ")
+    assert hit.headers["x-cache"] == "HIT" and hit.headers["surrogate-key"] == miss.headers["surrogate-key"]
+    assert {"page", "product:9"} <= set(keys)
+    assert any(k.startswith("http:url:") for k in keys)
+    assert any(k.startswith("h-") and len(k) == 34 for k in keys)  # a tag the header cannot carry as it is
+
 
 def test_tracking_off_leaves_only_explicit_tags() -> None:
     from django.core.cache import caches

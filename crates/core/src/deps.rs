@@ -153,6 +153,18 @@ impl Deps {
         spoiled || tags.len() > MAX_DEPENDENCIES + 1
     }
 
+    /// The tag names recorded (not key dependencies), every scope's.
+    pub fn tag_names(&self) -> Vec<String> {
+        let g = self.lock();
+        let mut out: Vec<String> = Vec::new();
+        for (_, n, _) in &g.items {
+            if !is_key_dep(n) && !out.contains(n) {
+                out.push(n.clone());
+            }
+        }
+        out
+    }
+
     /// Whether this scope recorded any dependency.
     pub(crate) fn has_scope(&self, scope: &Arc<str>) -> bool {
         self.lock().items.iter().any(|(s, _, _)| **s == **scope)

@@ -28,6 +28,8 @@ pub struct HttpRouteOptions {
     /// How long an edge in front may keep shared responses (0: no edge
     /// directives).
     pub edge_ttl_ms: Option<f64>,
+    /// The header carrying stored responses' tags to the edge.
+    pub edge_tag_header: Option<String>,
 }
 
 #[napi]
@@ -58,11 +60,19 @@ impl HttpRoute {
             request_directives,
             x_cache: o.x_cache,
             edge_ttl: ms("edgeTtl", o.edge_ttl_ms.unwrap_or(0.0))?,
+            edge_tag_header: o.edge_tag_header,
         })
         .map_err(js_err)?;
         Ok(HttpRoute {
             inner: Arc::new(route),
         })
+    }
+
+    /// Whether stored responses carry their tags to the edge (then give
+    /// the exchange its tags: `setEdgeTags`).
+    #[napi(getter)]
+    pub fn has_edge_tags(&self) -> bool {
+        self.inner.edge_tags().is_some()
     }
 
     /// Grace (ms) of the stored entries.
@@ -257,6 +267,14 @@ impl HttpExchange {
             Found::Follow(k) => Some(Either::B(k)),
             Found::Unusable => None,
         }
+    }
+
+    /// The tags the response will be stored with, and the handler's
+    /// collector, for the route's edge tag header.
+    #[napi]
+    pub fn set_edge_tags(&mut self, tags: Vec<String>, deps: Option<&crate::deps::NativeDeps>) {
+        self.inner
+            .set_edge_tags(&tags, deps.map(|d| d.inner.as_ref()));
     }
 
     #[napi]

@@ -30,7 +30,7 @@ pub(crate) struct HttpRoute {
 #[pymethods]
 impl HttpRoute {
     #[new]
-    #[pyo3(signature = (*, ttl, stale_while_revalidate, stale_if_error, vary, shared_cookies, private_headers, keyed, request_directives, x_cache, scope, edge_ttl = 0.0))]
+    #[pyo3(signature = (*, ttl, stale_while_revalidate, stale_if_error, vary, shared_cookies, private_headers, keyed, request_directives, x_cache, scope, edge_ttl = 0.0, edge_tag_header = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ttl: f64,
@@ -44,6 +44,7 @@ impl HttpRoute {
         x_cache: bool,
         scope: String,
         edge_ttl: f64,
+        edge_tag_header: Option<String>,
     ) -> PyResult<Self> {
         let route = Route::new(RouteOptions {
             scope,
@@ -57,11 +58,19 @@ impl HttpRoute {
             request_directives: RequestDirectives::parse(request_directives).map_err(py_err)?,
             x_cache,
             edge_ttl: secs("edge_ttl", edge_ttl)?,
+            edge_tag_header,
         })
         .map_err(py_err)?;
         Ok(HttpRoute {
             inner: Arc::new(route),
         })
+    }
+
+    /// Whether stored responses carry their tags to the edge (then give
+    /// the exchange its tags: `HttpExchange.set_edge_tags`).
+    #[getter]
+    fn has_edge_tags(&self) -> bool {
+        self.inner.edge_tags().is_some()
     }
 
     /// Freshness lifetime (seconds) of the stored entries.
@@ -201,6 +210,14 @@ impl HttpExchange {
     }
 
     /// Headers to add to a response sent as the handler made it.
+    /// The tags the response will be stored with, and the handler's
+    /// collector (`deps`), for the route's edge tag header.
+    #[pyo3(signature = (tags, deps = None))]
+    fn set_edge_tags(&mut self, tags: Vec<String>, deps: Option<PyRef<'_, crate::deps::PyDeps>>) {
+        self.inner
+            .set_edge_tags(&tags, crate::deps::of(deps).as_deref());
+    }
+
     fn pass_headers(&self, bypass: &str) -> PyResult<Vec<(String, String)>> {
         let why = Bypass::from_detail(bypass).ok_or_else(|| {
             py_err(stratacache::Error::InvalidValue(format!(

@@ -49,6 +49,7 @@
 //! - Stale-if-error: a `5xx` response (a raised error reaches the adapter as
 //!   one) serves the stale entry within the grace.
 
+pub mod edge;
 mod entry;
 mod key;
 
@@ -167,6 +168,10 @@ pub struct RouteOptions {
     /// `stale-if-error` (RFC 5861), unless the handler sent its own.
     /// Private responses never do.
     pub edge_ttl: Duration,
+    /// The header that carries a stored response's tags to the edge
+    /// (`Surrogate-Key`, `Cache-Tag`, `Edge-Cache-Tag`, or a configured
+    /// one; see [`edge`]), or `None`. Shared responses only.
+    pub edge_tag_header: Option<String>,
 }
 
 impl Default for RouteOptions {
@@ -183,6 +188,7 @@ impl Default for RouteOptions {
             request_directives: RequestDirectives::Ignore,
             x_cache: true,
             edge_ttl: Duration::ZERO,
+            edge_tag_header: None,
         }
     }
 }
@@ -191,6 +197,7 @@ impl Default for RouteOptions {
 #[derive(Debug)]
 pub struct Route {
     o: RouteOptions,
+    edge_tags: Option<edge::EdgeTags>,
 }
 
 fn is_token(s: &str) -> bool {
@@ -229,7 +236,18 @@ impl Route {
                 )));
             }
         }
-        Ok(Route { o })
+        let edge_tags = o
+            .edge_tag_header
+            .as_deref()
+            .map(edge::EdgeTags::for_header)
+            .transpose()?;
+        Ok(Route { o, edge_tags })
+    }
+
+    /// The tag header this route sends, if any (a binding then hands the
+    /// exchange its tags before the response: [`Exchange::set_edge_tags`]).
+    pub fn edge_tags(&self) -> Option<&edge::EdgeTags> {
+        self.edge_tags.as_ref()
     }
 
     /// The options, normalized.
@@ -422,6 +440,8 @@ pub struct Exchange {
     base: Option<String>,
     /// The marker's headers when reading a variant key.
     followed: Option<Vec<String>>,
+    /// The tags a stored response carries to the edge.
+    edge_tags: Vec<String>,
 }
 
 impl Exchange {
@@ -451,7 +471,19 @@ impl Exchange {
             refresh: false,
             base: None,
             followed: None,
+            edge_tags: Vec::new(),
         }
+    }
+
+    /// The tags the response will be stored with (the route's and the
+    /// handler's own) and what the handler read (`deps`: its tracked
+    /// dependencies' tags), for the route's edge tag header.
+    pub fn set_edge_tags(&mut self, tags: &[String], deps: Option<&crate::Deps>) {
+        let mut all: Vec<String> = tags.to_vec();
+        if let Some(d) = deps {
+            all.extend(d.tag_names());
+        }
+        self.edge_tags = all;
     }
 
     /// The request's value of header `name` (lower-case); repeated headers
@@ -673,6 +705,13 @@ impl Exchange {
             });
             return settle;
         };
+        let mut stored = stored;
+        if let (Some(edge), None) = (&self.route.edge_tags, &self.principal)
+            && stored.header(&edge.header).is_none()
+        {
+            let value = edge.value(self.edge_tags.iter().map(String::as_str));
+            stored.headers.push((edge.header.clone(), value));
+        }
         let how = if self.refresh {
             Served::Refreshed
         } else {
