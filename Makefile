@@ -27,6 +27,7 @@ check-prereqs:
 	@command -v $(CARGO) >/dev/null || { echo "error: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
 	@command -v node >/dev/null || { echo "error: Node.js >= 18 is required" >&2; exit 1; }
 	@command -v redis-server >/dev/null || { echo "error: redis-server is required for the tests: apt-get install -y redis-server (or brew install redis)" >&2; exit 1; }
+	@{ command -v varnishd >/dev/null || [ -x /usr/sbin/varnishd ]; } || { echo "error: Varnish is required for the edge tests: apt-get install -y varnish varnish-modules" >&2; exit 1; }
 
 setup: $(VENV)/.installed node_modules/.installed ## fetch every dependency (Rust crates, Python tools into .venv, npm packages)
 	@command -v $(CARGO) >/dev/null || { echo "error: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
