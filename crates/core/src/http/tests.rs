@@ -4,6 +4,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::error::Error;
 
 fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
