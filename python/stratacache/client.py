@@ -1,16 +1,18 @@
-"""The plain Python API: :class:`Cache`, sync methods with asyncio twins."""
+"""The plain Python API: :class:`Cache`, sync methods with asyncio twins
+(the read-through ones in ``_readthrough``)."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import math
-from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any, Callable, Final, Never, TypeVar, overload
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Never, TypeVar
 
 from . import _failopen, _native
-from ._args import DEFAULT, Ttl, _check_options, _load_many, _native_ttl, _refuse_unknown
-from ._loading import Decoding, NoCache, Policy, aread_through, awarm, current_deps, read_through, warm
+from ._args import DEFAULT, Ttl, _check_options, _native_ttl, _refuse_unknown
+from ._loading import Decoding, Policy, current_deps
+from ._readthrough import ReadThrough
 from .serializers import Serializer, Unreadable, accepted_formats, get_serializer, memo_key
 
 __all__ = ["DEFAULT", "Cache", "Ttl"]
@@ -32,7 +34,7 @@ _MISS: Final = object()
 _REFUSED: Final = object()
 
 
-class Cache:
+class Cache(ReadThrough):
     """A tiered cache: in-process L1, optional Redis (or Redis Cluster) L2.
 
     With neither ``redis_url`` nor ``cluster`` it runs in-process only.
@@ -262,131 +264,6 @@ class Cache:
         """Prometheus text exposition of :meth:`stats`."""
         return self._n.metrics_text()
 
-    @overload
-    def get_or_set(
-        self,
-        key: str,
-        loader: Callable[[], NoCache[T]],
-        ttl: Ttl = ...,
-        *,
-        grace: float | None = ...,
-        allow_stale: bool | None = ...,
-        wait_timeout: float | None = ...,
-        early_refresh: float | None = ...,
-        refresh_ahead: float | None = ...,
-        fail_safe: bool | None = ...,
-        soft_timeout: float | None = ...,
-        hard_timeout: float | None = ...,
-        none_ttl: float | None = ...,
-        tags: Iterable[str] | None = ...,
-        policy: Policy | None = ...,
-    ) -> T: ...
-
-    @overload
-    def get_or_set(
-        self,
-        key: str,
-        loader: Callable[[], T | NoCache[T]],
-        ttl: Ttl = ...,
-        *,
-        grace: float | None = ...,
-        allow_stale: bool | None = ...,
-        wait_timeout: float | None = ...,
-        early_refresh: float | None = ...,
-        refresh_ahead: float | None = ...,
-        fail_safe: bool | None = ...,
-        soft_timeout: float | None = ...,
-        hard_timeout: float | None = ...,
-        none_ttl: float | None = ...,
-        tags: Iterable[str] | None = ...,
-        policy: Policy | None = ...,
-    ) -> T: ...
-
-    @overload
-    def get_or_set(
-        self,
-        key: str,
-        loader: T,
-        ttl: Ttl = ...,
-        *,
-        grace: float | None = ...,
-        allow_stale: bool | None = ...,
-        wait_timeout: float | None = ...,
-        early_refresh: float | None = ...,
-        refresh_ahead: float | None = ...,
-        fail_safe: bool | None = ...,
-        soft_timeout: float | None = ...,
-        hard_timeout: float | None = ...,
-        none_ttl: float | None = ...,
-        tags: Iterable[str] | None = ...,
-        policy: Policy | None = ...,
-    ) -> T: ...
-
-    def get_or_set(
-        self,
-        key: str,
-        loader: Any,
-        ttl: Ttl = DEFAULT,
-        *,
-        grace: float | None = None,
-        allow_stale: bool | None = None,
-        wait_timeout: float | None = None,
-        early_refresh: float | None = None,
-        refresh_ahead: float | None = None,
-        fail_safe: bool | None = None,
-        soft_timeout: float | None = None,
-        hard_timeout: float | None = None,
-        none_ttl: float | None = None,
-        tags: Iterable[str] | None = None,
-        policy: Policy | None = None,
-    ) -> Any:
-        """The value of ``key``, loading it with ``loader()`` if absent.
-
-        Stampede-safe: concurrent callers for one key make exactly one
-        ``loader`` call in this process and, with Redis, in the whole fleet
-        (a lease in Redis; the others wait for its fill, woken by pub/sub).
-        The options override the cache's :class:`Policy` for this call (see
-        :class:`Policy` for what each does): ``allow_stale`` + ``grace``
-        (stale-while-revalidate), ``early_refresh`` / ``refresh_ahead``,
-        ``fail_safe`` / ``soft_timeout`` / ``hard_timeout``, ``none_ttl``.
-        A loader may return :class:`NoCache` to hand a value out uncached.
-        """
-        p = (policy or self._policy).updated(
-            grace=grace,
-            allow_stale=allow_stale,
-            wait_timeout=wait_timeout,
-            early_refresh=early_refresh,
-            refresh_ahead=refresh_ahead,
-            fail_safe=fail_safe,
-            soft_timeout=soft_timeout,
-            hard_timeout=hard_timeout,
-            none_ttl=none_ttl,
-            tags=tuple(tags) if tags is not None else None,
-        )
-        return read_through(
-            self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding, self._fail_open
-        )
-
-    def warm(
-        self,
-        keys: Iterable[str],
-        loader: Callable[[str], Any] | None = None,
-        ttl: Ttl = DEFAULT,
-        *,
-        load_many: Callable[[list[str]], Mapping[str, Any]] | None = None,
-        grace: float = 0.0,
-        force: bool = False,
-    ) -> int:
-        """Load ``keys`` ahead of traffic; returns how many were stored.
-
-        Keys that are fresh (unless ``force``) or being loaded right now, in
-        this process or elsewhere in the fleet, are skipped: warm-up takes
-        the same leases as ``get_or_set``, so it never doubles the origin's
-        load. Give ``loader(key)`` or ``load_many(keys) -> {key: value}``
-        (one call for every key that needs loading); writes are pipelined.
-        """
-        return warm(self._n, list(keys), _load_many(loader, load_many), self._dump, _native_ttl(ttl), grace, force)
-
     # -- asyncio twins -----------------------------------------------------
 
     async def aget(self, key: str, default: Any = None) -> Any:
@@ -470,156 +347,6 @@ class Cache:
 
     async def ainvalidate_tags(self, tags: Iterable[str]) -> None:
         await self._n.ainvalidate_tags(list(tags))
-
-    @overload
-    async def aget_or_set(
-        self,
-        key: str,
-        loader: Callable[[], Awaitable[NoCache[T]]],
-        ttl: Ttl = ...,
-        *,
-        grace: float | None = ...,
-        allow_stale: bool | None = ...,
-        wait_timeout: float | None = ...,
-        early_refresh: float | None = ...,
-        refresh_ahead: float | None = ...,
-        fail_safe: bool | None = ...,
-        soft_timeout: float | None = ...,
-        hard_timeout: float | None = ...,
-        none_ttl: float | None = ...,
-        tags: Iterable[str] | None = ...,
-        policy: Policy | None = ...,
-    ) -> T: ...
-
-    @overload
-    async def aget_or_set(
-        self,
-        key: str,
-        loader: Callable[[], Awaitable[T | NoCache[T]]],
-        ttl: Ttl = ...,
-        *,
-        grace: float | None = ...,
-        allow_stale: bool | None = ...,
-        wait_timeout: float | None = ...,
-        early_refresh: float | None = ...,
-        refresh_ahead: float | None = ...,
-        fail_safe: bool | None = ...,
-        soft_timeout: float | None = ...,
-        hard_timeout: float | None = ...,
-        none_ttl: float | None = ...,
-        tags: Iterable[str] | None = ...,
-        policy: Policy | None = ...,
-    ) -> T: ...
-
-    @overload
-    async def aget_or_set(
-        self,
-        key: str,
-        loader: Callable[[], NoCache[T]],
-        ttl: Ttl = ...,
-        *,
-        grace: float | None = ...,
-        allow_stale: bool | None = ...,
-        wait_timeout: float | None = ...,
-        early_refresh: float | None = ...,
-        refresh_ahead: float | None = ...,
-        fail_safe: bool | None = ...,
-        soft_timeout: float | None = ...,
-        hard_timeout: float | None = ...,
-        none_ttl: float | None = ...,
-        tags: Iterable[str] | None = ...,
-        policy: Policy | None = ...,
-    ) -> T: ...
-
-    @overload
-    async def aget_or_set(
-        self,
-        key: str,
-        loader: Callable[[], T | NoCache[T]],
-        ttl: Ttl = ...,
-        *,
-        grace: float | None = ...,
-        allow_stale: bool | None = ...,
-        wait_timeout: float | None = ...,
-        early_refresh: float | None = ...,
-        refresh_ahead: float | None = ...,
-        fail_safe: bool | None = ...,
-        soft_timeout: float | None = ...,
-        hard_timeout: float | None = ...,
-        none_ttl: float | None = ...,
-        tags: Iterable[str] | None = ...,
-        policy: Policy | None = ...,
-    ) -> T: ...
-
-    @overload
-    async def aget_or_set(
-        self,
-        key: str,
-        loader: T,
-        ttl: Ttl = ...,
-        *,
-        grace: float | None = ...,
-        allow_stale: bool | None = ...,
-        wait_timeout: float | None = ...,
-        early_refresh: float | None = ...,
-        refresh_ahead: float | None = ...,
-        fail_safe: bool | None = ...,
-        soft_timeout: float | None = ...,
-        hard_timeout: float | None = ...,
-        none_ttl: float | None = ...,
-        tags: Iterable[str] | None = ...,
-        policy: Policy | None = ...,
-    ) -> T: ...
-
-    async def aget_or_set(
-        self,
-        key: str,
-        loader: Any,
-        ttl: Ttl = DEFAULT,
-        *,
-        grace: float | None = None,
-        allow_stale: bool | None = None,
-        wait_timeout: float | None = None,
-        early_refresh: float | None = None,
-        refresh_ahead: float | None = None,
-        fail_safe: bool | None = None,
-        soft_timeout: float | None = None,
-        hard_timeout: float | None = None,
-        none_ttl: float | None = None,
-        tags: Iterable[str] | None = None,
-        policy: Policy | None = None,
-    ) -> Any:
-        """Async :meth:`get_or_set`; ``loader`` may be sync or async."""
-        p = (policy or self._policy).updated(
-            grace=grace,
-            allow_stale=allow_stale,
-            wait_timeout=wait_timeout,
-            early_refresh=early_refresh,
-            refresh_ahead=refresh_ahead,
-            fail_safe=fail_safe,
-            soft_timeout=soft_timeout,
-            hard_timeout=hard_timeout,
-            none_ttl=none_ttl,
-            tags=tuple(tags) if tags is not None else None,
-        )
-        return await aread_through(
-            self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding, self._fail_open
-        )
-
-    async def awarm(
-        self,
-        keys: Iterable[str],
-        loader: Callable[[str], Any] | None = None,
-        ttl: Ttl = DEFAULT,
-        *,
-        load_many: Callable[[list[str]], Any] | None = None,
-        grace: float = 0.0,
-        force: bool = False,
-    ) -> int:
-        """Async :meth:`warm`; ``load_many`` may be async."""
-        return await awarm(
-            self._n, list(keys), _load_many(loader, load_many), self._dump, _native_ttl(ttl), grace, force
-        )
 
     def __repr__(self) -> str:
         return f"<stratacache.Cache namespace={self.namespace!r}>"

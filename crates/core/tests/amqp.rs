@@ -193,6 +193,9 @@ async fn a_closed_connection_is_made_again_and_two_listeners_share_the_queue() {
             .expect("rabbitmqctl");
         assert!(st.success());
     }
+    // Each listener counts the closed connection, and each failed
+    // reconnection attempt after it: at least one each, how many is the
+    // broker's timing.
     until("both listeners saw the connection go", || async {
         l1.stats().errors >= 1 && l2.stats().errors >= 1
     })

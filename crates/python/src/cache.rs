@@ -12,16 +12,16 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use stratacache::{Cache, Config, Entry, Format, Lookup, RedisLocation, WriteOptions};
 
-use crate::convert::{Value, opts, secs, ttl_of, value, value_attached, with_formats};
+use crate::convert::{Value, opts, secs, ttl_of, value, with_formats};
 use crate::deps::PyDeps;
-use crate::errors::{IntoPyResult, py_err};
+use crate::errors::IntoPyResult;
 use crate::lease::{
     FRESH, LEAD, LookupTuple, PyLease, STALE, complete_groups, lease_groups, lookup_tuple,
     try_leases,
 };
 use crate::memo::{self};
 use crate::policy::PyPolicy;
-use crate::runtime::{awaitable, run};
+use crate::runtime::run;
 
 /// A tiered cache handle (see `stratacache.Cache` for the public API).
 #[pyclass(frozen, module = "stratacache._native", name = "Cache")]
@@ -252,80 +252,6 @@ impl PyCache {
             .collect()
     }
 
-    /// `get` inside a load: the key and the value's tags become
-    /// dependencies of what the load builds (`deps`, its collector).
-    fn get_tracked(&self, py: Python<'_>, key: String, deps: &PyDeps) -> PyResult<Option<Value>> {
-        let d = deps.inner.clone();
-        let r = run(py, self.inner.get_tracked(&key, &d)).py(py)?;
-        Ok(r.map(|e| value(py, &e)))
-    }
-
-    fn get_many_tracked(
-        &self,
-        py: Python<'_>,
-        keys: Vec<String>,
-        deps: &PyDeps,
-    ) -> PyResult<Vec<Option<Value>>> {
-        let d = deps.inner.clone();
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let r = run(py, self.inner.get_many_tracked(&refs, &d)).py(py)?;
-        Ok(r.into_iter().map(|o| o.map(|e| value(py, &e))).collect())
-    }
-
-    fn aget_tracked<'py>(
-        &self,
-        py: Python<'py>,
-        key: String,
-        deps: &PyDeps,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner.clone();
-        let d = deps.inner.clone();
-        awaitable(py, async move {
-            let r = c.get_tracked(&key, &d).await.map_err(py_err)?;
-            r.map(|e| value_attached(&e)).transpose()
-        })
-    }
-
-    fn aget_many_tracked<'py>(
-        &self,
-        py: Python<'py>,
-        keys: Vec<String>,
-        deps: &PyDeps,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner.clone();
-        let d = deps.inner.clone();
-        awaitable(py, async move {
-            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let r = c.get_many_tracked(&refs, &d).await.map_err(py_err)?;
-            crate::runtime::attach(|py| {
-                Ok(r.into_iter()
-                    .map(|o| o.map(|e| value(py, &e)))
-                    .collect::<Vec<_>>())
-            })
-        })
-    }
-
-    /// `depends_on`: the load collecting into `deps` depends on `tags`.
-    fn track_tags(&self, py: Python<'_>, deps: &PyDeps, tags: Vec<String>) -> PyResult<()> {
-        let d = deps.inner.clone();
-        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
-        run(py, self.inner.track_tags(&d, &refs)).py(py)
-    }
-
-    fn atrack_tags<'py>(
-        &self,
-        py: Python<'py>,
-        deps: &PyDeps,
-        tags: Vec<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner.clone();
-        let d = deps.inner.clone();
-        awaitable(py, async move {
-            let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
-            c.track_tags(&d, &refs).await.map_err(py_err)
-        })
-    }
-
     #[pyo3(signature = (key, data, format, ttl = None, grace = 0.0, tags = None))]
     #[allow(clippy::too_many_arguments)]
     fn set(
@@ -406,18 +332,6 @@ impl PyCache {
         run(py, self.inner.invalidate_tags(&refs)).py(py)
     }
 
-    fn ainvalidate_tags<'py>(
-        &self,
-        py: Python<'py>,
-        tags: Vec<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner.clone();
-        awaitable(py, async move {
-            let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
-            c.invalidate_tags(&refs).await.map_err(py_err)
-        })
-    }
-
     fn close(&self) {
         self.inner.close();
     }
@@ -490,19 +404,6 @@ impl PyCache {
         run(py, try_leases(c, keys, force)).py(py)
     }
 
-    #[pyo3(signature = (keys, force = false))]
-    fn atry_leases<'py>(
-        &self,
-        py: Python<'py>,
-        keys: Vec<String>,
-        force: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner.clone();
-        awaitable(py, async move {
-            try_leases(c, keys, force).await.map_err(py_err)
-        })
-    }
-
     /// Complete leases from `try_leases` with `(lease, data, format)` items,
     /// pipelined; returns how many were stored.
     #[pyo3(signature = (items, ttl = None, grace = 0.0, deps = None))]
@@ -519,170 +420,11 @@ impl PyCache {
         run(py, complete_groups(c, groups)).py(py)
     }
 
-    #[pyo3(signature = (items, ttl = None, grace = 0.0, deps = None))]
-    fn acomplete_many<'py>(
-        &self,
-        py: Python<'py>,
-        items: Vec<(PyRef<'py, PyLease>, Vec<u8>, u8)>,
-        ttl: Option<f64>,
-        grace: f64,
-        deps: Option<PyRef<'py, PyDeps>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let groups = lease_groups(items, ttl, grace, crate::deps::of(deps))?;
-        let c = self.inner.clone();
-        awaitable(py, async move {
-            complete_groups(c, groups).await.map_err(py_err)
-        })
-    }
-
     // ---- asyncio twins: each returns an awaitable bound to the running loop.
-
-    fn aget<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner.clone();
-        awaitable(py, async move {
-            let r = c.get(&key).await.map_err(py_err)?;
-            r.map(|e| value_attached(&e)).transpose()
-        })
-    }
-
-    fn aget_many<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner.clone();
-        awaitable(py, async move {
-            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let r = c.get_many(&refs).await.map_err(py_err)?;
-            crate::runtime::attach(|py| {
-                Ok(r.into_iter()
-                    .map(|o| o.map(|e| value(py, &e)))
-                    .collect::<Vec<_>>())
-            })
-        })
-    }
-
-    /// `deps`: what the value was built from (an HTTP handler's reads).
-    #[pyo3(signature = (key, data, format, ttl = None, grace = 0.0, tags = None, deps = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn aset<'py>(
-        &self,
-        py: Python<'py>,
-        key: String,
-        data: &[u8],
-        format: u8,
-        ttl: Option<f64>,
-        grace: f64,
-        tags: Option<Vec<String>>,
-        deps: Option<PyRef<'py, PyDeps>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let mut o = opts(format, ttl, grace, tags)?;
-        o.deps = crate::deps::of(deps);
-        let data = Bytes::copy_from_slice(data);
-        let c = self.inner.clone();
-        awaitable(
-            py,
-            async move { c.set(&key, data, &o).await.map_err(py_err) },
-        )
-    }
-
-    #[pyo3(signature = (items, ttl = None, grace = 0.0))]
-    fn aset_many<'py>(
-        &self,
-        py: Python<'py>,
-        items: Vec<(String, Vec<u8>, u8)>,
-        ttl: Option<f64>,
-        grace: f64,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let o = opts(0, ttl, grace, None)?;
-        let items = with_formats(items);
-        let c = self.inner.clone();
-        awaitable(py, async move {
-            set_many_formats(&c, items, o).await.map_err(py_err)
-        })
-    }
-
-    #[pyo3(signature = (key, data, format, ttl = None, grace = 0.0))]
-    #[allow(clippy::too_many_arguments)]
-    fn aadd<'py>(
-        &self,
-        py: Python<'py>,
-        key: String,
-        data: &[u8],
-        format: u8,
-        ttl: Option<f64>,
-        grace: f64,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let o = opts(format, ttl, grace, None)?;
-        let data = Bytes::copy_from_slice(data);
-        let c = self.inner.clone();
-        awaitable(
-            py,
-            async move { c.add(&key, data, &o).await.map_err(py_err) },
-        )
-    }
-
-    fn adelete<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner.clone();
-        awaitable(py, async move { c.delete(&key).await.map_err(py_err) })
-    }
-
-    fn adelete_many<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner.clone();
-        awaitable(py, async move {
-            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            c.delete_many(&refs).await.map_err(py_err)
-        })
-    }
-
-    #[pyo3(signature = (key, ttl = None))]
-    fn atouch<'py>(
-        &self,
-        py: Python<'py>,
-        key: String,
-        ttl: Option<f64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let t = ttl_of(ttl)?;
-        let c = self.inner.clone();
-        awaitable(py, async move { c.touch(&key, t).await.map_err(py_err) })
-    }
-
-    #[pyo3(signature = (key, delta = 1))]
-    fn aincr<'py>(&self, py: Python<'py>, key: String, delta: i64) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner.clone();
-        awaitable(py, async move { c.incr(&key, delta).await.map_err(py_err) })
-    }
-
-    fn ahas_key<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner.clone();
-        awaitable(py, async move { c.has_key(&key).await.map_err(py_err) })
-    }
-
-    fn aclear<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.inner.clone();
-        awaitable(py, async move { c.clear().await.map_err(py_err) })
-    }
-
-    #[pyo3(signature = (key, policy, deps = None))]
-    fn alookup<'py>(
-        &self,
-        py: Python<'py>,
-        key: String,
-        policy: &PyPolicy,
-        deps: Option<PyRef<'py, PyDeps>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let policy = policy.inner.clone();
-        let c = self.inner.clone();
-        let deps = crate::deps::of(deps);
-        awaitable(py, async move {
-            let r = match deps {
-                Some(d) => c.lookup_tracked(&key, &policy, &d).await,
-                None => c.lookup(&key, &policy).await,
-            }
-            .map_err(py_err)?;
-            crate::runtime::attach(|py| Ok(lookup_tuple(py, r)))
-        })
-    }
 }
 
 /// The core's [`Cache::set_many_formats`]; the keys that failed.
-async fn set_many_formats(
+pub(crate) async fn set_many_formats(
     c: &Cache,
     items: Vec<(String, Bytes, Format)>,
     o: WriteOptions,

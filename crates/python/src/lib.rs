@@ -6,6 +6,7 @@
 //! runs them in the caller's thread or task, driven by the core's leases.
 
 mod cache;
+mod cache_async;
 mod convert;
 mod deps;
 mod errors;
