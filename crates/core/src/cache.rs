@@ -169,7 +169,19 @@ impl Cache {
             l1_memo_bytes: sh.memo.used(),
             breaker_open: sh.l2.as_ref().is_some_and(L2::breaker_open),
             bus_connected: sh.bus.as_ref().is_some_and(Bus::is_connected),
+            edge_purge_pending: sh.purger.as_ref().map_or(0, crate::purge::Purger::pending),
         })
+    }
+
+    /// Wait until the purges queued for the edges (`Config::edge_purge`)
+    /// are sent or given up, at most `timeout`: `true` when nothing is
+    /// left. For a short-lived process (a script, a CLI) before it exits;
+    /// a server never needs it. `true` at once without edges.
+    pub async fn flush_edge_purges(&self, timeout: Duration) -> bool {
+        match &self.shared.purger {
+            Some(p) => p.flush(timeout).await,
+            None => true,
+        }
     }
 
     /// Prometheus text exposition of [`Cache::stats`].

@@ -58,6 +58,7 @@ impl Config {
             self.lease_ttl,
             self.breaker_threshold,
             self.breaker_cooldown,
+            &self.edge_purge,
         )
             .hash(&mut h);
         format!(
@@ -148,6 +149,11 @@ pub struct Config {
     /// (each handle then behaves as a separate process would). Default
     /// `false`.
     pub isolated: bool,
+    /// The edges (CDNs, reverse proxies, webhooks) that invalidated tags
+    /// are purged from, by the process that invalidates them (see
+    /// `purge`). Parsed from JSON by [`EdgePurge::parse_list`]. Default
+    /// none.
+    pub edge_purge: Vec<crate::purge::EdgePurge>,
 }
 
 impl std::fmt::Debug for Config {
@@ -177,6 +183,7 @@ impl std::fmt::Debug for Config {
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("accepted_formats", &self.accepted_formats)
             .field("isolated", &self.isolated)
+            .field("edge_purge", &self.edge_purge)
             .finish()
     }
 }
@@ -206,6 +213,7 @@ impl Default for Config {
             breaker_cooldown: Duration::from_millis(250),
             accepted_formats: None,
             isolated: false,
+            edge_purge: Vec::new(),
         }
     }
 }
@@ -407,6 +415,11 @@ impl CacheBuilder {
     pub fn breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
         self.config.breaker_threshold = threshold;
         self.config.breaker_cooldown = cooldown;
+        self
+    }
+    /// Purge invalidated tags from these edges.
+    pub fn edge_purge(mut self, edges: Vec<crate::purge::EdgePurge>) -> Self {
+        self.config.edge_purge = edges;
         self
     }
     /// Do not share L1, flights and metrics with other handles.

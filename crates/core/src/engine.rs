@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) max_value_bytes: usize,
     pub(crate) tombstone_ttl: Duration,
     pub(crate) ttl_jitter: f64,
+    /// Where invalidated tags are purged (`Config::edge_purge`).
+    pub(crate) purger: Option<crate::purge::Purger>,
 }
 
 /// What an L2 write did, for the L1 write after it
@@ -140,7 +142,10 @@ impl Shared {
             )
             .into(),
         };
+        let purger = (!cfg.edge_purge.is_empty())
+            .then(|| crate::purge::Purger::new(&cfg.namespace, &cfg.edge_purge, metrics.clone()));
         Shared {
+            purger,
             namespace: cfg.namespace.clone(),
             scope,
             l1: cfg.l1_enabled.then(|| {

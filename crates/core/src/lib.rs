@@ -60,6 +60,7 @@ mod lookup;
 pub mod memo;
 mod metrics;
 mod options;
+pub mod purge;
 mod read;
 pub mod runtime;
 mod versions;

@@ -28,6 +28,8 @@ macro_rules! counters {
             pub breaker_open: u64,
             /// 1 while the bus subscription is up (0 without Redis).
             pub bus_connected: u64,
+            /// Tags queued for the edges and not yet sent.
+            pub edge_purge_pending: u64,
         }
 
         impl Metrics {
@@ -39,6 +41,7 @@ macro_rules! counters {
                     l1_memo_bytes: gauges.l1_memo_bytes,
                     breaker_open: u64::from(gauges.breaker_open),
                     bus_connected: u64::from(gauges.bus_connected),
+                    edge_purge_pending: gauges.edge_purge_pending,
                 }
             }
         }
@@ -145,6 +148,17 @@ counters! {
     breaker_opens,
     /// Redis calls refused at once because the breaker was open.
     breaker_short_circuits,
+    /// Purge requests an edge (CDN, reverse proxy, webhook) accepted.
+    edge_purges,
+    /// Tags in those requests.
+    edge_purge_tags,
+    /// Purge requests sent again after a failure.
+    edge_purge_retries,
+    /// Purge requests given up (an error the edge will not take back, or
+    /// every attempt failed).
+    edge_purge_failures,
+    /// Tags not queued for an edge because its queue was full.
+    edge_purge_dropped,
 }
 
 /// The state-now half of a [`Stats`] snapshot.
@@ -154,6 +168,7 @@ pub(crate) struct Gauges {
     pub(crate) l1_memo_bytes: u64,
     pub(crate) breaker_open: bool,
     pub(crate) bus_connected: bool,
+    pub(crate) edge_purge_pending: u64,
 }
 
 fn counter_help(name: &str) -> &'static str {
@@ -199,6 +214,11 @@ fn counter_help(name: &str) -> &'static str {
         "stale_by_generation" => "entries found gone by a namespace clear",
         "breaker_opens" => "times the Redis circuit breaker opened",
         "breaker_short_circuits" => "Redis calls refused while the breaker was open",
+        "edge_purges" => "purge requests accepted by an edge",
+        "edge_purge_tags" => "tags in purge requests accepted by an edge",
+        "edge_purge_retries" => "purge requests sent again after a failure",
+        "edge_purge_failures" => "purge requests given up",
+        "edge_purge_dropped" => "tags not queued for an edge because its queue was full",
         _ => "",
     }
 }
@@ -235,6 +255,11 @@ impl Stats {
                 "bus_connected",
                 "1 while the invalidation bus subscription is up",
                 self.bus_connected,
+            ),
+            (
+                "edge_purge_pending",
+                "tags queued for the edges and not yet sent",
+                self.edge_purge_pending,
             ),
         ]
     }

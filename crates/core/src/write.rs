@@ -450,6 +450,9 @@ impl Cache {
             for t in tags {
                 sh.versions.set_tag(t, new_version());
             }
+            if let Some(p) = &sh.purger {
+                p.enqueue(tags);
+            }
             return Ok(());
         };
         let bumps = tags.iter().map(|t| async move {
@@ -467,7 +470,21 @@ impl Cache {
             sh.versions.set_tag(t, v);
             r
         });
-        for r in futures_util::future::join_all(bumps).await {
+        let results = futures_util::future::join_all(bumps).await;
+        if let Some(p) = &sh.purger {
+            // The edges are purged of what the fleet now knows is invalid:
+            // a tag Redis did not take could still be served by another
+            // process, and an edge asking it again would keep the old
+            // response. The caller, told of the error, invalidates again.
+            let done: Vec<&str> = tags
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(t, _)| *t)
+                .collect();
+            p.enqueue(&done);
+        }
+        for r in results {
             r.map_err(|e| sh.l2_err(e))?;
         }
         Ok(())

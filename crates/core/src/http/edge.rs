@@ -8,8 +8,9 @@
 //! | `Edge-Cache-Tag` | Akamai | comma | 128 tags, 128 bytes per tag |
 //! | any other name | CloudFront (a header it is configured to read) | comma | 50 tags, 256 bytes per tag |
 //!
-//! A tag is written as it is when it is made of characters every vendor
-//! takes (`A-Z a-z 0-9 - _ . : / @ + = ~ !`) and fits the per-tag limit;
+//! A tag is written as it is when it is made of characters the vendor
+//! takes (`A-Z a-z 0-9 - _ . : / @ + = ~ !`; Akamai refuses `: / @ =`)
+//! and fits the per-tag limit;
 //! otherwise as `h-` and 32 hex digits of its SHA-256, the same everywhere,
 //! so a purge of the tag names the same string ([`EdgeTags::edge_tag`]).
 //! A response whose tags do not fit the header's limits carries
@@ -25,7 +26,7 @@ use crate::key::hex;
 pub const OVERFLOW_TAG: &str = "stratacache-overflow";
 
 /// A tag header and its vendor's limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EdgeTags {
     /// Header name, lower case.
     pub header: String,
@@ -33,6 +34,8 @@ pub struct EdgeTags {
     max_tags: usize,
     max_tag_bytes: usize,
     max_bytes: usize,
+    /// Punctuation a tag may carry as it is.
+    punctuation: &'static [u8],
 }
 
 impl EdgeTags {
@@ -55,12 +58,18 @@ impl EdgeTags {
             "edge-cache-tag" => (',', 128, 128, usize::MAX),
             _ => (',', 50, 256, usize::MAX),
         };
+        let punctuation: &'static [u8] = if header == "edge-cache-tag" {
+            b"-_.+~!"
+        } else {
+            b"-_.:/@+=~!"
+        };
         Ok(EdgeTags {
             header,
             separator,
             max_tags,
             max_tag_bytes,
             max_bytes,
+            punctuation,
         })
     }
 
@@ -70,7 +79,7 @@ impl EdgeTags {
             && tag.len() <= self.max_tag_bytes
             && tag
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/@+=~!".contains(&b));
+                .all(|b| b.is_ascii_alphanumeric() || self.punctuation.contains(&b));
         if plain {
             tag.to_owned()
         } else {
@@ -120,6 +129,8 @@ mod tests {
         let akamai = EdgeTags::for_header("edge-cache-tag").expect("header");
         let long = "x".repeat(129);
         assert!(akamai.value([long.as_str()]).starts_with("h-"));
+        assert_eq!(akamai.edge_tag("a.b~c_1"), "a.b~c_1");
+        assert!(akamai.edge_tag("product:7").starts_with("h-"));
         let many: Vec<String> = (0..129).map(|i| format!("t{i}")).collect();
         assert_eq!(akamai.value(many.iter().map(String::as_str)), OVERFLOW_TAG);
         assert_ne!(
