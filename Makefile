@@ -18,7 +18,7 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-http test-readme test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults bench-memory bench-http fuzz check-prereqs
+.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-http test-readme test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults bench-memory bench-http bench-edge fuzz check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,8 +71,8 @@ lint-rust: ## rustfmt check, clippy with warnings as errors
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 lint-py: py-develop ## ruff, mypy (strict), stubtest of _native.pyi against the built module
-	$(VENV_BIN)/ruff check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence benches/memory benches/http
-	$(VENV_BIN)/ruff format --check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence benches/memory benches/http
+	$(VENV_BIN)/ruff check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence benches/memory benches/http benches/edge
+	$(VENV_BIN)/ruff format --check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence benches/memory benches/http benches/edge
 	$(VENV_BIN)/mypy
 	$(PY) -m mypy.stubtest stratacache._native
 
@@ -141,6 +141,10 @@ bench-http: check-prereqs node-build $(VENV)/.installed ## cached HTTP responses
 	$(MATURIN) develop --locked -q --release
 	cd benches/node && npm ci --ignore-scripts --no-audit --no-fund
 	$(WITH_REDIS) $(PY) benches/http/run.py $(APPS)
+
+bench-edge: check-prereqs node-build $(VENV)/.installed ## a real Varnish in front of the FastAPI and Express apps: invalidate_tags -> Varnish serving the new body (p50/p99), req/s served by Varnish vs the app (APPS="express" to narrow)
+	$(MATURIN) develop --locked -q --release
+	$(WITH_REDIS) $(PY) benches/edge/run.py $(APPS)
 
 bench-faults: check-prereqs ## steady load through a Redis SIGKILL + restart and a 200 ms-per-command slowdown: errors, wrong values, latency, time back
 	$(CARGO) run --locked --release -q -p stratacache --example faults

@@ -85,7 +85,53 @@ export interface CacheOptions {
    * kept is bounded by a quarter of L1. Default `true` (every hit a copy).
    */
   clone?: boolean
+  /**
+   * Edges (CDNs, reverse proxies, webhooks) purged of every tag this process
+   * invalidates (once per fleet: the invalidating process sends). See the
+   * README, "Caching at the edge". Default none.
+   */
+  edgePurge?: EdgePurge[]
 }
+
+/** Fields every edge takes (camelCase or the core's snake_case). */
+interface EdgeCommon {
+  /** Mark stale instead of removing (Varnish softpurge, Fastly soft purge, Akamai invalidate). */
+  soft?: boolean
+  /** Per-request timeout in ms (5000). */
+  timeoutMs?: number
+  /** Attempts per request before it is given up (5). */
+  maxAttempts?: number
+  /** How long tags gather before a batch is sent, ms (50). */
+  lingerMs?: number
+  /** The tag header whose rules name tags for this edge (the vendor's own). */
+  tagHeader?: string
+}
+
+/** One edge to purge. */
+export type EdgePurge = EdgeCommon &
+  (
+    | { kind: 'varnish'; url: string; method?: string; keyHeader?: string; headers?: Record<string, string> }
+    | { kind: 'fastly'; serviceId: string; token: string; apiBase?: string }
+    | { kind: 'cloudflare'; zoneId: string; token: string; apiBase?: string }
+    | {
+        kind: 'cloudfront'
+        distributionId: string
+        accessKeyId: string
+        secretAccessKey: string
+        sessionToken?: string
+        apiBase?: string
+      }
+    | {
+        kind: 'akamai'
+        host: string
+        clientToken: string
+        clientSecret: string
+        accessToken: string
+        network?: 'production' | 'staging'
+        apiBase?: string
+      }
+    | { kind: 'webhook'; url: string; secret?: string; headers?: Record<string, string> }
+  )
 
 /** How `getOrSet` reads through (every field optional). */
 export interface Policy {
@@ -186,6 +232,11 @@ export declare class Cache extends EventEmitter {
   warm<T>(keys: string[], options: WarmOptions<T>): Promise<number>
   stats(): Record<string, number>
   metrics(): string
+  /**
+   * Resolves `true` once the purges queued for the edges (`edgePurge`) are
+   * sent or given up, `false` after `timeout` (default 10 s).
+   */
+  flushEdgePurges(timeout?: number | string): Promise<boolean>
   close(): Promise<void>
   on(event: 'error', listener: (err: StrataCacheError) => void): this
 }

@@ -23,7 +23,7 @@ const LEAD = 2
 // Internal API for the web middleware (express.js, fastify.js): raw entries
 // and leases. Not part of the public API.
 const { kInternal, kNative } = require('./internal.js')
-const { checkOptions } = require('./options.js')
+const { checkOptions, edgePurgeJson } = require('./options.js')
 const { SharedValues, MISS } = require('./shared.js')
 const { httpInternals } = require('./httpinternal.js')
 const { currentDeps } = require('./deps.js')
@@ -51,6 +51,7 @@ const CACHE_OPTIONS = [
   'breaker',
   'policy',
   'clone',
+  'edgePurge',
 ]
 
 
@@ -116,6 +117,7 @@ class Cache extends EventEmitter {
         // core (counted), so read-throughs load and overwrite them.
         acceptedFormats: this.#serializer.formats || (this.#serializer.name === 'v8' ? V8_FORMATS : JSON_FORMATS),
         sharedValues: o.clone === false,
+        edgePurge: edgePurgeJson(o.edgePurge),
       })
     } catch (e) {
       throw native(e)
@@ -513,6 +515,15 @@ class Cache extends EventEmitter {
   /** Prometheus text exposition of the counters. */
   metrics() {
     return this.#n.metrics()
+  }
+
+  /**
+   * Resolves `true` once the purges queued for the edges (`edgePurge`) are
+   * sent or given up, `false` after `timeout` (default 10 s). For scripts
+   * that invalidate and exit; a server never needs it.
+   */
+  flushEdgePurges(timeout = 10_000) {
+    return this.#n.flushEdgePurges(parseTtl(timeout, 'timeout'))
   }
 
   /**

@@ -13,4 +13,24 @@ function checkOptions(o, known, what) {
   }
 }
 
-module.exports = { checkOptions }
+/**
+ * `edgePurge` (an array of objects, one per edge, each with a `kind`) as the
+ * JSON the core parses and checks: field names in camelCase become the
+ * core's snake_case (`serviceId` -> `service_id`); a `headers` object is
+ * sent as it is.
+ */
+function edgePurgeJson(edges) {
+  if (edges === undefined || edges === null) return undefined
+  if (!Array.isArray(edges)) throw new ConfigError('edgePurge must be an array of objects, one per edge')
+  const snake = (k) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
+  return JSON.stringify(
+    edges.map((e) => {
+      if (e === null || typeof e !== 'object' || Array.isArray(e)) {
+        throw new ConfigError('edgePurge: each edge must be an object with a kind')
+      }
+      return Object.fromEntries(Object.entries(e).map(([k, v]) => [snake(k), v]))
+    }),
+  )
+}
+
+module.exports = { checkOptions, edgePurgeJson }

@@ -65,6 +65,22 @@ def _check_options(**numbers: Any) -> None:
             raise ConfigError(f"{name} must be >= 0, not {v!r}")
 
 
+def _edge_purge_json(edges: Any) -> str | None:
+    """The edges to purge (``edge_purge``: a list of dicts, one per edge,
+    each with a ``kind``) as the JSON the core parses and checks; ``None``
+    for none."""
+    if edges is None:
+        return None
+    if isinstance(edges, (str, bytes)) or not isinstance(edges, (list, tuple)):
+        raise ConfigError(f"edge_purge must be a list of dicts, one per edge, not {edges!r}")
+    import json
+
+    try:
+        return json.dumps(list(edges))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"edge_purge: {e}") from None
+
+
 def _load_many(
     loader: Callable[[str], Any] | None, load_many: Callable[[list[str]], Any] | None
 ) -> Callable[[list[str]], Any]:

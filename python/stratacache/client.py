@@ -6,11 +6,11 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Never, TypeVar
 
 from . import _failopen, _native
-from ._args import DEFAULT, Ttl, _check_options, _native_ttl, _refuse_unknown
+from ._args import DEFAULT, Ttl, _check_options, _edge_purge_json, _native_ttl, _refuse_unknown
 from ._loading import Decoding, Policy, current_deps
 from ._readthrough import ReadThrough
 from .serializers import Serializer, Unreadable, accepted_formats, get_serializer, memo_key
@@ -83,6 +83,7 @@ class Cache(ReadThrough):
         policy: Policy | None = None,
         fail_open: bool = False,
         copy: bool = True,
+        edge_purge: Sequence[Mapping[str, Any]] | None = None,
         **unknown: Never,
     ) -> None:
         if unknown:
@@ -132,6 +133,7 @@ class Cache(ReadThrough):
             breaker_threshold=breaker_threshold,
             breaker_cooldown=breaker_cooldown,
             accepted_formats=accepted_formats(self._serializer),
+            edge_purge=_edge_purge_json(edge_purge),
         )
         self._policy = policy if policy is not None else Policy()
         #: Redis errors in plain operations: logged (rate-limited) and
@@ -263,6 +265,13 @@ class Cache(ReadThrough):
     def metrics_text(self) -> str:
         """Prometheus text exposition of :meth:`stats`."""
         return self._n.metrics_text()
+
+    def flush_edge_purges(self, timeout: float = 10.0) -> bool:
+        """Wait until the purges queued for the edges (``edge_purge``) are
+        sent or given up, at most ``timeout`` seconds: ``True`` when none
+        are left. For scripts and commands that invalidate and exit; a
+        server never needs it."""
+        return self._n.flush_edge_purges(timeout)
 
     # -- asyncio twins -----------------------------------------------------
 

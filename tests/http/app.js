@@ -15,7 +15,9 @@ const stratacacheFastify = require('../../node/fastify.js')
 
 const [framework, port, namespace, redis] = process.argv.slice(2)
 const { routes } = require(path.join(__dirname, 'cases.json'))
-const cache = new Cache({ namespace, redis, opTimeout: 5000 })
+// The edges to purge (tests/http/test_varnish.py), as the core takes them.
+const edges = process.env.STRATACACHE_TEST_EDGE_PURGE
+const cache = new Cache({ namespace, redis, opTimeout: 5000, edgePurge: edges ? JSON.parse(edges) : undefined })
 const calls = {}
 let failing = false
 

@@ -118,7 +118,12 @@ def build(name: str, spec: dict[str, Any], counted: bool) -> tuple[Callable[...,
 
 def make_app(namespace: str, redis_url: str) -> FastAPI:
     app = FastAPI()
-    setup(app, Cache(namespace=namespace, redis_url=redis_url, op_timeout=5.0))
+    # The edges to purge (tests/http/test_varnish.py), as the core takes them.
+    edges = os.environ.get("STRATACACHE_TEST_EDGE_PURGE")
+    cache = Cache(
+        namespace=namespace, redis_url=redis_url, op_timeout=5.0, edge_purge=json.loads(edges) if edges else None
+    )
+    setup(app, cache)
     for name, spec in ROUTES.items():
         endpoint, route_kw = build(name, spec, True)
         app.api_route(spec["path"], methods=["GET", "HEAD", "POST"], **route_kw)(cached(**options(spec))(endpoint))

@@ -75,7 +75,7 @@ def request(port: int, method: str, path: str, headers: dict[str, str] | None = 
 class Apps:
     """Two processes of one framework's app on one Redis namespace."""
 
-    def __init__(self, framework: str) -> None:
+    def __init__(self, framework: str, env: dict[str, str] | None = None) -> None:
         self.framework = framework
         self.namespace = f"http-cases-{framework}-{uuid.uuid4().hex[:8]}"
         self.ports = [free_port(), free_port()]
@@ -85,7 +85,7 @@ class Apps:
                 cmd = [sys.executable, str(HERE / "app_fastapi.py"), str(port), self.namespace, REDIS_URL]
             else:
                 cmd = [NODE, str(HERE / "app.js"), framework, str(port), self.namespace, REDIS_URL]
-            self.procs.append(subprocess.Popen(cmd, cwd=ROOT))
+            self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}))
         for port, proc in zip(self.ports, self.procs):
             deadline = time.monotonic() + 30
             while True:

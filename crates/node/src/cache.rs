@@ -44,6 +44,8 @@ pub struct NativeOptions {
     /// `clone: false`: hits share one decoded value per entry (see
     /// `shared.rs`); a quarter of L1 is their budget.
     pub shared_values: Option<bool>,
+    /// The edges to purge, as the JSON the core parses (`EdgePurge`).
+    pub edge_purge: Option<String>,
 }
 
 /// Outcome of `lookup`: `kind` 0 fresh, 1 stale, 2 lead.
@@ -87,6 +89,7 @@ impl NativeCache {
             breaker_cooldown_ms: None,
             accepted_formats: None,
             shared_values: None,
+            edge_purge: None,
         });
         let mut cfg = Config::default();
         if let Some(ns) = o.namespace {
@@ -152,6 +155,9 @@ impl NativeCache {
             cfg.breaker_cooldown = ms("breaker.cooldown", v)?;
         }
         cfg.accepted_formats = o.accepted_formats;
+        if let Some(json) = o.edge_purge {
+            cfg.edge_purge = stratacache::purge::EdgePurge::parse_list(&json).map_err(js_err)?;
+        }
         if o.shared_values == Some(true) {
             cfg.l1_memo_bytes = cfg.l1_max_bytes / 4;
         }
@@ -398,6 +404,14 @@ impl NativeCache {
     #[napi]
     pub fn metrics(&self) -> String {
         poll_ready(self.inner.metrics_text())
+    }
+
+    /// Resolves once the queued edge purges are sent or given up (`true`),
+    /// or after `timeout_ms` (`false`).
+    #[napi]
+    pub async fn flush_edge_purges(&self, timeout_ms: f64) -> Result<bool> {
+        let t = ms("timeout", timeout_ms)?;
+        Ok(self.inner.flush_edge_purges(t).await)
     }
 
     #[napi]

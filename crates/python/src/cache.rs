@@ -46,7 +46,8 @@ impl PyCache {
         max_value_bytes = None, signing_key = None, connect_timeout = None,
         op_timeout = None, tombstone_ttl = None, wait_timeout = None, ttl_jitter = None,
         fleet_lease = None, lease_ttl = None, isolated = None, breaker_threshold = None,
-        breaker_cooldown = None, accepted_formats = None, track_dependencies = None
+        breaker_cooldown = None, accepted_formats = None, track_dependencies = None,
+        edge_purge = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -73,6 +74,7 @@ impl PyCache {
         breaker_cooldown: Option<f64>,
         accepted_formats: Option<Vec<u8>>,
         track_dependencies: Option<bool>,
+        edge_purge: Option<String>,
     ) -> PyResult<Self> {
         let redis = match (redis_url, cluster) {
             (Some(_), Some(_)) => {
@@ -142,6 +144,9 @@ impl PyCache {
         }
         if let Some(v) = breaker_threshold {
             cfg.breaker_threshold = v;
+        }
+        if let Some(json) = edge_purge {
+            cfg.edge_purge = stratacache::purge::EdgePurge::parse_list(&json).py(py)?;
         }
         Ok(PyCache {
             inner: Cache::new(cfg).py(py)?,
@@ -351,6 +356,13 @@ impl PyCache {
 
     fn metrics_text(&self, py: Python<'_>) -> String {
         run(py, self.inner.metrics_text())
+    }
+
+    /// Wait (without the GIL) until the queued edge purges are sent or
+    /// given up, at most `timeout` seconds: `True` when none are left.
+    fn flush_edge_purges(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let t = secs("timeout", timeout)?;
+        Ok(run(py, self.inner.flush_edge_purges(t)))
     }
 
     /// Read-through: `(kind, format, data, lease)` with kind FRESH, STALE or LEAD.

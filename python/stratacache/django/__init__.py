@@ -79,6 +79,9 @@ setting goes instead).
 ``LEASE_TTL``            seconds a crashed loader's lease blocks others (5).
 ``BREAKER_THRESHOLD``    consecutive Redis failures that open the circuit breaker (5);
                          ``BREAKER_COOLDOWN``: seconds it skips Redis before probing (0.25).
+``EDGE_PURGE``           edges (Varnish, Fastly, Cloudflare, CloudFront, Akamai, a
+                         webhook) purged of every tag this process invalidates:
+                         a list of dicts with a ``kind`` (none).
 
 ``close()`` is a no-op: Django calls it after every request, and the
 connections here are long-lived multiplexed ones shared by every thread.

@@ -439,6 +439,11 @@ class StrataCache(BaseCache):
         """Prometheus text exposition of :meth:`stats`."""
         return self._c.metrics_text()
 
+    def flush_edge_purges(self, timeout: float = 10.0) -> bool:
+        """Wait until the queued edge purges (``EDGE_PURGE``) are sent or
+        given up, at most ``timeout`` seconds: ``True`` when none are left."""
+        return self._c.flush_edge_purges(timeout)
+
 
 def _by_made(by_made: dict[str, Any], load_many: Callable[[list[Any]], Any]) -> Callable[[list[str]], Any]:
     """``load_many`` over the caller's keys, as the façade's over made keys

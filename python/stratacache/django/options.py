@@ -47,7 +47,7 @@ _OPTION_KEYS = frozenset(
         "WAIT_TIMEOUT", "IGNORE_EXCEPTIONS", "GRACE", "EARLY_REFRESH", "REFRESH_AHEAD", "TTL_JITTER",
         "STALE_WHILE_REVALIDATE", "FAIL_SAFE", "FAIL_SAFE_THROTTLE", "SOFT_TIMEOUT", "HARD_TIMEOUT",
         "ON_WAIT_TIMEOUT", "NONE_TTL", "FLEET_LEASE", "TRACK_DEPENDENCIES", "LEASE_TTL", "BREAKER_THRESHOLD",
-        "BREAKER_COOLDOWN",
+        "BREAKER_COOLDOWN", "EDGE_PURGE",
     }
 )  # fmt: skip
 
@@ -169,5 +169,6 @@ def cache_kwargs(
         "serializer": get_serializer(opts.get("SERIALIZER", "pickle")),
         "policy": policy(opts),
         "fail_open": typed(opts, "IGNORE_EXCEPTIONS", bool, True),
+        "edge_purge": opts.get("EDGE_PURGE"),
     }
     return {k: v for k, v in given.items() if v is not None or k == "ttl"}
