@@ -173,6 +173,16 @@ export interface GetOrSetOptions<T> extends Policy {
   tags?: string[]
 }
 
+export interface FragmentOptions extends Policy {
+  name: string
+  /** Renders the fragment (its string form is what is cached). */
+  render: () => string | Promise<string>
+  /** Values the fragment varies on (each a separate fragment). */
+  varyOn?: unknown[]
+  ttl?: Ttl
+  tags?: string[]
+}
+
 export interface WarmOptions<T> {
   /** Loads one key (or give `loadMany`). */
   factory?: (key: string) => T | Promise<T>
@@ -218,6 +228,12 @@ export declare class Cache extends EventEmitter {
   decr(key: string, delta?: number): Promise<number | bigint>
   clear(): Promise<void>
   getOrSet<T>(options: GetOrSetOptions<T>): Promise<T>
+  /**
+   * A rendered fragment through the read-through: rendered once per key
+   * across the fleet while other callers wait, tagged, dependent on what
+   * `render` reads through the cache. Keyed by `name` and `varyOn`.
+   */
+  fragment(options: FragmentOptions): Promise<string>
   /** Make every entry carrying any of `tags` stale, in every process. */
   invalidateTags(tags: string[]): Promise<void>
   /**

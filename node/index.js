@@ -5,7 +5,7 @@
 // factories.
 
 const { EventEmitter } = require('node:events')
-const { NativeCache } = require('./binding.js')
+const { NativeCache, fragmentKey } = require('./binding.js')
 const errors = require('./errors.js')
 const reader = require('./reader.js')
 const { readOver, readThrough, readManyOver } = require('./jsreads.js')
@@ -415,6 +415,22 @@ class Cache extends EventEmitter {
    * hardTimeout, waitTimeout + onWaitTimeout, noneTtl (TTL of a null
    * result; 0 = not cached). A factory may return `new NoCache(v)`.
    */
+  /**
+   * A rendered fragment (an HTML piece, a serialized block) through the
+   * read-through: rendered once per key across the fleet while other
+   * callers wait, tagged, and dependent on what `render` reads through the
+   * cache. The key is the core's injective encoding of `name` and
+   * `varyOn` (`fragmentKey`). Resolves the string.
+   */
+  async fragment(options = {}) {
+    const { name, render, varyOn = [], ...rest } = options
+    if (typeof name !== 'string' || name === '') throw new InvalidValueError('fragment name must be a non-empty string')
+    if (typeof render !== 'function') throw new InvalidValueError('render must be a function')
+    if (!Array.isArray(varyOn)) throw new InvalidValueError('varyOn must be an array')
+    const key = fragmentKey(name, varyOn.map(String))
+    return this.getOrSet({ ...rest, key, factory: async () => String(await render()) })
+  }
+
   async getOrSet(options = {}) {
     const { key, factory, ttl, tags } = options
     checkKey(key)

@@ -94,6 +94,26 @@ pub(crate) fn version_key(namespace: &str, name: &str) -> String {
     }
 }
 
+/// The key of a rendered fragment (Django's `{% cache %}` through
+/// `{% load stratacache %}`, Node's `cache.fragment`): `fragment:`, the
+/// name, and the SHA-256 of the name and each vary-on value, each
+/// length-prefixed. Injective over (name, values): `["a:b", "c"]` and
+/// `["a", "b:c"]` are two fragments, as are `["a"]` and `["a", ""]`.
+pub fn fragment_key(name: &str, vary_on: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in std::iter::once(name).chain(vary_on.iter().copied()) {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    let name: String = name
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .collect();
+    format!("fragment:{name}:{}", hex(&h.finalize()))
+}
+
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
@@ -171,6 +191,17 @@ pub fn validate_tag(t: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn fragment_keys_are_injective() {
+        let k = |n: &str, v: &[&str]| super::fragment_key(n, v);
+        assert_ne!(k("a", &["b:c"]), k("a", &["b", "c"]));
+        assert_ne!(k("a:b", &["c"]), k("a", &["b:c"]));
+        assert_ne!(k("a", &[]), k("a", &[""]));
+        assert_eq!(k("sidebar", &["7"]), k("sidebar", &["7"]));
+        assert!(k("sidebar", &["7"]).starts_with("fragment:sidebar:"));
+        assert!(k("a b\n", &[]).starts_with("fragment:a_b_:"));
+    }
     use super::*;
 
     #[test]

@@ -92,6 +92,14 @@ pub fn nearest_name(name: String, known: Vec<String>) -> Option<String> {
     stratacache::nearest_name(&name, &known).map(str::to_owned)
 }
 
+/// The key of a rendered fragment (`cache.fragment`), by the core's
+/// injective rule (`stratacache::key::fragment_key`).
+#[napi_derive::napi]
+pub fn fragment_key(name: String, vary_on: Vec<String>) -> String {
+    let vary: Vec<&str> = vary_on.iter().map(String::as_str).collect();
+    stratacache::key::fragment_key(&name, &vary)
+}
+
 /// A listen configuration file's text, checked and with every default
 /// filled in, as JSON (the core reads it: `stratacache::feed::config`).
 #[napi_derive::napi]

@@ -36,6 +36,14 @@ fn after_fork_child() {
     runtime::reset_gate();
 }
 
+/// The key of a rendered fragment (`{% load stratacache %}`'s `cache`
+/// tag), by the core's injective rule (`stratacache::key::fragment_key`).
+#[pyfunction]
+fn fragment_key(name: &str, vary_on: Vec<String>) -> String {
+    let vary: Vec<&str> = vary_on.iter().map(String::as_str).collect();
+    stratacache::key::fragment_key(name, &vary)
+}
+
 /// The known option name nearest to a mistyped one, by the core's rule
 /// (for "did you mean" hints).
 #[pyfunction]
@@ -64,6 +72,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<feed::PyEventListener>()?;
     m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(nearest_name, m)?)?;
+    m.add_function(wrap_pyfunction!(fragment_key, m)?)?;
     m.add_function(wrap_pyfunction!(feed::listen_config, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_at_exit, m)?)?;
     m.add("FRESH", lease::FRESH)?;
