@@ -405,17 +405,6 @@ class Cache extends EventEmitter {
   }
 
   /**
-   * The value of `key`, produced by `factory()` when absent. Concurrent
-   * calls for one key make exactly one factory call in this process and,
-   * with Redis, in the whole fleet (a lease in Redis; the other processes
-   * wait for its fill, woken by pub/sub); the others get its value, or are
-   * rejected with its very error. Policy options (defaults from the
-   * constructor's `policy`): allowStale + grace (stale-while-revalidate),
-   * earlyRefresh / refreshAhead, failSafe (+ failSafeThrottle, softTimeout),
-   * hardTimeout, waitTimeout + onWaitTimeout, noneTtl (TTL of a null
-   * result; 0 = not cached). A factory may return `new NoCache(v)`.
-   */
-  /**
    * A rendered fragment (an HTML piece, a serialized block) through the
    * read-through: rendered once per key across the fleet while other
    * callers wait, tagged, and dependent on what `render` reads through the
@@ -431,6 +420,17 @@ class Cache extends EventEmitter {
     return this.getOrSet({ ...rest, key, factory: async () => String(await render()) })
   }
 
+  /**
+   * The value of `key`, produced by `factory()` when absent. Concurrent
+   * calls for one key make exactly one factory call in this process and,
+   * with Redis, in the whole fleet (a lease in Redis; the other processes
+   * wait for its fill, woken by pub/sub); the others get its value, or are
+   * rejected with its very error. Policy options (defaults from the
+   * constructor's `policy`): allowStale + grace (stale-while-revalidate),
+   * earlyRefresh / refreshAhead, failSafe (+ failSafeThrottle, softTimeout),
+   * hardTimeout, waitTimeout + onWaitTimeout, noneTtl (TTL of a null
+   * result; 0 = not cached). A factory may return `new NoCache(v)`.
+   */
   async getOrSet(options = {}) {
     const { key, factory, ttl, tags } = options
     checkKey(key)

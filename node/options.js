@@ -21,6 +21,7 @@ function checkOptions(o, known, what) {
  */
 function edgePurgeJson(edges) {
   if (edges === undefined || edges === null) return undefined
+  if (typeof edges === 'object' && !Array.isArray(edges)) edges = [edges]
   if (!Array.isArray(edges)) throw new ConfigError('edgePurge must be an array of objects, one per edge')
   const snake = (k) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
   return JSON.stringify(

@@ -71,14 +71,17 @@ def _edge_purge_json(edges: Any) -> str | None:
     for none."""
     if edges is None:
         return None
+    if isinstance(edges, dict):
+        edges = [edges]
     if isinstance(edges, (str, bytes)) or not isinstance(edges, (list, tuple)):
-        raise ConfigError(f"edge_purge must be a list of dicts, one per edge, not {edges!r}")
+        # Its type only: the value may hold credentials.
+        raise ConfigError(f"edge_purge must be a list of dicts, one per edge, not a {type(edges).__name__}")
     import json
 
     try:
         return json.dumps(list(edges))
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"edge_purge: {e}") from None
+        raise ConfigError(f"edge_purge: a value is not JSON ({type(e).__name__})") from None
 
 
 def _load_many(

@@ -83,7 +83,7 @@ class Cache(ReadThrough):
         policy: Policy | None = None,
         fail_open: bool = False,
         copy: bool = True,
-        edge_purge: Sequence[Mapping[str, Any]] | None = None,
+        edge_purge: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
         **unknown: Never,
     ) -> None:
         if unknown:

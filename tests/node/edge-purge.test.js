@@ -10,7 +10,7 @@ const http = require('node:http')
 const crypto = require('node:crypto')
 const { once } = require('node:events')
 const { Cache, ConfigError } = require('../../node/index.js')
-const { unique } = require('./helpers.js')
+const { unique, until } = require('./helpers.js')
 
 const REDIS = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
 
@@ -36,7 +36,10 @@ test('an invalidation reaches the webhook once, signed', async () => {
     const edgePurge = [{ kind: 'webhook', url: h.url, secret: 's3cret', lingerMs: 0, maxAttempts: 2 }]
     const a = new Cache({ redis: REDIS, namespace, edgePurge })
     const b = new Cache({ redis: REDIS, namespace, edgePurge, l1: { maxBytes: 1 << 20 } })
+    await b.get('bus-probe') // b subscribes to the bus: it hears of a's invalidation
+    await until('b subscribed', () => b.stats().bus_connects > 0)
     await a.invalidateTags(['product:7'])
+    await until('b heard of it', () => b.stats().bus_received > 0)
     assert.equal(await a.flushEdgePurges('10s'), true)
     assert.equal(await b.flushEdgePurges(10_000), true)
     assert.equal(h.got.length, 1)

@@ -13,21 +13,13 @@ const crypto = require('node:crypto')
 const { execFileSync, spawn } = require('node:child_process')
 const { Cache, ConfigError } = require('../../node/index.js')
 const { PgListener } = require('../../node/feed.js')
-const { REDIS_URL, unique } = require('./helpers.js')
+const { REDIS_URL, unique, until } = require('./helpers.js')
 
 const PG_URL = process.env.STRATACACHE_PG_URL
 if (!PG_URL) throw new Error('STRATACACHE_PG_URL is not set: run the tests with `make test`')
 
 function psql(sql) {
   execFileSync('psql', [PG_URL, '-v', 'ON_ERROR_STOP=1', '-qc', sql], { stdio: ['ignore', 'ignore', 'inherit'] })
-}
-
-async function until(what, fn, ms = 10_000) {
-  const deadline = Date.now() + ms
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
 }
 
 function fixture() {

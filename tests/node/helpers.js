@@ -61,4 +61,13 @@ async function kill(child) {
   await exited
 }
 
-module.exports = { REDIS_URL, CLUSTER, CONFIGS, unique, freePort, startRedis, kill }
+/** Resolve once `fn()` is true; reject naming `what` after `ms`. */
+async function until(what, fn, ms = 10_000) {
+  const deadline = Date.now() + ms
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+module.exports = { REDIS_URL, CLUSTER, CONFIGS, unique, freePort, startRedis, kill, until }

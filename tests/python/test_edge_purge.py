@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -66,8 +67,13 @@ def test_an_invalidation_reaches_the_webhook_once_signed(hook: Hook) -> None:
     edges = [{"kind": "webhook", "url": hook.url, "secret": "s3cret", "linger_ms": 0}]
     a = Cache(redis_url=REDIS_URL, namespace=ns, edge_purge=edges)
     b = Cache(redis_url=REDIS_URL, namespace=ns, edge_purge=edges, l1_max_bytes=1 << 20)  # another state
+    b.get("bus-probe")  # b subscribes to the bus: it hears of a's invalidation
     a.set("k", 1, tags=["product:7"])
     a.invalidate_tags(["product:7"])
+    deadline = time.monotonic() + 20
+    while b.stats()["bus_received"] == 0:
+        assert time.monotonic() < deadline, "b never heard of the invalidation"
+        hook.arrived.wait(0.01)
     assert a.flush_edge_purges(10) and b.flush_edge_purges(10)
     assert len(hook.got) == 1
     headers, body = hook.got[0]
@@ -101,6 +107,8 @@ def test_django_edge_purge_option(hook: Hook) -> None:
         ([{"kind": "cloudflare", "zone_id": "z", "token": "t", "soft": True}], "edge_purge[0].soft"),
         ([{"kind": "varnish", "url": "http://v/", "lingr_ms": 1}], 'did you mean "linger_ms"'),
         ("http://varnish/", "edge_purge must be a list"),
+        ('{"kind": "fastly", "token": "sekrit"}', "edge_purge must be a list"),
+        ([{"kind": "fastly", "service_id": "s", "token": "sekrit\n"}], "edge_purge[0].token"),
         ([{"kind": "webhook", "url": "http://h/", "headers": {"a": object()}}], "edge_purge"),
     ],
 )
@@ -109,3 +117,10 @@ def test_bad_edges_are_config_errors_naming_the_field(edges: Any, names: str) ->
         Cache(edge_purge=edges)
     assert names in str(e.value)
     assert "sekrit" not in str(e.value)
+
+
+def test_one_edge_may_be_given_as_a_dict(hook: Hook) -> None:
+    c = Cache(namespace=unique("edge-one"), edge_purge={"kind": "webhook", "url": hook.url, "linger_ms": 0})
+    c.invalidate_tags(["t"])
+    assert c.flush_edge_purges(10)
+    assert [json.loads(b)["tags"] for _, b in hook.got] == [["t", "stratacache-overflow"]]

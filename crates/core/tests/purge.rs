@@ -43,6 +43,8 @@ impl Got {
 #[derive(Clone, Copy, Debug)]
 enum Answer {
     Status(u16),
+    /// A status with `Retry-After: <seconds>`.
+    RetryAfter(u16, u64),
     Never,
 }
 
@@ -105,9 +107,15 @@ impl Server {
                                 // Hold the connection, answer nothing.
                                 std::future::pending::<()>().await;
                             }
-                            Answer::Status(code) => {
+                            Answer::Status(code) | Answer::RetryAfter(code, _) => {
+                                let after = match answer {
+                                    Some(Answer::RetryAfter(_, s)) => {
+                                        format!("retry-after: {s}\r\n")
+                                    }
+                                    _ => String::new(),
+                                };
                                 let reply = format!(
-                                    "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}"
+                                    "HTTP/1.1 {code} X\r\n{after}content-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}"
                                 );
                                 if w.write_all(reply.as_bytes()).await.is_err() {
                                     return;
@@ -343,6 +351,7 @@ async fn retries_give_ups_and_hangs() {
     c.invalidate_tags(&["z"]).await.expect("invalidate");
     // The edge is holding the request: the invalidation is done, and
     // nothing else waits on it.
+    common::until("the edge holds z", || async { s.got().len() == 5 }).await;
     assert!(!c.flush_edge_purges(Duration::from_millis(50)).await);
     c.invalidate_tags(&["w"]).await.expect("invalidate");
     let st = settle(&c).await;
@@ -352,6 +361,13 @@ async fn retries_give_ups_and_hangs() {
     assert_eq!(st.edge_purges, 2);
     let last = s.got().pop().expect("request");
     assert_eq!(last.json()["tags"], serde_json::json!(["w", OVERFLOW_TAG]));
+    // A rate limit: the next attempt waits the edge's Retry-After.
+    s.then(&[Answer::RetryAfter(429, 1)]);
+    let t0 = std::time::Instant::now();
+    c.invalidate_tags(&["r"]).await.expect("invalidate");
+    let st = settle(&c).await;
+    assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert_eq!((st.edge_purges, st.edge_purge_retries), (3, 5));
     let text = c.metrics_text().await;
     assert!(
         text.contains("stratacache_edge_purge_failures_total{namespace=\"purge-retry\"} 2"),

@@ -51,7 +51,12 @@ pub const MAX_PENDING: usize = 100_000;
 /// The purge queues of one cache state, one per configured edge.
 pub(crate) struct Purger {
     namespace: Arc<str>,
-    queues: Vec<Arc<Queue>>,
+    targets: Vec<EdgePurge>,
+    /// This process's queues and the fork generation they belong to. A
+    /// forked child never touches its parent's (their wakers belong to
+    /// the parent's runtime, dead in the child): it leaks them and makes
+    /// its own, empty (what was queued is the parent's to send).
+    queues: Mutex<(u64, Vec<Arc<Queue>>)>,
     metrics: Arc<Metrics>,
 }
 
@@ -62,6 +67,7 @@ struct Queue {
     wake: Notify,
     /// A batch was settled: sent, or given up.
     settled: Notify,
+    /// Tags queued and not yet taken into a batch.
     pending_gauge: AtomicU64,
 }
 
@@ -71,62 +77,68 @@ struct QueueState {
     seen: HashSet<String>,
     /// A batch is being sent.
     busy: bool,
-    /// Fork generation of the running task (`None`: none started yet).
-    worker: Option<u64>,
+    /// The task is running.
+    started: bool,
     closed: bool,
+}
+
+fn queues_for(targets: &[EdgePurge]) -> Vec<Arc<Queue>> {
+    targets
+        .iter()
+        .map(|t| {
+            Arc::new(Queue {
+                target: t.clone(),
+                state: Mutex::default(),
+                wake: Notify::new(),
+                settled: Notify::new(),
+                pending_gauge: AtomicU64::new(0),
+            })
+        })
+        .collect()
 }
 
 impl Purger {
     pub(crate) fn new(namespace: &str, targets: &[EdgePurge], metrics: Arc<Metrics>) -> Self {
         Purger {
             namespace: namespace.into(),
-            queues: targets
-                .iter()
-                .map(|t| {
-                    Arc::new(Queue {
-                        target: t.clone(),
-                        state: Mutex::default(),
-                        wake: Notify::new(),
-                        settled: Notify::new(),
-                        pending_gauge: AtomicU64::new(0),
-                    })
-                })
-                .collect(),
+            targets: targets.to_vec(),
+            queues: Mutex::new((crate::runtime::fork_generation(), queues_for(targets))),
             metrics,
         }
     }
 
+    /// This process's queues (new ones after a fork).
+    fn current(&self) -> Vec<Arc<Queue>> {
+        let generation = crate::runtime::fork_generation();
+        let mut g = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 != generation {
+            let parents = std::mem::replace(&mut g.1, queues_for(&self.targets));
+            std::mem::forget(parents);
+            g.0 = generation;
+        }
+        g.1.clone()
+    }
+
     /// Queue a purge of `tags` on every edge; returns at once.
     pub(crate) fn enqueue(&self, tags: &[&str]) {
-        let generation = crate::runtime::fork_generation();
-        for q in &self.queues {
+        for q in self.current() {
             let mut st = q.state.lock().unwrap_or_else(|e| e.into_inner());
-            if st.worker != Some(generation) {
-                if st.worker.is_some() {
-                    // Forked: what was queued is the parent's to send.
-                    st.pending.clear();
-                    st.seen.clear();
-                    st.busy = false;
-                }
-                st.worker = Some(generation);
+            if !st.started {
+                st.started = true;
                 crate::runtime::runtime().spawn(run(
                     q.clone(),
                     self.namespace.clone(),
                     self.metrics.clone(),
                 ));
             }
+            let mut dropped = 0u64;
             for t in tags {
                 let form = q.target.edge_form(t);
                 if st.seen.contains(&form) {
                     continue;
                 }
                 if st.pending.len() >= MAX_PENDING {
-                    Metrics::inc(&self.metrics.edge_purge_dropped);
-                    tracing::warn!(
-                        edge = q.target.kind(),
-                        endpoint = %q.target.label(),
-                        "edge purge queue full: a tag was dropped"
-                    );
+                    dropped += 1;
                     continue;
                 }
                 st.seen.insert(form.clone());
@@ -135,13 +147,22 @@ impl Purger {
             q.pending_gauge
                 .store(st.pending.len() as u64, Ordering::Relaxed);
             drop(st);
+            if dropped > 0 {
+                Metrics::add(&self.metrics.edge_purge_dropped, dropped);
+                tracing::warn!(
+                    edge = q.target.kind(),
+                    endpoint = %q.target.label(),
+                    dropped,
+                    "edge purge queue full: tags dropped"
+                );
+            }
             q.wake.notify_one();
         }
     }
 
-    /// Tags queued and not yet sent, over every edge.
+    /// Tags queued and not yet taken into a batch, over every edge.
     pub(crate) fn pending(&self) -> u64 {
-        self.queues
+        self.current()
             .iter()
             .map(|q| q.pending_gauge.load(Ordering::Relaxed))
             .sum()
@@ -151,7 +172,7 @@ impl Purger {
     /// or given up after its retries), or `timeout`. `true` when settled.
     pub(crate) async fn flush(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        for q in &self.queues {
+        for q in self.current() {
             loop {
                 let settled = q.settled.notified();
                 tokio::pin!(settled);
@@ -173,8 +194,9 @@ impl Purger {
 
 impl Drop for Purger {
     fn drop(&mut self) {
-        // The tasks send what is queued, then end.
-        for q in &self.queues {
+        // The tasks send what is queued, then end (a forked child's
+        // inherited queues are left alone: see `current`).
+        for q in self.current() {
             q.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
             q.wake.notify_one();
         }
@@ -194,7 +216,6 @@ impl EdgePurge {
 
 /// One edge's task: wait for tags, gather for `linger`, send, repeat.
 async fn run(q: Arc<Queue>, namespace: Arc<str>, metrics: Arc<Metrics>) {
-    let generation = crate::runtime::fork_generation();
     let client = match client() {
         Ok(c) => Some(c),
         Err(e) => {
@@ -207,9 +228,6 @@ async fn run(q: Arc<Queue>, namespace: Arc<str>, metrics: Arc<Metrics>) {
             let woken = q.wake.notified();
             {
                 let st = q.state.lock().unwrap_or_else(|e| e.into_inner());
-                if st.worker != Some(generation) {
-                    return;
-                }
                 if !st.pending.is_empty() {
                     break;
                 }
@@ -224,9 +242,11 @@ async fn run(q: Arc<Queue>, namespace: Arc<str>, metrics: Arc<Metrics>) {
             let mut st = q.state.lock().unwrap_or_else(|e| e.into_inner());
             st.busy = true;
             st.seen.clear();
+            q.pending_gauge.store(0, Ordering::Relaxed);
             std::mem::take(&mut st.pending)
         };
-        q.pending_gauge.store(0, Ordering::Relaxed);
+        // Whatever happens to this batch, the queue is not left busy.
+        let _settle = Settle(&q);
         let overflow = q.target.edge_form(OVERFLOW_TAG);
         if !batch.contains(&overflow) {
             batch.push(overflow);
@@ -237,8 +257,22 @@ async fn run(q: Arc<Queue>, namespace: Arc<str>, metrics: Arc<Metrics>) {
                 None => Metrics::inc(&metrics.edge_purge_failures),
             }
         }
-        q.state.lock().unwrap_or_else(|e| e.into_inner()).busy = false;
-        q.settled.notify_waiters();
+    }
+}
+
+/// Ends a batch: not busy any more, and `flush` told.
+struct Settle<'a>(&'a Queue);
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.busy = false;
+        if std::thread::panicking() {
+            // The task is ending: the next enqueue starts another.
+            st.started = false;
+        }
+        drop(st);
+        self.0.settled.notify_waiters();
     }
 }
 
@@ -248,6 +282,11 @@ fn client() -> Result<reqwest::Client, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        tracing::warn!(
+            "edge purges: no CA certificates found on this system; https endpoints will fail"
+        );
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -298,7 +337,7 @@ async fn send(client: &reqwest::Client, target: &EdgePurge, req: &PurgeRequest, 
         let backoff =
             Duration::from_millis(100u64 << (attempt - 1).min(6)).min(Duration::from_secs(5));
         let jittered = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
-        tokio::time::sleep(wait.unwrap_or(jittered)).await;
+        tokio::time::sleep(wait.map_or(jittered, |w| w.max(jittered))).await;
     }
     Metrics::inc(&m.edge_purge_failures);
     tracing::warn!(
@@ -387,13 +426,17 @@ async fn attempt_once(client: &reqwest::Client, target: &EdgePurge, req: &PurgeR
                 return Attempt::Done;
             }
             let code = status.as_u16();
-            if matches!(code, 408 | 425 | 429) || status.is_server_error() {
+            if matches!(code, 408 | 425 | 429)
+                || (status.is_server_error() && !matches!(code, 501 | 505))
+            {
                 let after = resp
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(|s| Duration::from_secs(s.min(60)));
+                    .and_then(retry_after)
+                    // A rate limit without a hint: its bucket refills in
+                    // seconds, not in the backoff's milliseconds.
+                    .or((code == 429).then_some(Duration::from_secs(5)));
                 return Attempt::Retry(format!("HTTP {code}"), after);
             }
             if code == 400 && matches!(target.vendor, Vendor::CloudFront { .. }) {
@@ -406,6 +449,20 @@ async fn attempt_once(client: &reqwest::Client, target: &EdgePurge, req: &PurgeR
             Attempt::GiveUp(format!("HTTP {code}"))
         }
     }
+}
+
+/// A `Retry-After` value (seconds or an HTTP date) as a wait, at most a
+/// minute.
+fn retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let wait = match v.parse::<u64>() {
+        Ok(s) => Duration::from_secs(s),
+        Err(_) => httpdate::parse_http_date(v)
+            .ok()?
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(Duration::from_secs(60)))
 }
 
 #[cfg(test)]

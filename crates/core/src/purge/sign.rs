@@ -39,24 +39,35 @@ pub(crate) fn utc(unix: u64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
-/// The parts of a URL a signature covers.
-pub(crate) struct Target<'a> {
-    pub(crate) scheme: &'a str,
-    /// Host, with the port when the URL has one.
-    pub(crate) host: &'a str,
+/// The parts of a URL a signature covers, as reqwest sends them: the host
+/// lower-cased, with its port only when not the scheme's default.
+pub(crate) struct Target {
+    pub(crate) scheme: String,
+    pub(crate) host: String,
     /// Path and query (`/a/b?x=1`).
-    pub(crate) path_query: &'a str,
+    pub(crate) path_query: String,
 }
 
-impl<'a> Target<'a> {
-    pub(crate) fn of(url: &'a str) -> Target<'a> {
-        let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
-        let cut = rest.find('/').unwrap_or(rest.len());
-        let (host, path) = rest.split_at(cut);
-        Target {
-            scheme,
-            host,
-            path_query: if path.is_empty() { "/" } else { path },
+impl Target {
+    pub(crate) fn of(url: &str) -> Target {
+        match reqwest::Url::parse(url) {
+            Ok(u) => Target {
+                scheme: u.scheme().to_owned(),
+                host: match (u.host_str(), u.port()) {
+                    (Some(h), Some(p)) => format!("{h}:{p}"),
+                    (Some(h), None) => h.to_owned(),
+                    (None, _) => String::new(),
+                },
+                path_query: match u.query() {
+                    Some(q) => format!("{}?{q}", u.path()),
+                    None => u.path().to_owned(),
+                },
+            },
+            Err(_) => Target {
+                scheme: String::new(),
+                host: String::new(),
+                path_query: "/".to_owned(),
+            },
         }
     }
 }
@@ -81,12 +92,15 @@ pub(crate) fn sigv4(
     let date = format!("{y:04}{mo:02}{d:02}");
     let stamp = format!("{date}T{h:02}{mi:02}{s:02}Z");
     let t = Target::of(url);
-    let (path, query) = t.path_query.split_once('?').unwrap_or((t.path_query, ""));
+    let (path, query) = t
+        .path_query
+        .split_once('?')
+        .unwrap_or((t.path_query.as_str(), ""));
     let mut signed: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    signed.push(("host".into(), t.host.to_owned()));
+    signed.push(("host".into(), t.host.clone()));
     signed.push(("x-amz-date".into(), stamp.clone()));
     if let Some(tok) = token {
         signed.push(("x-amz-security-token".into(), tok.to_owned()));

@@ -15,8 +15,9 @@ use crate::http::edge::EdgeTags;
 #[derive(Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Vendor {
-    /// A Varnish with `vmod_xkey`: one request per batch to `url` with the
-    /// keys in a header its VCL hands to `xkey.purge` / `xkey.softpurge`.
+    /// A Varnish with `vmod_xkey`: requests to `url` with the keys in a
+    /// header its VCL hands to `xkey.purge` / `xkey.softpurge`, at most
+    /// 8,000 bytes of keys each.
     Varnish {
         /// Where to send (`http://varnish:6081/`).
         url: String,
@@ -74,9 +75,9 @@ pub enum Vendor {
         /// `https://<host>` unless set.
         api_base: String,
     },
-    /// Any HTTP endpoint: a JSON `POST` of the namespace, the tags, their
-    /// edge forms and the soft flag, signed with HMAC-SHA256 when a secret
-    /// is set.
+    /// Any HTTP endpoint: a JSON `POST` of the namespace, the tags as
+    /// invalidated and the soft flag, signed with HMAC-SHA256 when a
+    /// secret is set.
     Webhook {
         /// Where to send.
         url: String,
@@ -147,7 +148,7 @@ impl std::fmt::Debug for EdgePurge {
 }
 
 /// A request to send, before signing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PurgeRequest {
     /// HTTP method.
     pub method: String,
@@ -161,14 +162,29 @@ pub struct PurgeRequest {
     pub tags: usize,
 }
 
+impl std::fmt::Debug for PurgeRequest {
+    /// Method, the URL's origin and the tag count: headers and the URL's
+    /// query may hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PurgeRequest")
+            .field("method", &self.method)
+            .field("origin", &origin(&self.url))
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Varnish's default `http_req_hdr_len` is 8 KiB: keys per request stay
 /// under it with room for the header name.
 const VARNISH_HEADER_BYTES: usize = 8000;
 const FASTLY_KEYS: usize = 256;
 const CLOUDFLARE_TAGS: usize = 100;
 const CLOUDFRONT_ITEMS: usize = 1000;
-/// Fast Purge refuses bodies over 50,000 bytes.
+/// Fast Purge refuses bodies over 50,000 bytes, and a request needing
+/// more cache-tag tokens than its bucket holds (5,000, refilled at 500 a
+/// minute) is refused whole: 500 tags a request.
 const AKAMAI_BODY_BYTES: usize = 50_000;
+const AKAMAI_TAGS: usize = 500;
 const WEBHOOK_TAGS: usize = 1000;
 
 impl EdgePurge {
@@ -206,34 +222,56 @@ impl EdgePurge {
         let vendor = match kind.as_str() {
             "varnish" => {
                 let soft = f.opt_bool("soft")?.unwrap_or(false);
+                let method = f.opt_str("method")?.unwrap_or_else(|| "PURGE".into());
+                if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
+                    return Err(Error::Config(format!("{at}.method is not an HTTP method")));
+                }
+                let key_header = f
+                    .opt_str("key_header")?
+                    .unwrap_or_else(|| if soft { "xkey-softpurge" } else { "xkey-purge" }.into());
+                if reqwest::header::HeaderName::from_bytes(key_header.as_bytes()).is_err() {
+                    return Err(Error::Config(format!(
+                        "{at}.key_header is not a header name"
+                    )));
+                }
                 Vendor::Varnish {
                     url: f.url("url")?,
-                    method: f.opt_str("method")?.unwrap_or_else(|| "PURGE".into()),
-                    key_header: f.opt_str("key_header")?.unwrap_or_else(|| {
-                        if soft { "xkey-softpurge" } else { "xkey-purge" }.into()
-                    }),
+                    method,
+                    key_header,
                     headers: f.headers()?,
                 }
             }
             "fastly" => Vendor::Fastly {
                 service_id: f.req_str("service_id")?,
-                token: f.req_str("token")?,
+                token: f.secret("token")?,
                 api_base: f.base("https://api.fastly.com")?,
             },
             "cloudflare" => Vendor::Cloudflare {
                 zone_id: f.req_str("zone_id")?,
-                token: f.req_str("token")?,
+                token: f.secret("token")?,
                 api_base: f.base("https://api.cloudflare.com")?,
             },
             "cloudfront" => Vendor::CloudFront {
                 distribution_id: f.req_str("distribution_id")?,
-                access_key_id: f.req_str("access_key_id")?,
+                access_key_id: f.secret("access_key_id")?,
                 secret_access_key: f.req_str("secret_access_key")?,
-                session_token: f.opt_str("session_token")?,
+                session_token: match f.opt_str("session_token")? {
+                    Some(_) => Some(f.secret("session_token")?),
+                    None => None,
+                },
                 api_base: f.base("https://cloudfront.amazonaws.com")?,
             },
             "akamai" => {
                 let host = f.req_str("host")?;
+                if host.contains("://")
+                    || host
+                        .bytes()
+                        .any(|b| b"/@?# ".contains(&b) || b.is_ascii_control())
+                {
+                    return Err(Error::Config(format!(
+                        "{at}.host: the API client's host alone (akab-....purge.akamaiapis.net), no scheme or path"
+                    )));
+                }
                 let network = f.opt_str("network")?.unwrap_or_else(|| "production".into());
                 if network != "production" && network != "staging" {
                     return Err(Error::Config(format!(
@@ -243,9 +281,9 @@ impl EdgePurge {
                 Vendor::Akamai {
                     api_base: f.base(&format!("https://{host}"))?,
                     host,
-                    client_token: f.req_str("client_token")?,
+                    client_token: f.secret("client_token")?,
                     client_secret: f.req_str("client_secret")?,
-                    access_token: f.req_str("access_token")?,
+                    access_token: f.secret("access_token")?,
                     network,
                 }
             }
@@ -290,6 +328,11 @@ impl EdgePurge {
             };
         let timeout = ms(&mut f, "timeout_ms", 5000, 1)?;
         let linger = ms(&mut f, "linger_ms", 50, 0)?;
+        if linger > Duration::from_secs(60) {
+            return Err(Error::Config(format!(
+                "{at}.linger_ms must be at most 60000"
+            )));
+        }
         let max_attempts = f.opt_u64("max_attempts")?.unwrap_or(5);
         if !(1..=100).contains(&max_attempts) {
             return Err(Error::Config(format!(
@@ -417,8 +460,8 @@ impl EdgePurge {
             } => {
                 let op = if self.soft { "invalidate" } else { "delete" };
                 // {"objects":[...]}: 14 bytes of frame, 3 per tag ("",).
-                pack_by_bytes(tags, AKAMAI_BODY_BYTES - 14, 3)
-                    .into_iter()
+                tags.chunks(AKAMAI_TAGS)
+                    .flat_map(|c| pack_by_bytes(c, AKAMAI_BODY_BYTES - 14, 3))
                     .map(|chunk| PurgeRequest {
                         method: "POST".into(),
                         url: format!("{api_base}/ccu/v3/{op}/tag/{network}"),
@@ -506,12 +549,12 @@ fn path_segment(s: &str) -> String {
     out
 }
 
-/// `scheme://host[:port]` of `url`.
+/// `scheme://host[:port]` of `url`, never its user, path or query.
 pub(crate) fn origin(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or(host);
-    format!("{scheme}://{host}")
+    reqwest::Url::parse(url).map_or_else(
+        |_| "<not a URL>".to_owned(),
+        |u| u.origin().ascii_serialization(),
+    )
 }
 
 /// Typed reads of a JSON object's fields, each error naming
@@ -538,6 +581,20 @@ impl Fields<'_> {
                 "{at}.{name} must be a non-empty string"
             ))),
         }
+    }
+
+    /// A required credential that travels in a header: a one-line value
+    /// (a token read from a file with its newline is refused here, not at
+    /// every purge). The error never shows it.
+    fn secret(&mut self, name: &'static str) -> Result<String> {
+        let at = self.at;
+        let v = self.req_str(name)?;
+        if reqwest::header::HeaderValue::from_str(&v).is_err() {
+            return Err(Error::Config(format!(
+                "{at}.{name} has characters a header cannot carry (a trailing newline?)"
+            )));
+        }
+        Ok(v)
     }
 
     fn req_str(&mut self, name: &'static str) -> Result<String> {
@@ -579,6 +636,11 @@ impl Fields<'_> {
             None => Ok(default.to_owned()),
             Some(u) => {
                 check_url(&u).map_err(|why| Error::Config(format!("{at}.api_base: {why}")))?;
+                if u.contains(['?', '#']) {
+                    return Err(Error::Config(format!(
+                        "{at}.api_base: scheme, host and port only"
+                    )));
+                }
                 Ok(u.trim_end_matches('/').to_owned())
             }
         }
@@ -633,15 +695,15 @@ impl Fields<'_> {
 }
 
 fn check_url(u: &str) -> std::result::Result<(), &'static str> {
-    let rest = u
-        .strip_prefix("http://")
-        .or_else(|| u.strip_prefix("https://"))
-        .ok_or("an http:// or https:// URL")?;
-    if rest.is_empty() || rest.starts_with('/') {
+    let url = reqwest::Url::parse(u).map_err(|_| "not a URL")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("an http:// or https:// URL");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
         return Err("the URL has no host");
     }
-    if u.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err("the URL has spaces or control characters");
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL: give them as headers");
     }
     Ok(())
 }

@@ -112,6 +112,12 @@ fn akamai_keeps_each_body_under_50000_bytes() {
     let reqs = e.requests("ns", &many);
     assert!(reqs.len() > 1);
     assert_eq!(reqs.iter().map(|r| r.tags).sum::<usize>(), 2000);
+    // Short tags: 500 a request (the cache-tag bucket refuses more whole).
+    let short = e.requests("ns", &tags(1200, 4));
+    assert_eq!(
+        short.iter().map(|r| r.tags).collect::<Vec<_>>(),
+        [500, 500, 200]
+    );
     for r in &reqs {
         assert!(r.body.len() <= 50_000, "{}", r.body.len());
         assert_eq!(
@@ -201,6 +207,30 @@ fn parse_errors_name_the_field_and_never_a_secret() {
             "network",
         ),
         (r#""varnish""#, "expected a list"),
+        (
+            r#"[{"kind":"fastly","service_id":"s","token":"sekrit\n"}]"#,
+            "edge_purge[0].token has characters",
+        ),
+        (
+            r#"[{"kind":"varnish","url":"http://user:sekrit@v/"}]"#,
+            "credentials in the URL",
+        ),
+        (
+            r#"[{"kind":"fastly","service_id":"s","token":"t","api_base":"https://x/?k=sekrit"}]"#,
+            "api_base",
+        ),
+        (
+            r#"[{"kind":"akamai","host":"https://akab.example","client_token":"c","client_secret":"s","access_token":"a"}]"#,
+            "edge_purge[0].host",
+        ),
+        (
+            r#"[{"kind":"varnish","url":"http://v/","method":"PUR GE"}]"#,
+            "method",
+        ),
+        (
+            r#"[{"kind":"varnish","url":"http://v/","linger_ms":600000}]"#,
+            "linger_ms",
+        ),
         ("{", "not JSON"),
     ];
     for (json, want) in cases {
