@@ -3,12 +3,56 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
+from typing import Callable
 
+from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.views.decorators.cache import cache_page
 
+from stratacache.django import cache_page as sc_cache_page
+
 counter = itertools.count(1)
+#: Renders of the stratacache.django.cache_page views, by name.
+page_calls: Counter[str] = Counter()
+#: Called inside `sc_page` while it renders (test_django_pages.py).
+page_gate: Callable[[], None] | None = None
+
+
+@sc_cache_page(60, cache="tiered", tags=["catalog"], edge_ttl=300, edge_tag_header="Surrogate-Key")
+def sc_page(request: HttpRequest) -> HttpResponse:
+    page_calls["page"] += 1
+    if page_gate is not None:
+        page_gate()
+    return HttpResponse(f"page {request.GET.get('q')} #{next(counter)}")
+
+
+@sc_cache_page(60, cache="tiered")
+def sc_priced(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        return HttpResponse("ok")
+    return HttpResponse(f"price {caches['tiered'].get('price')}")
+
+
+@sc_cache_page(60, cache="tiered")
+def sc_form(request: HttpRequest) -> HttpResponse:
+    from django.middleware.csrf import get_token
+
+    page_calls["form"] += 1
+    return HttpResponse(f"<input name=csrfmiddlewaretoken value={get_token(request)}>")
+
+
+@sc_cache_page(60, cache="tiered")
+def sc_hello(request: HttpRequest) -> HttpResponse:
+    page_calls["hello"] += 1
+    return HttpResponse(f"cart {request.session.get('cart', '-')}")
+
+
+@sc_cache_page(60, cache="tiered")
+async def sc_apage(request: HttpRequest) -> HttpResponse:
+    page_calls["apage"] += 1
+    return HttpResponse(f"async #{next(counter)}")
 
 
 @cache_page(60, cache="tiered")
@@ -34,4 +78,9 @@ urlpatterns = [
     path("plain/", plain),
     path("session/set/", session_set),
     path("session/get/", session_get),
+    path("sc/page/", sc_page),
+    path("sc/priced/", sc_priced),
+    path("sc/apage/", sc_apage),
+    path("sc/form/", sc_form),
+    path("sc/hello/", sc_hello),
 ]

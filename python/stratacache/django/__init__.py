@@ -97,5 +97,6 @@ from __future__ import annotations
 
 from .backend import StrataCache
 from .checks import check_caches
+from .pages import cache_page
 
-__all__ = ["StrataCache", "check_caches"]
+__all__ = ["StrataCache", "cache_page", "check_caches"]
