@@ -55,6 +55,8 @@ async function produce(name, spec, req, counted) {
     const echo = {}
     for (const h of r.echo || []) echo[h] = req.headers[h] === undefined ? null : req.headers[h]
     out.json = { route: name, query: [...url.searchParams], echo }
+    // A key read through the cache: a dependency of the response.
+    if (r.reads) out.json.read = String(await cache.get(r.reads))
     if (!r.fixed) out.json.n = `${process.pid}:${calls[name] || 0}`
   }
   return out

@@ -27,7 +27,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
 from stratacache import Cache
-from stratacache.fastapi import cached, setup
+from stratacache.fastapi import cached, get_cache, setup
 
 ROUTES: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "cases.json").read_text())["routes"]
 calls: Counter[str] = Counter()
@@ -37,6 +37,10 @@ failing = False
 class User(BaseModel):
     id: int
     name: str
+
+
+def cache_of(request: Request) -> Cache:
+    return get_cache(request)
 
 
 def options(spec: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +105,8 @@ def build(name: str, spec: dict[str, Any], counted: bool) -> tuple[Callable[...,
             "query": [list(p) for p in request.query_params.multi_items()],
             "echo": echo,
         }
+        if "reads" in r:  # a key read through the cache: a dependency of the response
+            body["read"] = repr(await cache_of(request).aget(r["reads"]))
         if not r.get("fixed"):
             body["n"] = f"{os.getpid()}:{calls[name]}"
         return body

@@ -202,3 +202,17 @@ def test_a_soft_purge_serves_the_old_body_while_varnish_refetches(edge: tuple[Ap
     assert served_by_varnish(stale) and stale.body == first.body
     took, _ = until_new_body(varnish, path, first.body)
     assert took < 5.0
+
+
+def test_a_write_of_a_key_the_handler_read_purges_varnish(edge: tuple[Apps, Varnish]) -> None:
+    apps, varnish = edge
+    cache = Cache(namespace=apps.namespace, redis_url=REDIS_URL, edge_purge=[varnish_edge(varnish.port)])
+    cache.set("edge-price", 10)
+    first = cached_at_varnish(varnish, "/edgekey")
+    # The handler read `edge-price`: its dependency is one of the response's
+    # edge tags, and this process's write of the key purges it.
+    cache.set("edge-price", 12)
+    took, seen = until_new_body(varnish, "/edgekey", first.body)
+    assert not served_by_varnish(seen[-1]) and took < 5.0
+    assert cache.flush_edge_purges(10)
+    assert cache.stats()["edge_purges"] == 1

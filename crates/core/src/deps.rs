@@ -165,6 +165,20 @@ impl Deps {
         out
     }
 
+    /// Every dependency's name, tags and keys (`\0k:{<key>}`), every
+    /// scope's: what a response built here is tagged with at the edge, a
+    /// key's name purged when the key is written.
+    pub fn names(&self) -> Vec<String> {
+        let g = self.lock();
+        let mut out: Vec<String> = Vec::new();
+        for (_, n, _) in &g.items {
+            if !out.contains(n) {
+                out.push(n.clone());
+            }
+        }
+        out
+    }
+
     /// Whether this scope recorded any dependency.
     pub(crate) fn has_scope(&self, scope: &Arc<str>) -> bool {
         self.lock().items.iter().any(|(s, _, _)| **s == **scope)

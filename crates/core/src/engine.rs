@@ -193,6 +193,24 @@ impl Shared {
         redis_keys(&self.namespace, key)
     }
 
+    /// Without Redis: whether an entry of this process depended on `key`
+    /// (it holds the key's dependency version). With Redis the write
+    /// scripts say it, for the whole fleet.
+    pub(crate) fn depended_here(&self, key: &str) -> bool {
+        self.purger.is_some()
+            && self.versions.uses_key_deps()
+            && self.versions.tag(&key_dep_name(key)).is_some()
+    }
+
+    /// `key` was changed by this process and an entry depended on it:
+    /// the edges purge what was built from it (its key dependency is an
+    /// edge tag of every response built from it).
+    pub(crate) fn purge_key(&self, key: &str) {
+        if let Some(p) = &self.purger {
+            p.enqueue(&[&key_dep_name(key)]);
+        }
+    }
+
     /// `key` was written: entries built from it are no longer current
     /// here (with Redis, its write deleted the version record and the next
     /// use reads or creates a new one; without, the next use makes one).

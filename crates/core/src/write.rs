@@ -62,9 +62,15 @@ impl Cache {
             };
             sh.after_l2_write(key, &entry, Wrote::of(&r), mark, None)
                 .await;
-            r.map_err(|e| sh.l2_err(e))?;
+            if r.map_err(|e| sh.l2_err(e))? {
+                sh.purge_key(key);
+            }
         } else {
+            let depended = sh.depended_here(key);
             sh.after_l2_write(key, &entry, Wrote::Stored, 0, None).await;
+            if depended {
+                sh.purge_key(key);
+            }
         }
         Metrics::inc(&sh.metrics.writes);
         Ok(())
@@ -128,9 +134,13 @@ impl Cache {
                 .enumerate()
             {
                 wrote[i] = Wrote::of(&r);
-                if let Err(e) = r {
-                    ok[i] = false;
-                    failed.push((items[i].0.to_owned(), sh.l2_err(e)));
+                match r {
+                    Ok(true) => sh.purge_key(items[i].0),
+                    Ok(false) => {}
+                    Err(e) => {
+                        ok[i] = false;
+                        failed.push((items[i].0.to_owned(), sh.l2_err(e)));
+                    }
                 }
             }
         }
@@ -138,7 +148,12 @@ impl Cache {
             if ok[i] {
                 Metrics::inc(&sh.metrics.writes);
             }
+            // Without Redis, this process's versions say who depended on it.
+            let depended = sh.bus.is_none() && sh.depended_here(k);
             sh.after_l2_write(k, &e, wrote[i], mark, None).await;
+            if depended {
+                sh.purge_key(k);
+            }
         }
         Ok(failed)
     }
@@ -196,12 +211,15 @@ impl Cache {
                 channel: &bus.channel,
                 msg: &msg,
             };
-            let stored = l2
+            let (stored, depended) = l2
                 .set_nx(&sh.rkeys(key), &bytes, sh.px_for(&entry), &publish)
                 .await
                 .map_err(|e| sh.l2_err(e))?;
             if stored {
                 sh.after_l2_write(key, &entry, Wrote::Stored, 0, None).await;
+            }
+            if depended {
+                sh.purge_key(key);
             }
             stored
         } else {
@@ -210,6 +228,9 @@ impl Cache {
                 None => false,
             };
             if stored {
+                if sh.depended_here(key) {
+                    sh.purge_key(key);
+                }
                 sh.forget_key_dep(key);
             }
             stored
@@ -249,9 +270,16 @@ impl Cache {
             Some(l1) => l1.remove(key),
             None => false,
         };
+        let depended = match &l2_result {
+            Some(r) => matches!(r, Ok((_, true))),
+            None => sh.depended_here(key),
+        };
         sh.forget_key_dep(key);
+        if depended {
+            sh.purge_key(key);
+        }
         match l2_result {
-            Some(r) => r,
+            Some(r) => r.map(|(existed, _)| existed),
             None => Ok(in_l1),
         }
     }
@@ -367,7 +395,12 @@ impl Cache {
                 l1.remove(key);
             }
             return match r {
-                IncrOutcome::Value(n) => Ok(n),
+                IncrOutcome::Value(n, depended) => {
+                    if depended {
+                        sh.purge_key(key);
+                    }
+                    Ok(n)
+                }
                 IncrOutcome::Missing => Err(Error::NotFound),
                 IncrOutcome::NotInteger => Err(Error::NotAnInteger),
             };
@@ -380,6 +413,9 @@ impl Cache {
             },
             None => Err(Error::NotFound),
         };
+        if r.is_ok() && sh.depended_here(key) {
+            sh.purge_key(key);
+        }
         sh.forget_key_dep(key);
         r
     }

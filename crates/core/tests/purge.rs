@@ -375,7 +375,7 @@ async fn retries_give_ups_and_hangs() {
     );
 }
 
-on_both!(once_per_fleet);
+on_both!(once_per_fleet, a_write_purges_what_was_built_from_the_key);
 
 /// Two processes share a namespace through Redis: the one that
 /// invalidates sends the purge; the other, told by the bus, sends none.
@@ -420,4 +420,103 @@ async fn once_per_fleet(t: Target) {
         Some(format!("order:1 {OVERFLOW_TAG}").as_str())
     );
     assert_eq!(b.stats().await.edge_purges, 0);
+}
+
+/// A response built from a key (read inside a loader's scope) carries the
+/// key's dependency as an edge tag; writing the key purges that tag, once,
+/// from the writing process. A key nothing was built from purges nothing.
+async fn a_write_purges_what_was_built_from_the_key(t: Target) {
+    let s = Server::start().await;
+    let edges = EdgePurge::parse_list(&format!(
+        r#"[{{"kind":"varnish","url":"{}/","linger_ms":0}}]"#,
+        s.url
+    ))
+    .expect("edges");
+    let ns = common::unique_ns("purge-keys");
+    let a = t
+        .builder(&ns)
+        .isolated(true)
+        .edge_purge(edges.clone())
+        .build()
+        .expect("a");
+    let b = t
+        .builder(&ns)
+        .isolated(true)
+        .edge_purge(edges)
+        .build()
+        .expect("b");
+    let opts = stratacache::WriteOptions::new(
+        stratacache::Ttl::After(Duration::from_secs(60)),
+        stratacache::Format::RAW,
+    );
+    a.set("user:1", bytes::Bytes::from_static(b"ada"), &opts)
+        .await
+        .expect("set");
+    a.set("user:2", bytes::Bytes::from_static(b"bob"), &opts)
+        .await
+        .expect("set");
+    let deps = std::sync::Arc::new(stratacache::Deps::new());
+    a.get_tracked("user:1", &deps).await.expect("tracked read");
+    let names = deps.names();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let sk = EdgeTags::for_header("Surrogate-Key").expect("header");
+    let edge_tag = sk.edge_tag(&names[0]);
+    assert!(edge_tag.starts_with("h-"));
+    assert!(a.flush_edge_purges(Duration::from_secs(10)).await);
+    assert!(
+        s.got().is_empty(),
+        "writes of keys nothing depended on purge nothing"
+    );
+
+    // Another process writes the key: it sends the purge.
+    b.set("user:1", bytes::Bytes::from_static(b"ada2"), &opts)
+        .await
+        .expect("set");
+    b.set("user:2", bytes::Bytes::from_static(b"bob2"), &opts)
+        .await
+        .expect("set");
+    assert!(b.flush_edge_purges(Duration::from_secs(10)).await);
+    assert!(a.flush_edge_purges(Duration::from_secs(10)).await);
+    let got = s.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0].header("xkey-purge"),
+        Some(format!("{edge_tag} {OVERFLOW_TAG}").as_str())
+    );
+}
+
+/// The same without Redis: this process's versions say what depended on
+/// the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_write_purges_what_was_built_from_the_key() {
+    let s = Server::start().await;
+    let c = cache(
+        "purge-keys-local",
+        &format!(r#"[{{"kind":"varnish","url":"{}/","linger_ms":0}}]"#, s.url),
+    );
+    let opts = stratacache::WriteOptions::new(
+        stratacache::Ttl::After(Duration::from_secs(60)),
+        stratacache::Format::RAW,
+    );
+    c.set("k", bytes::Bytes::from_static(b"1"), &opts)
+        .await
+        .expect("set");
+    let deps = std::sync::Arc::new(stratacache::Deps::new());
+    c.get_tracked("k", &deps).await.expect("tracked read");
+    c.set("other", bytes::Bytes::from_static(b"1"), &opts)
+        .await
+        .expect("set");
+    assert!(c.flush_edge_purges(Duration::from_secs(10)).await);
+    assert!(s.got().is_empty());
+    assert!(c.delete("k").await.expect("delete"));
+    assert!(c.flush_edge_purges(Duration::from_secs(10)).await);
+    let tag = EdgeTags::for_header("Surrogate-Key")
+        .expect("h")
+        .edge_tag(&deps.names()[0]);
+    let got = s.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0].header("xkey-purge"),
+        Some(format!("{tag} {OVERFLOW_TAG}").as_str())
+    );
 }

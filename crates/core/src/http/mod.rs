@@ -298,11 +298,12 @@ impl Exchange {
 
     /// The tags the response will be stored with (the route's and the
     /// handler's own) and what the handler read (`deps`: its tracked
-    /// dependencies' tags), for the route's edge tag header.
+    /// dependencies, tags and keys), for the route's edge tag header.
     pub fn set_edge_tags(&mut self, tags: &[String], deps: Option<&crate::Deps>) {
         let mut all: Vec<String> = tags.to_vec();
         if let Some(d) = deps {
-            all.extend(d.tag_names());
+            // Keys read too: a write of one purges it (`purge`).
+            all.extend(d.names());
         }
         self.edge_tags = all;
     }

@@ -77,7 +77,8 @@ pub(crate) enum Acquire {
 pub(crate) enum IncrOutcome {
     Missing,
     NotInteger,
-    Value(i64),
+    /// The new value, and whether an entry depended on the key.
+    Value(i64, bool),
 }
 
 fn px_arg(px: Option<u64>) -> String {
@@ -139,7 +140,8 @@ impl L2 {
         self.query(&cmd).await
     }
 
-    /// A write, fencing in-flight loads of the key and published.
+    /// A write, fencing in-flight loads of the key and published; true
+    /// when an entry depended on the key (its dependency record existed).
     pub(crate) async fn set(
         &self,
         k: &RedisKeys,
@@ -147,14 +149,14 @@ impl L2 {
         px: Option<u64>,
         tomb_px: u64,
         publish: &Publish<'_>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let lease = k.lease();
         let tomb = k.tomb();
         let ver = k.dep_version();
         let px = px_arg(px);
         let token = format!("{:032x}", rand::random::<u128>());
         let tomb_px = tomb_px.max(1).to_string();
-        let _: i64 = self
+        let n: i64 = self
             .invoke(
                 set_script(),
                 &[&k.value, &lease, &tomb, &ver],
@@ -168,7 +170,7 @@ impl L2 {
                 ],
             )
             .await?;
-        Ok(())
+        Ok(n & 2 != 0)
     }
 
     pub(crate) async fn set_many(
@@ -176,7 +178,7 @@ impl L2 {
         items: &[(RedisKeys, bytes::Bytes, Option<u64>, Vec<u8>)],
         tomb_px: u64,
         channel: &str,
-    ) -> Vec<Result<()>> {
+    ) -> Vec<Result<bool>> {
         join_all(items.iter().map(|(k, b, px, msg)| async move {
             self.set(k, b, *px, tomb_px, &Publish { channel, msg })
                 .await
@@ -232,14 +234,15 @@ impl L2 {
         Ok(())
     }
 
-    /// `SET NX` (see the `add` script); true when stored.
+    /// `SET NX` (see the `add` script): (stored, an entry depended on
+    /// the key's absence).
     pub(crate) async fn set_nx(
         &self,
         k: &RedisKeys,
         bytes: &[u8],
         px: Option<u64>,
         publish: &Publish<'_>,
-    ) -> Result<bool> {
+    ) -> Result<(bool, bool)> {
         let ver = k.dep_version();
         let px = px_arg(px);
         let n: i64 = self
@@ -254,7 +257,7 @@ impl L2 {
                 ],
             )
             .await?;
-        Ok(n == 1)
+        Ok((n & 1 != 0, n & 2 != 0))
     }
 
     /// The fence a load must present at completion: the key's current
@@ -385,13 +388,14 @@ impl L2 {
         Ok(n == 1)
     }
 
-    /// Delete and leave a tombstone, published; true when the key existed.
+    /// Delete and leave a tombstone, published: (the key existed, an
+    /// entry depended on it).
     pub(crate) async fn delete(
         &self,
         k: &RedisKeys,
         tomb_px: u64,
         publish: &Publish<'_>,
-    ) -> Result<bool> {
+    ) -> Result<(bool, bool)> {
         let tomb = k.tomb();
         let ver = k.dep_version();
         let token = format!("{:032x}", rand::random::<u128>());
@@ -408,7 +412,7 @@ impl L2 {
                 ],
             )
             .await?;
-        Ok(n > 0)
+        Ok((n & 1 != 0, n & 2 != 0))
     }
 
     pub(crate) async fn incr(
@@ -427,7 +431,7 @@ impl L2 {
             )
             .await?;
         Ok(match r.as_slice() {
-            [1, v] => IncrOutcome::Value(*v),
+            [1, v, d] => IncrOutcome::Value(*v, *d == 1),
             [0] => IncrOutcome::Missing,
             _ => IncrOutcome::NotInteger,
         })

@@ -19,13 +19,14 @@ macro_rules! script {
 // fences loads that started before this delete; deleting the dependency
 // version makes every entry built from the key stale; the message evicts
 // every other instance's L1 copy (and its known dependency version).
+// Returns 1 if the key existed, plus 2 if something depended on it.
 script!(
     delete_script,
     r"redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-redis.call('DEL', KEYS[3])
+local d = redis.call('DEL', KEYS[3])
 local n = redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
-return n"
+return n + 2 * d"
 );
 
 // KEYS[1]=value KEYS[2]=lease KEYS[3]=tomb KEYS[4]=dependency version;
@@ -34,17 +35,18 @@ return n"
 // key's previous value are stale from now (its dependency version is
 // gone); if a load of the key is in flight somewhere (its fleet lease
 // exists), a new fence token makes that load's late result lose to this
-// write. Then every other instance evicts its L1 copy.
+// write. Then every other instance evicts its L1 copy. Returns 1, plus 2
+// if something depended on the key.
 script!(
     set_script,
     r"if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1])
 else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
-redis.call('DEL', KEYS[4])
+local d = redis.call('DEL', KEYS[4])
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
 end
 redis.call('PUBLISH', ARGV[5], ARGV[6])
-return 1"
+return 1 + 2 * d"
 );
 
 // KEYS[1]=version key; ARGV[1]=candidate ARGV[2]=channel ARGV[3]=bus
@@ -146,23 +148,24 @@ if not v then return {0} end
 if not string.match(v, '^%-?%d+$') then return {2} end
 local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
 if type(r) == 'table' and r.err then return {2} end
-if redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-return {1, redis.call('GET', KEYS[1])}"
+local d = redis.call('DEL', KEYS[2])
+if d == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return {1, redis.call('GET', KEYS[1]), d}"
 );
 
 // KEYS[1]=value KEYS[2]=dependency version; ARGV[1]=envelope ARGV[2]=px
 // or '0' ARGV[3]=channel ARGV[4]=bus message. `add`: store only if
 // absent; 1 when stored (then entries built from the key's absence are
-// stale everywhere).
+// stale everywhere), plus 2 if something depended on that absence.
 script!(
     add_script,
     r"local ok
 if ARGV[2] == '0' then ok = redis.call('SET', KEYS[1], ARGV[1], 'NX')
 else ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) end
 if not ok then return 0 end
-redis.call('DEL', KEYS[2])
+local d = redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 1"
+return 1 + 2 * d"
 );
 
 // KEYS[1]=value; ARGV[1]=expected ARGV[2]=new ARGV[3]=px or '0'

@@ -205,10 +205,14 @@ impl Drop for Purger {
 
 impl EdgePurge {
     /// How `tag` is named to this edge: its header's form, or the tag
-    /// itself for a webhook.
+    /// itself for a webhook (a key dependency as `k:{<key>}`).
     pub fn edge_form(&self, tag: &str) -> String {
         match self.vendor {
-            Vendor::Webhook { .. } => tag.to_owned(),
+            // A key dependency as `k:{<key>}` (`k:{#<hash>}` for a long key).
+            Vendor::Webhook { .. } => match tag.strip_prefix(crate::key::KEY_DEP_PREFIX) {
+                Some(slot) => format!("k:{slot}"),
+                None => tag.to_owned(),
+            },
             _ => self.tags.edge_tag(tag),
         }
     }
