@@ -178,7 +178,7 @@ export interface FragmentOptions extends Policy {
   /** Renders the fragment (its string form is what is cached). */
   render: () => string | Promise<string>
   /** Values the fragment varies on (each a separate fragment). */
-  varyOn?: unknown[]
+  varyOn?: Array<string | number | bigint | boolean | null>
   ttl?: Ttl
   tags?: string[]
 }

@@ -416,6 +416,12 @@ class Cache extends EventEmitter {
     if (typeof name !== 'string' || name === '') throw new InvalidValueError('fragment name must be a non-empty string')
     if (typeof render !== 'function') throw new InvalidValueError('render must be a function')
     if (!Array.isArray(varyOn)) throw new InvalidValueError('varyOn must be an array')
+    // Only values whose string form says what they are: an object would be
+    // "[object Object]", one fragment for every user.
+    const plain = (v) => ['string', 'number', 'bigint', 'boolean'].includes(typeof v) || v === null
+    if (!varyOn.every(plain)) {
+      throw new InvalidValueError('varyOn takes strings, numbers, bigints, booleans and null (pass user.id, not user)')
+    }
     const key = fragmentKey(name, varyOn.map(String))
     return this.getOrSet({ ...rest, key, factory: async () => String(await render()) })
   }

@@ -48,5 +48,6 @@ test('fragment keys are injective; bad arguments are typed errors', async () => 
   await assert.rejects(cache.fragment({ name: '', render: () => 'x' }), InvalidValueError)
   await assert.rejects(cache.fragment({ name: 'n' }), InvalidValueError)
   await assert.rejects(cache.fragment({ name: 'n', render: () => 'x', varyOn: 'x' }), InvalidValueError)
+  await assert.rejects(cache.fragment({ name: 'n', render: () => 'x', varyOn: [{ id: 1 }] }), InvalidValueError)
   await cache.close()
 })

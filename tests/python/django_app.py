@@ -49,6 +49,31 @@ def sc_hello(request: HttpRequest) -> HttpResponse:
     return HttpResponse(f"cart {request.session.get('cart', '-')}")
 
 
+@sc_cache_page(60, cache="tiered", key_by=lambda r: r.headers.get("X-User"))
+def sc_mine(request: HttpRequest) -> HttpResponse:
+    page_calls["mine"] += 1
+    return HttpResponse(f"for {request.headers.get('X-User')} #{next(counter)}")
+
+
+#: sc_gone raises Http404 while True.
+gone = False
+
+
+@sc_cache_page(60, cache="tiered", tags=["gone"], stale_if_error=600)
+def sc_gone(request: HttpRequest) -> HttpResponse:
+    from django.http import Http404
+
+    if gone:
+        raise Http404("deleted")
+    return HttpResponse(f"here #{next(counter)}")
+
+
+def sc_upload(request: HttpRequest) -> HttpResponse:
+    # As CsrfViewMiddleware does before the view: the form is parsed.
+    assert "f" in request.FILES
+    return sc_priced(request)
+
+
 @sc_cache_page(60, cache="tiered")
 async def sc_apage(request: HttpRequest) -> HttpResponse:
     page_calls["apage"] += 1
@@ -83,4 +108,7 @@ urlpatterns = [
     path("sc/apage/", sc_apage),
     path("sc/form/", sc_form),
     path("sc/hello/", sc_hello),
+    path("sc/mine/", sc_mine),
+    path("sc/gone/", sc_gone),
+    path("sc/upload/", sc_upload),
 ]

@@ -103,6 +103,35 @@ def test_a_page_built_from_the_visitors_token_or_session_is_never_shared(view: s
     assert calls(view) == 2
 
 
+def test_key_by_caches_a_private_page_per_principal() -> None:
+    c = Client()
+    alice = {"HTTP_AUTHORIZATION": "Bearer a", "HTTP_X_USER": "alice"}
+    first = c.get("/sc/mine/", **alice)
+    assert first["X-Cache"] == "MISS"
+    assert c.get("/sc/mine/", **alice).content == first.content
+    bob = c.get("/sc/mine/", HTTP_AUTHORIZATION="Bearer b", HTTP_X_USER="bob")
+    assert bob["X-Cache"] == "MISS" and b"bob" in bob.content
+    assert calls("mine") == 2
+
+
+def test_a_404_is_never_answered_with_a_stale_page() -> None:
+    c = Client()
+    assert c.get("/sc/gone/").status_code == 200
+    caches["tiered"].invalidate_tags(["gone"])  # type: ignore[attr-defined]
+    django_app.gone = True
+    try:
+        assert c.get("/sc/gone/").status_code == 404
+    finally:
+        django_app.gone = False
+
+
+def test_an_upload_django_already_parsed_reaches_the_view() -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    r = Client().post("/sc/upload/", {"f": SimpleUploadedFile("a.txt", b"hello")})
+    assert r.status_code == 200 and r.content == b"ok"
+
+
 def test_async_views_through_the_asgi_handler() -> None:
     import asyncio
 

@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
-import inspect
 import os
 import queue
 import threading
@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from http.cookies import SimpleCookie
 from typing import Any, Callable, Never, TypeVar
 
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 
 from .. import _native
@@ -82,22 +83,23 @@ def cache_page(
     checked here: a bad one raises :class:`ConfigError` at import."""
     if unknown:
         _refuse_unknown(unknown, cache_page, "cache_page()")
-    if float(ttl) <= 0:
-        raise ConfigError("ttl must be > 0 seconds")
-    route = _native.HttpRoute(
-        ttl=float(ttl),
-        stale_while_revalidate=float(stale_while_revalidate),
-        stale_if_error=float(stale_if_error),
-        vary=list(vary),
-        shared_cookies=list(shared_cookies),
-        private_headers=list(private_headers),
-        keyed=key_by is not None,
-        request_directives=request_directives,
-        x_cache=x_cache,
-        scope="",
-        edge_ttl=float(edge_ttl),
-        edge_tag_header=edge_tag_header,
-    )
+    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or ttl <= 0:
+        raise ConfigError(f"ttl must be a number of seconds > 0, not {ttl!r}")
+    route_options: dict[str, Any] = {
+        "ttl": float(ttl),
+        "stale_while_revalidate": float(stale_while_revalidate),
+        "stale_if_error": float(stale_if_error),
+        "vary": list(vary),
+        "shared_cookies": list(shared_cookies),
+        "private_headers": list(private_headers),
+        "keyed": key_by is not None,
+        "request_directives": request_directives,
+        "x_cache": x_cache,
+        "scope": "",
+        "edge_ttl": float(edge_ttl),
+        "edge_tag_header": edge_tag_header,
+    }
+    route = _native.HttpRoute(**route_options)
     rules: list[HttpRule] = []
 
     def rule() -> HttpRule:
@@ -112,18 +114,32 @@ def cache_page(
                 raise ConfigError(
                     f"cache_page(cache={cache!r}) needs a StrataCache alias, not {type(backend).__name__}"
                 )
-            rules.append(HttpRule(backend._c, route, key_by, tags if callable(tags) else tuple(tags)))
+            r = route
+            if _localized() and "accept-language" not in {v.lower() for v in vary}:
+                # LocaleMiddleware picks the language from Accept-Language
+                # (a cookie makes the request private, a URL prefix another
+                # page): a page is one per language.
+                r = _native.HttpRoute(**{**route_options, "vary": [*vary, "accept-language"]})
+            rules.append(HttpRule(backend._c, r, key_by, tags if callable(tags) else tuple(tags)))
         return rules[0]
 
     def decorate(view: V) -> V:
-        if inspect.iscoroutinefunction(view):
+        if iscoroutinefunction(view):
 
             @functools.wraps(view)
             async def serve_async(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
                 async def call() -> HttpResponse:
-                    return await _rendered_async(await view(request, *args, **kwargs), request)
+                    try:
+                        response = await view(request, *args, **kwargs)
+                    except Exception as e:
+                        response = _as_response(request, e)
+                    return await _rendered_async(response, request)
 
-                return await _serve(rule(), _asgi(call), request)
+                r = rule()
+                if callable(r.tags) or (r.key_by is not None and not iscoroutinefunction(r.key_by)):
+                    # User code (key_by, tags) may touch the database: a thread.
+                    r = await sync_to_async(_for_request)(r, request, None)
+                return await _serve(r, _asgi(call), request)
 
             return serve_async  # type: ignore[return-value]
 
@@ -139,54 +155,150 @@ def cache_page(
 # -- the engine's loop, for sync views -------------------------------------------
 
 _loop_lock = threading.Lock()
-_loop: tuple[int, asyncio.AbstractEventLoop] | None = None
+_loop: tuple[int, asyncio.AbstractEventLoop, threading.Thread] | None = None
 
 
 def _engine_loop() -> asyncio.AbstractEventLoop:
-    """This process's event loop thread (a new one after a fork)."""
+    """This process's event loop thread (a new one after a fork, or if
+    the thread died)."""
     global _loop
     with _loop_lock:
-        if _loop is None or _loop[0] != os.getpid():
+        if _loop is None or _loop[0] != os.getpid() or not _loop[2].is_alive():
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="stratacache-django-pages", daemon=True).start()
-            _loop = (os.getpid(), loop)
+            thread = threading.Thread(target=loop.run_forever, name="stratacache-django-pages", daemon=True)
+            thread.start()
+            _loop = (os.getpid(), loop, thread)
         return _loop[1]
 
 
+def _reset_after_fork() -> None:
+    global _loop_lock
+    _loop_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 def _serve_sync(rule: HttpRule, view: Callable[..., Any], request: HttpRequest, args: Any, kwargs: Any) -> HttpResponse:
-    """Drive the engine on its loop; run the view here, in the request's
-    thread, when the engine asks for it."""
+    """Drive the engine on its loop; run the view (and the route's
+    ``key_by``) here, in the request's thread, when the engine asks."""
     loop = _engine_loop()
     jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
 
-    async def in_request_thread() -> HttpResponse:
-        done: asyncio.Future[HttpResponse] = loop.create_future()
+    async def in_request_thread(fn: Callable[[], Any]) -> Any:
+        done: asyncio.Future[Any] = loop.create_future()
         ctx = contextvars.copy_context()  # the handler's dependency scope
 
         def job() -> None:
             try:
-                r = ctx.run(lambda: _rendered(view(request, *args, **kwargs), request))
-            except BaseException as e:  # handed to the engine as it is
+                r = ctx.run(fn)
+            except Exception as e:  # handed to the engine as it is
                 loop.call_soon_threadsafe(_fail, done, e)
+            except BaseException:
+                # SystemExit, KeyboardInterrupt: the loop must not see them.
+                loop.call_soon_threadsafe(_fail, done, RuntimeError("the view was interrupted"))
+                raise
             else:
                 loop.call_soon_threadsafe(_succeed, done, r)
 
         jobs.put(job)
         return await done
 
+    def run_view() -> HttpResponse:
+        try:
+            response = view(request, *args, **kwargs)
+        except Exception as e:
+            response = _as_response(request, e)
+        return _rendered(response, request)
+
+    async def call() -> HttpResponse:
+        return await in_request_thread(run_view)
+
     collector = _Collector()
+    r = _for_request(rule, request, in_request_thread)
     fut = asyncio.run_coroutine_threadsafe(
-        _serve_on(rule, _asgi(in_request_thread), request, view, args, kwargs, collector), loop
+        _serve_on(r, rule, _asgi(call), request, view, args, kwargs, collector), loop
     )
     fut.add_done_callback(lambda _: jobs.put(None))
-    while (job := jobs.get()) is not None:
-        job()
+    try:
+        while (job := jobs.get()) is not None:
+            job()
+    except BaseException:
+        fut.cancel()
+        raise
     fut.result()
-    return collector.response()
+    response = collector.response()
+    if request.method in _UNSAFE and response.status_code < 400:
+        _invalidate_at_commit(r, request)
+    return response
+
+
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _for_request(rule: HttpRule, request: HttpRequest, in_thread: Any) -> HttpRule:
+    """The rule with its user code made safe for the engine's loop:
+    callable ``tags`` evaluated now (in this thread), ``key_by`` run in the
+    request's thread when the engine asks (``in_thread``), or now."""
+    tags = tuple(rule.tags(request)) if callable(rule.tags) else rule.tags
+    key_by = rule.key_by
+    if key_by is not None and not iscoroutinefunction(key_by):  # async: the engine awaits it
+        original = key_by
+        if in_thread is None:
+            # An async view: called from a thread already (sync_to_async).
+            principal = original(request)
+
+            def key_by(_: Any) -> Any:
+                return principal
+        else:
+
+            def key_by(r: Any) -> Any:
+                return in_thread(lambda: original(r))
+
+    return dataclasses.replace(rule, tags=tags, key_by=key_by)
+
+
+def _invalidate_at_commit(rule: HttpRule, request: HttpRequest) -> None:
+    """The engine invalidated the page when the view answered; with the
+    view's writes still in a transaction (``ATOMIC_REQUESTS``), a request
+    in between could store the old rows again: invalidate again when they
+    commit."""
+    from django.db import connections, transaction
+
+    atomic = [c.alias for c in connections.all(initialized_only=True) if c.in_atomic_block]
+    if not atomic:
+        return
+    ex = rule.route.exchange("GET", request.path, _query_pairs(request), _headers(request))
+    tags = ex.tags()
+    for alias in atomic:
+        transaction.on_commit(lambda: rule.cache.invalidate_tags(tags), using=alias, robust=True)
+
+
+def _as_response(request: HttpRequest, e: Exception) -> HttpResponse:
+    """Django's exceptions that mean a 4xx (``Http404``,
+    ``PermissionDenied``, ``BadRequest``, ``SuspiciousOperation``) as the
+    response Django would send, so the engine sees a 4xx, not an error
+    (stale-if-error must not answer a deleted page); others raised on."""
+    from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+    from django.core.handlers.exception import response_for_exception
+    from django.http import Http404
+
+    if isinstance(e, (Http404, PermissionDenied, BadRequest, SuspiciousOperation)):
+        return response_for_exception(request, e)
+    raise e
+
+
+def _localized() -> bool:
+    from django.conf import settings
+
+    return bool(getattr(settings, "USE_I18N", False)) and any(
+        m == "django.middleware.locale.LocaleMiddleware" for m in getattr(settings, "MIDDLEWARE", ())
+    )
 
 
 async def _serve_on(
     rule: HttpRule,
+    declared: HttpRule,
     app: ASGIApp,
     request: HttpRequest,
     view: Callable[..., Any],
@@ -194,23 +306,37 @@ async def _serve_on(
     kwargs: Any,
     collector: _Collector,
 ) -> None:
-    async def in_worker() -> HttpResponse:
-        # A background refresh, after the request was answered.
-        ctx = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(
-            None, lambda: ctx.run(_in_worker_thread, view, request, args, kwargs)
-        )
+    """`rule` for the request (its user code in the request's thread);
+    a background refresh, after the request was answered, runs the view
+    and `declared`'s key_by in a worker thread."""
+    loop = asyncio.get_running_loop()
 
-    await handle(
-        rule, app, _scope(request), _receive(request), collector.send, request, _entry(rule, _asgi(in_worker), request)
-    )
+    async def in_worker() -> HttpResponse:
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(None, lambda: ctx.run(_in_worker_thread, view, request, args, kwargs))
+
+    refresh = rule
+    if declared.key_by is not None:
+        original = declared.key_by
+
+        async def key_by(r: Any) -> Any:
+            return await loop.run_in_executor(None, lambda: original(r))
+
+        refresh = dataclasses.replace(rule, key_by=key_by)
+    entry = _entry(refresh, _asgi(in_worker), request)
+    await handle(rule, app, _scope(request), _receive(request), collector.send, request, entry)
 
 
 def _in_worker_thread(view: Callable[..., Any], request: HttpRequest, args: Any, kwargs: Any) -> HttpResponse:
     from django.db import close_old_connections
 
+    close_old_connections()
     try:
-        return _rendered(view(request, *args, **kwargs), request)
+        try:
+            response = view(request, *args, **kwargs)
+        except Exception as e:
+            response = _as_response(request, e)
+        return _rendered(response, request)
     finally:
         close_old_connections()
 
@@ -243,18 +369,38 @@ def _entry(rule: HttpRule, app: ASGIApp, request: HttpRequest) -> ASGIApp:
 # -- Django's request and response as ASGI messages -------------------------------
 
 
+def _query_string(request: HttpRequest) -> bytes:
+    asgi = getattr(request, "scope", None)
+    raw = asgi.get("query_string") if isinstance(asgi, dict) else None
+    if isinstance(raw, bytes):
+        return raw  # as sent (META holds it decoded)
+    return str(request.META.get("QUERY_STRING", "")).encode("latin-1")
+
+
+def _query_pairs(request: HttpRequest) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(_query_string(request).decode("latin-1"), keep_blank_values=True)
+
+
+def _headers(request: HttpRequest) -> list[tuple[str, str]]:
+    return [(k.lower(), str(v)) for k, v in request.headers.items()]
+
+
 def _scope(request: HttpRequest) -> Scope:
     return {
         "type": "http",
         "method": request.method or "GET",
         "path": request.path,
-        "query_string": request.META.get("QUERY_STRING", "").encode("latin-1"),
-        "headers": [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in request.headers.items()],
+        "query_string": _query_string(request),
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in _headers(request)],
     }
 
 
 def _receive(request: HttpRequest) -> Receive:
-    body = request.body if request.method not in ("GET", "HEAD") else b""
+    # The view reads its request from Django, never from here: no body
+    # (reading it would break uploads Django parses itself).
+    body = b""
     sent = False
 
     async def receive() -> Message:
@@ -280,30 +426,32 @@ def _rendered(response: Any, request: HttpRequest) -> HttpResponse:
 
 
 def _privacy(response: HttpResponse, request: HttpRequest) -> HttpResponse:
-    """A page that used the visitor's CSRF token (a form) or session (the
-    user, messages) is theirs: ``Cache-Control: private``, so the engine
-    never shares it, whatever the request looked like."""
+    """A page that used the visitor's CSRF token (a form) is never stored
+    (``private, no-store``); one that used the session (the user,
+    messages) is theirs (``private``: stored only for a principal
+    ``key_by`` gives). Whatever the request looked like."""
     from django.utils.cache import patch_cache_control
 
+    if request.META.get("CSRF_COOKIE_NEEDS_UPDATE") or request.META.get("CSRF_COOKIE_USED"):
+        # The token is the browser's, not the user's: never stored, even
+        # for a principal given by key_by.
+        patch_cache_control(response, private=True, no_store=True)
+        return response
     session = getattr(request, "session", None)
-    if (
-        request.META.get("CSRF_COOKIE_NEEDS_UPDATE")
-        or request.META.get("CSRF_COOKIE_USED")
-        or (session is not None and getattr(session, "accessed", False))
-    ):
+    if session is not None and getattr(session, "accessed", False):
         patch_cache_control(response, private=True)
     return response
 
 
 async def _rendered_async(response: Any, request: HttpRequest) -> HttpResponse:
     if callable(getattr(response, "render", None)) and not getattr(response, "is_rendered", True):
-        response = response.render()
+        response = await sync_to_async(response.render)()  # templates may query
     if getattr(response, "streaming", False):
         content = response.streaming_content
         if hasattr(content, "__aiter__"):
             response._stratacache_chunks = [bytes(c) async for c in content]
         else:
-            response._stratacache_chunks = [bytes(c) for c in content]
+            response._stratacache_chunks = await sync_to_async(lambda: [bytes(c) for c in content])()
     return _privacy(response, request)
 
 

@@ -24,6 +24,8 @@ invalidated.
 
 from __future__ import annotations
 
+import copy
+import threading
 from typing import Any
 
 from django import template
@@ -62,13 +64,16 @@ class FragmentNode(template.Node):
             except (TypeError, ValueError):
                 raise template.TemplateSyntaxError(f"cache tag got a non-integer timeout value: {timeout!r}") from None
         alias = self.using.resolve(context) if self.using is not None else None
-        if alias is None:
-            try:
-                backend = caches["template_fragments"]
-            except InvalidCacheBackendError:
-                backend = caches["default"]
-        else:
-            backend = caches[alias]
+        try:
+            if alias is None:
+                try:
+                    backend = caches["template_fragments"]
+                except InvalidCacheBackendError:
+                    backend = caches["default"]
+            else:
+                backend = caches[alias]
+        except InvalidCacheBackendError as e:
+            raise template.TemplateSyntaxError(f"cache tag: {e}") from None
         if not isinstance(backend, StrataCache):
             raise template.TemplateSyntaxError(
                 f"{{% load stratacache %}}'s cache tag needs a StrataCache alias, not {type(backend).__name__}"
@@ -77,7 +82,23 @@ class FragmentNode(template.Node):
         if isinstance(tags, str):
             tags = tags.split()
         key = _native.fragment_key(self.name, [str(v.resolve(context)) for v in self.vary_on])
-        return str(backend.get_or_set(key, lambda: self.nodelist.render(context), timeout, tags=list(tags or ())))
+        # The loader may run on another thread (a background refresh, a
+        # timeout): it renders a copy of the context, never the one this
+        # thread goes on rendering with.
+        own = copy.copy(context)
+        here = threading.get_ident()
+
+        def render() -> str:
+            if threading.get_ident() == here:
+                return str(self.nodelist.render(own))
+            from django.db import close_old_connections
+
+            try:
+                return str(self.nodelist.render(own))
+            finally:
+                close_old_connections()
+
+        return str(backend.get_or_set(key, render, timeout, tags=list(tags or ())))
 
 
 @register.tag("cache")
