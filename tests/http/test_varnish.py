@@ -58,7 +58,20 @@ class Varnish:
         self.port = port
         workdir = str(Path(self.dir) / "work")
         self.proc = subprocess.Popen(
-            [varnishd, "-F", "-n", workdir, "-a", f"127.0.0.1:{self.port}", "-f", str(vcl), "-s", "malloc,32m"],
+            [
+                varnishd,
+                "-F",
+                "-n",
+                workdir,
+                "-a",
+                f"127.0.0.1:{self.port}",
+                "-f",
+                str(vcl),
+                "-s",
+                "malloc,32m",
+                "-p",
+                "http_resp_hdr_len=16k",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
