@@ -101,7 +101,11 @@ async fn every_input_invalidates_the_output_everywhere(t: Target) {
             .await
             .expect("get")
             .expect("product");
-        assert!(a.get_tracked("absent", &d).await.expect("get").is_none());
+        // A key of its own each round: a previous round's change of it may
+        // still be on its way over the bus (a load using a version the
+        // fleet has since dropped stores a value that is never fresh).
+        let absent = format!("absent:{change}");
+        assert!(a.get_tracked(&absent, &d).await.expect("get").is_none());
         a.get_tracked("counter", &d)
             .await
             .expect("get")
@@ -121,12 +125,7 @@ async fn every_input_invalidates_the_output_everywhere(t: Target) {
                 .expect("set"),
             "delete" => assert!(other.delete("product").await.expect("delete")),
             "add absent" => {
-                assert!(
-                    other
-                        .add("absent", b("now"), &opts(&[]))
-                        .await
-                        .expect("add")
-                );
+                assert!(other.add(&absent, b("now"), &opts(&[])).await.expect("add"));
             }
             _ => assert_eq!(other.incr("counter", 1).await.expect("incr"), 2),
         }
@@ -139,7 +138,6 @@ async fn every_input_invalidates_the_output_everywhere(t: Target) {
             !fresh(&a, "page").await
         })
         .await;
-        other.delete("absent").await.expect("delete");
     }
 }
 
