@@ -1,6 +1,6 @@
 // ES module types of 'stratacache/express' (the default export is `cached`).
-import { cached } from './express.js'
+import { cached, metricsHandler } from './express.js'
 
 export type { HttpCacheOptions, ExpressMiddleware } from './express.js'
-export { cached }
+export { cached, metricsHandler }
 export default cached

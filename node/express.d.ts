@@ -63,3 +63,12 @@ export type ExpressMiddleware = (req: any, res: any, next: (err?: unknown) => vo
  */
 export declare function cached<Req = any>(options: HttpCacheOptions<Req>): ExpressMiddleware
 export default cached
+
+/**
+ * A Prometheus endpoint for `caches`: each metric family once, a sample
+ * per namespace; with `token`, only `Authorization: Bearer <token>`.
+ */
+export declare function metricsHandler(
+  caches: import('./index').Cache | import('./index').Cache[],
+  options?: { token?: string },
+): (req: any, res: any) => void

@@ -8,6 +8,7 @@
 const http = require('node:http')
 const https = require('node:https')
 const { rule, begin, headerPairs } = require('./http.js')
+const { metricsAnswer } = require('./metrics.js')
 
 const kHandled = Symbol('stratacache.express.handled')
 
@@ -151,4 +152,20 @@ function cached(options) {
   }
 }
 
-module.exports = { cached, default: cached }
+/**
+ * A Prometheus endpoint for `caches` (a cache or an array): each metric
+ * family once, a sample per namespace. With `{ token }` it answers only
+ * `Authorization: Bearer <token>`. `app.get('/metrics', metricsHandler(cache))`.
+ */
+function metricsHandler(caches, options = {}) {
+  const answer = metricsAnswer(caches, options)
+  return (req, res) => {
+    const a = answer(req.headers.authorization)
+    res.statusCode = a.status
+    res.setHeader('content-type', a.type)
+    res.setHeader('cache-control', 'no-store')
+    res.end(a.body)
+  }
+}
+
+module.exports = { cached, metricsHandler, default: cached }

@@ -1,4 +1,4 @@
 import cjs from './express.js'
 
-export const { cached } = cjs
+export const { cached, metricsHandler } = cjs
 export default cjs.cached

@@ -1,6 +1,6 @@
 // ES module types of 'stratacache/fastify' (the default export is the plugin).
-import { stratacacheFastify } from './fastify.js'
+import { stratacacheFastify, metricsHandler } from './fastify.js'
 
 export type { HttpCacheOptions } from './express.js'
-export { stratacacheFastify }
+export { stratacacheFastify, metricsHandler }
 export default stratacacheFastify

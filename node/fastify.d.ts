@@ -8,3 +8,12 @@ export type { HttpCacheOptions }
  */
 export declare function stratacacheFastify(fastify: any, options: Partial<HttpCacheOptions> & Pick<HttpCacheOptions, 'cache'>): Promise<void>
 export default stratacacheFastify
+
+/**
+ * A Prometheus endpoint for `caches`: each metric family once, a sample
+ * per namespace; with `token`, only `Authorization: Bearer <token>`.
+ */
+export declare function metricsHandler(
+  caches: import('./index').Cache | import('./index').Cache[],
+  options?: { token?: string },
+): (request: any, reply: any) => Promise<unknown>

@@ -8,6 +8,7 @@
 // entries.
 
 const { rule, begin, headerPairs } = require('./http.js')
+const { metricsAnswer } = require('./metrics.js')
 
 const kStep = Symbol('stratacache.fastify')
 const kRevoke = Symbol('stratacache.fastify.revoke')
@@ -122,6 +123,20 @@ async function stratacacheFastify(fastify, options) {
 stratacacheFastify[Symbol.for('skip-override')] = true
 stratacacheFastify[Symbol.for('fastify.display-name')] = 'stratacache'
 
+/**
+ * A Prometheus endpoint for `caches` (a cache or an array): each metric
+ * family once, a sample per namespace. With `{ token }` it answers only
+ * `Authorization: Bearer <token>`. `fastify.get('/metrics', metricsHandler(cache))`.
+ */
+function metricsHandler(caches, options = {}) {
+  const answer = metricsAnswer(caches, options)
+  return async (request, reply) => {
+    const a = answer(request.headers.authorization)
+    return reply.code(a.status).header('cache-control', 'no-store').type(a.type).send(a.body)
+  }
+}
+
 module.exports = stratacacheFastify
 module.exports.default = stratacacheFastify
 module.exports.stratacacheFastify = stratacacheFastify
+module.exports.metricsHandler = metricsHandler

@@ -1,4 +1,4 @@
 import cjs from './fastify.js'
 
-export const { stratacacheFastify } = cjs
+export const { stratacacheFastify, metricsHandler } = cjs
 export default cjs

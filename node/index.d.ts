@@ -257,6 +257,12 @@ export declare class Cache extends EventEmitter {
   on(event: 'error', listener: (err: StrataCacheError) => void): this
 }
 
+/**
+ * One Prometheus exposition (text format 0.0.4) of several caches: each
+ * metric family once, a sample per namespace.
+ */
+export declare function metricsText(...caches: Cache[]): string
+
 export declare class StrataCacheError extends Error {
   readonly code: string
 }

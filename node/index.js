@@ -5,7 +5,7 @@
 // factories.
 
 const { EventEmitter } = require('node:events')
-const { NativeCache, fragmentKey } = require('./binding.js')
+const { NativeCache, fragmentKey, metricsText: nativeMetricsText } = require('./binding.js')
 const errors = require('./errors.js')
 const reader = require('./reader.js')
 const { readOver, readThrough, readManyOver } = require('./jsreads.js')
@@ -578,9 +578,25 @@ class Cache extends EventEmitter {
   }
 }
 
+/**
+ * One Prometheus exposition (text format 0.0.4) of several caches: each
+ * metric family once, a sample per namespace. What `metricsHandler` (in
+ * `stratacache/express` and `stratacache/fastify`) serves.
+ */
+function metricsText(...caches) {
+  for (const c of caches) {
+    if (!(c instanceof Cache)) throw new InvalidValueError('metricsText takes stratacache caches')
+  }
+  return nativeMetricsText(
+    caches.map((c) => c.namespace),
+    caches.map((c) => c.stats()),
+  )
+}
+
 module.exports = {
   Cache,
   NoCache,
+  metricsText,
   Format,
   parseTtl,
   ...errors,

@@ -5,6 +5,7 @@ export const {
   Cache,
   NoCache,
   Format,
+  metricsText,
   parseTtl,
   StrataCacheError,
   ConfigError,

@@ -8,6 +8,8 @@ Public API::
 Django: ``"BACKEND": "stratacache.django.StrataCache"`` (see ``stratacache.django``).
 """
 
+from typing import Any
+
 from . import _native
 from ._loading import NoCache, Policy
 from .client import DEFAULT, Cache, Ttl
@@ -32,6 +34,21 @@ from .exceptions import (
 
 __version__: str = _native.__version__
 
+
+def metrics_text(*caches: Any) -> str:
+    """One Prometheus exposition (text format 0.0.4) of several caches:
+    each metric family once, a sample per namespace (``Cache`` handles or
+    Django ``StrataCache`` backends). What the ready-made endpoints serve
+    (``stratacache.django.urls``, ``stratacache.fastapi.metrics_route``)."""
+    natives = []
+    for c in caches:
+        inner = getattr(c, "_c", c)  # a Django backend holds its Cache
+        if not isinstance(inner, Cache):
+            raise TypeError(f"metrics_text takes stratacache caches, not {type(c).__name__}")
+        natives.append(inner._n)
+    return _native.metrics_text(natives)
+
+
 __all__ = [
     "DEFAULT",
     "Cache",
@@ -55,4 +72,5 @@ __all__ = [
     "ValueTooLargeError",
     "WaitTimeoutError",
     "__version__",
+    "metrics_text",
 ]

@@ -49,7 +49,7 @@ from .client import Cache
 from .exceptions import ConfigError
 from .http import ASGIApp, HttpRule, KeyBy, Receive, Scope, Send, Tags, handle
 
-__all__ = ["CacheMiddleware", "cached", "get_cache", "setup"]
+__all__ = ["CacheMiddleware", "cached", "get_cache", "metrics_route", "setup"]
 
 log = logging.getLogger("stratacache")
 
@@ -87,6 +87,34 @@ def setup(app: FastAPI, cache: Cache, *, scope: str = "") -> None:
         raise ConfigError("stratacache.fastapi.setup(app, ...) was called twice for this app")
     app.state.stratacache = cache
     app.add_middleware(CacheMiddleware, fastapi_app=app, cache=cache, scope=scope)
+
+
+def metrics_route(app: FastAPI, *caches: Cache, path: str = "/metrics", token: str | None = None) -> None:
+    """A Prometheus endpoint at ``path`` for ``caches`` (each metric family
+    once, a sample per namespace). With ``token``, it answers only
+    ``Authorization: Bearer <token>``; without, anyone who reaches it, so
+    route it where only your scraper can."""
+    import hmac
+
+    from starlette.responses import PlainTextResponse
+
+    from . import metrics_text
+
+    if not caches:
+        raise ConfigError("metrics_route(app, cache, ...) needs at least one cache")
+
+    async def metrics(request: Request) -> PlainTextResponse:
+        if token and not hmac.compare_digest(
+            request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()
+        ):
+            return PlainTextResponse("unauthorized\n", status_code=401)
+        return PlainTextResponse(
+            metrics_text(*caches),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    app.add_api_route(path, metrics, methods=["GET"], include_in_schema=False)
 
 
 def get_cache(request: Request) -> Cache:

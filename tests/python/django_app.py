@@ -8,7 +8,7 @@ from typing import Callable
 
 from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
-from django.urls import path
+from django.urls import include, path
 from django.views.decorators.cache import cache_page
 
 from stratacache.django import cache_page as sc_cache_page
@@ -111,4 +111,5 @@ urlpatterns = [
     path("sc/mine/", sc_mine),
     path("sc/gone/", sc_gone),
     path("sc/upload/", sc_upload),
+    path("metrics/", include("stratacache.django.urls")),
 ]

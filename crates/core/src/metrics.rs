@@ -47,6 +47,23 @@ macro_rules! counters {
         }
 
         impl Stats {
+            /// Set the counter or gauge `name` (as `counters` and `gauges`
+            /// name them); `false` for a name it does not have. For a
+            /// binding handing back a snapshot it read as a map.
+            pub fn set_named(&mut self, name: &str, v: u64) -> bool {
+                match name {
+                    $( stringify!($name) => self.$name = v, )*
+                    "l1_entries" => self.l1_entries = v,
+                    "l1_bytes" => self.l1_bytes = v,
+                    "l1_memo_bytes" => self.l1_memo_bytes = v,
+                    "breaker_open" => self.breaker_open = v,
+                    "bus_connected" => self.bus_connected = v,
+                    "edge_purge_pending" => self.edge_purge_pending = v,
+                    _ => return false,
+                }
+                true
+            }
+
             /// `(name, help, value)` for every counter.
             pub fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
                 vec![ $( (stringify!($name), counter_help(stringify!($name)), self.$name), )* ]
@@ -223,6 +240,17 @@ fn counter_help(name: &str) -> &'static str {
     }
 }
 
+/// `(name, help, value)` of every counter or every gauge of one snapshot.
+type Samples = Vec<(&'static str, &'static str, u64)>;
+
+/// A label value escaped as the text format asks (namespaces are
+/// `[A-Za-z0-9_.-]`, so this is a guard).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 impl Metrics {
     #[inline]
     pub(crate) fn inc(c: &AtomicU64) {
@@ -266,20 +294,82 @@ impl Stats {
 
     /// Prometheus text exposition (format 0.0.4), labelled by namespace.
     pub fn to_prometheus(&self, namespace: &str) -> String {
+        Stats::prometheus(&[(namespace, self.clone())])
+    }
+
+    /// One exposition for several caches: each metric family once, one
+    /// sample per namespace (caches given twice, or two states of one
+    /// namespace, are summed), namespaces in the order first given. What
+    /// every binding's metrics endpoint serves.
+    pub fn prometheus(caches: &[(&str, Stats)]) -> String {
+        let mut merged: Vec<(&str, Samples, Samples)> = Vec::new();
+        for (ns, s) in caches {
+            let (c, g) = (s.counters(), s.gauges());
+            match merged.iter_mut().find(|(n, _, _)| n == ns) {
+                Some((_, mc, mg)) => {
+                    for (m, x) in mc.iter_mut().zip(c) {
+                        m.2 += x.2;
+                    }
+                    for (m, x) in mg.iter_mut().zip(g) {
+                        m.2 += x.2;
+                    }
+                }
+                None => merged.push((ns, c, g)),
+            }
+        }
         let mut out = String::new();
-        for (name, help, v) in self.counters() {
+        let Some((_, first_c, first_g)) = merged.first() else {
+            return out;
+        };
+        for (i, (name, help, _)) in first_c.iter().enumerate() {
             let _ = writeln!(out, "# HELP stratacache_{name}_total {help}");
             let _ = writeln!(out, "# TYPE stratacache_{name}_total counter");
-            let _ = writeln!(
-                out,
-                "stratacache_{name}_total{{namespace=\"{namespace}\"}} {v}"
-            );
+            for (ns, c, _) in &merged {
+                let _ = writeln!(
+                    out,
+                    "stratacache_{name}_total{{namespace=\"{}\"}} {}",
+                    label(ns),
+                    c[i].2
+                );
+            }
         }
-        for (name, help, v) in self.gauges() {
+        for (i, (name, help, _)) in first_g.iter().enumerate() {
             let _ = writeln!(out, "# HELP stratacache_{name} {help}");
             let _ = writeln!(out, "# TYPE stratacache_{name} gauge");
-            let _ = writeln!(out, "stratacache_{name}{{namespace=\"{namespace}\"}} {v}");
+            for (ns, _, g) in &merged {
+                let _ = writeln!(
+                    out,
+                    "stratacache_{name}{{namespace=\"{}\"}} {}",
+                    label(ns),
+                    g[i].2
+                );
+            }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stats;
+
+    #[test]
+    fn several_caches_one_family_each() {
+        let mut a = Stats::default();
+        assert!(a.set_named("l1_hits", 3));
+        assert!(a.set_named("l1_bytes", 10));
+        assert!(!a.set_named("nope", 1));
+        let mut b = Stats::default();
+        b.set_named("l1_hits", 4);
+        let text = Stats::prometheus(&[("a", a.clone()), ("b", b), ("a", a)]);
+        assert_eq!(
+            text.matches("# TYPE stratacache_l1_hits_total counter")
+                .count(),
+            1
+        );
+        assert!(text.contains("stratacache_l1_hits_total{namespace=\"a\"} 6\n"));
+        assert!(text.contains("stratacache_l1_hits_total{namespace=\"b\"} 4\n"));
+        assert!(text.contains("stratacache_l1_bytes{namespace=\"a\"} 20\n"));
+        assert_eq!(Stats::prometheus(&[]), "");
     }
 }

@@ -92,6 +92,33 @@ pub fn nearest_name(name: String, known: Vec<String>) -> Option<String> {
     stratacache::nearest_name(&name, &known).map(str::to_owned)
 }
 
+/// One Prometheus exposition for several caches (the core's: each family
+/// once, a sample per namespace): each cache's namespace and its
+/// `stats()` snapshot, in the same order.
+#[napi_derive::napi]
+pub fn metrics_text(
+    namespaces: Vec<String>,
+    stats: Vec<std::collections::HashMap<String, f64>>,
+) -> napi::Result<String> {
+    if namespaces.len() != stats.len() {
+        return Err(napi::Error::from_reason(
+            "metricsText: one snapshot per namespace",
+        ));
+    }
+    let all: Vec<(&str, stratacache::Stats)> = namespaces
+        .iter()
+        .zip(stats)
+        .map(|(n, m)| {
+            let mut s = stratacache::Stats::default();
+            for (k, v) in m {
+                s.set_named(&k, v as u64);
+            }
+            (n.as_str(), s)
+        })
+        .collect();
+    Ok(stratacache::Stats::prometheus(&all))
+}
+
 /// The key of a rendered fragment (`cache.fragment`), by the core's
 /// injective rule (`stratacache::key::fragment_key`).
 #[napi_derive::napi]

@@ -36,6 +36,25 @@ fn after_fork_child() {
     runtime::reset_gate();
 }
 
+/// One Prometheus exposition for several caches (the core's: each family
+/// once, a sample per namespace), for the metrics endpoints.
+#[pyfunction]
+fn metrics_text(py: Python<'_>, caches: Vec<PyRef<'_, cache::PyCache>>) -> String {
+    let stats: Vec<(String, stratacache::Stats)> = caches
+        .iter()
+        .map(|c| {
+            let inner = c.inner.clone();
+            (
+                inner.namespace().to_owned(),
+                runtime::run(py, async move { inner.stats().await }),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, stratacache::Stats)> =
+        stats.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
+    stratacache::Stats::prometheus(&refs)
+}
+
 /// The key of a rendered fragment (`{% load stratacache %}`'s `cache`
 /// tag), by the core's injective rule (`stratacache::key::fragment_key`).
 #[pyfunction]
@@ -73,6 +92,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(nearest_name, m)?)?;
     m.add_function(wrap_pyfunction!(fragment_key, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics_text, m)?)?;
     m.add_function(wrap_pyfunction!(feed::listen_config, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_at_exit, m)?)?;
     m.add("FRESH", lease::FRESH)?;
