@@ -9,7 +9,8 @@ use crate::key::validate_namespace;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RedisLocation {
-    /// One server: `redis://`, `rediss://` (TLS) or `unix://` URL.
+    /// One server: `redis://`, `rediss://` (TLS) or `unix://` URL (or
+    /// Valkey's `valkey://`, `valkeys://`, `valkey+unix://`).
     Standalone(String),
     /// Redis Cluster, from one or more seed node URLs.
     Cluster(Vec<String>),
@@ -314,7 +315,8 @@ impl CacheBuilder {
         self.config.namespace = ns.into();
         self
     }
-    /// Use one Redis server (`redis://`, `rediss://`, `unix://`).
+    /// Use one Redis (or Valkey) server (`redis://`, `rediss://`,
+    /// `unix://`, `valkey://`, `valkeys://`).
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.config.redis = Some(RedisLocation::Standalone(url.into()));
         self

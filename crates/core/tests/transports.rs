@@ -1,6 +1,8 @@
-//! Other ways to reach a standalone Redis: a unix socket, and TLS
+//! Other ways to reach a standalone Redis: a unix socket, TLS
 //! (`rediss://`) verified against the throwaway CA `scripts/with-redis.sh`
-//! made. One test per transport; this binary changes `SSL_CERT_FILE` for
+//! made, and Valkey's URL schemes (`valkey://`, `valkeys://`: Valkey speaks
+//! Redis's protocol; Debian 12 has no Valkey server, so they are checked
+//! against Redis). One test per transport; this binary changes `SSL_CERT_FILE` for
 //! its own process only, before any thread exists.
 
 mod common;
@@ -50,4 +52,6 @@ fn unix_socket_and_tls() {
     unsafe { std::env::set_var("SSL_CERT_FILE", env("STRATACACHE_TLS_CA")) };
     round_trip(env("STRATACACHE_UNIX_URL"));
     round_trip(env("STRATACACHE_TLS_URL"));
+    round_trip(common::redis_url().replacen("redis://", "valkey://", 1));
+    round_trip(env("STRATACACHE_TLS_URL").replacen("rediss://", "valkeys://", 1));
 }
