@@ -5,7 +5,7 @@
 // factories.
 
 const { EventEmitter } = require('node:events')
-const { NativeCache, fragmentKey, metricsText: nativeMetricsText } = require('./binding.js')
+const { NativeCache, fragmentKey } = require('./binding.js')
 const errors = require('./errors.js')
 const reader = require('./reader.js')
 const { readOver, readThrough, readManyOver } = require('./jsreads.js')
@@ -27,6 +27,7 @@ const { checkOptions, edgePurgeJson } = require('./options.js')
 const { SharedValues, MISS } = require('./shared.js')
 const { httpInternals } = require('./httpinternal.js')
 const { currentDeps } = require('./deps.js')
+const { metricsText } = require('./metrics.js')
 
 const CACHE_OPTIONS = [
   'redis',
@@ -576,21 +577,6 @@ class Cache extends EventEmitter {
       this.#reader = null
     }
   }
-}
-
-/**
- * One Prometheus exposition (text format 0.0.4) of several caches: each
- * metric family once, a sample per namespace. What `metricsHandler` (in
- * `stratacache/express` and `stratacache/fastify`) serves.
- */
-function metricsText(...caches) {
-  for (const c of caches) {
-    if (!(c instanceof Cache)) throw new InvalidValueError('metricsText takes stratacache caches')
-  }
-  return nativeMetricsText(
-    caches.map((c) => c.namespace),
-    caches.map((c) => c.stats()),
-  )
 }
 
 module.exports = {

@@ -1,11 +1,29 @@
 'use strict'
-// The Prometheus endpoint's answer, for the Express and Fastify handlers.
+// Prometheus: one exposition of several caches (the core's), and the
+// endpoint's answer the Express and Fastify handlers send.
 
 const crypto = require('node:crypto')
-const { metricsText } = require('./index.js')
-const { ConfigError } = require('./errors.js')
+const { metricsText: nativeMetricsText } = require('./binding.js')
+const { ConfigError, InvalidValueError } = require('./errors.js')
 
 const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
+
+/**
+ * One Prometheus exposition (text format 0.0.4) of several caches: each
+ * metric family once, a sample per namespace. What `metricsHandler` (in
+ * `stratacache/express` and `stratacache/fastify`) serves.
+ */
+function metricsText(...caches) {
+  for (const c of caches) {
+    if (c === null || typeof c !== 'object' || typeof c.stats !== 'function' || typeof c.namespace !== 'string') {
+      throw new InvalidValueError('metricsText takes stratacache caches')
+    }
+  }
+  return nativeMetricsText(
+    caches.map((c) => c.namespace),
+    caches.map((c) => c.stats()),
+  )
+}
 
 /**
  * `caches` (one or an array) and `{ token }`: what to answer a request
@@ -27,4 +45,4 @@ function metricsAnswer(caches, options = {}) {
   }
 }
 
-module.exports = { metricsAnswer }
+module.exports = { metricsText, metricsAnswer }
