@@ -244,6 +244,17 @@ export declare class Cache extends EventEmitter {
    * are dependencies without being named.
    */
   dependsOn(...tags: string[]): Promise<void>
+  /**
+   * The values of `keys`: fresh ones from the cache, the rest loaded by one
+   * `loadMany(missing)` call through the fleet leases (a key loaded
+   * elsewhere right now is waited for); keys it leaves out are absent.
+   */
+  getOrSetMany<T>(options: {
+    keys: string[]
+    loadMany: (keys: string[]) => Record<string, T> | Map<string, T> | Promise<Record<string, T> | Map<string, T>>
+    ttl?: Ttl
+    tags?: string[]
+  }): Promise<Map<string, T>>
   /** Load keys ahead of traffic through the same leases; resolves how many were stored. */
   warm<T>(keys: string[], options: WarmOptions<T>): Promise<number>
   stats(): Record<string, number>

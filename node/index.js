@@ -5,13 +5,13 @@
 // factories.
 
 const { EventEmitter } = require('node:events')
-const { NativeCache, fragmentKey } = require('./binding.js')
+const { NativeCache } = require('./binding.js')
 const errors = require('./errors.js')
 const reader = require('./reader.js')
 const { readOver, readThrough, readManyOver } = require('./jsreads.js')
 const { Format, JSON_FORMATS, V8_FORMATS, serializers, encode, decode } = require('./values.js')
-const { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy } = require('./policy.js')
-const { NoCache, native, registerLoaderError, settle, lead, fill } = require('./loader.js')
+const { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy, checkMany, checkFragment } = require('./policy.js')
+const { NoCache, native, registerLoaderError, settle, lead, fill, loadManyThrough } = require('./loader.js')
 
 const { L2_CODES, InvalidValueError, CacheClosedError, ConfigError } =
   errors
@@ -411,19 +411,10 @@ class Cache extends EventEmitter {
    * callers wait, tagged, and dependent on what `render` reads through the
    * cache. The key is the core's injective encoding of `name` and
    * `varyOn` (`fragmentKey`). Resolves the string.
+   * @param {{ name: string, render: () => unknown, varyOn?: unknown[], [option: string]: unknown }} options
    */
-  async fragment(options = {}) {
-    const { name, render, varyOn = [], ...rest } = options
-    if (typeof name !== 'string' || name === '') throw new InvalidValueError('fragment name must be a non-empty string')
-    if (typeof render !== 'function') throw new InvalidValueError('render must be a function')
-    if (!Array.isArray(varyOn)) throw new InvalidValueError('varyOn must be an array')
-    // Only values whose string form says what they are: an object would be
-    // "[object Object]", one fragment for every user.
-    const plain = (v) => ['string', 'number', 'bigint', 'boolean'].includes(typeof v) || v === null
-    if (!varyOn.every(plain)) {
-      throw new InvalidValueError('varyOn takes strings, numbers, bigints, booleans and null (pass user.id, not user)')
-    }
-    const key = fragmentKey(name, varyOn.map(String))
+  async fragment({ name, render, varyOn = [], ...rest }) {
+    const key = checkFragment(name, render, varyOn)
     return this.getOrSet({ ...rest, key, factory: async () => String(await render()) })
   }
 
@@ -487,6 +478,22 @@ class Cache extends EventEmitter {
   }
 
   /**
+   * The values of `keys` (a Map): the fresh ones from the cache, the rest
+   * loaded by one `loadMany(missing)` call through the same fleet leases as
+   * getOrSet (a key another process is loading is waited for, not loaded
+   * twice), stored with `ttl` and `tags`. Keys `loadMany` leaves out are
+   * not cached and not in the result.
+   * @param {{ keys: string[], loadMany: (keys: string[]) => unknown, ttl?: unknown, tags?: string[] }} options
+   */
+  async getOrSetMany({ keys, loadMany, ttl, tags }) {
+    this.#open()
+    const wanted = checkMany(keys, loadMany, tags)
+    const found = await this.#n.lookupMany(wanted).catch((e) => Promise.reject(native(e)))
+    const readThrough = (key, factory) => this.getOrSet({ key, factory, ttl, tags })
+    return loadManyThrough(found, wanted, { loadMany, ttl: parseTtl(ttl), tags }, this.#serializer, this.#decodeLocal, readThrough)
+  }
+
+  /**
    * Load `keys` ahead of traffic; resolves how many were stored. Keys that
    * are fresh (unless `force`) or being loaded right now, here or elsewhere
    * in the fleet, are skipped: warm-up takes the same leases as getOrSet.
@@ -508,7 +515,8 @@ class Cache extends EventEmitter {
       throw native(e)
     }
     if (leases.length === 0) return 0
-    return fill(leases, { factory, loadMany, ttl: parseTtl(ttl), grace: parseTtl(grace, 'grace') }, this.#serializer)
+    const options = { factory, loadMany, ttl: parseTtl(ttl), grace: parseTtl(grace, 'grace'), tags: undefined, loaded: undefined }
+    return fill(leases, options, this.#serializer)
   }
 
   [kNative]() {

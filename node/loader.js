@@ -134,9 +134,10 @@ async function lead(lease, factory, write, serializer, onError) {
 
 /**
  * Fill warm-up `leases` from `factory(key)` or `loadMany(keys)`; resolves
- * how many were stored.
+ * how many were stored. With `tags`, the entries carry them; with a
+ * `loaded` Map, each stored key's value is put in it.
  */
-async function fill(leases, { factory, loadMany, ttl, grace }, serializer) {
+async function fill(leases, { factory, loadMany, ttl, grace, tags, loaded }, serializer) {
   let values
   let deps
   try {
@@ -166,8 +167,9 @@ async function fill(leases, { factory, loadMany, ttl, grace }, serializer) {
         return 0
       }
       const [data, format] = encode(serializer, values.get(l.key))
+      if (loaded) loaded.set(l.key, values.get(l.key))
       try {
-        await l.complete(data, format, ttl, grace, undefined, deps)
+        await l.complete(data, format, ttl, grace, tags, deps)
       } catch (e) {
         throw native(e)
       }
@@ -177,4 +179,36 @@ async function fill(leases, { factory, loadMany, ttl, grace }, serializer) {
   return done.reduce((a, b) => a + b, 0)
 }
 
-module.exports = { NoCache, native, registerLoaderError, settle, lead, fill }
+/**
+ * getOrSetMany once the core sorted the keys (`found`, from `lookupMany`:
+ * kind 0 fresh, 2 a lease, 3 loaded elsewhere): the fresh values, one
+ * `loadMany` call for the leases, then each key loaded elsewhere through
+ * `readThrough(key, factory)` (a getOrSet: it waits for that load). Keys
+ * `loadMany` leaves out are absent from the Map it resolves.
+ */
+async function loadManyThrough(found, wanted, { loadMany, ttl, tags }, serializer, decodeLocal, readThrough) {
+  const out = new Map()
+  const leases = []
+  const busy = []
+  found.forEach((f, i) => {
+    if (f.kind === 0) out.set(wanted[i], decodeLocal(f.value))
+    else if (f.kind === 2) leases.push(f.lease)
+    else busy.push(wanted[i])
+  })
+  if (leases.length > 0) {
+    await fill(leases, { factory: undefined, loadMany, ttl, grace: undefined, tags, loaded: out }, serializer)
+  }
+  const leftOut = {}
+  for (const key of busy) {
+    const factory = async () => {
+      const got = await loadMany([key])
+      const m = got instanceof Map ? got : new Map(Object.entries(got || {}))
+      return m.has(key) ? m.get(key) : new NoCache(leftOut)
+    }
+    const v = await readThrough(key, factory)
+    if (v !== leftOut) out.set(key, v)
+  }
+  return new Map(wanted.filter((k) => out.has(k)).map((k) => [k, out.get(k)]))
+}
+
+module.exports = { NoCache, native, registerLoaderError, settle, lead, fill, loadManyThrough }

@@ -4,7 +4,7 @@
 // themselves (ranges, tag names) are the core's: `validateTags` and the
 // native policy's construction apply them.
 
-const { validateTags } = require('./binding.js')
+const { validateTags, fragmentKey } = require('./binding.js')
 const { InvalidValueError, InvalidKeyError, fromNative } = require('./errors.js')
 
 const UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
@@ -99,4 +99,28 @@ function nativePolicy(p, tags) {
   }
 }
 
-module.exports = { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy }
+/** getOrSetMany's arguments: the keys, each once, in order. */
+function checkMany(keys, loadMany, tags) {
+  if (!Array.isArray(keys)) throw new InvalidValueError('keys must be an array')
+  if (typeof loadMany !== 'function') throw new InvalidValueError('loadMany must be a function')
+  const wanted = [...new Set(keys)]
+  for (const k of wanted) checkKey(k)
+  checkTags(tags)
+  return wanted
+}
+
+/** cache.fragment's arguments: its key (the core's fragment_key). */
+function checkFragment(name, render, varyOn) {
+  if (typeof name !== 'string' || name === '') throw new InvalidValueError('fragment name must be a non-empty string')
+  if (typeof render !== 'function') throw new InvalidValueError('render must be a function')
+  if (!Array.isArray(varyOn)) throw new InvalidValueError('varyOn must be an array')
+  // Only values whose string form says what they are: an object would be
+  // "[object Object]", one fragment for every user.
+  const plain = (v) => ['string', 'number', 'bigint', 'boolean'].includes(typeof v) || v === null
+  if (!varyOn.every(plain)) {
+    throw new InvalidValueError('varyOn takes strings, numbers, bigints, booleans and null (pass user.id, not user)')
+  }
+  return fragmentKey(name, varyOn.map(String))
+}
+
+module.exports = { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy, checkMany, checkFragment }

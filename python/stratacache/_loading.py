@@ -30,7 +30,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import Any, Callable, Generic, Literal, TypeVar
+from typing import Any, Callable, Final, Generic, Literal, TypeVar
 
 from . import _failopen, _native
 from .exceptions import LoaderTimeoutError, RedisError
@@ -493,6 +493,52 @@ async def awarm(
             _abandon_quietly(lease, e)
         raise
     return await n.acomplete_many(items, ttl, grace, deps)
+
+
+def load_many_through(
+    n: _native.Cache,
+    keys: list[str],
+    load_many: Callable[[list[str]], Any],
+    dumps: Dumps,
+    loads: Callable[[tuple[int, bytes]], Any],
+    ttl: float | None,
+    tags: list[str] | None,
+    one: Callable[[str], Any],
+) -> dict[str, Any]:
+    """``get_or_set_many``: the fresh values, one ``load_many`` call for
+    the keys nobody is loading (through their leases), then the keys being
+    loaded elsewhere through ``one(key)`` (a read-through: it waits for
+    that load). Keys ``load_many`` leaves out are not in the result."""
+    out: dict[str, Any] = {}
+    leases: list[_native.Lease] = []
+    busy: list[str] = []
+    for k, (kind, fmt, data, lease) in zip(keys, n.lookup_many(keys)):
+        if kind == _native.FRESH and fmt is not None and data is not None:
+            out[k] = loads((fmt, data))
+        elif kind == _native.LEAD and lease is not None:
+            leases.append(lease)
+        else:
+            busy.append(k)
+    if leases:
+        deps = _scope(leases[0])
+        try:
+            values = _call_tracked(lambda: load_many([lease.key for lease in leases]), deps)
+            items = _warm_items(leases, values, dumps)
+        except BaseException as e:
+            for lease in leases:
+                _abandon_quietly(lease, e)
+            raise
+        n.complete_many(items, ttl, 0.0, deps, tags)
+        out.update({lease.key: values[lease.key] for lease in leases if lease.key in values})
+    for k in busy:
+        v = one(k)
+        if v is not _LEFT_OUT:
+            out[k] = v
+    return {k: out[k] for k in keys if k in out}
+
+
+#: What a key ``load_many`` left out reads as (never returned).
+_LEFT_OUT: Final = object()
 
 
 def _warm_items(leases: list[_native.Lease], values: Any, dumps: Dumps) -> list[tuple[_native.Lease, bytes, int]]:

@@ -5,6 +5,7 @@ from typing import Any, Final, final
 from stratacache.feed import EventStats, FeedStats
 
 __all__ = [
+    "BUSY",
     "ERROR_CODES",
     "FRESH",
     "HTTP_CONDITIONAL_HEADERS",
@@ -37,6 +38,7 @@ __version__: Final[str]
 FRESH: Final[int]
 STALE: Final[int]
 LEAD: Final[int]
+BUSY: Final[int]
 VALUE: Final[int]
 NOTHING: Final[int]
 UNCACHED: Final[int]
@@ -326,13 +328,16 @@ class Cache:
         ttl: float | None = None,
         grace: float = 0.0,
         deps: Deps | None = None,
+        tags: list[str] | None = None,
     ) -> int: ...
+    def lookup_many(self, keys: list[str]) -> list[tuple[int, int | None, bytes | None, Lease | None]]: ...
     def acomplete_many(
         self,
         items: list[tuple[Lease, bytes, int]],
         ttl: float | None = None,
         grace: float = 0.0,
         deps: Deps | None = None,
+        tags: list[str] | None = None,
     ) -> Awaitable[int]: ...
     def aget(self, key: str) -> Awaitable[_Value | None]: ...
     def aget_many(self, keys: list[str]) -> Awaitable[list[_Value | None]]: ...

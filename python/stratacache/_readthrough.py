@@ -9,7 +9,17 @@ from typing import Any, Callable, TypeVar, overload
 
 from . import _native
 from ._args import DEFAULT, Ttl, _load_many, _native_ttl
-from ._loading import Decoding, NoCache, Policy, aread_through, awarm, read_through, warm
+from ._loading import (
+    _LEFT_OUT,
+    Decoding,
+    NoCache,
+    Policy,
+    aread_through,
+    awarm,
+    load_many_through,
+    read_through,
+    warm,
+)
 
 T = TypeVar("T")
 
@@ -132,6 +142,32 @@ class ReadThrough:
         return read_through(
             self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding, self._fail_open
         )
+
+    def get_or_set_many(
+        self,
+        keys: Iterable[str],
+        load_many: Callable[[list[str]], Mapping[str, Any]],
+        ttl: Ttl = DEFAULT,
+        *,
+        tags: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """The values of ``keys``: the fresh ones from the cache, the rest
+        loaded by one ``load_many(missing) -> {key: value}`` call through
+        the same fleet leases as ``get_or_set`` (a key another process is
+        loading right now is waited for, not loaded twice), stored with
+        ``ttl`` and ``tags``. Keys ``load_many`` leaves out are not
+        cached and not in the result."""
+        wanted = list(dict.fromkeys(keys))
+        tag_list = list(tags) if tags is not None else None
+
+        def one(k: str) -> Any:
+            def load() -> Any:
+                got = load_many([k])
+                return got[k] if k in got else NoCache(_LEFT_OUT)
+
+            return self.get_or_set(k, load, ttl, tags=tag_list)
+
+        return load_many_through(self._n, wanted, load_many, self._dump, self._loads, _native_ttl(ttl), tag_list, one)
 
     def warm(
         self,

@@ -72,7 +72,7 @@ pub use deps::{Deps, MAX_DEPENDENCIES};
 pub use envelope::{Codec, DecodeError, Entry, Format, Meta};
 pub use error::{Error, LoaderError, Result};
 pub use lease::{Deadline, Lease, LoadClock, LoadOutcome, Settled};
-pub use lookup::Lookup;
+pub use lookup::{Lookup, ManyLookup};
 pub use memo::Memo;
 pub use metrics::Stats;
 pub use options::{DEFAULT_FAIL_SAFE_THROTTLE, LookupPolicy, OnWaitTimeout, Ttl, WriteOptions};

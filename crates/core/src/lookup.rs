@@ -33,6 +33,22 @@ pub enum Lookup {
     /// [`Lease::complete`] or [`Lease::abandon`].
     Lead(Lease),
 }
+/// What [`Cache::lookup_many`] found for one key.
+#[derive(Debug)]
+#[non_exhaustive]
+// A lease inline, as in `Lookup`: these live a moment in one Vec; boxing
+// would cost an allocation per key led.
+#[allow(clippy::large_enum_variant)]
+pub enum ManyLookup {
+    /// A fresh value.
+    Fresh(Arc<Entry>),
+    /// Nobody is loading it: load it and complete (or settle) the lease.
+    Lead(Lease),
+    /// Being loaded elsewhere now: read it with [`Cache::lookup`] once
+    /// this caller's leases are completed.
+    Busy,
+}
+
 impl Cache {
     /// Read-through lookup: the core of `get_or_set`.
     ///
@@ -763,6 +779,35 @@ impl Cache {
                 Err(sh.l2_err(e))
             }
         }
+    }
+
+    /// Several keys at once, for a read-through of many keys loaded in one
+    /// call (`get_or_set_many`): the fresh values (one pipelined read),
+    /// a lease for each key nobody is loading (take them all, load them
+    /// together, complete them), and [`ManyLookup::Busy`] for a key being
+    /// loaded elsewhere right now: read it with [`Cache::lookup`] *after*
+    /// completing the leases (it waits for that load, and holding leases
+    /// while waiting on another process's could make two processes wait on
+    /// each other). A key given twice is `Busy` the second time.
+    pub async fn lookup_many(&self, keys: &[&str]) -> Result<Vec<ManyLookup>> {
+        let found = self.get_many(keys).await?;
+        let leases: Vec<Result<Option<Lease>>> =
+            futures_util::future::join_all(keys.iter().zip(&found).map(|(k, f)| async move {
+                match f {
+                    Some(_) => Ok(None),
+                    None => self.try_lease_inner(k, false).await,
+                }
+            }))
+            .await;
+        let mut out = Vec::with_capacity(keys.len());
+        for (f, l) in found.into_iter().zip(leases) {
+            out.push(match (f, l?) {
+                (Some(e), _) => ManyLookup::Fresh(e),
+                (None, Some(lease)) => ManyLookup::Lead(lease),
+                (None, None) => ManyLookup::Busy,
+            });
+        }
+        Ok(out)
     }
 
     /// [`Cache::try_lease`] for several keys at once (concurrently, so the

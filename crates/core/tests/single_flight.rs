@@ -258,3 +258,57 @@ async fn lookup_finds_values_written_elsewhere_in_l2() {
     let s = reader.stats().await;
     assert_eq!((s.l2_hits, s.l1_hits), (1, 1));
 }
+
+/// `lookup_many`: fresh values, a lease for each key nobody loads, and
+/// `Busy` for a key another process (an isolated handle) is loading or
+/// for a key given twice; after the other's fill, `lookup` finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_many_sorts_fresh_lead_and_busy() {
+    use stratacache::ManyLookup;
+    let ns = common::unique_ns("many");
+    let a = common::redis_builder(&ns)
+        .isolated(true)
+        .build()
+        .expect("a");
+    let b = common::redis_builder(&ns)
+        .isolated(true)
+        .build()
+        .expect("b");
+    let opts = WriteOptions::new(
+        Ttl::After(Duration::from_secs(60)),
+        stratacache::Format::RAW,
+    );
+    a.set("fresh", Bytes::from_static(b"f"), &opts)
+        .await
+        .expect("set");
+    let held = match b
+        .lookup("held", &LookupPolicy::default())
+        .await
+        .expect("lookup")
+    {
+        Lookup::Lead(lease) => lease,
+        other => panic!("expected to lead: {other:?}"),
+    };
+    let got = a
+        .lookup_many(&["fresh", "cold", "held", "cold"])
+        .await
+        .expect("lookup_many");
+    assert!(matches!(&got[0], ManyLookup::Fresh(e) if &e.payload[..] == b"f"));
+    let ManyLookup::Lead(lease) = &got[1] else {
+        panic!("cold: expected a lease, got {:?}", got[1]);
+    };
+    assert_eq!(lease.key(), "cold");
+    assert!(matches!(got[2], ManyLookup::Busy), "{:?}", got[2]);
+    assert!(matches!(got[3], ManyLookup::Busy), "{:?}", got[3]);
+    held.complete(Bytes::from_static(b"h"), &opts)
+        .await
+        .expect("fill");
+    match a
+        .lookup("held", &LookupPolicy::default())
+        .await
+        .expect("lookup")
+    {
+        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"h"),
+        other => panic!("expected b's fill: {other:?}"),
+    }
+}

@@ -421,6 +421,35 @@ impl NativeCache {
         Ok(native_lookup(r))
     }
 
+    /// Several keys at once (`getOrSetMany`): per key, kind 0 with its
+    /// fresh value, 2 with a lease to complete, 3 when it is being loaded
+    /// elsewhere (read it through `lookup` after completing the leases).
+    #[napi]
+    pub async fn lookup_many(&self, keys: Vec<String>) -> Result<Vec<NativeLookup>> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let found = self.inner.lookup_many(&refs).await.map_err(js_err)?;
+        Ok(found
+            .into_iter()
+            .map(|m| match m {
+                stratacache::ManyLookup::Fresh(e) => NativeLookup {
+                    kind: 0,
+                    value: Some(value(&e)),
+                    lease: None,
+                },
+                stratacache::ManyLookup::Lead(l) => NativeLookup {
+                    kind: 2,
+                    value: None,
+                    lease: Some(NativeLease::new(l)),
+                },
+                _ => NativeLookup {
+                    kind: 3,
+                    value: None,
+                    lease: None,
+                },
+            })
+            .collect())
+    }
+
     /// `lookup` after the wrapper's own read of Redis found nothing fresh
     /// (the core's `lookup_after`): `data`, the reply to its `GET` sent
     /// after `startRead` gave `epoch`; no `data` and `joined`: the caller

@@ -16,7 +16,7 @@ use crate::convert::{Value, opts, secs, ttl_of, value, with_formats};
 use crate::deps::PyDeps;
 use crate::errors::IntoPyResult;
 use crate::lease::{
-    FRESH, LEAD, LookupTuple, PyLease, STALE, complete_groups, lease_groups, lookup_tuple,
+    BUSY, FRESH, LEAD, LookupTuple, PyLease, STALE, complete_groups, lease_groups, lookup_tuple,
     try_leases,
 };
 use crate::memo::{self};
@@ -416,9 +416,33 @@ impl PyCache {
         run(py, try_leases(c, keys, force)).py(py)
     }
 
+    /// Several keys at once (`get_or_set_many`): per key
+    /// `(kind, format, data, lease)`: FRESH with its value, LEAD with a
+    /// lease to complete, BUSY (loaded elsewhere: `lookup` it after
+    /// completing the leases).
+    fn lookup_many(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<Vec<LookupTuple>> {
+        let c = self.inner.clone();
+        let found = run(py, async move {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            c.lookup_many(&refs).await
+        })
+        .py(py)?;
+        Ok(found
+            .into_iter()
+            .map(|m| match m {
+                stratacache::ManyLookup::Fresh(e) => {
+                    let (f, b) = value(py, &e);
+                    (FRESH, Some(f), Some(b), None)
+                }
+                stratacache::ManyLookup::Lead(l) => (LEAD, None, None, Some(PyLease::new(l))),
+                _ => (BUSY, None, None, None),
+            })
+            .collect())
+    }
+
     /// Complete leases from `try_leases` with `(lease, data, format)` items,
     /// pipelined; returns how many were stored.
-    #[pyo3(signature = (items, ttl = None, grace = 0.0, deps = None))]
+    #[pyo3(signature = (items, ttl = None, grace = 0.0, deps = None, tags = None))]
     fn complete_many(
         &self,
         py: Python<'_>,
@@ -426,8 +450,9 @@ impl PyCache {
         ttl: Option<f64>,
         grace: f64,
         deps: Option<PyRef<'_, PyDeps>>,
+        tags: Option<Vec<String>>,
     ) -> PyResult<usize> {
-        let groups = lease_groups(items, ttl, grace, crate::deps::of(deps))?;
+        let groups = lease_groups(items, ttl, grace, crate::deps::of(deps), tags)?;
         let c = self.inner.clone();
         run(py, complete_groups(c, groups)).py(py)
     }

@@ -40,7 +40,7 @@ impl PyCache {
         })
     }
 
-    #[pyo3(signature = (items, ttl = None, grace = 0.0, deps = None))]
+    #[pyo3(signature = (items, ttl = None, grace = 0.0, deps = None, tags = None))]
     fn acomplete_many<'py>(
         &self,
         py: Python<'py>,
@@ -48,8 +48,9 @@ impl PyCache {
         ttl: Option<f64>,
         grace: f64,
         deps: Option<PyRef<'py, PyDeps>>,
+        tags: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let groups = lease_groups(items, ttl, grace, crate::deps::of(deps))?;
+        let groups = lease_groups(items, ttl, grace, crate::deps::of(deps), tags)?;
         let c = self.inner.clone();
         awaitable(py, async move {
             complete_groups(c, groups).await.map_err(py_err)

@@ -263,6 +263,7 @@ pub(crate) fn lease_groups(
     ttl: Option<f64>,
     grace: f64,
     deps: Option<Arc<stratacache::Deps>>,
+    tags: Option<Vec<String>>,
 ) -> PyResult<LeaseGroups> {
     let mut groups: LeaseGroups = Vec::new();
     for (lease, d, f) in items {
@@ -270,7 +271,7 @@ pub(crate) fn lease_groups(
         match groups.iter_mut().find(|(o, _)| o.format.0 == f) {
             Some((_, v)) => v.push((l, Bytes::from(d))),
             None => {
-                let mut o = opts(f, ttl, grace, None)?;
+                let mut o = opts(f, ttl, grace, tags.clone())?;
                 o.deps = deps.clone();
                 groups.push((o, vec![(l, Bytes::from(d))]));
             }
@@ -294,6 +295,8 @@ pub(crate) type LookupTuple = (u8, Option<u8>, Option<Py<PyBytes>>, Option<PyLea
 pub(crate) const FRESH: u8 = 0;
 pub(crate) const STALE: u8 = 1;
 pub(crate) const LEAD: u8 = 2;
+/// `lookup_many`: being loaded elsewhere (read it through `lookup`).
+pub(crate) const BUSY: u8 = 3;
 
 /// A lookup's answer as `lookup()` / `alookup()` return it.
 pub(crate) fn lookup_tuple(

@@ -98,6 +98,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FRESH", lease::FRESH)?;
     m.add("STALE", lease::STALE)?;
     m.add("LEAD", lease::LEAD)?;
+    m.add("BUSY", lease::BUSY)?;
     m.add("VALUE", lease::VALUE)?;
     m.add("NOTHING", lease::NOTHING)?;
     m.add("UNCACHED", lease::UNCACHED)?;
