@@ -28,6 +28,7 @@ import functools
 import inspect
 import logging
 import os
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, Callable, Final, Generic, Literal, TypeVar
@@ -532,6 +533,45 @@ def load_many_through(
         out.update({lease.key: values[lease.key] for lease in leases if lease.key in values})
     for k in busy:
         v = one(k)
+        if v is not _LEFT_OUT:
+            out[k] = v
+    return {k: out[k] for k in keys if k in out}
+
+
+async def aload_many_through(
+    n: _native.Cache,
+    keys: list[str],
+    load_many: Callable[[list[str]], Any],
+    dumps: Dumps,
+    loads: Callable[[tuple[int, bytes]], Any],
+    ttl: float | None,
+    tags: list[str] | None,
+    one: Callable[[str], Awaitable[Any]],
+) -> dict[str, Any]:
+    """:func:`load_many_through` for asyncio (``load_many`` may be async)."""
+    out: dict[str, Any] = {}
+    leases: list[_native.Lease] = []
+    busy: list[str] = []
+    for k, (kind, fmt, data, lease) in zip(keys, await n.alookup_many(keys)):
+        if kind == _native.FRESH and fmt is not None and data is not None:
+            out[k] = loads((fmt, data))
+        elif kind == _native.LEAD and lease is not None:
+            leases.append(lease)
+        else:
+            busy.append(k)
+    if leases:
+        deps = _scope(leases[0])
+        try:
+            values = await _acall_tracked(lambda: load_many([lease.key for lease in leases]), deps)
+            items = _warm_items(leases, values, dumps)
+        except BaseException as e:
+            for lease in leases:
+                _abandon_quietly(lease, e)
+            raise
+        await n.acomplete_many(items, ttl, 0.0, deps, tags)
+        out.update({lease.key: values[lease.key] for lease in leases if lease.key in values})
+    for k in busy:
+        v = await one(k)
         if v is not _LEFT_OUT:
             out[k] = v
     return {k: out[k] for k in keys if k in out}

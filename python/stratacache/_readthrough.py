@@ -14,6 +14,7 @@ from ._loading import (
     Decoding,
     NoCache,
     Policy,
+    aload_many_through,
     aread_through,
     awarm,
     load_many_through,
@@ -168,6 +169,32 @@ class ReadThrough:
             return self.get_or_set(k, load, ttl, tags=tag_list)
 
         return load_many_through(self._n, wanted, load_many, self._dump, self._loads, _native_ttl(ttl), tag_list, one)
+
+    async def aget_or_set_many(
+        self,
+        keys: Iterable[str],
+        load_many: Callable[[list[str]], Mapping[str, Any] | Awaitable[Mapping[str, Any]]],
+        ttl: Ttl = DEFAULT,
+        *,
+        tags: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`get_or_set_many` for asyncio; ``load_many`` may be a
+        coroutine function."""
+        wanted = list(dict.fromkeys(keys))
+        tag_list = list(tags) if tags is not None else None
+
+        async def one(k: str) -> Any:
+            async def load() -> Any:
+                got = load_many([k])
+                if isinstance(got, Awaitable):
+                    got = await got
+                return got[k] if k in got else NoCache(_LEFT_OUT)
+
+            return await self.aget_or_set(k, load, ttl, tags=tag_list)
+
+        return await aload_many_through(
+            self._n, wanted, load_many, self._dump, self._loads, _native_ttl(ttl), tag_list, one
+        )
 
     def warm(
         self,

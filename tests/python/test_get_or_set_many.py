@@ -63,3 +63,25 @@ def test_a_key_another_process_is_loading_is_waited_for() -> None:
     t.join(10)
     assert got == {"j": "from b j", "k": "from a"}
     assert calls == [["j"]]
+
+
+@pytest.mark.parametrize("redis", [False, True])
+def test_asyncio_twin(redis: bool) -> None:
+    import asyncio
+
+    cache = Cache(namespace=unique("amany"), redis_url=REDIS_URL if redis else None)
+    calls: list[list[str]] = []
+
+    async def load_many(keys: list[str]) -> dict[str, int]:
+        calls.append(keys)
+        return {k: len(k) for k in keys if k != "gone"}
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+        await cache.aset("a", 0)
+        first = await cache.aget_or_set_many(["a", "bb", "gone"], load_many, 60, tags=["t"])
+        second = await cache.aget_or_set_many(["a", "bb"], load_many, 60)
+        return first, second
+
+    first, second = asyncio.run(go())
+    assert first == {"a": 0, "bb": 2} and second == {"a": 0, "bb": 2}
+    assert calls == [["bb", "gone"]]

@@ -16,7 +16,7 @@ use crate::convert::{Value, opts, secs, ttl_of, value, with_formats};
 use crate::deps::PyDeps;
 use crate::errors::IntoPyResult;
 use crate::lease::{
-    BUSY, FRESH, LEAD, LookupTuple, PyLease, STALE, complete_groups, lease_groups, lookup_tuple,
+    FRESH, LEAD, LookupTuple, PyLease, STALE, complete_groups, lease_groups, lookup_tuple,
     try_leases,
 };
 use crate::memo::{self};
@@ -427,17 +427,7 @@ impl PyCache {
             c.lookup_many(&refs).await
         })
         .py(py)?;
-        Ok(found
-            .into_iter()
-            .map(|m| match m {
-                stratacache::ManyLookup::Fresh(e) => {
-                    let (f, b) = value(py, &e);
-                    (FRESH, Some(f), Some(b), None)
-                }
-                stratacache::ManyLookup::Lead(l) => (LEAD, None, None, Some(PyLease::new(l))),
-                _ => (BUSY, None, None, None),
-            })
-            .collect())
+        Ok(crate::lease::many_tuples(py, found))
     }
 
     /// Complete leases from `try_leases` with `(lease, data, format)` items,

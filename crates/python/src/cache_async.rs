@@ -65,6 +65,16 @@ impl PyCache {
         })
     }
 
+    /// `lookup_many` for asyncio.
+    fn alookup_many<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        awaitable(py, async move {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let found = c.lookup_many(&refs).await.map_err(py_err)?;
+            crate::runtime::attach(|py| Ok(crate::lease::many_tuples(py, found)))
+        })
+    }
+
     fn aget_many<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
         let c = self.inner.clone();
         awaitable(py, async move {

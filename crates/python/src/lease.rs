@@ -288,6 +288,22 @@ pub(crate) async fn complete_groups(c: Cache, groups: LeaseGroups) -> stratacach
     Ok(n)
 }
 
+/// `lookup_many`'s answers as `(kind, format, data, lease)`: FRESH with
+/// the value, LEAD with a lease, BUSY with neither.
+pub(crate) fn many_tuples(py: Python<'_>, found: Vec<stratacache::ManyLookup>) -> Vec<LookupTuple> {
+    found
+        .into_iter()
+        .map(|m| match m {
+            stratacache::ManyLookup::Fresh(e) => {
+                let (f, b) = crate::convert::value(py, &e);
+                (FRESH, Some(f), Some(b), None)
+            }
+            stratacache::ManyLookup::Lead(l) => (LEAD, None, None, Some(PyLease::new(l))),
+            _ => (BUSY, None, None, None),
+        })
+        .collect()
+}
+
 /// `(kind, format, data, lease)`, see `PyCache::lookup`.
 pub(crate) type LookupTuple = (u8, Option<u8>, Option<Py<PyBytes>>, Option<PyLease>);
 
