@@ -510,16 +510,7 @@ def load_many_through(
     the keys nobody is loading (through their leases), then the keys being
     loaded elsewhere through ``one(key)`` (a read-through: it waits for
     that load). Keys ``load_many`` leaves out are not in the result."""
-    out: dict[str, Any] = {}
-    leases: list[_native.Lease] = []
-    busy: list[str] = []
-    for k, (kind, fmt, data, lease) in zip(keys, n.lookup_many(keys)):
-        if kind == _native.FRESH and fmt is not None and data is not None:
-            out[k] = loads((fmt, data))
-        elif kind == _native.LEAD and lease is not None:
-            leases.append(lease)
-        else:
-            busy.append(k)
+    out, leases, busy = _sorted_many(keys, n.lookup_many(keys), loads)
     if leases:
         deps = _scope(leases[0])
         try:
@@ -530,12 +521,10 @@ def load_many_through(
                 _abandon_quietly(lease, e)
             raise
         n.complete_many(items, ttl, 0.0, deps, tags)
-        out.update({lease.key: values[lease.key] for lease in leases if lease.key in values})
+        out.update(_loaded(leases, values))
     for k in busy:
-        v = one(k)
-        if v is not _LEFT_OUT:
-            out[k] = v
-    return {k: out[k] for k in keys if k in out}
+        out[k] = one(k)
+    return _in_order(keys, out)
 
 
 async def aload_many_through(
@@ -549,16 +538,7 @@ async def aload_many_through(
     one: Callable[[str], Awaitable[Any]],
 ) -> dict[str, Any]:
     """:func:`load_many_through` for asyncio (``load_many`` may be async)."""
-    out: dict[str, Any] = {}
-    leases: list[_native.Lease] = []
-    busy: list[str] = []
-    for k, (kind, fmt, data, lease) in zip(keys, await n.alookup_many(keys)):
-        if kind == _native.FRESH and fmt is not None and data is not None:
-            out[k] = loads((fmt, data))
-        elif kind == _native.LEAD and lease is not None:
-            leases.append(lease)
-        else:
-            busy.append(k)
+    out, leases, busy = _sorted_many(keys, await n.alookup_many(keys), loads)
     if leases:
         deps = _scope(leases[0])
         try:
@@ -569,16 +549,40 @@ async def aload_many_through(
                 _abandon_quietly(lease, e)
             raise
         await n.acomplete_many(items, ttl, 0.0, deps, tags)
-        out.update({lease.key: values[lease.key] for lease in leases if lease.key in values})
+        out.update(_loaded(leases, values))
     for k in busy:
-        v = await one(k)
-        if v is not _LEFT_OUT:
-            out[k] = v
-    return {k: out[k] for k in keys if k in out}
+        out[k] = await one(k)
+    return _in_order(keys, out)
 
 
 #: What a key ``load_many`` left out reads as (never returned).
 _LEFT_OUT: Final = object()
+
+
+def _sorted_many(
+    keys: list[str], found: list[Any], loads: Callable[[tuple[int, bytes]], Any]
+) -> tuple[dict[str, Any], list[_native.Lease], list[str]]:
+    """``lookup_many``'s answers as (fresh values, leases, busy keys)."""
+    out: dict[str, Any] = {}
+    leases: list[_native.Lease] = []
+    busy: list[str] = []
+    for k, (kind, fmt, data, lease) in zip(keys, found):
+        if kind == _native.FRESH and fmt is not None and data is not None:
+            out[k] = loads((fmt, data))
+        elif kind == _native.LEAD and lease is not None:
+            leases.append(lease)
+        else:
+            busy.append(k)
+    return out, leases, busy
+
+
+def _loaded(leases: list[_native.Lease], values: Any) -> dict[str, Any]:
+    return {lease.key: values[lease.key] for lease in leases if lease.key in values}
+
+
+def _in_order(keys: list[str], out: dict[str, Any]) -> dict[str, Any]:
+    """`keys`' values in their order, without those ``load_many`` left out."""
+    return {k: out[k] for k in keys if k in out and out[k] is not _LEFT_OUT}
 
 
 def _warm_items(leases: list[_native.Lease], values: Any, dumps: Dumps) -> list[tuple[_native.Lease, bytes, int]]:
