@@ -94,7 +94,7 @@ tests/node/keyv-suite/node_modules/.installed: tests/node/keyv-suite/package.jso
 test-node: node-build py-develop tests/node/keyv-suite/node_modules/.installed ## Node tests only (node --test; the interop test runs the Python package)
 	STRATACACHE_PYTHON=$(PY) node --test --test-concurrency=1 tests/node/
 
-test-py: py-develop ## Python tests only (pytest; same environment as test-rust)
+test-py: py-develop node-build ## Python tests only (pytest; same environment as test-rust; the CLI case table runs node/cli.js too)
 	$(PY) -m pytest
 
 test-http: node-build py-develop ## the HTTP caching case table (tests/http/cases.json) against FastAPI, Express and Fastify, two app processes each

@@ -2,6 +2,10 @@
 'use strict'
 // `npx stratacache`: command-line tools, the same verbs and flags as
 // `python -m stratacache`.
+//   doctor, stats, get KEY, delete KEY, invalidate-tags TAG..., clear [--yes],
+//   warm MODULE[:EXPORT] (called with the cache): on --redis URL (or
+//   --cluster URL, repeated) and --namespace NS; the signing key from
+//   $STRATACACHE_SIGNING_KEY. What doctor and stats check is the core's.
 //   listen: run the PostgreSQL change feed until interrupted
 //     npx stratacache listen --postgres postgresql://app@127.0.0.1/shop \
 //       --redis redis://127.0.0.1:6379 --namespace shop \
@@ -10,11 +14,17 @@
 const fs = require('node:fs')
 const { parseArgs } = require('node:util')
 const { listenConfig } = require('./binding.js')
+const path = require('node:path')
+const readline = require('node:readline/promises')
+const util = require('node:util')
 const { Cache } = require('./index.js')
+const { kNative } = require('./internal.js')
 const { PgListener, EventListener } = require('./feed.js')
 const { ConfigError, StrataCacheError, fromNative } = require('./errors.js')
 
-const USAGE = `usage: stratacache listen [--postgres URL --table TABLE[=TEMPLATE,...] ...]
+const USAGE = `usage: stratacache doctor|stats [--json] [--redis URL | --cluster URL ...] [--namespace NS]
+       stratacache get KEY | delete KEY | invalidate-tags TAG... | clear [--yes] | warm MODULE[:EXPORT]  (same flags)
+       stratacache listen [--postgres URL --table TABLE[=TEMPLATE,...] ...]
                          [--nats URL [--nats-stream S] [--nats-subject X ...] [--nats-durable D]]
                          [--amqp URL [--amqp-queue Q] [--amqp-bind EXCHANGE:KEY]] [--key TABLE=COL,...]
                          [--redis URL] [--namespace NS] [--slot SLOT] [--publication PUB]
@@ -143,19 +153,130 @@ async function listen(argv) {
   cache.close()
 }
 
+const VERBS = ['doctor', 'stats', 'get', 'delete', 'invalidate-tags', 'clear', 'warm']
+
+/** The URL without its password, for a question on the terminal. */
+function redacted(url) {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    return url
+  }
+}
+
+/** A warm function: `module[:export]` (default export `warm`, then the module itself). */
+function warmFunction(spec) {
+  const colon = spec.lastIndexOf(':')
+  const [file, name] = colon > 1 ? [spec.slice(0, colon), spec.slice(colon + 1)] : [spec, null]
+  let mod
+  try {
+    mod = require(path.resolve(file))
+  } catch (e) {
+    throw new ConfigError(`warm ${spec}: ${e instanceof Error ? e.message.split('\n')[0] : e}`)
+  }
+  const fn = name ? mod[name] : typeof mod === 'function' ? mod : mod.warm
+  if (typeof fn !== 'function') throw new ConfigError(`warm ${spec}: ${file} exports no function ${name || 'warm'}`)
+  return fn
+}
+
+/** Run an operator verb; resolves to the exit status. */
+async function verb(name, argv) {
+  const { values: a, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      redis: { type: 'string' },
+      cluster: { type: 'string', multiple: true },
+      namespace: { type: 'string', default: 'default' },
+      json: { type: 'boolean', default: false },
+      yes: { type: 'boolean', default: false },
+    },
+  })
+  const wants = { get: 1, delete: 1, warm: 1 }[name]
+  if (wants !== undefined && positionals.length !== wants) throw new ConfigError(`${name} takes one argument`)
+  if (name === 'invalidate-tags' && positionals.length === 0) throw new ConfigError('invalidate-tags takes at least one TAG')
+  const signingKey = process.env.STRATACACHE_SIGNING_KEY || undefined
+  const cache = new Cache({ redis: a.redis, cluster: a.cluster, namespace: a.namespace, signingKey })
+  const out = (s) => process.stdout.write(s)
+  try {
+    switch (name) {
+      case 'doctor': {
+        const [text, code] = await cache[kNative]().doctor(a.json)
+        out(a.json ? text + '\n' : text)
+        return code
+      }
+      case 'stats':
+        out((await cache[kNative]().census(a.json)) + (a.json ? '\n' : ''))
+        return 0
+      case 'get': {
+        const v = await cache.get(positionals[0])
+        if (v === undefined) {
+          console.error(`stratacache get: ${JSON.stringify(positionals[0])} is not cached`)
+          return 1
+        }
+        let shown
+        try {
+          shown = JSON.stringify(v, null, 2)
+        } catch {
+          shown = undefined
+        }
+        out((shown === undefined ? util.inspect(v, { depth: 6 }) : shown) + '\n')
+        return 0
+      }
+      case 'delete':
+        out((await cache.delete(positionals[0])) ? 'deleted\n' : 'not cached\n')
+        return 0
+      case 'invalidate-tags':
+        await cache.invalidateTags(positionals)
+        out(`invalidated ${positionals.length} tag(s)\n`)
+        return 0
+      case 'clear': {
+        if (!a.yes) {
+          if (!process.stdin.isTTY) {
+            console.error('stratacache clear: not a terminal; pass --yes to clear without asking')
+            return 2
+          }
+          const where = a.redis || (a.cluster || []).join(',') || 'this process'
+          const rl = readline.createInterface({ input: process.stdin, output: process.stdout })
+          const answer = await rl.question(`Drop every entry of namespace '${a.namespace}' on ${redacted(where)}, in every process? [y/N] `)
+          rl.close()
+          if (!['y', 'yes'].includes(answer.trim().toLowerCase())) {
+            console.error('stratacache clear: left as it was')
+            return 1
+          }
+        }
+        await cache.clear()
+        out('cleared\n')
+        return 0
+      }
+      case 'warm': {
+        const n = await warmFunction(positionals[0])(cache)
+        out(`warmed${Number.isInteger(n) ? ` ${n} key(s)` : ''}\n`)
+        return 0
+      }
+    }
+    throw new Error(`unreachable: ${name}`)
+  } finally {
+    await cache.close()
+  }
+}
+
 async function main(argv) {
   const [command, ...rest] = argv
-  if (command !== 'listen') {
+  if (command !== 'listen' && !VERBS.includes(command)) {
     console.error(USAGE)
     return 2
   }
   try {
+    if (command !== 'listen') return await verb(command, rest)
     await listen(rest)
     return 0
   } catch (e) {
     // Bad flags or values: a message and status 2, never a stack trace.
     if (e instanceof StrataCacheError || (e && typeof e.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS'))) {
-      console.error(`stratacache listen: ${e.message}`)
+      console.error(`stratacache ${command}: ${e.message}`)
       return 2
     }
     throw e

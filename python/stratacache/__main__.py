@@ -7,12 +7,20 @@ from any of: the PostgreSQL change feed, NATS JetStream, RabbitMQ::
         --redis redis://127.0.0.1:6379 --namespace shop \\
         --table products --table 'categories=category:{id},catalog' \\
         --nats nats://127.0.0.1:4222 --amqp amqp://guest:guest@127.0.0.1:5672/%2f
+
+The operator verbs, on ``--redis URL`` (or ``--cluster URL`` repeated) and
+``--namespace NS``, with the signing key from ``$STRATACACHE_SIGNING_KEY``::
+
+    python -m stratacache doctor --redis rediss://cache:6380 --namespace shop
+    python -m stratacache stats | get KEY | delete KEY | invalidate-tags TAG... | clear [--yes]
+    python -m stratacache warm myapp.cache:warm    # calls warm(cache)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -21,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import Cache, ConfigError, _native
+from ._cli import add_verb_parsers, run_verb
 from .feed import EventListener, PgListener, TableRule, listen_nats, listen_rabbitmq
 
 
@@ -221,8 +230,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     ls.add_argument("--redis", default=None, help="Redis URL of the fleet (omit: this process only)")
     ls.add_argument("--namespace", default=None, help="the cache namespace to invalidate in (default: default)")
     add_listen_arguments(ls)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--redis", default=None, help="Redis URL (omit: an empty in-process cache)")
+    where.add_argument("--cluster", action="append", default=None, help="a Redis Cluster seed URL (repeatable)")
+    where.add_argument("--namespace", default="default", help="the cache namespace (default: default)")
+    add_verb_parsers(_WithParent(sub, where))
     args = p.parse_args(argv)
-    return _listen(args)
+    if args.command == "listen":
+        return _listen(args)
+    args.verb = args.command
+    key = os.environ.get("STRATACACHE_SIGNING_KEY") or None
+    try:
+        cache = Cache(redis_url=args.redis, cluster=args.cluster, namespace=args.namespace, signing_key=key)
+    except ConfigError as e:
+        print(f"stratacache {args.command}: {e}", file=sys.stderr)
+        return 2
+    try:
+        shown = args.redis or ",".join(args.cluster or []) or "this process"
+        return run_verb(args, cache, cache, f"namespace {args.namespace!r} on {_redacted(shown)}")
+    finally:
+        cache.close()
+
+
+def _redacted(url: str) -> str:
+    """A URL without its password, for a question on the terminal."""
+    scheme, sep, rest = url.partition("://")
+    auth, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{auth.partition(':')[0] + ':***@' if at else ''}{host}" if sep else url
+
+
+class _WithParent:
+    """An ``add_subparsers()`` object whose parsers all take ``parent``'s flags."""
+
+    def __init__(self, sub: Any, parent: argparse.ArgumentParser) -> None:
+        self._sub, self._parent = sub, parent
+
+    def add_parser(self, name: str, **kw: Any) -> argparse.ArgumentParser:
+        return self._sub.add_parser(name, parents=[self._parent], **kw)  # type: ignore[no-any-return]
 
 
 if __name__ == "__main__":

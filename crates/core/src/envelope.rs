@@ -185,6 +185,11 @@ pub struct Codec {
     mac: Option<Arc<Hmac<Sha256>>>,
 }
 
+/// Whether `buf` is an envelope carrying a signature (checked or not).
+pub(crate) fn is_signed(buf: &[u8]) -> bool {
+    buf.first() == Some(&MAGIC) && buf.get(2).is_some_and(|f| f & FLAG_SIGNED != 0)
+}
+
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Codec")
@@ -277,6 +282,11 @@ impl Codec {
             out.put_slice(&mac.finalize().into_bytes());
         }
         out.freeze()
+    }
+
+    /// Whether this codec signs what it encodes (and checks what it reads).
+    pub fn signs(&self) -> bool {
+        self.mac.is_some()
     }
 
     /// Decode bytes read from Redis into a trusted entry.

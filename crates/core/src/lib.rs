@@ -45,6 +45,7 @@ mod cache;
 pub mod clock;
 mod config;
 mod deps;
+pub mod doctor;
 mod engine;
 pub mod envelope;
 mod error;

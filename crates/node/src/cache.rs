@@ -406,6 +406,21 @@ impl NativeCache {
         poll_ready(self.inner.metrics_text())
     }
 
+    /// The set-up checks (`stratacache doctor`): `[text, exitCode]`, the
+    /// text JSON when `json`.
+    #[napi(ts_return_type = "Promise<[string, number]>")]
+    pub async fn doctor(&self, json: bool) -> Result<(String, i32)> {
+        let r = self.inner.doctor().await;
+        Ok((if json { r.json() } else { r.text() }, r.exit_code()))
+    }
+
+    /// The namespace's records in Redis by kind (`stratacache stats`).
+    #[napi]
+    pub async fn census(&self, json: bool) -> Result<String> {
+        let c = self.inner.census().await.map_err(js_err)?;
+        Ok(if json { c.json() } else { c.text() })
+    }
+
     /// Resolves once the queued edge purges are sent or given up (`true`),
     /// or after `timeout_ms` (`false`).
     #[napi]

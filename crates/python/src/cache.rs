@@ -358,6 +358,20 @@ impl PyCache {
         run(py, self.inner.metrics_text())
     }
 
+    /// `(text, exit_code)` of the set-up checks (`stratacache doctor`);
+    /// `text` is JSON when `json`.
+    fn doctor(&self, py: Python<'_>, json: bool) -> (String, i32) {
+        let r = run(py, self.inner.doctor());
+        (if json { r.json() } else { r.text() }, r.exit_code())
+    }
+
+    /// The namespace's records in Redis by kind (`stratacache stats`), as
+    /// text or JSON.
+    fn census(&self, py: Python<'_>, json: bool) -> PyResult<String> {
+        let c = run(py, self.inner.census()).py(py)?;
+        Ok(if json { c.json() } else { c.text() })
+    }
+
     /// Wait (without the GIL) until the queued edge purges are sent or
     /// given up, at most `timeout` seconds: `True` when none are left.
     fn flush_edge_purges(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {

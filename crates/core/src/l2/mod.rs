@@ -73,6 +73,21 @@ pub(crate) enum Acquire {
     },
 }
 
+/// A node to send a command to: `None` is the standalone server (or
+/// whichever node the Cluster client picks), else a Cluster master's
+/// address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Node(pub(crate) Option<(String, u16)>);
+
+impl std::fmt::Display for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some((h, p)) => write!(f, "{h}:{p}"),
+            None => f.write_str("server"),
+        }
+    }
+}
+
 /// Outcome of `incr`.
 pub(crate) enum IncrOutcome {
     Missing,
@@ -119,6 +134,10 @@ impl L2 {
     /// Whether the circuit breaker currently keeps calls away from Redis.
     pub(crate) fn breaker_open(&self) -> bool {
         self.breaker.open_until.load(Ordering::Acquire) != 0
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     pub(crate) fn location(&self) -> &RedisLocation {
@@ -483,37 +502,11 @@ impl L2 {
     /// Remove every key matching `pattern` (this namespace's records only).
     /// Returns how many were removed.
     pub(crate) async fn clear(&self, namespace: &str, pattern: &str) -> Result<u64> {
-        let mut conn = self.conn()?;
-        let nodes: Vec<Option<(String, u16)>> = match &conn {
-            Conn::Single(_) => vec![None],
-            Conn::Cluster(_) => self
-                .masters(&mut conn)
-                .await?
-                .into_iter()
-                .map(Some)
-                .collect(),
-        };
         let mut removed = 0u64;
-        for node in nodes {
+        for node in self.scan_nodes().await? {
             let mut cursor: u64 = 0;
             loop {
-                let mut scan = redis::cmd("SCAN");
-                scan.arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(1000);
-                let (next, keys): (u64, Vec<Vec<u8>>) = match (&node, &mut conn) {
-                    (Some((host, port)), Conn::Cluster(cc)) => {
-                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                            host: host.clone(),
-                            port: *port,
-                        });
-                        let v = self.timed(cc.route_command(scan, routing)).await?;
-                        redis::from_redis_value(v).map_err(|e| Error::L2(e.to_string()))?
-                    }
-                    _ => self.query(&scan).await?,
-                };
+                let (next, keys) = self.scan_page(&node, cursor, pattern).await?;
                 let keys: Vec<Vec<u8>> = keys
                     .into_iter()
                     .filter(|k| !crate::key::is_version_key(namespace, k))
@@ -532,6 +525,58 @@ impl L2 {
             }
         }
         Ok(removed)
+    }
+
+    /// The nodes a `SCAN` must visit: the one server, or every Cluster
+    /// master.
+    pub(crate) async fn scan_nodes(&self) -> Result<Vec<Node>> {
+        let mut conn = self.conn()?;
+        Ok(match &conn {
+            Conn::Single(_) => vec![Node(None)],
+            Conn::Cluster(_) => self
+                .masters(&mut conn)
+                .await?
+                .into_iter()
+                .map(|a| Node(Some(a)))
+                .collect(),
+        })
+    }
+
+    /// One `SCAN` step on `node`: the next cursor (0: done) and the keys.
+    pub(crate) async fn scan_page(
+        &self,
+        node: &Node,
+        cursor: u64,
+        pattern: &str,
+    ) -> Result<(u64, Vec<Vec<u8>>)> {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        self.on_node(node, &scan).await
+    }
+
+    /// Run an administrative command (INFO, TIME, CLUSTER INFO, PUBSUB) on
+    /// `node`: the server itself, or one Cluster master.
+    pub(crate) async fn on_node<T: redis::FromRedisValue>(
+        &self,
+        node: &Node,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        let mut conn = self.conn()?;
+        match (&node.0, &mut conn) {
+            (Some((host, port)), Conn::Cluster(cc)) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let v = self.timed(cc.route_command(cmd.clone(), routing)).await?;
+                redis::from_redis_value(v).map_err(|e| Error::L2(e.to_string()))
+            }
+            _ => self.query(cmd).await,
+        }
     }
 
     async fn unlink(&self, key: &[u8]) -> Result<i64> {

@@ -87,7 +87,7 @@ pub async fn raw_cluster() -> redis::cluster_async::ClusterConnection {
 }
 
 /// Which Redis a scenario runs against.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
     Standalone,
     Cluster,
