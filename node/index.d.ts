@@ -167,8 +167,12 @@ export interface SetOptions {
 
 export interface GetOrSetOptions<T> extends Policy {
   key: string
-  /** Produces the value; return `new NoCache(v)` to hand `v` out uncached. */
-  factory: () => T | NoCache<T> | Promise<T | NoCache<T>>
+  /**
+   * Produces the value; return `new NoCache(v)` to hand `v` out uncached,
+   * or `new Loaded(v, { ttl, grace, tags })` to choose the entry's TTL,
+   * grace and extra tags from what was loaded.
+   */
+  factory: () => T | NoCache<T> | Loaded<T> | Promise<T | NoCache<T> | Loaded<T>>
   ttl?: Ttl
   tags?: string[]
 }
@@ -192,6 +196,16 @@ export interface WarmOptions<T> {
   grace?: Ttl
   /** Reload even fresh keys. */
   force?: boolean
+}
+
+/**
+ * A factory result with the loader's own choices (adaptive caching): a
+ * given `ttl` or `grace` replaces the caller's (`ttl: 0`: hand the value
+ * out, do not store it); `tags` are added to the caller's.
+ */
+export declare class Loaded<T = unknown> {
+  constructor(value: T, options?: { ttl?: Ttl; grace?: Ttl; tags?: string[] })
+  readonly value: T
 }
 
 /** A factory result handed to callers but not cached. */

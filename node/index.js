@@ -11,7 +11,7 @@ const reader = require('./reader.js')
 const { readOver, readThrough, readManyOver } = require('./jsreads.js')
 const { Format, JSON_FORMATS, V8_FORMATS, serializers, encode, decode } = require('./values.js')
 const { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy, checkMany, checkFragment } = require('./policy.js')
-const { NoCache, native, registerLoaderError, settle, lead, fill, loadManyThrough } = require('./loader.js')
+const { Loaded, NoCache, native, registerLoaderError, settle, lead, fill, loadManyThrough } = require('./loader.js')
 
 const { L2_CODES, InvalidValueError, CacheClosedError, ConfigError } =
   errors
@@ -589,6 +589,7 @@ class Cache extends EventEmitter {
 
 module.exports = {
   Cache,
+  Loaded,
   NoCache,
   metricsText,
   Format,

@@ -3,6 +3,7 @@ import cjs from './index.js'
 
 export const {
   Cache,
+  Loaded,
   NoCache,
   Format,
   metricsText,

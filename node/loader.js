@@ -7,6 +7,7 @@
 const { fromNative } = require('./errors.js')
 const { encode, decode } = require('./values.js')
 const { tracked } = require('./deps.js')
+const { parseTtl } = require('./policy.js')
 
 // Errors thrown by factories, kept briefly so every caller coalesced onto a
 // failed load is rejected with the very same error object.
@@ -32,6 +33,24 @@ function native(err) {
 class NoCache {
   constructor(value) {
     this.value = value
+  }
+}
+
+/**
+ * Return `new Loaded(value, { ttl, grace, tags })` from a factory to choose
+ * the entry's lifetime and tags from what was loaded (adaptive caching): a
+ * given `ttl` or `grace` (ms) replaces the caller's (`ttl: 0`: hand the
+ * value out, do not store it); `tags` are added to the caller's.
+ */
+class Loaded {
+  /**
+   * @param {unknown} value
+   * @param {{ ttl?: number | string, grace?: number | string, tags?: string[] }} [options]
+   */
+  constructor(value, { ttl, grace, tags } = {}) {
+    if (typeof tags === 'string') throw new TypeError('Loaded: tags is an array of tag names, not one string')
+    this.value = value
+    this.options = { ttl: parseTtl(ttl), grace: parseTtl(grace, 'grace'), tags }
   }
 }
 
@@ -86,7 +105,8 @@ async function settle(lease, factory, write, serializer) {
     return { [kStale]: stale }
   }
   const uncached = value instanceof NoCache
-  const out = uncached ? value.value : value
+  const adapt = value instanceof Loaded ? value.options : undefined
+  const out = uncached || adapt ? value.value : value
   let data
   let format
   try {
@@ -97,7 +117,7 @@ async function settle(lease, factory, write, serializer) {
   }
   const kind = uncached ? UNCACHED : out == null ? NOTHING : VALUE
   try {
-    await lease.settle(kind, data, format, write.ttl, write.grace, write.tags, deps)
+    await lease.settle(kind, data, format, write.ttl, write.grace, write.tags, deps, adapt)
   } catch (e) {
     throw native(e)
   }
@@ -166,14 +186,19 @@ async function fill(leases, { factory, loadMany, ttl, grace, tags, loaded }, ser
         l.abandon(registerLoaderError(new Error(`loadMany left out ${l.key}`)), 'not loaded')
         return 0
       }
-      const [data, format] = encode(serializer, values.get(l.key))
-      if (loaded) loaded.set(l.key, values.get(l.key))
+      // A `Loaded` value brings its own options; a `NoCache` one is not stored.
+      const v = values.get(l.key)
+      const adapt = v instanceof Loaded ? v.options : undefined
+      const uncached = v instanceof NoCache
+      const out = adapt || uncached ? v.value : v
+      const [data, format] = encode(serializer, out)
+      if (loaded) loaded.set(l.key, out)
       try {
-        await l.complete(data, format, ttl, grace, tags, deps)
+        await l.settle(uncached ? UNCACHED : VALUE, data, format, ttl, grace, tags, deps, adapt)
       } catch (e) {
         throw native(e)
       }
-      return 1
+      return uncached || (adapt && adapt.ttl !== undefined && adapt.ttl <= 0) ? 0 : 1
     }),
   )
   return done.reduce((a, b) => a + b, 0)
@@ -211,4 +236,4 @@ async function loadManyThrough(found, wanted, { loadMany, ttl, tags }, serialize
   return new Map(wanted.filter((k) => out.has(k)).map((k) => [k, out.get(k)]))
 }
 
-module.exports = { NoCache, native, registerLoaderError, settle, lead, fill, loadManyThrough }
+module.exports = { Loaded, NoCache, native, registerLoaderError, settle, lead, fill, loadManyThrough }

@@ -11,7 +11,7 @@ Django: ``"BACKEND": "stratacache.django.StrataCache"`` (see ``stratacache.djang
 from typing import Any
 
 from . import _native
-from ._loading import NoCache, Policy
+from ._loading import Loaded, NoCache, Policy
 from .client import DEFAULT, Cache, Ttl
 from .exceptions import (
     CacheClosedError,
@@ -58,6 +58,7 @@ __all__ = [
     "InvalidValueError",
     "KeyNotFoundError",
     "LeaseDroppedError",
+    "Loaded",
     "LoaderError",
     "LoaderTimeoutError",
     "NoCache",

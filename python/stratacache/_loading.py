@@ -28,7 +28,7 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, Callable, Final, Generic, Literal, TypeVar
@@ -127,6 +127,35 @@ class NoCache(Generic[T]):
         return f"NoCache({self.value!r})"
 
 
+class Loaded(Generic[T]):
+    """Return ``Loaded(value, ttl=..., grace=..., tags=[...])`` from a
+    loader to choose the entry's lifetime and tags from what was loaded
+    (adaptive caching): a given ``ttl`` or ``grace`` (seconds) replaces the
+    caller's (``ttl=0``: hand the value out, do not store it); ``tags`` are
+    added to the caller's."""
+
+    __slots__ = ("grace", "tags", "ttl", "value")
+
+    def __init__(
+        self, value: T, *, ttl: float | None = None, grace: float | None = None, tags: Iterable[str] = ()
+    ) -> None:
+        if isinstance(tags, str):
+            raise TypeError("Loaded(tags=...) takes a list of tag names, not one string")
+        self.value = value
+        self.ttl = ttl
+        self.grace = grace
+        self.tags = list(tags)
+
+    def _adapt(self) -> tuple[float | None, float | None, list[str] | None]:
+        return (self.ttl, self.grace, self.tags or None)
+
+    def __repr__(self) -> str:
+        return f"Loaded({self.value!r}, ttl={self.ttl!r}, grace={self.grace!r}, tags={self.tags!r})"
+
+
+Adapt = tuple[float | None, float | None, list[str] | None]
+
+
 @dataclasses.dataclass(frozen=True)
 class Policy:
     """How ``get_or_set`` reads through. Every field is optional.
@@ -206,14 +235,18 @@ def _replace(policy: Policy, changes: tuple[tuple[str, Any], ...]) -> Policy:
     return dataclasses.replace(policy, **dict(changes))
 
 
-def _outcome(value: Any, dumps: Dumps) -> tuple[int, Any, bytes, int]:
+def _outcome(value: Any, dumps: Dumps) -> tuple[int, Any, bytes, int, Adapt | None]:
     """What the loader did, for the core to settle: ``(kind, answer,
-    data, format)``; the core applies ``none_ttl``."""
+    data, format, adapt)``; the core applies ``none_ttl`` and a
+    :class:`Loaded`'s choices."""
     if isinstance(value, NoCache):
         data, fmt = dumps(value.value)
-        return _native.UNCACHED, value.value, data, fmt
+        return _native.UNCACHED, value.value, data, fmt, None
+    adapt = None
+    if isinstance(value, Loaded):
+        adapt, value = value._adapt(), value.value
     data, fmt = dumps(value)
-    return (_native.NOTHING if value is None else _native.VALUE), value, data, fmt
+    return (_native.NOTHING if value is None else _native.VALUE), value, data, fmt, adapt
 
 
 class _Stale:
@@ -240,8 +273,8 @@ def _load_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl: float
         lease.abandon(e)
         raise
     try:
-        kind, answer, data, fmt = _outcome(value, dumps)
-        lease.settle(kind, data, fmt, ttl, policy.grace, list(policy.tags) or None, deps)
+        kind, answer, data, fmt, adapt = _outcome(value, dumps)
+        lease.settle(kind, data, fmt, ttl, policy.grace, list(policy.tags) or None, deps, adapt)
         return answer
     except BaseException as e:
         # Unserializable value (or a closed cache): nothing stored, and the
@@ -263,8 +296,8 @@ async def _aload_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl
         lease.abandon(e)
         raise
     try:
-        kind, answer, data, fmt = _outcome(value, dumps)
-        await lease.asettle(kind, data, fmt, ttl, policy.grace, list(policy.tags) or None, deps)
+        kind, answer, data, fmt, adapt = _outcome(value, dumps)
+        await lease.asettle(kind, data, fmt, ttl, policy.grace, list(policy.tags) or None, deps, adapt)
         return answer
     except BaseException as e:
         _abandon_quietly(lease, e)
@@ -465,12 +498,14 @@ def warm(
     deps = _scope(leases[0])
     try:
         values = _call_tracked(lambda: load_many([lease.key for lease in leases]), deps)
-        items = _warm_items(leases, values, dumps)
+        items, singles = _warm_items(leases, values, dumps)
     except BaseException as e:
         for lease in leases:
             _abandon_quietly(lease, e)
         raise
-    return n.complete_many(items, ttl, grace, deps)
+    for lease, kind, data, fmt, adapt in singles:
+        lease.settle(kind, data, fmt, ttl, grace, None, deps, adapt)
+    return n.complete_many(items, ttl, grace, deps) + _stored(singles)
 
 
 async def awarm(
@@ -488,12 +523,14 @@ async def awarm(
     deps = _scope(leases[0])
     try:
         values = await _acall_tracked(lambda: load_many([lease.key for lease in leases]), deps)
-        items = _warm_items(leases, values, dumps)
+        items, singles = _warm_items(leases, values, dumps)
     except BaseException as e:
         for lease in leases:
             _abandon_quietly(lease, e)
         raise
-    return await n.acomplete_many(items, ttl, grace, deps)
+    for lease, kind, data, fmt, adapt in singles:
+        await lease.asettle(kind, data, fmt, ttl, grace, None, deps, adapt)
+    return await n.acomplete_many(items, ttl, grace, deps) + _stored(singles)
 
 
 def load_many_through(
@@ -515,11 +552,13 @@ def load_many_through(
         deps = _scope(leases[0])
         try:
             values = _call_tracked(lambda: load_many([lease.key for lease in leases]), deps)
-            items = _warm_items(leases, values, dumps)
+            items, singles = _warm_items(leases, values, dumps)
         except BaseException as e:
             for lease in leases:
                 _abandon_quietly(lease, e)
             raise
+        for lease, kind, data, fmt, adapt in singles:
+            lease.settle(kind, data, fmt, ttl, 0.0, tags, deps, adapt)
         n.complete_many(items, ttl, 0.0, deps, tags)
         out.update(_loaded(leases, values))
     for k in busy:
@@ -543,11 +582,13 @@ async def aload_many_through(
         deps = _scope(leases[0])
         try:
             values = await _acall_tracked(lambda: load_many([lease.key for lease in leases]), deps)
-            items = _warm_items(leases, values, dumps)
+            items, singles = _warm_items(leases, values, dumps)
         except BaseException as e:
             for lease in leases:
                 _abandon_quietly(lease, e)
             raise
+        for lease, kind, data, fmt, adapt in singles:
+            await lease.asettle(kind, data, fmt, ttl, 0.0, tags, deps, adapt)
         await n.acomplete_many(items, ttl, 0.0, deps, tags)
         out.update(_loaded(leases, values))
     for k in busy:
@@ -577,7 +618,7 @@ def _sorted_many(
 
 
 def _loaded(leases: list[_native.Lease], values: Any) -> dict[str, Any]:
-    return {lease.key: values[lease.key] for lease in leases if lease.key in values}
+    return {lease.key: _plain(values[lease.key]) for lease in leases if lease.key in values}
 
 
 def _in_order(keys: list[str], out: dict[str, Any]) -> dict[str, Any]:
@@ -585,16 +626,43 @@ def _in_order(keys: list[str], out: dict[str, Any]) -> dict[str, Any]:
     return {k: out[k] for k in keys if k in out and out[k] is not _LEFT_OUT}
 
 
-def _warm_items(leases: list[_native.Lease], values: Any, dumps: Dumps) -> list[tuple[_native.Lease, bytes, int]]:
-    """Pair leases with their loaded values; keys the loader left out are
-    released uncached (their waiters load them)."""
+#: A lease whose value settles alone: a ``Loaded`` or ``NoCache`` value,
+#: as ``(lease, kind, data, format, adapt)``.
+_Single = tuple[_native.Lease, int, bytes, int, "Adapt | None"]
+
+
+def _warm_items(
+    leases: list[_native.Lease], values: Any, dumps: Dumps
+) -> tuple[list[tuple[_native.Lease, bytes, int]], list[_Single]]:
+    """Pair leases with their loaded values: plain values to complete
+    together, ``Loaded`` / ``NoCache`` ones to settle alone (their own
+    options); keys the loader left out are released uncached (their
+    waiters load them)."""
     items = []
+    singles: list[_Single] = []
     for lease in leases:
-        if lease.key in values:
-            items.append((lease, *dumps(values[lease.key])))
-        else:
+        if lease.key not in values:
             _abandon_quietly(lease, KeyError(lease.key))
-    return items
+            continue
+        v = values[lease.key]
+        if isinstance(v, (Loaded, NoCache)):
+            kind, _, data, fmt, adapt = _outcome(v, dumps)
+            singles.append((lease, kind, data, fmt, adapt))
+        else:
+            items.append((lease, *dumps(v)))
+    return items, singles
+
+
+def _stored(singles: list[_Single]) -> int:
+    """How many of ``singles`` are stored (not NoCache, not ``ttl=0``)."""
+    return sum(
+        1 for _, kind, _, _, a in singles if kind != _native.UNCACHED and not (a and a[0] is not None and a[0] <= 0)
+    )
+
+
+def _plain(v: Any) -> Any:
+    """A loaded value without its ``Loaded`` / ``NoCache`` wrapper."""
+    return v.value if isinstance(v, (Loaded, NoCache)) else v
 
 
 def _abandon_quietly(lease: _native.Lease, e: BaseException) -> None:

@@ -197,6 +197,7 @@ class Lease:
         grace: float = 0.0,
         tags: list[str] | None = None,
         deps: Deps | None = None,
+        adapt: tuple[float | None, float | None, list[str] | None] | None = None,
     ) -> None: ...
     def asettle(
         self,
@@ -207,6 +208,7 @@ class Lease:
         grace: float = 0.0,
         tags: list[str] | None = None,
         deps: Deps | None = None,
+        adapt: tuple[float | None, float | None, list[str] | None] | None = None,
     ) -> Awaitable[None]: ...
     def abandon(self, exc: BaseException) -> None: ...
     def fail(self, exc: BaseException) -> _Value | None: ...

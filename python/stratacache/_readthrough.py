@@ -12,6 +12,7 @@ from ._args import DEFAULT, Ttl, _load_many, _native_ttl
 from ._loading import (
     _LEFT_OUT,
     Decoding,
+    Loaded,
     NoCache,
     Policy,
     aload_many_through,
@@ -43,7 +44,7 @@ class ReadThrough:
     def get_or_set(
         self,
         key: str,
-        loader: Callable[[], NoCache[T]],
+        loader: Callable[[], NoCache[T] | Loaded[T]],
         ttl: Ttl = ...,
         *,
         grace: float | None = ...,
@@ -63,7 +64,7 @@ class ReadThrough:
     def get_or_set(
         self,
         key: str,
-        loader: Callable[[], T | NoCache[T]],
+        loader: Callable[[], T | NoCache[T] | Loaded[T]],
         ttl: Ttl = ...,
         *,
         grace: float | None = ...,
@@ -220,7 +221,7 @@ class ReadThrough:
     async def aget_or_set(
         self,
         key: str,
-        loader: Callable[[], Awaitable[NoCache[T]]],
+        loader: Callable[[], Awaitable[NoCache[T] | Loaded[T]]],
         ttl: Ttl = ...,
         *,
         grace: float | None = ...,
@@ -240,7 +241,7 @@ class ReadThrough:
     async def aget_or_set(
         self,
         key: str,
-        loader: Callable[[], Awaitable[T | NoCache[T]]],
+        loader: Callable[[], Awaitable[T | NoCache[T] | Loaded[T]]],
         ttl: Ttl = ...,
         *,
         grace: float | None = ...,
@@ -260,7 +261,7 @@ class ReadThrough:
     async def aget_or_set(
         self,
         key: str,
-        loader: Callable[[], NoCache[T]],
+        loader: Callable[[], NoCache[T] | Loaded[T]],
         ttl: Ttl = ...,
         *,
         grace: float | None = ...,
@@ -280,7 +281,7 @@ class ReadThrough:
     async def aget_or_set(
         self,
         key: str,
-        loader: Callable[[], T | NoCache[T]],
+        loader: Callable[[], T | NoCache[T] | Loaded[T]],
         ttl: Ttl = ...,
         *,
         grace: float | None = ...,

@@ -39,6 +39,9 @@ class _Db:
     def load_user(self, uid: int) -> dict[str, Any]:
         return {"id": uid, "name": "Ada"}
 
+    def load_order(self, oid: int) -> dict[str, Any]:
+        return {"id": oid, "status": "pending", "customer": 3}
+
     def load_products(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         return {i: {"id": i} for i in ids}
 
@@ -267,7 +270,10 @@ import Fastify from 'fastify'
 import { Cache as ReadmeCache } from 'stratacache'
 
 const id = 7
-const db = { user: async (n: number) => ({ id: n, name: 'Ada' }) }
+const db = {
+  user: async (n: number) => ({ id: n, name: 'Ada' }),
+  order: async (n: number) => ({ id: n, status: 'pending', customer: 3 }),
+}
 const app = express()
 const fastify = Fastify()
 const handler: any = (_req: unknown, res: { json?: (v: unknown) => void }) =>

@@ -396,6 +396,11 @@ impl Lease {
 
     async fn settle_inner(self, outcome: LoadOutcome, opts: &WriteOptions) -> Result<Settled> {
         match outcome {
+            // A zero TTL (a loader's adaptive "not this one"): handed out,
+            // not stored.
+            LoadOutcome::Value(b) | LoadOutcome::Nothing(b) if opts.stores_nothing() => {
+                self.complete_uncached(b, opts).await.map(Settled::Loaded)
+            }
             LoadOutcome::Value(b) => self.complete(b, opts).await.map(Settled::Loaded),
             LoadOutcome::Nothing(b) => match self.terms.none_ttl {
                 Some(Ttl::After(d)) if d.is_zero() => {

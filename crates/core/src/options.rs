@@ -68,6 +68,39 @@ impl WriteOptions {
         self.deps = Some(deps);
         self
     }
+
+    /// Adaptive caching: the loader's own choices for the entry it built,
+    /// made from what it loaded (Python's `Loaded(value, ttl=..., ...)`,
+    /// JS's `new Loaded(value, {...})`). A given `ttl` or `grace` replaces
+    /// the caller's (a zero TTL: hand the value out, do not store it);
+    /// `tags` are added to the caller's. Tags are checked as a write's are.
+    pub fn adapt(
+        &mut self,
+        ttl: Option<Ttl>,
+        grace: Option<Duration>,
+        tags: Vec<String>,
+    ) -> crate::Result<()> {
+        for t in &tags {
+            crate::key::validate_tag(t)?;
+        }
+        if let Some(ttl) = ttl {
+            self.ttl = ttl;
+        }
+        if let Some(grace) = grace {
+            self.grace = grace;
+        }
+        for t in tags {
+            if !self.tags.contains(&t) {
+                self.tags.push(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether these options say "do not store" (a zero TTL).
+    pub(crate) fn stores_nothing(&self) -> bool {
+        self.ttl == Ttl::After(Duration::ZERO)
+    }
 }
 
 /// What a caller does when its wait for another caller's load (in this

@@ -9,9 +9,19 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use stratacache::{LoadClock, LoadOutcome};
 
-use crate::convert::{NativeValue, value, write_opts};
+use crate::convert::{NativeValue, ms, ttl_of, value, write_opts};
 use crate::deps::NativeDeps;
 use crate::error::{JsLoaderError, invalid, js_err};
+
+/// A factory's `new Loaded(value, { ttl, grace, tags })`: its own choices
+/// for the entry (milliseconds), applied by the core's
+/// `WriteOptions::adapt`.
+#[napi(object)]
+pub struct NativeAdapt {
+    pub ttl: Option<f64>,
+    pub grace: Option<f64>,
+    pub tags: Option<Vec<String>>,
+}
 
 /// What the factory did, as `settle`'s first argument.
 const VALUE: u32 = 0;
@@ -91,9 +101,16 @@ impl NativeLease {
         grace_ms: Option<f64>,
         tags: Option<Vec<String>>,
         deps: Option<&NativeDeps>,
+        adapt: Option<NativeAdapt>,
     ) -> Result<PromiseRaw<'env, ()>> {
         let mut o = write_opts(format, ttl_ms, grace_ms, tags)?;
         o.deps = deps.map(|d| d.inner.clone());
+        if let Some(a) = adapt {
+            let ttl = a.ttl.map(|t| ttl_of(Some(t))).transpose()?;
+            let grace = a.grace.map(|g| ms("grace", g)).transpose()?;
+            o.adapt(ttl, grace, a.tags.unwrap_or_default())
+                .map_err(js_err)?;
+        }
         let b = Bytes::from(data.to_vec());
         let out = match kind {
             VALUE => LoadOutcome::Value(b),
@@ -119,7 +136,7 @@ impl NativeLease {
         tags: Option<Vec<String>>,
         deps: Option<&NativeDeps>,
     ) -> Result<PromiseRaw<'env, ()>> {
-        self.settle(env, VALUE, data, format, ttl_ms, grace_ms, tags, deps)
+        self.settle(env, VALUE, data, format, ttl_ms, grace_ms, tags, deps, None)
     }
 
     /// Fail the load: every caller waiting on this key is rejected with the

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use stratacache::{Cache, LoadClock, LoadOutcome, Lookup, Settled, WriteOptions};
 
-use crate::convert::{Value, opts, value, value_attached};
+use crate::convert::{Value, opts, secs, ttl_of, value, value_attached};
 use crate::deps::PyDeps;
 use crate::errors::{IntoPyResult, PyLoaderError, py_err};
 use crate::runtime::{awaitable, run};
@@ -23,6 +23,21 @@ pub(crate) const UNCACHED: u8 = 2;
 fn with_deps(mut o: WriteOptions, deps: Option<PyRef<'_, PyDeps>>) -> WriteOptions {
     o.deps = crate::deps::of(deps);
     o
+}
+
+/// A loader's `Loaded(value, ttl=, grace=, tags=)`: `(ttl, grace, tags)`,
+/// each `None` when not given.
+pub(crate) type Adapt = (Option<f64>, Option<f64>, Option<Vec<String>>);
+
+/// Apply a loader's own choices (the core's [`WriteOptions::adapt`]).
+pub(crate) fn adapted(mut o: WriteOptions, adapt: Option<Adapt>) -> PyResult<WriteOptions> {
+    if let Some((ttl, grace, tags)) = adapt {
+        let ttl = ttl.map(|t| ttl_of(Some(t))).transpose()?;
+        let grace = grace.map(|g| secs("grace", g)).transpose()?;
+        o.adapt(ttl, grace, tags.unwrap_or_default())
+            .map_err(py_err)?;
+    }
+    Ok(o)
 }
 
 fn outcome(kind: u8, data: &[u8]) -> PyResult<LoadOutcome> {
@@ -98,7 +113,8 @@ impl PyLease {
     /// `None`, `UNCACHED`: a `NoCache`); the core applies `none_ttl`.
     /// `deps`: what the loader read (its collector), recorded with the
     /// value.
-    #[pyo3(signature = (kind, data, format, ttl = None, grace = 0.0, tags = None, deps = None))]
+    /// `adapt`: the loader's `Loaded` choices, `(ttl, grace, tags)`.
+    #[pyo3(signature = (kind, data, format, ttl = None, grace = 0.0, tags = None, deps = None, adapt = None))]
     #[allow(clippy::too_many_arguments)]
     fn settle(
         &self,
@@ -110,14 +126,15 @@ impl PyLease {
         grace: f64,
         tags: Option<Vec<String>>,
         deps: Option<PyRef<'_, PyDeps>>,
+        adapt: Option<Adapt>,
     ) -> PyResult<()> {
-        let o = with_deps(opts(format, ttl, grace, tags)?, deps);
+        let o = adapted(with_deps(opts(format, ttl, grace, tags)?, deps), adapt)?;
         let out = outcome(kind, data)?;
         let lease = self.take()?;
         run(py, lease.settle(out, &o)).py(py).map(|_| ())
     }
 
-    #[pyo3(signature = (kind, data, format, ttl = None, grace = 0.0, tags = None, deps = None))]
+    #[pyo3(signature = (kind, data, format, ttl = None, grace = 0.0, tags = None, deps = None, adapt = None))]
     #[allow(clippy::too_many_arguments)]
     fn asettle<'py>(
         &self,
@@ -129,8 +146,9 @@ impl PyLease {
         grace: f64,
         tags: Option<Vec<String>>,
         deps: Option<PyRef<'py, PyDeps>>,
+        adapt: Option<Adapt>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let o = with_deps(opts(format, ttl, grace, tags)?, deps);
+        let o = adapted(with_deps(opts(format, ttl, grace, tags)?, deps), adapt)?;
         let out = outcome(kind, data)?;
         let lease = self.take()?;
         awaitable(py, async move {
@@ -152,7 +170,7 @@ impl PyLease {
         tags: Option<Vec<String>>,
         deps: Option<PyRef<'_, PyDeps>>,
     ) -> PyResult<()> {
-        self.settle(py, VALUE, data, format, ttl, grace, tags, deps)
+        self.settle(py, VALUE, data, format, ttl, grace, tags, deps, None)
     }
 
     #[pyo3(signature = (data, format, ttl = None, grace = 0.0, tags = None, deps = None))]
@@ -167,7 +185,7 @@ impl PyLease {
         tags: Option<Vec<String>>,
         deps: Option<PyRef<'py, PyDeps>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.asettle(py, VALUE, data, format, ttl, grace, tags, deps)
+        self.asettle(py, VALUE, data, format, ttl, grace, tags, deps, None)
     }
 
     /// Fail the load: every caller waiting on this key gets `exc`.
