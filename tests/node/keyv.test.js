@@ -9,7 +9,7 @@ const { KeyvStratacache } = require('../../node/keyv.js')
 const { CONFIGS, unique } = require('./helpers.js')
 
 const suiteDir = path.join(__dirname, 'keyv-suite', 'node_modules')
-const { keyvApiTests, keyvValueTests, keyvNamespaceTest: keyvNamespaceTests } = require(path.join(suiteDir, "@keyv/test-suite"))
+const { keyvApiTests, keyvValueTests, keyvNamespaceTest: keyvNamespaceTests, keyvIteratorTests } = require(path.join(suiteDir, '@keyv/test-suite'))
 const { Keyv } = require(path.join(suiteDir, 'keyv'))
 
 // The suite is written against vitest's API; this maps the part it uses
@@ -72,6 +72,30 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
   keyvApiTests(vitestShim(`keyv suite (${name}) api`), Keyv, store)
   keyvValueTests(vitestShim(`keyv suite (${name}) values`), Keyv, store)
   keyvNamespaceTests(vitestShim(`keyv suite (${name}) namespaces`), Keyv, store)
+  keyvIteratorTests(vitestShim(`keyv suite (${name}) iterator`), Keyv, store)
+
+  test(`keyv iterator (${name}): keys stored under their hash come back, values unchanged`, async () => {
+    const keyv = new Keyv({ store: new KeyvStratacache({ namespace: unique(`keyv-it-${name}`), opTimeout: 5000, ...cfg }), namespace: 'it' })
+    const long = 'k'.repeat(300)
+    const want = new Map([
+      [long, 'long'],
+      ['{braced}', { a: [1, 2] }],
+      ['#hash', 'h'],
+      ['plain', ['an', 'array']],
+    ])
+    for (const [k, v] of want) await keyv.set(k, v)
+    assert.deepEqual(await keyv.get(long), 'long')
+    assert.deepEqual(await keyv.get('{braced}'), { a: [1, 2] })
+    assert.deepEqual(await keyv.get('plain'), ['an', 'array'])
+    const seen = new Map()
+    for await (const [k, v] of keyv.iterator()) seen.set(k, v)
+    assert.deepEqual(seen, want)
+    await keyv.delete('{braced}')
+    const after = []
+    for await (const [k] of keyv.iterator()) after.push(k)
+    assert.deepEqual(after.sort(), ['#hash', long, 'plain'].sort())
+    await keyv.disconnect()
+  })
 }
 
 test('clear() of one Keyv namespace leaves the others alone, on Redis', async () => {

@@ -125,11 +125,37 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// `{<k>}` (or `{#<sha256 hex>}` for awkward names): a hash-tagged slot name.
-fn slot_name(name: &str) -> String {
-    let needs_hash = name.len() > MAX_PLAIN_KEY_BYTES
+/// Whether `name`'s Redis records are named by its hash (it is longer than
+/// [`MAX_PLAIN_KEY_BYTES`], starts with `#` or holds a brace): such a key
+/// cannot be read back from a `SCAN` of the namespace.
+pub fn is_hashed(name: &str) -> bool {
+    name.len() > MAX_PLAIN_KEY_BYTES
         || name.starts_with('#')
-        || name.bytes().any(|b| b == b'{' || b == b'}');
-    if needs_hash {
+        || name.bytes().any(|b| b == b'{' || b == b'}')
+}
+
+/// The caller's key of an entry record found by `SCAN` in `namespace`:
+/// `Some(Some(key))` for a plain name, `Some(None)` for a hashed one,
+/// `None` for any other record (tombstone, lease, tag, ...).
+pub(crate) fn entry_key_of(namespace: &str, redis_name: &[u8]) -> Option<Option<String>> {
+    let rest = std::str::from_utf8(redis_name)
+        .ok()?
+        .strip_prefix("sc:")?
+        .strip_prefix(namespace)?
+        .strip_prefix(":{")?
+        .strip_suffix('}')?;
+    if rest.contains(['{', '}']) {
+        return None;
+    }
+    Some(if rest.starts_with('#') {
+        None
+    } else {
+        Some(rest.to_owned())
+    })
+}
+
+fn slot_name(name: &str) -> String {
+    if is_hashed(name) {
         format!("{{#{}}}", hex(&Sha256::digest(name.as_bytes())))
     } else {
         format!("{{{name}}}")
@@ -191,6 +217,26 @@ pub fn validate_tag(t: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn entry_keys_read_back_from_names() {
+        use super::{entry_key_of, redis_keys};
+        for k in ["user:1", "a b", "ü", &"x".repeat(200)] {
+            let name = redis_keys("ns", k).value;
+            assert_eq!(
+                entry_key_of("ns", name.as_bytes()),
+                Some(Some(k.to_owned()))
+            );
+        }
+        for k in ["{x}", "#x", &"x".repeat(201)] {
+            let name = redis_keys("ns", k).value;
+            assert_eq!(entry_key_of("ns", name.as_bytes()), Some(None));
+        }
+        let rk = redis_keys("ns", "k");
+        assert_eq!(entry_key_of("ns", rk.tomb().as_bytes()), None);
+        assert_eq!(entry_key_of("ns", b"sc:ns:t:{k}"), None);
+        assert_eq!(entry_key_of("ns", b"sc:ns2:{k}"), None);
+    }
 
     #[test]
     fn fragment_keys_are_injective() {

@@ -211,6 +211,11 @@ impl L1 {
     }
 
     /// Drop everything and fence every in-progress fill.
+    /// Every entry held now (a copy of the handles, for listing).
+    pub(crate) fn snapshot(&self) -> Vec<(Arc<str>, Arc<Entry>)> {
+        self.cache.iter().map(|(k, e)| ((*k).clone(), e)).collect()
+    }
+
     pub(crate) fn clear(&self) {
         for e in self.epochs.iter() {
             e.fetch_add(1, Ordering::AcqRel);

@@ -64,6 +64,7 @@ mod options;
 pub mod purge;
 mod read;
 pub mod runtime;
+mod scan;
 mod versions;
 mod write;
 
@@ -78,3 +79,4 @@ pub use memo::Memo;
 pub use metrics::Stats;
 pub use options::{DEFAULT_FAIL_SAFE_THROTTLE, LookupPolicy, OnWaitTimeout, Ttl, WriteOptions};
 pub use read::{Prior, ReadStart};
+pub use scan::ScanPage;

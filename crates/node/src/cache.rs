@@ -56,6 +56,15 @@ pub struct NativeLookup {
     pub lease: Option<NativeLease>,
 }
 
+/// A page of `scanPage`: `keys[i]` (`null` for a key stored under its
+/// hash) and `values[i]`.
+#[napi(object, object_from_js = false)]
+pub struct NativeScanPage {
+    pub cursor: String,
+    pub keys: Vec<Option<String>>,
+    pub values: Vec<NativeValue>,
+}
+
 #[napi]
 pub struct NativeCache {
     pub(crate) inner: Cache,
@@ -412,6 +421,18 @@ impl NativeCache {
     pub async fn doctor(&self, json: bool) -> Result<(String, i32)> {
         let r = self.inner.doctor().await;
         Ok((if json { r.json() } else { r.text() }, r.exit_code()))
+    }
+
+    /// One page of the namespace's live entries (Keyv's `iterator()`):
+    /// `cursor` `""` to start; the page's `cursor` is `""` at the end.
+    #[napi]
+    pub async fn scan_page(&self, cursor: String) -> Result<NativeScanPage> {
+        let p = self.inner.scan_page(&cursor).await.map_err(js_err)?;
+        Ok(NativeScanPage {
+            cursor: p.cursor,
+            keys: p.entries.iter().map(|(k, _)| k.clone()).collect(),
+            values: p.entries.iter().map(|(_, e)| value(e)).collect(),
+        })
     }
 
     /// The namespace's records in Redis by kind (`stratacache stats`).

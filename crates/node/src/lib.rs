@@ -127,6 +127,13 @@ pub fn fragment_key(name: String, vary_on: Vec<String>) -> String {
     stratacache::key::fragment_key(&name, &vary)
 }
 
+/// Whether `key`'s records are named by its hash in Redis (so a listing
+/// cannot give the key back): the core's rule.
+#[napi_derive::napi]
+pub fn key_is_hashed(key: String) -> bool {
+    stratacache::key::is_hashed(&key)
+}
+
 /// A listen configuration file's text, checked and with every default
 /// filled in, as JSON (the core reads it: `stratacache::feed::config`).
 #[napi_derive::napi]
