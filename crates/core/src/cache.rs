@@ -156,6 +156,17 @@ impl Cache {
         self.shared.memo.attach(&entry.memo, value, charge)
     }
 
+    /// For tests of fail-open paths: while `on`, every Redis command of
+    /// this cache (and of the handles sharing its state) fails as if
+    /// Redis were unreachable, without being sent, and L1 is not trusted,
+    /// as during a real outage; the breaker is left alone, so calls work
+    /// again as soon as it is turned off. No effect without Redis.
+    pub fn simulate_outage(&self, on: bool) {
+        if let Some(l2) = &self.shared.l2 {
+            l2.set_outage(on);
+        }
+    }
+
     /// Counters and L1 size.
     pub async fn stats(&self) -> Stats {
         let sh = &self.shared;

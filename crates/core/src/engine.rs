@@ -630,7 +630,9 @@ impl Shared {
     /// then at most that much older than the latest invalidation.
     #[inline]
     pub(crate) fn l1_trusted(&self) -> bool {
-        self.l1_unbroken.load(Ordering::Acquire) && self.bus.as_ref().is_none_or(Bus::is_current)
+        self.l1_unbroken.load(Ordering::Acquire)
+            && self.bus.as_ref().is_none_or(Bus::is_current)
+            && !self.l2.as_ref().is_some_and(L2::in_outage)
     }
 
     /// L1's copy of `key`, judged; `Miss` without L1 or while L1 is not

@@ -125,7 +125,18 @@ impl Cache {
     /// when its own GET fails it calls [`Cache::fetch`] with the epoch, and
     /// while [`Cache::l2_ready`] is false it leaves reads to [`Cache::get`].
     pub async fn start_read(&self, key: &str) -> Result<ReadStart> {
-        Ok(match self.l1_first(key).await? {
+        let r = self.l1_first(key).await?;
+        if r.is_err()
+            && let Some(l2) = &self.shared.l2
+            && l2.in_outage()
+        {
+            // The binding would send this GET itself: fail it as the
+            // native read does.
+            return Err(crate::error::Error::L2Unavailable(
+                "simulated outage (Cache.simulate_outage / stratacache.testing)".into(),
+            ));
+        }
+        Ok(match r {
             Ok(r) => ReadStart::Done(r),
             Err(epoch) => ReadStart::Fetch {
                 redis_key: self.shared.rkeys(key).value,

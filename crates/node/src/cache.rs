@@ -415,6 +415,12 @@ impl NativeCache {
         poll_ready(self.inner.metrics_text())
     }
 
+    /// Start or end a simulated Redis outage (`stratacache/testing`).
+    #[napi]
+    pub fn simulate_outage(&self, on: bool) {
+        self.inner.simulate_outage(on);
+    }
+
     /// The set-up checks (`stratacache doctor`): `[text, exitCode]`, the
     /// text JSON when `json`.
     #[napi(ts_return_type = "Promise<[string, number]>")]

@@ -358,6 +358,11 @@ impl PyCache {
         run(py, self.inner.metrics_text())
     }
 
+    /// Start or end a simulated Redis outage (`stratacache.testing`).
+    fn simulate_outage(&self, on: bool) {
+        self.inner.simulate_outage(on);
+    }
+
     /// `(text, exit_code)` of the set-up checks (`stratacache doctor`);
     /// `text` is JSON when `json`.
     fn doctor(&self, py: Python<'_>, json: bool) -> (String, i32) {

@@ -109,6 +109,12 @@ impl L2 {
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
+        if self.in_outage() {
+            // Not recorded by the breaker: the outage ends when the test says.
+            return Err(Error::L2Unavailable(
+                "simulated outage (Cache.simulate_outage / stratacache.testing)".into(),
+            ));
+        }
         let probe = self.breaker.admit()?;
         let r = match tokio::time::timeout(self.op_timeout, f).await {
             Ok(Ok(v)) => Ok(v),

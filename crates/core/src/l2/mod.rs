@@ -41,6 +41,9 @@ pub(crate) struct L2 {
     /// a TLS client talking to a plaintext port, and the error says so.
     tls: bool,
     answered: AtomicBool,
+    /// A simulated outage ([`crate::Cache::simulate_outage`]): every
+    /// command fails as unreachable without being sent.
+    outage: AtomicBool,
 }
 
 /// A bus message to publish from inside a script.
@@ -119,6 +122,7 @@ impl L2 {
             breaker,
             tls,
             answered: AtomicBool::new(false),
+            outage: AtomicBool::new(false),
         }
     }
 
@@ -134,6 +138,17 @@ impl L2 {
     /// Whether the circuit breaker currently keeps calls away from Redis.
     pub(crate) fn breaker_open(&self) -> bool {
         self.breaker.open_until.load(Ordering::Acquire) != 0
+    }
+
+    /// Start or end a simulated outage.
+    pub(crate) fn set_outage(&self, on: bool) {
+        self.outage.store(on, Ordering::Release);
+    }
+
+    /// Whether a simulated outage is on.
+    #[inline]
+    pub(crate) fn in_outage(&self) -> bool {
+        self.outage.load(Ordering::Relaxed)
     }
 
     pub(crate) fn connect_timeout(&self) -> Duration {
