@@ -13,7 +13,7 @@
 
 const fs = require('node:fs')
 const { parseArgs } = require('node:util')
-const { listenConfig } = require('./binding.js')
+const { listenConfig, redactedUrl } = require('./binding.js')
 const path = require('node:path')
 const readline = require('node:readline/promises')
 const util = require('node:util')
@@ -155,17 +155,6 @@ async function listen(argv) {
 
 const VERBS = ['doctor', 'stats', 'get', 'delete', 'invalidate-tags', 'clear', 'warm']
 
-/** The URL without its password, for a question on the terminal. */
-function redacted(url) {
-  try {
-    const u = new URL(url)
-    if (u.password) u.password = '***'
-    return u.toString()
-  } catch {
-    return url
-  }
-}
-
 /** A warm function: `module[:export]` (default export `warm`, then the module itself). */
 function warmFunction(spec) {
   const colon = spec.lastIndexOf(':')
@@ -198,7 +187,8 @@ async function verb(name, argv) {
   if (wants !== undefined && positionals.length !== wants) throw new ConfigError(`${name} takes one argument`)
   if (name === 'invalidate-tags' && positionals.length === 0) throw new ConfigError('invalidate-tags takes at least one TAG')
   const signingKey = process.env.STRATACACHE_SIGNING_KEY || undefined
-  const cache = new Cache({ redis: a.redis, cluster: a.cluster, namespace: a.namespace, signingKey })
+  // failOpen off: Redis trouble is an error here, not "not cached" / "cleared".
+  const cache = new Cache({ redis: a.redis, cluster: a.cluster, namespace: a.namespace, signingKey, failOpen: false })
   const out = (s) => process.stdout.write(s)
   try {
     switch (name) {
@@ -240,7 +230,7 @@ async function verb(name, argv) {
           }
           const where = a.redis || (a.cluster || []).join(',') || 'this process'
           const rl = readline.createInterface({ input: process.stdin, output: process.stdout })
-          const answer = await rl.question(`Drop every entry of namespace '${a.namespace}' on ${redacted(where)}, in every process? [y/N] `)
+          const answer = await rl.question(`Drop every entry of namespace '${a.namespace}' on ${redactedUrl(where)}, in every process? [y/N] `)
           rl.close()
           if (!['y', 'yes'].includes(answer.trim().toLowerCase())) {
             console.error('stratacache clear: left as it was')

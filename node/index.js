@@ -11,7 +11,7 @@ const reader = require('./reader.js')
 const { readOver, readThrough, readManyOver } = require('./jsreads.js')
 const { Format, JSON_FORMATS, V8_FORMATS, serializers, encode, decode } = require('./values.js')
 const { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy, checkMany, checkFragment } = require('./policy.js')
-const { Loaded, NoCache, native, registerLoaderError, settle, lead, fill, loadManyThrough } = require('./loader.js')
+const { Loaded, NoCache, plain, native, registerLoaderError, settle, lead, fill, loadManyThrough } = require('./loader.js')
 
 const { L2_CODES, InvalidValueError, CacheClosedError, ConfigError } =
   errors
@@ -461,7 +461,7 @@ class Cache extends EventEmitter {
       const err = native(e)
       if (this.#failOpen && L2_CODES.has(err.code)) {
         if (this.listenerCount('error') > 0) this.emit('error', err)
-        return factory()
+        return plain(await factory())
       }
       throw err
     }

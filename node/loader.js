@@ -4,7 +4,7 @@
 // NoCache, fail-safe), and race the core's deadlines. Values cross as the
 // serializer encodes them; errors as the binding maps them.
 
-const { fromNative } = require('./errors.js')
+const { fromNative, InvalidValueError } = require('./errors.js')
 const { encode, decode } = require('./values.js')
 const { tracked } = require('./deps.js')
 const { parseTtl } = require('./policy.js')
@@ -39,8 +39,9 @@ class NoCache {
 /**
  * Return `new Loaded(value, { ttl, grace, tags })` from a factory to choose
  * the entry's lifetime and tags from what was loaded (adaptive caching): a
- * given `ttl` or `grace` (ms) replaces the caller's (`ttl: 0`: hand the
- * value out, do not store it); `tags` are added to the caller's.
+ * given `ttl` or `grace` (ms or '5m') replaces the caller's (`ttl: 0`:
+ * hand the value out, do not store it; `null` or `Infinity`: never
+ * expires; left out: the caller's); `tags` are added to the caller's.
  */
 class Loaded {
   /**
@@ -50,8 +51,24 @@ class Loaded {
   constructor(value, { ttl, grace, tags } = {}) {
     if (typeof tags === 'string') throw new TypeError('Loaded: tags is an array of tag names, not one string')
     this.value = value
-    this.options = { ttl: parseTtl(ttl), grace: parseTtl(grace, 'grace'), tags }
+    const g = parseTtl(grace, 'grace')
+    if (g === Infinity) throw new InvalidValueError('Loaded: grace must be a finite duration')
+    this.options = { ttl: parseTtl(ttl), grace: g, tags }
   }
+}
+
+/** Abandon `lease` with `e` unless it is settled already. */
+function abandonQuietly(lease, e) {
+  try {
+    lease.abandon(registerLoaderError(e), message(e))
+  } catch {
+    // already settled
+  }
+}
+
+/** A factory's value without its `Loaded` / `NoCache` wrapper. */
+function plain(v) {
+  return v instanceof Loaded || v instanceof NoCache ? v.value : v
 }
 
 // What a factory did, for the core to settle (NativeLease#settle).
@@ -119,7 +136,11 @@ async function settle(lease, factory, write, serializer) {
   try {
     await lease.settle(kind, data, format, write.ttl, write.grace, write.tags, deps, adapt)
   } catch (e) {
-    throw native(e)
+    // Refused before the core took the lease (a bad `Loaded` option): the
+    // waiters get the same error instead of waiting out their timeout.
+    const err = native(e)
+    abandonQuietly(lease, err)
+    throw err
   }
   return out
 }
@@ -196,7 +217,9 @@ async function fill(leases, { factory, loadMany, ttl, grace, tags, loaded }, ser
       try {
         await l.settle(uncached ? UNCACHED : VALUE, data, format, ttl, grace, tags, deps, adapt)
       } catch (e) {
-        throw native(e)
+        const err = native(e)
+        abandonQuietly(l, err)
+        throw err
       }
       return uncached || (adapt && adapt.ttl !== undefined && adapt.ttl <= 0) ? 0 : 1
     }),
@@ -236,4 +259,4 @@ async function loadManyThrough(found, wanted, { loadMany, ttl, tags }, serialize
   return new Map(wanted.filter((k) => out.has(k)).map((k) => [k, out.get(k)]))
 }
 
-module.exports = { Loaded, NoCache, native, registerLoaderError, settle, lead, fill, loadManyThrough }
+module.exports = { Loaded, NoCache, plain, native, registerLoaderError, settle, lead, fill, loadManyThrough }

@@ -234,29 +234,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     where.add_argument("--redis", default=None, help="Redis URL (omit: an empty in-process cache)")
     where.add_argument("--cluster", action="append", default=None, help="a Redis Cluster seed URL (repeatable)")
     where.add_argument("--namespace", default="default", help="the cache namespace (default: default)")
+    where.add_argument(
+        "--serializer",
+        default="json",
+        choices=["json", "msgpack", "pickle"],
+        help="how `get` decodes values (default json; pickle needs $STRATACACHE_SIGNING_KEY)",
+    )
     add_verb_parsers(_WithParent(sub, where))
     args = p.parse_args(argv)
     if args.command == "listen":
         return _listen(args)
     args.verb = args.command
     key = os.environ.get("STRATACACHE_SIGNING_KEY") or None
+    if args.serializer == "pickle" and key is None:
+        # Unpickling runs code: only entries signed with the fleet's key.
+        print(
+            "stratacache: --serializer pickle needs $STRATACACHE_SIGNING_KEY (unsigned pickles run code)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        cache = Cache(redis_url=args.redis, cluster=args.cluster, namespace=args.namespace, signing_key=key)
+        cache = Cache(
+            redis_url=args.redis,
+            cluster=args.cluster,
+            namespace=args.namespace,
+            signing_key=key,
+            serializer=args.serializer,
+        )
     except ConfigError as e:
         print(f"stratacache {args.command}: {e}", file=sys.stderr)
         return 2
     try:
         shown = args.redis or ",".join(args.cluster or []) or "this process"
-        return run_verb(args, cache, cache, f"namespace {args.namespace!r} on {_redacted(shown)}")
+        return run_verb(args, cache, cache, f"namespace {args.namespace!r} on {_native.redacted_url(shown)}")
     finally:
         cache.close()
-
-
-def _redacted(url: str) -> str:
-    """A URL without its password, for a question on the terminal."""
-    scheme, sep, rest = url.partition("://")
-    auth, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}{auth.partition(':')[0] + ':***@' if at else ''}{host}" if sep else url
 
 
 class _WithParent:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from . import Cache
+from . import Cache, StrataCacheError
 
 VERBS = ("stats", "get", "delete", "invalidate-tags", "clear", "warm", "doctor")
 
@@ -86,10 +86,22 @@ def run_verb(
     are stdout and stderr unless given (Django's ``self.stdout``)."""
     out = out or sys.stdout
     err = err or sys.stderr
+    assert err is not None
 
     def fail(msg: str) -> None:
-        err.write(f"stratacache {verb}: {msg}\n")
+        err.write(f"stratacache {args.verb}: {msg}\n")
 
+    try:
+        return _run(args, core, target, where, out, fail)
+    except StrataCacheError as e:
+        # Redis unreachable, a bad key, ...: a message, never a trace.
+        fail(f"{type(e).__name__}: {e}")
+        return 1
+
+
+def _run(
+    args: argparse.Namespace, core: Cache, target: Target, where: str, out: Out, fail: Callable[[str], None]
+) -> int:
     verb = args.verb
     if verb == "doctor":
         text, code = core._n.doctor(args.json)

@@ -131,8 +131,9 @@ class Loaded(Generic[T]):
     """Return ``Loaded(value, ttl=..., grace=..., tags=[...])`` from a
     loader to choose the entry's lifetime and tags from what was loaded
     (adaptive caching): a given ``ttl`` or ``grace`` (seconds) replaces the
-    caller's (``ttl=0``: hand the value out, do not store it); ``tags`` are
-    added to the caller's."""
+    caller's (``ttl=0``: hand the value out, do not store it;
+    ``ttl=float("inf")``: never expires; ``None``, the default: the
+    caller's); ``tags`` are added to the caller's."""
 
     __slots__ = ("grace", "tags", "ttl", "value")
 
@@ -437,7 +438,7 @@ def read_through(
         return decoding.unreadable(e)
     except RedisError as e:
         _failopen.answer(fail_open, "get_or_set", e, None)
-        return loader() if callable(loader) else loader
+        return _plain(loader() if callable(loader) else loader)
     if kind == _native.LEAD:
         assert lease is not None
         return run_loader(lease, loader, dumps, loads, ttl, policy)
@@ -471,7 +472,7 @@ async def aread_through(
     except RedisError as e:
         _failopen.answer(fail_open, "aget_or_set", e, None)
         value = loader() if callable(loader) else loader
-        return await value if inspect.isawaitable(value) else value
+        return _plain(await value if inspect.isawaitable(value) else value)
     if kind == _native.LEAD:
         assert lease is not None
         return await arun_loader(lease, loader, dumps, loads, ttl, policy)
@@ -503,8 +504,7 @@ def warm(
         for lease in leases:
             _abandon_quietly(lease, e)
         raise
-    for lease, kind, data, fmt, adapt in singles:
-        lease.settle(kind, data, fmt, ttl, grace, None, deps, adapt)
+    _settle_singles(singles, items, ttl, grace, None, deps)
     return n.complete_many(items, ttl, grace, deps) + _stored(singles)
 
 
@@ -528,8 +528,7 @@ async def awarm(
         for lease in leases:
             _abandon_quietly(lease, e)
         raise
-    for lease, kind, data, fmt, adapt in singles:
-        await lease.asettle(kind, data, fmt, ttl, grace, None, deps, adapt)
+    await _asettle_singles(singles, items, ttl, grace, None, deps)
     return await n.acomplete_many(items, ttl, grace, deps) + _stored(singles)
 
 
@@ -557,8 +556,7 @@ def load_many_through(
             for lease in leases:
                 _abandon_quietly(lease, e)
             raise
-        for lease, kind, data, fmt, adapt in singles:
-            lease.settle(kind, data, fmt, ttl, 0.0, tags, deps, adapt)
+        _settle_singles(singles, items, ttl, 0.0, tags, deps)
         n.complete_many(items, ttl, 0.0, deps, tags)
         out.update(_loaded(leases, values))
     for k in busy:
@@ -587,8 +585,7 @@ async def aload_many_through(
             for lease in leases:
                 _abandon_quietly(lease, e)
             raise
-        for lease, kind, data, fmt, adapt in singles:
-            await lease.asettle(kind, data, fmt, ttl, 0.0, tags, deps, adapt)
+        await _asettle_singles(singles, items, ttl, 0.0, tags, deps)
         await n.acomplete_many(items, ttl, 0.0, deps, tags)
         out.update(_loaded(leases, values))
     for k in busy:
@@ -651,6 +648,43 @@ def _warm_items(
         else:
             items.append((lease, *dumps(v)))
     return items, singles
+
+
+def _settle_singles(
+    singles: list[_Single],
+    items: list[tuple[_native.Lease, bytes, int]],
+    ttl: float | None,
+    grace: float,
+    tags: list[str] | None,
+    deps: _native.Deps | None,
+) -> None:
+    """Settle each ``Loaded`` / ``NoCache`` value alone; on an error (a bad
+    ``Loaded`` option) every lease not settled yet is abandoned with it,
+    so no waiter is left hanging."""
+    try:
+        for lease, kind, data, fmt, adapt in singles:
+            lease.settle(kind, data, fmt, ttl, grace, tags, deps, adapt)
+    except BaseException as e:
+        for lease in [s[0] for s in singles] + [i[0] for i in items]:
+            _abandon_quietly(lease, e)
+        raise
+
+
+async def _asettle_singles(
+    singles: list[_Single],
+    items: list[tuple[_native.Lease, bytes, int]],
+    ttl: float | None,
+    grace: float,
+    tags: list[str] | None,
+    deps: _native.Deps | None,
+) -> None:
+    try:
+        for lease, kind, data, fmt, adapt in singles:
+            await lease.asettle(kind, data, fmt, ttl, grace, tags, deps, adapt)
+    except BaseException as e:
+        for lease in [s[0] for s in singles] + [i[0] for i in items]:
+            _abandon_quietly(lease, e)
+        raise
 
 
 def _stored(singles: list[_Single]) -> int:

@@ -87,3 +87,31 @@ test('getOrSetMany and warm values choose their own options', () =>
     assert.ok(x > 25_000 && x <= 30_000, String(x))
     assert.equal(await cache.get('y'), undefined)
   }))
+
+test('fail-open answers the factory’s value, not the wrapper', async () => {
+  const { redisDown } = require('../../node/testing.js')
+  const cache = new Cache({ namespace: unique('adaptive-fo'), redis: REDIS_URL })
+  cache.on('error', () => {})
+  await redisDown(cache, async () => {
+    assert.equal(await cache.getOrSet({ key: 'k', factory: () => new Loaded(5, { ttl: 1000 }) }), 5)
+    assert.equal(await cache.getOrSet({ key: 'n', factory: async () => new NoCache(6) }), 6)
+  })
+  await cache.close()
+})
+
+test('a bad Loaded option fails the waiters too, at once', () =>
+  withCache(async (cache) => {
+    let release
+    const gate = new Promise((r) => (release = r))
+    const factory = async () => {
+      await gate
+      return new Loaded(1, { tags: [''] })
+    }
+    const leader = cache.getOrSet({ key: 'bad', factory, waitTimeout: '60s' })
+    const waiter = cache.getOrSet({ key: 'bad', factory, waitTimeout: '60s' })
+    release()
+    const isBad = (e) => e instanceof InvalidValueError
+    await assert.rejects(leader, isBad)
+    await assert.rejects(waiter, isBad)
+    assert.throws(() => new Loaded(1, { grace: null }), InvalidValueError)
+  }))

@@ -39,6 +39,8 @@ test('spy and counting', async () => {
 test('Redis down for a block, then back', async () => {
   const strict = isolatedCache({ redis: REDIS_URL, failOpen: false })
   await strict.set('k', 'v')
+  // Reads over the JS-thread connection first, so the outage meets it open.
+  for (let i = 0; i < 3; i++) assert.equal(await strict.get(`warm${i}`), undefined)
   const seen = counting(strict)
   await redisDown(strict, async () => {
     // What this process's L1 holds is all that is left, as in a real outage.
@@ -49,6 +51,16 @@ test('Redis down for a block, then back', async () => {
   await strict.set('absent', 'now')
   assert.equal(await strict.get('absent'), 'now')
   await strict.close()
+
+  // A write Redis never took is not served once Redis is back.
+  const local = isolatedCache({ redis: REDIS_URL })
+  local.on('error', () => {})
+  await redisDown(local, async () => {
+    await local.set('w', 'only here')
+    assert.equal(await local.get('w'), 'only here')
+  })
+  assert.equal(await local.get('w'), undefined)
+  await local.close()
 
   const open = isolatedCache({ redis: REDIS_URL })
   open.on('error', () => {})

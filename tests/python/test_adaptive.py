@@ -124,3 +124,38 @@ def test_async_loaders(cache: Cache) -> None:
         assert await cache.aget("m") is None
 
     asyncio.run(main())
+
+
+def test_fail_open_answers_the_loaders_value_not_the_wrapper(ns: str) -> None:
+    from stratacache.testing import redis_down
+
+    c = Cache(redis_url=REDIS_URL, namespace=ns, fail_open=True)
+    with redis_down(c):
+        assert c.get_or_set("k", lambda: Loaded(5, ttl=1)) == 5
+        assert c.get_or_set("n", lambda: NoCache(6)) == 6
+
+        async def main() -> None:
+            async def load() -> Loaded[int]:
+                return Loaded(7, tags=["t"])
+
+            assert await c.aget_or_set("a", load) == 7
+
+        asyncio.run(main())
+    c.close()
+
+
+def test_a_bad_loaded_value_in_a_batch_releases_every_lease(cache: Cache) -> None:
+    def load_many(keys: list[str]) -> dict[str, object]:
+        return {"a": "A", "b": Loaded("B", tags=[""]), "c": Loaded("C", ttl=30)}
+
+    with pytest.raises(InvalidValueError):
+        cache.get_or_set_many(["a", "b", "c"], load_many)
+    # Every lease was released: the next call loads at once (a held fleet
+    # lease would make it wait for another process first).
+    seen = cache.stats()["lease_waits"]
+    assert cache.get_or_set_many(["a", "b", "c"], lambda ks: {k: k.upper() for k in ks}) == {
+        "a": "A",
+        "b": "B",
+        "c": "C",
+    }
+    assert cache.stats()["lease_waits"] == seen

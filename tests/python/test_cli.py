@@ -5,6 +5,7 @@ must apply) and ``npx stratacache`` (node/cli.js), all on real Redis."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -21,6 +22,7 @@ from django.core.management import call_command
 
 from conftest import REDIS_URL, unique
 from stratacache import Cache
+from stratacache.testing import redis_down
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = os.environ.get("STRATACACHE_NODE", "node")
@@ -42,9 +44,9 @@ def _subprocess_cli(name: str, argv0: list[str], tmp: Path) -> Cli:
     ns = unique("cli")
     seeder = Cache(redis_url=REDIS_URL, namespace=ns, serializer="json")
 
-    def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    def run(*args: str, env: dict[str, str] | None = None, redis: str = REDIS_URL) -> tuple[int, str, str]:
         p = subprocess.run(
-            [*argv0, *args, "--redis", REDIS_URL, "--namespace", ns],
+            [*argv0, *args, "--redis", redis, "--namespace", ns],
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
@@ -64,11 +66,13 @@ def _subprocess_cli(name: str, argv0: list[str], tmp: Path) -> Cli:
 def _django_cli(tmp: Path) -> Cli:
     backend = caches["prefixed"]
 
-    def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    def run(*args: str, env: dict[str, str] | None = None, redis: str = REDIS_URL) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
         sys.path.insert(0, str(tmp))
+        down = redis_down(backend) if redis != REDIS_URL else contextlib.nullcontext()
         try:
-            call_command("stratacache", *args, "--cache", "prefixed", stdout=out, stderr=err)
+            with down:
+                call_command("stratacache", *args, "--cache", "prefixed", stdout=out, stderr=err)
             code = 0
         except SystemExit as e:
             code = int(e.code or 0)
@@ -184,3 +188,26 @@ def test_bad_usage_is_a_message_not_a_trace(cli: Cli) -> None:
     code, _, err = cli.run("frobnicate")
     assert code == 2
     assert "Traceback" not in err and "    at " not in err
+
+
+def test_redis_trouble_is_an_error_not_a_silent_success(cli: Cli) -> None:
+    dead = "redis://127.0.0.1:1"  # nothing listens there (Django: a simulated outage)
+    for args in (["delete", "k"], ["invalidate-tags", "t"], ["clear", "--yes"], ["get", "k"]):
+        code, out, err = cli.run(*args, redis=dead)
+        assert code != 0, (args, out)
+        assert "Redis" in err and "Traceback" not in err, (args, err)
+        assert out == "", (args, out)
+
+
+def test_python_cli_never_unpickles_unsigned_entries(tmp_path: Path) -> None:
+    c = _subprocess_cli("python", [sys.executable, "-m", "stratacache"], tmp_path)
+    pickled = Cache(redis_url=REDIS_URL, namespace=c.caches[0].namespace)  # pickle: the default
+    pickled.set("p", {"a": 1}, ttl=600)
+    code, out, err = c.run("get", "p")  # json by default: a pickle reads as not cached
+    assert (code, out) == (1, "")
+    code, _, err = c.run("get", "p", "--serializer", "pickle")
+    assert code == 2
+    assert "STRATACACHE_SIGNING_KEY" in err
+    pickled.close()
+    for cache in c.caches:
+        cache.close()

@@ -290,9 +290,43 @@ impl Config {
 }
 
 fn check_url(url: &str) -> Result<()> {
-    redis::Client::open(url)
-        .map(|_| ())
-        .map_err(|e| Error::Config(format!("Redis URL {url:?} is not valid: {e}")))
+    redis::Client::open(url).map(|_| ()).map_err(|e| {
+        Error::Config(format!(
+            "Redis URL {:?} is not valid: {}",
+            redacted_url(url),
+            e.to_string().replace(url, &redacted_url(url))
+        ))
+    })
+}
+
+/// `url` with the password of its user info replaced by `***`, for
+/// messages and prompts (`redis://app:s3cret@h/0` -> `redis://app:***@h/0`).
+/// Several comma-separated URLs are redacted each.
+pub fn redacted_url(url: &str) -> String {
+    if url.contains(',') && !url.contains("+sentinel://") {
+        return url
+            .split(',')
+            .map(redacted_url)
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_owned()
+            };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// Builder for [`crate::Cache`].
@@ -499,5 +533,29 @@ mod nearest_tests {
         assert_eq!(nearest_name("password", &known), None);
         assert_eq!(nearest_name("", &known), None);
         assert_eq!(nearest_name("x", &[]), None);
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redacted_url;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redacted_url("redis://app:s3cret@h:6379/0"),
+            "redis://app:***@h:6379/0"
+        );
+        assert_eq!(redacted_url("rediss://:s3cret@h"), "rediss://:***@h");
+        assert_eq!(redacted_url("redis://tok@h"), "redis://***@h");
+        assert_eq!(redacted_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(
+            redacted_url("redis://a:x@h1:1,redis://b:y@h2:2"),
+            "redis://a:***@h1:1,redis://b:***@h2:2"
+        );
+        assert_eq!(
+            redacted_url("redis+sentinel://u:p@s1:26379,s2/shop"),
+            "redis+sentinel://u:***@s1:26379,s2/shop"
+        );
     }
 }

@@ -286,9 +286,13 @@ impl Cache {
     }
 
     async fn check_server(&self, l2: &L2, r: &mut Report) {
-        let info: Result<String> = l2
-            .on_node(&Node(None), redis::cmd("INFO").arg("server"))
-            .await;
+        // On a Cluster, one master's (INFO to no node in particular is
+        // sent to every master and answered as a map).
+        let node = match l2.scan_nodes().await {
+            Ok(mut n) if !n.is_empty() => n.swap_remove(0),
+            _ => Node(None),
+        };
+        let info: Result<String> = l2.on_node(&node, redis::cmd("INFO").arg("server")).await;
         let info = match info {
             Ok(i) => i,
             Err(e) => return r.push("server", Status::Warn, format!("INFO refused: {e}")),

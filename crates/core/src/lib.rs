@@ -69,7 +69,7 @@ mod versions;
 mod write;
 
 pub use cache::Cache;
-pub use config::{CacheBuilder, Config, RedisLocation, nearest_name};
+pub use config::{CacheBuilder, Config, RedisLocation, nearest_name, redacted_url};
 pub use deps::{Deps, MAX_DEPENDENCIES};
 pub use envelope::{Codec, DecodeError, Entry, Format, Meta};
 pub use error::{Error, LoaderError, Result};

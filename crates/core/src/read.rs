@@ -125,18 +125,7 @@ impl Cache {
     /// when its own GET fails it calls [`Cache::fetch`] with the epoch, and
     /// while [`Cache::l2_ready`] is false it leaves reads to [`Cache::get`].
     pub async fn start_read(&self, key: &str) -> Result<ReadStart> {
-        let r = self.l1_first(key).await?;
-        if r.is_err()
-            && let Some(l2) = &self.shared.l2
-            && l2.in_outage()
-        {
-            // The binding would send this GET itself: fail it as the
-            // native read does.
-            return Err(crate::error::Error::L2Unavailable(
-                "simulated outage (Cache.simulate_outage / stratacache.testing)".into(),
-            ));
-        }
-        Ok(match r {
+        Ok(match self.l1_first(key).await? {
             Ok(r) => ReadStart::Done(r),
             Err(epoch) => ReadStart::Fetch {
                 redis_key: self.shared.rkeys(key).value,
@@ -186,7 +175,10 @@ impl Cache {
     /// leave reads to [`Cache::get`], which knows how to fail fast and
     /// when to serve L1 through an outage.
     pub fn l2_ready(&self) -> bool {
-        self.shared.l2.as_ref().is_some_and(|l2| !l2.breaker_open())
+        self.shared
+            .l2
+            .as_ref()
+            .is_some_and(|l2| !l2.breaker_open() && !l2.in_outage())
     }
 
     /// A binding's own Redis read connection stalled (no reply for

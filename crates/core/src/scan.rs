@@ -34,16 +34,26 @@ impl Cache {
         let Some(l2) = self.l2() else {
             return Ok(self.scan_l1().await);
         };
+        let nodes = l2.scan_nodes().await?;
+        // The cursor names its node by address (`host:port#cursor`), not
+        // by position, so a change of masters is noticed, not skipped.
         let (node_i, node_cursor) = match cursor {
             "" => (0usize, 0u64),
-            c => c
-                .split_once(':')
-                .and_then(|(n, c)| Some((n.parse().ok()?, c.parse().ok()?)))
-                .ok_or_else(|| {
+            c => {
+                let (addr, n) = c.rsplit_once('#').ok_or_else(|| {
                     Error::InvalidValue(format!("scan cursor {c:?} is not one this cache returned"))
-                })?,
+                })?;
+                let n: u64 = n.parse().map_err(|_| {
+                    Error::InvalidValue(format!("scan cursor {c:?} is not one this cache returned"))
+                })?;
+                let i = nodes.iter().position(|node| node.to_string() == addr).ok_or_else(|| {
+                    Error::L2(format!(
+                        "the masters changed during the listing ({addr} is not one now): start it again"
+                    ))
+                })?;
+                (i, n)
+            }
         };
-        let nodes = l2.scan_nodes().await?;
         let Some(node) = nodes.get(node_i) else {
             return Ok(ScanPage::default());
         };
@@ -66,10 +76,10 @@ impl Cache {
                 entries.push((k, e));
             }
         }
-        let cursor = match (next, node_i + 1 < nodes.len()) {
-            (0, false) => String::new(),
-            (0, true) => format!("{}:0", node_i + 1),
-            (c, _) => format!("{node_i}:{c}"),
+        let cursor = match (next, nodes.get(node_i + 1)) {
+            (0, None) => String::new(),
+            (0, Some(n)) => format!("{n}#0"),
+            (c, _) => format!("{node}#{c}"),
         };
         Ok(ScanPage { cursor, entries })
     }

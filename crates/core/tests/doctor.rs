@@ -43,6 +43,17 @@ async fn healthy_fleet_passes(t: Target) {
     assert_eq!(signing, Status::Ok, "{detail}");
     assert!(detail.starts_with("5 of 5 sampled"), "{detail}");
     assert_eq!(status(&r, "redis").0, Status::Ok);
+    let (server, detail) = status(&r, "server");
+    assert_eq!(server, Status::Ok, "{detail}");
+    let mode = if t == Target::Cluster {
+        "(cluster)"
+    } else {
+        "(standalone)"
+    };
+    assert!(
+        detail.starts_with("Redis ") && detail.ends_with(mode),
+        "{detail}"
+    );
     assert_eq!(status(&r, "clock").0, Status::Ok);
     assert_eq!(status(&r, "bus").0, Status::Ok);
     assert_eq!(

@@ -127,6 +127,13 @@ pub fn fragment_key(name: String, vary_on: Vec<String>) -> String {
     stratacache::key::fragment_key(&name, &vary)
 }
 
+/// `url` with its password replaced by `***` (the core's rule), for
+/// messages and prompts.
+#[napi_derive::napi]
+pub fn redacted_url(url: String) -> String {
+    stratacache::redacted_url(&url)
+}
+
 /// Whether `key`'s records are named by its hash in Redis (so a listing
 /// cannot give the key back): the core's rule.
 #[napi_derive::napi]

@@ -63,6 +63,13 @@ fn fragment_key(name: &str, vary_on: Vec<String>) -> String {
     stratacache::key::fragment_key(name, &vary)
 }
 
+/// `url` with its password replaced by `***` (the core's rule), for
+/// messages and prompts.
+#[pyfunction]
+fn redacted_url(url: &str) -> String {
+    stratacache::redacted_url(url)
+}
+
 /// The known option name nearest to a mistyped one, by the core's rule
 /// (for "did you mean" hints).
 #[pyfunction]
@@ -91,6 +98,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<feed::PyEventListener>()?;
     m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(nearest_name, m)?)?;
+    m.add_function(wrap_pyfunction!(redacted_url, m)?)?;
     m.add_function(wrap_pyfunction!(fragment_key, m)?)?;
     m.add_function(wrap_pyfunction!(metrics_text, m)?)?;
     m.add_function(wrap_pyfunction!(feed::listen_config, m)?)?;

@@ -68,6 +68,12 @@ impl Breaker {
         ))
     }
 
+    /// Redis answers again after an outage the breaker did not see (a
+    /// simulated one): local-only copies stop being served.
+    pub(super) fn recovered(&self) {
+        self.recoveries.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub(super) fn record(&self, outcome: &Result<impl Sized>, probe: bool) {
         let reached = !matches!(outcome, Err(e) if unreachable(e));
         if reached {

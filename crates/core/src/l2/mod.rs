@@ -142,7 +142,12 @@ impl L2 {
 
     /// Start or end a simulated outage.
     pub(crate) fn set_outage(&self, on: bool) {
-        self.outage.store(on, Ordering::Release);
+        let was = self.outage.swap(on, Ordering::AcqRel);
+        if was && !on {
+            // As when a real outage ends: local-only copies of writes
+            // Redis never took stop being served.
+            self.breaker.recovered();
+        }
     }
 
     /// Whether a simulated outage is on.

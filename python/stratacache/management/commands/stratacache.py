@@ -60,6 +60,11 @@ class Command(BaseCommand):
             if code:
                 raise CommandError("listen: the configuration was refused (see above)", returncode=code)
             return
+        # An operator's command reports Redis trouble instead of answering
+        # "not cached" / "cleared" as IGNORE_EXCEPTIONS would: this
+        # one-shot process turns fail-open off on its backend.
+        backend._fail_open = False
+        backend._c._fail_open = False
         where = f"CACHES[{alias!r}] (namespace {backend._c.namespace!r})"
         code = run_verb(ns, backend._c, backend, where, self.stdout, self.stderr)
         if code:
