@@ -460,8 +460,21 @@ impl Drop for Bus {
 
 async fn connect(urls: &[String], channel: &str, timeout: Duration) -> Option<redis::aio::PubSub> {
     for url in urls {
-        let Ok(client) = redis::Client::open(url.as_str()) else {
-            continue;
+        let client = if crate::l2::sentinel::is_sentinel_url(url) {
+            // The master the sentinels name now; asked again on every
+            // reconnect, so the bus follows a failover.
+            let Ok(spec) = crate::l2::sentinel::SentinelSpec::parse(url) else {
+                continue;
+            };
+            match tokio::time::timeout(timeout, crate::l2::sentinel::master_client(&spec)).await {
+                Ok(Ok(c)) => c,
+                _ => continue,
+            }
+        } else {
+            let Ok(client) = redis::Client::open(url.as_str()) else {
+                continue;
+            };
+            client
         };
         let attempt = async {
             let mut ps = client.get_async_pubsub().await?;

@@ -290,6 +290,9 @@ impl Config {
 }
 
 fn check_url(url: &str) -> Result<()> {
+    if crate::l2::sentinel::is_sentinel_url(url) {
+        return crate::l2::sentinel::SentinelSpec::parse(url).map(|_| ());
+    }
     redis::Client::open(url).map(|_| ()).map_err(|e| {
         Error::Config(format!(
             "Redis URL {:?} is not valid: {}",

@@ -45,7 +45,7 @@ impl Status {
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
-    /// Short name: `redis`, `server`, `tls`, `cluster`, `clock`,
+    /// Short name: `redis`, `sentinel`, `server`, `tls`, `cluster`, `clock`,
     /// `signing`, `bus`, `breaker`.
     pub name: &'static str,
     /// The verdict.
@@ -267,6 +267,19 @@ impl Cache {
                 r.push("redis", Status::Fail, format!("no answer: {e}"));
                 return r;
             }
+        }
+        match l2.sentinel_master().await {
+            None => {}
+            Some(Ok(addr)) => r.push(
+                "sentinel",
+                Status::Ok,
+                format!("the sentinels name {addr} as master"),
+            ),
+            Some(Err(e)) => r.push(
+                "sentinel",
+                Status::Fail,
+                format!("no master from the sentinels: {e}"),
+            ),
         }
         self.check_server(l2, &mut r).await;
         check_tls(l2.location(), &mut r);
@@ -606,7 +619,9 @@ fn check_tls(location: &RedisLocation, r: &mut Report) {
     let mut unverified = false;
     let mut tls = 0;
     for u in urls(location) {
-        let is_tls = u.starts_with("rediss://") || u.starts_with("valkeys://");
+        let is_tls = u.starts_with("rediss://")
+            || u.starts_with("valkeys://")
+            || u.starts_with("rediss+sentinel://");
         if is_tls {
             tls += 1;
             unverified |= u.contains("#insecure");

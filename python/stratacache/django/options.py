@@ -47,7 +47,7 @@ _OPTION_KEYS = frozenset(
         "WAIT_TIMEOUT", "IGNORE_EXCEPTIONS", "GRACE", "EARLY_REFRESH", "REFRESH_AHEAD", "TTL_JITTER",
         "STALE_WHILE_REVALIDATE", "FAIL_SAFE", "FAIL_SAFE_THROTTLE", "SOFT_TIMEOUT", "HARD_TIMEOUT",
         "ON_WAIT_TIMEOUT", "NONE_TTL", "FLEET_LEASE", "TRACK_DEPENDENCIES", "LEASE_TTL", "BREAKER_THRESHOLD",
-        "BREAKER_COOLDOWN", "EDGE_PURGE",
+        "BREAKER_COOLDOWN", "EDGE_PURGE", "SENTINELS",
     }
 )  # fmt: skip
 
@@ -119,6 +119,28 @@ def _namespace(opts: dict[str, Any], key_prefix: str) -> str:
     return "django." + hashlib.sha256(key_prefix.encode()).hexdigest()[:16]
 
 
+def _sentinel_url(location: str | None, sentinels: Any) -> str:
+    """django-redis's Sentinel form, ``LOCATION = "redis://[:password@]SERVICE[/db]"``
+    with ``OPTIONS["SENTINELS"] = [(host, port), ...]``, as the core's
+    ``redis+sentinel://`` URL (which LOCATION may also give directly)."""
+    if not location or "://" not in location:
+        raise ImproperlyConfigured(
+            "OPTIONS['SENTINELS'] needs LOCATION = 'redis://[:password@]SERVICE_NAME[/db]' (the master's name)"
+        )
+    scheme, rest = location.split("://", 1)
+    if scheme not in ("redis", "rediss"):
+        raise ImproperlyConfigured(f"OPTIONS['SENTINELS'] needs a redis:// or rediss:// LOCATION, not {scheme}://")
+    userinfo, at, rest = rest.rpartition("@")
+    service, _, db = rest.partition("/")
+    try:
+        if not all(isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in sentinels):
+            raise TypeError
+        hosts = ",".join(f"{h}:{int(p)}" for h, p in sentinels)
+    except (TypeError, ValueError):
+        raise ImproperlyConfigured("OPTIONS['SENTINELS'] is a list of (host, port) pairs") from None
+    return f"{scheme}+sentinel://{userinfo + at}{hosts}/{service}{'/' + db if db else ''}"
+
+
 def cache_kwargs(
     server: str | list[str] | tuple[str, ...], opts: dict[str, Any], key_prefix: str = ""
 ) -> dict[str, Any]:
@@ -138,6 +160,8 @@ def cache_kwargs(
         raise ImproperlyConfigured("LOCATION has several URLs; set OPTIONS['CLUSTER'] = True for a Redis Cluster")
     elif locations:
         redis_url = locations[0]
+    if opts.get("SENTINELS"):
+        redis_url = _sentinel_url(redis_url, opts["SENTINELS"])
     signing_key = opts.get("SIGNING_KEY")
     if signing_key is None and opts.get("SIGN", True):
         from django.utils.crypto import salted_hmac

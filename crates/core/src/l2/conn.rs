@@ -3,6 +3,7 @@
 //! goes through the breaker and `op_timeout`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, RedisFuture, Script, Value};
 
+use super::sentinel::{SentinelConn, SentinelHandle, SentinelSpec, is_sentinel_url};
 use super::{L2, unreachable};
 use crate::config::RedisLocation;
 use crate::error::{Error, Result};
@@ -19,6 +21,8 @@ use crate::runtime::{fork_generation, runtime};
 pub(super) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    /// Whichever node the sentinels name as master (see `sentinel`).
+    Sentinel(SentinelHandle),
 }
 
 impl ConnectionLike for Conn {
@@ -26,6 +30,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
     fn req_packed_commands<'a>(
@@ -37,12 +42,14 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -56,6 +63,14 @@ impl L2 {
         // Connection drivers are spawned on the core runtime (module docs).
         let _enter = runtime().enter();
         let conn = match &self.location {
+            RedisLocation::Standalone(url) if is_sentinel_url(url) => {
+                let spec = SentinelSpec::parse(url)?;
+                Conn::Sentinel(SentinelHandle(Arc::new(SentinelConn::new(
+                    spec,
+                    self.connect_timeout,
+                    self.op_timeout,
+                )?)))
+            }
             RedisLocation::Standalone(url) => {
                 let client =
                     redis::Client::open(url.as_str()).map_err(|e| Error::Config(e.to_string()))?;
@@ -125,6 +140,11 @@ impl L2 {
             Err(_) => Err(Error::L2Timeout(self.op_timeout)),
         };
         self.breaker.record(&r, probe);
+        if let Err(e) = &r
+            && (matches!(e, Error::L2Timeout(_)) || unreachable(e))
+        {
+            self.lost_master();
+        }
         match r {
             Ok(v) => {
                 if !self.answered.load(Ordering::Relaxed) {
@@ -139,6 +159,17 @@ impl L2 {
                 )))
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// A command timed out or found no server: with Sentinel, ask the
+    /// sentinels for the master again on the next command (the connection
+    /// sees other errors itself; a timeout drops its future first).
+    fn lost_master(&self) {
+        if let Ok(g) = self.conn.read()
+            && let Some((_, Conn::Sentinel(h))) = &*g
+        {
+            h.0.forget_master();
         }
     }
 

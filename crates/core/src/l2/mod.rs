@@ -22,6 +22,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 mod breaker;
 mod conn;
 mod scripts;
+pub(crate) mod sentinel;
 
 pub(crate) use breaker::{Breaker, unreachable};
 use conn::Conn;
@@ -111,7 +112,9 @@ impl L2 {
         breaker: Breaker,
     ) -> Self {
         let tls = match &location {
-            RedisLocation::Standalone(u) => u.starts_with("rediss://"),
+            RedisLocation::Standalone(u) => {
+                u.starts_with("rediss://") || u.starts_with("rediss+sentinel://")
+            }
             RedisLocation::Cluster(s) => s.iter().any(|u| u.starts_with("rediss://")),
         };
         L2 {
@@ -138,6 +141,15 @@ impl L2 {
     /// Whether the circuit breaker currently keeps calls away from Redis.
     pub(crate) fn breaker_open(&self) -> bool {
         self.breaker.open_until.load(Ordering::Acquire) != 0
+    }
+
+    /// With Sentinel, the master's address the sentinels give now; `None`
+    /// for other locations.
+    pub(crate) async fn sentinel_master(&self) -> Option<Result<String>> {
+        let Conn::Sentinel(h) = self.conn().ok()? else {
+            return None;
+        };
+        Some(self.timed(h.0.master_addr()).await)
     }
 
     /// Start or end a simulated outage.
@@ -552,7 +564,7 @@ impl L2 {
     pub(crate) async fn scan_nodes(&self) -> Result<Vec<Node>> {
         let mut conn = self.conn()?;
         Ok(match &conn {
-            Conn::Single(_) => vec![Node(None)],
+            Conn::Single(_) | Conn::Sentinel(_) => vec![Node(None)],
             Conn::Cluster(_) => self
                 .masters(&mut conn)
                 .await?
