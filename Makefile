@@ -18,7 +18,7 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-django-contract test-fleet test-http test-readme test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults bench-memory bench-http bench-edge fuzz check-prereqs
+.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-install test-django-contract test-fleet test-http test-readme test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults bench-memory bench-http bench-edge fuzz check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,13 +71,13 @@ lint-rust: ## rustfmt check, clippy with warnings as errors
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 lint-py: py-develop ## ruff, mypy (strict), stubtest of _native.pyi against the built module
-	$(VENV_BIN)/ruff check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence benches/memory benches/http benches/edge
-	$(VENV_BIN)/ruff format --check python tests/python tests/fleet tests/http tests/readme benches/python benches/stampede benches/coherence benches/memory benches/http benches/edge
+	$(VENV_BIN)/ruff check python tests/python tests/fleet tests/http tests/readme tests/install benches/python benches/stampede benches/coherence benches/memory benches/http benches/edge
+	$(VENV_BIN)/ruff format --check python tests/python tests/fleet tests/http tests/readme tests/install benches/python benches/stampede benches/coherence benches/memory benches/http benches/edge
 	$(VENV_BIN)/mypy
 	$(PY) -m mypy.stubtest stratacache._native
 
 test: check-prereqs ## every test suite, against real Redis, a real 3-master Redis Cluster and PostgreSQL
-	$(WITH_REDIS) $(WITH_POSTGRES) $(MAKE) --no-print-directory test-rust test-py test-node test-http test-readme test-fleet test-django-contract
+	$(WITH_REDIS) $(WITH_POSTGRES) $(MAKE) --no-print-directory test-rust test-py test-node test-http test-readme test-fleet test-install test-django-contract
 
 test-rust: ## Rust tests only (expects REDIS_URL / STRATACACHE_CLUSTER; `make test` sets them)
 	$(RUST_TEST)
@@ -86,6 +86,7 @@ lint-node: node_modules/.installed ## ESLint over every JS file, tsc --checkJs o
 	npx eslint node tests/node examples benches/node benches/memory benches/http eslint.config.mjs
 	npx tsc -p node/tsconfig.json
 	npx tsc -p tests/node/tsconfig.json
+	node scripts/lint-workflows.js
 
 tests/node/keyv-suite/node_modules/.installed: tests/node/keyv-suite/package.json tests/node/keyv-suite/package-lock.json
 	cd tests/node/keyv-suite && npm ci --ignore-scripts --no-audit --no-fund
@@ -105,6 +106,9 @@ test-readme: node-build py-develop ## the README's Python and JS examples, extra
 
 test-fleet: node-build py-develop ## cross-process stampede tests: Python and Node processes on one Redis
 	STRATACACHE_NODE=node $(PY) -m pytest -p no:cacheprovider tests/fleet
+
+test-install: node-build py-develop ## the wheel and the npm packages installed into fresh directories without cargo on PATH, then used
+	$(PY) -m pytest -p no:cacheprovider tests/install
 
 test-django-contract: py-develop ## Django's own cache test suite (BaseCacheTests) on every configuration
 	./scripts/django-contract.sh $(PY)
