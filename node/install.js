@@ -9,14 +9,17 @@ const path = require('node:path')
 function prebuilt() {
   try {
     require('./binding.js')
-    return true
-  } catch {
-    return false
+    return null
+  } catch (e) {
+    return e
   }
 }
 
-if (prebuilt()) process.exit(0)
-console.error('stratacache: no prebuilt addon for this platform; building from source (needs Rust: https://rustup.rs)')
+const why = prebuilt()
+if (why === null) process.exit(0)
+// Say why (no package for this platform, or one that does not load here,
+// such as an older glibc), then build.
+console.error(`stratacache: no prebuilt addon loads here (${String((why && why.message) || why).split('\n')[0]}); building from source (needs Rust: https://rustup.rs)`)
 const napi = path.join(path.dirname(require.resolve('@napi-rs/cli/package.json')), 'dist', 'cli.js')
 const args = [napi, 'build', '--platform', '--release', '--manifest-path', 'crates/node/Cargo.toml', '--output-dir', 'node', '--js', 'binding.js', '--dts', 'binding.d.ts']
 const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: path.join(__dirname, '..') })

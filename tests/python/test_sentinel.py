@@ -84,8 +84,8 @@ def test_django_sentinels_option(sentinel: int) -> None:
 def test_django_sentinels_option_translation() -> None:
     kw = cache_kwargs("redis://:pw@shop/2", {"SENTINELS": [("h1", 26379), ("h2", "26380")]})
     assert kw["redis_url"] == "redis+sentinel://:pw@h1:26379,h2:26380/shop/2"
-    kw = cache_kwargs("rediss://shop", {"SENTINELS": [("h1", 26379)]})
-    assert kw["redis_url"] == "rediss+sentinel://h1:26379/shop"
+    kw = cache_kwargs("rediss://shop", {"SENTINELS": [("h1", 26379), ("::1", 26380)]})
+    assert kw["redis_url"] == "rediss+sentinel://h1:26379,[::1]:26380/shop"
     with pytest.raises(ImproperlyConfigured, match="SERVICE_NAME"):
         cache_kwargs("", {"SENTINELS": [("h1", 26379)]})
     with pytest.raises(ImproperlyConfigured, match="pairs"):

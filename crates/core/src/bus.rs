@@ -466,7 +466,10 @@ async fn connect(urls: &[String], channel: &str, timeout: Duration) -> Option<re
             let Ok(spec) = crate::l2::sentinel::SentinelSpec::parse(url) else {
                 continue;
             };
-            match tokio::time::timeout(timeout, crate::l2::sentinel::master_client(&spec)).await {
+            // A sentinel that does not answer holds the lookup up to a
+            // connect timeout before the next one is asked.
+            let deadline = timeout * (spec.sentinels.len() as u32 + 1);
+            match tokio::time::timeout(deadline, crate::l2::sentinel::master_client(&spec)).await {
                 Ok(Ok(c)) => c,
                 _ => continue,
             }

@@ -193,7 +193,6 @@ fn cache(url: &str, ns: &str, l1_bytes: u64) -> Cache {
         .redis_url(url)
         .namespace(ns)
         .l1_max_bytes(l1_bytes)
-        .op_timeout(Duration::from_secs(2))
         .build()
         .expect("cache")
 }
@@ -262,7 +261,11 @@ async fn follows_the_master_through_failovers() {
     )
     .await
     .expect("GET on the new master");
-    assert!(v.is_some(), "the write went to the new master");
+    let v = v.expect("the entry is on the new master");
+    assert!(
+        v.windows(2).any(|w| w == b"v2"),
+        "the write went to the new master"
+    );
     // b's L1 copy of v1 was evicted by the bus: it reads v2.
     until("b sees v2", Duration::from_secs(10), || async {
         b.get("k")
@@ -292,6 +295,15 @@ async fn follows_the_master_through_failovers() {
             .is_some_and(|e| e.payload == "v3")
     })
     .await;
+    // b's bus followed the master too (it resubscribed after the kill).
+    until("b's bus is back", Duration::from_secs(10), || async {
+        b.stats().await.bus_connected == 1
+    })
+    .await;
+    assert!(
+        b.stats().await.bus_connects >= 2,
+        "b's bus never reconnected"
+    );
     let doctor = a.doctor().await;
     assert_eq!(doctor.exit_code(), 0, "{}", doctor.text());
     assert!(

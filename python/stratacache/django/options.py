@@ -135,7 +135,7 @@ def _sentinel_url(location: str | None, sentinels: Any) -> str:
     try:
         if not all(isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in sentinels):
             raise TypeError
-        hosts = ",".join(f"{h}:{int(p)}" for h, p in sentinels)
+        hosts = ",".join(f"{f'[{h}]' if ':' in str(h) else h}:{int(p)}" for h, p in sentinels)
     except (TypeError, ValueError):
         raise ImproperlyConfigured("OPTIONS['SENTINELS'] is a list of (host, port) pairs") from None
     return f"{scheme}+sentinel://{userinfo + at}{hosts}/{service}{'/' + db if db else ''}"

@@ -140,10 +140,8 @@ impl L2 {
             Err(_) => Err(Error::L2Timeout(self.op_timeout)),
         };
         self.breaker.record(&r, probe);
-        if let Err(e) = &r
-            && (matches!(e, Error::L2Timeout(_)) || unreachable(e))
-        {
-            self.lost_master();
+        if let Err(Error::L2Timeout(_)) = &r {
+            self.check_master();
         }
         match r {
             Ok(v) => {
@@ -162,14 +160,14 @@ impl L2 {
         }
     }
 
-    /// A command timed out or found no server: with Sentinel, ask the
-    /// sentinels for the master again on the next command (the connection
-    /// sees other errors itself; a timeout drops its future first).
-    fn lost_master(&self) {
+    /// A command timed out: with Sentinel, check in the background that
+    /// the master has not moved (the connection sees other errors itself;
+    /// a timeout drops its future first).
+    fn check_master(&self) {
         if let Ok(g) = self.conn.read()
             && let Some((_, Conn::Sentinel(h))) = &*g
         {
-            h.0.forget_master();
+            h.0.check_master();
         }
     }
 

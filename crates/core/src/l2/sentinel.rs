@@ -6,14 +6,19 @@
 //! does (no connection, dropped, refused, timed out, `READONLY` from a
 //! demoted one): a failover costs the commands in flight at that moment.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{Cmd, RedisError, RedisFuture, RedisResult, Value};
 
 use crate::error::{Error, Result};
+use crate::runtime::runtime;
 
 /// Default port of a sentinel.
 const SENTINEL_PORT: u16 = 26379;
@@ -25,6 +30,8 @@ pub(crate) struct SentinelSpec {
     pub(crate) sentinels: Vec<String>,
     pub(crate) service: String,
     tls: bool,
+    /// `#insecure`: TLS without certificate verification.
+    insecure: bool,
     username: Option<String>,
     password: Option<String>,
     db: i64,
@@ -36,6 +43,7 @@ impl std::fmt::Debug for SentinelSpec {
             .field("sentinels", &self.sentinels)
             .field("service", &self.service)
             .field("tls", &self.tls)
+            .field("insecure", &self.insecure)
             .field("db", &self.db)
             .finish_non_exhaustive()
     }
@@ -61,7 +69,8 @@ fn unescape(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'%'
             && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && let Ok(hex) = std::str::from_utf8(&b[i + 1..i + 3])
+            && let Ok(v) = u8::from_str_radix(hex, 16)
         {
             out.push(v);
             i += 3;
@@ -108,14 +117,26 @@ impl SentinelSpec {
             if h.is_empty() {
                 return Err(bad(hint, "an empty sentinel address"));
             }
-            let (host, port) = match h.rsplit_once(':') {
-                Some((host, p)) if !host.ends_with(']') || h.starts_with('[') => {
-                    let port = p.parse::<u16>().map_err(|_| {
-                        bad(hint, &format!("sentinel port {p:?} is not a port number"))
-                    })?;
-                    (host, port)
+            let port_of = |p: &str| {
+                p.parse::<u16>()
+                    .map_err(|_| bad(hint, &format!("sentinel port {p:?} is not a port number")))
+            };
+            // `[v6]`, `[v6]:port`, `host`, `host:port`.
+            let (host, port) = if let Some(v6) = h.strip_prefix('[') {
+                let (addr, after) = v6
+                    .split_once(']')
+                    .ok_or_else(|| bad(hint, "an IPv6 sentinel address without its ']'"))?;
+                let port = match after.strip_prefix(':') {
+                    Some(p) => port_of(p)?,
+                    None if after.is_empty() => SENTINEL_PORT,
+                    None => return Err(bad(hint, "text after an IPv6 sentinel address")),
+                };
+                (format!("[{addr}]"), port)
+            } else {
+                match h.rsplit_once(':') {
+                    Some((host, p)) => (host.to_owned(), port_of(p)?),
+                    None => (h.to_owned(), SENTINEL_PORT),
                 }
-                _ => (h, SENTINEL_PORT),
             };
             if host.is_empty() {
                 return Err(bad(hint, "a sentinel address without a host"));
@@ -123,6 +144,17 @@ impl SentinelSpec {
             let scheme = if tls { "rediss" } else { "redis" };
             sentinels.push(format!("{scheme}://{host}:{port}"));
         }
+        let (path, fragment) = path.split_once('#').unwrap_or((path, ""));
+        let insecure = match fragment {
+            "" => false,
+            "insecure" if tls => true,
+            _ => {
+                return Err(bad(
+                    hint,
+                    "the only fragment is #insecure, with rediss+sentinel://",
+                ));
+            }
+        };
         let mut parts = path
             .split('?')
             .next()
@@ -142,10 +174,16 @@ impl SentinelSpec {
         if parts.next().is_some() {
             return Err(bad(hint, "too many path segments"));
         }
+        if insecure {
+            for u in &mut sentinels {
+                u.push_str("/#insecure");
+            }
+        }
         Ok(SentinelSpec {
             sentinels,
             service,
             tls,
+            insecure,
             username,
             password,
             db,
@@ -161,7 +199,9 @@ impl SentinelSpec {
             rci = rci.set_password(p);
         }
         let info = SentinelNodeConnectionInfo::default().set_redis_connection_info(rci);
-        if self.tls {
+        if self.insecure {
+            info.set_tls_mode(redis::TlsMode::Insecure)
+        } else if self.tls {
             info.set_tls_mode(redis::TlsMode::Secure)
         } else {
             info
@@ -178,11 +218,29 @@ pub(crate) async fn master_client(spec: &SentinelSpec) -> RedisResult<redis::Cli
 }
 
 /// The connection to a Sentinel deployment's current master.
+///
+/// Asking the sentinels runs as a task of its own on the core runtime, one
+/// at a time: a command waits for it at most its own `op_timeout` (a
+/// sentinel that does not answer may hold the lookup longer), and the
+/// lookup goes on and serves the next commands when it ends.
 pub(crate) struct SentinelConn {
     spec: SentinelSpec,
     sentinel: tokio::sync::Mutex<Sentinel>,
-    master: Mutex<Option<ConnectionManager>>,
+    state: Mutex<State>,
     config: ConnectionManagerConfig,
+    /// A check that the master has not moved (after a timeout) is running.
+    checking: AtomicBool,
+}
+
+type Lookup = Shared<BoxFuture<'static, std::result::Result<(u64, ConnectionManager), String>>>;
+
+#[derive(Default)]
+struct State {
+    /// The master in use: a generation, its address, the connection.
+    master: Option<(u64, String, ConnectionManager)>,
+    /// The lookup in progress, shared by every command waiting for it.
+    pending: Option<Lookup>,
+    generation: u64,
 }
 
 impl SentinelConn {
@@ -191,8 +249,8 @@ impl SentinelConn {
         connect_timeout: Duration,
         op_timeout: Duration,
     ) -> Result<Self> {
-        let sentinel =
-            Sentinel::build(spec.sentinels.clone()).map_err(|e| Error::Config(e.to_string()))?;
+        let sentinel = Sentinel::build(spec.sentinels.clone())
+            .map_err(|e| Error::Config(format!("redis+sentinel URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(Some(op_timeout))
@@ -201,33 +259,95 @@ impl SentinelConn {
         Ok(SentinelConn {
             spec,
             sentinel: tokio::sync::Mutex::new(sentinel),
-            master: Mutex::new(None),
+            state: Mutex::new(State::default()),
             config,
+            checking: AtomicBool::new(false),
         })
     }
 
-    async fn master(&self) -> RedisResult<ConnectionManager> {
-        if let Some(m) = self
-            .master
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            return Ok(m);
-        }
-        let client = {
-            let mut s = self.sentinel.lock().await;
-            s.async_master_for(&self.spec.service, Some(&self.spec.master_info()))
-                .await?
-        };
-        let m = ConnectionManager::new_with_config(client, self.config.clone()).await?;
-        *self.master.lock().unwrap_or_else(|e| e.into_inner()) = Some(m.clone());
-        Ok(m)
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Ask the sentinels again on the next command.
-    pub(crate) fn forget_master(&self) {
-        *self.master.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    /// The sentinels' master now: its address and a client for it.
+    async fn ask(&self) -> RedisResult<(String, redis::Client)> {
+        let mut s = self.sentinel.lock().await;
+        let c = s
+            .async_master_for(&self.spec.service, Some(&self.spec.master_info()))
+            .await?;
+        Ok((c.get_connection_info().addr().to_string(), c))
+    }
+
+    /// The master's connection and its generation: the one in use, or the
+    /// (single, shared) lookup's.
+    async fn master(self: &Arc<Self>) -> RedisResult<(u64, ConnectionManager)> {
+        let lookup = {
+            let mut st = self.state();
+            if let Some((g, _, m)) = &st.master {
+                return Ok((*g, m.clone()));
+            }
+            match &st.pending {
+                Some(p) => p.clone(),
+                None => {
+                    let this = self.clone();
+                    let task = runtime().spawn(async move { this.resolve().await });
+                    let p: Lookup = async move { task.await.map_err(|e| e.to_string())? }
+                        .boxed()
+                        .shared();
+                    st.pending = Some(p.clone());
+                    p
+                }
+            }
+        };
+        lookup.await.map_err(|msg| {
+            RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                format!("no master from the sentinels: {msg}"),
+            ))
+        })
+    }
+
+    async fn resolve(&self) -> std::result::Result<(u64, ConnectionManager), String> {
+        let found = async {
+            let (addr, client) = self.ask().await?;
+            let m = ConnectionManager::new_with_config(client, self.config.clone()).await?;
+            Ok::<_, RedisError>((addr, m))
+        }
+        .await;
+        let mut st = self.state();
+        st.pending = None;
+        let (addr, m) = found.map_err(|e| e.to_string())?;
+        st.generation += 1;
+        let g = st.generation;
+        st.master = Some((g, addr, m.clone()));
+        Ok((g, m))
+    }
+
+    /// Ask the sentinels again on the next command, unless the master in
+    /// use is already a newer one than `generation`'s.
+    fn forget(&self, generation: u64) {
+        let mut st = self.state();
+        if st.master.as_ref().is_some_and(|(g, _, _)| *g == generation) {
+            st.master = None;
+        }
+    }
+
+    /// A command timed out: a slow master, or a frozen one the sentinels
+    /// replaced. Check in the background; only a moved master is dropped.
+    pub(crate) fn check_master(self: &Arc<Self>) {
+        if self.checking.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        runtime().spawn(async move {
+            if let Ok((addr, _)) = this.ask().await {
+                let mut st = this.state();
+                if st.master.as_ref().is_some_and(|(_, a, _)| *a != addr) {
+                    st.master = None;
+                }
+            }
+            this.checking.store(false, Ordering::Release);
+        });
     }
 
     /// Whether `e` is how a lost or demoted master answers.
@@ -235,20 +355,21 @@ impl SentinelConn {
         e.is_io_error()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
-            || e.is_timeout()
             || matches!(
                 e.kind(),
                 redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
             )
     }
 
-    /// The current master's address, for `doctor`.
-    pub(crate) async fn master_addr(&self) -> RedisResult<String> {
-        let mut s = self.sentinel.lock().await;
-        let c = s
-            .async_master_for(&self.spec.service, Some(&self.spec.master_info()))
-            .await?;
-        Ok(c.get_connection_info().addr().to_string())
+    /// The master's address, for `doctor` and listing cursors.
+    pub(crate) async fn master_addr(self: &Arc<Self>) -> RedisResult<String> {
+        self.master().await?;
+        let st = self.state();
+        Ok(st
+            .master
+            .as_ref()
+            .map(|(_, a, _)| a.clone())
+            .unwrap_or_default())
     }
 }
 
@@ -260,12 +381,12 @@ impl ConnectionLike for SentinelHandle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         let s = self.0.clone();
         Box::pin(async move {
-            let mut m = s.master().await.inspect_err(|_| s.forget_master())?;
+            let (g, mut m) = s.master().await?;
             let r = m.req_packed_command(cmd).await;
             if let Err(e) = &r
                 && SentinelConn::lost_master(e)
             {
-                s.forget_master();
+                s.forget(g);
             }
             r
         })
@@ -278,17 +399,54 @@ impl ConnectionLike for SentinelHandle {
     ) -> RedisFuture<'a, Vec<Value>> {
         let s = self.0.clone();
         Box::pin(async move {
-            let mut m = s.master().await?;
+            let (g, mut m) = s.master().await?;
             let r = m.req_packed_commands(cmd, offset, count).await;
             if let Err(e) = &r
                 && SentinelConn::lost_master(e)
             {
-                s.forget_master();
+                s.forget(g);
             }
             r
         })
     }
     fn get_db(&self) -> i64 {
         self.0.spec.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SentinelSpec;
+
+    #[test]
+    fn urls_parse() {
+        let s = SentinelSpec::parse("redis+sentinel://u:p%40ss@h1,h2:26380,[::1],[::2]:7/shop/3")
+            .expect("parses");
+        assert_eq!(
+            s.sentinels,
+            [
+                "redis://h1:26379",
+                "redis://h2:26380",
+                "redis://[::1]:26379",
+                "redis://[::2]:7"
+            ]
+        );
+        assert_eq!((s.service.as_str(), s.db), ("shop", 3));
+        assert_eq!(s.password.as_deref(), Some("p@ss"));
+        assert_eq!(s.username.as_deref(), Some("u"));
+        let t = SentinelSpec::parse("rediss+sentinel://h/shop#insecure").expect("parses");
+        assert!(t.tls && t.insecure);
+        assert_eq!(t.sentinels, ["rediss://h:26379/#insecure"]);
+        // Not a panic: '%' before a multi-byte character.
+        let odd = SentinelSpec::parse("redis+sentinel://:%é@h/shop").expect("parses");
+        assert!(odd.password.is_some());
+        for bad in [
+            "redis+sentinel://h/shop#insecure",
+            "redis+sentinel://[::1/shop",
+            "redis+sentinel://h:x/shop",
+            "redis+sentinel://h",
+        ] {
+            assert!(SentinelSpec::parse(bad).is_err(), "{bad}");
+        }
     }
 }
