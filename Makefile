@@ -18,7 +18,7 @@ MATURIN := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/mat
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-install test-django-contract test-fleet test-http test-readme test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults bench-memory bench-http bench-edge fuzz check-prereqs
+.PHONY: help setup demo demo-rust build lint lint-rust lint-py fmt test test-rust test-py test-install test-django-contract test-fleet test-http test-readme test-node node-build lint-node py-develop bench bench-py bench-node bench-stampede bench-coherence bench-faults bench-memory bench-http bench-edge bench-otel fuzz check-prereqs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -145,6 +145,10 @@ bench-http: check-prereqs node-build $(VENV)/.installed ## cached HTTP responses
 	$(MATURIN) develop --locked -q --release
 	cd benches/node && npm ci --ignore-scripts --no-audit --no-fund
 	$(WITH_REDIS) $(PY) benches/http/run.py $(APPS)
+
+bench-otel: $(VENV)/.installed ## what OpenTelemetry instrumentation costs on the Python L1-hit path (plain, no SDK, API only, SDK recording)
+	$(MATURIN) develop --locked -q --release
+	$(PY) benches/python/bench_otel.py
 
 bench-edge: check-prereqs node-build $(VENV)/.installed ## a real Varnish in front of the FastAPI and Express apps: invalidate_tags -> Varnish serving the new body (p50/p99), req/s served by Varnish vs the app (APPS="express" to narrow)
 	$(MATURIN) develop --locked -q --release
