@@ -10,18 +10,14 @@ from typing import Any, Callable, TypeVar, overload
 from . import _native
 from ._args import DEFAULT, Ttl, _load_many, _native_ttl
 from ._loading import (
-    _LEFT_OUT,
     Decoding,
     Loaded,
     NoCache,
     Policy,
-    aload_many_through,
     aread_through,
-    awarm,
-    load_many_through,
     read_through,
-    warm,
 )
+from ._many import _LEFT_OUT, aload_many_through, awarm, load_many_through, warm
 
 T = TypeVar("T")
 
