@@ -214,14 +214,15 @@ async function fill(leases, { factory, loadMany, ttl, grace, tags, loaded }, ser
       const out = adapt || uncached ? v.value : v
       const [data, format] = encode(serializer, out)
       if (loaded) loaded.set(l.key, out)
+      let stored
       try {
-        await l.settle(uncached ? UNCACHED : VALUE, data, format, ttl, grace, tags, deps, adapt)
+        stored = await l.settle(uncached ? UNCACHED : VALUE, data, format, ttl, grace, tags, deps, adapt)
       } catch (e) {
         const err = native(e)
         abandonQuietly(l, err)
         throw err
       }
-      return uncached || (adapt && adapt.ttl !== undefined && adapt.ttl <= 0) ? 0 : 1
+      return stored ? 1 : 0
     }),
   )
   return done.reduce((a, b) => a + b, 0)

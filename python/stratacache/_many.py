@@ -46,8 +46,8 @@ def warm(
         for lease in leases:
             _abandon_quietly(lease, e)
         raise
-    _settle_singles(singles, items, ttl, grace, None, deps)
-    return n.complete_many(items, ttl, grace, deps) + _stored(singles)
+    stored = _settle_singles(singles, items, ttl, grace, None, deps)
+    return n.complete_many(items, ttl, grace, deps) + stored
 
 
 async def awarm(
@@ -70,8 +70,8 @@ async def awarm(
         for lease in leases:
             _abandon_quietly(lease, e)
         raise
-    await _asettle_singles(singles, items, ttl, grace, None, deps)
-    return await n.acomplete_many(items, ttl, grace, deps) + _stored(singles)
+    stored = await _asettle_singles(singles, items, ttl, grace, None, deps)
+    return await n.acomplete_many(items, ttl, grace, deps) + stored
 
 
 def load_many_through(
@@ -199,13 +199,15 @@ def _settle_singles(
     grace: float,
     tags: list[str] | None,
     deps: _native.Deps | None,
-) -> None:
-    """Settle each ``Loaded`` / ``NoCache`` value alone; on an error (a bad
-    ``Loaded`` option) every lease not settled yet is abandoned with it,
-    so no waiter is left hanging."""
+) -> int:
+    """Settle each ``Loaded`` / ``NoCache`` value alone; how many were
+    stored (the core decides). On an error (a bad ``Loaded`` option) every
+    lease not settled yet is abandoned with it, so no waiter is left
+    hanging."""
     try:
-        for lease, kind, data, fmt, adapt in singles:
-            lease.settle(kind, data, fmt, ttl, grace, tags, deps, adapt)
+        return sum(
+            lease.settle(kind, data, fmt, ttl, grace, tags, deps, adapt) for lease, kind, data, fmt, adapt in singles
+        )
     except BaseException as e:
         for lease in [s[0] for s in singles] + [i[0] for i in items]:
             _abandon_quietly(lease, e)
@@ -219,18 +221,13 @@ async def _asettle_singles(
     grace: float,
     tags: list[str] | None,
     deps: _native.Deps | None,
-) -> None:
+) -> int:
     try:
+        stored = 0
         for lease, kind, data, fmt, adapt in singles:
-            await lease.asettle(kind, data, fmt, ttl, grace, tags, deps, adapt)
+            stored += await lease.asettle(kind, data, fmt, ttl, grace, tags, deps, adapt)
+        return stored
     except BaseException as e:
         for lease in [s[0] for s in singles] + [i[0] for i in items]:
             _abandon_quietly(lease, e)
         raise
-
-
-def _stored(singles: list[_Single]) -> int:
-    """How many of ``singles`` are stored (not NoCache, not ``ttl=0``)."""
-    return sum(
-        1 for _, kind, _, _, a in singles if kind != _native.UNCACHED and not (a and a[0] is not None and a[0] <= 0)
-    )

@@ -394,18 +394,33 @@ impl Lease {
         r
     }
 
-    async fn settle_inner(self, outcome: LoadOutcome, opts: &WriteOptions) -> Result<Settled> {
+    /// Whether settling with `outcome` under `opts` stores the value (as
+    /// opposed to handing it to the waiters only): not for `Uncached` or
+    /// `Failed`, not under a zero TTL (a loader's adaptive "not this one"),
+    /// and for `Nothing` unless the policy's `none_ttl` is zero. The one
+    /// rule [`Lease::settle`] follows; bindings count stores by it.
+    pub fn stores(&self, outcome: &LoadOutcome, opts: &WriteOptions) -> bool {
         match outcome {
-            // A zero TTL (a loader's adaptive "not this one"): handed out,
-            // not stored.
-            LoadOutcome::Value(b) | LoadOutcome::Nothing(b) if opts.stores_nothing() => {
+            LoadOutcome::Uncached(_) | LoadOutcome::Failed(_) => false,
+            _ if opts.stores_nothing() => false,
+            LoadOutcome::Value(_) => true,
+            LoadOutcome::Nothing(_) => !matches!(
+                self.terms.none_ttl,
+                Some(Ttl::After(d)) if d.is_zero()
+            ),
+        }
+    }
+
+    async fn settle_inner(self, outcome: LoadOutcome, opts: &WriteOptions) -> Result<Settled> {
+        let stores = self.stores(&outcome, opts);
+        match outcome {
+            LoadOutcome::Failed(e) => self.fail(e).await,
+            LoadOutcome::Value(b) | LoadOutcome::Nothing(b) | LoadOutcome::Uncached(b)
+                if !stores =>
+            {
                 self.complete_uncached(b, opts).await.map(Settled::Loaded)
             }
-            LoadOutcome::Value(b) => self.complete(b, opts).await.map(Settled::Loaded),
             LoadOutcome::Nothing(b) => match self.terms.none_ttl {
-                Some(Ttl::After(d)) if d.is_zero() => {
-                    self.complete_uncached(b, opts).await.map(Settled::Loaded)
-                }
                 Some(ttl) => {
                     let mut o = opts.clone();
                     o.ttl = ttl;
@@ -413,8 +428,10 @@ impl Lease {
                 }
                 None => self.complete(b, opts).await.map(Settled::Loaded),
             },
-            LoadOutcome::Uncached(b) => self.complete_uncached(b, opts).await.map(Settled::Loaded),
-            LoadOutcome::Failed(e) => self.fail(e).await,
+            // (`Uncached` never stores: the guard above took it.)
+            LoadOutcome::Value(b) | LoadOutcome::Uncached(b) => {
+                self.complete(b, opts).await.map(Settled::Loaded)
+            }
         }
     }
 

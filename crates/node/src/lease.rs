@@ -86,10 +86,11 @@ impl NativeLease {
     }
 
     /// Settle the load with what the factory did (0 a value, 1 null, 2 a
-    /// `NoCache`); the core applies `noneTtl`.
+    /// `NoCache`); the core applies `noneTtl`. Resolves whether the value
+    /// was stored (the core's `Lease::stores`).
     /// `deps`: what the factory read (its collector), recorded with the
     /// value.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(ts_return_type = "Promise<boolean>")]
     #[allow(clippy::too_many_arguments)] // the JS call's arguments, one each
     pub fn settle<'env>(
         &self,
@@ -102,7 +103,7 @@ impl NativeLease {
         tags: Option<Vec<String>>,
         deps: Option<&NativeDeps>,
         adapt: Option<NativeAdapt>,
-    ) -> Result<PromiseRaw<'env, ()>> {
+    ) -> Result<PromiseRaw<'env, bool>> {
         let mut o = write_opts(format, ttl_ms, grace_ms, tags)?;
         o.deps = deps.map(|d| d.inner.clone());
         if let Some(a) = adapt {
@@ -119,12 +120,13 @@ impl NativeLease {
             _ => return Err(invalid(format!("unknown load outcome {kind}"))),
         };
         let lease = self.take()?;
-        env.spawn_future(async move { lease.settle(out, &o).await.map(|_| ()).map_err(js_err) })
+        let stores = lease.stores(&out, &o);
+        env.spawn_future(async move { lease.settle(out, &o).await.map(|_| stores).map_err(js_err) })
     }
 
     /// Store `data` as the loaded value (the HTTP layer's responses and
     /// warm-ups: no `noneTtl` rule).
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(ts_return_type = "Promise<boolean>")]
     #[allow(clippy::too_many_arguments)] // the JS call's arguments, one each
     pub fn complete<'env>(
         &self,
@@ -135,7 +137,7 @@ impl NativeLease {
         grace_ms: Option<f64>,
         tags: Option<Vec<String>>,
         deps: Option<&NativeDeps>,
-    ) -> Result<PromiseRaw<'env, ()>> {
+    ) -> Result<PromiseRaw<'env, bool>> {
         self.settle(env, VALUE, data, format, ttl_ms, grace_ms, tags, deps, None)
     }
 

@@ -114,6 +114,7 @@ impl PyLease {
     /// `deps`: what the loader read (its collector), recorded with the
     /// value.
     /// `adapt`: the loader's `Loaded` choices, `(ttl, grace, tags)`.
+    /// Returns whether the value was stored (the core's `Lease::stores`).
     #[pyo3(signature = (kind, data, format, ttl = None, grace = 0.0, tags = None, deps = None, adapt = None))]
     #[allow(clippy::too_many_arguments)]
     fn settle(
@@ -127,11 +128,12 @@ impl PyLease {
         tags: Option<Vec<String>>,
         deps: Option<PyRef<'_, PyDeps>>,
         adapt: Option<Adapt>,
-    ) -> PyResult<()> {
+    ) -> PyResult<bool> {
         let o = adapted(with_deps(opts(format, ttl, grace, tags)?, deps), adapt)?;
         let out = outcome(kind, data)?;
         let lease = self.take()?;
-        run(py, lease.settle(out, &o)).py(py).map(|_| ())
+        let stores = lease.stores(&out, &o);
+        run(py, lease.settle(out, &o)).py(py).map(|_| stores)
     }
 
     #[pyo3(signature = (kind, data, format, ttl = None, grace = 0.0, tags = None, deps = None, adapt = None))]
@@ -151,8 +153,9 @@ impl PyLease {
         let o = adapted(with_deps(opts(format, ttl, grace, tags)?, deps), adapt)?;
         let out = outcome(kind, data)?;
         let lease = self.take()?;
+        let stores = lease.stores(&out, &o);
         awaitable(py, async move {
-            lease.settle(out, &o).await.map(|_| ()).map_err(py_err)
+            lease.settle(out, &o).await.map(|_| stores).map_err(py_err)
         })
     }
 
@@ -171,6 +174,7 @@ impl PyLease {
         deps: Option<PyRef<'_, PyDeps>>,
     ) -> PyResult<()> {
         self.settle(py, VALUE, data, format, ttl, grace, tags, deps, None)
+            .map(|_| ())
     }
 
     #[pyo3(signature = (data, format, ttl = None, grace = 0.0, tags = None, deps = None))]
