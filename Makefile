@@ -146,9 +146,10 @@ bench-http: check-prereqs node-build $(VENV)/.installed ## cached HTTP responses
 	cd benches/node && npm ci --ignore-scripts --no-audit --no-fund
 	$(WITH_REDIS) $(PY) benches/http/run.py $(APPS)
 
-bench-otel: $(VENV)/.installed ## what OpenTelemetry instrumentation costs on the Python L1-hit path (plain, no SDK, API only, SDK recording)
+bench-otel: $(VENV)/.installed node-build ## what tracing costs on the L1-hit path: Python (plain, no SDK, API only, SDK recording) and Node (untraced, no diagnostics_channel subscriber, a TracingChannel subscriber, OTel SDK recording)
 	$(MATURIN) develop --locked -q --release
 	$(PY) benches/python/bench_otel.py
+	node benches/node/otel.js
 
 bench-edge: check-prereqs node-build $(VENV)/.installed ## a real Varnish in front of the FastAPI and Express apps: invalidate_tags -> Varnish serving the new body (p50/p99), req/s served by Varnish vs the app (APPS="express" to narrow)
 	$(MATURIN) develop --locked -q --release

@@ -251,6 +251,14 @@ export declare class Cache extends EventEmitter {
   /** Make every entry carrying any of `tags` stale, in every process. */
   invalidateTags(tags: string[]): Promise<void>
   /**
+   * Run `fn` with caching off for this cache (and whatever it starts):
+   * reads find nothing, getOrSet runs its factory every time and stores
+   * nothing, writes store nothing (`add` resolves true, `touch` false);
+   * deletes, invalidations, `clear` and counters work as usual. Returns
+   * what `fn` returns.
+   */
+  disabled<T>(fn: () => T): T
+  /**
    * Inside a factory (getOrSet, warm, a cached HTTP handler): what it builds
    * depends on `tags` too, at their current versions (for what the cache
    * cannot see, such as a database read). Outside a factory it does
@@ -287,6 +295,8 @@ export declare class Cache extends EventEmitter {
  * metric family once, a sample per namespace.
  */
 export declare function metricsText(...caches: Cache[]): string
+/** Run `fn` with caching off for every cache (see `Cache#disabled`). */
+export declare function disabled<T>(fn: () => T): T
 
 export declare class StrataCacheError extends Error {
   readonly code: string

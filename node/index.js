@@ -16,45 +16,18 @@ const { Loaded, NoCache, plain, native, registerLoaderError, settle, lead, fill,
 const { L2_CODES, InvalidValueError, CacheClosedError, ConfigError } =
   errors
 
-// The core's lookup kinds.
-const STALE = 1
-const LEAD = 2
+const [STALE, LEAD] = [1, 2] // the core's lookup kinds
 
 // Internal API for the web middleware (express.js, fastify.js): raw entries
 // and leases. Not part of the public API.
 const { kInternal, kNative } = require('./internal.js')
-const { checkOptions, edgePurgeJson } = require('./options.js')
+const { CACHE_OPTIONS, checkOptions, edgePurgeJson } = require('./options.js')
 const { SharedValues, MISS } = require('./shared.js')
 const { httpInternals } = require('./httpinternal.js')
 const { currentDeps } = require('./deps.js')
+const { isOff, turnedOff, disabled } = require('./disabled.js')
+const { traceCalls } = require('./channels.js')
 const { metricsText } = require('./metrics.js')
-
-const CACHE_OPTIONS = [
-  'redis',
-  'cluster',
-  'namespace',
-  'l1',
-  'ttl',
-  'serializer',
-  'compressThreshold',
-  'maxValueBytes',
-  'signingKey',
-  'connectTimeout',
-  'opTimeout',
-  'waitTimeout',
-  'tombstoneTtl',
-  'ttlJitter',
-  'failOpen',
-  'fleetLease',
-  'trackDependencies',
-  'leaseTtl',
-  'jsReads',
-  'breaker',
-  'policy',
-  'clone',
-  'edgePurge',
-]
-
 
 /**
  * A tiered cache: in-process L1 and, with `redis` or `cluster`, a Redis L2.
@@ -63,6 +36,9 @@ const CACHE_OPTIONS = [
  */
 class Cache extends EventEmitter {
   #n
+  // The same cache with caching off: what a `disabled()` scope's calls go to.
+  #off
+  #id
   #serializer
   #failOpen
   #hasL2
@@ -123,6 +99,8 @@ class Cache extends EventEmitter {
     } catch (e) {
       throw native(e)
     }
+    this.#off = this.#n.bypassing()
+    this.#id = this.#n.identity
     this.#hasL2 = this.#n.hasL2
     this.#hasL1 = l1.enabled !== false
     if (o.clone === false && this.#hasL1) this.#shared = new SharedValues(this.#n.sharedBudget)
@@ -140,6 +118,26 @@ class Cache extends EventEmitter {
 
   #open() {
     if (this.#closed) throw new CacheClosedError('the cache is closed')
+  }
+
+  // The native handle a call goes to: the one with caching off inside a
+  // `disabled()` scope covering this cache.
+  #h() {
+    return isOff(this.#id) ? this.#off : this.#n
+  }
+
+  /**
+   * Run `fn` with caching off for this cache (every handle on its data) and
+   * what `fn` starts; returns what `fn` returns. Reads find nothing,
+   * getOrSet runs its factory every time, writes store nothing; deletes,
+   * invalidations, `clear` and counters work as usual. HTTP responses pass
+   * through uncached. The module's `disabled(fn)` turns off every cache.
+   * @template T
+   * @param {() => T} fn
+   * @returns {T}
+   */
+  disabled(fn) {
+    return turnedOff([this.#id], fn)
   }
 
   // Redis trouble: with failOpen (the default) it becomes `fallback` and an
@@ -163,6 +161,7 @@ class Cache extends EventEmitter {
     try {
       checkKey(key)
       this.#open()
+      if (isOff(this.#id)) return this.#getL2(key, this.#off)
       const deps = currentDeps()
       if (deps !== undefined) return this.#getTracked(key, deps)
       if (this.#shared !== null) {
@@ -214,7 +213,7 @@ class Cache extends EventEmitter {
   async #getTracked(key, deps) {
     let v
     try {
-      v = await this.#n.getTracked(key, deps)
+      v = await this.#h().getTracked(key, deps)
     } catch (e) {
       return this.#l2(e, undefined)
     }
@@ -233,16 +232,16 @@ class Cache extends EventEmitter {
     const deps = currentDeps()
     if (deps === undefined) return
     try {
-      await this.#n.trackTags(deps, tags)
+      await this.#h().trackTags(deps, tags)
     } catch (e) {
       throw native(e)
     }
   }
 
-  async #getL2(key) {
+  async #getL2(key, n = this.#n) {
     let v
     try {
-      v = await this.#n.get(key)
+      v = await n.get(key)
     } catch (e) {
       return this.#l2(e, undefined)
     }
@@ -257,7 +256,8 @@ class Cache extends EventEmitter {
       let vs
       const r = this.#reader
       const deps = currentDeps()
-      if (deps !== undefined) vs = await this.#n.getManyTracked(keys, deps)
+      if (isOff(this.#id)) vs = await this.#off.getMany(keys)
+      else if (deps !== undefined) vs = await this.#n.getManyTracked(keys, deps)
       else if (r !== null && keys.length > 0 && r.ready) {
         // One MGET over the JS connection, as `get` sends its GET there.
         let starts = this.#n.startReadMany(keys)
@@ -267,10 +267,7 @@ class Cache extends EventEmitter {
       if (vs === undefined) vs = await this.#n.getMany(keys)
       return vs.map((v) => decode(v, this.#serializer.name))
     } catch (e) {
-      return this.#l2(
-        e,
-        keys.map(() => undefined),
-      )
+      return this.#l2(e, keys.map(() => undefined))
     }
   }
 
@@ -280,7 +277,7 @@ class Cache extends EventEmitter {
     this.#open()
     const [data, format] = encode(this.#serializer, value)
     try {
-      await this.#n.set(key, data, format, parseTtl(ttl), parseTtl(options.grace, 'grace'), options.tags)
+      await this.#h().set(key, data, format, parseTtl(ttl), parseTtl(options.grace, 'grace'), options.tags)
       return true
     } catch (e) {
       return this.#l2(e, false)
@@ -295,12 +292,9 @@ class Cache extends EventEmitter {
       return [k, ...encode(this.#serializer, v)]
     })
     try {
-      return await this.#n.setMany(items, parseTtl(ttl))
+      return await this.#h().setMany(items, parseTtl(ttl))
     } catch (e) {
-      return this.#l2(
-        e,
-        items.map(([k]) => k),
-      )
+      return this.#l2(e, items.map(([k]) => k))
     }
   }
 
@@ -310,7 +304,7 @@ class Cache extends EventEmitter {
     this.#open()
     const [data, format] = encode(this.#serializer, value)
     try {
-      return await this.#n.add(key, data, format, parseTtl(ttl))
+      return await this.#h().add(key, data, format, parseTtl(ttl))
     } catch (e) {
       return this.#l2(e, false)
     }
@@ -322,7 +316,7 @@ class Cache extends EventEmitter {
     this.#open()
     if (this.#shared !== null) this.#shared.forget(key)
     try {
-      return await this.#n.delete(key)
+      return await this.#h().delete(key)
     } catch (e) {
       return this.#l2(e, false)
     }
@@ -333,7 +327,7 @@ class Cache extends EventEmitter {
     keys.forEach(checkKey)
     this.#open()
     try {
-      return await this.#n.deleteMany(keys)
+      return await this.#h().deleteMany(keys)
     } catch (e) {
       return this.#l2(e, 0)
     }
@@ -344,7 +338,7 @@ class Cache extends EventEmitter {
     checkKey(key)
     this.#open()
     try {
-      return await this.#n.touch(key, parseTtl(ttl))
+      return await this.#h().touch(key, parseTtl(ttl))
     } catch (e) {
       return this.#l2(e, false)
     }
@@ -355,6 +349,7 @@ class Cache extends EventEmitter {
     checkKey(key)
     this.#open()
     try {
+      if (isOff(this.#id)) return await this.#off.has(key)
       const deps = currentDeps()
       if (deps !== undefined) return (await this.#n.getTracked(key, deps)) !== null
       if (this.#n.getLocal(key)) return true
@@ -382,7 +377,7 @@ class Cache extends EventEmitter {
     if (!Number.isSafeInteger(delta)) throw new InvalidValueError('delta must be a safe integer')
     let s
     try {
-      s = await this.#n.incr(key, delta)
+      s = await this.#h().incr(key, delta)
     } catch (e) {
       throw native(e)
     }
@@ -399,7 +394,7 @@ class Cache extends EventEmitter {
     this.#open()
     if (this.#shared !== null) this.#shared.clear()
     try {
-      await this.#n.clear()
+      await this.#h().clear()
     } catch (e) {
       this.#l2(e, undefined)
     }
@@ -440,7 +435,8 @@ class Cache extends EventEmitter {
     // Redis's read over the JS connection (the same path as `get`).
     let prior = null
     const parent = currentDeps()
-    if (parent === undefined && p.earlyRefresh === undefined && p.refreshAhead === undefined) {
+    const n = this.#h()
+    if (n === this.#n && parent === undefined && p.earlyRefresh === undefined && p.refreshAhead === undefined) {
       if (this.#shared !== null) {
         const v = this.#shared.get(this.#n, key, this.#decodeLocal)
         if (v !== MISS) return v
@@ -456,7 +452,8 @@ class Cache extends EventEmitter {
     }
     let r
     try {
-      r = parent === undefined ? await this.#lookup(key, nativePolicy(p, tags), prior) : await this.#n.lookupTracked(key, nativePolicy(p, tags), parent)
+      if (parent !== undefined) r = await n.lookupTracked(key, nativePolicy(p, tags), parent)
+      else r = n === this.#n ? await this.#lookup(key, nativePolicy(p, tags), prior) : await n.lookup(key, nativePolicy(p, tags))
     } catch (e) {
       const err = native(e)
       if (this.#failOpen && L2_CODES.has(err.code)) {
@@ -488,7 +485,7 @@ class Cache extends EventEmitter {
   async getOrSetMany({ keys, loadMany, ttl, tags }) {
     this.#open()
     const wanted = checkMany(keys, loadMany, tags)
-    const found = await this.#n.lookupMany(wanted).catch((e) => Promise.reject(native(e)))
+    const found = await this.#h().lookupMany(wanted).catch((e) => Promise.reject(native(e)))
     const readThrough = (key, factory) => this.getOrSet({ key, factory, ttl, tags })
     return loadManyThrough(found, wanted, { loadMany, ttl: parseTtl(ttl), tags }, this.#serializer, this.#decodeLocal, readThrough)
   }
@@ -510,7 +507,7 @@ class Cache extends EventEmitter {
     for (const k of keys) checkKey(k)
     let leases
     try {
-      leases = await this.#n.tryLeases([...keys], !!force)
+      leases = await this.#h().tryLeases([...keys], !!force)
     } catch (e) {
       throw native(e)
     }
@@ -526,7 +523,7 @@ class Cache extends EventEmitter {
 
   [kInternal]() {
     return httpInternals(this, {
-      n: this.#n,
+      n: this.#h(),
       failOpen: this.#failOpen,
       closed: this.#closed,
       hasL2: this.#hasL2,
@@ -569,7 +566,7 @@ class Cache extends EventEmitter {
       throw new InvalidValueError('tags must be an array of strings')
     }
     try {
-      await this.#n.invalidateTags(tags)
+      await this.#h().invalidateTags(tags)
     } catch (e) {
       return this.#l2(e, undefined)
     }
@@ -587,8 +584,11 @@ class Cache extends EventEmitter {
   }
 }
 
+traceCalls(Cache.prototype) // diagnostics_channel: `stratacache:<operation>`
+
 module.exports = {
   Cache,
+  disabled,
   Loaded,
   NoCache,
   metricsText,

@@ -4,6 +4,33 @@
 const { ConfigError } = require('./errors.js')
 const { nearestName } = require('./binding.js')
 
+// The Cache constructor's options.
+const CACHE_OPTIONS = [
+  'redis',
+  'cluster',
+  'namespace',
+  'l1',
+  'ttl',
+  'serializer',
+  'compressThreshold',
+  'maxValueBytes',
+  'signingKey',
+  'connectTimeout',
+  'opTimeout',
+  'waitTimeout',
+  'tombstoneTtl',
+  'ttlJitter',
+  'failOpen',
+  'fleetLease',
+  'trackDependencies',
+  'leaseTtl',
+  'jsReads',
+  'breaker',
+  'policy',
+  'clone',
+  'edgePurge',
+]
+
 /** Refuse an unknown option with ConfigError (E_CONFIG) naming it and the nearest known one. */
 function checkOptions(o, known, what) {
   for (const k of Object.keys(o)) {
@@ -34,4 +61,4 @@ function edgePurgeJson(edges) {
   )
 }
 
-module.exports = { checkOptions, edgePurgeJson }
+module.exports = { CACHE_OPTIONS, checkOptions, edgePurgeJson }

@@ -30,7 +30,7 @@ import logging
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from typing import Any, Callable, Generic, Literal, TypeVar
 
 from . import _failopen, _native
@@ -345,7 +345,9 @@ def run_loader(lease: _native.Lease, loader: Any, dumps: Dumps, loads: Loads, tt
     global _timed_pool
     if _timed_pool is None:
         _timed_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="stratacache-load")
-    fut = _timed_pool.submit(_load_and_finish, lease, loader, dumps, ttl, policy)
+    # In the caller's context, as an untimed loader runs (a `disabled()`
+    # block, the caller's own context variables).
+    fut = _timed_pool.submit(copy_context().run, _load_and_finish, lease, loader, dumps, ttl, policy)
     fut.add_done_callback(_log_background_failure(lease.key))
     i = 0
     while (deadline := lease.deadline(i)) is not None:

@@ -33,6 +33,9 @@ class ReadThrough:
     def _dump(self, value: Any) -> tuple[bytes, int]:
         raise NotImplementedError
 
+    def _h(self) -> _native.Cache:
+        raise NotImplementedError
+
     def _loads(self, v: tuple[int, bytes]) -> Any:
         raise NotImplementedError
 
@@ -138,7 +141,7 @@ class ReadThrough:
             tags=tuple(tags) if tags is not None else None,
         )
         return read_through(
-            self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding, self._fail_open
+            self._h(), key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding, self._fail_open
         )
 
     def get_or_set_many(
@@ -165,7 +168,7 @@ class ReadThrough:
 
             return self.get_or_set(k, load, ttl, tags=tag_list)
 
-        return load_many_through(self._n, wanted, load_many, self._dump, self._loads, _native_ttl(ttl), tag_list, one)
+        return load_many_through(self._h(), wanted, load_many, self._dump, self._loads, _native_ttl(ttl), tag_list, one)
 
     async def aget_or_set_many(
         self,
@@ -190,7 +193,7 @@ class ReadThrough:
             return await self.aget_or_set(k, load, ttl, tags=tag_list)
 
         return await aload_many_through(
-            self._n, wanted, load_many, self._dump, self._loads, _native_ttl(ttl), tag_list, one
+            self._h(), wanted, load_many, self._dump, self._loads, _native_ttl(ttl), tag_list, one
         )
 
     def warm(
@@ -211,7 +214,7 @@ class ReadThrough:
         load. Give ``loader(key)`` or ``load_many(keys) -> {key: value}``
         (one call for every key that needs loading); writes are pipelined.
         """
-        return warm(self._n, list(keys), _load_many(loader, load_many), self._dump, _native_ttl(ttl), grace, force)
+        return warm(self._h(), list(keys), _load_many(loader, load_many), self._dump, _native_ttl(ttl), grace, force)
 
     @overload
     async def aget_or_set(
@@ -345,7 +348,7 @@ class ReadThrough:
             tags=tuple(tags) if tags is not None else None,
         )
         return await aread_through(
-            self._n, key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding, self._fail_open
+            self._h(), key, loader, self._dump, self._loads, _native_ttl(ttl), p, self._decoding, self._fail_open
         )
 
     async def awarm(
@@ -360,5 +363,5 @@ class ReadThrough:
     ) -> int:
         """Async :meth:`warm`; ``load_many`` may be async."""
         return await awarm(
-            self._n, list(keys), _load_many(loader, load_many), self._dump, _native_ttl(ttl), grace, force
+            self._h(), list(keys), _load_many(loader, load_many), self._dump, _native_ttl(ttl), grace, force
         )

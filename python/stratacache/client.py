@@ -6,11 +6,13 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Final, Never, TypeVar
 
 from . import _failopen, _native
 from ._args import DEFAULT, Ttl, _check_options, _edge_purge_json, _native_ttl, _refuse_unknown
+from ._disabled import caching_off, turned_off
 from ._loading import Decoding, Policy, current_deps
 from ._readthrough import ReadThrough
 from .serializers import Serializer, Unreadable, accepted_formats, get_serializer, memo_key
@@ -135,6 +137,9 @@ class Cache(ReadThrough):
             accepted_formats=accepted_formats(self._serializer),
             edge_purge=_edge_purge_json(edge_purge),
         )
+        #: The same cache with caching off: ``disabled()`` blocks' calls.
+        self._off = self._n.bypassing()
+        self._identity = self._n.identity
         self._policy = policy if policy is not None else Policy()
         #: Redis errors in plain operations: logged (rate-limited) and
         #: answered as a miss / a failed write, instead of raised.
@@ -149,6 +154,26 @@ class Cache(ReadThrough):
     @property
     def serializer(self) -> Serializer:
         return self._serializer
+
+    def _h(self) -> _native.Cache:
+        """The native handle a call goes to: the one with caching off
+        inside a :meth:`disabled` block that covers this cache."""
+        off = caching_off.get()
+        return self._off if off is not None and off.covers(self._identity) else self._n
+
+    @contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Caching off for this cache in the block (and the tasks and
+        loader threads it starts): reads find nothing, ``get_or_set`` runs
+        its loader every time and stores nothing, writes store nothing
+        (``add`` answers ``True``, ``touch`` ``False``); deletes, tag
+        invalidations, ``clear`` and counters work as usual, so a change
+        made in the block still reaches every other cache. HTTP responses
+        are passed through uncached. It covers every handle on the same
+        data (Redis location and namespace; Django aliases included), and
+        ``stratacache.disabled()`` turns off every cache."""
+        with turned_off(frozenset((self._identity,))):
+            yield
 
     def _load(self, v: tuple[int, bytes] | None, default: Any) -> Any:
         if v is None:
@@ -173,10 +198,11 @@ class Cache(ReadThrough):
     def get(self, key: str, default: Any = None) -> Any:
         """The fresh value of ``key``, or ``default``. Inside a loader, the
         key and the value's tags become dependencies of what it builds."""
+        n = self._n if caching_off.get() is None else self._h()
         if (deps := current_deps.get()) is not None:
-            return self._load(self._n.get_tracked(key, deps), default)
+            return self._load(n.get_tracked(key, deps), default)
         try:
-            return self._n.get_value(key, self._sloads, self._memo, default)
+            return n.get_value(key, self._sloads, self._memo, default)
         except Unreadable as e:
             return self._unreadable(e, default)
 
@@ -184,9 +210,9 @@ class Cache(ReadThrough):
         """Fresh values of the keys found (one Redis round trip for the L1 misses)."""
         keys = list(keys)
         if (deps := current_deps.get()) is not None:
-            return self._loaded_many(keys, self._n.get_many_tracked(keys, deps))
+            return self._loaded_many(keys, self._h().get_many_tracked(keys, deps))
         out = {}
-        values = self._n.get_many_values(keys, self._sloads, self._memo, _MISS, _REFUSED, Unreadable)
+        values = self._h().get_many_values(keys, self._sloads, self._memo, _MISS, _REFUSED, Unreadable)
         for k, v in zip(keys, values):
             if v is _REFUSED:
                 self._unreadable(Unreadable(), None)
@@ -199,29 +225,29 @@ class Cache(ReadThrough):
     ) -> None:
         """Store ``value`` (write-through: Redis, then L1)."""
         data, fmt = self._dump(value)
-        self._n.set(key, data, fmt, _native_ttl(ttl), grace, tags)
+        self._h().set(key, data, fmt, _native_ttl(ttl), grace, tags)
 
     def set_many(self, mapping: Mapping[str, Any], ttl: Ttl = DEFAULT, *, grace: float = 0.0) -> list[str]:
         """Store several values; returns the keys that failed (``[]`` when none)."""
         items = [(k, *self._dump(v)) for k, v in mapping.items()]
-        return self._n.set_many(items, _native_ttl(ttl), grace)
+        return self._h().set_many(items, _native_ttl(ttl), grace)
 
     def add(self, key: str, value: Any, ttl: Ttl = DEFAULT, *, grace: float = 0.0) -> bool:
         """Store only if ``key`` has no live value; ``True`` when stored."""
         data, fmt = self._dump(value)
-        return self._n.add(key, data, fmt, _native_ttl(ttl), grace)
+        return self._h().add(key, data, fmt, _native_ttl(ttl), grace)
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; ``True`` if it existed."""
-        return self._n.delete(key)
+        return self._h().delete(key)
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove several keys; returns how many existed."""
-        return self._n.delete_many(list(keys))
+        return self._h().delete_many(list(keys))
 
     def touch(self, key: str, ttl: Ttl = DEFAULT) -> bool:
         """Give a live key a new TTL; ``False`` if it is missing."""
-        return self._n.touch(key, _native_ttl(ttl))
+        return self._h().touch(key, _native_ttl(ttl))
 
     def incr(self, key: str, delta: int = 1) -> int:
         """Atomically add ``delta`` (across processes with Redis).
@@ -229,30 +255,30 @@ class Cache(ReadThrough):
         Raises :class:`KeyNotFoundError` for a missing key and
         :class:`NotAnIntegerError` for a non-integer value.
         """
-        return self._n.incr(key, delta)
+        return self._h().incr(key, delta)
 
     def decr(self, key: str, delta: int = 1) -> int:
         """Atomically subtract ``delta``."""
-        return self._n.incr(key, -delta)
+        return self._h().incr(key, -delta)
 
     def has_key(self, key: str) -> bool:
         if (deps := current_deps.get()) is not None:  # inside a loader: a tracked read
-            return self._n.get_tracked(key, deps) is not None
-        return self._n.has_key(key)
+            return self._h().get_tracked(key, deps) is not None
+        return self._h().has_key(key)
 
     def __contains__(self, key: str) -> bool:
         return self.has_key(key)
 
     def clear(self) -> None:
         """Remove every entry of this namespace (never anything else)."""
-        self._n.clear()
+        self._h().clear()
 
     def invalidate_tags(self, tags: Iterable[str]) -> None:
         """Make every entry carrying any of ``tags`` stale, in every process
         (one Redis write per tag, however many entries carry it). Stale
         entries are still served by ``allow_stale``/``fail_safe`` callers
         within their grace; everyone else gets a reload."""
-        self._n.invalidate_tags(list(tags))
+        self._h().invalidate_tags(list(tags))
 
     def close(self) -> None:
         """Close this handle; later calls raise :class:`CacheClosedError`."""
@@ -276,24 +302,25 @@ class Cache(ReadThrough):
     # -- asyncio twins -----------------------------------------------------
 
     async def aget(self, key: str, default: Any = None) -> Any:
+        n = self._n if caching_off.get() is None else self._h()
         if (deps := current_deps.get()) is not None:
-            return self._load(await self._n.aget_tracked(key, deps), default)
+            return self._load(await n.aget_tracked(key, deps), default)
         # An L1 hit is answered here, without an event-loop round trip.
         try:
-            v = self._n.get_local_value(key, self._sloads, self._memo, _MISS)
+            v = n.get_local_value(key, self._sloads, self._memo, _MISS)
         except Unreadable as e:
             return self._unreadable(e, default)
         if v is not _MISS:
             return v
-        if not self._n.has_l2:
+        if not n.has_l2:
             return default
-        return self._load(await self._n.aget(key), default)
+        return self._load(await n.aget(key), default)
 
     async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
         if (deps := current_deps.get()) is not None:
-            return self._loaded_many(keys, await self._n.aget_many_tracked(keys, deps))
-        return self._loaded_many(keys, await self._n.aget_many(keys))
+            return self._loaded_many(keys, await self._h().aget_many_tracked(keys, deps))
+        return self._loaded_many(keys, await self._h().aget_many(keys))
 
     def _loaded_many(self, keys: list[str], values: list[tuple[int, bytes] | None]) -> dict[str, Any]:
         missing = object()
@@ -310,52 +337,52 @@ class Cache(ReadThrough):
         current versions; invalidating any of them invalidates the value.
         Outside a loader it does nothing."""
         if (deps := current_deps.get()) is not None:
-            self._n.track_tags(deps, list(tags))
+            self._h().track_tags(deps, list(tags))
 
     async def adepends_on(self, *tags: str) -> None:
         """Async :meth:`depends_on`."""
         if (deps := current_deps.get()) is not None:
-            await self._n.atrack_tags(deps, list(tags))
+            await self._h().atrack_tags(deps, list(tags))
 
     async def aset(
         self, key: str, value: Any, ttl: Ttl = DEFAULT, *, grace: float = 0.0, tags: list[str] | None = None
     ) -> None:
         data, fmt = self._dump(value)
-        await self._n.aset(key, data, fmt, _native_ttl(ttl), grace, tags)
+        await self._h().aset(key, data, fmt, _native_ttl(ttl), grace, tags)
 
     async def aset_many(self, mapping: Mapping[str, Any], ttl: Ttl = DEFAULT, *, grace: float = 0.0) -> list[str]:
         items = [(k, *self._dump(v)) for k, v in mapping.items()]
-        return await self._n.aset_many(items, _native_ttl(ttl), grace)
+        return await self._h().aset_many(items, _native_ttl(ttl), grace)
 
     async def aadd(self, key: str, value: Any, ttl: Ttl = DEFAULT, *, grace: float = 0.0) -> bool:
         data, fmt = self._dump(value)
-        return await self._n.aadd(key, data, fmt, _native_ttl(ttl), grace)
+        return await self._h().aadd(key, data, fmt, _native_ttl(ttl), grace)
 
     async def adelete(self, key: str) -> bool:
-        return await self._n.adelete(key)
+        return await self._h().adelete(key)
 
     async def adelete_many(self, keys: Iterable[str]) -> int:
-        return await self._n.adelete_many(list(keys))
+        return await self._h().adelete_many(list(keys))
 
     async def atouch(self, key: str, ttl: Ttl = DEFAULT) -> bool:
-        return await self._n.atouch(key, _native_ttl(ttl))
+        return await self._h().atouch(key, _native_ttl(ttl))
 
     async def aincr(self, key: str, delta: int = 1) -> int:
-        return await self._n.aincr(key, delta)
+        return await self._h().aincr(key, delta)
 
     async def adecr(self, key: str, delta: int = 1) -> int:
-        return await self._n.aincr(key, -delta)
+        return await self._h().aincr(key, -delta)
 
     async def ahas_key(self, key: str) -> bool:
         if (deps := current_deps.get()) is not None:
-            return await self._n.aget_tracked(key, deps) is not None
-        return await self._n.ahas_key(key)
+            return await self._h().aget_tracked(key, deps) is not None
+        return await self._h().ahas_key(key)
 
     async def aclear(self) -> None:
-        await self._n.aclear()
+        await self._h().aclear()
 
     async def ainvalidate_tags(self, tags: Iterable[str]) -> None:
-        await self._n.ainvalidate_tags(list(tags))
+        await self._h().ainvalidate_tags(list(tags))
 
     def __repr__(self) -> str:
         return f"<stratacache.Cache namespace={self.namespace!r}>"

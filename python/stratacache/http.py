@@ -134,7 +134,7 @@ async def handle(
     c = rule.cache
     if pending is None:
         # An answer from L1 in the same call, without a thread hop.
-        kind, got = ex.start_local(c._n, time.time())
+        kind, got = ex.start_local(c._h(), time.time())
         if kind == "answer":
             await _send_answer(send, got)
             return

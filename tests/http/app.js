@@ -76,6 +76,8 @@ async function expressApp() {
     if (out.html) return res.type('html').send(out.html)
     return res.json(out.json)
   }
+  // What an app writes to let a request skip the cache.
+  app.use((req, res, next) => (req.headers['x-no-cache'] ? cache.disabled(next) : next()))
   for (const [name, spec] of Object.entries(routes)) {
     const mw = cached({ cache, ...options(spec) })
     app.all(spec.path, mw, async (req, res) => send(res, await produce(name, spec, req, req.method !== 'POST')))
@@ -92,6 +94,8 @@ async function expressApp() {
 
 async function fastifyApp() {
   const app = Fastify()
+  // What an app writes to let a request skip the cache (before the plugin's hooks).
+  app.addHook('onRequest', (req, reply, done) => (req.headers['x-no-cache'] ? cache.disabled(done) : done()))
   await app.register(stratacacheFastify, { cache })
   const send = (reply, out) => {
     if (out.raise) throw new Error('handler failed')

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, Callable
 
@@ -130,6 +130,15 @@ def make_app(namespace: str, redis_url: str) -> FastAPI:
         namespace=namespace, redis_url=redis_url, op_timeout=5.0, edge_purge=json.loads(edges) if edges else None
     )
     setup(app, cache)
+
+    @app.middleware("http")
+    async def no_cache(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # What an app writes to let a request skip the cache.
+        if request.headers.get("x-no-cache"):
+            with cache.disabled():
+                return await call_next(request)
+        return await call_next(request)
+
     for name, spec in ROUTES.items():
         endpoint, route_kw = build(name, spec, True)
         app.api_route(spec["path"], methods=["GET", "HEAD", "POST"], **route_kw)(cached(**options(spec))(endpoint))

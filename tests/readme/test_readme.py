@@ -269,6 +269,11 @@ import express from 'express'
 import Fastify from 'fastify'
 import { Cache as ReadmeCache } from 'stratacache'
 
+// The examples' console.assert must fail the run (Node's only prints).
+console.assert = (ok?: unknown, ...what: unknown[]): void => {
+  if (!ok) throw new Error(`README assertion failed ${what.join(' ')}`)
+}
+
 const id = 7
 const db = {
   user: async (n: number) => ({ id: n, name: 'Ada' }),

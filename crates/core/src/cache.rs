@@ -39,6 +39,8 @@ pub struct Cache {
     pub(crate) closed: Arc<AtomicBool>,
     pub(crate) wait_timeout: Duration,
     pub(crate) accepted: Accepted,
+    /// Caching is off for this handle ([`Cache::bypassing`]).
+    pub(crate) bypass: bool,
 }
 
 impl std::fmt::Debug for Cache {
@@ -86,7 +88,49 @@ impl Cache {
             closed: Arc::new(AtomicBool::new(false)),
             wait_timeout: config.wait_timeout,
             accepted: accepted_of(config.accepted_formats.as_ref()),
+            bypass: false,
         })
+    }
+
+    /// A handle on the same cache with caching turned off, for a block of
+    /// code that must see its sources, not the cache (the bindings'
+    /// `disabled()` scopes hand their calls to it). The one table of what
+    /// each operation does then:
+    ///
+    /// - reads (`get`, `get_many`, `get_local`, `has_key`, `start_read`,
+    ///   the tracked reads, `scan_page`) find nothing, without touching
+    ///   L1 or Redis;
+    /// - read-throughs (`lookup`, `lookup_many`, `try_lease`) lead every
+    ///   call with a lease of its own: each caller runs its loader (no
+    ///   single flight, no fleet lease, no stale value to fall back on),
+    ///   and settling it hands the value back without storing it;
+    /// - value writes (`set`, `set_many`, `add`, `touch`) store nothing:
+    ///   `set` succeeds, `add` answers `true` (as Django's dummy cache
+    ///   does), `touch` answers `false` (nothing is there);
+    /// - invalidations (`delete`, `delete_many`, `invalidate_tags`,
+    ///   `clear`) and counters (`incr`, `decr`) work as usual: a change
+    ///   made inside the block still reaches every cache that is not
+    ///   turned off, and a counter is state, not a copy of something;
+    /// - HTTP exchanges started on it pass their reads through uncached
+    ///   (`Cache-Status` detail `disabled`).
+    pub fn bypassing(&self) -> Cache {
+        Cache {
+            bypass: true,
+            ..self.clone()
+        }
+    }
+
+    /// Which cache this handle is on: its Redis location and namespace
+    /// (without Redis, the L1 it shares). Every handle on the same data
+    /// has the same identity; a binding's `disabled()` scope names caches
+    /// by it.
+    pub fn identity(&self) -> &str {
+        &self.shared.scope
+    }
+
+    /// Whether caching is off for this handle ([`Cache::bypassing`]).
+    pub fn is_bypassing(&self) -> bool {
+        self.bypass
     }
 
     /// Whether this cache's loaders collect their dependencies (the

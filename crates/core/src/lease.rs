@@ -274,6 +274,9 @@ pub struct Lease {
     /// ([`Cache::lookup_tracked`](crate::Cache::lookup_tracked)): the
     /// settled value's tags and this load's own dependencies are its too.
     parent: Option<Arc<Deps>>,
+    /// Taken with caching off ([`Cache::bypassing`](crate::Cache::bypassing)):
+    /// a flight of its own that stores nothing.
+    bypass: bool,
 }
 
 impl std::fmt::Debug for Lease {
@@ -308,7 +311,27 @@ impl Lease {
             terms,
             warm: false,
             parent: None,
+            bypass: false,
         }
+    }
+
+    /// The lease every read-through gets with caching off: a flight no
+    /// other caller joins, no fleet lease, no stale value to fall back on
+    /// (the policy's hard timeout still bounds the caller), and settling
+    /// it stores nothing.
+    pub(crate) fn bypassed(shared: &Arc<Shared>, key: &str, policy: &LookupPolicy) -> Self {
+        let guard = crate::flight::detached(&shared.flights, key);
+        let mut lease = Lease::new(
+            shared.clone(),
+            guard,
+            None,
+            None,
+            0,
+            None,
+            Terms::of(policy, None, Vec::new()),
+        );
+        lease.bypass = true;
+        lease
     }
 
     /// Report this load's dependencies and value to `parent` when settled.
@@ -343,7 +366,7 @@ impl Lease {
     /// `track_dependencies`): a binding opens a collecting scope around
     /// the loader only then.
     pub fn tracks_dependencies(&self) -> bool {
-        self.shared.track_dependencies
+        self.shared.track_dependencies && !self.bypass
     }
 
     /// The key being loaded.
@@ -401,6 +424,7 @@ impl Lease {
     /// rule [`Lease::settle`] follows; bindings count stores by it.
     pub fn stores(&self, outcome: &LoadOutcome, opts: &WriteOptions) -> bool {
         match outcome {
+            _ if self.bypass => false,
             LoadOutcome::Uncached(_) | LoadOutcome::Failed(_) => false,
             _ if opts.stores_nothing() => false,
             LoadOutcome::Value(_) => true,
@@ -501,7 +525,16 @@ impl Lease {
         }
 
         let mut spoiled = false;
-        let built = match shared.stamp(&opts.tags, &self.terms.snapshot).await {
+        let stamped = if self.bypass {
+            // Checked as a stored value's would be; no version is read.
+            opts.tags
+                .iter()
+                .try_for_each(|t| crate::key::validate_tag(t))
+                .map(|()| Vec::new())
+        } else {
+            shared.stamp(&opts.tags, &self.terms.snapshot).await
+        };
+        let built = match stamped {
             Ok(mut tags) => {
                 if let Some(d) = &opts.deps {
                     spoiled = d.stamp_into(&shared.scope, &mut tags);
@@ -519,8 +552,9 @@ impl Lease {
             }
         };
         Metrics::inc(&shared.metrics.loads_completed);
-        let mut store =
-            store && (entry.meta.stale_until_ms == 0 || entry.meta.is_live(crate::clock::now_ms()));
+        let mut store = store
+            && !self.bypass
+            && (entry.meta.stale_until_ms == 0 || entry.meta.is_live(crate::clock::now_ms()));
         // Built from inputs that changed while it loaded: handed to its
         // callers (they asked before the change), not stored.
         if store

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::flight::{self, FlightState, Joined, StaleKind};
 use crate::key::{RedisKeys, validate_tag};
 use crate::l2::Acquire;
-use crate::lease::{self, FleetLease, Lease, Terms};
+use crate::lease::{self, FleetLease, Lease, LoadOutcome, Terms};
 use crate::metrics::Metrics;
 use crate::options::{LookupPolicy, OnWaitTimeout, WriteOptions};
 use crate::read::Prior;
@@ -97,6 +97,9 @@ impl Cache {
             validate_tag(t)?;
         }
         let sh = &self.shared;
+        if self.bypass {
+            return Ok(Lookup::Lead(Lease::bypassed(sh, key, policy)));
+        }
         let start = tokio::time::Instant::now();
         'outer: loop {
             let mut stale = None;
@@ -707,6 +710,9 @@ impl Cache {
     pub(crate) async fn try_lease_inner(&self, key: &str, force: bool) -> Result<Option<Lease>> {
         self.check(key)?;
         let sh = &self.shared;
+        if self.bypass {
+            return Ok(Some(Lease::bypassed(sh, key, &LookupPolicy::default())));
+        }
         if !force && let Judged::Fresh(_) = sh.l1_judged(key, self.accepted).await {
             return Ok(None);
         }
@@ -824,22 +830,23 @@ impl Cache {
 
     /// Complete several leases (from [`Cache::try_lease`]) concurrently, the
     /// L2 writes pipelined on the multiplexed connection. Returns how many
-    /// were completed.
+    /// were completed to be stored (by [`Lease::stores`]: not those taken
+    /// with caching off, nor any under a zero TTL).
     pub async fn complete_many(
         &self,
         items: Vec<(Lease, Bytes)>,
         opts: &WriteOptions,
     ) -> Result<usize> {
-        let results = futures_util::future::join_all(
-            items
-                .into_iter()
-                .map(|(lease, payload)| lease.complete(payload, opts)),
-        )
+        let results = futures_util::future::join_all(items.into_iter().map(|(lease, payload)| {
+            let stores = lease.stores(&LoadOutcome::Value(Bytes::new()), opts);
+            async move { lease.complete(payload, opts).await.map(|_| stores) }
+        }))
         .await;
         let mut n = 0;
         for r in results {
-            r?;
-            n += 1;
+            if r? {
+                n += 1;
+            }
         }
         Ok(n)
     }

@@ -67,6 +67,9 @@ impl Cache {
         key: &str,
     ) -> Result<std::result::Result<Option<Arc<Entry>>, u64>> {
         self.check(key)?;
+        if self.bypass {
+            return Ok(Ok(None));
+        }
         let sh = &self.shared;
         if sh.l1.is_some() {
             if let Judged::Fresh(e) = sh.l1_judged(key, self.accepted).await {
@@ -87,7 +90,7 @@ impl Cache {
     /// of `get`, and without counting the L1 miss again).
     pub async fn fetch(&self, key: &str, epoch: u64) -> Result<Option<Arc<Entry>>> {
         self.check(key)?;
-        if self.l2().is_none() {
+        if self.bypass || self.l2().is_none() {
             return Ok(None);
         }
         self.read_l2(key, epoch).await
@@ -159,6 +162,9 @@ impl Cache {
         bytes: Option<Vec<u8>>,
         epoch: u64,
     ) -> Option<Arc<Entry>> {
+        if self.bypass {
+            return None;
+        }
         self.accept_l2(key, bytes, epoch).await
     }
 
@@ -201,6 +207,7 @@ impl Cache {
         self.check(key)?;
         let sh = &self.shared;
         if let Some(l1) = &sh.l1
+            && !self.bypass
             && sh.l1_trusted()
             && let Some(e) = l1.get(key)
             && e.meta.is_fresh(now_ms())
@@ -246,6 +253,9 @@ impl Cache {
         }
         let sh = &self.shared;
         let mut out: Vec<Option<Arc<Entry>>> = vec![None; keys.len()];
+        if self.bypass {
+            return Ok(out);
+        }
         let mut missing = Vec::new();
         for (i, k) in keys.iter().enumerate() {
             if sh.l1.is_some() {

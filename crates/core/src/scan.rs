@@ -31,6 +31,9 @@ impl Cache {
         if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(Error::Closed);
         }
+        if self.bypass {
+            return Ok(ScanPage::default());
+        }
         let Some(l2) = self.l2() else {
             return Ok(self.scan_l1().await);
         };

@@ -21,12 +21,24 @@ use crate::options::{Ttl, WriteOptions};
 use crate::versions::new_version;
 
 impl Cache {
+    /// A write with caching off ([`Cache::bypassing`]): the value and tags
+    /// are checked as a stored one would be, and nothing is stored.
+    fn bypassed_write(&self, payload: Bytes, opts: &WriteOptions) -> Result<()> {
+        for t in &opts.tags {
+            crate::key::validate_tag(t)?;
+        }
+        self.shared.build_entry(payload, opts, Vec::new()).map(drop)
+    }
+
     /// Store `payload` under `key` (L2, then L1). A zero TTL removes the key.
     pub async fn set(&self, key: &str, payload: Bytes, opts: &WriteOptions) -> Result<()> {
         self.check(key)?;
         if opts.ttl == Ttl::After(Duration::ZERO) {
             self.delete(key).await?;
             return Ok(());
+        }
+        if self.bypass {
+            return self.bypassed_write(payload, opts);
         }
         let sh = &self.shared;
         let l2 = self.l2();
@@ -91,6 +103,12 @@ impl Cache {
         if opts.ttl == Ttl::After(Duration::ZERO) {
             let keys: Vec<&str> = items.iter().map(|(k, _)| *k).collect();
             self.delete_many(&keys).await?;
+            return Ok(Vec::new());
+        }
+        if self.bypass {
+            for (_, payload) in items {
+                self.bypassed_write(payload.clone(), opts)?;
+            }
             return Ok(Vec::new());
         }
         let sh = &self.shared;
@@ -191,6 +209,9 @@ impl Cache {
     /// Store only if `key` holds no live value; true when stored.
     pub async fn add(&self, key: &str, payload: Bytes, opts: &WriteOptions) -> Result<bool> {
         self.check(key)?;
+        if self.bypass {
+            return self.bypassed_write(payload, opts).map(|()| true);
+        }
         let sh = &self.shared;
         let l2 = self.l2();
         let (tags, unsure) = sh.stamp_for_write(&opts.tags).await?;
@@ -301,6 +322,9 @@ impl Cache {
     /// false when there is no live value.
     pub async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool> {
         self.check(key)?;
+        if self.bypass {
+            return Ok(false);
+        }
         let sh = &self.shared;
         let retime = |e: &Entry| -> Entry {
             let grace = if e.meta.fresh_until_ms != 0 && e.meta.stale_until_ms != 0 {

@@ -415,6 +415,22 @@ impl NativeCache {
         poll_ready(self.inner.metrics_text())
     }
 
+    /// Which cache this is (`Cache::identity`): what `disabled()` scopes name.
+    #[napi(getter)]
+    pub fn identity(&self) -> String {
+        self.inner.identity().to_owned()
+    }
+
+    /// A handle on the same cache with caching off (`Cache::bypassing`):
+    /// what a `disabled()` scope's calls go to.
+    #[napi]
+    pub fn bypassing(&self) -> NativeCache {
+        NativeCache {
+            inner: self.inner.bypassing(),
+            timeouts: self.timeouts,
+        }
+    }
+
     /// Start or end a simulated Redis outage (`stratacache/testing`).
     #[napi]
     pub fn simulate_outage(&self, on: bool) {

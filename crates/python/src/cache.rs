@@ -358,6 +358,20 @@ impl PyCache {
         run(py, self.inner.metrics_text())
     }
 
+    /// Which cache this is (`Cache::identity`): what `disabled()` scopes name.
+    #[getter]
+    fn identity(&self) -> &str {
+        self.inner.identity()
+    }
+
+    /// A handle on the same cache with caching off (`Cache::bypassing`):
+    /// what a `disabled()` block's calls go to.
+    fn bypassing(&self) -> PyCache {
+        PyCache {
+            inner: self.inner.bypassing(),
+        }
+    }
+
     /// Start or end a simulated Redis outage (`stratacache.testing`).
     fn simulate_outage(&self, on: bool) {
         self.inner.simulate_outage(on);

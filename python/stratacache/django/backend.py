@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Callable, cast
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache, default_key_func
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import _failopen, _native
+from .._disabled import caching_off
 from .._loading import current_deps
 from ..client import Cache
 from ..exceptions import KeyNotFoundError, NotAnIntegerError, RedisError, StrataCacheError
@@ -79,11 +81,11 @@ class StrataCache(BaseCache):
             self._memo = 0
             return
         self._c = cache
+        self._grace = self._c._policy.grace
+        self._fail_open = self._c._fail_open
         #: The native handle: Django's hottest call, ``get``, goes straight
         #: to it (the façade's ``get`` with one frame less).
         self._n = cache._n
-        self._grace = self._c._policy.grace
-        self._fail_open = self._c._fail_open
         self._get_value = self._n.get_value
         self._sloads = self._c._sloads
         self._memo = self._c._memo
@@ -169,7 +171,7 @@ class StrataCache(BaseCache):
             # Django: "added" and immediately expired when the key was absent
             # (and not added when Redis cannot tell).
             try:
-                return not self._n.has_key(k)
+                return not self._c._h().has_key(k)
             except RedisError as e:
                 return bool(_failopen.answer(self._fail_open, "add", e, False))
         return self._c.add(k, value, ttl, grace=self._grace)
@@ -179,8 +181,8 @@ class StrataCache(BaseCache):
         if version is not None or type(key) is not str or (k := self._made.get(key)) is None:
             k = self._key(key, version)
         try:
-            if current_deps.get() is not None:  # inside a loader: a tracked read
-                return self._c.get(k, default)
+            if current_deps.get() is not None or caching_off.get() is not None:
+                return self._c.get(k, default)  # a tracked read, or caching off
             return self._get_value(k, self._sloads, self._memo, default)
         except Unreadable:
             return default
@@ -325,7 +327,7 @@ class StrataCache(BaseCache):
         ttl = self._ttl(timeout)
         if ttl <= 0:
             try:
-                return not await self._n.ahas_key(k)
+                return not await self._c._h().ahas_key(k)
             except RedisError as e:
                 return bool(_failopen.answer(self._fail_open, "aadd", e, False))
         return await self._c.aadd(k, value, ttl, grace=self._grace)
@@ -428,6 +430,11 @@ class StrataCache(BaseCache):
         return await self._c.awarm(
             by_made, ttl=self._ttl(timeout), load_many=_by_made(by_made, load_many), grace=self._grace, force=force
         )
+
+    def disabled(self) -> AbstractContextManager[None]:
+        """Caching off for this alias in the block: see
+        :meth:`stratacache.Cache.disabled`."""
+        return self._c.disabled()
 
     # -- observability --------------------------------------------------------------
 

@@ -216,9 +216,17 @@ def _serve_sync(rule: HttpRule, view: Callable[..., Any], request: HttpRequest, 
 
     collector = _Collector()
     r = _for_request(rule, request, in_request_thread)
-    fut = asyncio.run_coroutine_threadsafe(
-        _serve_on(r, rule, _asgi(call), request, view, args, kwargs, collector), loop
-    )
+    # The driver runs in the request thread's context (a `disabled()`
+    # block around the request is seen by it).
+    ctx = contextvars.copy_context()
+
+    async def serve() -> None:
+        task = asyncio.get_running_loop().create_task(
+            _serve_on(r, rule, _asgi(call), request, view, args, kwargs, collector), context=ctx
+        )
+        await task
+
+    fut = asyncio.run_coroutine_threadsafe(serve(), loop)
     fut.add_done_callback(lambda _: jobs.put(None))
     try:
         while (job := jobs.get()) is not None:

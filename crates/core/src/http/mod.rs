@@ -145,16 +145,20 @@ pub enum Bypass {
     Streamed,
     /// The handler failed and no stale entry was there to serve.
     Error,
+    /// Caching is off for the cache (`Cache::bypassing`, a binding's
+    /// `disabled()` scope).
+    Disabled,
 }
 
 impl Bypass {
-    const ALL: [Bypass; 6] = [
+    const ALL: [Bypass; 7] = [
         Bypass::Method,
         Bypass::Private,
         Bypass::Head,
         Bypass::NotStorable,
         Bypass::Streamed,
         Bypass::Error,
+        Bypass::Disabled,
     ];
 
     /// From its [`Bypass::detail`] name.
@@ -171,6 +175,7 @@ impl Bypass {
             Bypass::NotStorable => "not-storable",
             Bypass::Streamed => "streamed",
             Bypass::Error => "error",
+            Bypass::Disabled => "disabled",
         }
     }
 }
@@ -367,6 +372,9 @@ impl Exchange {
     /// asynchronous only when it gets a step: an L1 hit is one call.
     pub fn start_local(&mut self, cache: &Cache, now: f64) -> Start {
         let step = self.start();
+        if cache.is_bypassing() && matches!(step, Step::Lookup(_) | Step::Principal) {
+            return Start::Step(Step::Pass(Bypass::Disabled));
+        }
         let Step::Lookup(base) = &step else {
             return Start::Step(step);
         };

@@ -1,0 +1,115 @@
+'use strict'
+// The cache's calls on diagnostics_channel (TracingChannel): what an APM
+// agent subscribing to `stratacache:*` sees, on real Redis.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const dc = require('node:diagnostics_channel')
+const { Cache, InvalidKeyError } = require('../../node/index.js')
+const { OPERATIONS } = require('../../node/channels.js')
+const { REDIS_URL, unique } = require('./helpers.js')
+
+/** Subscribe to `names`; `events` collects `[channel, event, context]`. */
+function listen(names) {
+  const events = []
+  const subs = names.map((name) => {
+    const handlers = {}
+    for (const ev of ['start', 'end', 'asyncStart', 'asyncEnd', 'error']) handlers[ev] = (ctx) => events.push([name, ev, ctx])
+    dc.tracingChannel(`stratacache:${name}`).subscribe(handlers)
+    return () => dc.tracingChannel(`stratacache:${name}`).unsubscribe(handlers)
+  })
+  return { events, stop: () => subs.forEach((s) => s()) }
+}
+
+test('every operation publishes start, end, asyncStart and asyncEnd with its context and result', async () => {
+  const c = new Cache({ namespace: unique('dc'), redis: REDIS_URL })
+  const { events, stop } = listen(OPERATIONS)
+  try {
+    await c.set('k', 'v', '1m')
+    assert.equal(await c.get('k'), 'v')
+    assert.equal(await c.has('nope'), false)
+    await c.getMany(['k', 'nope'])
+  } finally {
+    stop()
+    await c.close()
+  }
+  const of = (op) => events.filter(([name]) => name === op).map(([, ev, ctx]) => [ev, ctx])
+  for (const op of ['set', 'get', 'has', 'getMany']) {
+    assert.deepEqual(
+      of(op).map(([ev]) => ev),
+      ['start', 'end', 'asyncStart', 'asyncEnd'],
+      op,
+    )
+  }
+  const [, get] = of('get')[3]
+  assert.equal(get.namespace, c.namespace)
+  assert.equal(get.operation, 'get')
+  assert.equal(get.key, 'k')
+  assert.equal(get.result, 'v')
+  assert.deepEqual(of('getMany')[3][1].keys, ['k', 'nope'])
+  assert.equal(of('has')[3][1].result, false)
+})
+
+test('getOrSet says whether it loaded; the factory runs as a stratacache:load child', async () => {
+  const c = new Cache({ namespace: unique('dc-load'), redis: REDIS_URL })
+  const { events, stop } = listen(['getOrSet', 'load'])
+  const order = []
+  const onLoad = { start: () => order.push('load start') }
+  const onCall = { start: () => order.push('getOrSet start'), asyncEnd: () => order.push('getOrSet end') }
+  dc.tracingChannel('stratacache:load').subscribe(onLoad)
+  dc.tracingChannel('stratacache:getOrSet').subscribe(onCall)
+  try {
+    await c.getOrSet({ key: 'u', factory: async () => ({ id: 1 }), ttl: '1m' })
+    await c.getOrSet({ key: 'u', factory: async () => ({ id: 2 }), ttl: '1m' })
+  } finally {
+    dc.tracingChannel('stratacache:load').unsubscribe(onLoad)
+    dc.tracingChannel('stratacache:getOrSet').unsubscribe(onCall)
+    stop()
+    await c.close()
+  }
+  const ends = events.filter(([name, ev]) => name === 'getOrSet' && ev === 'asyncEnd').map(([, , ctx]) => ctx)
+  assert.deepEqual(
+    ends.map((ctx) => [ctx.outcome, ctx.result]),
+    [
+      ['loaded', { id: 1 }],
+      ['hit', { id: 1 }],
+    ],
+  )
+  const loads = events.filter(([name, ev]) => name === 'load' && ev === 'start')
+  assert.equal(loads.length, 1, 'one factory run')
+  assert.equal(loads[0][2].key, 'u')
+  assert.deepEqual(order, ['getOrSet start', 'load start', 'getOrSet end', 'getOrSet start', 'getOrSet end'])
+})
+
+test('a failing call publishes error with the error', async () => {
+  const c = new Cache({ namespace: unique('dc-err') })
+  const { events, stop } = listen(['get', 'getOrSet'])
+  try {
+    await assert.rejects(c.get(''), InvalidKeyError)
+    await assert.rejects(c.getOrSet({ key: 'x', factory: async () => Promise.reject(new Error('db down')) }), /db down/)
+  } finally {
+    stop()
+    await c.close()
+  }
+  const errors = events.filter(([, ev]) => ev === 'error').map(([name, , ctx]) => [name, ctx.error.message])
+  assert.equal(errors.length, 2)
+  assert.equal(errors[0][0], 'get')
+  assert.match(errors[1][1], /db down/)
+})
+
+test('without subscribers nothing is published and calls answer as ever', async () => {
+  const c = new Cache({ namespace: unique('dc-none') })
+  let seen = 0
+  const probe = () => seen++
+  // A plain channel of the same name sees tracing events only when subscribed.
+  dc.channel('tracing:stratacache:get:start').subscribe(probe)
+  dc.channel('tracing:stratacache:get:start').unsubscribe(probe)
+  try {
+    await c.set('k', 1)
+    assert.equal(await c.get('k'), 1)
+    assert.equal(dc.tracingChannel('stratacache:get').hasSubscribers, false)
+    assert.equal(seen, 0)
+  } finally {
+    await c.close()
+  }
+})
