@@ -31,7 +31,14 @@ const OPERATIONS = [
   'clear',
 ]
 
-const load = dc.tracingChannel('stratacache:load')
+// TracingChannel came with Node 18.19 and its `hasSubscribers` with
+// 20.13: without the first nothing is traced; without the second its
+// sub-channels are asked.
+const TRACING = typeof dc.tracingChannel === 'function'
+/** @param {any} ch */
+const subscribed = (ch) =>
+  ch.hasSubscribers ?? (ch.start.hasSubscribers || ch.end.hasSubscribers || ch.asyncStart.hasSubscribers || ch.asyncEnd.hasSubscribers || ch.error.hasSubscribers)
+const load = /** @type {any} */ (TRACING ? dc.tracingChannel('stratacache:load') : null)
 
 /**
  * The methods as they were before tracing, by name (make bench-otel's baseline).
@@ -46,10 +53,15 @@ function contextOf(cache, operation, args) {
   const first = args[0]
   if (typeof first === 'string') ctx.key = first
   else if (operation === 'getOrSet' || operation === 'getOrSetMany') {
-    const o = /** @type {{ key?: unknown, keys?: unknown }} */ (first || {})
+    const o = /** @type {{ key?: unknown, keys?: unknown }} */ (first && typeof first === 'object' ? first : {})
     if (o.key !== undefined) ctx.key = o.key
     if (o.keys !== undefined) ctx.keys = o.keys
-  } else if (Array.isArray(first)) ctx.keys = first
+  } else if (Array.isArray(first)) {
+    // Never values: setMany's entries give their keys only.
+    if (operation === 'setMany') ctx.keys = first.map((e) => (Array.isArray(e) ? e[0] : undefined))
+    else if (operation === 'invalidateTags') ctx.tags = first
+    else ctx.keys = first
+  }
   return ctx
 }
 
@@ -59,6 +71,7 @@ function contextOf(cache, operation, args) {
  * @param {any} proto
  */
 function traceCalls(proto) {
+  if (load === null) return
   for (const operation of OPERATIONS) {
     const channel = dc.tracingChannel(`stratacache:${operation}`)
     const orig = proto[operation]
@@ -66,7 +79,7 @@ function traceCalls(proto) {
     const traced =
       operation === 'getOrSet'
         ? /** @this {any} */ function (/** @type {any} */ options = {}) {
-            if (!channel.hasSubscribers && !load.hasSubscribers) return orig.call(this, options)
+            if ((!subscribed(channel) && !subscribed(load)) || !options || typeof options !== 'object') return orig.call(this, options)
             const ctx = contextOf(this, operation, [options])
             ctx.outcome = 'hit'
             const factory = options.factory
@@ -74,15 +87,15 @@ function traceCalls(proto) {
               typeof factory === 'function'
                 ? (/** @type {unknown[]} */ ...a) => {
                     ctx.outcome = 'loaded'
-                    if (!load.hasSubscribers) return factory(...a)
+                    if (!subscribed(load)) return factory(...a)
                     return load.tracePromise(async () => factory(...a), { namespace: ctx.namespace, operation: 'load', key: ctx.key })
                   }
                 : factory
             const call = () => orig.call(this, { ...options, factory: wrapped })
-            return channel.hasSubscribers ? channel.tracePromise(call, ctx) : call()
+            return subscribed(channel) ? channel.tracePromise(call, ctx) : call()
           }
         : /** @this {any} */ function (/** @type {unknown[]} */ ...args) {
-            if (!channel.hasSubscribers) return orig.apply(this, args)
+            if (!subscribed(channel)) return orig.apply(this, args)
             return channel.tracePromise(() => orig.apply(this, args), contextOf(this, operation, args))
           }
     Object.defineProperty(traced, 'name', { value: operation })

@@ -518,7 +518,7 @@ class Cache extends EventEmitter {
 
   [kNative]() {
     this.#open()
-    return this.#n
+    return this.#h()
   }
 
   [kInternal]() {

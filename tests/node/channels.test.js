@@ -97,19 +97,19 @@ test('a failing call publishes error with the error', async () => {
   assert.match(errors[1][1], /db down/)
 })
 
-test('without subscribers nothing is published and calls answer as ever', async () => {
-  const c = new Cache({ namespace: unique('dc-none') })
-  let seen = 0
-  const probe = () => seen++
-  // A plain channel of the same name sees tracing events only when subscribed.
-  dc.channel('tracing:stratacache:get:start').subscribe(probe)
-  dc.channel('tracing:stratacache:get:start').unsubscribe(probe)
+test('contexts carry keys, never values; a bad call fails as it does untraced', async () => {
+  const c = new Cache({ namespace: unique('dc-ctx') })
+  const { events, stop } = listen(['setMany', 'invalidateTags', 'getOrSet'])
   try {
-    await c.set('k', 1)
-    assert.equal(await c.get('k'), 1)
-    assert.equal(dc.tracingChannel('stratacache:get').hasSubscribers, false)
-    assert.equal(seen, 0)
+    await c.setMany([['a', { secret: 1 }], ['b', 2]])
+    await c.invalidateTags(['t'])
+    await assert.rejects(c.getOrSet(null))
   } finally {
+    stop()
     await c.close()
   }
+  const start = (op) => events.find(([name, ev]) => name === op && ev === 'start')[2]
+  assert.deepEqual(start('setMany').keys, ['a', 'b'])
+  assert.deepEqual(start('invalidateTags').tags, ['t'])
+  assert.equal(start('invalidateTags').keys, undefined)
 })

@@ -120,12 +120,14 @@ impl Cache {
         }
     }
 
-    /// Which cache this handle is on: its Redis location and namespace
-    /// (without Redis, the L1 it shares). Every handle on the same data
-    /// has the same identity; a binding's `disabled()` scope names caches
-    /// by it.
-    pub fn identity(&self) -> &str {
-        &self.shared.scope
+    /// Which cache this handle is on: a digest of its Redis location and
+    /// namespace (without Redis, of the L1 it shares), so no credential in
+    /// the URL shows. Every handle on the same data has the same identity;
+    /// a binding's `disabled()` scope names caches by it.
+    pub fn identity(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(self.shared.scope.as_bytes());
+        d[..12].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Whether caching is off for this handle ([`Cache::bypassing`]).

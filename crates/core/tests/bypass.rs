@@ -160,6 +160,13 @@ async fn the_table(c: Cache) {
     );
     assert_eq!(Bypass::Disabled.detail(), "disabled");
     assert_eq!(
+        exchange("HEAD").start_local(&off, 0.0),
+        Start::Step(Step::Pass(Bypass::Disabled)),
+        "a HEAD's peek is a read too"
+    );
+    assert!(!c.identity().contains("redis"), "a digest, never the URL");
+    assert_eq!(c.identity(), off.identity());
+    assert_eq!(
         exchange("POST").start_local(&off, 0.0),
         Start::Step(Step::Unsafe)
     );

@@ -418,7 +418,7 @@ impl NativeCache {
     /// Which cache this is (`Cache::identity`): what `disabled()` scopes name.
     #[napi(getter)]
     pub fn identity(&self) -> String {
-        self.inner.identity().to_owned()
+        self.inner.identity()
     }
 
     /// A handle on the same cache with caching off (`Cache::bypassing`):

@@ -360,7 +360,7 @@ impl PyCache {
 
     /// Which cache this is (`Cache::identity`): what `disabled()` scopes name.
     #[getter]
-    fn identity(&self) -> &str {
+    fn identity(&self) -> String {
         self.inner.identity()
     }
 

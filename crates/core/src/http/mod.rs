@@ -372,7 +372,9 @@ impl Exchange {
     /// asynchronous only when it gets a step: an L1 hit is one call.
     pub fn start_local(&mut self, cache: &Cache, now: f64) -> Start {
         let step = self.start();
-        if cache.is_bypassing() && matches!(step, Step::Lookup(_) | Step::Principal) {
+        // Caching off: nothing is read or stored (a HEAD's peek and a
+        // request's refresh included); unsafe requests still invalidate.
+        if cache.is_bypassing() && !matches!(step, Step::Unsafe | Step::Pass(_)) {
             return Start::Step(Step::Pass(Bypass::Disabled));
         }
         let Step::Lookup(base) = &step else {
