@@ -2,13 +2,14 @@
 // The cache's calls on Node's `diagnostics_channel`, as TracingChannels an
 // APM agent subscribes to without any wiring in the app (as undici and
 // node-redis publish theirs): `stratacache:<operation>` for get, getMany,
-// has, set, setMany, add, delete, deleteMany, touch, incr, decr, getOrSet,
-// getOrSetMany, warm, invalidateTags and clear, and `stratacache:load` for
-// a getOrSet factory's run (a child of its getOrSet). Each publishes
-// start / end / asyncStart / asyncEnd / error with one context object:
-// `{ namespace, operation, key | keys, result | error }`, plus `outcome`
-// (`'hit'` or `'loaded'`) for getOrSet. With no subscriber a call costs one
-// `hasSubscribers` check (make bench-otel measures it).
+// has, set, setMany, add, delete, deleteMany, touch, incr (decr too),
+// getOrSet, getOrSetMany, warm, invalidateTags and clear, and
+// `stratacache:load` for a getOrSet factory's run (a child of its
+// getOrSet, or on its own for a refresh that runs after the call answered
+// stale). Each publishes start / end / asyncStart / asyncEnd / error with
+// one context object: `{ namespace, operation, key | keys, result | error }`,
+// plus `outcome` (`'hit'` or `'loaded'`) for getOrSet. With no subscriber
+// a call costs one `hasSubscribers` check (make bench-otel measures it).
 
 const dc = require('node:diagnostics_channel')
 
@@ -22,8 +23,7 @@ const OPERATIONS = [
   'delete',
   'deleteMany',
   'touch',
-  'incr',
-  'decr',
+  'incr', // decr is an incr of -delta: published once, as incr
   'getOrSet',
   'getOrSetMany',
   'warm',
@@ -86,7 +86,8 @@ function traceCalls(proto) {
             const wrapped =
               typeof factory === 'function'
                 ? (/** @type {unknown[]} */ ...a) => {
-                    ctx.outcome = 'loaded'
+                    // A refresh after a stale answer leaves the call's outcome alone.
+                    if (!('result' in ctx) && !('error' in ctx)) ctx.outcome = 'loaded'
                     if (!subscribed(load)) return factory(...a)
                     return load.tracePromise(async () => factory(...a), { namespace: ctx.namespace, operation: 'load', key: ctx.key })
                   }

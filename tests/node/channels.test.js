@@ -113,3 +113,28 @@ test('contexts carry keys, never values; a bad call fails as it does untraced', 
   assert.deepEqual(start('invalidateTags').tags, ['t'])
   assert.equal(start('invalidateTags').keys, undefined)
 })
+
+test('a stale answer stays a hit; its background refresh publishes its own load', async () => {
+  const c = new Cache({ namespace: unique('dc-stale') })
+  const { events, stop } = listen(['getOrSet'])
+  let refreshed
+  const done = new Promise((resolve) => (refreshed = resolve))
+  const onLoad = { asyncEnd: (ctx) => refreshed(ctx) }
+  dc.tracingChannel('stratacache:load').subscribe(onLoad)
+  try {
+    const o = { key: 's', ttl: 5, allowStale: true, grace: '1m' }
+    await c.getOrSet({ ...o, factory: async () => 1 })
+    while ((await c.get('s')) !== undefined) await new Promise(setImmediate) // until stale
+    assert.equal(await c.getOrSet({ ...o, factory: async () => 2 }), 1)
+    assert.equal((await done).key, 's')
+  } finally {
+    dc.tracingChannel('stratacache:load').unsubscribe(onLoad)
+    stop()
+    await c.close()
+  }
+  const ends = events.filter(([, ev]) => ev === 'asyncEnd').map(([, , ctx]) => [ctx.outcome, ctx.result])
+  assert.deepEqual(ends, [
+    ['loaded', 1],
+    ['hit', 1],
+  ])
+})

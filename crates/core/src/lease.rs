@@ -320,18 +320,23 @@ impl Lease {
     /// (the policy's hard timeout still bounds the caller), and settling
     /// it stores nothing.
     pub(crate) fn bypassed(shared: &Arc<Shared>, key: &str, policy: &LookupPolicy) -> Self {
-        let guard = crate::flight::detached(&shared.flights, key);
-        let mut lease = Lease::new(
-            shared.clone(),
+        let mut guard = crate::flight::detached(&shared.flights, key);
+        guard.loading();
+        // Not a lead (nor, when settled, a "not cached" load): with caching
+        // off the cache's counters do not move.
+        Lease {
+            shared: shared.clone(),
             guard,
-            None,
-            None,
-            0,
-            None,
-            Terms::of(policy, None, Vec::new()),
-        );
-        lease.bypass = true;
-        lease
+            rkeys: None,
+            fence: None,
+            epoch: 0,
+            started: Instant::now(),
+            fleet: None,
+            terms: Terms::of(policy, None, Vec::new()),
+            warm: false,
+            parent: None,
+            bypass: true,
+        }
     }
 
     /// Report this load's dependencies and value to `parent` when settled.
@@ -508,7 +513,9 @@ impl Lease {
         payload: Bytes,
         opts: &WriteOptions,
     ) -> Result<Arc<Entry>> {
-        Metrics::inc(&self.shared.metrics.not_cached);
+        if !self.bypass {
+            Metrics::inc(&self.shared.metrics.not_cached);
+        }
         self.finish(payload, opts, false).await
     }
 
@@ -551,7 +558,9 @@ impl Lease {
                 return Err(e);
             }
         };
-        Metrics::inc(&shared.metrics.loads_completed);
+        if !self.bypass {
+            Metrics::inc(&shared.metrics.loads_completed);
+        }
         let mut store = store
             && !self.bypass
             && (entry.meta.stale_until_ms == 0 || entry.meta.is_live(crate::clock::now_ms()));

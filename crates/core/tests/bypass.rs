@@ -92,6 +92,12 @@ async fn the_table(c: Cache) {
         Some(b("old")),
         "a bypassed load stored"
     );
+    let s = c.stats().await;
+    assert_eq!(
+        [s.leads, s.not_cached, s.loads_completed],
+        [0, 0, 0],
+        "a bypassed read-through moved the counters"
+    );
     let many = off.lookup_many(&["k", "w"]).await.expect("lookup_many");
     assert!(many.iter().all(|m| matches!(m, ManyLookup::Lead(_))));
     let leases = off.try_leases(&["w"], false).await.expect("try_leases");
