@@ -211,6 +211,13 @@ def l2_sets() -> None:
             c = caches[alias]
             rows.append((f"django api: {alias}", per_op(lambda c=c, v=v: c.set("l2w", v, 3600), 2_000)))
         rows.append(("raw redis-py SET EX (hiredis)", per_op(lambda d=data: raw.set(f"raww-{RUN}", d, ex=3600), 2_000)))
+        # What a cache client cannot avoid on top: serializing the value.
+        rows.append(
+            (
+                "raw pickle.dumps + SET EX",
+                per_op(lambda v=v: raw.set(f"raww-{RUN}", pickle.dumps(v, pickle.HIGHEST_PROTOCOL), ex=3600), 2_000),
+            )
+        )
         table(f"L2 set, {name} (bus publish included for stratacache)", rows, "raw redis-py SET EX (hiredis)")
 
 
@@ -225,6 +232,8 @@ def get_many() -> None:
     raw_keys = [f"rawm-{RUN}-{k}" for k in keys]
     raw.mset({k: pickle.dumps(user(i), pickle.HIGHEST_PROTOCOL) for i, k in enumerate(raw_keys)})
     rows.append(("raw redis-py MGET (hiredis)", per_op(lambda: raw.mget(raw_keys), 300)))
+    # What a cache client cannot avoid on top: decoding the 100 values.
+    rows.append(("raw MGET + pickle.loads of each", per_op(lambda: [pickle.loads(b) for b in raw.mget(raw_keys)], 300)))
     table("get_many of 100 keys from L2, user", rows, "raw redis-py MGET (hiredis)")
 
 
