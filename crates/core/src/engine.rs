@@ -134,7 +134,8 @@ impl Shared {
         let versions = Versions::default();
         static LOCAL_SCOPES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let scope: Arc<str> = match &cfg.redis {
-            Some(loc) => format!("{loc:?}\0{}", cfg.namespace).into(),
+            // Seeds in any order name the same Cluster.
+            Some(loc) => format!("{}\0{}", loc.identity(), cfg.namespace).into(),
             None => format!(
                 "local:{}\0{}",
                 LOCAL_SCOPES.fetch_add(1, Ordering::Relaxed),

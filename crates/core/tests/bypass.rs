@@ -203,3 +203,33 @@ async fn on_redis(t: Target) {
 }
 
 on_both!(on_redis);
+
+#[test]
+fn identity_names_the_data_not_the_handle() {
+    let ns = common::unique_ns("bypass-id");
+    let mut seeds = common::cluster_seeds();
+    let a = Cache::builder()
+        .redis_cluster(seeds.clone())
+        .namespace(&ns)
+        .isolated(true)
+        .build()
+        .expect("cache");
+    seeds.reverse();
+    let b = Cache::builder()
+        .redis_cluster(seeds)
+        .namespace(&ns)
+        .isolated(true)
+        .build()
+        .expect("cache");
+    assert_eq!(
+        a.identity(),
+        b.identity(),
+        "seeds in another order, same Cluster"
+    );
+    let other = Cache::builder()
+        .redis_cluster(common::cluster_seeds())
+        .namespace(common::unique_ns("bypass-id"))
+        .build()
+        .expect("cache");
+    assert_ne!(a.identity(), other.identity(), "another namespace");
+}
