@@ -8,10 +8,13 @@
 // getOrSet, or on its own for a refresh that runs after the call answered
 // stale). Each publishes start / end / asyncStart / asyncEnd / error with
 // one context object: `{ namespace, operation, key | keys, result | error }`,
-// plus `outcome` (`'hit'` or `'loaded'`) for getOrSet. With no subscriber
-// a call costs one `hasSubscribers` check (make bench-otel measures it).
+// plus, for get and getOrSet, how the call was served (served.js):
+// `outcome` (`'hit'`, and for getOrSet `'waited'`, `'stale'` or
+// `'loaded'`) and a hit's `tier` (`'l1'` or `'l2'`). With no subscriber a
+// call costs one `hasSubscribers` check (make bench-otel measures it).
 
 const dc = require('node:diagnostics_channel')
+const served = require('./served.js')
 
 const OPERATIONS = [
   'get',
@@ -65,6 +68,31 @@ function contextOf(cache, operation, args) {
   return ctx
 }
 
+/** The operations that say how they were served (served.js). */
+const SERVED = new Set(['get', 'getOrSet'])
+
+/**
+ * Run `call` telling it to note how it was served on `ctx`, and pass that
+ * on to `outer` (an OTel wrapper's observer around this call) once known.
+ * @param {Record<string, unknown>} ctx
+ * @param {Record<string, unknown> | undefined} outer
+ * @param {() => Promise<unknown>} call
+ */
+function observed(ctx, outer, call) {
+  served.expect(ctx)
+  let p
+  try {
+    p = call()
+  } finally {
+    served.take() // not left for another call if this one did not take it
+  }
+  if (outer === undefined) return p
+  return p.finally(() => {
+    if (ctx.outcome !== undefined) outer.outcome = ctx.outcome
+    if (ctx.tier !== undefined) outer.tier = ctx.tier
+  })
+}
+
 /**
  * Wrap `proto`'s operations so each call is traced while its channel has
  * subscribers.
@@ -80,24 +108,25 @@ function traceCalls(proto) {
       operation === 'getOrSet'
         ? /** @this {any} */ function (/** @type {any} */ options = {}) {
             if ((!subscribed(channel) && !subscribed(load)) || !options || typeof options !== 'object') return orig.call(this, options)
+            const outer = served.take()
             const ctx = contextOf(this, operation, [options])
-            ctx.outcome = 'hit'
             const factory = options.factory
             const wrapped =
               typeof factory === 'function'
                 ? (/** @type {unknown[]} */ ...a) => {
-                    // A refresh after a stale answer leaves the call's outcome alone.
-                    if (!('result' in ctx) && !('error' in ctx)) ctx.outcome = 'loaded'
                     if (!subscribed(load)) return factory(...a)
                     return load.tracePromise(async () => factory(...a), { namespace: ctx.namespace, operation: 'load', key: ctx.key })
                   }
                 : factory
-            const call = () => orig.call(this, { ...options, factory: wrapped })
+            const call = () => observed(ctx, outer, () => orig.call(this, { ...options, factory: wrapped }))
             return subscribed(channel) ? channel.tracePromise(call, ctx) : call()
           }
         : /** @this {any} */ function (/** @type {unknown[]} */ ...args) {
             if (!subscribed(channel)) return orig.apply(this, args)
-            return channel.tracePromise(() => orig.apply(this, args), contextOf(this, operation, args))
+            const ctx = contextOf(this, operation, args)
+            if (!SERVED.has(operation)) return channel.tracePromise(() => orig.apply(this, args), ctx)
+            const outer = served.take()
+            return channel.tracePromise(() => observed(ctx, outer, () => orig.apply(this, args)), ctx)
           }
     Object.defineProperty(traced, 'name', { value: operation })
     proto[operation] = traced

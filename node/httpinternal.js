@@ -64,7 +64,7 @@ function httpInternals(cache, p) {
         if (local) return entryBytes(local)
         if (!p.hasL2) return null
         const v = await n.get(key)
-        return v ? entryBytes(v) : null
+        return v ? entryBytes(v[0]) : null
       } catch (e) {
         throw p.native(e)
       }

@@ -16,7 +16,7 @@ const { Loaded, NoCache, plain, native, registerLoaderError, settle, lead, fill,
 const { L2_CODES, InvalidValueError, CacheClosedError, ConfigError } =
   errors
 
-const [STALE, LEAD] = [1, 2] // the core's lookup kinds
+const LEAD = 2 // the core's lookup kinds: 0 fresh, 1 stale, 2 lead
 
 // Internal API for the web middleware (express.js, fastify.js): raw entries
 // and leases. Not part of the public API.
@@ -27,6 +27,7 @@ const { httpInternals } = require('./httpinternal.js')
 const { currentDeps } = require('./deps.js')
 const { isOff, turnedOff, disabled } = require('./disabled.js')
 const { traceCalls } = require('./channels.js')
+const { take, note, L1, LOADED } = require('./served.js')
 const { metricsText } = require('./metrics.js')
 
 /**
@@ -157,7 +158,9 @@ class Cache extends EventEmitter {
    */
   get(key) {
     // Not an async function: an L1 hit (the hot path) resolves without a
-    // second trip through the microtask machinery.
+    // second trip through the microtask machinery. `obs`: a tracing
+    // wrapper's, told how the call was served (served.js).
+    const obs = take()
     try {
       checkKey(key)
       this.#open()
@@ -166,11 +169,12 @@ class Cache extends EventEmitter {
       if (deps !== undefined) return this.#getTracked(key, deps)
       if (this.#shared !== null) {
         const v = this.#shared.get(this.#n, key, this.#decodeLocal)
+        if (v !== MISS) note(obs, L1)
         if (v !== MISS || !this.#hasL2) return Promise.resolve(v === MISS ? undefined : v)
       } else if (this.#hasL1) {
         const v = this.#n.getLocal(key)
-        if (typeof v === 'string') return Promise.resolve(JSON.parse(v))
-        if (v || !this.#hasL2) return Promise.resolve(decode(v, this.#serializer.name))
+        if (v) return Promise.resolve(this.#fromL1(v, obs))
+        if (!this.#hasL2) return Promise.resolve(undefined)
       } else if (!this.#hasL2) {
         return Promise.resolve(undefined)
       }
@@ -179,13 +183,25 @@ class Cache extends EventEmitter {
         // `[redisKey, epoch]`: GET it here; null: read natively; else an L1
         // value that arrived meanwhile (JSON text, or `[format, data]`).
         const s = this.#n.startRead(key)
-        if (Array.isArray(s) && typeof s[0] === 'string') return this.#readOver(r, key, s[0], s[1])
-        if (s !== null) return Promise.resolve(typeof s === 'string' ? JSON.parse(s) : decode(s, this.#serializer.name))
+        if (Array.isArray(s) && typeof s[0] === 'string') return this.#readOver(r, key, s[0], s[1], obs)
+        if (s !== null) return Promise.resolve(this.#fromL1(s, obs))
       }
     } catch (e) {
       return Promise.reject(native(e))
     }
-    return this.#getL2(key)
+    return this.#getL2(key, this.#n, obs)
+  }
+
+  // An entry shaped as `getLocal` gives it (JSON text, or `[format,
+  // data]`), decoded, then noted on `obs` as served (served.js).
+  #decoded(v, obs, served) {
+    const out = decode(v, this.#serializer.name)
+    note(obs, served)
+    return out
+  }
+
+  #fromL1(v, obs) {
+    return this.#decoded(v, obs, L1)
   }
 
   // The core's lookup; `lookupAfter` when `readThrough` read Redis first.
@@ -196,14 +212,14 @@ class Cache extends EventEmitter {
 
   // `get`'s Redis half over the JS connection (jsreads.js), decoded; Redis
   // trouble as `#l2` decides.
-  async #readOver(r, key, redisKey, epoch) {
+  async #readOver(r, key, redisKey, epoch, obs) {
     let v
     try {
       v = await readOver(this.#n, r, key, redisKey, epoch)
     } catch (e) {
       return this.#l2(e, undefined)
     }
-    return typeof v === 'string' ? JSON.parse(v) : decode(v, this.#serializer.name)
+    return v === null ? undefined : this.#decoded(v[0], obs, v[1])
   }
 
   #readThrough(key) {
@@ -238,14 +254,14 @@ class Cache extends EventEmitter {
     }
   }
 
-  async #getL2(key, n = this.#n) {
+  async #getL2(key, n = this.#n, obs = undefined) {
     let v
     try {
       v = await n.get(key)
     } catch (e) {
       return this.#l2(e, undefined)
     }
-    return decode(v, this.#serializer.name)
+    return v === null ? undefined : this.#decoded(v[0], obs, v[1])
   }
 
   /** Values of several keys, in order (`undefined` for misses). */
@@ -425,6 +441,7 @@ class Cache extends EventEmitter {
    * result; 0 = not cached). A factory may return `new NoCache(v)`.
    */
   async getOrSet(options = {}) {
+    const obs = take()
     const { key, factory, ttl, tags } = options
     checkKey(key)
     this.#open()
@@ -439,14 +456,16 @@ class Cache extends EventEmitter {
     if (n === this.#n && parent === undefined && p.earlyRefresh === undefined && p.refreshAhead === undefined) {
       if (this.#shared !== null) {
         const v = this.#shared.get(this.#n, key, this.#decodeLocal)
-        if (v !== MISS) return v
+        if (v !== MISS) {
+          note(obs, L1)
+          return v
+        }
       }
       const local = this.#n.getLocal(key)
-      if (typeof local === 'string') return JSON.parse(local)
-      if (local) return decode(local, this.#serializer.name)
+      if (local) return this.#fromL1(local, obs)
       const got = await this.#readThrough(key)
       if (got !== null) {
-        if (got.value !== undefined) return decode(got.value, this.#serializer.name)
+        if (got.value !== undefined) return this.#decoded(got.value, obs, got.served)
         prior = got
       }
     }
@@ -458,6 +477,7 @@ class Cache extends EventEmitter {
       const err = native(e)
       if (this.#failOpen && L2_CODES.has(err.code)) {
         if (this.listenerCount('error') > 0) this.emit('error', err)
+        note(obs, LOADED)
         return plain(await factory())
       }
       throw err
@@ -466,12 +486,18 @@ class Cache extends EventEmitter {
     const onError = (e) => {
       if (this.listenerCount('error') > 0) this.emit('error', e)
     }
-    if (r.kind === LEAD) return lead(r.lease, factory, write, this.#serializer, onError)
-    if (r.kind === STALE && r.lease) {
+    if (r.kind === LEAD) {
+      note(obs, r.served)
+      return lead(r.lease, factory, write, this.#serializer, onError, obs)
+    }
+    if (r.lease) {
+      // A stale value, or a fresh one due for an early refresh.
       const lease = r.lease
       setImmediate(() => settle(lease, factory, write, this.#serializer).catch(onError))
     }
-    return decode(r.value, this.#serializer.name)
+    const out = decode(r.value, this.#serializer.name)
+    note(obs, r.served)
+    return out
   }
 
   /**

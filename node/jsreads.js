@@ -7,6 +7,8 @@
 // own read, which owns timeouts, the breaker and the outage fallback.
 // Errors from the core propagate: the caller (index.js) applies fail-open.
 
+const { L1, L2, WAITED } = require('./served.js')
+
 /** A read-through that shared another caller's GET, or whose GET failed: the lookup reads natively. */
 const JOINED = Object.freeze({ joined: true, bytes: null, epoch: 0 })
 
@@ -31,18 +33,20 @@ async function over(n, r, send) {
 /**
  * `get`'s Redis half: GET `redisKey` here, then the core judges the bytes
  * (`epoch` from `startRead`); the native `fetch` when the GET fails.
- * Resolves the entry as `getLocal` shapes it, or null.
+ * Resolves `[entry, served]` (the entry as `getLocal` shapes it, how it
+ * was served: served.js), or null.
  */
 async function readOver(n, r, key, redisKey, epoch) {
   const bytes = await over(n, r, () => r.send(redisKey))
   if (bytes === undefined) return n.fetch(key, epoch)
   // A value, or a Promise when judging the entry needs Redis.
-  return n.finishRead(key, bytes, epoch)
+  const v = await n.finishRead(key, bytes, epoch)
+  return v === null ? null : [v, L2]
 }
 
 /**
- * A read-through's Redis read, after an L1 miss: `{ value }` (fresh, or an
- * L1 value that arrived meanwhile), or the `prior` for the core's
+ * A read-through's Redis read, after an L1 miss: `{ value, served }`
+ * (fresh, or an L1 value that arrived meanwhile), or the `prior` for the core's
  * `lookupAfter` when nothing fresh was found: `{ joined: false, bytes,
  * epoch }` for the caller whose GET it was, `{ joined: true }` for callers
  * that shared it (or when the GET failed: the lookup reads natively).
@@ -61,12 +65,13 @@ async function readThrough(n, reader, reads, key) {
     return null
   }
   if (s === null) return null
-  if (!(Array.isArray(s) && typeof s[0] === 'string')) return { value: s }
+  if (!(Array.isArray(s) && typeof s[0] === 'string')) return { value: s, served: L1 }
   const shared = reads.get(key)
   if (shared !== undefined && shared.epoch === s[1]) {
     shared.joined++
     const res = await shared.done
-    return res.value !== undefined ? res : JOINED
+    // Another caller's read answered: this one waited for it.
+    return res.value !== undefined ? { value: res.value, served: WAITED } : JOINED
   }
   const read = { joined: 0, epoch: s[1], done: null }
   read.done = sharedRead(n, reader, reads, key, s[0], read)
@@ -88,7 +93,7 @@ async function sharedRead(n, reader, reads, key, redisKey, read) {
   try {
     let v = n.finishRead(key, bytes, read.epoch, read.joined)
     if (v instanceof Promise) v = await v
-    return v ? { value: v } : { bytes }
+    return v ? { value: v, served: L2 } : { bytes }
   } catch {
     return JOINED
   }
@@ -116,7 +121,7 @@ async function readManyOver(n, r, keys, starts) {
   const replies = await over(n, r, () => r.sendMany(redisKeys))
   if (replies === undefined) {
     const got = await Promise.all(at.map((i) => n.fetch(keys[i], starts[i][1])))
-    for (let j = 0; j < at.length; j++) out[at[j]] = got[j]
+    for (let j = 0; j < at.length; j++) out[at[j]] = got[j] === null ? null : got[j][0]
     return out
   }
   let vs = n.finishReadMany(

@@ -8,6 +8,7 @@ const { fromNative, InvalidValueError } = require('./errors.js')
 const { encode, decode } = require('./values.js')
 const { tracked } = require('./deps.js')
 const { parseTtl } = require('./policy.js')
+const { note, STALE } = require('./served.js')
 
 // Errors thrown by factories, kept briefly so every caller coalesced onto a
 // failed load is rejected with the very same error object.
@@ -145,8 +146,17 @@ async function settle(lease, factory, write, serializer) {
   return out
 }
 
-function answer(r, serializer) {
-  return r !== null && typeof r === 'object' && kStale in r ? decode(r[kStale], serializer.name) : r
+// What a lead's caller gets: the loaded value, or a stale one (noted on
+// `obs`, a tracing wrapper's: served.js).
+function answer(r, serializer, obs) {
+  if (r !== null && typeof r === 'object' && kStale in r) return staleAnswer(r[kStale], serializer, obs)
+  return r
+}
+
+function staleAnswer(data, serializer, obs) {
+  const v = decode(data, serializer.name)
+  note(obs, STALE)
+  return v
 }
 
 /**
@@ -155,22 +165,22 @@ function answer(r, serializer) {
  * wait for each in turn and ask the core what it means; the factory goes
  * on and still fills the cache (its failure then goes to `onError`).
  */
-async function lead(lease, factory, write, serializer, onError) {
-  if (lease.deadline(0) === null) return answer(await settle(lease, factory, write, serializer), serializer)
+async function lead(lease, factory, write, serializer, onError, obs = undefined) {
+  if (lease.deadline(0) === null) return answer(await settle(lease, factory, write, serializer), serializer, obs)
   const run = settle(lease, factory, write, serializer)
   run.catch(onError)
   for (let i = 0, d = lease.deadline(0); d !== null; d = lease.deadline(++i)) {
     const r = await within(run, d.leftMs)
-    if (r !== TIMEOUT) return answer(r, serializer)
+    if (r !== TIMEOUT) return answer(r, serializer, obs)
     let stale
     try {
       stale = lease.deadlinePassed(d.hard)
     } catch (e) {
       throw native(e)
     }
-    if (stale) return decode(stale, serializer.name)
+    if (stale) return staleAnswer(stale, serializer, obs)
   }
-  return answer(await run, serializer)
+  return answer(await run, serializer, obs)
 }
 
 /**

@@ -12,6 +12,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { ConfigError } = require('./errors.js')
+const served = require('./served.js')
 
 /** The package's version (the instrumentation scope's). */
 const VERSION = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version
@@ -75,8 +76,32 @@ function wrapSpans(cache, api, tracer, recordKeys) {
     return a
   }
   const none = () => {}
+  // How the call was served (served.js): a hit's tier, a read-through's outcome.
+  const tierOf = (s, obs) => {
+    if (obs.tier !== undefined) s.setAttribute('stratacache.tier', obs.tier)
+  }
   for (const name of [...READS, ...WRITES, ...TAGS, ...MANY]) {
     const orig = cache[name].bind(cache)
+    if (name === 'get') {
+      cache.get = (key) => {
+        /** @type {Record<string, unknown>} */
+        const obs = {}
+        const record = (s, r) => {
+          s.setAttribute('stratacache.hit', r !== undefined || obs.outcome !== undefined)
+          tierOf(s, obs)
+        }
+        const call = () => {
+          served.expect(obs)
+          try {
+            return orig(key)
+          } finally {
+            served.take() // not left for another call if this one did not take it
+          }
+        }
+        return run(name, key, call, record)
+      }
+      continue
+    }
     const record = READS.includes(name)
       ? (s, r) => s.setAttribute('stratacache.hit', name === 'has' ? r === true : r !== undefined)
       : MANY.includes(name)
@@ -85,15 +110,20 @@ function wrapSpans(cache, api, tracer, recordKeys) {
     cache[name] = (...args) => run(name, args[0], () => orig(...args), record)
   }
   const getOrSet = cache.getOrSet.bind(cache)
-  cache.getOrSet = (options = {}) =>
-    run(
+  cache.getOrSet = (options = {}) => {
+    /** @type {Record<string, unknown>} */
+    const obs = {}
+    const record = (s) => {
+      if (obs.outcome !== undefined) s.setAttribute('stratacache.outcome', obs.outcome)
+      tierOf(s, obs)
+    }
+    return run(
       'get_or_set',
       options.key,
       (span) => {
         const parent = api.trace.setSpan(api.context.active(), span)
         const factory = options.factory
         const wrapped = async (...a) => {
-          span.setAttribute('stratacache.outcome', 'loaded')
           const load = tracer.startSpan('stratacache.load', {}, parent)
           try {
             return await factory(...a)
@@ -101,11 +131,16 @@ function wrapSpans(cache, api, tracer, recordKeys) {
             load.end()
           }
         }
-        span.setAttribute('stratacache.outcome', 'hit')
-        return getOrSet({ ...options, factory: wrapped })
+        served.expect(obs)
+        try {
+          return getOrSet({ ...options, factory: wrapped })
+        } finally {
+          served.take() // not left for another call if this one did not take it
+        }
       },
-      none,
+      record,
     )
+  }
 }
 
 function observe(cache, meter) {

@@ -306,7 +306,20 @@ async def _aload_and_finish(lease: _native.Lease, loader: Any, dumps: Dumps, ttl
 
 
 def _answer(result: Any, loads: Loads) -> Any:
-    return loads(result.value) if isinstance(result, _Stale) else result
+    """What a lead's caller gets: the loaded value, or the stale one fail-safe
+    served; noted for stratacache.otel's span (after the loader's own reads,
+    which noted theirs)."""
+    if isinstance(result, _Stale):
+        return _stale(result.value, loads)
+    _native.note_served(_native.SERVED_LOADED)
+    return result
+
+
+def _stale(data: tuple[int, bytes], loads: Loads) -> Any:
+    """A stale value a lead's caller gets instead of the load's."""
+    value = loads(data)
+    _native.note_served(_native.SERVED_STALE)
+    return value
 
 
 def _log_background_failure(key: str) -> Callable[[Any], None]:
@@ -356,7 +369,7 @@ def run_loader(lease: _native.Lease, loader: Any, dumps: Dumps, loads: Loads, tt
             return _answer(fut.result(timeout=left), loads)
         except concurrent.futures.TimeoutError:
             if (stale := _passed(lease, hard, fut.done)) is not None:
-                return loads(stale)
+                return _stale(stale, loads)
         i += 1
     return _answer(fut.result(), loads)
 
@@ -378,7 +391,7 @@ async def arun_loader(
         if done:
             return _answer(task.result(), loads)
         if (stale := _passed(lease, hard, task.done)) is not None:
-            return loads(stale)
+            return _stale(stale, loads)
         i += 1
     return _answer(await task, loads)
 
@@ -440,11 +453,13 @@ def read_through(
         return decoding.unreadable(e)
     except RedisError as e:
         _failopen.answer(fail_open, "get_or_set", e, None)
-        return _plain(loader() if callable(loader) else loader)
+        loaded = _plain(loader() if callable(loader) else loader)
+        _native.note_served(_native.SERVED_LOADED)
+        return loaded
     if kind == _native.LEAD:
         assert lease is not None
         return run_loader(lease, loader, dumps, loads, ttl, policy)
-    if kind == _native.STALE and lease is not None:
+    if lease is not None:  # a stale value or an early refresh
         refresh_in_background(lease, loader, dumps, ttl, policy)
     return value
 
@@ -468,20 +483,27 @@ async def aread_through(
             hit = n.get_local_value(key, decoding.loads, decoding.memo, _MISS)
             if hit is not _MISS:
                 return hit
-        kind, fmt, data, lease = await n.alookup(key, policy.native, parent)
+        kind, fmt, data, lease, served = await n.alookup(key, policy.native, parent)
     except Unreadable as e:
+        _native.note_served(0)
         return decoding.unreadable(e)
     except RedisError as e:
         _failopen.answer(fail_open, "aget_or_set", e, None)
         value = loader() if callable(loader) else loader
-        return _plain(await value if inspect.isawaitable(value) else value)
+        loaded = _plain(await value if inspect.isawaitable(value) else value)
+        _native.note_served(_native.SERVED_LOADED)
+        return loaded
     if kind == _native.LEAD:
         assert lease is not None
         return await arun_loader(lease, loader, dumps, loads, ttl, policy)
-    if kind == _native.STALE and lease is not None:
+    if lease is not None:  # a stale value or an early refresh
         arefresh_in_background(lease, loader, dumps, ttl, policy)
     assert fmt is not None and data is not None
-    return loads((fmt, data))
+    found = loads((fmt, data))
+    # How it was served, for stratacache.otel's span: noted after the
+    # await, so another task's read in between does not stand for it.
+    _native.note_served(served)
+    return found
 
 
 def _plain(v: Any) -> Any:

@@ -13,6 +13,8 @@ __all__ = [
     "L2_ERROR_CODES",
     "LEAD",
     "NOTHING",
+    "SERVED_LOADED",
+    "SERVED_STALE",
     "STALE",
     "UNCACHED",
     "VALUE",
@@ -32,7 +34,9 @@ __all__ = [
     "listen_config",
     "metrics_text",
     "nearest_name",
+    "note_served",
     "redacted_url",
+    "take_served",
 ]
 
 __version__: Final[str]
@@ -43,13 +47,16 @@ BUSY: Final[int]
 VALUE: Final[int]
 NOTHING: Final[int]
 UNCACHED: Final[int]
+SERVED_LOADED: Final[int]
+SERVED_STALE: Final[int]
 ERROR_CODES: Final[list[str]]
 L2_ERROR_CODES: Final[list[str]]
 HTTP_REFRESH_HEADER: Final[str]
 HTTP_CONDITIONAL_HEADERS: Final[list[str]]
 
 _Value = tuple[int, bytes]
-_LookupResult = tuple[int, int | None, bytes | None, Lease | None]
+_Read = tuple[int, bytes, int]
+_LookupResult = tuple[int, int | None, bytes | None, Lease | None, int]
 
 def after_fork_child() -> None: ...
 def fragment_key(name: str, vary_on: list[str]) -> str: ...
@@ -58,6 +65,8 @@ def nearest_name(name: str, known: list[str]) -> str | None: ...
 def redacted_url(url: str) -> str: ...
 def listen_config(text: str) -> str: ...
 def _at_exit() -> None: ...
+def take_served() -> tuple[str, str | None] | None: ...
+def note_served(code: int) -> None: ...
 
 _Headers = list[tuple[str, str]]
 _Answer = tuple[int, _Headers, bytes | None]
@@ -350,7 +359,7 @@ class Cache:
         deps: Deps | None = None,
         tags: list[str] | None = None,
     ) -> Awaitable[int]: ...
-    def aget(self, key: str) -> Awaitable[_Value | None]: ...
+    def aget(self, key: str) -> Awaitable[_Read | None]: ...
     def aget_many(self, keys: list[str]) -> Awaitable[list[_Value | None]]: ...
     def aset(
         self,

@@ -304,7 +304,9 @@ class Cache(ReadThrough):
     async def aget(self, key: str, default: Any = None) -> Any:
         n = self._n if caching_off.get() is None else self._h()
         if (deps := current_deps.get()) is not None:
-            return self._load(await n.aget_tracked(key, deps), default)
+            tracked = await n.aget_tracked(key, deps)
+            _native.note_served(0)  # unknown: stratacache.otel's span goes by the value
+            return self._load(tracked, default)
         # An L1 hit is answered here, without an event-loop round trip.
         try:
             v = n.get_local_value(key, self._sloads, self._memo, _MISS)
@@ -314,7 +316,18 @@ class Cache(ReadThrough):
             return v
         if not n.has_l2:
             return default
-        return self._load(await n.aget(key), default)
+        # How it was served, for stratacache.otel's span: noted after the
+        # await, so another task's read in between does not stand for it.
+        got = await n.aget(key)
+        _native.note_served(0)
+        if got is None:
+            return default
+        try:
+            found = self._serializer.loads(got[0], got[1])
+        except Unreadable as e:
+            return self._unreadable(e, default)
+        _native.note_served(got[2])
+        return found
 
     async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)

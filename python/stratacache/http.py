@@ -204,7 +204,7 @@ async def handle(
                 look, data, got_lease = _native.FRESH, local[1], None
             else:
                 native_policy = rule.policy.updated(tags=tuple(tags())).native
-                look, _fmt, data, got_lease = await c._n.alookup(key, native_policy)
+                look, _fmt, data, got_lease, _served = await c._n.alookup(key, native_policy)
         except _NotShareable:
             await app(scope, receive, _adding(send, ex.pass_headers("not-storable")))
             return

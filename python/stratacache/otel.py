@@ -17,9 +17,15 @@ metrics are observed at collection time only. ``make bench-otel`` measures
 each case.
 
 Span attributes: ``stratacache.namespace``, ``stratacache.operation``,
-``stratacache.hit`` (reads: found or not; ``get_many``: how many), and for
-read-throughs ``stratacache.outcome`` (``hit``: served from the cache,
-``loaded``: this call ran the loader). Keys are recorded
+``stratacache.hit`` (reads: found or not; ``get_many``: how many);
+``stratacache.tier`` (``l1`` or ``l2``: where a read or read-through's hit
+came from); for read-throughs ``stratacache.outcome``: ``hit`` (served
+from the cache), ``waited`` (another caller's read or load of the key, in
+this process or through the fleet lease in another, which this call
+waited for), ``stale`` (a stale value, refreshed in the background or
+served fail-safe, also when this call's own load failed or ran late) or
+``loaded`` (this call ran the loader and got its value). The core says how each read was served (``stratacache.Served``
+in Rust); the calls note it where they answer. Keys are recorded
 (``stratacache.key``) only with ``record_keys=True``: they may carry user
 data. Metrics: every counter of ``stats()`` as an observable counter
 ``stratacache.<name>`` and every gauge as an observable gauge, each with a
@@ -34,7 +40,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import Cache
+from . import Cache, _native
 
 __all__ = ["GAUGES", "instrument", "sdk_installed"]
 
@@ -145,13 +151,19 @@ def _loader_span(tracer: Any, loader: Any, ran: list[bool]) -> Any:
 
 
 def _wrapped(name: str, method: Callable[..., Any], tracer: Any, ns: str, record_keys: bool) -> Callable[..., Any]:
-    def record(span: Any, args: tuple[Any, ...], result: Any, ran: list[bool]) -> None:
+    def record(span: Any, result: Any, ran: list[bool]) -> None:
+        # How the call was served: noted by the call itself on this thread
+        # (cleared before it), None when it was a miss or is not known.
+        served = _native.take_served()
         if name in _READS:
-            span.set_attribute("stratacache.hit", result is not None and result is not _MISSING)
+            span.set_attribute("stratacache.hit", served is not None or (result is not None and result is not _MISSING))
         elif name in _MANY:
             span.set_attribute("stratacache.hit", len(result))
         elif name in _THROUGH:
-            span.set_attribute("stratacache.outcome", "loaded" if ran else "hit")
+            outcome = served[0] if served is not None else "loaded" if ran else "hit"
+            span.set_attribute("stratacache.outcome", outcome)
+        if served is not None and served[1] is not None and (name in _READS or name in _THROUGH):
+            span.set_attribute("stratacache.tier", served[1])
 
     def prepared(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], list[bool]]:
         ran: list[bool] = []
@@ -169,8 +181,9 @@ def _wrapped(name: str, method: Callable[..., Any], tracer: Any, ns: str, record
             key = args[0] if args else None
             with _start(tracer, name, ns, key, record_keys) as span:
                 args, kwargs, ran = prepared(args, kwargs)
+                _native.take_served()
                 result = await method(*args, **kwargs)
-                record(span, args, result, ran)
+                record(span, result, ran)
                 return result
 
         return awrapper
@@ -180,8 +193,9 @@ def _wrapped(name: str, method: Callable[..., Any], tracer: Any, ns: str, record
         key = args[0] if args else None
         with _start(tracer, name, ns, key, record_keys) as span:
             args, kwargs, ran = prepared(args, kwargs)
+            _native.take_served()
             result = method(*args, **kwargs)
-            record(span, args, result, ran)
+            record(span, result, ran)
             return result
 
     return wrapper

@@ -10,7 +10,7 @@ const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } = requi
 const { MeterProvider, MetricReader } = require('@opentelemetry/sdk-metrics')
 const { Cache } = require('../../node/index.js')
 const { instrument } = require('stratacache/otel')
-const { REDIS_URL, unique } = require('./helpers.js')
+const { REDIS_URL, unique, until } = require('./helpers.js')
 
 class PullReader extends MetricReader {
   async onForceFlush() {}
@@ -24,7 +24,7 @@ function traced(options = {}) {
   const meterProvider = new MeterProvider({ readers: [reader] })
   const cache = new Cache({ namespace: unique('otel'), redis: REDIS_URL })
   instrument(cache, { tracerProvider, meterProvider, ...options })
-  return { cache, spans, reader }
+  return { cache, spans, reader, tracerProvider }
 }
 
 test('reads, writes and read-throughs as spans', async () => {
@@ -41,7 +41,9 @@ test('reads, writes and read-throughs as spans', async () => {
     done.map((s) => s.name),
     ['stratacache.set', 'stratacache.get', 'stratacache.get', 'stratacache.load', 'stratacache.get_or_set', 'stratacache.get_or_set', 'stratacache.getMany', 'stratacache.invalidateTags'],
   )
-  assert.deepEqual(done[1].attributes, { 'stratacache.namespace': cache.namespace, 'stratacache.operation': 'get', 'stratacache.hit': true })
+  const { 'stratacache.tier': tier, ...rest } = done[1].attributes
+  assert.deepEqual(rest, { 'stratacache.namespace': cache.namespace, 'stratacache.operation': 'get', 'stratacache.hit': true })
+  assert.ok(tier === 'l1' || tier === 'l2', `a hit names its tier: ${tier}`)
   assert.equal(done[2].attributes['stratacache.hit'], false)
   assert.equal(done[4].attributes['stratacache.outcome'], 'loaded')
   assert.equal(done[5].attributes['stratacache.outcome'], 'hit')
@@ -102,4 +104,45 @@ test('a recording global provider: wrapped without being passed', async () => {
   } finally {
     api.trace.disable()
   }
+})
+
+test('spans say how reads were served, with diagnostics_channel subscribed too', async () => {
+  const dc = require('node:diagnostics_channel')
+  const { cache, spans, tracerProvider } = traced()
+  const far = new Cache({ namespace: cache.namespace, redis: REDIS_URL, l1: false }) // another process's view: Redis only
+  instrument(far, { tracerProvider })
+  const sub = { start() {} } // a TracingChannel subscriber between the span wrapper and the call
+  dc.tracingChannel('stratacache:get').subscribe(sub)
+  dc.tracingChannel('stratacache:getOrSet').subscribe(sub)
+  try {
+    await cache.get('bus-probe')
+    await until('the bus', () => cache.stats().bus_connected === 1)
+    spans.reset()
+    await cache.set('k', { id: 1 })
+    assert.deepEqual(await cache.get('k'), { id: 1 })
+    assert.deepEqual(await far.get('k'), { id: 1 })
+    assert.equal(await cache.get('absent'), undefined)
+    const factory = async () => 'v'
+    await cache.getOrSet({ key: 't', factory, ttl: '1m' })
+    await cache.getOrSet({ key: 't', factory, ttl: '1m' })
+  } finally {
+    dc.tracingChannel('stratacache:get').unsubscribe(sub)
+    dc.tracingChannel('stratacache:getOrSet').unsubscribe(sub)
+    await cache.close()
+    await far.close()
+  }
+  const of = (name) =>
+    spans
+      .getFinishedSpans()
+      .filter((s) => s.name === name)
+      .map((s) => [s.attributes['stratacache.hit'] ?? s.attributes['stratacache.outcome'], s.attributes['stratacache.tier']])
+  assert.deepEqual(of('stratacache.get'), [
+    [true, 'l1'],
+    [true, 'l2'],
+    [false, undefined],
+  ])
+  assert.deepEqual(of('stratacache.get_or_set'), [
+    ['loaded', undefined],
+    ['hit', 'l1'],
+  ])
 })

@@ -5,6 +5,7 @@ asked, and the counters and gauges as metrics. Real Redis."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -60,7 +61,11 @@ def test_reads_writes_and_read_throughs(traced: tuple[Cache, InMemorySpanExporte
         "stratacache.get_many",
         "stratacache.invalidate_tags",
     ]
-    assert got[1][1] == {"stratacache.namespace": c.namespace, "stratacache.operation": "get", "stratacache.hit": True}
+    assert {k: v for k, v in got[1][1].items() if k != "stratacache.tier"} == {
+        "stratacache.namespace": c.namespace,
+        "stratacache.operation": "get",
+        "stratacache.hit": True,
+    }
     assert got[2][1]["stratacache.hit"] is False
     assert got[4][1]["stratacache.outcome"] == "loaded"
     assert got[5][1]["stratacache.outcome"] == "hit"
@@ -127,3 +132,145 @@ def test_without_a_recording_provider_nothing_is_wrapped(ns: str) -> None:
     instrument(c, meter_provider=MeterProvider(), spans=False)
     assert "get" not in vars(c)
     c.close()
+
+
+def _tracer() -> tuple[TracerProvider, InMemorySpanExporter]:
+    spans = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(spans))
+    return tp, spans
+
+
+def _attrs(spans: InMemorySpanExporter, name: str) -> list[dict[str, object]]:
+    return [dict(s.attributes or {}) for s in spans.get_finished_spans() if s.name == name]  # type: ignore[attr-defined]
+
+
+def _bus_up(c: Cache) -> None:
+    """Until the cache's bus is subscribed (L1 is trusted from then on)."""
+    c.get("bus-probe")
+    for _ in range(2000):
+        if c.stats()["bus_connected"]:
+            return
+        threading.Event().wait(0.005)
+    raise AssertionError("the bus never connected")
+
+
+def _ready(c: Cache, spans: InMemorySpanExporter) -> None:
+    _bus_up(c)
+    spans.clear()
+
+
+def _served(a: dict[str, object]) -> tuple[object, object]:
+    return a.get("stratacache.outcome", a.get("stratacache.hit")), a.get("stratacache.tier")
+
+
+def test_spans_say_how_reads_were_served(ns: str) -> None:
+    tp, spans = _tracer()
+    c = Cache(redis_url=REDIS_URL, namespace=ns)
+    far = Cache(redis_url=REDIS_URL, namespace=ns, l1=False)  # another process's view: Redis only
+    for x in (c, far):
+        instrument(x, tracer_provider=tp, meter_provider=MeterProvider())
+    _ready(c, spans)
+    c.set("k", {"id": 1})
+    c.set("none", None)
+    assert c.get("k") == {"id": 1} and far.get("k") == {"id": 1}
+    assert c.get("none", "d") is None  # a stored None is a hit
+    assert c.get("absent") is None
+    assert [_served(a) for a in _attrs(spans, "stratacache.get")] == [
+        (True, "l1"),
+        (True, "l2"),
+        (True, "l1"),
+        (False, None),
+    ]
+    # Read-throughs: a lead, an L1 hit, a Redis hit, an early refresh (an
+    # L1 hit that refreshes in the background) and a stale value.
+    # (Not integers: they live in Redis only, for incr.)
+    assert c.get_or_set("t", lambda: "1") == "1"
+    assert c.get_or_set("t", lambda: "2") == "1"
+    assert far.get_or_set("t", lambda: "3") == "1"
+    refreshes = c.stats()["early_refreshes"]
+    assert c.get_or_set("t", lambda: "4", refresh_ahead=1.0) == "1"
+    assert c.stats()["early_refreshes"] == refreshes + 1  # served from L1 while it refreshes
+    c.set("s", "old", ttl=0.001, grace=60)
+    threading.Event().wait(0.005)
+    assert c.get_or_set("s", lambda: "new", allow_stale=True) == "old"
+
+    # This call leads the load, which fails: fail-safe serves the stale value.
+    def down() -> str:
+        raise ConnectionError("db down")
+
+    c.set("f", "old", ttl=0.001, grace=60)
+    threading.Event().wait(0.005)
+    assert c.get_or_set("f", down, fail_safe=True) == "old"
+    assert [_served(a) for a in _attrs(spans, "stratacache.get_or_set")] == [
+        ("loaded", None),
+        ("hit", "l1"),
+        ("hit", "l2"),
+        ("hit", "l1"),
+        ("stale", None),
+        ("stale", None),
+    ]
+    c.close()
+    far.close()
+
+
+def test_a_read_through_that_waited_says_so(ns: str) -> None:
+    tp, spans = _tracer()
+    c = Cache(redis_url=REDIS_URL, namespace=ns)
+    instrument(c, tracer_provider=tp, meter_provider=MeterProvider())
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        assert release.wait(10)
+        return "v"
+
+    leader = threading.Thread(target=lambda: c.get_or_set("k", slow))
+    leader.start()
+    assert started.wait(10)
+    waiter = threading.Thread(target=lambda: c.get_or_set("k", lambda: "never"))
+    waits = c.stats()["coalesced_waits"]
+    waiter.start()
+    for _ in range(5000):  # until it waits on the leader's flight
+        if c.stats()["coalesced_waits"] > waits:
+            break
+        threading.Event().wait(0.001)
+    else:
+        raise AssertionError("the second caller never waited on the first's load")
+    release.set()
+    leader.join(10)
+    waiter.join(10)
+    assert sorted(_served(a) for a in _attrs(spans, "stratacache.get_or_set")) == [("loaded", None), ("waited", None)]
+    c.close()
+
+
+def test_async_spans_are_not_told_another_tasks_read(ns: str) -> None:
+    tp, spans = _tracer()
+    c = Cache(redis_url=REDIS_URL, namespace=ns)
+    instrument(c, tracer_provider=tp, meter_provider=MeterProvider())
+    other = Cache(namespace=f"{ns}-other")  # not traced: it notes its reads and nobody takes them
+    other.set("hot", "1")
+    _ready(c, spans)
+
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def load() -> str:
+            await gate.wait()
+            return "2"
+
+        # While the miss's Redis read and the lead's loader are awaited,
+        # another read on the same thread notes an L1 hit: each span keeps
+        # its own answer.
+        slow = asyncio.create_task(c.aget_or_set("cold", load))
+        missing = asyncio.create_task(c.aget("absent"))
+        await asyncio.sleep(0)
+        assert other.get("hot") == "1"
+        gate.set()
+        assert await slow == "2" and await missing is None
+
+    asyncio.run(main())
+    assert [_served(a) for a in _attrs(spans, "stratacache.get")] == [(False, None)]
+    assert [_served(a) for a in _attrs(spans, "stratacache.get_or_set")] == [("loaded", None)]
+    c.close()
+    other.close()

@@ -168,7 +168,9 @@ fn contended_cold(c: &mut Criterion) {
                                 .await
                                 .expect("lookup")
                             {
-                                Lookup::Fresh(e) | Lookup::Stale(e, _) => e.payload.len(),
+                                Lookup::Fresh(e, _)
+                                | Lookup::Refresh(e, _)
+                                | Lookup::Stale(e, _) => e.payload.len(),
                                 Lookup::Lead(lease) => lease
                                     .complete(
                                         Bytes::from_static(b"value"),

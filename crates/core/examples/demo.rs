@@ -17,7 +17,7 @@ const REQUESTS: usize = 2_000;
 
 async fn handle_request(cache: &Cache, loads: &AtomicUsize) -> stratacache::Result<Bytes> {
     match cache.lookup("product:42", &LookupPolicy::default()).await? {
-        Lookup::Fresh(e) | Lookup::Stale(e, _) => Ok(e.payload.clone()),
+        Lookup::Fresh(e, _) | Lookup::Refresh(e, _) | Lookup::Stale(e, _) => Ok(e.payload.clone()),
         Lookup::Lead(lease) => {
             loads.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(50)).await; // the "database"

@@ -50,7 +50,9 @@ async fn worker(cache: Cache, n: u64, stop: Arc<AtomicBool>, phase: Arc<Mutex<Ph
             werr = cache.set(&key, value_of(k), &opts).await.is_err();
         } else {
             match cache.lookup(&key, &policy).await {
-                Ok(Lookup::Fresh(e)) | Ok(Lookup::Stale(e, _)) => wrong = e.payload != value_of(k),
+                Ok(Lookup::Fresh(e, _) | Lookup::Refresh(e, _) | Lookup::Stale(e, _)) => {
+                    wrong = e.payload != value_of(k)
+                }
                 Ok(Lookup::Lead(lease)) => {
                     // The "database": 1 ms.
                     tokio::time::sleep(Duration::from_millis(1)).await;

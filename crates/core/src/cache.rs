@@ -25,7 +25,7 @@ use crate::metrics::Stats;
 /// use stratacache::{Cache, Lookup, LookupPolicy, WriteOptions};
 /// let cache = Cache::builder().namespace("shop").build()?;
 /// match cache.lookup("user:1", &LookupPolicy::default()).await? {
-///     Lookup::Fresh(e) | Lookup::Stale(e, _) => println!("{:?}", e.payload),
+///     Lookup::Fresh(e, _) | Lookup::Refresh(e, _) | Lookup::Stale(e, _) => println!("{:?}", e.payload),
 ///     Lookup::Lead(lease) => {
 ///         let loaded = bytes::Bytes::from_static(b"{\"name\":\"Ada\"}");
 ///         lease.complete(loaded, &WriteOptions::default()).await?;

@@ -276,9 +276,13 @@ impl Cache {
         self.track_keys(deps, &[key]).await?;
         let found = self.lookup(key, policy).await?;
         Ok(match found {
-            Lookup::Fresh(e) => {
+            Lookup::Fresh(e, source) => {
                 deps.record(&self.shared.scope, &e);
-                Lookup::Fresh(e)
+                Lookup::Fresh(e, source)
+            }
+            Lookup::Refresh(e, lease) => {
+                deps.record(&self.shared.scope, &e);
+                Lookup::Refresh(e, lease)
             }
             Lookup::Stale(e, lease) => {
                 deps.record(&self.shared.scope, &e);

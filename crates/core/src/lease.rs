@@ -801,7 +801,7 @@ mod tests {
             .expect("settle");
         assert!(matches!(s, Settled::Loaded(ref e) if &e.payload[..] == b"v"));
         match waiter.await.expect("join").expect("lookup") {
-            Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"v"),
+            Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"v"),
             other => panic!("{other:?}"),
         }
         assert_eq!(c.stats().await.leads, 1);
@@ -873,7 +873,7 @@ mod tests {
         assert!(e.meta.fresh_until_ms >= now + 59_000, "{:?}", e.meta);
         assert!(matches!(
             c.lookup("k", &fs).await.expect("lookup"),
-            Lookup::Fresh(_)
+            Lookup::Fresh(_, _)
         ));
     }
 
@@ -964,7 +964,7 @@ mod tests {
             .await
             .expect("lookup")
         {
-            Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"late"),
+            Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"late"),
             other => panic!("{other:?}"),
         }
     }

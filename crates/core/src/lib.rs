@@ -6,7 +6,7 @@
 //! With no Redis configured it runs L1-only.
 //!
 //! The read path is [`Cache::lookup`]: it answers [`Lookup::Fresh`],
-//! [`Lookup::Stale`] or [`Lookup::Lead`]. The core never calls a loader:
+//! [`Lookup::Refresh`], [`Lookup::Stale`] or [`Lookup::Lead`]. The core never calls a loader:
 //! a `Lead` hands the caller a [`Lease`], the caller runs its loader in its
 //! own world (a Rust task, a Python thread, a JS promise) and calls
 //! [`Lease::complete`] or [`Lease::abandon`]. Everyone else asking for the
@@ -22,8 +22,8 @@
 //!     .namespace("shop")
 //!     .build()?;
 //! let value = match cache.lookup("user:42", &LookupPolicy::default()).await? {
-//!     Lookup::Fresh(e) | Lookup::Stale(e, None) => e.payload.clone(),
-//!     Lookup::Stale(e, Some(lease)) => {
+//!     Lookup::Fresh(e, _) | Lookup::Stale(e, None) => e.payload.clone(),
+//!     Lookup::Refresh(e, lease) | Lookup::Stale(e, Some(lease)) => {
 //!         // Serve `e` now; refresh in the background.
 //!         tokio::spawn(async move {
 //!             let _ = lease.complete(Bytes::from_static(b"new"), &WriteOptions::default()).await;
@@ -78,5 +78,5 @@ pub use lookup::{Lookup, ManyLookup};
 pub use memo::Memo;
 pub use metrics::Stats;
 pub use options::{DEFAULT_FAIL_SAFE_THROTTLE, LookupPolicy, OnWaitTimeout, Ttl, WriteOptions};
-pub use read::{Prior, ReadStart};
+pub use read::{Prior, ReadStart, Served, Source};
 pub use scan::ScanPage;

@@ -18,13 +18,17 @@ use crate::l2::Acquire;
 use crate::lease::{self, FleetLease, Lease, LoadOutcome, Terms};
 use crate::metrics::Metrics;
 use crate::options::{LookupPolicy, OnWaitTimeout, WriteOptions};
-use crate::read::Prior;
+use crate::read::{Prior, Served, Source};
 
 /// What a read-through lookup tells the caller to do.
 #[derive(Debug)]
 pub enum Lookup {
-    /// Serve this value.
-    Fresh(Arc<Entry>),
+    /// Serve this value, which came from `Source`.
+    Fresh(Arc<Entry>, Source),
+    /// Serve this fresh value (an L1 hit) and refresh it in the background
+    /// with the lease: it is due for an early refresh and this caller is
+    /// the one to run it (run the loader, then [`Lease::complete`]).
+    Refresh(Arc<Entry>, Lease),
     /// Serve this stale value. With a lease, refresh it in the background
     /// (run the loader, then [`Lease::complete`]); without one, someone
     /// else already is.
@@ -33,6 +37,19 @@ pub enum Lookup {
     /// [`Lease::complete`] or [`Lease::abandon`].
     Lead(Lease),
 }
+impl Lookup {
+    /// How this answer serves the caller, for traces: a fresh value's
+    /// source, an early refresh's L1 hit, a stale value, or a lead.
+    pub fn served(&self) -> Served {
+        match self {
+            Lookup::Fresh(_, s) => Served::from(*s),
+            Lookup::Refresh(..) => Served::L1,
+            Lookup::Stale(..) => Served::Stale,
+            Lookup::Lead(_) => Served::Loaded,
+        }
+    }
+}
+
 /// What [`Cache::lookup_many`] found for one key.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -120,7 +137,7 @@ impl Cache {
                         {
                             return Ok(self.refresh_early(guard, e, policy).await);
                         }
-                        return Ok(Lookup::Fresh(e));
+                        return Ok(Lookup::Fresh(e, Source::L1));
                     }
                     Judged::Stale(e) if policy.keeps_stale() => stale = Some(e),
                     _ => {}
@@ -157,7 +174,7 @@ impl Cache {
                     FlightState::Refreshing if !redis_read => {
                         redis_read = true;
                         if let Some(e) = self.read_beside_refresh(key).await {
-                            return Ok(Lookup::Fresh(e));
+                            return Ok(Lookup::Fresh(e, Source::L2));
                         }
                         continue;
                     }
@@ -179,7 +196,7 @@ impl Cache {
                             return Ok(Lookup::Stale(e, None));
                         }
                     }
-                    FlightState::Value(e) => return Ok(Lookup::Fresh(e)),
+                    FlightState::Value(e) => return Ok(Lookup::Fresh(e, Source::Waited)),
                     FlightState::Failed(e) => return Err(e),
                     FlightState::Retry => continue 'outer,
                 }
@@ -371,7 +388,7 @@ impl Cache {
                 Metrics::inc(&sh.metrics.l1_hits);
             }
             guard.resolve(FlightState::Value(e.clone()));
-            return Ok(Lookup::Fresh(e));
+            return Ok(Lookup::Fresh(e, Source::L1));
         }
         // The versions the loaded value will record, taken before the load
         // starts: an invalidation during the load makes its result stale.
@@ -410,7 +427,7 @@ impl Cache {
                             l1.fill(&key, e.clone(), epoch);
                         }
                         guard.resolve(FlightState::Value(e.clone()));
-                        return Ok(Lookup::Fresh(e));
+                        return Ok(Lookup::Fresh(e, Source::L2));
                     }
                     Judged::Stale(e) if keep_stale => {
                         if !given {
@@ -430,7 +447,7 @@ impl Cache {
                     match sh.l1_fallback(&key, self.accepted).await {
                         Judged::Fresh(local) => {
                             guard.resolve(FlightState::Value(local.clone()));
-                            return Ok(Lookup::Fresh(local));
+                            return Ok(Lookup::Fresh(local, Source::L1));
                         }
                         Judged::Stale(local) if keep_stale => stale = Some(local),
                         _ => {}
@@ -478,7 +495,7 @@ impl Cache {
                         if waited {
                             Metrics::inc(&sh.metrics.lease_fills_received);
                         }
-                        return Ok(self.filled(guard, &key, e, epoch).await);
+                        return Ok(self.filled(guard, &key, e, epoch, waited).await);
                     }
                     if waited {
                         Metrics::inc(&sh.metrics.lease_takeovers);
@@ -518,7 +535,7 @@ impl Cache {
                 if waited {
                     Metrics::inc(&sh.metrics.lease_fills_received);
                 }
-                return Ok(self.filled(guard, &key, e, epoch).await);
+                return Ok(self.filled(guard, &key, e, epoch, waited).await);
             }
             if keep_stale && let Some(e) = sh.stale(value, self.accepted).await {
                 stale = Some(e);
@@ -591,13 +608,15 @@ impl Cache {
         }
     }
 
-    /// Another process filled `key`: keep its value in L1 and answer.
+    /// Another process filled `key`: keep its value in L1 and answer
+    /// (`waited`: this caller waited for that fill).
     pub(crate) async fn filled(
         &self,
         mut guard: flight::FlightGuard,
         key: &Arc<str>,
         e: Arc<Entry>,
         epoch: u64,
+        waited: bool,
     ) -> Lookup {
         let sh = &self.shared;
         Metrics::inc(&sh.metrics.l2_hits);
@@ -607,7 +626,7 @@ impl Cache {
             l1.fill(key, e.clone(), epoch);
         }
         guard.resolve(FlightState::Value(e.clone()));
-        Lookup::Fresh(e)
+        Lookup::Fresh(e, if waited { Source::Waited } else { Source::L2 })
     }
 
     /// A fresh L1 hit `e` is due for an early refresh and this caller leads
@@ -629,7 +648,7 @@ impl Cache {
             Err(_) => {
                 // Tag names were checked by `lookup`; nothing to refresh.
                 guard.resolve(FlightState::Value(e.clone()));
-                return Lookup::Fresh(e);
+                return Lookup::Fresh(e, Source::L1);
             }
         };
         let fallback = Terms::of(policy, Some(e.clone()), snapshot);
@@ -640,17 +659,9 @@ impl Cache {
                 None => None,
             };
             Metrics::inc(&sh.metrics.early_refreshes);
-            return Lookup::Stale(
+            return Lookup::Refresh(
                 e,
-                Some(Lease::new(
-                    sh.clone(),
-                    guard,
-                    rk,
-                    fence,
-                    epoch,
-                    None,
-                    fallback,
-                )),
+                Lease::new(sh.clone(), guard, rk, fence, epoch, None, fallback),
             );
         };
         let rk = sh.rkeys(&key);
@@ -667,13 +678,13 @@ impl Cache {
             Ok(Acquire::Taken { value, fence }) => {
                 if let Some(n) = newer(value).await {
                     lease::spawn_release(sh, &rk, &key, token);
-                    return self.filled(guard, &key, n, epoch).await;
+                    return self.filled(guard, &key, n, epoch, false).await;
                 }
                 Metrics::inc(&sh.metrics.early_refreshes);
                 let fleet = FleetLease::hold(sh, &rk, token);
-                Lookup::Stale(
+                Lookup::Refresh(
                     e,
-                    Some(Lease::new(
+                    Lease::new(
                         sh.clone(),
                         guard,
                         Some(rk),
@@ -681,20 +692,20 @@ impl Cache {
                         epoch,
                         Some(fleet),
                         fallback,
-                    )),
+                    ),
                 )
             }
             Ok(Acquire::Held { value, .. }) => match newer(value).await {
-                Some(n) => self.filled(guard, &key, n, epoch).await,
+                Some(n) => self.filled(guard, &key, n, epoch, false).await,
                 None => {
                     guard.resolve(FlightState::Value(e.clone()));
-                    Lookup::Fresh(e)
+                    Lookup::Fresh(e, Source::L1)
                 }
             },
             Err(_) => {
                 Metrics::inc(&sh.metrics.l2_errors);
                 guard.resolve(FlightState::Value(e.clone()));
-                Lookup::Fresh(e)
+                Lookup::Fresh(e, Source::L1)
             }
         }
     }
@@ -740,7 +751,7 @@ impl Cache {
                 && let Ok(v) = l2.get(&rk).await
                 && let Some(e) = sh.fresh(v, self.accepted).await
             {
-                self.filled(guard, &k, e, epoch).await;
+                self.filled(guard, &k, e, epoch, false).await;
                 return Ok(None);
             }
             let fence = self.fence(&rk).await;
@@ -762,7 +773,7 @@ impl Cache {
             Ok(Acquire::Taken { value, fence }) => {
                 if !force && let Some(e) = sh.fresh(value, self.accepted).await {
                     lease::spawn_release(sh, &rk, &k, token);
-                    self.filled(guard, &k, e, epoch).await;
+                    self.filled(guard, &k, e, epoch, false).await;
                     return Ok(None);
                 }
                 let fleet = FleetLease::hold(sh, &rk, token);

@@ -35,6 +35,106 @@ pub enum Prior {
     },
 }
 
+/// Where a read's answer came from: the tier that held it, or another
+/// caller's load that this caller waited for. Bindings put it on their
+/// traces ([`Source::as_str`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// This process's L1 (also when Redis is unreachable and L1's copy is
+    /// served through the outage).
+    L1,
+    /// Redis.
+    L2,
+    /// Another caller's read or load of the key, which this caller waited
+    /// for: this process's flight (whatever its leader found: Redis's
+    /// value or its load) or, through the fleet lease, another process's
+    /// load. Only read-throughs wait ([`crate::Lookup::Fresh`]).
+    Waited,
+}
+
+impl Source {
+    /// `"l1"`, `"l2"` or `"waited"`: the label traces carry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::L1 => "l1",
+            Source::L2 => "l2",
+            Source::Waited => "waited",
+        }
+    }
+}
+
+/// How a read or read-through was served, in the vocabulary traces use
+/// (the bindings' spans and channel events): an outcome (`"hit"`,
+/// `"waited"`, `"stale"`, `"loaded"`) and, for a hit, its tier (`"l1"`,
+/// `"l2"`). `code` / `from_code` carry it across a binding compactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// A hit in this process's L1.
+    L1,
+    /// A hit in Redis.
+    L2,
+    /// Another caller's read or load, waited for ([`Source::Waited`]).
+    Waited,
+    /// A stale value (stale-while-revalidate or fail-safe).
+    Stale,
+    /// This caller leads the load: it runs the loader (a binding says
+    /// [`Served::Stale`] instead when the load failed or ran late and a
+    /// stale value answered).
+    Loaded,
+}
+
+impl Served {
+    const ALL: [Served; 5] = [
+        Served::L1,
+        Served::L2,
+        Served::Waited,
+        Served::Stale,
+        Served::Loaded,
+    ];
+
+    /// `"hit"`, `"waited"`, `"stale"` or `"loaded"`.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Served::L1 | Served::L2 => "hit",
+            Served::Waited => "waited",
+            Served::Stale => "stale",
+            Served::Loaded => "loaded",
+        }
+    }
+
+    /// The tier of a hit (`"l1"`, `"l2"`), else `None`.
+    pub fn tier(self) -> Option<&'static str> {
+        match self {
+            Served::L1 => Some("l1"),
+            Served::L2 => Some("l2"),
+            _ => None,
+        }
+    }
+
+    /// A small number standing for it (1..=5; 0 is never one).
+    pub fn code(self) -> u8 {
+        Self::ALL
+            .iter()
+            .position(|s| *s == self)
+            .map_or(0, |i| i as u8 + 1)
+    }
+
+    /// The `Served` of a [`Served::code`], or `None`.
+    pub fn from_code(code: u8) -> Option<Served> {
+        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
+    }
+}
+
+impl From<Source> for Served {
+    fn from(s: Source) -> Served {
+        match s {
+            Source::L1 => Served::L1,
+            Source::L2 => Served::L2,
+            Source::Waited => Served::Waited,
+        }
+    }
+}
+
 /// Where a read stands before Redis is asked ([`Cache::start_read`]).
 #[derive(Debug)]
 pub enum ReadStart {
@@ -53,8 +153,15 @@ impl Cache {
     /// The fresh value of `key`, or `None`.
     #[inline]
     pub async fn get(&self, key: &str) -> Result<Option<Arc<Entry>>> {
+        Ok(self.get_sourced(key).await?.map(|(e, _)| e))
+    }
+
+    /// [`Cache::get`], with the tier that answered ([`Source::L1`] or
+    /// [`Source::L2`]).
+    #[inline]
+    pub async fn get_sourced(&self, key: &str) -> Result<Option<(Arc<Entry>, Source)>> {
         match self.l1_first(key).await? {
-            Ok(r) => Ok(r),
+            Ok(r) => Ok(r.map(|e| (e, Source::L1))),
             Err(epoch) => self.read_l2(key, epoch).await,
         }
     }
@@ -88,7 +195,9 @@ impl Cache {
     /// answered `Fetch` with `epoch`: what a binding whose own connection
     /// failed falls back to (with the breaker, outage fallback and errors
     /// of `get`, and without counting the L1 miss again).
-    pub async fn fetch(&self, key: &str, epoch: u64) -> Result<Option<Arc<Entry>>> {
+    /// The tier that answered comes with the value: L1 when Redis is
+    /// unreachable and L1's copy is served through the outage.
+    pub async fn fetch(&self, key: &str, epoch: u64) -> Result<Option<(Arc<Entry>, Source)>> {
         self.check(key)?;
         if self.bypass || self.l2().is_none() {
             return Ok(None);
@@ -97,8 +206,13 @@ impl Cache {
     }
 
     /// `fetch` once the key is checked and the bus started (by
-    /// `l1_first`, or by `fetch` itself).
-    pub(crate) async fn read_l2(&self, key: &str, epoch: u64) -> Result<Option<Arc<Entry>>> {
+    /// `l1_first`, or by `fetch` itself), with the tier that answered (L1
+    /// when Redis is unreachable and L1's copy is served).
+    pub(crate) async fn read_l2(
+        &self,
+        key: &str,
+        epoch: u64,
+    ) -> Result<Option<(Arc<Entry>, Source)>> {
         let sh = &self.shared;
         let Some(l2) = sh.l2.as_ref() else {
             return Ok(None);
@@ -110,12 +224,15 @@ impl Cache {
                     && let Judged::Fresh(local) = sh.l1_fallback(key, self.accepted).await
                 {
                     Metrics::inc(&sh.metrics.l2_errors);
-                    return Ok(Some(local));
+                    return Ok(Some((local, Source::L1)));
                 }
                 return Err(sh.l2_err(e));
             }
         };
-        Ok(self.accept_l2(key, bytes, epoch).await)
+        Ok(self
+            .accept_l2(key, bytes, epoch)
+            .await
+            .map(|e| (e, Source::L2)))
     }
 
     /// The first half of [`Cache::get`], for a binding that reads Redis

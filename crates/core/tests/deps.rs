@@ -228,7 +228,7 @@ async fn nested_loads_are_transitive(t: Target) {
         .await
         .expect("lookup")
     {
-        Lookup::Fresh(_) => {}
+        Lookup::Fresh(_, _) => {}
         other => panic!("expected the stored section, got {other:?}"),
     }
     settle(page, page_deps, "page-v2").await;

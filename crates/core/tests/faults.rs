@@ -167,7 +167,7 @@ async fn l1_serves_while_redis_is_away_and_forgets_local_writes_once_back() {
         .await
         .expect("lookup")
     {
-        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"v1"),
+        Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"v1"),
         other => panic!("expected L1's value, got {other:?}"),
     }
     // A write Redis cannot take is kept by this process (and reported).

@@ -86,7 +86,9 @@ async fn cold_key_one_loader_for_the_fleet(t: Target) {
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
                 match c.lookup("hot", &LookupPolicy::default()).await? {
-                    Lookup::Fresh(e) | Lookup::Stale(e, _) => Ok(e.payload.clone()),
+                    Lookup::Fresh(e, _) | Lookup::Refresh(e, _) | Lookup::Stale(e, _) => {
+                        Ok(e.payload.clone())
+                    }
                     Lookup::Lead(lease) => {
                         calls.fetch_add(1, Ordering::SeqCst);
                         // The loader takes a while, so every other caller
@@ -147,7 +149,7 @@ async fn waiter_is_woken_by_the_fill(t: Target) {
         .expect("woken well before the lease would expire")
         .expect("join");
     match r.expect("lookup") {
-        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"v"),
+        Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"v"),
         other => panic!("expected the fill, got {other:?}"),
     }
     let s = caches[1].stats().await;
@@ -286,7 +288,7 @@ async fn stale_refreshed_once_fleet_wide(t: Target) {
         .expect("complete");
     for c in &caches {
         match c.lookup("k", &swr).await.expect("lookup") {
-            Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"new"),
+            Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"new"),
             other => panic!("expected the refreshed value, got {other:?}"),
         }
     }
@@ -300,17 +302,17 @@ async fn early_refresh_once_fleet_wide(t: Target) {
         .expect("set");
     assert!(matches!(
         bb.lookup("k", &LookupPolicy::default()).await.expect("b"),
-        Lookup::Fresh(_)
+        Lookup::Fresh(_, _)
     ));
     // Always due: both processes hold v1 in L1 and want to refresh it.
     let due = LookupPolicy::default().refresh_ahead(1.0);
-    let Lookup::Stale(_, Some(lease)) = a.lookup("k", &due).await.expect("a") else {
+    let Lookup::Refresh(_, lease) = a.lookup("k", &due).await.expect("a") else {
         panic!("a refreshes");
     };
     // While a refreshes, b is served v1 and does not load.
     assert!(matches!(
         bb.lookup("k", &due).await.expect("b"),
-        Lookup::Fresh(_)
+        Lookup::Fresh(_, _)
     ));
     lease
         .complete(b("v2"), &opts(Duration::from_secs(60), Duration::ZERO))
@@ -320,8 +322,8 @@ async fn early_refresh_once_fleet_wide(t: Target) {
     // message is still on its way, from the lease script's read) rather
     // than loading again.
     match bb.lookup("k", &due).await.expect("b") {
-        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"v2"),
-        Lookup::Stale(e, Some(_)) => panic!("b refreshed again over {:?}", e.payload),
+        Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"v2"),
+        Lookup::Refresh(e, _) => panic!("b refreshed again over {:?}", e.payload),
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(bb.stats().await.early_refreshes, 0);
@@ -336,7 +338,7 @@ async fn early_refresh_does_not_hold_callers_whose_entry_left(t: Target) {
     let ttl = opts(Duration::from_secs(60), Duration::ZERO);
     a.set("k", b("v1"), &ttl).await.expect("set");
     let due = LookupPolicy::default().refresh_ahead(1.0);
-    let Lookup::Stale(_, Some(lease)) = a.lookup("k", &due).await.expect("a") else {
+    let Lookup::Refresh(_, lease) = a.lookup("k", &due).await.expect("a") else {
         panic!("a refreshes");
     };
     let received = a.stats().await.bus_received;
@@ -359,7 +361,7 @@ async fn early_refresh_does_not_hold_callers_whose_entry_left(t: Target) {
     .expect("not held until the refresh ends")
     .expect("lookup");
     match got {
-        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"v2"),
+        Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"v2"),
         other => panic!("expected b's value, got {other:?}"),
     }
     assert_eq!(a.stats().await.load_waits, 0);
@@ -386,7 +388,7 @@ async fn fail_safe_serves_stale_and_throttles(t: Target) {
     // nobody calls the failing origin again.
     for c in [a, bb] {
         match c.lookup("k", &fs).await.expect("lookup") {
-            Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"old"),
+            Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"old"),
             other => panic!("expected the throttled value, got {other:?}"),
         }
     }
@@ -436,7 +438,7 @@ async fn soft_timeout_serves_stale_while_the_load_goes_on(t: Target) {
         .await
         .expect("complete");
     match a.lookup("k", &fs).await.expect("a") {
-        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"new"),
+        Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"new"),
         other => panic!("expected the new value, got {other:?}"),
     }
     let s = a.stats().await;

@@ -56,7 +56,9 @@ async fn refused_entries_are_misses(old: Cache, new: Cache) {
                         .payload
                         .clone()
                 }
-                Lookup::Fresh(e) | Lookup::Stale(e, _) => e.payload.clone(),
+                Lookup::Fresh(e, _) | Lookup::Refresh(e, _) | Lookup::Stale(e, _) => {
+                    e.payload.clone()
+                }
             }
         }));
     }

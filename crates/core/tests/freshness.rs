@@ -26,11 +26,11 @@ async fn check_early_refresh(cache: Cache, due: LookupPolicy, not_due: LookupPol
         .expect("set");
     assert!(matches!(
         cache.lookup("k", &not_due).await.expect("lookup"),
-        Lookup::Fresh(_)
+        Lookup::Fresh(_, _)
     ));
     // Due: the first caller is served the value *and* gets a lease...
     let lease = match cache.lookup("k", &due).await.expect("lookup") {
-        Lookup::Stale(e, Some(lease)) => {
+        Lookup::Refresh(e, lease) => {
             assert_eq!(&e.payload[..], b"v1", "the fresh value is served");
             lease
         }
@@ -40,7 +40,7 @@ async fn check_early_refresh(cache: Cache, due: LookupPolicy, not_due: LookupPol
     for _ in 0..10 {
         assert!(matches!(
             cache.lookup("k", &due).await.expect("lookup"),
-            Lookup::Fresh(_)
+            Lookup::Fresh(_, _)
         ));
     }
     lease
@@ -51,7 +51,7 @@ async fn check_early_refresh(cache: Cache, due: LookupPolicy, not_due: LookupPol
         .await
         .expect("complete");
     match cache.lookup("k", &not_due).await.expect("lookup") {
-        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"v2"),
+        Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"v2"),
         other => panic!("expected the refreshed value, got {other:?}"),
     }
     assert_eq!(cache.stats().await.early_refreshes, 1);
@@ -106,7 +106,7 @@ async fn entries_without_expiry_are_never_refreshed_early() {
         .early_refresh(1e9);
     assert!(matches!(
         cache.lookup("k", &policy).await.expect("lookup"),
-        Lookup::Fresh(_)
+        Lookup::Fresh(_, _)
     ));
 }
 

@@ -72,7 +72,7 @@ where
     let opts = WriteOptions::new(Ttl::After(Duration::from_secs(60)), Default::default())
         .with_grace(Duration::from_secs(60));
     match cache.lookup(key, p).await? {
-        Lookup::Fresh(e) | Lookup::Stale(e, _) => Ok(shown(&e.payload)),
+        Lookup::Fresh(e, _) | Lookup::Refresh(e, _) | Lookup::Stale(e, _) => Ok(shown(&e.payload)),
         Lookup::Lead(lease) => match lease.run(load, opts).await? {
             Settled::Loaded(e) | Settled::Stale(e) => Ok(shown(&e.payload)),
         },

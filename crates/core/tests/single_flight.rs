@@ -21,7 +21,7 @@ async fn get_or_load(
     fail: bool,
 ) -> Result<Bytes, Error> {
     match cache.lookup(key, &LookupPolicy::default()).await? {
-        Lookup::Fresh(e) | Lookup::Stale(e, _) => Ok(e.payload.clone()),
+        Lookup::Fresh(e, _) | Lookup::Refresh(e, _) | Lookup::Stale(e, _) => Ok(e.payload.clone()),
         Lookup::Lead(lease) => {
             loads.fetch_add(1, Ordering::SeqCst);
             // Let every other caller pile up behind us.
@@ -227,7 +227,7 @@ async fn stale_value_is_served_while_exactly_one_caller_refreshes() {
         .await
         .expect("complete");
     match cache.lookup("k", &policy).await.expect("lookup") {
-        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"new"),
+        Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"new"),
         other => panic!("expected fresh, got {other:?}"),
     }
     assert_eq!(cache.stats().await.stale_served, 20);
@@ -250,7 +250,7 @@ async fn lookup_finds_values_written_elsewhere_in_l2() {
         .await
         .expect("lookup")
     {
-        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"v"),
+        Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"v"),
         other => panic!("expected an L2 hit, got {other:?}"),
     }
     // ... and the L2 hit filled L1.
@@ -308,7 +308,7 @@ async fn lookup_many_sorts_fresh_lead_and_busy() {
         .await
         .expect("lookup")
     {
-        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"h"),
+        Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"h"),
         other => panic!("expected b's fill: {other:?}"),
     }
 }

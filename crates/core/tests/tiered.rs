@@ -10,7 +10,7 @@ use bytes::Bytes;
 use common::Target;
 use stratacache::key::redis_keys;
 use stratacache::{
-    Cache, Error, Format, Lookup, LookupPolicy, Prior, ReadStart, Ttl, WriteOptions,
+    Cache, Error, Format, Lookup, LookupPolicy, Prior, ReadStart, Source, Ttl, WriteOptions,
 };
 
 fn b(s: &str) -> Bytes {
@@ -205,14 +205,8 @@ async fn split_read_matches_get(t: Target) {
     // `fetch` is the Redis half of `get`.
     set_by_other("k", "v2").await;
     let (_, epoch) = start(&a, "k").await;
-    assert_eq!(
-        &a.fetch("k", epoch)
-            .await
-            .expect("fetch")
-            .expect("hit")
-            .payload[..],
-        b"v2"
-    );
+    let (e, source) = a.fetch("k", epoch).await.expect("fetch").expect("hit");
+    assert_eq!((&e.payload[..], source), (&b"v2"[..], Source::L2));
     assert!(a.l2_ready());
     // `start_read_many` checks every key before it counts anything, then
     // answers each as `start_read` does.
@@ -282,7 +276,7 @@ async fn lookup_after_a_read_counts_it_once(t: Target) {
         .await
         .expect("complete");
     match joined.await.expect("task").expect("lookup") {
-        Lookup::Fresh(e) => assert_eq!(&e.payload[..], b"loaded"),
+        Lookup::Fresh(e, _) => assert_eq!(&e.payload[..], b"loaded"),
         other => panic!("expected the load's value, got {other:?}"),
     }
     let after = a.stats().await;

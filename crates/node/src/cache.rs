@@ -6,7 +6,7 @@ use stratacache::runtime::poll_once_in_runtime;
 use bytes::Bytes;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use stratacache::{Cache, Config, Format, Lookup, Prior, RedisLocation};
+use stratacache::{Cache, Config, Format, Lookup, Prior, RedisLocation, Served};
 
 use crate::convert::{JsEntry, NativeValue, ms, ttl_of, value, write_opts};
 use crate::error::{invalid, js_err};
@@ -48,12 +48,15 @@ pub struct NativeOptions {
     pub edge_purge: Option<String>,
 }
 
-/// Outcome of `lookup`: `kind` 0 fresh, 1 stale, 2 lead.
+/// Outcome of `lookup`: `kind` 0 fresh (with a lease: an early refresh
+/// to run in the background), 1 stale, 2 lead; `served`: how it was
+/// served (`stratacache::Served::code`; `constants().served` names it).
 #[napi(object, object_from_js = false)]
 pub struct NativeLookup {
     pub kind: u32,
     pub value: Option<NativeValue>,
     pub lease: Option<NativeLease>,
+    pub served: u32,
 }
 
 /// A page of `scanPage`: `keys[i]` (`null` for a key stored under its
@@ -210,10 +213,13 @@ impl NativeCache {
         Ok(e.map(JsEntry))
     }
 
-    #[napi(ts_return_type = "Promise<string | [number, string | Buffer] | null>")]
-    pub async fn get(&self, key: String) -> Result<Option<JsEntry>> {
-        let r = self.inner.get(&key).await.map_err(js_err)?;
-        Ok(r.map(JsEntry))
+    /// `[entry, served]`: the entry as `getLocal` shapes it and how it
+    /// was served (`stratacache::Served::code`; `constants().served`
+    /// names it), for the tracing wrappers.
+    #[napi(ts_return_type = "Promise<[string | [number, string | Buffer], number] | null>")]
+    pub async fn get(&self, key: String) -> Result<Option<(JsEntry, u32)>> {
+        let r = self.inner.get_sourced(&key).await.map_err(js_err)?;
+        Ok(r.map(|(e, s)| (JsEntry(e), u32::from(Served::from(s).code()))))
     }
 
     #[napi(ts_return_type = "Promise<Array<string | [number, string | Buffer] | null>>")]
@@ -493,16 +499,19 @@ impl NativeCache {
                     kind: 0,
                     value: Some(value(&e)),
                     lease: None,
+                    served: 0,
                 },
                 stratacache::ManyLookup::Lead(l) => NativeLookup {
                     kind: 2,
                     value: None,
                     lease: Some(NativeLease::new(l)),
+                    served: 0,
                 },
                 _ => NativeLookup {
                     kind: 3,
                     value: None,
                     lease: None,
+                    served: 0,
                 },
             })
             .collect())
@@ -556,22 +565,18 @@ impl NativeCache {
 }
 
 pub(crate) fn native_lookup(r: Lookup) -> NativeLookup {
-    match r {
-        Lookup::Fresh(e) => NativeLookup {
-            kind: 0,
-            value: Some(value(&e)),
-            lease: None,
-        },
-        Lookup::Stale(e, lease) => NativeLookup {
-            kind: 1,
-            value: Some(value(&e)),
-            lease: lease.map(NativeLease::new),
-        },
-        Lookup::Lead(lease) => NativeLookup {
-            kind: 2,
-            value: None,
-            lease: Some(NativeLease::new(lease)),
-        },
+    let served = u32::from(r.served().code());
+    let (kind, value, lease) = match r {
+        Lookup::Fresh(e, _) => (0, Some(value(&e)), None),
+        Lookup::Refresh(e, lease) => (0, Some(value(&e)), Some(NativeLease::new(lease))),
+        Lookup::Stale(e, lease) => (1, Some(value(&e)), lease.map(NativeLease::new)),
+        Lookup::Lead(lease) => (2, None, Some(NativeLease::new(lease))),
+    };
+    NativeLookup {
+        kind,
+        value,
+        lease,
+        served,
     }
 }
 

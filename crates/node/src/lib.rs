@@ -59,6 +59,10 @@ pub struct NativeConstants {
     pub http_refresh_header: String,
     /// Request headers a leader's request and a refresh replay run without.
     pub http_conditional_headers: Vec<String>,
+    /// How a read was served, by its code (`stratacache::Served`): the
+    /// outcome (`"hit"`, `"waited"`, `"stale"`, `"loaded"`) and a hit's
+    /// tier (`"l1"`, `"l2"`); index 0 (no code) is `["", null]`.
+    pub served: Vec<(String, Option<String>)>,
 }
 
 /// See [`NativeConstants`].
@@ -70,6 +74,13 @@ pub fn constants() -> NativeConstants {
         l2_error_codes: owned(stratacache::Error::L2_CODES),
         http_refresh_header: stratacache::http::REFRESH_HEADER.to_owned(),
         http_conditional_headers: owned(stratacache::http::CONDITIONAL_HEADERS),
+        served: (0..=u8::MAX)
+            .map_while(|c| match stratacache::Served::from_code(c) {
+                Some(s) => Some((s.outcome().to_owned(), s.tier().map(str::to_owned))),
+                None if c == 0 => Some((String::new(), None)),
+                None => None,
+            })
+            .collect(),
     }
 }
 

@@ -4,8 +4,8 @@
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use stratacache::ReadStart;
 use stratacache::runtime::poll_once_in_runtime;
+use stratacache::{ReadStart, Served};
 
 use crate::cache::{NativeCache, now_or_promise};
 use crate::convert::JsEntry;
@@ -123,10 +123,11 @@ impl NativeCache {
 
     /// The Redis half of `get` after `startRead` (the wrapper's fallback
     /// when its own connection fails): breaker, outage fallback, errors.
-    #[napi(ts_return_type = "Promise<string | [number, string | Buffer] | null>")]
-    pub async fn fetch(&self, key: String, epoch: f64) -> Result<Option<JsEntry>> {
+    /// `[entry, served]`: `served` is how it was served (see `get`).
+    #[napi(ts_return_type = "Promise<[string | [number, string | Buffer], number] | null>")]
+    pub async fn fetch(&self, key: String, epoch: f64) -> Result<Option<(JsEntry, u32)>> {
         let r = self.inner.fetch(&key, epoch as u64).await.map_err(js_err)?;
-        Ok(r.map(JsEntry))
+        Ok(r.map(|(e, s)| (JsEntry(e), u32::from(Served::from(s).code()))))
     }
 
     /// The JS read connection stalled (no reply for opTimeout): an L2

@@ -10,18 +10,19 @@ use bytes::Bytes;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use stratacache::{Cache, Config, Entry, Format, Lookup, RedisLocation, WriteOptions};
+use stratacache::{Cache, Config, Entry, Format, Lookup, RedisLocation, Served, WriteOptions};
 
 use crate::convert::{Value, opts, secs, ttl_of, value, with_formats};
 use crate::deps::PyDeps;
 use crate::errors::IntoPyResult;
 use crate::lease::{
-    FRESH, LEAD, LookupTuple, PyLease, STALE, complete_groups, lease_groups, lookup_tuple,
-    try_leases,
+    FRESH, LEAD, LookupAnswer, LookupTuple, PyLease, STALE, complete_groups, lease_groups,
+    lookup_tuple, try_leases,
 };
 use crate::memo::{self};
 use crate::policy::PyPolicy;
 use crate::runtime::run;
+use crate::served;
 
 /// A tiered cache handle (see `stratacache.Cache` for the public API).
 #[pyclass(frozen, module = "stratacache._native", name = "Cache")]
@@ -33,6 +34,28 @@ impl PyCache {
     /// The L1 read of `get_local` (it never waits).
     fn local(&self, py: Python<'_>, key: &str) -> PyResult<Option<Arc<Entry>>> {
         self.inner.get_local(key).py(py)
+    }
+
+    /// `get` on the runtime, with the tier that answered.
+    fn read(&self, py: Python<'_>, key: &str) -> PyResult<Option<(Arc<Entry>, Served)>> {
+        Ok(run(py, self.inner.get_sourced(key))
+            .py(py)?
+            .map(|(e, s)| (e, s.into())))
+    }
+
+    /// `e` decoded as `get_value` does, noting (once decoded) that `how`
+    /// served it (`served.rs`).
+    fn decoded(
+        &self,
+        py: Python<'_>,
+        e: &Entry,
+        how: Served,
+        loads: &Bound<'_, PyAny>,
+        memo: u8,
+    ) -> PyResult<Py<PyAny>> {
+        let v = memo::decoded(&self.inner, py, e, loads, memo)?;
+        served::note(how);
+        Ok(v)
     }
 }
 
@@ -176,9 +199,7 @@ impl PyCache {
     }
 
     fn get(&self, py: Python<'_>, key: String) -> PyResult<Option<Value>> {
-        let c = &self.inner;
-        let r = run(py, c.get(&key)).py(py)?;
-        Ok(r.map(|e| value(py, &e)))
+        Ok(self.read(py, &key)?.map(|(e, _)| value(py, &e)))
     }
 
     /// `get`, decoded here: `loads(format, data)` of the fresh value, or
@@ -195,13 +216,13 @@ impl PyCache {
     ) -> PyResult<Py<PyAny>> {
         // The L1 hit first, without entering the runtime (as `get_local`).
         if let Some(e) = self.local(py, &key)? {
-            return memo::decoded(&self.inner, py, &e, loads, memo);
+            return self.decoded(py, &e, Served::L1, loads, memo);
         }
         if !self.inner.has_l2() {
             return Ok(default);
         }
-        match run(py, self.inner.get(&key)).py(py)? {
-            Some(e) => memo::decoded(&self.inner, py, &e, loads, memo),
+        match self.read(py, &key)? {
+            Some((e, how)) => self.decoded(py, &e, how, loads, memo),
             None => Ok(default),
         }
     }
@@ -217,7 +238,7 @@ impl PyCache {
         default: Py<PyAny>,
     ) -> PyResult<Py<PyAny>> {
         match self.local(py, &key)? {
-            Some(e) => memo::decoded(&self.inner, py, &e, loads, memo),
+            Some(e) => self.decoded(py, &e, Served::L1, loads, memo),
             None => Ok(default),
         }
     }
@@ -398,15 +419,17 @@ impl PyCache {
         Ok(run(py, self.inner.flush_edge_purges(t)))
     }
 
-    /// Read-through: `(kind, format, data, lease)` with kind FRESH, STALE or LEAD.
-    fn lookup(&self, py: Python<'_>, key: String, policy: &PyPolicy) -> PyResult<LookupTuple> {
+    /// Read-through: `(kind, format, data, lease, served)` with kind FRESH
+    /// (with a lease: refresh it in the background), STALE or LEAD.
+    fn lookup(&self, py: Python<'_>, key: String, policy: &PyPolicy) -> PyResult<LookupAnswer> {
         let r = run(py, self.inner.lookup(&key, &policy.inner)).py(py)?;
         Ok(lookup_tuple(py, r))
     }
 
     /// `lookup`, with a fresh or stale value decoded as `get_value` does:
-    /// `(kind, value, lease)`, `value` `None` for a lead. If `loads` raises,
-    /// so does this (a stale value's refresh lease is then abandoned).
+    /// `(kind, value, lease)`, `value` `None` for a lead; a lease beside a
+    /// value is a refresh to run in the background. If `loads` raises, so
+    /// does this (a refresh lease is then abandoned).
     /// With `deps` (inside a load), the key and the value's tags become
     /// that load's dependencies.
     #[pyo3(signature = (key, policy, loads, memo, deps = None))]
@@ -423,21 +446,25 @@ impl PyCache {
             Some(d) => run(py, self.inner.lookup_tracked(&key, &policy.inner, &d)).py(py)?,
             None => run(py, self.inner.lookup(&key, &policy.inner)).py(py)?,
         };
+        let how = r.served();
         Ok(match r {
-            Lookup::Fresh(e) => (
-                FRESH,
-                Some(memo::decoded(&self.inner, py, &e, loads, memo)?),
-                None,
-            ),
-            Lookup::Stale(e, lease) => {
-                let lease = lease.map(PyLease::new);
+            Lookup::Fresh(e, _) => (FRESH, Some(self.decoded(py, &e, how, loads, memo)?), None),
+            Lookup::Refresh(e, lease) => {
+                let lease = PyLease::new(lease);
                 (
-                    STALE,
-                    Some(memo::decoded(&self.inner, py, &e, loads, memo)?),
-                    lease,
+                    FRESH,
+                    Some(self.decoded(py, &e, how, loads, memo)?),
+                    Some(lease),
                 )
             }
-            Lookup::Lead(lease) => (LEAD, None, Some(PyLease::new(lease))),
+            Lookup::Stale(e, lease) => {
+                let lease = lease.map(PyLease::new);
+                (STALE, Some(self.decoded(py, &e, how, loads, memo)?), lease)
+            }
+            Lookup::Lead(lease) => {
+                served::note(how);
+                (LEAD, None, Some(PyLease::new(lease)))
+            }
         })
     }
 

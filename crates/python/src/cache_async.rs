@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use pyo3::prelude::*;
+use stratacache::Served;
 
 use crate::cache::{PyCache, set_many_formats};
 use crate::convert::{opts, ttl_of, value, value_attached, with_formats};
@@ -60,8 +61,12 @@ impl PyCache {
     fn aget<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
         let c = self.inner.clone();
         awaitable(py, async move {
-            let r = c.get(&key).await.map_err(py_err)?;
-            r.map(|e| value_attached(&e)).transpose()
+            let r = c.get_sourced(&key).await.map_err(py_err)?;
+            r.map(|(e, s)| {
+                let (f, b) = value_attached(&e)?;
+                Ok((f, b, Served::from(s).code()))
+            })
+            .transpose()
         })
     }
 

@@ -336,20 +336,27 @@ pub(crate) const LEAD: u8 = 2;
 /// `lookup_many`: being loaded elsewhere (read it through `lookup`).
 pub(crate) const BUSY: u8 = 3;
 
-/// A lookup's answer as `lookup()` / `alookup()` return it.
-pub(crate) fn lookup_tuple(
-    py: Python<'_>,
-    r: Lookup,
-) -> (u8, Option<u8>, Option<Py<PyBytes>>, Option<PyLease>) {
+/// `(kind, format, data, lease, served)`, see `PyCache::lookup`.
+pub(crate) type LookupAnswer = (u8, Option<u8>, Option<Py<PyBytes>>, Option<PyLease>, u8);
+
+/// A lookup's answer as `lookup()` / `alookup()` return it: an early
+/// refresh is FRESH with the lease to refresh with; `served` is
+/// `stratacache::Served::code` (for `note_served`).
+pub(crate) fn lookup_tuple(py: Python<'_>, r: Lookup) -> LookupAnswer {
+    let served = r.served().code();
     match r {
-        Lookup::Fresh(e) => {
+        Lookup::Fresh(e, _) => {
             let (f, b) = value(py, &e);
-            (FRESH, Some(f), Some(b), None)
+            (FRESH, Some(f), Some(b), None, served)
+        }
+        Lookup::Refresh(e, lease) => {
+            let (f, b) = value(py, &e);
+            (FRESH, Some(f), Some(b), Some(PyLease::new(lease)), served)
         }
         Lookup::Stale(e, lease) => {
             let (f, b) = value(py, &e);
-            (STALE, Some(f), Some(b), lease.map(PyLease::new))
+            (STALE, Some(f), Some(b), lease.map(PyLease::new), served)
         }
-        Lookup::Lead(lease) => (LEAD, None, None, Some(PyLease::new(lease))),
+        Lookup::Lead(lease) => (LEAD, None, None, Some(PyLease::new(lease)), served),
     }
 }

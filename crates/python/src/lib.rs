@@ -16,6 +16,7 @@ mod lease;
 mod memo;
 mod policy;
 mod runtime;
+mod served;
 
 use pyo3::prelude::*;
 
@@ -103,10 +104,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics_text, m)?)?;
     m.add_function(wrap_pyfunction!(feed::listen_config, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_at_exit, m)?)?;
+    m.add_function(wrap_pyfunction!(served::take_served, m)?)?;
+    m.add_function(wrap_pyfunction!(served::note_served, m)?)?;
     m.add("FRESH", lease::FRESH)?;
     m.add("STALE", lease::STALE)?;
     m.add("LEAD", lease::LEAD)?;
     m.add("BUSY", lease::BUSY)?;
+    m.add("SERVED_LOADED", stratacache::Served::Loaded.code())?;
+    m.add("SERVED_STALE", stratacache::Served::Stale.code())?;
     m.add("VALUE", lease::VALUE)?;
     m.add("NOTHING", lease::NOTHING)?;
     m.add("UNCACHED", lease::UNCACHED)?;
