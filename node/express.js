@@ -7,7 +7,7 @@
 
 const http = require('node:http')
 const https = require('node:https')
-const { rule, begin, headerPairs } = require('./http.js')
+const { rule, begin, headerPairs, splitTarget } = require('./http.js')
 const { metricsAnswer } = require('./metrics.js')
 
 const kHandled = Symbol('stratacache.express.handled')
@@ -112,15 +112,12 @@ function cached(options) {
     // own cached(), the inner one would wait on the outer one's flight.
     if (req[kHandled]) return next()
     req[kHandled] = true
-    // The path as Express routes it: raw, not normalized (`new URL` would
-    // turn `/x/../api` into `/api`, a key another route's answer could fill).
-    const target = req.originalUrl || req.url
-    const q = target.indexOf('?')
-    const url = new URL(q < 0 ? '' : target.slice(q), 'http://x')
+    // The path as Express routes it (raw: see splitTarget).
+    const { path, query } = splitTarget(req.originalUrl || req.url)
     const info = {
       method: req.method,
-      path: q < 0 ? target : target.slice(0, q),
-      query: [...url.searchParams.entries()],
+      path,
+      query,
       headers: req.headers,
       rawHeaders: req.rawHeaders,
       raw: req,

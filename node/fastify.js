@@ -7,7 +7,7 @@
 // successful POST/PUT/PATCH/DELETE on any route invalidates its path's
 // entries.
 
-const { rule, begin, headerPairs } = require('./http.js')
+const { rule, begin, headerPairs, splitTarget } = require('./http.js')
 const { metricsAnswer } = require('./metrics.js')
 
 const kStep = Symbol('stratacache.fastify')
@@ -42,13 +42,12 @@ async function stratacacheFastify(fastify, options) {
     if (config) r = ruleFor(config)
     else if (UNSAFE.has(request.method) && unsafeRule) r = unsafeRule
     else return
-    // The path as Fastify routes it: raw, not normalized by `new URL`.
-    const q = request.url.indexOf('?')
-    const url = new URL(q < 0 ? '' : request.url.slice(q), 'http://x')
+    // The path as Fastify routes it (raw: see splitTarget).
+    const { path, query } = splitTarget(request.url)
     const step = await begin(r, {
       method: request.method,
-      path: q < 0 ? request.url : request.url.slice(0, q),
-      query: [...url.searchParams.entries()],
+      path,
+      query,
       headers: request.headers,
       rawHeaders: request.raw.rawHeaders,
       raw: request,

@@ -97,6 +97,19 @@ function headerPairs(headers) {
   return out
 }
 
+/**
+ * A request target's path and query pairs, as the framework routes it: raw,
+ * not normalized (`new URL` would turn `/x/../api` into `/api`, a key
+ * another route's answer could fill); only the query goes through the URL
+ * parser, and only when there is one.
+ * @param {string} target
+ */
+function splitTarget(target) {
+  const q = target.indexOf('?')
+  if (q < 0) return { path: target, query: [] }
+  return { path: target.slice(0, q), query: [...new URL(target.slice(q), 'http://x').searchParams.entries()] }
+}
+
 // An answer from `onEntry` or `onResponse`, packed in one Buffer (see crates/node/src/http.rs):
 // { status, headers: [name, value, ...], body: Buffer | null }.
 function unpack(buf) {
@@ -365,4 +378,4 @@ function refreshInBackground(r, req, key, lease, internal) {
     })
 }
 
-module.exports = { rule, begin, headerPairs, NotShareable, REFRESH_HEADER }
+module.exports = { rule, begin, headerPairs, splitTarget, NotShareable, REFRESH_HEADER }

@@ -45,6 +45,9 @@ class Cache extends EventEmitter {
   #hasL2
   #hasL1
   #closed = false
+  // The HTTP middleware's API on this cache ([kInternal]), once made.
+  #internals = null
+  #internalsOff = null
   #policy
   // The ioredis connection `get` reads over (reader.js), or null.
   #reader = null
@@ -548,8 +551,14 @@ class Cache extends EventEmitter {
   }
 
   [kInternal]() {
-    return httpInternals(this, {
-      n: this.#h(),
+    // Made once per handle (this one, and in a `disabled()` scope the
+    // bypassing one), and again once closed: not per request.
+    const n = this.#h()
+    const off = n !== this.#n
+    const made = off ? this.#internalsOff : this.#internals
+    if (made !== null && made.closed === this.#closed) return made
+    const it = httpInternals(this, {
+      n,
       failOpen: this.#failOpen,
       closed: this.#closed,
       hasL2: this.#hasL2,
@@ -559,6 +568,9 @@ class Cache extends EventEmitter {
       native,
       registerLoaderError,
     })
+    if (off) this.#internalsOff = it
+    else this.#internals = it
+    return it
   }
 
   /** Counters (hits, misses, leads, coalesced waits, errors, ...) and L1 size. */
