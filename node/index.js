@@ -9,7 +9,7 @@ const { NativeCache } = require('./binding.js')
 const errors = require('./errors.js')
 const reader = require('./reader.js')
 const { readOver, readThrough, readManyOver } = require('./jsreads.js')
-const { Format, JSON_FORMATS, V8_FORMATS, serializers, encode, decode } = require('./values.js')
+const { Format, serializers, encode, decode } = require('./values.js')
 const { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy, checkMany, checkFragment } = require('./policy.js')
 const { Loaded, NoCache, plain, native, registerLoaderError, settle, lead, fill, loadManyThrough } = require('./loader.js')
 
@@ -21,7 +21,7 @@ const LEAD = 2 // the core's lookup kinds: 0 fresh, 1 stale, 2 lead
 // Internal API for the web middleware (express.js, fastify.js): raw entries
 // and leases. Not part of the public API.
 const { kInternal, kNative } = require('./internal.js')
-const { CACHE_OPTIONS, checkOptions, edgePurgeJson } = require('./options.js')
+const { CACHE_OPTIONS, checkOptions, nativeConfig } = require('./options.js')
 const { SharedValues, MISS } = require('./shared.js')
 const { httpInternals } = require('./httpinternal.js')
 const { currentDeps } = require('./deps.js')
@@ -71,42 +71,15 @@ class Cache extends EventEmitter {
     }
     this.#failOpen = o.failOpen !== false
     if (o.clone !== undefined && typeof o.clone !== 'boolean') throw new InvalidValueError('clone must be true or false')
-    const l1 = o.l1 === false ? { enabled: false } : o.l1 || {}
-    const ms = (v, name) => (v === undefined ? undefined : parseTtl(v, name))
     try {
-      this.#n = new NativeCache({
-        namespace: o.namespace,
-        redis: o.redis || undefined,
-        cluster: o.cluster,
-        l1: l1.enabled !== false,
-        l1MaxBytes: l1.maxBytes,
-        defaultTtlMs: ms(o.ttl, 'ttl'),
-        compressThreshold: o.compressThreshold,
-        maxValueBytes: o.maxValueBytes,
-        signingKey: o.signingKey === undefined ? undefined : Buffer.from(o.signingKey),
-        connectTimeoutMs: ms(o.connectTimeout, 'connectTimeout'),
-        opTimeoutMs: ms(o.opTimeout, 'opTimeout'),
-        waitTimeoutMs: ms(o.waitTimeout, 'waitTimeout'),
-        tombstoneTtlMs: ms(o.tombstoneTtl, 'tombstoneTtl'),
-        ttlJitter: o.ttlJitter,
-        fleetLease: o.fleetLease,
-        trackDependencies: o.trackDependencies,
-        leaseTtlMs: ms(o.leaseTtl, 'leaseTtl'),
-        breakerThreshold: o.breaker ? o.breaker.threshold : undefined,
-        breakerCooldownMs: o.breaker ? ms(o.breaker.cooldown, 'breaker.cooldown') : undefined,
-        // What `decode` reads: other serializers' entries are misses in the
-        // core (counted), so read-throughs load and overwrite them.
-        acceptedFormats: this.#serializer.formats || (this.#serializer.name === 'v8' ? V8_FORMATS : JSON_FORMATS),
-        sharedValues: o.clone === false,
-        edgePurge: edgePurgeJson(o.edgePurge),
-      })
+      this.#n = new NativeCache(nativeConfig(o, this.#serializer))
     } catch (e) {
       throw native(e)
     }
     this.#off = this.#n.bypassing()
     this.#id = this.#n.identity
     this.#hasL2 = this.#n.hasL2
-    this.#hasL1 = l1.enabled !== false
+    this.#hasL1 = o.l1 !== false && (o.l1 || {}).enabled !== false
     if (o.clone === false && this.#hasL1) this.#shared = new SharedValues(this.#n.sharedBudget)
     if (this.#hasL2 && o.jsReads !== false && !o.cluster && reader.servable(o.redis)) {
       const [connectTimeout, opTimeout] = this.#n.timeouts

@@ -3,6 +3,8 @@
 
 const { ConfigError } = require('./errors.js')
 const { nearestName } = require('./binding.js')
+const { parseTtl } = require('./policy.js')
+const { JSON_FORMATS, V8_FORMATS } = require('./values.js')
 
 // The Cache constructor's options.
 const CACHE_OPTIONS = [
@@ -61,4 +63,42 @@ function edgePurgeJson(edges) {
   )
 }
 
-module.exports = { CACHE_OPTIONS, checkOptions, edgePurgeJson }
+/**
+ * The native cache's configuration from a Cache's options `o` (checked
+ * against CACHE_OPTIONS first): durations parsed ('5m' or ms), the L1
+ * switch and bound, and the formats `serializer` reads (other
+ * serializers' entries are misses in the core, counted, so read-throughs
+ * load and overwrite them).
+ * @param {Record<string, any>} o
+ * @param {{ name: string, formats?: number[] }} serializer
+ */
+function nativeConfig(o, serializer) {
+  const l1 = o.l1 === false ? { enabled: false } : o.l1 || {}
+  const ms = (/** @type {unknown} */ v, /** @type {string} */ name) => (v === undefined ? undefined : parseTtl(v, name))
+  return {
+    namespace: o.namespace,
+    redis: o.redis || undefined,
+    cluster: o.cluster,
+    l1: l1.enabled !== false,
+    l1MaxBytes: l1.maxBytes,
+    defaultTtlMs: ms(o.ttl, 'ttl'),
+    compressThreshold: o.compressThreshold,
+    maxValueBytes: o.maxValueBytes,
+    signingKey: o.signingKey === undefined ? undefined : Buffer.from(o.signingKey),
+    connectTimeoutMs: ms(o.connectTimeout, 'connectTimeout'),
+    opTimeoutMs: ms(o.opTimeout, 'opTimeout'),
+    waitTimeoutMs: ms(o.waitTimeout, 'waitTimeout'),
+    tombstoneTtlMs: ms(o.tombstoneTtl, 'tombstoneTtl'),
+    ttlJitter: o.ttlJitter,
+    fleetLease: o.fleetLease,
+    trackDependencies: o.trackDependencies,
+    leaseTtlMs: ms(o.leaseTtl, 'leaseTtl'),
+    breakerThreshold: o.breaker ? o.breaker.threshold : undefined,
+    breakerCooldownMs: o.breaker ? ms(o.breaker.cooldown, 'breaker.cooldown') : undefined,
+    acceptedFormats: [...(serializer.formats || (serializer.name === 'v8' ? V8_FORMATS : JSON_FORMATS))],
+    sharedValues: o.clone === false,
+    edgePurge: edgePurgeJson(o.edgePurge),
+  }
+}
+
+module.exports = { CACHE_OPTIONS, checkOptions, edgePurgeJson, nativeConfig }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use crate::cache::{NativeCache, NativeLookup, native_lookup, now_or_promise};
+use crate::cache::{NativeCache, now_or_promise};
 use crate::convert::JsEntry;
 use crate::error::js_err;
+use crate::lookup::{NativeLookup, native_lookup};
 
 /// `getMany`'s answer: one entry (or none) per key.
 type Entries = Vec<Option<JsEntry>>;

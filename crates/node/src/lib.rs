@@ -28,6 +28,7 @@ mod error;
 mod feed;
 mod http;
 mod lease;
+mod lookup;
 mod policy;
 mod read;
 mod shared;

@@ -1,0 +1,129 @@
+//! The read-through half of `NativeCache`: the core's lookups (`lookup`,
+//! `lookupAfter` after the wrapper's own Redis read, `lookupMany`) and
+//! warm-up leases, answered as `NativeLookup`s; getOrSet, getOrSetMany,
+//! warm and the HTTP middleware drive them (node/index.js, loader.js).
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use stratacache::{Lookup, Prior};
+
+use crate::cache::NativeCache;
+use crate::convert::{NativeValue, value};
+use crate::error::js_err;
+use crate::lease::NativeLease;
+use crate::policy::NativePolicy;
+
+/// Outcome of `lookup`: `kind` 0 fresh (with a lease: an early refresh
+/// to run in the background), 1 stale, 2 lead; `served`: how it was
+/// served (`stratacache::Served::code`; `constants().served` names it).
+#[napi(object, object_from_js = false)]
+pub struct NativeLookup {
+    pub kind: u32,
+    pub value: Option<NativeValue>,
+    pub lease: Option<NativeLease>,
+    pub served: u32,
+}
+
+#[napi]
+impl NativeCache {
+    #[napi]
+    pub async fn lookup(&self, key: String, policy: NativePolicy) -> Result<NativeLookup> {
+        let policy = policy.build()?;
+        let r = self.inner.lookup(&key, &policy).await.map_err(js_err)?;
+        Ok(native_lookup(r))
+    }
+
+    /// Several keys at once (`getOrSetMany`): per key, kind 0 with its
+    /// fresh value, 2 with a lease to complete, 3 when it is being loaded
+    /// elsewhere (read it through `lookup` after completing the leases).
+    #[napi]
+    pub async fn lookup_many(&self, keys: Vec<String>) -> Result<Vec<NativeLookup>> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let found = self.inner.lookup_many(&refs).await.map_err(js_err)?;
+        Ok(found
+            .into_iter()
+            .map(|m| match m {
+                stratacache::ManyLookup::Fresh(e) => NativeLookup {
+                    kind: 0,
+                    value: Some(value(&e)),
+                    lease: None,
+                    served: 0,
+                },
+                stratacache::ManyLookup::Lead(l) => NativeLookup {
+                    kind: 2,
+                    value: None,
+                    lease: Some(NativeLease::new(l)),
+                    served: 0,
+                },
+                _ => NativeLookup {
+                    kind: 3,
+                    value: None,
+                    lease: None,
+                    served: 0,
+                },
+            })
+            .collect())
+    }
+
+    /// `lookup` after the wrapper's own read of Redis found nothing fresh
+    /// (the core's `lookup_after`): `data`, the reply to its `GET` sent
+    /// after `startRead` gave `epoch`; no `data` and `joined`: the caller
+    /// began with `startRead` and joined another caller's read.
+    #[napi(
+        ts_args_type = "key: string, policy: NativePolicy, joined: boolean, data: Buffer | null, epoch: number"
+    )]
+    pub async fn lookup_after(
+        &self,
+        key: String,
+        policy: NativePolicy,
+        joined: bool,
+        data: Option<Buffer>,
+        epoch: f64,
+    ) -> Result<NativeLookup> {
+        let policy = policy.build()?;
+        let prior = if joined {
+            Prior::Joined
+        } else {
+            Prior::Read {
+                bytes: data.map(|b| b.to_vec()),
+                epoch: epoch as u64,
+            }
+        };
+        let r = self
+            .inner
+            .lookup_after(&key, &policy, prior)
+            .await
+            .map_err(js_err)?;
+        Ok(native_lookup(r))
+    }
+
+    /// Leases for the keys that need loading ahead of traffic (see `warm`).
+    #[napi]
+    pub async fn try_leases(&self, keys: Vec<String>, force: bool) -> Result<Vec<NativeLease>> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        Ok(self
+            .inner
+            .try_leases(&refs, force)
+            .await
+            .map_err(js_err)?
+            .into_iter()
+            .map(NativeLease::new)
+            .collect())
+    }
+}
+
+pub(crate) fn native_lookup(r: Lookup) -> NativeLookup {
+    let served = u32::from(r.served().code());
+    let (kind, value, lease) = match r {
+        Lookup::Fresh(e, _) => (0, Some(value(&e)), None),
+        Lookup::Refresh(e, lease) => (0, Some(value(&e)), Some(NativeLease::new(lease))),
+        Lookup::Stale(e, lease) => (1, Some(value(&e)), lease.map(NativeLease::new)),
+        Lookup::Lead(lease) => (2, None, Some(NativeLease::new(lease))),
+    };
+    NativeLookup {
+        kind,
+        value,
+        lease,
+        served,
+    }
+}
