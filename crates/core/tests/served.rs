@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::Target;
-use stratacache::{Cache, Format, Lookup, LookupPolicy, Served, Source, Ttl, WriteOptions};
+use stratacache::{Cache, Format, Lookup, LookupPolicy, Served, Source, Stats, Ttl, WriteOptions};
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
@@ -111,54 +111,40 @@ async fn read_throughs_name_how_they_were_served(t: Target) {
     assert_eq!(served(&r), ("stale", None));
 }
 
-/// A caller that joins this process's load of the key gets it as waited.
-async fn a_waiter_in_the_process_waited(t: Target) {
-    let (a, _) = two(t, "served-wait").await;
+/// `leader` leads `k`'s load; `waiter` looks it up meanwhile and, once
+/// `waits` counts it waiting, the load completes: it gets it as waited.
+async fn waits_for_the_load(leader: &Cache, waiter: &Cache, waits: fn(&Stats) -> u64) {
     let p = LookupPolicy::default();
-    let Lookup::Lead(lease) = a.lookup("k", &p).await.expect("lookup") else {
+    let Lookup::Lead(lease) = leader.lookup("k", &p).await.expect("lookup") else {
         panic!("leads");
     };
-    let waiter = {
-        let a = a.clone();
-        tokio::spawn(async move { a.lookup("k", &LookupPolicy::default()).await })
+    let task = {
+        let waiter = waiter.clone();
+        tokio::spawn(async move { waiter.lookup("k", &LookupPolicy::default()).await })
     };
-    // Complete only once the waiter waits on the flight (counted).
     for _ in 0..2000 {
-        if a.stats().await.coalesced_waits == 1 {
+        if waits(&waiter.stats().await) == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    assert_eq!(a.stats().await.coalesced_waits, 1);
+    assert_eq!(waits(&waiter.stats().await), 1);
     lease.complete(b("v"), &minute()).await.expect("complete");
-    let r = waiter.await.expect("task").expect("lookup");
+    let r = task.await.expect("task").expect("lookup");
     assert!(matches!(r, Lookup::Fresh(_, Source::Waited)), "{r:?}");
     assert_eq!(served(&r), ("waited", None));
 }
 
-/// A process that waits on another process's fleet lease gets the fill
-/// as waited.
+/// A caller that joins this process's load of the key (its flight).
+async fn a_waiter_in_the_process_waited(t: Target) {
+    let (a, _) = two(t, "served-wait").await;
+    waits_for_the_load(&a, &a, |s| s.coalesced_waits).await;
+}
+
+/// A process that waits on another process's fleet lease.
 async fn a_waiter_in_the_fleet_waited(t: Target) {
     let (a, bb) = two(t, "served-fleet").await;
-    let p = LookupPolicy::default();
-    let Lookup::Lead(lease) = a.lookup("k", &p).await.expect("lookup") else {
-        panic!("a leads");
-    };
-    let waiter = {
-        let bb = bb.clone();
-        tokio::spawn(async move { bb.lookup("k", &LookupPolicy::default()).await })
-    };
-    for _ in 0..2000 {
-        if bb.stats().await.lease_waits == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    assert_eq!(bb.stats().await.lease_waits, 1);
-    lease.complete(b("v"), &minute()).await.expect("complete");
-    let r = waiter.await.expect("task").expect("lookup");
-    assert!(matches!(r, Lookup::Fresh(_, Source::Waited)), "{r:?}");
-    assert_eq!(served(&r), ("waited", None));
+    waits_for_the_load(&a, &bb, |s| s.lease_waits).await;
 }
 
 #[test]
