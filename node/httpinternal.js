@@ -10,7 +10,26 @@ const { nativePolicy } = require('./policy.js')
 // The core's lookup kinds (as in http.js).
 const FRESH = 0
 
-function httpInternals(cache, p) {
+// Made once per cache and handle (the cache's own, and the bypassing one a
+// `disabled()` scope uses), and again once the cache is closed: not per
+// request. cache -> [own, bypassing].
+const made = new WeakMap()
+
+/**
+ * The internal API of `cache` (`off`: its bypassing handle's), made by
+ * `parts()` (what of the Cache's private state it needs) when not made
+ * yet for this `closed` state.
+ */
+function httpInternals(cache, off, closed, parts) {
+  let both = made.get(cache)
+  if (both === undefined) made.set(cache, (both = [null, null]))
+  const i = off ? 1 : 0
+  const it = both[i]
+  if (it !== null && it.closed === closed) return it
+  return (both[i] = makeInternals(cache, parts()))
+}
+
+function makeInternals(cache, p) {
   const n = p.n
   return {
     failOpen: p.failOpen,

@@ -45,9 +45,6 @@ class Cache extends EventEmitter {
   #hasL2
   #hasL1
   #closed = false
-  // The HTTP middleware's API on this cache ([kInternal]), once made.
-  #internals = null
-  #internalsOff = null
   #policy
   // The ioredis connection `get` reads over (reader.js), or null.
   #reader = null
@@ -149,7 +146,7 @@ class Cache extends EventEmitter {
         if (v !== MISS || !this.#hasL2) return Promise.resolve(v === MISS ? undefined : v)
       } else if (this.#hasL1) {
         const v = this.#n.getLocal(key)
-        if (v) return Promise.resolve(this.#fromL1(v, obs))
+        if (v) return Promise.resolve(this.#decoded(v, obs, L1))
         if (!this.#hasL2) return Promise.resolve(undefined)
       } else if (!this.#hasL2) {
         return Promise.resolve(undefined)
@@ -160,7 +157,7 @@ class Cache extends EventEmitter {
         // value that arrived meanwhile (JSON text, or `[format, data]`).
         const s = this.#n.startRead(key)
         if (Array.isArray(s) && typeof s[0] === 'string') return this.#readOver(r, key, s[0], s[1], obs)
-        if (s !== null) return Promise.resolve(this.#fromL1(s, obs))
+        if (s !== null) return Promise.resolve(this.#decoded(s, obs, L1))
       }
     } catch (e) {
       return Promise.reject(native(e))
@@ -176,9 +173,6 @@ class Cache extends EventEmitter {
     return out
   }
 
-  #fromL1(v, obs) {
-    return this.#decoded(v, obs, L1)
-  }
 
   // The core's lookup; `lookupAfter` when `readThrough` read Redis first.
   #lookup(key, nativePolicy, prior) {
@@ -438,7 +432,7 @@ class Cache extends EventEmitter {
         }
       }
       const local = this.#n.getLocal(key)
-      if (local) return this.#fromL1(local, obs)
+      if (local) return this.#decoded(local, obs, L1)
       const got = await this.#readThrough(key)
       if (got !== null) {
         if (got.value !== undefined) return this.#decoded(got.value, obs, got.served)
@@ -524,13 +518,8 @@ class Cache extends EventEmitter {
   }
 
   [kInternal]() {
-    // Made once per handle (this one, and in a `disabled()` scope the
-    // bypassing one), and again once closed: not per request.
     const n = this.#h()
-    const off = n !== this.#n
-    const made = off ? this.#internalsOff : this.#internals
-    if (made !== null && made.closed === this.#closed) return made
-    const it = httpInternals(this, {
+    return httpInternals(this, n !== this.#n, this.#closed, () => ({
       n,
       failOpen: this.#failOpen,
       closed: this.#closed,
@@ -540,10 +529,7 @@ class Cache extends EventEmitter {
       lookup: (key, policy, prior) => this.#lookup(key, policy, prior),
       native,
       registerLoaderError,
-    })
-    if (off) this.#internalsOff = it
-    else this.#internals = it
-    return it
+    }))
   }
 
   /** Counters (hits, misses, leads, coalesced waits, errors, ...) and L1 size. */
