@@ -173,7 +173,6 @@ class Cache extends EventEmitter {
     return out
   }
 
-
   // The core's lookup; `lookupAfter` when `readThrough` read Redis first.
   #lookup(key, nativePolicy, prior) {
     if (prior === null) return this.#n.lookup(key, nativePolicy)
