@@ -204,16 +204,30 @@ impl NativeCache {
     /// was served (`stratacache::Served::code`; `constants().served`
     /// names it), for the tracing wrappers.
     #[napi(ts_return_type = "Promise<[string | [number, string | Buffer], number] | null>")]
-    pub async fn get(&self, key: String) -> Result<Option<(JsEntry, u32)>> {
-        let r = self.inner.get_sourced(&key).await.map_err(js_err)?;
-        Ok(r.map(|(e, s)| (JsEntry(e), u32::from(Served::from(s).code()))))
+    pub fn get<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+    ) -> Result<PromiseRaw<'env, Option<(JsEntry, u32)>>> {
+        let c = self.inner.clone();
+        crate::settle::promise(env, async move {
+            let r = c.get_sourced(&key).await.map_err(js_err)?;
+            Ok(r.map(|(e, s)| (JsEntry(e), u32::from(Served::from(s).code()))))
+        })
     }
 
     #[napi(ts_return_type = "Promise<Array<string | [number, string | Buffer] | null>>")]
-    pub async fn get_many(&self, keys: Vec<String>) -> Result<Vec<Option<JsEntry>>> {
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let r = self.inner.get_many(&refs).await.map_err(js_err)?;
-        Ok(r.into_iter().map(|o| o.map(JsEntry)).collect())
+    pub fn get_many<'env>(
+        &self,
+        env: &'env Env,
+        keys: Vec<String>,
+    ) -> Result<PromiseRaw<'env, Vec<Option<JsEntry>>>> {
+        let c = self.inner.clone();
+        crate::settle::promise(env, async move {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let r = c.get_many(&refs).await.map_err(js_err)?;
+            Ok(r.into_iter().map(|o| o.map(JsEntry)).collect())
+        })
     }
 
     /// The writes below answer on the JS thread when they can (an L1-only
@@ -476,7 +490,7 @@ where
 {
     match poll_once_in_runtime(Box::pin(fut)) {
         Ok(r) => r.map(Either::A),
-        Err(fut) => env.spawn_future(fut).map(Either::B),
+        Err(fut) => crate::settle::promise(env, fut).map(Either::B),
     }
 }
 

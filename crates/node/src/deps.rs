@@ -95,7 +95,7 @@ impl NativeCache {
         let policy = policy.build()?;
         let c = self.inner.clone();
         let d = deps.inner.clone();
-        env.spawn_future(async move {
+        crate::settle::promise(env, async move {
             let r = c.lookup_tracked(&key, &policy, &d).await.map_err(js_err)?;
             Ok(native_lookup(r))
         })

@@ -121,7 +121,9 @@ impl NativeLease {
         };
         let lease = self.take()?;
         let stores = lease.stores(&out, &o);
-        env.spawn_future(async move { lease.settle(out, &o).await.map(|_| stores).map_err(js_err) })
+        crate::settle::promise(env, async move {
+            lease.settle(out, &o).await.map(|_| stores).map_err(js_err)
+        })
     }
 
     /// Store `data` as the loaded value (the HTTP layer's responses and

@@ -31,6 +31,7 @@ mod lease;
 mod lookup;
 mod policy;
 mod read;
+mod settle;
 mod shared;
 
 #[napi_derive::module_init]

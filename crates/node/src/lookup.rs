@@ -26,43 +26,36 @@ pub struct NativeLookup {
 
 #[napi]
 impl NativeCache {
-    #[napi]
-    pub async fn lookup(&self, key: String, policy: NativePolicy) -> Result<NativeLookup> {
+    #[napi(ts_return_type = "Promise<NativeLookup>")]
+    pub fn lookup<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        policy: NativePolicy,
+    ) -> Result<PromiseRaw<'env, NativeLookup>> {
         let policy = policy.build()?;
-        let r = self.inner.lookup(&key, &policy).await.map_err(js_err)?;
-        Ok(native_lookup(r))
+        let c = self.inner.clone();
+        crate::settle::promise(env, async move {
+            let r = c.lookup(&key, &policy).await.map_err(js_err)?;
+            Ok(native_lookup(r))
+        })
     }
 
     /// Several keys at once (`getOrSetMany`): per key, kind 0 with its
     /// fresh value, 2 with a lease to complete, 3 when it is being loaded
     /// elsewhere (read it through `lookup` after completing the leases).
-    #[napi]
-    pub async fn lookup_many(&self, keys: Vec<String>) -> Result<Vec<NativeLookup>> {
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let found = self.inner.lookup_many(&refs).await.map_err(js_err)?;
-        Ok(found
-            .into_iter()
-            .map(|m| match m {
-                stratacache::ManyLookup::Fresh(e) => NativeLookup {
-                    kind: 0,
-                    value: Some(value(&e)),
-                    lease: None,
-                    served: 0,
-                },
-                stratacache::ManyLookup::Lead(l) => NativeLookup {
-                    kind: 2,
-                    value: None,
-                    lease: Some(NativeLease::new(l)),
-                    served: 0,
-                },
-                _ => NativeLookup {
-                    kind: 3,
-                    value: None,
-                    lease: None,
-                    served: 0,
-                },
-            })
-            .collect())
+    #[napi(ts_return_type = "Promise<Array<NativeLookup>>")]
+    pub fn lookup_many<'env>(
+        &self,
+        env: &'env Env,
+        keys: Vec<String>,
+    ) -> Result<PromiseRaw<'env, Vec<NativeLookup>>> {
+        let c = self.inner.clone();
+        crate::settle::promise(env, async move {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let found = c.lookup_many(&refs).await.map_err(js_err)?;
+            Ok(many_lookups(found))
+        })
     }
 
     /// `lookup` after the wrapper's own read of Redis found nothing fresh
@@ -70,16 +63,18 @@ impl NativeCache {
     /// after `startRead` gave `epoch`; no `data` and `joined`: the caller
     /// began with `startRead` and joined another caller's read.
     #[napi(
-        ts_args_type = "key: string, policy: NativePolicy, joined: boolean, data: Buffer | null, epoch: number"
+        ts_args_type = "key: string, policy: NativePolicy, joined: boolean, data: Buffer | null, epoch: number",
+        ts_return_type = "Promise<NativeLookup>"
     )]
-    pub async fn lookup_after(
+    pub fn lookup_after<'env>(
         &self,
+        env: &'env Env,
         key: String,
         policy: NativePolicy,
         joined: bool,
-        data: Option<Buffer>,
+        data: Option<BufferSlice<'_>>,
         epoch: f64,
-    ) -> Result<NativeLookup> {
+    ) -> Result<PromiseRaw<'env, NativeLookup>> {
         let policy = policy.build()?;
         let prior = if joined {
             Prior::Joined
@@ -89,12 +84,11 @@ impl NativeCache {
                 epoch: epoch as u64,
             }
         };
-        let r = self
-            .inner
-            .lookup_after(&key, &policy, prior)
-            .await
-            .map_err(js_err)?;
-        Ok(native_lookup(r))
+        let c = self.inner.clone();
+        crate::settle::promise(env, async move {
+            let r = c.lookup_after(&key, &policy, prior).await.map_err(js_err)?;
+            Ok(native_lookup(r))
+        })
     }
 
     /// Leases for the keys that need loading ahead of traffic (see `warm`).
@@ -126,4 +120,31 @@ pub(crate) fn native_lookup(r: Lookup) -> NativeLookup {
         lease,
         served,
     }
+}
+
+/// Per key, what `lookupMany` answers (see there).
+fn many_lookups(found: Vec<stratacache::ManyLookup>) -> Vec<NativeLookup> {
+    found
+        .into_iter()
+        .map(|m| match m {
+            stratacache::ManyLookup::Fresh(e) => NativeLookup {
+                kind: 0,
+                value: Some(value(&e)),
+                lease: None,
+                served: 0,
+            },
+            stratacache::ManyLookup::Lead(l) => NativeLookup {
+                kind: 2,
+                value: None,
+                lease: Some(NativeLease::new(l)),
+                served: 0,
+            },
+            _ => NativeLookup {
+                kind: 3,
+                value: None,
+                lease: None,
+                served: 0,
+            },
+        })
+        .collect()
 }

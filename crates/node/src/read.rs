@@ -125,9 +125,17 @@ impl NativeCache {
     /// when its own connection fails): breaker, outage fallback, errors.
     /// `[entry, served]`: `served` is how it was served (see `get`).
     #[napi(ts_return_type = "Promise<[string | [number, string | Buffer], number] | null>")]
-    pub async fn fetch(&self, key: String, epoch: f64) -> Result<Option<(JsEntry, u32)>> {
-        let r = self.inner.fetch(&key, epoch as u64).await.map_err(js_err)?;
-        Ok(r.map(|(e, s)| (JsEntry(e), u32::from(Served::from(s).code()))))
+    pub fn fetch<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        epoch: f64,
+    ) -> Result<PromiseRaw<'env, Option<(JsEntry, u32)>>> {
+        let c = self.inner.clone();
+        crate::settle::promise(env, async move {
+            let r = c.fetch(&key, epoch as u64).await.map_err(js_err)?;
+            Ok(r.map(|(e, s)| (JsEntry(e), u32::from(Served::from(s).code()))))
+        })
     }
 
     /// The JS read connection stalled (no reply for opTimeout): an L2
