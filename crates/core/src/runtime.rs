@@ -19,7 +19,7 @@
 
 use std::sync::Mutex;
 use std::sync::Once;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use tokio::runtime::Runtime;
 
@@ -77,11 +77,24 @@ pub fn poll_once_in_runtime<F: std::future::Future + Unpin>(fut: F) -> Result<F:
     poll_once(fut)
 }
 
+/// Worker threads of the runtimes [`build_runtime`] makes.
+static WORKERS: AtomicUsize = AtomicUsize::new(2);
+
+/// Set the worker threads of the runtimes built from now on (the
+/// process-wide one is built on first use): a binding whose calls all come
+/// from one thread sets 1, so each Redis round trip is handed between that
+/// thread and one worker, not also between two workers (Node:
+/// docs/benchmarks.md, "one runtime worker"). Bindings called from many
+/// threads keep the default, 2.
+pub fn set_worker_threads(n: usize) {
+    WORKERS.store(n.max(1), Ordering::Relaxed);
+}
+
 /// Build a multi-thread runtime the way the core wants it (used for the
 /// process-wide runtime, and available to bindings that must own theirs).
 pub fn build_runtime() -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(WORKERS.load(Ordering::Relaxed))
         .thread_name("stratacache-rt")
         .enable_all()
         .build()

@@ -45,6 +45,9 @@ fn init() {
         fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     }
     unsafe { mi_option_set(4, 0) };
+    // Calls come from JS threads (one per isolate): one runtime worker (see
+    // `set_worker_threads`). Before the first runtime is built.
+    stratacache::runtime::set_worker_threads(1);
     if let Ok(rt) = stratacache::runtime::build_runtime() {
         napi::bindgen_prelude::create_custom_tokio_runtime(rt);
     }
