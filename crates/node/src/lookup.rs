@@ -33,10 +33,11 @@ impl NativeCache {
         key: String,
         policy: NativePolicy,
     ) -> Result<PromiseRaw<'env, NativeLookup>> {
-        let policy = policy.build()?;
+        // A bad policy rejects, like every other failure of the call.
+        let policy = policy.build();
         let c = self.inner.clone();
         crate::settle::promise(env, async move {
-            let r = c.lookup(&key, &policy).await.map_err(js_err)?;
+            let r = c.lookup(&key, &policy?).await.map_err(js_err)?;
             Ok(native_lookup(r))
         })
     }
@@ -75,7 +76,7 @@ impl NativeCache {
         data: Option<BufferSlice<'_>>,
         epoch: f64,
     ) -> Result<PromiseRaw<'env, NativeLookup>> {
-        let policy = policy.build()?;
+        let policy = policy.build();
         let prior = if joined {
             Prior::Joined
         } else {
@@ -86,7 +87,10 @@ impl NativeCache {
         };
         let c = self.inner.clone();
         crate::settle::promise(env, async move {
-            let r = c.lookup_after(&key, &policy, prior).await.map_err(js_err)?;
+            let r = c
+                .lookup_after(&key, &policy?, prior)
+                .await
+                .map_err(js_err)?;
             Ok(native_lookup(r))
         })
     }

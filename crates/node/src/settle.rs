@@ -240,22 +240,48 @@ unsafe extern "C" fn drain(
     });
 }
 
+/// Resolve or reject one promise, on the JS thread. A value that could
+/// not be made (an exception left pending, say for a string too long for
+/// V8) rejects with that exception, cleared first, so it cannot strand the
+/// rest of the batch.
 fn settle(env: sys::napi_env, deferred: sys::napi_deferred, r: Result<Make>) {
     let mut scope = ptr::null_mut();
     let opened = unsafe { sys::napi_open_handle_scope(env, &mut scope) } == sys::Status::napi_ok;
-    match r.and_then(|make| make(env)) {
-        Ok(v) => unsafe {
-            sys::napi_resolve_deferred(env, deferred, v);
-        },
-        Err(e) => unsafe {
+    let status = match r.and_then(|make| make(env)) {
+        Ok(v) => unsafe { sys::napi_resolve_deferred(env, deferred, v) },
+        Err(e) => match pending_exception(env) {
+            Some(x) => unsafe { sys::napi_reject_deferred(env, deferred, x) },
             // As napi-rs rejects: the error's own value, or a new Error.
-            let v = ToNapiValue::to_napi_value(env, e).unwrap_or(ptr::null_mut());
-            sys::napi_reject_deferred(env, deferred, v);
+            None => match unsafe { ToNapiValue::to_napi_value(env, e) } {
+                Ok(v) => unsafe { sys::napi_reject_deferred(env, deferred, v) },
+                Err(_) => sys::Status::napi_generic_failure,
+            },
         },
+    };
+    if status != sys::Status::napi_ok {
+        let x = pending_exception(env).or_else(|| {
+            let e = Error::from_reason("stratacache: the answer could not be made into a JS value");
+            unsafe { ToNapiValue::to_napi_value(env, e) }.ok()
+        });
+        if let Some(x) = x {
+            unsafe { sys::napi_reject_deferred(env, deferred, x) };
+        }
     }
     if opened {
         unsafe { sys::napi_close_handle_scope(env, scope) };
     }
+}
+
+/// The JS exception pending on `env`, cleared, if any.
+fn pending_exception(env: sys::napi_env) -> Option<sys::napi_value> {
+    let mut pending = false;
+    unsafe { sys::napi_is_exception_pending(env, &mut pending) };
+    if !pending {
+        return None;
+    }
+    let mut x = ptr::null_mut();
+    let status = unsafe { sys::napi_get_and_clear_last_exception(env, &mut x) };
+    (status == sys::Status::napi_ok && !x.is_null()).then_some(x)
 }
 
 /// The environment is tearing down: close the queue and abort the
