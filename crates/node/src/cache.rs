@@ -1,15 +1,15 @@
 //! `NativeCache`: the cache handle the JS wrapper (`node/index.js`)
 //! drives, its options, and the split read the JS Redis reader uses.
 
-use stratacache::runtime::poll_once_in_runtime;
-
 use bytes::Bytes;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use stratacache::runtime::poll_once_in_runtime;
 use stratacache::{Cache, Config, Format, RedisLocation, Served};
 
 use crate::convert::{JsEntry, NativeValue, ms, ttl_of, value, write_opts};
 use crate::error::{invalid, js_err};
+use crate::settle::now_or_promise;
 
 /// Options of `new NativeCache(...)`; the JS wrapper documents them.
 #[napi(object)]
@@ -477,20 +477,6 @@ impl NativeCache {
     pub async fn flush_edge_purges(&self, timeout_ms: f64) -> Result<bool> {
         let t = ms("timeout", timeout_ms)?;
         Ok(self.inner.flush_edge_purges(t).await)
-    }
-}
-
-/// Poll `fut` once, here on the JS thread (in the core runtime's context):
-/// its value now, or a Promise of it when it has to wait (on Redis). L1
-/// work never waits: moka's per-key lock is held for one map update.
-pub(crate) fn now_or_promise<T, F>(env: &Env, fut: F) -> Result<Either<T, PromiseRaw<'_, T>>>
-where
-    T: ToNapiValue + Send + 'static,
-    F: std::future::Future<Output = Result<T>> + Send + 'static,
-{
-    match poll_once_in_runtime(Box::pin(fut)) {
-        Ok(r) => r.map(Either::A),
-        Err(fut) => crate::settle::promise(env, fut).map(Either::B),
     }
 }
 

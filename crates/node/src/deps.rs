@@ -8,10 +8,11 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use crate::cache::{NativeCache, now_or_promise};
+use crate::cache::NativeCache;
 use crate::convert::JsEntry;
 use crate::error::js_err;
 use crate::lookup::{NativeLookup, native_lookup};
+use crate::settle::now_or_promise;
 
 /// `getMany`'s answer: one entry (or none) per key.
 type Entries = Vec<Option<JsEntry>>;

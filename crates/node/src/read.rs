@@ -7,9 +7,10 @@ use napi_derive::napi;
 use stratacache::runtime::poll_once_in_runtime;
 use stratacache::{ReadStart, Served};
 
-use crate::cache::{NativeCache, now_or_promise};
+use crate::cache::NativeCache;
 use crate::convert::JsEntry;
 use crate::error::{invalid, js_err};
+use crate::settle::now_or_promise;
 
 #[napi]
 impl NativeCache {
