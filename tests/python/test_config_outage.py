@@ -86,7 +86,10 @@ def test_django_incr_fails_open_as_a_missing_key() -> None:
 def test_redis_errors_are_logged_once_per_kind_per_interval(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    c = StrataCache(_dead_url(), {"OPTIONS": FAST})
+    # Timeouts far above a refused connect's few microseconds: every call
+    # fails with the one kind (refused), however slow a loaded machine is
+    # to make the first attempt (at 200 ms, the first call once timed out).
+    c = StrataCache(_dead_url(), {"OPTIONS": {"CONNECT_TIMEOUT": 5, "OP_TIMEOUT": 5}})
     with caplog.at_level(logging.WARNING, logger="stratacache"):
         for _ in range(1000):
             assert c.get("k", "dflt") == "dflt"
