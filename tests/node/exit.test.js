@@ -59,41 +59,31 @@ async function withOwnRedis(fn) {
   }
 }
 
-test('a read in flight over the JS connection keeps the process alive until answered', async () => {
-  // The server is stopped while the GET is in flight and continued by a
-  // detached shell a moment later: without its socket ref'd, the process
-  // would exit with the GET unanswered (nothing else holds the loop).
-  const r = await withOwnRedis((url, pid) =>
-    runScript(
-      `const c = new Cache({ redis: ${JSON.stringify(url)}, namespace: 'exit-f', l1: false, opTimeout: 10000 }); globalThis.kept = c; await c.set('k', 1); ${untilJsReads(url)}
-      process.kill(${pid}, 'SIGSTOP')
-      require('node:child_process').spawn('sh', ['-c', 'sleep 0.3; kill -CONT ${pid}'], { stdio: 'ignore', detached: true }).unref()
-      const v = await c.get('k'); process.stdout.write('got ' + v)`,
-    ),
-  )
-  assert.equal(r.error, undefined, `did not exit in time: ${r.error}`)
-  assert.equal(r.status, 0, r.stderr)
-  assert.equal(r.stdout, 'got 1')
-})
-
-test('a native read in flight keeps the process alive until answered', async () => {
-  // jsReads off: the GET's promise is settled through the addon's one
-  // threadsafe function (crates/node/src/settle.rs), which holds the event
-  // loop only while a promise is pending. Redis is stopped while the GET
-  // is in flight and continued a moment later; were that function not
-  // holding the loop, the process would exit with the GET unanswered.
-  const r = await withOwnRedis((url, pid) =>
-    runScript(
-      `const c = new Cache({ redis: ${JSON.stringify(url)}, namespace: 'exit-n', l1: false, jsReads: false, opTimeout: 10000 }); globalThis.kept = c; await c.set('k', 1)
-      process.kill(${pid}, 'SIGSTOP')
-      require('node:child_process').spawn('sh', ['-c', 'sleep 0.3; kill -CONT ${pid}'], { stdio: 'ignore', detached: true }).unref()
-      const v = await c.get('k'); process.stdout.write('got ' + v)`,
-    ),
-  )
-  assert.equal(r.error, undefined, `did not exit in time: ${r.error}`)
-  assert.equal(r.status, 0, r.stderr)
-  assert.equal(r.stdout, 'got 1')
-})
+// Redis is stopped while a GET is in flight and continued by a detached
+// shell a moment later: the child must print the value before it exits.
+// Over the JS connection its socket is ref'd while GETs are in flight;
+// natively (jsReads off) the promise is settled through the addon's one
+// threadsafe function (crates/node/src/settle.rs), which holds the loop
+// only while a promise is pending. Without either, nothing else holds the
+// loop and the process would exit with the GET unanswered.
+for (const [label, jsReads] of [
+  ['over the JS connection', true],
+  ['natively (jsReads off)', false],
+]) {
+  test(`a read in flight ${label} keeps the process alive until answered`, async () => {
+    const r = await withOwnRedis((url, pid) =>
+      runScript(
+        `const c = new Cache({ redis: ${JSON.stringify(url)}, namespace: 'exit-f', l1: false, jsReads: ${jsReads}, opTimeout: 10000 }); globalThis.kept = c; await c.set('k', 1); ${jsReads ? untilJsReads(url) : ''}
+        process.kill(${pid}, 'SIGSTOP')
+        require('node:child_process').spawn('sh', ['-c', 'sleep 0.3; kill -CONT ${pid}'], { stdio: 'ignore', detached: true }).unref()
+        const v = await c.get('k'); process.stdout.write('got ' + v)`,
+      ),
+    )
+    assert.equal(r.error, undefined, `did not exit in time: ${r.error}`)
+    assert.equal(r.status, 0, r.stderr)
+    assert.equal(r.stdout, 'got 1')
+  })
+}
 
 test('a GET a stopped Redis never answers does not keep a closed cache\'s process alive', async () => {
   // The read connection's watchdog drops the GET after opTimeout even
