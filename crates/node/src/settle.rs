@@ -58,8 +58,10 @@ impl Queue {
         };
         q.push((d, r));
         if q.len() == 1 {
-            // SAFETY: see `Queue`'s Send/Sync. Non-blocking: the queue is
-            // unbounded, so this never waits on the JS thread.
+            // SAFETY: called under `done`'s lock while it is `Some`, so
+            // before `teardown` or `finalize` (see `Queue::done`).
+            // Non-blocking: the queue is unbounded, so this never waits on
+            // the JS thread.
             unsafe {
                 sys::napi_call_threadsafe_function(
                     self.tsfn(),
@@ -103,7 +105,7 @@ where
 /// flight this lets one JS turn queue its Redis commands before the
 /// runtime's worker wakes, and the Redis client writes them together:
 /// 64 reads in flight went from 0.74-0.76x to 1.12-1.14x raw ioredis
-/// (docs/benchmarks.md, "one runtime worker").
+/// (docs/benchmarks.md, "Every promise polled once on the JS thread").
 pub(crate) fn promise<T, F>(env: &Env, fut: F) -> Result<PromiseRaw<'_, T>>
 where
     T: ToNapiValue + Send + 'static,
