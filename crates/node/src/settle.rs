@@ -36,10 +36,10 @@ unsafe impl Send for Deferred {}
 
 /// The part finished futures reach from the runtime's threads.
 struct Queue {
-    /// Completions waiting for the JS thread; `None` once the threadsafe
-    /// function is finalized (the environment is going away).
-    /// The threadsafe function is only called with this lock held and
-    /// while it is `Some`, which `finalize` (its last use) clears.
+    /// Completions waiting for the JS thread; `None` once the environment
+    /// tears down (`teardown`, or `finalize` if Node finalizes the function
+    /// first). The threadsafe function is only called with this lock held
+    /// and while it is `Some`.
     done: Mutex<Option<Vec<Done>>>,
     /// Set once, right after the function is made with this queue as its
     /// context.
