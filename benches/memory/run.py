@@ -3,14 +3,17 @@ under churn"). Not a test: nothing here asserts.
 
 Every workload writes WRITES distinct keys (default 20 M) into an L1 bounded
 at 64 MiB, each write followed by a read of a recent key, and samples the
-process's resident-set growth twenty times. Workloads: raw moka (the floor),
-the Rust core, Python's plain API, Django's cache API, Node; each with
+process's resident-set growth twenty times. Workloads: raw quick_cache (the
+structure L1 is built on: the floor), raw moka (for comparison), the Rust
+core with the system allocator and with mimalloc (as the bindings run it),
+Python's plain API, Django's cache API, Node; each with
 64 B values and with sizes mixed from 64 B to 10 KiB; each under glibc's
 default arenas and under MALLOC_ARENA_MAX=2. Reported per run: the highest
 RSS growth over the bound, the growth over the last half of the run
 (flat = 0.00), and L1's own accounting at the end.
 
-    python benches/memory/run.py [api ...]   # apis: moka rust plain django node
+    python benches/memory/run.py [api ...]
+    # apis: quick_cache moka rust rust-mimalloc plain django node
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BOUND = 64 << 20
 WRITES = int(os.environ.get("WRITES", "20000000"))
-EXAMPLE = ROOT / "target" / "release" / "examples" / "l1_memory"
+EXAMPLES = ROOT / "target" / "release" / "examples"
 
 
 def command(api: str, size: str) -> list[str]:
-    if api in ("moka", "rust"):
-        return [str(EXAMPLE), api, str(WRITES), size]
+    if api in ("quick_cache", "moka", "rust"):
+        return [str(EXAMPLES / "l1_memory"), api, str(WRITES), size]
+    if api == "rust-mimalloc":
+        return [str(EXAMPLES / "l1_memory_mimalloc"), "rust", str(WRITES), size]
     if api in ("plain", "django"):
         return [sys.executable, str(ROOT / "benches/memory/py_soak.py"), api, str(WRITES), size]
     if api == "node":
@@ -65,7 +70,7 @@ def run(api: str, size: str, arenas: str | None) -> None:
 
 
 def main() -> None:
-    apis = sys.argv[1:] or ["moka", "rust", "plain", "django", "node"]
+    apis = sys.argv[1:] or ["quick_cache", "moka", "rust", "rust-mimalloc", "plain", "django", "node"]
     print(f"L1 bound 64 MiB, {WRITES:,} distinct writes per run, each followed by a read of a recent key\n")
     print(
         "| API | value size | glibc arenas | writes | max RSS growth / bound | last-half drift "

@@ -1,7 +1,8 @@
 //! `make bench`: stratacache beside the raw libraries it is built on, in one
 //! run, so the ratios are what matter (docs/benchmarks.md).
 //!
-//! - L1 hit `get` (200 B, 10 KB) vs raw `moka::sync::Cache::get`
+//! - L1 hit `get` (200 B, 10 KB) vs raw `quick_cache::sync::Cache::get`
+//!   (the structure L1 is built on) and raw `moka::sync::Cache::get`
 //! - L2 hit `get` with L1 disabled vs a raw `redis` GET (ConnectionManager)
 //! - `get_many` x100 from L2 vs a raw `MGET` of the same 100 keys
 //! - 1,000-way contended cold lookup (one loader) in L1-only mode
@@ -44,11 +45,20 @@ fn l1_hit(c: &mut Criterion) {
             .max_capacity(64 << 20)
             .weigher(|k: &Arc<str>, v: &Arc<Bytes>| (k.len() + v.len()) as u32)
             .build();
-        raw.insert(Arc::from("key:1"), Arc::new(payload));
+        raw.insert(Arc::from("key:1"), Arc::new(payload.clone()));
+        let quick: quick_cache::sync::Cache<Arc<str>, Arc<Bytes>> =
+            quick_cache::sync::Cache::new(1024);
+        quick.insert(Arc::from("key:1"), Arc::new(payload));
         g.throughput(Throughput::Elements(1));
         g.bench_function(BenchmarkId::new("stratacache", size), |b| {
             b.to_async(&rt).iter(|| async {
                 let e = cache.get("key:1").await.expect("get").expect("hit");
+                std::hint::black_box(e);
+            })
+        });
+        g.bench_function(BenchmarkId::new("raw_quick_cache", size), |b| {
+            b.to_async(&rt).iter(|| async {
+                let e = quick.get("key:1").expect("hit");
                 std::hint::black_box(e);
             })
         });

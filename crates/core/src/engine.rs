@@ -544,7 +544,10 @@ impl Shared {
         tags: &[String],
         snapshot: &[(String, u64)],
     ) -> Result<Vec<(String, u64)>> {
-        let mut out = Vec::with_capacity(tags.len() + 1);
+        // Room for the generation its callers add with Redis, and none at
+        // all for an untagged L1-only entry: this vector lives as long as
+        // the entry, in L1 too.
+        let mut out = Vec::with_capacity(tags.len() + usize::from(self.l2.is_some()));
         for t in tags {
             validate_tag(t)?;
             if out.iter().any(|(n, _)| n == t) {

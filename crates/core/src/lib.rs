@@ -1,6 +1,6 @@
 //! # stratacache
 //!
-//! A tiered cache: an in-process L1 ([`moka`], bounded by bytes, W-TinyLFU)
+//! A tiered cache: an in-process L1 ([`quick_cache`], bounded by bytes, S3-FIFO)
 //! in front of an optional Redis or Redis Cluster L2, with single-flight
 //! read-through and the lease API the Python and Node bindings sit on.
 //! With no Redis configured it runs L1-only.

@@ -18,7 +18,7 @@ macro_rules! counters {
         #[non_exhaustive]
         pub struct Stats {
             $( $(#[$doc])* pub $name: u64, )*
-            /// Entries currently in L1 (approximate, as moka reports it).
+            /// Entries currently in L1 (expired ones swept first).
             pub l1_entries: u64,
             /// Weighted bytes currently in L1.
             pub l1_bytes: u64,

@@ -13,7 +13,7 @@
 // only ever inspected from JS.
 #![allow(missing_debug_implementations)]
 
-/// The addon's own Rust allocations (L1 entries, moka's nodes, Redis
+/// The addon's own Rust allocations (L1 entries and slabs, Redis
 /// buffers) come from mimalloc, not from the heap Node's own allocations
 /// share: with glibc's malloc, L1 churn interleaved with them fragments
 /// that heap and resident memory grows without bound (docs/benchmarks.md,

@@ -88,7 +88,7 @@ thread_local! {
 
 /// Poll `fut` once, here on the JS thread (in the core runtime's context):
 /// its value now, or a Promise of it when it has to wait (on Redis). L1
-/// work never waits: moka's per-key lock is held for one map update.
+/// work never waits: an L1 lock is held for one map update.
 pub(crate) fn now_or_promise<T, F>(env: &Env, fut: F) -> Result<Either<T, PromiseRaw<'_, T>>>
 where
     T: ToNapiValue + Send + 'static,

@@ -20,7 +20,7 @@ mod served;
 
 use pyo3::prelude::*;
 
-/// The extension's own Rust allocations (L1 entries, moka's nodes, Redis
+/// The extension's own Rust allocations (L1 entries and slabs, Redis
 /// buffers) come from mimalloc, not from the heap the interpreter shares:
 /// with glibc's malloc, L1 churn interleaved with Python's allocations
 /// fragments the shared heap and resident memory grows without bound
