@@ -53,11 +53,18 @@ pub(crate) const ENTRY_OVERHEAD: usize = 250;
 /// they vary (64 B to 10 KiB in the soak).
 pub(crate) const PAYLOAD_SLACK: usize = 4;
 /// The smallest share of the bound one shard holds: quick_cache bounds each
-/// shard separately, and a value heavier than its shard is not kept.
+/// shard separately and does not keep a value charged more than 97 % of
+/// its shard (so with 4 MiB shards, values over ~3.9 MiB skip L1).
 const MIN_SHARD_BYTES: u64 = 4 << 20;
 
-/// A value the cache let go of, to be dropped after the locks are released.
-type Dropped = Vec<Arc<Entry>>;
+/// What the cache let go of during one operation, to be dropped after the
+/// locks are released; `replacing` is the value a store writes over, which
+/// quick_cache reports through the eviction hook like an eviction.
+#[derive(Default)]
+struct Dropped {
+    values: Vec<Arc<Entry>>,
+    replacing: usize,
+}
 
 #[derive(Clone)]
 struct Weigh;
@@ -82,8 +89,10 @@ impl quick_cache::Lifecycle<Arc<str>, Arc<Entry>> for Evictions {
     type RequestState = Dropped;
 
     fn on_evict(&self, dropped: &mut Dropped, _k: Arc<str>, v: Arc<Entry>) {
-        Metrics::inc(&self.0.l1_evictions);
-        dropped.push(v);
+        if Arc::as_ptr(&v) as usize != dropped.replacing {
+            Metrics::inc(&self.0.l1_evictions);
+        }
+        dropped.values.push(v);
     }
 }
 
@@ -132,10 +141,10 @@ fn live(e: &Entry) -> bool {
 fn shards(max_bytes: u64) -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let wanted = (cpus * 4).next_power_of_two();
-    let fit = (max_bytes / MIN_SHARD_BYTES).max(1);
+    let fit = (max_bytes / MIN_SHARD_BYTES).clamp(1, 1 << 16);
     // The largest power of two not above `fit`.
-    let fit = 1usize << (usize::BITS - 1 - (fit as usize).leading_zeros());
-    wanted.min(fit)
+    let fit = 1u64 << (63 - fit.leading_zeros());
+    wanted.min(fit as usize)
 }
 
 impl L1 {
@@ -180,11 +189,21 @@ impl L1 {
         Some(e)
     }
 
+    /// The entry under `key`, with a second handle kept in `dropped`: once
+    /// the stripe's lock is taken, dropping the one returned never frees an
+    /// entry (another path may remove it from the cache meanwhile).
+    fn held(&self, key: &str, dropped: &mut Dropped) -> Option<Arc<Entry>> {
+        let e = self.cache.peek(key)?;
+        dropped.values.push(e.clone());
+        Some(e)
+    }
+
     /// Store `entry` with the stripe's lock held; what it replaces or
     /// evicts comes back to be dropped by the caller.
     fn store(&self, key: &Arc<str>, entry: Arc<Entry>, dropped: &mut Dropped) {
         if let Some(old) = self.cache.peek(&**key) {
-            dropped.push(old);
+            dropped.replacing = Arc::as_ptr(&old) as usize;
+            dropped.values.push(old);
         }
         self.cache
             .insert_with_lifecycle(key.clone(), entry, dropped);
@@ -193,7 +212,7 @@ impl L1 {
     /// Store a value read from L2 or loaded, unless an authoritative write
     /// to the key's stripe happened since `epoch` was read.
     pub(crate) fn fill(&self, key: &Arc<str>, entry: Arc<Entry>, epoch: u64) {
-        let mut dropped = Dropped::new();
+        let mut dropped = Dropped::default();
         let stripe = self.stripe(key);
         let guard = stripe.lock();
         if stripe.epoch.load(Ordering::Acquire) == epoch {
@@ -204,7 +223,7 @@ impl L1 {
 
     /// Authoritative write (`set`, `touch`): store and fence older fills.
     pub(crate) fn put(&self, key: &Arc<str>, entry: Arc<Entry>) {
-        let mut dropped = Dropped::new();
+        let mut dropped = Dropped::default();
         let stripe = self.stripe(key);
         let guard = stripe.lock();
         stripe.epoch.fetch_add(1, Ordering::AcqRel);
@@ -225,10 +244,10 @@ impl L1 {
 
     /// Insert only if no live entry is there; true when inserted.
     pub(crate) fn add(&self, key: &Arc<str>, entry: Arc<Entry>) -> bool {
-        let mut dropped = Dropped::new();
+        let mut dropped = Dropped::default();
         let stripe = self.stripe(key);
         let guard = stripe.lock();
-        let taken = self.cache.peek(&**key).is_some_and(|e| live(&e));
+        let taken = self.held(key, &mut dropped).is_some_and(|e| live(&e));
         if !taken {
             stripe.epoch.fetch_add(1, Ordering::AcqRel);
             self.store(key, entry, &mut dropped);
@@ -242,10 +261,10 @@ impl L1 {
     where
         F: FnOnce(&Entry) -> Entry + Send,
     {
-        let mut dropped = Dropped::new();
+        let mut dropped = Dropped::default();
         let stripe = self.stripe(key);
         let guard = stripe.lock();
-        let Some(old) = self.cache.peek(key).filter(|e| live(e)) else {
+        let Some(old) = self.held(key, &mut dropped).filter(|e| live(e)) else {
             return false;
         };
         stripe.epoch.fetch_add(1, Ordering::AcqRel);
@@ -256,10 +275,10 @@ impl L1 {
 
     /// Atomic add on an integer entry (L1-only mode).
     pub(crate) fn incr(&self, key: &str, delta: i64) -> L1Incr {
-        let mut dropped = Dropped::new();
+        let mut dropped = Dropped::default();
         let stripe = self.stripe(key);
         let guard = stripe.lock();
-        let Some(old) = self.cache.peek(key).filter(|e| live(e)) else {
+        let Some(old) = self.held(key, &mut dropped).filter(|e| live(e)) else {
             return L1Incr::Missing;
         };
         let parsed = (old.meta.format == crate::Format::INT)
@@ -322,6 +341,27 @@ mod tests {
             payload: bytes::Bytes::from(vec![0u8; len]),
             memo: Default::default(),
         })
+    }
+
+    /// Writing over a key is not an eviction (quick_cache reports the
+    /// value it replaces through the eviction hook).
+    #[test]
+    fn overwrites_are_not_counted_as_evictions() {
+        let metrics = Arc::new(Metrics::default());
+        let l1 = L1::new(4 << 20, metrics.clone());
+        let k: Arc<str> = Arc::from("k");
+        for _ in 0..3 {
+            l1.put(&k, entry(64));
+        }
+        assert!(l1.update("k", |e| e.clone()));
+        assert_eq!(metrics.l1_evictions.load(Ordering::Relaxed), 0);
+        for i in 0..20_000 {
+            l1.put(&Arc::from(format!("k{i}")), entry(1024));
+        }
+        assert!(
+            metrics.l1_evictions.load(Ordering::Relaxed) > 0,
+            "a full L1 evicts"
+        );
     }
 
     /// Write-heavy, key reuse, values changing size: sampled *during* the
