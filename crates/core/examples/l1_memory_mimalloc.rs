@@ -8,10 +8,12 @@ mod soak;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // mimalloc, set up as the core's measurements assume (`stratacache::alloc`).
     unsafe extern "C" {
         fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     }
-    // mimalloc v3's `arena_eager_commit` (option 4) off, as the bindings do.
-    unsafe { mi_option_set(4, 0) };
+    for (option, value) in stratacache::alloc::MIMALLOC_OPTIONS {
+        unsafe { mi_option_set(option, value) };
+    }
     soak::main();
 }

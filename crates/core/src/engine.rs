@@ -274,7 +274,7 @@ impl Shared {
                 load_us: opts
                     .load_duration
                     .map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX)),
-                tags,
+                tags: tags.into(),
             },
             payload,
             memo: Default::default(),
@@ -693,7 +693,7 @@ impl Shared {
         tags.push((LOCAL_TAG.to_owned(), mark));
         Arc::new(Entry {
             meta: Meta {
-                tags,
+                tags: tags.into(),
                 ..e.meta.clone()
             },
             payload: e.payload.clone(),

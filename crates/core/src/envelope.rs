@@ -104,7 +104,59 @@ pub struct Meta {
     /// How long the load that produced the value took, in microseconds.
     pub load_us: u32,
     /// Tag names and the tag versions the value was built against.
-    pub tags: Vec<(String, u64)>,
+    pub tags: Tags,
+}
+
+/// Tag names and the tag versions a value was built against. One pointer
+/// wide and empty without an allocation: every L1 entry carries one, and
+/// most have no tags.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[expect(
+    clippy::box_collection,
+    reason = "the box makes the field one pointer wide (a Vec is three)"
+)]
+pub struct Tags(Option<Box<Vec<(String, u64)>>>);
+
+impl Tags {
+    /// Adds a tag and its version.
+    pub fn push(&mut self, tag: (String, u64)) {
+        self.0.get_or_insert_with(Default::default).push(tag);
+    }
+}
+
+impl std::ops::Deref for Tags {
+    type Target = [(String, u64)];
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl From<Vec<(String, u64)>> for Tags {
+    fn from(tags: Vec<(String, u64)>) -> Self {
+        Tags((!tags.is_empty()).then(|| Box::new(tags)))
+    }
+}
+
+impl From<Tags> for Vec<(String, u64)> {
+    fn from(tags: Tags) -> Self {
+        tags.0.map_or_else(Vec::new, |b| *b)
+    }
+}
+
+impl FromIterator<(String, u64)> for Tags {
+    fn from_iter<I: IntoIterator<Item = (String, u64)>>(iter: I) -> Self {
+        Vec::from_iter(iter).into()
+    }
+}
+
+impl<'a> IntoIterator for &'a Tags {
+    type Item = &'a (String, u64);
+    type IntoIter = std::slice::Iter<'a, (String, u64)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
 }
 
 impl Default for Format {
@@ -361,7 +413,7 @@ impl Codec {
                 fresh_until_ms,
                 stale_until_ms,
                 load_us,
-                tags,
+                tags: tags.into(),
             },
             payload,
             memo: Default::default(),
@@ -505,7 +557,7 @@ mod tests {
                 fresh_until_ms: 1_700_000_060_000,
                 stale_until_ms: 1_700_000_120_000,
                 load_us: 1234,
-                tags: vec![("user:1".into(), 7)],
+                tags: vec![("user:1".into(), 7)].into(),
             },
             payload: Bytes::copy_from_slice(payload),
             memo: Default::default(),

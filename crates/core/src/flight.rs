@@ -229,7 +229,7 @@ mod tests {
                 fresh_until_ms: 0,
                 stale_until_ms: 0,
                 load_us: 0,
-                tags: Vec::new(),
+                tags: Default::default(),
             },
             payload: bytes::Bytes::from_static(v),
             memo: Default::default(),

@@ -8,9 +8,10 @@
 //!   the allocations). Eviction is quick_cache's S3-FIFO (a small queue for
 //!   new keys, a main queue for keys read again, ghosts of recently evicted
 //!   keys), which keeps a one-off scan from flushing the keys in use.
-//! - quick_cache keeps its entries in slabs (no allocation per node), so an
-//!   entry costs its key, its [`Entry`], its payload and about 60 bytes of
-//!   the cache's own.
+//! - quick_cache keeps its entries in slabs (no allocation per node), and
+//!   a key of up to 23 bytes lives in its slot ([`SmolStr`]), so an entry
+//!   with a short key is two allocations (its [`Entry`] and its payload)
+//!   and about 60 bytes of the cache's own.
 //! - Each entry is live until its own `stale_until` (also its Redis TTL, so
 //!   L1 never outlives L2). An entry past it is a miss to every reader
 //!   (they judge liveness), is absent to `add`, `update` and `incr`, and is
@@ -33,20 +34,24 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use smol_str::SmolStr;
+
 use crate::clock::now_ms;
 use crate::envelope::Entry;
 use crate::metrics::Metrics;
 
 const STRIPES: usize = 64;
 /// Bytes charged per entry on top of key, payload and tags: the `Arc`'d
-/// [`Entry`] (metadata, payload handle, memo slot), the key's `Arc` header,
-/// quick_cache's slab slot and map index, its share of ghost slots, the
-/// allocator's headers and rounding, and the pages churn leaves partly
-/// used. Measured with 64-byte values under churn (docs/benchmarks.md,
-/// "L1 on quick_cache"): resident growth stays within the bound under
-/// both mimalloc (the bindings' allocator) and glibc's malloc. Pinned by
+/// [`Entry`] (80 bytes: metadata, payload handle, memo slot; 96 with the
+/// `Arc`'s counts, one of mimalloc's size classes), quick_cache's slab
+/// slot (the key inline when short) and map index, its share of ghost
+/// slots, the allocator's headers and rounding, and the pages churn
+/// leaves partly used. Measured with 64-byte values under churn
+/// (docs/benchmarks.md, "Denser L1 entries"): resident growth stays within
+/// the bound under both mimalloc (the bindings' allocator, set up as
+/// [`crate::alloc`] says) and glibc's malloc. Pinned by
 /// `tests/l1_charge.rs`.
-pub(crate) const ENTRY_OVERHEAD: usize = 250;
+pub(crate) const ENTRY_OVERHEAD: usize = 200;
 /// A payload is also charged a quarter of its length again: the
 /// allocator's size classes and the pages that eviction leaves partly
 /// used cost resident memory in proportion to the values' sizes when
@@ -69,8 +74,8 @@ struct Dropped {
 #[derive(Clone)]
 struct Weigh;
 
-impl quick_cache::Weighter<Arc<str>, Arc<Entry>> for Weigh {
-    fn weight(&self, k: &Arc<str>, v: &Arc<Entry>) -> u64 {
+impl quick_cache::Weighter<SmolStr, Arc<Entry>> for Weigh {
+    fn weight(&self, k: &SmolStr, v: &Arc<Entry>) -> u64 {
         charge(k, v) as u64
     }
 }
@@ -85,10 +90,10 @@ fn charge(k: &str, v: &Entry) -> usize {
 #[derive(Clone)]
 struct Evictions(Arc<Metrics>);
 
-impl quick_cache::Lifecycle<Arc<str>, Arc<Entry>> for Evictions {
+impl quick_cache::Lifecycle<SmolStr, Arc<Entry>> for Evictions {
     type RequestState = Dropped;
 
-    fn on_evict(&self, dropped: &mut Dropped, _k: Arc<str>, v: Arc<Entry>) {
+    fn on_evict(&self, dropped: &mut Dropped, _k: SmolStr, v: Arc<Entry>) {
         if Arc::as_ptr(&v) as usize != dropped.replacing {
             Metrics::inc(&self.0.l1_evictions);
         }
@@ -97,7 +102,7 @@ impl quick_cache::Lifecycle<Arc<str>, Arc<Entry>> for Evictions {
 }
 
 type Map = quick_cache::sync::Cache<
-    Arc<str>,
+    SmolStr,
     Arc<Entry>,
     Weigh,
     quick_cache::DefaultHashBuilder,
@@ -200,13 +205,12 @@ impl L1 {
 
     /// Store `entry` with the stripe's lock held; what it replaces or
     /// evicts comes back to be dropped by the caller.
-    fn store(&self, key: &Arc<str>, entry: Arc<Entry>, dropped: &mut Dropped) {
-        if let Some(old) = self.cache.peek(&**key) {
+    fn store(&self, key: SmolStr, entry: Arc<Entry>, dropped: &mut Dropped) {
+        if let Some(old) = self.cache.peek(key.as_str()) {
             dropped.replacing = Arc::as_ptr(&old) as usize;
             dropped.values.push(old);
         }
-        self.cache
-            .insert_with_lifecycle(key.clone(), entry, dropped);
+        self.cache.insert_with_lifecycle(key, entry, dropped);
     }
 
     /// Store a value read from L2 or loaded, unless an authoritative write
@@ -216,7 +220,7 @@ impl L1 {
         let stripe = self.stripe(key);
         let guard = stripe.lock();
         if stripe.epoch.load(Ordering::Acquire) == epoch {
-            self.store(key, entry, &mut dropped);
+            self.store(SmolStr::from(key.clone()), entry, &mut dropped);
         }
         drop(guard);
     }
@@ -227,7 +231,7 @@ impl L1 {
         let stripe = self.stripe(key);
         let guard = stripe.lock();
         stripe.epoch.fetch_add(1, Ordering::AcqRel);
-        self.store(key, entry, &mut dropped);
+        self.store(SmolStr::from(key.clone()), entry, &mut dropped);
         drop(guard);
     }
 
@@ -250,7 +254,7 @@ impl L1 {
         let taken = self.held(key, &mut dropped).is_some_and(|e| live(&e));
         if !taken {
             stripe.epoch.fetch_add(1, Ordering::AcqRel);
-            self.store(key, entry, &mut dropped);
+            self.store(SmolStr::from(key.clone()), entry, &mut dropped);
         }
         drop(guard);
         !taken
@@ -268,7 +272,7 @@ impl L1 {
             return false;
         };
         stripe.epoch.fetch_add(1, Ordering::AcqRel);
-        self.store(&Arc::from(key), Arc::new(f(&old)), &mut dropped);
+        self.store(SmolStr::new(key), Arc::new(f(&old)), &mut dropped);
         drop(guard);
         true
     }
@@ -294,14 +298,18 @@ impl L1 {
             payload: n.to_string().into(),
             memo: Default::default(),
         });
-        self.store(&Arc::from(key), entry, &mut dropped);
+        self.store(SmolStr::new(key), entry, &mut dropped);
         drop(guard);
         L1Incr::Value(n)
     }
 
     /// Every live entry held now (a copy of the handles, for listing).
     pub(crate) fn snapshot(&self) -> Vec<(Arc<str>, Arc<Entry>)> {
-        self.cache.iter().filter(|(_, e)| live(e)).collect()
+        self.cache
+            .iter()
+            .filter(|(_, e)| live(e))
+            .map(|(k, e)| (Arc::from(k.as_str()), e))
+            .collect()
     }
 
     /// Drop everything and fence every in-progress fill.
@@ -320,7 +328,7 @@ impl L1 {
         let expired: Vec<_> = self.cache.iter().filter(|(_, e)| !live(e)).collect();
         let gone: Vec<_> = expired
             .iter()
-            .filter_map(|(k, e)| self.cache.remove_if(&**k, |v| Arc::ptr_eq(v, e)))
+            .filter_map(|(k, e)| self.cache.remove_if(k.as_str(), |v| Arc::ptr_eq(v, e)))
             .collect();
         drop((expired, gone));
         (self.cache.len() as u64, self.cache.weight())
@@ -341,6 +349,17 @@ mod tests {
             payload: bytes::Bytes::from(vec![0u8; len]),
             memo: Default::default(),
         })
+    }
+
+    /// The charge counts on an `Arc`'d entry fitting mimalloc's 96-byte
+    /// size class and a short key living in quick_cache's slot.
+    #[test]
+    fn entries_and_short_keys_are_compact() {
+        assert!(std::mem::size_of::<Entry>() + 2 * std::mem::size_of::<usize>() <= 96);
+        let key = SmolStr::from(Arc::<str>::from("user:1234567890:profile"));
+        assert!(!key.is_heap_allocated(), "a 23-byte key is inline");
+        let key = SmolStr::from(Arc::<str>::from("user:1234567890:profile!"));
+        assert!(key.is_heap_allocated(), "a 24-byte key is not");
     }
 
     /// Writing over a key is not an eviction (quick_cache reports the

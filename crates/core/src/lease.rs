@@ -707,7 +707,7 @@ impl Lease {
                 let v = shared.tag_version(&n).await;
                 tags.push((n, v));
             }
-            kept.meta.tags = tags;
+            kept.meta.tags = tags.into();
         }
         let grace = stale.meta.stale_until_ms.saturating_sub(now);
         kept.meta.fresh_until_ms = now.saturating_add(self.terms.throttle.as_millis() as u64);

@@ -40,6 +40,7 @@
 //!
 //! See `docs/architecture.md` in the repository for the design.
 
+pub mod alloc;
 pub mod bus;
 mod cache;
 pub mod clock;
@@ -71,7 +72,7 @@ mod write;
 pub use cache::Cache;
 pub use config::{CacheBuilder, Config, RedisLocation, nearest_name, redacted_url};
 pub use deps::{Deps, MAX_DEPENDENCIES};
-pub use envelope::{Codec, DecodeError, Entry, Format, Meta};
+pub use envelope::{Codec, DecodeError, Entry, Format, Meta, Tags};
 pub use error::{Error, LoaderError, Result};
 pub use lease::{Deadline, Lease, LoadClock, LoadOutcome, Settled};
 pub use lookup::{Lookup, ManyLookup};

@@ -334,7 +334,7 @@ mod tests {
                 fresh_until_ms: 0,
                 stale_until_ms: 0,
                 load_us: 0,
-                tags,
+                tags: tags.into(),
             },
             payload: bytes::Bytes::new(),
             memo: Default::default(),

@@ -341,7 +341,7 @@ impl Cache {
             };
             // build_entry only fails on size/format, which `e` already passed.
             let mut fresh = sh
-                .build_entry(e.payload.clone(), &opts, e.meta.tags.clone())
+                .build_entry(e.payload.clone(), &opts, e.meta.tags.to_vec())
                 .unwrap_or_else(|_| e.clone());
             fresh.meta.created_at_ms = e.meta.created_at_ms;
             fresh

@@ -33,8 +33,10 @@ async fn an_entry_costs_what_it_is_charged() {
     unsafe extern "C" {
         fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     }
-    // As the bindings do: no eager commit of mimalloc's arenas.
-    unsafe { mi_option_set(4, 0) };
+    // As the bindings set mimalloc up.
+    for (option, value) in stratacache::alloc::MIMALLOC_OPTIONS {
+        unsafe { mi_option_set(option, value) };
+    }
     let cache = Cache::builder()
         .namespace("charge")
         .l1_max_bytes(BOUND)
@@ -48,7 +50,7 @@ async fn an_entry_costs_what_it_is_charged() {
     let before = rss_bytes();
     let value = [b'v'; 64];
     // Three times as many writes as the bound holds even at the smallest
-    // charge (each entry is charged more than 200 bytes).
+    // charge (each entry is charged at least 200 bytes).
     for i in 0..3 * BOUND / 200 {
         cache
             .set(

@@ -65,7 +65,7 @@ fn entry_of(g: &Good) -> Entry {
             fresh_until_ms: g.fresh_until_ms,
             stale_until_ms: g.stale_until_ms,
             load_us: g.load_us,
-            tags: g.tags.clone(),
+            tags: g.tags.clone().into(),
         },
         payload: Bytes::from(hex::decode(&g.payload_hex).expect("hex")),
         memo: Default::default(),

@@ -36,15 +36,13 @@ mod shared;
 
 #[napi_derive::module_init]
 fn init() {
-    // mimalloc v3's `arena_eager_commit` (option 4 in its `mi_option_e`, as
-    // libmimalloc-sys 0.1.49 builds it: mimalloc 3.3):
-    // off, so arena memory is committed as it is used: with it on, Node's
-    // soak with mixed value sizes grew 1.34x the bound outside V8's heap,
-    // 1.19x without (docs/benchmarks.md, "L1 memory under churn").
+    // mimalloc, set up as the core's measurements assume (`stratacache::alloc`).
     unsafe extern "C" {
         fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     }
-    unsafe { mi_option_set(4, 0) };
+    for (option, value) in stratacache::alloc::MIMALLOC_OPTIONS {
+        unsafe { mi_option_set(option, value) };
+    }
     // Calls come from JS threads (one per isolate): one runtime worker (see
     // `set_worker_threads`). Before the first runtime is built.
     stratacache::runtime::set_worker_threads(1);

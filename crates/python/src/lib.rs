@@ -81,13 +81,13 @@ fn nearest_name(name: &str, known: Vec<String>) -> Option<String> {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // mimalloc v3's `arena_eager_commit` (option 4 in its `mi_option_e`, as
-    // libmimalloc-sys 0.1.49 builds it: mimalloc 3.3):
-    // off, so arena memory is committed as it is used, as in the Node addon.
+    // mimalloc, set up as the core's measurements assume (`stratacache::alloc`).
     unsafe extern "C" {
         fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     }
-    unsafe { mi_option_set(4, 0) };
+    for (option, value) in stratacache::alloc::MIMALLOC_OPTIONS {
+        unsafe { mi_option_set(option, value) };
+    }
     m.add_class::<cache::PyCache>()?;
     m.add_class::<lease::PyLease>()?;
     m.add_class::<deps::PyDeps>()?;

@@ -12,7 +12,7 @@ const SAMPLES: u64 = 20;
 /// The per-entry charge stratacache's weigher adds (`l1::ENTRY_OVERHEAD`,
 /// with a quarter of the payload again, `l1::PAYLOAD_SLACK`,
 /// which is crate-private), so the raw caches hold as many entries.
-const CHARGE: usize = 250;
+const CHARGE: usize = 200;
 
 /// Raw quick_cache's weigher: the same charge as the core's.
 #[derive(Clone)]
