@@ -6,8 +6,18 @@
 // `sample <writes done> <RSS growth bytes> <L1 entries> <L1 bytes> <V8
 // heap growth bytes>` twenty times (the last: how much of the RSS growth
 // is V8's own heap, the workload's strings, rather than L1). Awaits every
-// call, so the event loop turns as a server's would.
+// call, so the event loop turns as a server's would. With a third argument
+// `control`, the same loop runs against a cache that keeps nothing: what
+// the process grows by for this workload without any cache.
 const { Cache } = require('../../node')
+
+// Keeps nothing; async as the real cache's calls are.
+class Control {
+  async get () { return undefined }
+  async set () {}
+  stats () { return { l1_entries: 0, l1_bytes: 0 } }
+  async close () {}
+}
 
 const BOUND = 64 * 1024 * 1024
 const SAMPLES = 20
@@ -21,7 +31,9 @@ function sizeOf (fixed, i) {
 async function main () {
   const writes = Number(process.argv[2])
   const fixed = process.argv[3] === 'mixed' ? null : Number(process.argv[3])
-  const cache = new Cache({ namespace: 'soak', l1: { maxBytes: BOUND } })
+  const cache = process.argv[4] === 'control'
+    ? new Control()
+    : new Cache({ namespace: 'soak', l1: { maxBytes: BOUND } })
   // After the cache exists and has served a first call (which starts what
   // the native side makes on first use, as the Python soak does): what
   // grows from here is L1's.

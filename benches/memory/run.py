@@ -6,14 +6,16 @@ at 64 MiB, each write followed by a read of a recent key, and samples the
 process's resident-set growth twenty times. Workloads: raw quick_cache (the
 structure L1 is built on: the floor), raw moka (for comparison), the Rust
 core with the system allocator and with mimalloc (as the bindings run it),
-Python's plain API, Django's cache API, Node; each with
+Python's plain API, Django's cache API, Node, and Node's loop against a
+cache that keeps nothing (`node-control`: the process's own growth under
+this workload, not in the default list); each with
 64 B values and with sizes mixed from 64 B to 10 KiB; each under glibc's
 default arenas and under MALLOC_ARENA_MAX=2. Reported per run: the highest
 RSS growth over the bound, the growth over the last half of the run
 (flat = 0.00), and L1's own accounting at the end.
 
     python benches/memory/run.py [api ...]
-    # apis: quick_cache moka rust rust-mimalloc plain django node
+    # apis: quick_cache moka rust rust-mimalloc plain django node node-control
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def command(api: str, size: str) -> list[str]:
         return [sys.executable, str(ROOT / "benches/memory/py_soak.py"), api, str(WRITES), size]
     if api == "node":
         return ["node", str(ROOT / "benches/memory/node_soak.js"), str(WRITES), size]
+    if api == "node-control":
+        return ["node", str(ROOT / "benches/memory/node_soak.js"), str(WRITES), size, "control"]
     raise SystemExit(f"unknown api {api!r}")
 
 

@@ -650,7 +650,7 @@ impl Shared {
             Metrics::inc(&self.metrics.l1_distrusted);
             return Judged::Miss;
         }
-        match l1.get(key) {
+        match l1.get(key, now_ms()) {
             Some(e) => self.judge(e, acc).await,
             None => Judged::Miss,
         }
@@ -667,7 +667,7 @@ impl Shared {
         if self.l1_trusted() {
             return Judged::Miss;
         }
-        let judged = match l1.get(key) {
+        let judged = match l1.get(key, now_ms()) {
             Some(e) => self.judge(e, acc).await,
             None => Judged::Miss,
         };

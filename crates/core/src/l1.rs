@@ -181,12 +181,13 @@ impl L1 {
         self.stripe(key).epoch.load(Ordering::Acquire)
     }
 
-    /// The entry under `key`, live or not (readers judge liveness); one
-    /// past its `stale_until` is removed on the way.
+    /// The entry under `key`, fresh or stale (readers judge freshness);
+    /// one past its `stale_until` at `now` (the caller's clock reading,
+    /// unix ms) is removed on the way.
     #[inline]
-    pub(crate) fn get(&self, key: &str) -> Option<Arc<Entry>> {
+    pub(crate) fn get(&self, key: &str, now: u64) -> Option<Arc<Entry>> {
         let e = self.cache.get(key)?;
-        if e.meta.stale_until_ms != 0 && !live(&e) {
+        if !e.meta.is_live(now) {
             let gone = self.cache.remove_if(key, |v| Arc::ptr_eq(v, &e));
             drop(gone);
             return None;

@@ -323,11 +323,12 @@ impl Cache {
     pub fn get_local(&self, key: &str) -> Result<Option<Arc<Entry>>> {
         self.check(key)?;
         let sh = &self.shared;
+        let now = now_ms();
         if let Some(l1) = &sh.l1
             && !self.bypass
             && sh.l1_trusted()
-            && let Some(e) = l1.get(key)
-            && e.meta.is_fresh(now_ms())
+            && let Some(e) = l1.get(key, now)
+            && e.meta.is_fresh(now)
             && readable(self.accepted, &e)
             && sh.versions.check(&e) == Validity::Current
         {
