@@ -48,20 +48,14 @@ function makeInternals(cache, p) {
       return route.begin(n, method, path, query, headers, Date.now() / 1000)
     },
     // The HTTP middleware's read-through (no early refresh): a fresh
-    // entry from L1 or over the JS connection, else the core's lookup
-    // (`tagsOf()` gives its tags: only then are they needed).
+    // entry from L1 on this thread, else the core's lookup (`tagsOf()`
+    // gives its tags: only then are they needed).
     async lookup(key, policy, tagsOf) {
       p.open()
       try {
-        let prior = null
         const local = n.getLocal(key)
         if (local) return { kind: FRESH, data: entryBytes(local) }
-        const got = await p.readThrough(key)
-        if (got !== null) {
-          if (got.value !== undefined) return { kind: FRESH, data: entryBytes(got.value) }
-          prior = got
-        }
-        const r = await p.lookup(key, nativePolicy(policy, await tagsOf()), prior)
+        const r = await n.lookup(key, nativePolicy(policy, await tagsOf()))
         return { kind: r.kind, data: r.value ? r.value.data : undefined, lease: r.lease }
       } catch (e) {
         throw p.native(e)

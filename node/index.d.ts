@@ -34,11 +34,7 @@ export interface CacheOptions {
   connectTimeout?: Ttl
   /**
    * How long a Redis command may take before it counts as failed (then the
-   * breaker and fail-open rules apply). A read over the JS connection
-   * (`jsReads`) with no reply for this long drops that connection and is
-   * retried natively: one connection watchdog ticks every `opTimeout / 2`,
-   * so a read with Redis frozen settles within 1.5 x `opTimeout`.
-   * Default 500 ms.
+   * breaker and fail-open rules apply). Default 500 ms.
    */
   opTimeout?: Ttl
   /** How long `getOrSet` waits for another caller's factory. Default 30 s. */
@@ -64,15 +60,6 @@ export interface CacheOptions {
   trackDependencies?: boolean
   /** How long a crashed loader's lease blocks the fleet (extended while alive). Default 5 s. */
   leaseTtl?: Ttl
-  /**
-   * Reads (`get`, `getMany`, `has`, and the Redis read of `getOrSet` and
-   * the HTTP middleware) send their `GET`/`MGET` over an ioredis connection
-   * on the JS thread (half the thread wake-ups of the native path;
-   * decoding, verification, L1, single flight and leases stay in the
-   * core). Default `true` for a `redis://` URL; TLS, unix sockets and
-   * Cluster always read natively.
-   */
-  jsReads?: boolean
   /** Circuit breaker: after `threshold` (5) consecutive Redis failures, skip Redis for `cooldown` (250 ms), then probe. */
   breaker?: { threshold?: number; cooldown?: Ttl }
   /** Defaults of every `getOrSet` call's policy options. */

@@ -7,8 +7,6 @@
 const { EventEmitter } = require('node:events')
 const { NativeCache } = require('./binding.js')
 const errors = require('./errors.js')
-const reader = require('./reader.js')
-const { readOver, readThrough, readManyOver } = require('./jsreads.js')
 const { Format, serializers, encode, decode } = require('./values.js')
 const { parseTtl, checkKey, checkTags, checkPolicy, nativePolicy, checkMany, checkFragment } = require('./policy.js')
 const { Loaded, NoCache, plain, native, registerLoaderError, settle, lead, fill, loadManyThrough } = require('./loader.js')
@@ -46,12 +44,6 @@ class Cache extends EventEmitter {
   #hasL1
   #closed = false
   #policy
-  // The ioredis connection `get` reads over (reader.js), or null.
-  #reader = null
-  #releaseReader = null
-  // getOrSet's reads over the JS connection in flight, by key: concurrent
-  // callers of one key share one GET (see jsreads.js).
-  #reads = new Map()
   // `clone: false`: the values L1 hits share (shared.js), else null.
   #shared = null
   #decodeLocal = (v) => (typeof v === 'string' ? JSON.parse(v) : decode(v, this.#serializer.name))
@@ -78,12 +70,6 @@ class Cache extends EventEmitter {
     this.#hasL2 = this.#n.hasL2
     this.#hasL1 = o.l1 !== false && (o.l1 || {}).enabled !== false
     if (o.clone === false && this.#hasL1) this.#shared = new SharedValues(this.#n.sharedBudget)
-    if (this.#hasL2 && o.jsReads !== false && !o.cluster && reader.servable(o.redis)) {
-      const [connectTimeout, opTimeout] = this.#n.timeouts
-      const r = reader.acquire(this, o.redis, { connectTimeout, opTimeout })
-      this.#reader = r.reader
-      this.#releaseReader = r.release
-    }
   }
 
   get namespace() {
@@ -151,14 +137,6 @@ class Cache extends EventEmitter {
       } else if (!this.#hasL2) {
         return Promise.resolve(undefined)
       }
-      const r = this.#reader
-      if (r !== null && r.ready) {
-        // `[redisKey, epoch]`: GET it here; null: read natively; else an L1
-        // value that arrived meanwhile (JSON text, or `[format, data]`).
-        const s = this.#n.startRead(key)
-        if (Array.isArray(s) && typeof s[0] === 'string') return this.#readOver(r, key, s[0], s[1], obs)
-        if (s !== null) return Promise.resolve(this.#decoded(s, obs, L1))
-      }
     } catch (e) {
       return Promise.reject(native(e))
     }
@@ -171,28 +149,6 @@ class Cache extends EventEmitter {
     const out = decode(v, this.#serializer.name)
     note(obs, served)
     return out
-  }
-
-  // The core's lookup; `lookupAfter` when `readThrough` read Redis first.
-  #lookup(key, nativePolicy, prior) {
-    if (prior === null) return this.#n.lookup(key, nativePolicy)
-    return this.#n.lookupAfter(key, nativePolicy, prior.joined, prior.bytes, prior.epoch)
-  }
-
-  // `get`'s Redis half over the JS connection (jsreads.js), decoded; Redis
-  // trouble as `#l2` decides.
-  async #readOver(r, key, redisKey, epoch, obs) {
-    let v
-    try {
-      v = await readOver(this.#n, r, key, redisKey, epoch)
-    } catch (e) {
-      return this.#l2(e, undefined)
-    }
-    return v === null ? undefined : this.#decoded(v[0], obs, v[1])
-  }
-
-  #readThrough(key) {
-    return readThrough(this.#n, this.#reader, this.#reads, key)
   }
 
   async #getTracked(key, deps) {
@@ -239,17 +195,10 @@ class Cache extends EventEmitter {
     this.#open()
     try {
       let vs
-      const r = this.#reader
       const deps = currentDeps()
       if (isOff(this.#id)) vs = await this.#off.getMany(keys)
       else if (deps !== undefined) vs = await this.#n.getManyTracked(keys, deps)
-      else if (r !== null && keys.length > 0 && r.ready) {
-        // One MGET over the JS connection, as `get` sends its GET there.
-        let starts = this.#n.startReadMany(keys)
-        if (starts instanceof Promise) starts = await starts
-        if (starts !== null) vs = await readManyOver(this.#n, r, keys, starts)
-      }
-      if (vs === undefined) vs = await this.#n.getMany(keys)
+      else vs = await this.#n.getMany(keys)
       return vs.map((v) => decode(v, this.#serializer.name))
     } catch (e) {
       return this.#l2(e, keys.map(() => undefined))
@@ -339,13 +288,6 @@ class Cache extends EventEmitter {
       if (deps !== undefined) return (await this.#n.getTracked(key, deps)) !== null
       if (this.#n.getLocal(key)) return true
       if (!this.#hasL2) return false
-      const r = this.#reader
-      if (r !== null && r.ready) {
-        // Read as `get` reads (over the JS connection), without decoding.
-        const s = this.#n.startRead(key)
-        if (Array.isArray(s) && typeof s[0] === 'string') return (await readManyOver(this.#n, r, [key], [s]))[0] !== null
-        if (s !== null) return true
-      }
       return await this.#n.has(key)
     } catch (e) {
       return this.#l2(e, false)
@@ -417,9 +359,8 @@ class Cache extends EventEmitter {
     if (typeof factory !== 'function') throw new InvalidValueError('factory must be a function')
     checkTags(tags)
     const p = { ...this.#policy, ...checkPolicy(options) }
-    // Without early refresh, a fresh value is the whole answer: L1's, or
-    // Redis's read over the JS connection (the same path as `get`).
-    let prior = null
+    // Without early refresh, a fresh L1 value is the whole answer, taken
+    // on this thread.
     const parent = currentDeps()
     const n = this.#h()
     if (n === this.#n && parent === undefined && p.earlyRefresh === undefined && p.refreshAhead === undefined) {
@@ -432,16 +373,11 @@ class Cache extends EventEmitter {
       }
       const local = this.#n.getLocal(key)
       if (local) return this.#decoded(local, obs, L1)
-      const got = await this.#readThrough(key)
-      if (got !== null) {
-        if (got.value !== undefined) return this.#decoded(got.value, obs, got.served)
-        prior = got
-      }
     }
     let r
     try {
       if (parent !== undefined) r = await n.lookupTracked(key, nativePolicy(p, tags), parent)
-      else r = n === this.#n ? await this.#lookup(key, nativePolicy(p, tags), prior) : await n.lookup(key, nativePolicy(p, tags))
+      else r = await n.lookup(key, nativePolicy(p, tags))
     } catch (e) {
       const err = native(e)
       if (this.#failOpen && L2_CODES.has(err.code)) {
@@ -524,8 +460,6 @@ class Cache extends EventEmitter {
       closed: this.#closed,
       hasL2: this.#hasL2,
       open: () => this.#open(),
-      readThrough: (key) => this.#readThrough(key),
-      lookup: (key, policy, prior) => this.#lookup(key, policy, prior),
       native,
       registerLoaderError,
     }))
@@ -572,11 +506,6 @@ class Cache extends EventEmitter {
   async close() {
     this.#closed = true
     this.#n.close()
-    if (this.#releaseReader !== null) {
-      this.#releaseReader()
-      this.#releaseReader = null
-      this.#reader = null
-    }
   }
 }
 

@@ -26,7 +26,6 @@ const CACHE_OPTIONS = [
   'fleetLease',
   'trackDependencies',
   'leaseTtl',
-  'jsReads',
   'breaker',
   'policy',
   'clone',

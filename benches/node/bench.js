@@ -128,8 +128,6 @@ async function l2Hits() {
   for (const [name, v] of PAYLOADS.slice(0, 2)) {
     const size = name
     const strata = new Cache({ redis: REDIS_URL, namespace: `bench-l2-${RUN}-${size}`, l1: false })
-    // The same reads with the GET sent by the native binding (tokio).
-    const native = new Cache({ redis: REDIS_URL, namespace: `bench-l2-${RUN}-${size}`, l1: false, jsReads: false })
     await strata.set('hot', v, '1h')
     await redis.set(`raw-${RUN}-${size}`, JSON.stringify(v))
     // The peers with their Redis layer only, on the same server.
@@ -147,7 +145,6 @@ async function l2Hits() {
     const contenders = [
       ['stratacache get, L1 disabled (decoded)', () => strata.get('hot')],
       ['stratacache getOrSet, L1 disabled (decoded)', () => strata.getOrSet({ key: 'hot', factory: unused })],
-      ['stratacache get, L1 disabled, jsReads: false', () => native.get('hot')],
       ['bentocache get, Redis layer only', () => bento.get({ key: 'hot' })],
       ['cache-manager 7 get (@keyv/redis)', () => cm.get('hot')],
       ['raw ioredis GET (string, not decoded)', () => redis.get(`raw-${RUN}-${size}`)],
@@ -166,7 +163,6 @@ async function l2Hits() {
     table(`L2 hit get, ${name}: median of 15 rounds`, median, 'raw ioredis GET (string, not decoded)')
     await strata.clear()
     await strata.close()
-    await native.close()
     await bento.clear()
     await bento.disconnectAll()
     await cm.clear()
@@ -219,23 +215,16 @@ async function inFlight() {
         : new Redis(url, u.protocol === 'rediss:' ? { tls: { rejectUnauthorized: false } } : {})
     const ns = `bench-inflight-${RUN}`
     const strata = new Cache({ redis: url, namespace: ns, l1: false })
-    const native = new Cache({ redis: url, namespace: ns, l1: false, jsReads: false })
     await strata.setMany(keys.map((k) => [k, v]), '1h')
     await raw.mset(Object.fromEntries(keys.map((k) => [`raw-d-${RUN}-${k}`, JSON.stringify(v)])))
     console.log(`\nL2 get throughput, user, 1,000 distinct keys in turn, ${kind}, ops/s (ratio to raw ioredis GET + JSON.parse)`)
     for (const n of [1, 16, 64]) {
       const ref = await rate(async (k) => JSON.parse(await raw.get(`raw-d-${RUN}-${k}`)), n)
-      const js = await rate((k) => hit(strata, k), n)
-      const nat = await rate((k) => hit(native, k), n)
-      const cells = [
-        `stratacache ${js.toFixed(0)} (${(js / ref).toFixed(2)}x)`,
-        `jsReads: false ${nat.toFixed(0)} (${(nat / ref).toFixed(2)}x)`,
-      ]
-      console.log(`  ${String(n).padStart(2)} in flight: raw ${ref.toFixed(0)}   ${cells.join('   ')}`)
+      const got = await rate((k) => hit(strata, k), n)
+      console.log(`  ${String(n).padStart(2)} in flight: raw ${ref.toFixed(0)}   stratacache ${got.toFixed(0)} (${(got / ref).toFixed(2)}x)`)
     }
     await strata.clear()
     await strata.close()
-    await native.close()
     await raw.del(keys.map((k) => `raw-d-${RUN}-${k}`))
     raw.disconnect()
   }
@@ -246,7 +235,6 @@ async function l2Many() {
   const redis = new Redis(REDIS_URL)
   const keys = Array.from({ length: 10 }, (_, i) => `k${i}`)
   const strata = new Cache({ redis: REDIS_URL, namespace: `bench-many-${RUN}`, l1: false })
-  const native = new Cache({ redis: REDIS_URL, namespace: `bench-many-${RUN}`, l1: false, jsReads: false })
   const cm = createCache({ stores: [new Keyv({ store: new KeyvRedis(REDIS_URL), namespace: `bench-many-cm-${RUN}` })] })
   await strata.setMany(keys.map((k, i) => [k, user(i)]), '1h')
   await cm.mset(keys.map((key, i) => ({ key, value: user(i), ttl: 3_600_000 })))
@@ -254,7 +242,6 @@ async function l2Many() {
   for (const [i, k] of rawKeys.entries()) await redis.set(k, JSON.stringify(user(i)))
   const contenders = [
     ['stratacache getMany, L1 disabled (decoded)', () => strata.getMany(keys)],
-    ['stratacache getMany, jsReads: false', () => native.getMany(keys)],
     ['cache-manager 7 mget (@keyv/redis)', () => cm.mget(keys)],
     ['raw ioredis MGET (strings, not decoded)', () => redis.mget(rawKeys)],
     ['raw ioredis MGET + JSON.parse each', async () => (await redis.mget(rawKeys)).map((v) => JSON.parse(v))],
@@ -263,7 +250,6 @@ async function l2Many() {
   table('getMany of 10 keys, user values, L1 disabled: median of 15 rounds', median, 'raw ioredis MGET (strings, not decoded)')
   await strata.clear()
   await strata.close()
-  await native.close()
   await cm.clear()
   await cm.disconnect()
   await redis.del(rawKeys)

@@ -143,76 +143,74 @@ test('a stale answer says stale; its background refresh publishes its own load',
 const servedOf = (events, operation) =>
   events.filter(([name, ev]) => name === operation && ev === 'asyncEnd').map(([, , ctx]) => [ctx.outcome, ctx.tier])
 
-for (const jsReads of [true, false]) {
-  test(`get and getOrSet say how they were served: tier, waited, stale, loaded (jsReads ${jsReads})`, async () => {
-    const ns = unique('dc-served')
-    const c = new Cache({ namespace: ns, redis: REDIS_URL, jsReads })
-    const far = new Cache({ namespace: ns, redis: REDIS_URL, jsReads, l1: false }) // another process's view
-    await c.get('bus-probe')
-    await until('the bus', () => c.stats().bus_connected === 1)
-    const { events, stop } = listen(['get', 'getOrSet'])
-    try {
-      await c.set('k', { id: 1 })
-      assert.deepEqual(await c.get('k'), { id: 1 })
-      assert.deepEqual(await far.get('k'), { id: 1 })
-      assert.equal(await c.get('absent'), undefined)
-      assert.deepEqual(servedOf(events, 'get'), [
-        ['hit', 'l1'],
-        ['hit', 'l2'],
-        [undefined, undefined],
-      ])
-      const factory = async () => 'v'
-      assert.equal(await c.getOrSet({ key: 't', factory, ttl: '1m' }), 'v')
-      assert.equal(await c.getOrSet({ key: 't', factory, ttl: '1m' }), 'v')
-      assert.equal(await far.getOrSet({ key: 't', factory, ttl: '1m' }), 'v')
-      // Always due: an L1 hit that refreshes in the background.
-      const refreshes = c.stats().early_refreshes
-      assert.equal(await c.getOrSet({ key: 't', factory, ttl: '1m', refreshAhead: 1 }), 'v')
-      assert.equal(c.stats().early_refreshes, refreshes + 1, 'served from L1 while it refreshes')
-      // Two callers at once: one loads, the other waits for it.
-      let release
-      const gate = new Promise((r) => (release = r))
-      const slow = async () => {
-        await gate
-        return 'w'
-      }
-      const first = c.getOrSet({ key: 'w', factory: slow, ttl: '1m' })
-      const second = c.getOrSet({ key: 'w', factory: slow, ttl: '1m' })
-      // It waits on the first's flight (a shared GET that found nothing is not counted).
-      await until('the second caller waits', () => c.stats().coalesced_waits === 1)
-      release()
-      assert.deepEqual(await Promise.all([first, second]), ['w', 'w'])
-      // Stale within its grace.
-      await c.set('s', 'old', 5, { grace: '1m' })
-      await until('stale', async () => (await c.get('s')) === undefined)
-      assert.equal(await c.getOrSet({ key: 's', factory: async () => 'new', ttl: '1m', allowStale: true, grace: '1m' }), 'old')
-      // This call leads the load, which fails: fail-safe serves the stale value.
-      await c.set('f', 'old', 5, { grace: '1m' })
-      await until('stale', async () => (await c.get('f')) === undefined)
-      const down = async () => {
-        throw new Error('db down')
-      }
-      assert.equal(await c.getOrSet({ key: 'f', factory: down, ttl: '1m', failSafe: true, grace: '1m' }), 'old')
-      const got = servedOf(events, 'getOrSet')
-      assert.deepEqual(got.slice(0, 4), [
-        ['loaded', undefined],
-        ['hit', 'l1'],
-        ['hit', 'l2'],
-        ['hit', 'l1'],
-      ])
-      // The two at once end in either order.
-      assert.deepEqual(got.slice(4, 6).sort(), [
-        ['loaded', undefined],
-        ['waited', undefined],
-      ])
-      assert.deepEqual(got.slice(6), [
-        ['stale', undefined],
-        ['stale', undefined],
-      ])
-    } finally {
-      stop()
-      await c.close()
-      await far.close()
+test('get and getOrSet say how they were served: tier, waited, stale, loaded', async () => {
+  const ns = unique('dc-served')
+  const c = new Cache({ namespace: ns, redis: REDIS_URL })
+  const far = new Cache({ namespace: ns, redis: REDIS_URL, l1: false }) // another process's view
+  await c.get('bus-probe')
+  await until('the bus', () => c.stats().bus_connected === 1)
+  const { events, stop } = listen(['get', 'getOrSet'])
+  try {
+    await c.set('k', { id: 1 })
+    assert.deepEqual(await c.get('k'), { id: 1 })
+    assert.deepEqual(await far.get('k'), { id: 1 })
+    assert.equal(await c.get('absent'), undefined)
+    assert.deepEqual(servedOf(events, 'get'), [
+      ['hit', 'l1'],
+      ['hit', 'l2'],
+      [undefined, undefined],
+    ])
+    const factory = async () => 'v'
+    assert.equal(await c.getOrSet({ key: 't', factory, ttl: '1m' }), 'v')
+    assert.equal(await c.getOrSet({ key: 't', factory, ttl: '1m' }), 'v')
+    assert.equal(await far.getOrSet({ key: 't', factory, ttl: '1m' }), 'v')
+    // Always due: an L1 hit that refreshes in the background.
+    const refreshes = c.stats().early_refreshes
+    assert.equal(await c.getOrSet({ key: 't', factory, ttl: '1m', refreshAhead: 1 }), 'v')
+    assert.equal(c.stats().early_refreshes, refreshes + 1, 'served from L1 while it refreshes')
+    // Two callers at once: one loads, the other waits for it.
+    let release
+    const gate = new Promise((r) => (release = r))
+    const slow = async () => {
+      await gate
+      return 'w'
     }
-  })
-}
+    const first = c.getOrSet({ key: 'w', factory: slow, ttl: '1m' })
+    const second = c.getOrSet({ key: 'w', factory: slow, ttl: '1m' })
+    // It waits on the first's flight (a shared GET that found nothing is not counted).
+    await until('the second caller waits', () => c.stats().coalesced_waits === 1)
+    release()
+    assert.deepEqual(await Promise.all([first, second]), ['w', 'w'])
+    // Stale within its grace.
+    await c.set('s', 'old', 5, { grace: '1m' })
+    await until('stale', async () => (await c.get('s')) === undefined)
+    assert.equal(await c.getOrSet({ key: 's', factory: async () => 'new', ttl: '1m', allowStale: true, grace: '1m' }), 'old')
+    // This call leads the load, which fails: fail-safe serves the stale value.
+    await c.set('f', 'old', 5, { grace: '1m' })
+    await until('stale', async () => (await c.get('f')) === undefined)
+    const down = async () => {
+      throw new Error('db down')
+    }
+    assert.equal(await c.getOrSet({ key: 'f', factory: down, ttl: '1m', failSafe: true, grace: '1m' }), 'old')
+    const got = servedOf(events, 'getOrSet')
+    assert.deepEqual(got.slice(0, 4), [
+      ['loaded', undefined],
+      ['hit', 'l1'],
+      ['hit', 'l2'],
+      ['hit', 'l1'],
+    ])
+    // The two at once end in either order.
+    assert.deepEqual(got.slice(4, 6).sort(), [
+      ['loaded', undefined],
+      ['waited', undefined],
+    ])
+    assert.deepEqual(got.slice(6), [
+      ['stale', undefined],
+      ['stale', undefined],
+    ])
+  } finally {
+    stop()
+    await c.close()
+    await far.close()
+  }
+})

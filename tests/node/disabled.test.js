@@ -15,8 +15,7 @@ const { cases } = require(path.join(__dirname, '..', 'vectors', 'disabled.json')
 
 const KINDS = {
   l1: () => ({}),
-  'redis, JS reads': () => ({ redis: REDIS_URL }),
-  'redis, native reads': () => ({ redis: REDIS_URL, jsReads: false }),
+  redis: () => ({ redis: REDIS_URL }),
   'shared values': () => ({ redis: REDIS_URL, clone: false }),
 }
 
@@ -94,7 +93,7 @@ for (const [kind, options] of Object.entries(KINDS)) {
 test('what the scope covers: this cache, every handle on its data, nesting, the global switch', async () => {
   const ns = unique('off-scope')
   const a = new Cache({ namespace: ns, redis: REDIS_URL })
-  const same = new Cache({ namespace: ns, redis: REDIS_URL, jsReads: false })
+  const same = new Cache({ namespace: ns, redis: REDIS_URL, l1: { maxBytes: 3 << 20 } })
   const other = new Cache({ namespace: unique('off-other'), redis: REDIS_URL })
   try {
     await a.set('k', 'old', '1m')

@@ -14,30 +14,14 @@ function runScript(body) {
   return spawnSync(process.execPath, ['-e', script], { timeout: 15000, encoding: 'utf8' })
 }
 
-// Reads `k` (1) through `c` until one went over the JS connection, as
-// CLIENT LIST tells (its last command a GET), through a raw client closed
-// after (and gone: a half-closed socket would hold the process on its own).
-const untilJsReads = (url = REDIS_URL) => `
-  const Redis = require(require.resolve('ioredis', { paths: [${JSON.stringify(path.dirname(entry))}] }))
-  const raw = new Redis(${JSON.stringify(url)})
-  for (;;) {
-    if ((await c.get('k')) !== 1) process.exit(4)
-    const list = await raw.client('LIST')
-    if (list.split('\\n').some((l) => l.includes(' name=stratacache-reads ') && l.includes(' cmd=get '))) break
-  }
-  const ended = new Promise((resolve) => raw.once('end', resolve))
-  raw.disconnect()
-  await ended`
-
 for (const [label, body] of [
   ['after close()', `const c = new Cache({ redis: ${JSON.stringify(REDIS_URL)}, namespace: 'exit-a' }); await c.set('k', 1); await c.getOrSet({ key: 'g', factory: async () => 2 }); await c.close()`],
   ['without close()', `const c = new Cache({ redis: ${JSON.stringify(REDIS_URL)}, namespace: 'exit-b' }); await c.set('k', 1); await c.get('k')`],
   ['L1 only', `const c = new Cache({ namespace: 'exit-c' }); await c.set('k', 1)`],
-  // Reads over the JS-thread connection (node/reader.js): its socket must
-  // not hold the process, closed or not (`kept`: still referenced, so it is
-  // not the finalizer that closes it).
-  ['after reads over the JS connection, without close()', `const c = new Cache({ redis: ${JSON.stringify(REDIS_URL)}, namespace: 'exit-d', l1: false }); globalThis.kept = c; await c.set('k', 1); ${untilJsReads()}`],
-  ['closed with reads in flight', `const c = new Cache({ redis: ${JSON.stringify(REDIS_URL)}, namespace: 'exit-e', l1: false }); await c.set('k', 1); ${untilJsReads()}; const p = Promise.all(Array.from({ length: 10 }, () => c.get('k').catch(() => 'closed'))); await c.close(); await p`],
+  // Reads from Redis: the connection must not hold the process, closed or
+  // not (`kept`: still referenced, so it is not the finalizer that closes it).
+  ['after reads from Redis, without close()', `const c = new Cache({ redis: ${JSON.stringify(REDIS_URL)}, namespace: 'exit-d', l1: false }); globalThis.kept = c; await c.set('k', 1); if ((await c.get('k')) !== 1) process.exit(4)`],
+  ['closed with reads in flight', `const c = new Cache({ redis: ${JSON.stringify(REDIS_URL)}, namespace: 'exit-e', l1: false }); await c.set('k', 1); if ((await c.get('k')) !== 1) process.exit(4); const p = Promise.all(Array.from({ length: 10 }, () => c.get('k').catch(() => 'closed'))); await c.close(); await p`],
 ]) {
   test(`the process exits on its own ${label}`, () => {
     const r = runScript(body)
@@ -61,36 +45,30 @@ async function withOwnRedis(fn) {
 
 // Redis is stopped while a GET is in flight and continued by a detached
 // shell a moment later: the child must print the value before it exits.
-// Over the JS connection its socket is ref'd while GETs are in flight;
-// natively (jsReads off) the promise is settled through the addon's one
-// threadsafe function (crates/node/src/settle.rs), which holds the loop
-// only while a promise is pending. Without either, nothing else holds the
-// loop and the process would exit with the GET unanswered.
-for (const [label, jsReads] of [
-  ['over the JS connection', true],
-  ['natively (jsReads off)', false],
-]) {
-  test(`a read in flight ${label} keeps the process alive until answered`, async () => {
-    const r = await withOwnRedis((url, pid) =>
-      runScript(
-        `const c = new Cache({ redis: ${JSON.stringify(url)}, namespace: 'exit-f', l1: false, jsReads: ${jsReads}, opTimeout: 10000 }); globalThis.kept = c; await c.set('k', 1); ${jsReads ? untilJsReads(url) : ''}
-        process.kill(${pid}, 'SIGSTOP')
-        require('node:child_process').spawn('sh', ['-c', 'sleep 0.3; kill -CONT ${pid}'], { stdio: 'ignore', detached: true }).unref()
-        const v = await c.get('k'); process.stdout.write('got ' + v)`,
-      ),
-    )
-    assert.equal(r.error, undefined, `did not exit in time: ${r.error}`)
-    assert.equal(r.status, 0, r.stderr)
-    assert.equal(r.stdout, 'got 1')
-  })
-}
-
-test('a GET a stopped Redis never answers does not keep a closed cache\'s process alive', async () => {
-  // The read connection's watchdog drops the GET after opTimeout even
-  // after close(); the read then settles and the socket is let go.
+// The promise is settled through the addon's one threadsafe function
+// (crates/node/src/settle.rs), which holds the loop only while a promise
+// is pending. Without it, nothing else holds the loop and the process
+// would exit with the GET unanswered.
+test('a read in flight keeps the process alive until answered', async () => {
   const r = await withOwnRedis((url, pid) =>
     runScript(
-      `const c = new Cache({ redis: ${JSON.stringify(url)}, namespace: 'exit-g', l1: false, opTimeout: 200, connectTimeout: 200 }); globalThis.kept = c; await c.set('k', 1); ${untilJsReads(url)}
+      `const c = new Cache({ redis: ${JSON.stringify(url)}, namespace: 'exit-f', l1: false, opTimeout: 10000 }); globalThis.kept = c; await c.set('k', 1)
+      process.kill(${pid}, 'SIGSTOP')
+      require('node:child_process').spawn('sh', ['-c', 'sleep 0.3; kill -CONT ${pid}'], { stdio: 'ignore', detached: true }).unref()
+      const v = await c.get('k'); process.stdout.write('got ' + v)`,
+    ),
+  )
+  assert.equal(r.error, undefined, `did not exit in time: ${r.error}`)
+  assert.equal(r.status, 0, r.stderr)
+  assert.equal(r.stdout, 'got 1')
+})
+
+test('a GET a stopped Redis never answers does not keep a closed cache\'s process alive', async () => {
+  // The core's opTimeout fails the GET even after close(); the read then
+  // settles and nothing holds the loop.
+  const r = await withOwnRedis((url, pid) =>
+    runScript(
+      `const c = new Cache({ redis: ${JSON.stringify(url)}, namespace: 'exit-g', l1: false, opTimeout: 200, connectTimeout: 200 }); globalThis.kept = c; await c.set('k', 1); await c.get('k')
       process.kill(${pid}, 'SIGSTOP')
       const p = c.get('k').then((v) => 'got ' + v, (e) => e.code)
       await c.close()

@@ -97,7 +97,7 @@ impl Cache {
     /// `disabled()` scopes hand their calls to it). The one table of what
     /// each operation does then:
     ///
-    /// - reads (`get`, `get_many`, `get_local`, `has_key`, `start_read`,
+    /// - reads (`get`, `get_many`, `get_local`, `has_key`,
     ///   the tracked reads, `scan_page`) find nothing, without touching
     ///   L1 or Redis;
     /// - read-throughs (`lookup`, `lookup_many`, `try_lease`) lead every

@@ -79,5 +79,5 @@ pub use lookup::{Lookup, ManyLookup};
 pub use memo::Memo;
 pub use metrics::Stats;
 pub use options::{DEFAULT_FAIL_SAFE_THROTTLE, LookupPolicy, OnWaitTimeout, Ttl, WriteOptions};
-pub use read::{Prior, ReadStart, Served, Source};
+pub use read::{Served, Source};
 pub use scan::ScanPage;

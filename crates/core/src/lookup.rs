@@ -18,7 +18,7 @@ use crate::l2::Acquire;
 use crate::lease::{self, FleetLease, Lease, LoadOutcome, Terms};
 use crate::metrics::Metrics;
 use crate::options::{LookupPolicy, OnWaitTimeout, WriteOptions};
-use crate::read::{Prior, Served, Source};
+use crate::read::{Served, Source};
 
 /// What a read-through lookup tells the caller to do.
 #[derive(Debug)]
@@ -86,29 +86,6 @@ impl Cache {
     /// Redis trouble during a lookup is counted and treated as a miss: the
     /// caller loads, which is what a read-through cache is for.
     pub async fn lookup(&self, key: &str, policy: &LookupPolicy) -> Result<Lookup> {
-        self.lookup_inner(key, policy, None).await
-    }
-
-    /// [`Cache::lookup`] for a caller that tried the Redis read itself
-    /// first ([`Prior`]): same answers, the same single flight, and each
-    /// read and miss counted once. (A binding takes this path only for
-    /// policies without early refresh: `start_read` serves an L1 hit
-    /// without asking whether it is due.)
-    pub async fn lookup_after(
-        &self,
-        key: &str,
-        policy: &LookupPolicy,
-        prior: Prior,
-    ) -> Result<Lookup> {
-        self.lookup_inner(key, policy, Some(prior)).await
-    }
-
-    pub(crate) async fn lookup_inner(
-        &self,
-        key: &str,
-        policy: &LookupPolicy,
-        mut prior: Option<Prior>,
-    ) -> Result<Lookup> {
         self.check(key)?;
         for t in &policy.tags {
             validate_tag(t)?;
@@ -120,15 +97,10 @@ impl Cache {
         let start = tokio::time::Instant::now();
         'outer: loop {
             let mut stale = None;
-            // The caller's L1 miss was counted by `start_read` (first pass
-            // only: a retried pass is a lookup of its own).
-            let counted = prior.is_some();
             if sh.l1.is_some() {
                 match sh.l1_judged(key, self.accepted).await {
                     Judged::Fresh(e) => {
-                        if !counted {
-                            Metrics::inc(&sh.metrics.l1_hits);
-                        }
+                        Metrics::inc(&sh.metrics.l1_hits);
                         // Due for an early refresh: one caller (whoever
                         // finds no load in progress) tries to refresh in the
                         // background; everyone is served the value.
@@ -142,16 +114,10 @@ impl Cache {
                     Judged::Stale(e) if policy.keeps_stale() => stale = Some(e),
                     _ => {}
                 }
-                if !counted {
-                    Metrics::inc(&sh.metrics.l1_misses);
-                }
+                Metrics::inc(&sh.metrics.l1_misses);
             }
-            let read = match prior.take() {
-                Some(Prior::Read { bytes, epoch }) => Some((bytes, epoch)),
-                _ => None,
-            };
             let mut rx = match flight::join(&sh.flights, key) {
-                Joined::Leader(guard) => return self.lead(guard, stale, policy, start, read).await,
+                Joined::Leader(guard) => return self.lead(guard, stale, policy, start).await,
                 Joined::Waiter(rx) => rx,
             };
             if policy.allow_stale
@@ -361,32 +327,22 @@ impl Cache {
         format!("{:032x}", rand::random::<u128>())
     }
 
-    /// Lead `key`'s flight: read Redis (unless `read`, the caller's own
-    /// `GET` reply and `start_read` epoch, stands for that read), then
-    /// take the fleet's lease or hand out a local one.
+    /// Lead `key`'s flight: read Redis, then take the fleet's lease or
+    /// hand out a local one.
     pub(crate) async fn lead(
         &self,
         mut guard: flight::FlightGuard,
         mut stale: Option<Arc<Entry>>,
         policy: &LookupPolicy,
         start: tokio::time::Instant,
-        read: Option<(Option<Vec<u8>>, u64)>,
     ) -> Result<Lookup> {
         let sh = &self.shared;
         let key = guard.key.clone();
-        // With the caller's read: its epoch, taken before that read (an
-        // older epoch only makes the fill more cautious).
-        let given = read.is_some();
-        let mut epoch = match &read {
-            Some((_, e)) => *e,
-            None => sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key)),
-        };
+        let mut epoch = sh.l1.as_ref().map_or(0, |l1| l1.epoch(&key));
         // A flight that finished between our L1 miss and joining left its
         // value in L1: take it rather than loading again.
         if let Judged::Fresh(e) = sh.l1_judged(&key, self.accepted).await {
-            if !given {
-                Metrics::inc(&sh.metrics.l1_hits);
-            }
+            Metrics::inc(&sh.metrics.l1_hits);
             guard.resolve(FlightState::Value(e.clone()));
             return Ok(Lookup::Fresh(e, Source::L1));
         }
@@ -402,25 +358,16 @@ impl Cache {
         // value again, and the same bytes need no second decode (nor a
         // second count as garbage).
         let mut seen: Option<Vec<u8>>;
-        let got = match read {
-            Some((bytes, _)) => Ok(bytes),
-            None => l2.get(&rk).await,
-        };
-        match got {
+        match l2.get(&rk).await {
             Ok(bytes) => {
                 seen = bytes.clone();
-                // The caller's read was decoded, judged and counted by
-                // `finish_read`: judged again here (time and versions only
-                // move one way), counted once.
-                let judged = match bytes.and_then(|b| sh.decode_counted(&b, !given)) {
-                    Some(e) => sh.judge_counted(Arc::new(e), !given, self.accepted).await,
+                let judged = match bytes.and_then(|b| sh.decode(&b)) {
+                    Some(e) => sh.judge(Arc::new(e), self.accepted).await,
                     None => Judged::Miss,
                 };
                 match judged {
                     Judged::Fresh(e) => {
-                        if !given {
-                            Metrics::inc(&sh.metrics.l2_hits);
-                        }
+                        Metrics::inc(&sh.metrics.l2_hits);
                         if let Some(l1) = &sh.l1
                             && sh.l1_may_hold(&e)
                         {
@@ -430,12 +377,9 @@ impl Cache {
                         return Ok(Lookup::Fresh(e, Source::L2));
                     }
                     Judged::Stale(e) if keep_stale => {
-                        if !given {
-                            Metrics::inc(&sh.metrics.l2_misses);
-                        }
+                        Metrics::inc(&sh.metrics.l2_misses);
                         stale = Some(e);
                     }
-                    _ if given => {}
                     _ => Metrics::inc(&sh.metrics.l2_misses),
                 }
             }

@@ -1,6 +1,5 @@
-//! Plain reads: `get`, `get_many`, `get_local`, `has_key`, and the split
-//! read a binding with a Redis connection of its own drives
-//! (`start_read` / `finish_read`).
+//! Plain reads: `get`, `get_many`, `get_local`, `has_key`, and how a read
+//! was served (`Source`, `Served`).
 
 use std::sync::Arc;
 
@@ -12,28 +11,6 @@ use crate::error::Result;
 use crate::key::RedisKeys;
 use crate::metrics::Metrics;
 use crate::versions::Validity;
-
-/// What the caller of [`Cache::lookup_after`] did before it: a binding
-/// that reads Redis over a connection of its own (see
-/// [`Cache::start_read`]) tries a read-through lookup's Redis read itself
-/// first, and calls the lookup only when that read found nothing fresh.
-#[derive(Debug)]
-pub enum Prior {
-    /// It began with [`Cache::start_read`] (its L1 miss is counted) and
-    /// another caller's read of the key, which it joined, found nothing
-    /// fresh. The lookup goes as usual, without counting the L1 miss again.
-    Joined,
-    /// It began with [`Cache::start_read`], sent the `GET` itself and
-    /// [`Cache::finish_read`] (which counted it) found nothing fresh in
-    /// `bytes`. If this caller leads the key's flight, these bytes stand for
-    /// the flight's Redis read: not read again, not counted again.
-    Read {
-        /// Redis's reply to the `GET`.
-        bytes: Option<Vec<u8>>,
-        /// The epoch `start_read` gave.
-        epoch: u64,
-    },
-}
 
 /// Where a read's answer came from: the tier that held it, or another
 /// caller's load that this caller waited for. Bindings put it on their
@@ -135,20 +112,6 @@ impl From<Source> for Served {
     }
 }
 
-/// Where a read stands before Redis is asked ([`Cache::start_read`]).
-#[derive(Debug)]
-pub enum ReadStart {
-    /// Answered without Redis: L1's fresh value, or a miss when no Redis
-    /// is configured.
-    Done(Option<Arc<Entry>>),
-    /// `GET redis_key`, then [`Cache::finish_read`] with the reply and `epoch`.
-    Fetch {
-        /// The Redis key holding the entry.
-        redis_key: String,
-        /// L1's epoch for the key, fencing the fill.
-        epoch: u64,
-    },
-}
 impl Cache {
     /// The fresh value of `key`, or `None`.
     #[inline]
@@ -191,23 +154,9 @@ impl Cache {
         Ok(Err(sh.l1.as_ref().map_or(0, |l1| l1.epoch(key))))
     }
 
-    /// The Redis half of [`Cache::get`], after [`Cache::start_read`]
-    /// answered `Fetch` with `epoch`: what a binding whose own connection
-    /// failed falls back to (with the breaker, outage fallback and errors
-    /// of `get`, and without counting the L1 miss again).
-    /// The tier that answered comes with the value: L1 when Redis is
-    /// unreachable and L1's copy is served through the outage.
-    pub async fn fetch(&self, key: &str, epoch: u64) -> Result<Option<(Arc<Entry>, Source)>> {
-        self.check(key)?;
-        if self.bypass || self.l2().is_none() {
-            return Ok(None);
-        }
-        self.read_l2(key, epoch).await
-    }
-
-    /// `fetch` once the key is checked and the bus started (by
-    /// `l1_first`, or by `fetch` itself), with the tier that answered (L1
-    /// when Redis is unreachable and L1's copy is served).
+    /// The Redis half of a read, once the key is checked and the bus
+    /// started (by `l1_first`), with the tier that answered (L1 when Redis
+    /// is unreachable and L1's copy is served).
     pub(crate) async fn read_l2(
         &self,
         key: &str,
@@ -233,86 +182,6 @@ impl Cache {
             .accept_l2(key, bytes, epoch)
             .await
             .map(|e| (e, Source::L2)))
-    }
-
-    /// The first half of [`Cache::get`], for a binding that reads Redis
-    /// over a connection of its own (the Node package does, to receive the
-    /// reply on the JS thread): L1 is consulted and counted as `get` does,
-    /// and on a miss the caller is told which Redis key to `GET` and the L1
-    /// epoch to hand to [`Cache::finish_read`] with the reply, which fences
-    /// the L1 fill against a write or invalidation that lands meanwhile.
-    /// Errors, timeouts and an open breaker are not the caller's to judge:
-    /// when its own GET fails it calls [`Cache::fetch`] with the epoch, and
-    /// while [`Cache::l2_ready`] is false it leaves reads to [`Cache::get`].
-    pub async fn start_read(&self, key: &str) -> Result<ReadStart> {
-        Ok(match self.l1_first(key).await? {
-            Ok(r) => ReadStart::Done(r),
-            Err(epoch) => ReadStart::Fetch {
-                redis_key: self.shared.rkeys(key).value,
-                epoch,
-            },
-        })
-    }
-
-    /// [`Cache::start_read`] for several keys (the first half of
-    /// [`Cache::get_many`]): every key is checked before anything is
-    /// counted; the caller sends one `MGET` of the `Fetch` keys and
-    /// finishes each with [`Cache::finish_read`] (or [`Cache::fetch`]).
-    pub async fn start_read_many(&self, keys: &[&str]) -> Result<Vec<ReadStart>> {
-        for k in keys {
-            self.check(k)?;
-        }
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            out.push(self.start_read(k).await?);
-        }
-        Ok(out)
-    }
-
-    /// The second half of a read begun with [`Cache::start_read`]: `bytes`
-    /// is Redis's reply to the `GET`. Decoded, verified and judged exactly
-    /// as [`Cache::get`] does (garbage is a counted miss), and kept in L1
-    /// unless the key was written or invalidated since `epoch`.
-    pub async fn finish_read(
-        &self,
-        key: &str,
-        bytes: Option<Vec<u8>>,
-        epoch: u64,
-    ) -> Option<Arc<Entry>> {
-        if self.bypass {
-            return None;
-        }
-        self.accept_l2(key, bytes, epoch).await
-    }
-
-    /// Count `n` callers that shared another caller's `start_read` /
-    /// `finish_read` of a key instead of reading it themselves (a
-    /// binding's own coalescing of read-throughs): they are coalesced
-    /// waits, as callers waiting on a lookup's flight are.
-    pub fn count_joined_reads(&self, n: u64) {
-        Metrics::add(&self.shared.metrics.coalesced_waits, n);
-    }
-
-    /// Whether Redis is configured and the circuit breaker lets calls
-    /// through: when false, a binding with its own read connection should
-    /// leave reads to [`Cache::get`], which knows how to fail fast and
-    /// when to serve L1 through an outage.
-    pub fn l2_ready(&self) -> bool {
-        self.shared
-            .l2
-            .as_ref()
-            .is_some_and(|l2| !l2.breaker_open() && !l2.in_outage())
-    }
-
-    /// A binding's own Redis read connection stalled (no reply for
-    /// `op_timeout` with reads pending): counted as an L2 error and the
-    /// circuit breaker opens, so falling back to the core's reads does not
-    /// wait a second timeout.
-    pub fn read_stalled(&self) {
-        if let Some(l2) = &self.shared.l2 {
-            Metrics::inc(&self.shared.metrics.l2_errors);
-            l2.stalled();
-        }
     }
 
     /// L1 only: the fresh L1 value of `key`, or `None` (which does not

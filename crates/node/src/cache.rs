@@ -58,8 +58,6 @@ pub struct NativeScanPage {
 #[napi]
 pub struct NativeCache {
     pub(crate) inner: Cache,
-    /// `[connectTimeout, opTimeout]` in ms, for the JS read connection.
-    timeouts: (f64, f64),
 }
 
 #[napi]
@@ -160,25 +158,14 @@ impl NativeCache {
         if o.shared_values == Some(true) {
             cfg.l1_memo_bytes = cfg.l1_max_bytes / 4;
         }
-        let timeouts = (
-            cfg.connect_timeout.as_secs_f64() * 1000.0,
-            cfg.op_timeout.as_secs_f64() * 1000.0,
-        );
         Ok(NativeCache {
             inner: Cache::new(cfg).map_err(js_err)?,
-            timeouts,
         })
     }
 
     #[napi(getter)]
     pub fn namespace(&self) -> String {
         self.inner.namespace().to_owned()
-    }
-
-    /// `[connectTimeout, opTimeout]` in milliseconds, as configured.
-    #[napi(getter)]
-    pub fn timeouts(&self) -> (f64, f64) {
-        self.timeouts
     }
 
     /// Whether factories run in a collecting scope (`trackDependencies`).
@@ -434,7 +421,6 @@ impl NativeCache {
     pub fn bypassing(&self) -> NativeCache {
         NativeCache {
             inner: self.inner.bypassing(),
-            timeouts: self.timeouts,
         }
     }
 

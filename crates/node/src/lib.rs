@@ -30,7 +30,6 @@ mod http;
 mod lease;
 mod lookup;
 mod policy;
-mod read;
 mod settle;
 mod shared;
 

@@ -1,11 +1,11 @@
 //! The read-through half of `NativeCache`: the core's lookups (`lookup`,
-//! `lookupAfter` after the wrapper's own Redis read, `lookupMany`) and
+//! `lookupMany`) and
 //! warm-up leases, answered as `NativeLookup`s; getOrSet, getOrSetMany,
 //! warm and the HTTP middleware drive them (node/index.js, loader.js).
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use stratacache::{Lookup, Prior};
+use stratacache::Lookup;
 
 use crate::cache::NativeCache;
 use crate::convert::{NativeValue, value};
@@ -56,42 +56,6 @@ impl NativeCache {
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let found = c.lookup_many(&refs).await.map_err(js_err)?;
             Ok(many_lookups(found))
-        })
-    }
-
-    /// `lookup` after the wrapper's own read of Redis found nothing fresh
-    /// (the core's `lookup_after`): `data`, the reply to its `GET` sent
-    /// after `startRead` gave `epoch`; no `data` and `joined`: the caller
-    /// began with `startRead` and joined another caller's read.
-    #[napi(
-        ts_args_type = "key: string, policy: NativePolicy, joined: boolean, data: Buffer | null, epoch: number",
-        ts_return_type = "Promise<NativeLookup>"
-    )]
-    pub fn lookup_after<'env>(
-        &self,
-        env: &'env Env,
-        key: String,
-        policy: NativePolicy,
-        joined: bool,
-        data: Option<BufferSlice<'_>>,
-        epoch: f64,
-    ) -> Result<PromiseRaw<'env, NativeLookup>> {
-        let policy = policy.build();
-        let prior = if joined {
-            Prior::Joined
-        } else {
-            Prior::Read {
-                bytes: data.map(|b| b.to_vec()),
-                epoch: epoch as u64,
-            }
-        };
-        let c = self.inner.clone();
-        crate::settle::promise(env, async move {
-            let r = c
-                .lookup_after(&key, &policy?, prior)
-                .await
-                .map_err(js_err)?;
-            Ok(native_lookup(r))
         })
     }
 

@@ -129,15 +129,6 @@ impl L2 {
         }
     }
 
-    /// A read connection of the binding's own (Node's) made no progress for
-    /// `op_timeout` with commands pending: Redis is frozen or gone. Opens
-    /// the breaker at once, so the native fallback of those reads fails
-    /// fast instead of waiting out its own timeout.
-    pub(crate) fn stalled(&self) {
-        let r: Result<()> = Err(Error::L2Timeout(self.op_timeout));
-        self.breaker.record(&r, true);
-    }
-
     /// Whether the circuit breaker currently keeps calls away from Redis.
     pub(crate) fn breaker_open(&self) -> bool {
         self.breaker.open_until.load(Ordering::Acquire) != 0
