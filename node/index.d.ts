@@ -60,6 +60,8 @@ export interface CacheOptions {
   trackDependencies?: boolean
   /** How long a crashed loader's lease blocks the fleet (extended while alive). Default 5 s. */
   leaseTtl?: Ttl
+  /** @deprecated No effect: every read goes through the core (the JS-thread reader was removed). */
+  jsReads?: boolean
   /** Circuit breaker: after `threshold` (5) consecutive Redis failures, skip Redis for `cooldown` (250 ms), then probe. */
   breaker?: { threshold?: number; cooldown?: Ttl }
   /** Defaults of every `getOrSet` call's policy options. */

@@ -26,6 +26,7 @@ const CACHE_OPTIONS = [
   'fleetLease',
   'trackDependencies',
   'leaseTtl',
+  'jsReads',
   'breaker',
   'policy',
   'clone',

@@ -177,7 +177,7 @@ test('get and getOrSet say how they were served: tier, waited, stale, loaded', a
     }
     const first = c.getOrSet({ key: 'w', factory: slow, ttl: '1m' })
     const second = c.getOrSet({ key: 'w', factory: slow, ttl: '1m' })
-    // It waits on the first's flight (a shared GET that found nothing is not counted).
+    // It waits on the first's flight.
     await until('the second caller waits', () => c.stats().coalesced_waits === 1)
     release()
     assert.deepEqual(await Promise.all([first, second]), ['w', 'w'])

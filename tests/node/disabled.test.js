@@ -1,9 +1,8 @@
 'use strict'
 // Caching off for a block (`cache.disabled(fn)`, `disabled(fn)`): the
 // shared table (tests/vectors/disabled.json, also run by
-// tests/python/test_disabled.py) on every read path this package has (L1
-// alone, Redis over the JS connection, the native path, shared values),
-// then what the scope covers.
+// tests/python/test_disabled.py) on every kind of cache (L1 alone, Redis,
+// shared values), then what the scope covers.
 
 const test = require('node:test')
 const assert = require('node:assert/strict')

@@ -4,7 +4,7 @@ import { Cache, KeyNotFoundError, StrataCacheError, type CacheOptions, type Ttl 
 
 const options: CacheOptions = { redis: 'redis://127.0.0.1:6379', namespace: 'shop', l1: { maxBytes: 64 << 20 }, ttl: '5m' }
 const cache = new Cache(options)
-void new Cache({ redis: 'redis://127.0.0.1:6379', opTimeout: '500ms' })
+void new Cache({ redis: 'redis://127.0.0.1:6379', jsReads: false })
 
 async function usage(): Promise<void> {
   const user = await cache.getOrSet({ key: 'user:1', factory: async () => ({ id: 1, name: 'Ada' }), ttl: '1m' })

@@ -353,18 +353,12 @@ impl Shared {
         self.l2.is_none() || e.meta.format != Format::INT
     }
 
+    /// Decode bytes read from Redis; garbage is a counted miss.
     pub(crate) fn decode(&self, bytes: &[u8]) -> Option<Entry> {
-        self.decode_counted(bytes, true)
-    }
-
-    /// `decode`; `count` false for bytes whose decoding was counted already.
-    pub(crate) fn decode_counted(&self, bytes: &[u8], count: bool) -> Option<Entry> {
         match self.codec.decode(bytes) {
             Ok(e) => Some(e),
             Err(err) => {
-                if count {
-                    Metrics::inc(&self.metrics.decode_errors);
-                }
+                Metrics::inc(&self.metrics.decode_errors);
                 tracing::debug!(namespace = %self.namespace, error = %err, "undecodable entry in Redis treated as a miss");
                 None
             }
@@ -590,12 +584,6 @@ impl Shared {
     /// its grace) or unusable.
     #[inline]
     pub(crate) async fn judge(&self, e: Arc<Entry>, acc: Accepted) -> Judged {
-        self.judge_counted(e, true, acc).await
-    }
-
-    /// `judge`; `count` false for an entry whose judging was counted already.
-    #[inline]
-    pub(crate) async fn judge_counted(&self, e: Arc<Entry>, count: bool, acc: Accepted) -> Judged {
         let now = now_ms();
         if !e.meta.is_live(now) {
             return Judged::Miss;
@@ -603,24 +591,18 @@ impl Shared {
         if !readable(acc, &e) {
             // Another serializer's entry: a miss, so read-throughs load
             // and overwrite it.
-            if count {
-                Metrics::inc(&self.metrics.format_refusals);
-            }
+            Metrics::inc(&self.metrics.format_refusals);
             return Judged::Miss;
         }
         match self.validity(&e).await {
             Validity::Current if e.meta.is_fresh(now) => Judged::Fresh(e),
             Validity::Current => Judged::Stale(e),
             Validity::TagStale => {
-                if count {
-                    Metrics::inc(&self.metrics.stale_by_tag);
-                }
+                Metrics::inc(&self.metrics.stale_by_tag);
                 Judged::Stale(e)
             }
             Validity::Gone | Validity::Unknown => {
-                if count {
-                    Metrics::inc(&self.metrics.stale_by_generation);
-                }
+                Metrics::inc(&self.metrics.stale_by_generation);
                 Judged::Miss
             }
         }

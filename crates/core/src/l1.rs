@@ -309,7 +309,7 @@ impl L1 {
         self.cache
             .iter()
             .filter(|(_, e)| live(e))
-            .map(|(k, e)| (Arc::from(k.as_str()), e))
+            .map(|(k, e)| (Arc::<str>::from(k), e))
             .collect()
     }
 

@@ -1,5 +1,5 @@
 //! `NativeCache`: the cache handle the JS wrapper (`node/index.js`)
-//! drives, its options, and the split read the JS Redis reader uses.
+//! drives, and its options.
 
 use bytes::Bytes;
 use napi::bindgen_prelude::*;

@@ -1,6 +1,6 @@
 //! The napi-rs binding of stratacache, wrapped by the hand-written JS
 //! package in `node/`. This file only registers; one module per concern:
-//! `cache` (the handle), `read` (its split read), `lease`, `policy`,
+//! `cache` (the handle), `lookup` (read-throughs), `lease`, `policy`,
 //! `convert` (values), `error`,
 //! `http` (the HTTP engine's route and exchange).
 //!
