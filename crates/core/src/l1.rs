@@ -62,6 +62,19 @@ pub(crate) const PAYLOAD_SLACK: usize = 4;
 /// its shard (so with 4 MiB shards, values over ~3.9 MiB skip L1).
 const MIN_SHARD_BYTES: u64 = 4 << 20;
 
+/// The longest key `SmolStr` keeps inline (pinned by a unit test).
+const INLINE_KEY: usize = 23;
+
+/// `key` as L1 stores it: inline when short (no reference counting),
+/// else sharing the caller's `Arc`.
+fn stored_key(key: &Arc<str>) -> SmolStr {
+    if key.len() <= INLINE_KEY {
+        SmolStr::new(&**key)
+    } else {
+        SmolStr::from(Arc::clone(key))
+    }
+}
+
 /// What the cache let go of during one operation, to be dropped after the
 /// locks are released; `replacing` is the value a store writes over, which
 /// quick_cache reports through the eviction hook like an eviction.
@@ -221,7 +234,7 @@ impl L1 {
         let stripe = self.stripe(key);
         let guard = stripe.lock();
         if stripe.epoch.load(Ordering::Acquire) == epoch {
-            self.store(SmolStr::from(key.clone()), entry, &mut dropped);
+            self.store(stored_key(key), entry, &mut dropped);
         }
         drop(guard);
     }
@@ -232,7 +245,7 @@ impl L1 {
         let stripe = self.stripe(key);
         let guard = stripe.lock();
         stripe.epoch.fetch_add(1, Ordering::AcqRel);
-        self.store(SmolStr::from(key.clone()), entry, &mut dropped);
+        self.store(stored_key(key), entry, &mut dropped);
         drop(guard);
     }
 
@@ -255,7 +268,7 @@ impl L1 {
         let taken = self.held(key, &mut dropped).is_some_and(|e| live(&e));
         if !taken {
             stripe.epoch.fetch_add(1, Ordering::AcqRel);
-            self.store(SmolStr::from(key.clone()), entry, &mut dropped);
+            self.store(stored_key(key), entry, &mut dropped);
         }
         drop(guard);
         !taken
@@ -357,10 +370,21 @@ mod tests {
     #[test]
     fn entries_and_short_keys_are_compact() {
         assert!(std::mem::size_of::<Entry>() + 2 * std::mem::size_of::<usize>() <= 96);
-        let key = SmolStr::from(Arc::<str>::from("user:1234567890:profile"));
-        assert!(!key.is_heap_allocated(), "a 23-byte key is inline");
-        let key = SmolStr::from(Arc::<str>::from("user:1234567890:profile!"));
-        assert!(key.is_heap_allocated(), "a 24-byte key is not");
+        let short: Arc<str> = Arc::from("user:1234567890:profile");
+        assert_eq!(short.len(), INLINE_KEY);
+        assert!(
+            !stored_key(&short).is_heap_allocated(),
+            "a 23-byte key is inline"
+        );
+        let long: Arc<str> = Arc::from("user:1234567890:profile!");
+        let stored = stored_key(&long);
+        assert!(stored.is_heap_allocated(), "a 24-byte key is not");
+        assert_eq!(
+            Arc::strong_count(&long),
+            2,
+            "and it shares the caller's Arc"
+        );
+        drop(stored);
     }
 
     /// Writing over a key is not an eviction (quick_cache reports the
