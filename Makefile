@@ -158,7 +158,7 @@ bench-edge: check-prereqs node-build $(VENV)/.installed ## a real Varnish in fro
 bench-faults: check-prereqs ## steady load through a Redis SIGKILL + restart and a 200 ms-per-command slowdown: errors, wrong values, latency, time back
 	$(CARGO) run --locked --release -q -p stratacache --example faults
 
-bench-memory: check-prereqs node-build $(VENV)/.installed ## L1 memory soak: RSS against the 64 MiB bound over 20 M distinct writes, raw quick_cache and moka / Rust (system allocator, mimalloc) / Python / Django / Node (WRITES=N, APIS="plain node" to narrow)
+bench-memory: check-prereqs node-build $(VENV)/.installed ## L1 memory soak: RSS against the 64 MiB bound over 20 M distinct writes, raw quick_cache and moka / Rust (system allocator, mimalloc) / Python / Django / Node, and Node without a cache (WRITES=N, APIS="plain node" to narrow)
 	$(CARGO) build --locked --release -q -p stratacache --example l1_memory --example l1_memory_mimalloc
 	$(MATURIN) develop --locked -q --release
 	$(PY) benches/memory/run.py $(APIS)

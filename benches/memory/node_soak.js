@@ -8,7 +8,9 @@
 // is V8's own heap, the workload's strings, rather than L1). Awaits every
 // call, so the event loop turns as a server's would. With a third argument
 // `control`, the same loop runs against a cache that keeps nothing: what
-// the process grows by for this workload without any cache.
+// the process grows by for this workload without any cache. Run with
+// --expose-gc, it last prints `after-gc <RSS growth> <V8 heap in use
+// growth>` after a full collection.
 const { Cache } = require('../../node')
 
 // Keeps nothing; async as the real cache's calls are.
@@ -38,7 +40,10 @@ async function main () {
   // the native side makes on first use, as the Python soak does): what
   // grows from here is L1's.
   await cache.get('warm-up')
+  // run.py passes --expose-gc: start from a collected heap.
+  if (global.gc) global.gc()
   const before = process.memoryUsage.rss()
+  const usedBefore = process.memoryUsage().heapUsed
   const heapBefore = process.memoryUsage().heapTotal
   const filler = 'v'.repeat(10 << 10)
   const every = Math.max(1, Math.floor(writes / SAMPLES))
@@ -50,6 +55,13 @@ async function main () {
       const m = process.memoryUsage()
       console.log(`sample ${i + 1} ${m.rss - before} ${s.l1_entries} ${s.l1_bytes} ${m.heapTotal - heapBefore}`)
     }
+  }
+  // After a full collection: what is still resident once V8 has let go of
+  // the loop's garbage (its heap keeps the pages it reserved).
+  if (global.gc) {
+    global.gc()
+    const m = process.memoryUsage()
+    console.log(`after-gc ${m.rss - before} ${m.heapUsed - usedBefore}`)
   }
   await cache.close()
 }

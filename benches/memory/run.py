@@ -8,11 +8,14 @@ structure L1 is built on: the floor), raw moka (for comparison), the Rust
 core with the system allocator and with mimalloc (as the bindings run it),
 Python's plain API, Django's cache API, Node, and Node's loop against a
 cache that keeps nothing (`node-control`: the process's own growth under
-this workload, not in the default list); each with
+this workload); each with
 64 B values and with sizes mixed from 64 B to 10 KiB; each under glibc's
 default arenas and under MALLOC_ARENA_MAX=2. Reported per run: the highest
 RSS growth over the bound, the growth over the last half of the run
-(flat = 0.00), and L1's own accounting at the end.
+(flat = 0.00), and L1's own accounting at the end; for Node also the
+growth outside V8's heap and, after a full collection at the end, what
+is still resident (the cache's own part is the node row's less the
+node-control row's).
 
     python benches/memory/run.py [api ...]
     # apis: quick_cache moka rust rust-mimalloc plain django node node-control
@@ -40,9 +43,9 @@ def command(api: str, size: str) -> list[str]:
     if api in ("plain", "django"):
         return [sys.executable, str(ROOT / "benches/memory/py_soak.py"), api, str(WRITES), size]
     if api == "node":
-        return ["node", str(ROOT / "benches/memory/node_soak.js"), str(WRITES), size]
+        return ["node", "--expose-gc", str(ROOT / "benches/memory/node_soak.js"), str(WRITES), size]
     if api == "node-control":
-        return ["node", str(ROOT / "benches/memory/node_soak.js"), str(WRITES), size, "control"]
+        return ["node", "--expose-gc", str(ROOT / "benches/memory/node_soak.js"), str(WRITES), size, "control"]
     raise SystemExit(f"unknown api {api!r}")
 
 
@@ -65,6 +68,14 @@ def run(api: str, size: str, arenas: str | None) -> None:
     if len(samples[-1]) > 4:
         native = [(s[1] - s[4]) / BOUND for s in samples]
         print(f"| {api} | {size} | without V8's heap: max {max(native):.2f}x, last {native[-1]:.2f}x |", flush=True)
+    gc = [line.split()[1:] for line in out.stdout.splitlines() if line.startswith("after-gc ")]
+    if gc:
+        rss, used = (int(x) for x in gc[-1])
+        print(
+            f"| {api} | {size} | after a full collection: RSS growth {rss / BOUND:.2f}x, "
+            f"V8 heap in use {used / (1 << 20):+.1f} MiB |",
+            flush=True,
+        )
     print(
         f"| {api} | {size} | {arenas or 'default'} | {writes:,} | {max(ratios):.2f}x | {half[-1] - half[0]:+.2f} "
         f"| {' '.join(f'{r:.2f}' for r in ratios[3::4])} | {entries:,} | {l1_bytes / (1 << 20):.1f} MiB "
@@ -74,7 +85,7 @@ def run(api: str, size: str, arenas: str | None) -> None:
 
 
 def main() -> None:
-    apis = sys.argv[1:] or ["quick_cache", "moka", "rust", "rust-mimalloc", "plain", "django", "node"]
+    apis = sys.argv[1:] or ["quick_cache", "moka", "rust", "rust-mimalloc", "plain", "django", "node", "node-control"]
     print(f"L1 bound 64 MiB, {WRITES:,} distinct writes per run, each followed by a read of a recent key\n")
     print(
         "| API | value size | glibc arenas | writes | max RSS growth / bound | last-half drift "
