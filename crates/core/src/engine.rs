@@ -584,7 +584,13 @@ impl Shared {
     /// its grace) or unusable.
     #[inline]
     pub(crate) async fn judge(&self, e: Arc<Entry>, acc: Accepted) -> Judged {
-        let now = now_ms();
+        self.judge_at(e, acc, now_ms()).await
+    }
+
+    /// [`Shared::judge`] at `now` (unix ms), for a caller that has read
+    /// the clock already.
+    #[inline]
+    pub(crate) async fn judge_at(&self, e: Arc<Entry>, acc: Accepted, now: u64) -> Judged {
         if !e.meta.is_live(now) {
             return Judged::Miss;
         }
@@ -632,8 +638,9 @@ impl Shared {
             Metrics::inc(&self.metrics.l1_distrusted);
             return Judged::Miss;
         }
-        match l1.get(key, now_ms()) {
-            Some(e) => self.judge(e, acc).await,
+        let now = now_ms();
+        match l1.get(key, now) {
+            Some(e) => self.judge_at(e, acc, now).await,
             None => Judged::Miss,
         }
     }
@@ -649,8 +656,9 @@ impl Shared {
         if self.l1_trusted() {
             return Judged::Miss;
         }
-        let judged = match l1.get(key, now_ms()) {
-            Some(e) => self.judge(e, acc).await,
+        let now = now_ms();
+        let judged = match l1.get(key, now) {
+            Some(e) => self.judge_at(e, acc, now).await,
             None => Judged::Miss,
         };
         if let Judged::Fresh(_) = judged {
