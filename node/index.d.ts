@@ -7,8 +7,8 @@ export type Ttl = number | string | null
 
 export interface Serializer {
   readonly name: string
-  /** Bytes and the serializer id recorded in the entry. */
-  encode(value: unknown): [Buffer, number]
+  /** Bytes (a string is stored as its UTF-8) and the serializer id recorded in the entry. */
+  encode(value: unknown): [Buffer | string, number]
 }
 
 export interface CacheOptions {

@@ -21,7 +21,9 @@ const serializers = {
     encode(value) {
       const s = JSON.stringify(value)
       if (s === undefined) throw new InvalidValueError(`cannot store ${typeof value} as JSON`)
-      return [Buffer.from(s), Format.JSON]
+      // The text itself: the binding takes a string as UTF-8 bytes, and a
+      // Buffer made here would cost more than the stringify.
+      return [s, Format.JSON]
     },
   },
   v8: {
@@ -38,7 +40,7 @@ const serializers = {
     name: 'raw',
     encode(value) {
       if (Buffer.isBuffer(value) || value instanceof Uint8Array) return [Buffer.from(value), Format.RAW]
-      if (typeof value === 'string') return [Buffer.from(value), Format.UTF8]
+      if (typeof value === 'string') return [value, Format.UTF8]
       throw new InvalidValueError('the raw serializer stores Buffers and strings')
     },
   },
@@ -47,8 +49,8 @@ const serializers = {
 function encode(serializer, value) {
   if (value === undefined) throw new InvalidValueError('undefined cannot be cached (it means "missing")')
   // Integers use the counter form: atomic incr/decr in Redis, numbers in Python.
-  if (typeof value === 'number' && Number.isSafeInteger(value)) return [Buffer.from(String(value)), Format.INT]
-  if (typeof value === 'bigint' && value >= I64_MIN && value <= I64_MAX) return [Buffer.from(String(value)), Format.INT]
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return [String(value), Format.INT]
+  if (typeof value === 'bigint' && value >= I64_MIN && value <= I64_MAX) return [String(value), Format.INT]
   try {
     return serializer.encode(value)
   } catch (e) {

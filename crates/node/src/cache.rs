@@ -7,7 +7,7 @@ use napi_derive::napi;
 use stratacache::runtime::poll_once_in_runtime;
 use stratacache::{Cache, Config, Format, RedisLocation, Served};
 
-use crate::convert::{JsEntry, NativeValue, ms, ttl_of, value, write_opts};
+use crate::convert::{Data, JsEntry, NativeValue, data_bytes, ms, ttl_of, value, write_opts};
 use crate::error::{invalid, js_err};
 use crate::settle::now_or_promise;
 
@@ -226,7 +226,7 @@ impl NativeCache {
         &self,
         env: &'env Env,
         key: String,
-        data: BufferSlice<'_>,
+        #[napi(ts_arg_type = "string | Buffer")] data: Data<'_>,
         format: u32,
         ttl_ms: Option<f64>,
         grace_ms: Option<f64>,
@@ -235,7 +235,7 @@ impl NativeCache {
     ) -> Result<Either<(), PromiseRaw<'env, ()>>> {
         let mut o = write_opts(format, ttl_ms, grace_ms, tags)?;
         o.deps = deps.map(|d| d.inner.clone());
-        let data = Bytes::copy_from_slice(&data);
+        let data = data_bytes(data);
         let cache = self.inner.clone();
         now_or_promise(env, async move {
             cache.set(&key, data, &o).await.map_err(js_err)
@@ -244,13 +244,13 @@ impl NativeCache {
 
     /// `entries`: `[key, data, format]`; the keys that failed.
     #[napi(
-        ts_args_type = "entries: Array<[string, Buffer, number]>, ttlMs?: number | undefined | null, graceMs?: number | undefined | null",
+        ts_args_type = "entries: Array<[string, string | Buffer, number]>, ttlMs?: number | undefined | null, graceMs?: number | undefined | null",
         ts_return_type = "Array<string> | Promise<Array<string>>"
     )]
     pub fn set_many<'env>(
         &self,
         env: &'env Env,
-        entries: Vec<(String, BufferSlice<'_>, u32)>,
+        entries: Vec<(String, Data<'_>, u32)>,
         ttl_ms: Option<f64>,
         grace_ms: Option<f64>,
     ) -> Result<Either<Vec<String>, PromiseRaw<'env, Vec<String>>>> {
@@ -258,7 +258,7 @@ impl NativeCache {
         let mut items = Vec::with_capacity(entries.len());
         for (k, d, f) in entries {
             let f = u8::try_from(f).map_err(|_| invalid("format must be 0-255"))?;
-            items.push((k, Bytes::copy_from_slice(&d), Format(f)));
+            items.push((k, data_bytes(d), Format(f)));
         }
         let cache = self.inner.clone();
         now_or_promise(env, async move {
@@ -276,13 +276,13 @@ impl NativeCache {
         &self,
         env: &'env Env,
         key: String,
-        data: BufferSlice<'_>,
+        #[napi(ts_arg_type = "string | Buffer")] data: Data<'_>,
         format: u32,
         ttl_ms: Option<f64>,
         grace_ms: Option<f64>,
     ) -> Result<Either<bool, PromiseRaw<'env, bool>>> {
         let o = write_opts(format, ttl_ms, grace_ms, None)?;
-        let data = Bytes::copy_from_slice(&data);
+        let data = data_bytes(data);
         let cache = self.inner.clone();
         now_or_promise(env, async move {
             cache.add(&key, data, &o).await.map_err(js_err)

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use stratacache::{Format, Ttl, WriteOptions};
@@ -40,6 +41,20 @@ pub(crate) fn write_opts(
     Ok(WriteOptions::new(ttl_of(ttl_ms)?, Format(format))
         .with_grace(ms("grace", grace_ms.unwrap_or(0.0))?)
         .with_tags(tags.unwrap_or_default()))
+}
+
+/// A value's bytes as the JS side hands them over: a string (JSON text,
+/// integers, UTF-8: no Buffer is made for them on the JS thread, which
+/// cost more than `JSON.stringify` of a 10-field object) or a Buffer.
+pub(crate) type Data<'a> = Either<String, BufferSlice<'a>>;
+
+/// The bytes of `d`, in one allocation of their own length (a string's
+/// buffer is shrunk, not copied, past the C terminator napi wrote).
+pub(crate) fn data_bytes(d: Data<'_>) -> Bytes {
+    match d {
+        Either::A(s) => Bytes::from(s.into_bytes().into_boxed_slice()),
+        Either::B(b) => Bytes::copy_from_slice(&b),
+    }
 }
 
 /// A stored value: serializer id and bytes.

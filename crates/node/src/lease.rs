@@ -4,12 +4,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use stratacache::{LoadClock, LoadOutcome};
 
-use crate::convert::{NativeValue, ms, ttl_of, value, write_opts};
+use crate::convert::{Data, NativeValue, data_bytes, ms, ttl_of, value, write_opts};
 use crate::deps::NativeDeps;
 use crate::error::{JsLoaderError, invalid, js_err};
 
@@ -96,7 +95,7 @@ impl NativeLease {
         &self,
         env: &'env Env,
         kind: u32,
-        data: Buffer,
+        #[napi(ts_arg_type = "string | Buffer")] data: Data<'_>,
         format: u32,
         ttl_ms: Option<f64>,
         grace_ms: Option<f64>,
@@ -112,7 +111,7 @@ impl NativeLease {
             o.adapt(ttl, grace, a.tags.unwrap_or_default())
                 .map_err(js_err)?;
         }
-        let b = Bytes::from(data.to_vec());
+        let b = data_bytes(data);
         let out = match kind {
             VALUE => LoadOutcome::Value(b),
             NOTHING => LoadOutcome::Nothing(b),
@@ -133,7 +132,7 @@ impl NativeLease {
     pub fn complete<'env>(
         &self,
         env: &'env Env,
-        data: Buffer,
+        #[napi(ts_arg_type = "string | Buffer")] data: Data<'_>,
         format: u32,
         ttl_ms: Option<f64>,
         grace_ms: Option<f64>,
