@@ -109,6 +109,7 @@ class Cache(ReadThrough):
         )
         self._serializer = get_serializer(serializer)
         self._sloads = self._serializer.loads
+        self._sdumps = self._serializer.dumps
         self._memo = memo_key(self._serializer, copy=copy)
         # No reference back to self (a cycle would keep the handle, and the
         # L1 it shares, alive until the cyclic GC runs).
@@ -191,7 +192,7 @@ class Cache(ReadThrough):
         return self._load(v, None)
 
     def _dump(self, value: Any) -> tuple[bytes, int]:
-        return self._serializer.dumps(value)
+        return self._sdumps(value)
 
     # -- sync API ----------------------------------------------------------
 
@@ -224,8 +225,14 @@ class Cache(ReadThrough):
         self, key: str, value: Any, ttl: Ttl = DEFAULT, *, grace: float = 0.0, tags: list[str] | None = None
     ) -> None:
         """Store ``value`` (write-through: Redis, then L1)."""
-        data, fmt = self._dump(value)
-        self._h().set(key, data, fmt, _native_ttl(ttl), grace, tags)
+        self._set_seconds(key, value, _native_ttl(ttl), grace, tags)
+
+    def _set_seconds(self, key: str, value: Any, ttl: float | None, grace: float, tags: list[str] | None) -> None:
+        """:meth:`set` with ``ttl`` already in seconds (``None``: the
+        cache's default, ``math.inf``: never expires); the Django backend
+        calls it directly."""
+        data, fmt = self._sdumps(value)
+        self._h().set(key, data, fmt, ttl, grace, tags)
 
     def set_many(self, mapping: Mapping[str, Any], ttl: Ttl = DEFAULT, *, grace: float = 0.0) -> list[str]:
         """Store several values; returns the keys that failed (``[]`` when none)."""

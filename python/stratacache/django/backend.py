@@ -198,8 +198,13 @@ class StrataCache(BaseCache):
         *,
         tags: Iterable[str] | None = None,
     ) -> None:
-        tag_list = list(tags) if tags is not None else None
-        self._c.set(self._key(key, version), value, self._ttl(timeout), grace=self._grace, tags=tag_list)
+        # A key made before is looked up, not made again (as in get).
+        if version is not None or type(key) is not str or (k := self._made.get(key)) is None:
+            k = self._key(key, version)
+        try:  # the façade's set without its fail-open wrapper's frame (the rule is the same)
+            self._c._set_seconds(k, value, self._ttl(timeout), self._grace, None if tags is None else list(tags))
+        except RedisError as e:
+            _failopen.answer(self._fail_open, "set", e, None)
 
     def invalidate_tags(self, tags: Iterable[str]) -> None:
         """Make every entry carrying any of ``tags`` stale, in every process
