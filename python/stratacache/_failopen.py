@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ._logging import warn_l2
 from .exceptions import RedisError
@@ -76,7 +76,21 @@ def _failing_open(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def inline(fn: F) -> F:
+    """Mark an operation that calls :func:`answer` itself (the hottest
+    ones: the wrapper's ``*args, **kwargs`` frame cost ~0.5 µs, half an
+    L1 hit); :func:`install` leaves it unwrapped."""
+    fn.__fails_open_inline__ = True  # type: ignore[attr-defined]
+    return fn
+
+
 def install(cls: type[Any]) -> None:
-    """Wrap `cls`'s plain operations (and their async twins)."""
+    """Wrap `cls`'s plain operations (and their async twins), except
+    those marked :func:`inline`."""
     for name in [*_FAIL_OPEN, *(f"a{n}" for n in _FAIL_OPEN)]:
-        setattr(cls, name, _failing_open(name, getattr(cls, name)))
+        fn = getattr(cls, name)
+        if not getattr(fn, "__fails_open_inline__", False):
+            setattr(cls, name, _failing_open(name, fn))

@@ -15,6 +15,7 @@ from ._args import DEFAULT, Ttl, _check_options, _edge_purge_json, _native_ttl, 
 from ._disabled import caching_off, turned_off
 from ._loading import Decoding, Policy, current_deps
 from ._readthrough import ReadThrough
+from .exceptions import RedisError
 from .serializers import Serializer, Unreadable, accepted_formats, get_serializer, memo_key
 
 __all__ = ["DEFAULT", "Cache", "Ttl"]
@@ -138,6 +139,8 @@ class Cache(ReadThrough):
             accepted_formats=accepted_formats(self._serializer),
             edge_purge=_edge_purge_json(edge_purge),
         )
+        #: ``get``'s hot call, bound once.
+        self._get_value = self._n.get_value
         #: The same cache with caching off: ``disabled()`` blocks' calls.
         self._off = self._n.bypassing()
         self._identity = self._n.identity
@@ -196,16 +199,21 @@ class Cache(ReadThrough):
 
     # -- sync API ----------------------------------------------------------
 
+    @_failopen.inline
     def get(self, key: str, default: Any = None) -> Any:
         """The fresh value of ``key``, or ``default``. Inside a loader, the
         key and the value's tags become dependencies of what it builds."""
-        n = self._n if caching_off.get() is None else self._h()
-        if (deps := current_deps.get()) is not None:
-            return self._load(n.get_tracked(key, deps), default)
         try:
+            if caching_off.get() is None and current_deps.get() is None:
+                return self._get_value(key, self._sloads, self._memo, default)
+            n = self._h()
+            if (deps := current_deps.get()) is not None:
+                return self._load(n.get_tracked(key, deps), default)
             return n.get_value(key, self._sloads, self._memo, default)
         except Unreadable as e:
             return self._unreadable(e, default)
+        except RedisError as e:
+            return _failopen.answer(self._fail_open, "get", e, default)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Fresh values of the keys found (one Redis round trip for the L1 misses)."""
@@ -221,11 +229,15 @@ class Cache(ReadThrough):
                 out[k] = v
         return out
 
+    @_failopen.inline
     def set(
         self, key: str, value: Any, ttl: Ttl = DEFAULT, *, grace: float = 0.0, tags: list[str] | None = None
     ) -> None:
         """Store ``value`` (write-through: Redis, then L1)."""
-        self._set_seconds(key, value, _native_ttl(ttl), grace, tags)
+        try:
+            self._set_seconds(key, value, _native_ttl(ttl), grace, tags)
+        except RedisError as e:
+            _failopen.answer(self._fail_open, "set", e, None)
 
     def _set_seconds(self, key: str, value: Any, ttl: float | None, grace: float, tags: list[str] | None) -> None:
         """:meth:`set` with ``ttl`` already in seconds (``None``: the

@@ -118,6 +118,8 @@ def test_plain_cache_fail_open() -> None:
     strict = Cache(redis_url=_dead_url(), connect_timeout=0.2, op_timeout=0.2, namespace=unique("fo"))
     with pytest.raises(RedisError):
         strict.get("k")
+    with pytest.raises(RedisError):
+        strict.set("k", 1)
 
 
 def test_tls_against_a_plaintext_server_says_tls() -> None:
