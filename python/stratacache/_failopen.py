@@ -13,7 +13,7 @@ from typing import Any, Callable, TypeVar
 from ._logging import warn_l2
 from .exceptions import RedisError
 
-__all__ = ["answer", "install"]
+__all__ = ["answer", "inline", "install"]
 
 
 def answer(enabled: bool, op: str, e: RedisError, fallback: Any) -> Any:

@@ -201,7 +201,7 @@ class StrataCache(BaseCache):
         # A key made before is looked up, not made again (as in get).
         if version is not None or type(key) is not str or (k := self._made.get(key)) is None:
             k = self._key(key, version)
-        try:  # the façade's set without its fail-open wrapper's frame (the rule is the same)
+        try:  # fail-open as the façade answers it (_failopen.answer), without set's frame
             self._c._set_seconds(k, value, self._ttl(timeout), self._grace, None if tags is None else list(tags))
         except RedisError as e:
             _failopen.answer(self._fail_open, "set", e, None)
