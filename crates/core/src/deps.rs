@@ -204,8 +204,7 @@ impl Cache {
         }
         let sh = &self.shared;
         let names: Vec<String> = keys.iter().map(|k| key_dep_name(k)).collect();
-        let versions =
-            futures_util::future::join_all(names.iter().map(|n| sh.tag_version(n))).await;
+        let versions = crate::runtime::join_all(names.iter().map(|n| sh.tag_version(n))).await;
         let mut g = deps.lock();
         for (n, v) in names.iter().zip(versions) {
             g.add(&sh.scope, n, v);
@@ -223,7 +222,7 @@ impl Cache {
             return Ok(());
         }
         let sh = &self.shared;
-        let versions = futures_util::future::join_all(tags.iter().map(|t| sh.tag_version(t))).await;
+        let versions = crate::runtime::join_all(tags.iter().map(|t| sh.tag_version(t))).await;
         let mut g = deps.lock();
         for (t, v) in tags.iter().zip(versions) {
             g.add(&sh.scope, t, v);

@@ -753,7 +753,7 @@ impl Cache {
     pub async fn lookup_many(&self, keys: &[&str]) -> Result<Vec<ManyLookup>> {
         let found = self.get_many(keys).await?;
         let leases: Vec<Result<Option<Lease>>> =
-            futures_util::future::join_all(keys.iter().zip(&found).map(|(k, f)| async move {
+            crate::runtime::join_all(keys.iter().zip(&found).map(|(k, f)| async move {
                 match f {
                     Some(_) => Ok(None),
                     None => self.try_lease_inner(k, false).await,
@@ -774,8 +774,7 @@ impl Cache {
     /// [`Cache::try_lease`] for several keys at once (concurrently, so the
     /// Redis round trips are pipelined): the leases of the keys to load.
     pub async fn try_leases(&self, keys: &[&str], force: bool) -> Result<Vec<Lease>> {
-        let found =
-            futures_util::future::join_all(keys.iter().map(|k| self.try_lease(k, force))).await;
+        let found = crate::runtime::join_all(keys.iter().map(|k| self.try_lease(k, force))).await;
         let mut out = Vec::new();
         for r in found {
             out.extend(r?);
@@ -792,7 +791,7 @@ impl Cache {
         items: Vec<(Lease, Bytes)>,
         opts: &WriteOptions,
     ) -> Result<usize> {
-        let results = futures_util::future::join_all(items.into_iter().map(|(lease, payload)| {
+        let results = crate::runtime::join_all(items.into_iter().map(|(lease, payload)| {
             let stores = lease.stores(&LoadOutcome::Value(Bytes::new()), opts);
             async move { lease.complete(payload, opts).await.map(|_| stores) }
         }))

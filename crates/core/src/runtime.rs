@@ -150,3 +150,108 @@ where
         Err(_) => runtime().block_on(fut),
     }
 }
+
+/// How a Redis command issued on this thread is carried (see [`L2`'s
+/// blocking connections](crate::l2)): the caller's own thread may do the
+/// round trip itself, as a synchronous client does, only inside
+/// [`block_on_sync`] on a thread that is no runtime's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Carry {
+    /// Over the multiplexed connection, driven by the runtime.
+    Shared,
+    /// The first poll of [`poll_once_sync`]: a command yields once, to be
+    /// sent from [`block_on_sync`] (the binding's lock released) rather
+    /// than now.
+    Defer,
+    /// On this thread, over a pooled blocking connection.
+    Here,
+}
+
+thread_local! {
+    static CARRY: std::cell::Cell<Carry> = const { std::cell::Cell::new(Carry::Shared) };
+}
+
+/// How a command issued now on this thread is carried.
+pub(crate) fn carry() -> Carry {
+    CARRY.with(std::cell::Cell::get)
+}
+
+/// Restores the thread's previous [`Carry`] when dropped (also on panic).
+struct CarryGuard(Carry);
+
+impl CarryGuard {
+    fn set(c: Carry) -> Self {
+        CarryGuard(CARRY.with(|x| x.replace(c)))
+    }
+}
+
+impl Drop for CarryGuard {
+    fn drop(&mut self) {
+        CARRY.with(|x| x.set(self.0));
+    }
+}
+
+/// Whether this thread may carry its own commands: not a runtime's thread
+/// (a worker must never block), nor inside another runtime's context.
+fn may_carry_here() -> bool {
+    tokio::runtime::Handle::try_current().is_err()
+}
+
+/// [`poll_once_in_runtime`] for a binding's synchronous method, whose
+/// future, if not ready, is then finished by [`block_on_sync`] on the same
+/// thread. A Redis command reached on this poll is not sent yet: the
+/// future yields, and the command goes out from [`block_on_sync`], on the
+/// caller's thread over a blocking connection (one round trip, no hand-off
+/// to a runtime worker and back), with the binding's lock released there.
+pub fn poll_once_sync<F: std::future::Future + Unpin>(fut: F) -> Result<F::Output, F> {
+    let _g = may_carry_here().then(|| CarryGuard::set(Carry::Defer));
+    poll_once_in_runtime(fut)
+}
+
+/// [`block_on`] for a binding's synchronous method (after
+/// [`poll_once_sync`]): on a thread of its own, single Redis commands are
+/// sent and answered on this thread over a blocking connection; commands
+/// issued together ([`join_all`]) still go pipelined over the multiplexed
+/// connection.
+pub fn block_on_sync<F>(fut: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    if may_carry_here() {
+        let _g = CarryGuard::set(Carry::Here);
+        runtime().block_on(fut)
+    } else {
+        block_on(fut)
+    }
+}
+
+/// `futures_util::future::join_all` for the core: the futures' Redis
+/// commands go over the multiplexed connection, pipelined, even from a
+/// thread that carries its own single commands ([`block_on_sync`]), where
+/// each would otherwise wait for the one before.
+pub(crate) fn join_all<I>(
+    futs: I,
+) -> Shared<futures_util::future::JoinAll<<I as IntoIterator>::Item>>
+where
+    I: IntoIterator,
+    I::Item: std::future::Future,
+{
+    #[allow(clippy::disallowed_methods)] // the one place it is called
+    Shared(Box::pin(futures_util::future::join_all(futs)))
+}
+
+/// A future polled with the thread's [`Carry`] set to `Shared`.
+pub(crate) struct Shared<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for Shared<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let _g = CarryGuard::set(Carry::Shared);
+        self.0.as_mut().poll(cx)
+    }
+}

@@ -310,7 +310,7 @@ impl Cache {
         for k in keys {
             self.check(k)?;
         }
-        let results = futures_util::future::join_all(keys.iter().map(|k| self.delete(k))).await;
+        let results = crate::runtime::join_all(keys.iter().map(|k| self.delete(k))).await;
         let mut n = 0;
         for r in results {
             n += u64::from(r?);
@@ -530,7 +530,7 @@ impl Cache {
             sh.versions.set_tag(t, v);
             r
         });
-        let results = futures_util::future::join_all(bumps).await;
+        let results = crate::runtime::join_all(bumps).await;
         if let Some(p) = &sh.purger {
             // The edges are purged of what the fleet now knows is invalid:
             // a tag Redis did not take could still be served by another

@@ -470,3 +470,103 @@ async fn a_silent_bus_stops_l1_after_its_lag_bound() {
     server.signal("-CONT");
     until_stats(&cache, "the subscription is back", |s| s.bus_connects >= 2).await;
 }
+
+/// A sync caller's command carried on its own thread (a binding's sync
+/// method: `poll_once_sync`, then `block_on_sync`) that times out leaves
+/// its answer unread on that connection: the next command must not get
+/// it. Redis is slowed behind a proxy that keeps commands in order, so a
+/// connection used again would read `a`'s late answer for `b`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_sync_command_never_answers_the_next() {
+    use stratacache::runtime::{block_on_sync, poll_once_sync};
+    let server = OwnRedis::start();
+    common::answers(&server.url).await;
+    let proxy = common::Proxy::start(server.port).await;
+    let op_timeout = Duration::from_millis(100);
+    let cache = Cache::builder()
+        .redis_url(proxy.url.clone())
+        .namespace(common::unique_ns("synctimeout"))
+        .l1_enabled(false)
+        .op_timeout(op_timeout)
+        .breaker(100, Duration::from_millis(100))
+        .isolated(true)
+        .build()
+        .expect("cache");
+    for (k, v) in [("a", b"va"), ("b", b"vb")] {
+        cache
+            .set(k, Bytes::from_static(v), &WriteOptions::default())
+            .await
+            .expect("set");
+    }
+    let proxy = std::sync::Arc::new(proxy);
+    let (c, p) = (cache.clone(), proxy.clone());
+    // A thread of its own, as a Python thread calling the sync API.
+    let (first, second) = std::thread::spawn(move || {
+        let sync_get = |k: &str| {
+            let fut = Box::pin(c.get(k));
+            match poll_once_sync(fut) {
+                Ok(r) => r,
+                Err(fut) => block_on_sync(fut),
+            }
+        };
+        p.set_delay(Duration::from_millis(400));
+        let first = sync_get("a");
+        p.set_delay(Duration::ZERO);
+        (first, sync_get("b"))
+    })
+    .join()
+    .expect("the sync caller");
+    assert!(
+        matches!(first, Err(Error::L2Timeout(d)) if d == op_timeout),
+        "{first:?}"
+    );
+    let second = second.expect("b, on a fresh connection");
+    assert_eq!(payload(second), Some(b"vb".to_vec()));
+}
+
+/// A sync call that has to open a connection is still bounded by
+/// `op_timeout`, not `connect_timeout`: here a server that accepts and
+/// never answers the connection's handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_call_waits_for_a_connection_only_as_long_as_its_timeout() {
+    use stratacache::runtime::{block_on_sync, poll_once_sync};
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("redis://{}", silent.local_addr().expect("addr"));
+    // Every connection (the bus's too) held open, never answered; the
+    // thread ends with the test process.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept() {
+            held.push(s);
+        }
+    });
+    let (op_timeout, connect_timeout) = (Duration::from_millis(100), Duration::from_secs(5));
+    let cache = Cache::builder()
+        .redis_url(url)
+        .namespace(common::unique_ns("syncconnect"))
+        .l1_enabled(false)
+        .op_timeout(op_timeout)
+        .connect_timeout(connect_timeout)
+        .isolated(true)
+        .build()
+        .expect("cache");
+    let c = cache.clone();
+    let (r, took) = std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        let r = match poll_once_sync(Box::pin(c.get("k"))) {
+            Ok(r) => r,
+            Err(fut) => block_on_sync(fut),
+        };
+        (r, t.elapsed())
+    })
+    .join()
+    .expect("the sync caller");
+    assert!(
+        matches!(r, Err(Error::L2Timeout(d)) if d == op_timeout),
+        "{r:?}"
+    );
+    assert!(
+        took < connect_timeout / 2,
+        "waited {took:?} for the connection"
+    );
+}

@@ -3,7 +3,9 @@
 //! - Sync methods: [`run`] polls the future once on the calling thread,
 //!   GIL held (an L1 hit completes right there: no GIL release, no thread
 //!   hop), and only if it is not ready blocks on it with the GIL released,
-//!   so other Python threads (and the loaders they run) keep going.
+//!   so other Python threads (and the loaders they run) keep going. Its
+//!   single Redis commands are sent and read on the calling thread, as
+//!   redis-py does, over the core's blocking connections.
 //! - Async methods: pyo3-async-runtimes' generic API with [`ForkSafeRt`],
 //!   whose tasks run on the core's fork-aware runtime. The crate's stock
 //!   tokio runtime is a `&'static` fixed at first use, which is dead in a
@@ -37,14 +39,16 @@ where
     F::Output: Send,
 {
     // Timers and I/O in the future need a runtime context even for this
-    // first, GIL-held poll.
-    let fut = match stratacache::runtime::poll_once_in_runtime(Box::pin(fut)) {
+    // first, GIL-held poll; a Redis command reached in it waits for the
+    // second (`poll_once_sync`).
+    let fut = match stratacache::runtime::poll_once_sync(Box::pin(fut)) {
         Ok(v) => return v,
         Err(fut) => fut,
     };
-    // Not ready: wait with the GIL released. The no-op waker of the first
-    // poll is replaced by block_on's on its first poll.
-    py.detach(move || stratacache::runtime::block_on(fut))
+    // Not ready: wait with the GIL released, the round trip made on this
+    // thread (`block_on_sync`). The no-op waker of the first poll is
+    // replaced by block_on's on its first poll.
+    py.detach(move || stratacache::runtime::block_on_sync(fut))
 }
 
 /// The exit gate: the high bit set once closed, the rest counts the runtime

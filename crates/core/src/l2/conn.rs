@@ -15,7 +15,7 @@ use super::sentinel::{SentinelConn, SentinelHandle, SentinelSpec, is_sentinel_ur
 use super::{L2, unreachable};
 use crate::config::RedisLocation;
 use crate::error::{Error, Result};
-use crate::runtime::{fork_generation, runtime};
+use crate::runtime::{Carry, carry, fork_generation, runtime};
 
 #[derive(Clone)]
 pub(super) enum Conn {
@@ -171,7 +171,21 @@ impl L2 {
         }
     }
 
+    /// The pool's connection when this thread carries its own commands
+    /// (`runtime::Carry`); on the first, lock-held poll of a sync call,
+    /// yields once first so that the command is sent from `block_on_sync`.
+    async fn here(&self) -> Option<super::blocking::Taken<'_>> {
+        let pool = self.pool.as_ref()?;
+        if carry() == Carry::Defer {
+            YieldOnce(false).await;
+        }
+        (carry() == Carry::Here).then(|| pool.take())
+    }
+
     pub(super) async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        if let Some(mut c) = self.here().await {
+            return self.timed(cmd.query_async(&mut c)).await;
+        }
         let mut c = self.conn()?;
         self.timed(cmd.query_async(&mut c)).await
     }
@@ -182,7 +196,6 @@ impl L2 {
         keys: &[&str],
         args: &[&[u8]],
     ) -> Result<T> {
-        let mut c = self.conn()?;
         let mut inv = script.prepare_invoke();
         for k in keys {
             inv.key(*k);
@@ -190,6 +203,29 @@ impl L2 {
         for a in args {
             inv.arg(*a);
         }
+        if let Some(mut c) = self.here().await {
+            return self.timed(inv.invoke_async(&mut c)).await;
+        }
+        let mut c = self.conn()?;
         self.timed(inv.invoke_async(&mut c)).await
+    }
+}
+
+/// Pending once, without asking to be woken: only for the first poll of
+/// `runtime::poll_once_sync`, which `block_on_sync` always polls again.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        std::task::Poll::Pending
     }
 }

@@ -15,10 +15,11 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use crate::runtime::join_all;
 use redis::Value;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
+mod blocking;
 mod breaker;
 mod conn;
 mod scripts;
@@ -37,6 +38,9 @@ pub(crate) struct L2 {
     connect_timeout: Duration,
     op_timeout: Duration,
     conn: RwLock<Option<(u64, Conn)>>,
+    /// Blocking connections for a sync caller's single commands, on one
+    /// server (see `blocking`).
+    pool: Option<std::sync::Arc<blocking::Pool>>,
     breaker: Breaker,
     /// A `rediss://` location: a failure before Redis ever answered may be
     /// a TLS client talking to a plaintext port, and the error says so.
@@ -117,11 +121,18 @@ impl L2 {
             }
             RedisLocation::Cluster(s) => s.iter().any(|u| u.starts_with("rediss://")),
         };
+        let pool = match &location {
+            RedisLocation::Standalone(u) if !sentinel::is_sentinel_url(u) => {
+                blocking::Pool::new(u, connect_timeout, op_timeout, tls)
+            }
+            _ => None,
+        };
         L2 {
             location,
             connect_timeout,
             op_timeout,
             conn: RwLock::new(None),
+            pool,
             breaker,
             tls,
             answered: AtomicBool::new(false),
