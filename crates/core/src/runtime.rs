@@ -204,7 +204,13 @@ fn may_carry_here() -> bool {
 /// caller's thread over a blocking connection (one round trip, no hand-off
 /// to a runtime worker and back), with the binding's lock released there.
 pub fn poll_once_sync<F: std::future::Future + Unpin>(fut: F) -> Result<F::Output, F> {
-    let _g = may_carry_here().then(|| CarryGuard::set(Carry::Defer));
+    // Set either way: a call nested in another's poll (inside a runtime
+    // context, so not carried here) must not inherit `Defer` or `Here`.
+    let _g = CarryGuard::set(if may_carry_here() {
+        Carry::Defer
+    } else {
+        Carry::Shared
+    });
     poll_once_in_runtime(fut)
 }
 
@@ -222,6 +228,7 @@ where
         let _g = CarryGuard::set(Carry::Here);
         runtime().block_on(fut)
     } else {
+        let _g = CarryGuard::set(Carry::Shared);
         block_on(fut)
     }
 }

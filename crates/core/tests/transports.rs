@@ -43,6 +43,23 @@ fn round_trip(url: String) {
             Some("E_NOT_FOUND")
         );
     });
+    // A sync caller (this thread): its round trips carried here, over the
+    // pool's blocking connection on the same transport.
+    use stratacache::runtime::block_on_sync;
+    let got = block_on_sync(b.get("k"))
+        .expect("sync get")
+        .expect("hit from L2");
+    assert_eq!(&got.payload[..], b"over the wire");
+    block_on_sync(b.set("k", Bytes::from_static(b"sync"), &WriteOptions::default()))
+        .expect("sync set");
+    let got = block_on_sync(b.get("k"))
+        .expect("sync get")
+        .expect("hit from L2");
+    assert_eq!(&got.payload[..], b"sync");
+    assert_eq!(
+        block_on_sync(b.incr("missing", 1)).err().map(|e| e.code()),
+        Some("E_NOT_FOUND")
+    );
 }
 
 #[test]

@@ -17,13 +17,16 @@
 //! A connection is taken for one command (with its `NOSCRIPT` retry),
 //! opened on a runtime thread when none is idle (see [`Taken::run`]), and
 //! given back unless the command failed in a way that can leave an answer
-//! unread (I/O, timeout): then it is closed. The pool holds at most
-//! [`MAX_IDLE`] idle connections, starts empty after `fork` (the parent's
-//! sockets are not the child's to use), and closes them when the cache is
-//! dropped.
+//! unread (I/O, timeout): then it is closed, and when it was found
+//! dropped (Redis restarted or closed it) the idle ones are closed too.
+//! Each read and write waits at most for what is left of the command's
+//! `op_timeout`. The pool holds at most [`MAX_IDLE`] idle connections,
+//! starts empty after `fork` (the parent's sockets are not the child's to
+//! use), and closes them when the cache is dropped.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
@@ -38,7 +41,16 @@ pub(super) struct Pool {
     connect_timeout: Duration,
     op_timeout: Duration,
     tls: bool,
-    idle: Mutex<(u64, Vec<redis::Connection>)>,
+    /// The fork generation the idle list belongs to, and the list.
+    idle: Mutex<(u64, Vec<Pooled>)>,
+    /// `idle`'s generation, readable without its lock (see [`Pool::idle`]).
+    generation: AtomicU64,
+}
+
+/// An idle connection and the socket timeout it has now.
+struct Pooled {
+    conn: redis::Connection,
+    timeout: Duration,
 }
 
 impl Pool {
@@ -55,45 +67,82 @@ impl Pool {
             op_timeout,
             tls,
             idle: Mutex::new((fork_generation(), Vec::new())),
+            generation: AtomicU64::new(fork_generation()),
         }))
     }
 
-    /// A connection for one command: an idle one, else one connected when
-    /// the command is sent (see [`Taken::run`]).
-    pub(super) fn take(self: &Arc<Self>) -> Taken<'_> {
-        let generation = fork_generation();
-        let mut g = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+    /// The idle list of this process, emptied first in a forked child;
+    /// `None` in a child whose parent forked while a thread (gone in the
+    /// child) held the lock: then connections are opened per command and
+    /// not kept, rather than waiting forever.
+    fn idle(&self, generation: u64) -> Option<MutexGuard<'_, (u64, Vec<Pooled>)>> {
+        let mut g = match self.idle.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                if self.generation.load(Ordering::Acquire) != generation {
+                    return None;
+                }
+                self.idle.lock().unwrap_or_else(|e| e.into_inner())
+            }
+        };
         if g.0 != generation {
             // A forked child: closing the copies of the parent's sockets
             // here leaves the parent's own open.
             g.1.clear();
             g.0 = generation;
+            self.generation.store(generation, Ordering::Release);
         }
+        Some(g)
+    }
+
+    /// A connection for one command, due by `op_timeout` from now: an idle
+    /// one, else one connected when the command is sent (see
+    /// [`Taken::run`]).
+    pub(super) fn take(self: &Arc<Self>) -> Taken<'_> {
+        let generation = fork_generation();
+        let conn = self.idle(generation).and_then(|mut g| g.1.pop());
         Taken {
             pool: self,
-            conn: g.1.pop(),
+            conn,
             generation,
+            due: Instant::now() + self.op_timeout,
             reusable: true,
         }
     }
 
-    fn connect(&self) -> RedisResult<redis::Connection> {
+    fn connect(&self) -> RedisResult<Pooled> {
         if self.tls {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let c = self
+        let conn = self
             .client
             .get_connection_with_timeout(self.connect_timeout)?;
-        c.set_read_timeout(Some(self.op_timeout))?;
-        c.set_write_timeout(Some(self.op_timeout))?;
-        Ok(c)
+        conn.set_read_timeout(Some(self.op_timeout))?;
+        conn.set_write_timeout(Some(self.op_timeout))?;
+        Ok(Pooled {
+            conn,
+            timeout: self.op_timeout,
+        })
     }
 
     /// Give back a connection in step with the server.
-    fn give_back(&self, c: redis::Connection, generation: u64) {
-        let mut g = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0 == generation && g.1.len() < MAX_IDLE {
+    fn give_back(&self, c: Pooled, generation: u64) {
+        if let Some(mut g) = self.idle(generation)
+            && g.0 == generation
+            && g.1.len() < MAX_IDLE
+        {
             g.1.push(c);
+        }
+    }
+
+    /// A connection was found dropped: Redis restarted, failed over or
+    /// closed it. The idle ones were opened to the same server and are
+    /// most likely dropped too; close them, so that each costs no caller
+    /// a failed command (the multiplexed connection fails once as well).
+    fn forget_idle(&self, generation: u64) {
+        if let Some(mut g) = self.idle(generation) {
+            g.1.clear();
         }
     }
 }
@@ -102,8 +151,11 @@ impl Pool {
 /// still in step with the server.
 pub(super) struct Taken<'a> {
     pool: &'a Arc<Pool>,
-    conn: Option<redis::Connection>,
+    conn: Option<Pooled>,
     generation: u64,
+    /// When the command's `op_timeout` runs out: each read and write of
+    /// it waits at most until then.
+    due: Instant,
     reusable: bool,
 }
 
@@ -112,13 +164,14 @@ impl Taken<'_> {
     /// done on a runtime thread, as the multiplexed connection's is: the
     /// command waits for it only as long as its own timeout lets it, and
     /// a connection that opens after the command gave up is pooled for
-    /// the next one (each call stays bounded by `op_timeout`, however
-    /// long connecting takes within `connect_timeout`).
+    /// the next one. The socket's timeouts are what is left until `due`
+    /// (`op_timeout` itself on a connection taken idle, set again only
+    /// when a connect or a `NOSCRIPT` retry used part of it).
     async fn run<T>(
         &mut self,
         f: impl FnOnce(&mut redis::Connection) -> RedisResult<T>,
     ) -> RedisResult<T> {
-        let conn = match &mut self.conn {
+        let c = match &mut self.conn {
             Some(c) => c,
             None => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
@@ -135,11 +188,26 @@ impl Taken<'_> {
                 self.conn.insert(c)
             }
         };
-        let r = f(conn);
+        let left = self.due.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            self.reusable = false;
+            return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
+        }
+        // A millisecond of slack: a connection taken idle is sent with the
+        // timeout it has, without two system calls per command.
+        if left + Duration::from_millis(1) < c.timeout || left > c.timeout {
+            c.conn.set_read_timeout(Some(left))?;
+            c.conn.set_write_timeout(Some(left))?;
+            c.timeout = left;
+        }
+        let r = f(&mut c.conn);
         if let Err(e) = &r
             && !answered_in_step(e)
         {
             self.reusable = false;
+            if e.is_connection_dropped() || e.is_unrecoverable_error() {
+                self.pool.forget_idle(self.generation);
+            }
         }
         r
     }
@@ -158,7 +226,7 @@ fn answered_in_step(e: &RedisError) -> bool {
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
         let Some(c) = self.conn.take() else { return };
-        if self.reusable && redis::ConnectionLike::is_open(&c) {
+        if self.reusable && redis::ConnectionLike::is_open(&c.conn) {
             self.pool.give_back(c, self.generation);
         }
     }
@@ -281,6 +349,47 @@ mod tests {
         });
         assert_eq!(idle(&l2), 1);
         block_on(l2.query::<()>(redis::cmd("DEL").arg(&key))).expect("del");
+    }
+
+    /// Connections found dropped (Redis restarted, or closed them) cost
+    /// one failed command, not one per idle connection.
+    #[test]
+    fn a_dropped_connection_closes_the_idle_ones() {
+        let l2 = l2();
+        let pool = l2.pool.clone().expect("a standalone pool");
+        // Two connections in use at once, then both idle.
+        let ids: Vec<i64> = block_on_sync(async {
+            let (mut a, mut b) = (pool.take(), pool.take());
+            let a: i64 = redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async(&mut a)
+                .await
+                .expect("id");
+            let b: i64 = redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async(&mut b)
+                .await
+                .expect("id");
+            vec![a, b]
+        });
+        assert_eq!(idle(&l2), 2);
+        for id in &ids {
+            let killed: i64 =
+                block_on(l2.query(redis::cmd("CLIENT").arg("KILL").arg("ID").arg(*id)))
+                    .expect("kill");
+            assert_eq!(killed, 1);
+        }
+        let first = block_on_sync(get(&l2, "blocking-test-absent"));
+        assert!(
+            matches!(first, Err(crate::Error::L2Unavailable(_))),
+            "{first:?}"
+        );
+        assert_eq!(idle(&l2), 0, "the other dropped connection was closed too");
+        assert_eq!(
+            block_on_sync(get(&l2, "blocking-test-absent")).expect("a fresh connection"),
+            None
+        );
+        assert_eq!(idle(&l2), 1);
     }
 
     #[test]
