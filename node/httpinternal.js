@@ -31,6 +31,8 @@ function httpInternals(cache, off, closed, parts) {
 
 function makeInternals(cache, p) {
   const n = p.n
+  // `n.getLocal`, bound once (crates/node/src/reader.rs).
+  const getLocal = n.localReader()
   return {
     failOpen: p.failOpen,
     /** Handlers run in a collecting scope (`trackDependencies`). */
@@ -53,7 +55,7 @@ function makeInternals(cache, p) {
     async lookup(key, policy, tagsOf) {
       p.open()
       try {
-        const local = n.getLocal(key)
+        const local = getLocal(key)
         if (local) return { kind: FRESH, data: entryBytes(local) }
         const r = await n.lookup(key, nativePolicy(policy, await tagsOf()))
         return { kind: r.kind, data: r.value ? r.value.data : undefined, lease: r.lease }
@@ -73,7 +75,7 @@ function makeInternals(cache, p) {
     async peek(key) {
       p.open()
       try {
-        const local = n.getLocal(key)
+        const local = getLocal(key)
         if (local) return entryBytes(local)
         if (!p.hasL2) return null
         const v = await n.get(key)

@@ -35,6 +35,10 @@ const { metricsText } = require('./metrics.js')
  */
 class Cache extends EventEmitter {
   #n
+  // L1's fresh entry of a key, or null: `#n.localReader()`, a plain
+  // function (no native method's per-call bookkeeping on the L1-hit
+  // path: crates/node/src/reader.rs).
+  #getLocal
   // The same cache with caching off: what a `disabled()` scope's calls go to.
   #off
   #id
@@ -65,6 +69,7 @@ class Cache extends EventEmitter {
     } catch (e) {
       throw native(e)
     }
+    this.#getLocal = this.#n.localReader()
     this.#off = this.#n.bypassing()
     this.#id = this.#n.identity
     this.#hasL2 = this.#n.hasL2
@@ -131,7 +136,7 @@ class Cache extends EventEmitter {
         if (v !== MISS) note(obs, L1)
         if (v !== MISS || !this.#hasL2) return Promise.resolve(v === MISS ? undefined : v)
       } else if (this.#hasL1) {
-        const v = this.#n.getLocal(key)
+        const v = this.#getLocal(key)
         if (v) return Promise.resolve(this.#decoded(v, obs, L1))
         if (!this.#hasL2) return Promise.resolve(undefined)
       } else if (!this.#hasL2) {
@@ -286,7 +291,7 @@ class Cache extends EventEmitter {
       if (isOff(this.#id)) return await this.#off.has(key)
       const deps = currentDeps()
       if (deps !== undefined) return (await this.#n.getTracked(key, deps)) !== null
-      if (this.#n.getLocal(key)) return true
+      if (this.#getLocal(key)) return true
       if (!this.#hasL2) return false
       return await this.#n.has(key)
     } catch (e) {
@@ -371,7 +376,7 @@ class Cache extends EventEmitter {
           return v
         }
       }
-      const local = this.#n.getLocal(key)
+      const local = this.#getLocal(key)
       if (local) return this.#decoded(local, obs, L1)
     }
     let r

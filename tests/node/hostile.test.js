@@ -67,3 +67,31 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     }
   })
 }
+
+// The L1 read `Cache#get` makes is a plain native function bound to its
+// cache (crates/node/src/reader.rs), not a method: bad input to it is a
+// typed error like any method's, never a crash, and it answers for its
+// own cache only.
+test('the bound L1 reader: typed errors for a bad key, its own cache only', async () => {
+  const { NativeCache } = require('../../node/binding.js')
+  const { native } = require('../../node/loader.js')
+  const ns = unique('reader')
+  const cache = new Cache({ namespace: ns })
+  const other = new Cache({ namespace: unique('reader-other') })
+  try {
+    await cache.set('k', { a: 1 })
+    await other.set('k', { a: 2 })
+    const getLocal = new NativeCache({ namespace: ns }).localReader()
+    assert.equal(getLocal('k'), '{"a":1}')
+    assert.equal(getLocal('absent'), null)
+    for (const bad of [42, undefined, null, {}, Symbol('k')]) {
+      assert.throws(() => getLocal(bad), (e) => native(e).code === 'E_INVALID_KEY', String(bad))
+    }
+    assert.throws(() => getLocal(), (e) => native(e).code === 'E_INVALID_KEY')
+    assert.deepEqual(await cache.get('k'), { a: 1 })
+    assert.deepEqual(await other.get('k'), { a: 2 })
+  } finally {
+    await cache.close()
+    await other.close()
+  }
+})

@@ -179,12 +179,16 @@ impl NativeCache {
         self.inner.has_l2()
     }
 
-    /// Synchronous L1-only read, else `null` (then call `get` when Redis is
-    /// configured); the value shaped by [`JsEntry`].
-    #[napi(ts_return_type = "string | [number, string | Buffer] | null")]
-    pub fn get_local(&self, key: String) -> Result<Option<JsEntry>> {
-        let e = self.inner.get_local(&key).map_err(js_err)?;
-        Ok(e.map(JsEntry))
+    /// `getLocal(key)`, a function bound to this cache: the synchronous
+    /// L1-only read, else `null` (then call `get` when Redis is
+    /// configured), the value shaped by [`JsEntry`]. A plain function,
+    /// not a method, to spare L1 hits a `#[napi]` method's per-call
+    /// bookkeeping (see `reader.rs`).
+    #[napi(ts_return_type = "(key: string) => string | [number, string | Buffer] | null")]
+    pub fn local_reader(&self, env: &Env) -> Result<Unknown<'_>> {
+        let f = crate::reader::local_reader(env, &self.inner)?;
+        // SAFETY: a function value just created in this env.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f) })
     }
 
     /// `[entry, served]`: the entry as `getLocal` shapes it and how it

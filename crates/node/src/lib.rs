@@ -30,6 +30,7 @@ mod http;
 mod lease;
 mod lookup;
 mod policy;
+mod reader;
 mod settle;
 mod shared;
 
