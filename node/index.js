@@ -74,7 +74,7 @@ class Cache extends EventEmitter {
     this.#id = this.#n.identity
     this.#hasL2 = this.#n.hasL2
     this.#hasL1 = o.l1 !== false && (o.l1 || {}).enabled !== false
-    if (o.clone === false && this.#hasL1) this.#shared = new SharedValues(this.#n.sharedBudget)
+    if (o.clone === false && this.#hasL1) this.#shared = new SharedValues(this.#n)
   }
 
   get namespace() {
@@ -132,7 +132,7 @@ class Cache extends EventEmitter {
       const deps = currentDeps()
       if (deps !== undefined) return this.#getTracked(key, deps)
       if (this.#shared !== null) {
-        const v = this.#shared.get(this.#n, key, this.#decodeLocal)
+        const v = this.#shared.get(key, this.#decodeLocal)
         if (v !== MISS) note(obs, L1)
         if (v !== MISS || !this.#hasL2) return Promise.resolve(v === MISS ? undefined : v)
       } else if (this.#hasL1) {
@@ -370,7 +370,7 @@ class Cache extends EventEmitter {
     const n = this.#h()
     if (n === this.#n && parent === undefined && p.earlyRefresh === undefined && p.refreshAhead === undefined) {
       if (this.#shared !== null) {
-        const v = this.#shared.get(this.#n, key, this.#decodeLocal)
+        const v = this.#shared.get(key, this.#decodeLocal)
         if (v !== MISS) {
           note(obs, L1)
           return v

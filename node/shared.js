@@ -37,19 +37,23 @@ class SharedValues {
   #kept = new Map()
   #bytes = 0
   #budget
+  // The binding's `getShared(key, known)`, bound to the cache
+  // (crates/node/src/reader.rs).
+  #getShared
 
-  constructor(budget) {
-    this.#budget = budget
+  /** The values shared by the hits of the native cache `n`. */
+  constructor(n) {
+    this.#budget = n.sharedBudget
+    this.#getShared = n.sharedReader()
   }
 
   /**
-   * The value of `key` from L1 through the binding `n`, `decode`d from
-   * the entry's bytes only when this entry was not seen before; MISS
-   * when L1 has no fresh entry.
+   * The value of `key` from L1, `decode`d from the entry's bytes only
+   * when this entry was not seen before; MISS when L1 has no fresh entry.
    */
-  get(n, key, decode) {
+  get(key, decode) {
     const k = this.#kept.get(key)
-    const r = n.getShared(key, k === undefined ? 0 : k.stamp)
+    const r = this.#getShared(key, k === undefined ? 0 : k.stamp)
     if (r === null) return MISS
     if (typeof r === 'number') return k.value
     const [stamp, v] = r

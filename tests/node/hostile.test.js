@@ -68,11 +68,11 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
   })
 }
 
-// The L1 read `Cache#get` makes is a plain native function bound to its
-// cache (crates/node/src/reader.rs), not a method: bad input to it is a
-// typed error like any method's, never a crash, and it answers for its
+// The L1 reads `Cache#get` makes are plain native functions bound to their
+// cache (crates/node/src/reader.rs), not methods: bad input to them is a
+// typed error like any method's, never a crash, and they answer for their
 // own cache only.
-test('the bound L1 reader: typed errors for a bad key, its own cache only', async () => {
+test('the bound L1 readers: typed errors for a bad key, their own cache only', async () => {
   const { NativeCache } = require('../../node/binding.js')
   const { native } = require('../../node/loader.js')
   const ns = unique('reader')
@@ -81,13 +81,18 @@ test('the bound L1 reader: typed errors for a bad key, its own cache only', asyn
   try {
     await cache.set('k', { a: 1 })
     await other.set('k', { a: 2 })
-    const getLocal = new NativeCache({ namespace: ns }).localReader()
+    const n = new NativeCache({ namespace: ns })
+    const getLocal = n.localReader()
+    const getShared = n.sharedReader()
     assert.equal(getLocal('k'), '{"a":1}')
     assert.equal(getLocal('absent'), null)
-    for (const bad of [42, undefined, null, {}, Symbol('k')]) {
-      assert.throws(() => getLocal(bad), (e) => native(e).code === 'E_INVALID_KEY', String(bad))
+    assert.equal(getShared('absent', 0), null)
+    for (const read of [getLocal, getShared]) {
+      for (const bad of [42, undefined, null, {}, Symbol('k')]) {
+        assert.throws(() => read(bad), (e) => native(e).code === 'E_INVALID_KEY', String(bad))
+      }
+      assert.throws(() => read(), (e) => native(e).code === 'E_INVALID_KEY')
     }
-    assert.throws(() => getLocal(), (e) => native(e).code === 'E_INVALID_KEY')
     assert.deepEqual(await cache.get('k'), { a: 1 })
     assert.deepEqual(await other.get('k'), { a: 2 })
   } finally {

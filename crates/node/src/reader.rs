@@ -1,14 +1,15 @@
-//! `getLocal` as a plain JS function bound to one cache, for the L1-hit
-//! path of `Cache#get`.
+//! The L1 reads of the hit path as plain JS functions bound to one cache:
+//! `getLocal(key)` (for `Cache#get` and the HTTP middleware) and
+//! `getShared(key, known)` (`clone: false`, see `shared.rs`).
 //!
 //! A `#[napi]` method costs each call napi-rs's bookkeeping for `this`:
 //! unwrapping it, checking its type tag, and registering the borrow of
-//! the Rust object in a process-wide map (napi-rs 3 has no opt-out). On an
-//! L1 hit that was ~a quarter of the native call (docs/benchmarks.md).
-//! This function carries its cache as the function's own data pointer
-//! instead: one `napi_get_cb_info`, the key, the lookup, the value. What
-//! it answers is exactly `NativeCache#getLocal`'s (the same core call and
-//! the same [`JsEntry`] shaping); errors are thrown as every method's are.
+//! the Rust object in a process-wide map (napi-rs 3 has no opt-out). On a
+//! user-shaped L1 hit that was ~0.5 µs of 1.85 (docs/benchmarks.md). These
+//! functions carry their cache as the function's own data pointer
+//! instead: one `napi_get_cb_info`, the arguments, the core call, the
+//! value. Errors are thrown as a method's are (`[CODE] message`), and a
+//! panic is caught before it could unwind into V8.
 
 use std::ptr;
 
@@ -17,11 +18,75 @@ use napi::bindgen_prelude::*;
 use crate::convert::JsEntry;
 use crate::error::js_err;
 
-/// The function: `(key: string) => string | [number, string | Buffer] | null`.
+/// What a bound function does with its cache and its arguments.
+type Answer =
+    unsafe fn(sys::napi_env, &stratacache::Cache, &[sys::napi_value; 2]) -> Result<sys::napi_value>;
+
+/// `getLocal(key)`: L1's fresh entry of `key` shaped by [`JsEntry`], or
+/// `null` (then read as `get` does when Redis is configured).
 pub(crate) fn local_reader(env: &Env, cache: &stratacache::Cache) -> Result<sys::napi_value> {
-    let data = Box::into_raw(Box::new(cache.clone()));
+    bound(env, cache, "getLocal", get_local)
+}
+
+/// `getShared(key, known)`: see [`crate::shared::answer`].
+pub(crate) fn shared_reader(env: &Env, cache: &stratacache::Cache) -> Result<sys::napi_value> {
+    bound(env, cache, "getShared", get_shared)
+}
+
+unsafe fn get_local(
+    env: sys::napi_env,
+    cache: &stratacache::Cache,
+    args: &[sys::napi_value; 2],
+) -> Result<sys::napi_value> {
+    let key = unsafe { key_arg(env, args[0]) }?;
+    let e = cache.get_local(&key).map_err(js_err)?;
+    unsafe { ToNapiValue::to_napi_value(env, e.map(JsEntry)) }
+}
+
+unsafe fn get_shared(
+    env: sys::napi_env,
+    cache: &stratacache::Cache,
+    args: &[sys::napi_value; 2],
+) -> Result<sys::napi_value> {
+    let key = unsafe { key_arg(env, args[0]) }?;
+    // Not a number (a missing argument): no stamp known.
+    let known = unsafe { f64::from_napi_value(env, args[1]) }.unwrap_or(0.0);
+    let r = crate::shared::answer(cache, &key, known)?;
+    unsafe { ToNapiValue::to_napi_value(env, r) }
+}
+
+/// The key argument: a string, else `E_INVALID_KEY` (a missing argument is
+/// `undefined` in argv).
+unsafe fn key_arg(env: sys::napi_env, v: sys::napi_value) -> Result<String> {
+    let mut kind = sys::ValueType::napi_undefined;
+    check_status!(unsafe { sys::napi_typeof(env, v, &mut kind) })?;
+    if kind != sys::ValueType::napi_string {
+        return Err(Error::new(
+            Status::InvalidArg,
+            "[E_INVALID_KEY] the key must be a string",
+        ));
+    }
+    unsafe { String::from_napi_value(env, v) }
+}
+
+/// The data of a bound function: its cache and what it answers.
+struct Bound {
+    cache: stratacache::Cache,
+    answer: Answer,
+}
+
+fn bound(
+    env: &Env,
+    cache: &stratacache::Cache,
+    name: &str,
+    answer: Answer,
+) -> Result<sys::napi_value> {
+    let data = Box::into_raw(Box::new(Bound {
+        cache: cache.clone(),
+        answer,
+    }));
     let mut f = ptr::null_mut();
-    let name = "getLocal";
+    let failed = || Error::new(Status::GenericFailure, format!("cannot create {name}"));
     // SAFETY: `data` stays valid until the finalizer below frees it, which
     // V8 runs only once the function is unreachable (no call in progress).
     unsafe {
@@ -35,7 +100,7 @@ pub(crate) fn local_reader(env: &Env, cache: &stratacache::Cache) -> Result<sys:
         );
         if status != sys::Status::napi_ok {
             drop(Box::from_raw(data));
-            return Err(Error::new(Status::GenericFailure, "cannot create getLocal"));
+            return Err(failed());
         }
         let status = sys::napi_add_finalizer(
             env.raw(),
@@ -47,7 +112,7 @@ pub(crate) fn local_reader(env: &Env, cache: &stratacache::Cache) -> Result<sys:
         );
         if status != sys::Status::napi_ok {
             drop(Box::from_raw(data));
-            return Err(Error::new(Status::GenericFailure, "cannot create getLocal"));
+            return Err(failed());
         }
     }
     Ok(f)
@@ -58,8 +123,8 @@ unsafe extern "C" fn release(
     data: *mut std::ffi::c_void,
     _hint: *mut std::ffi::c_void,
 ) {
-    // SAFETY: `data` is the box `local_reader` leaked, freed once, here.
-    drop(unsafe { Box::from_raw(data.cast::<stratacache::Cache>()) });
+    // SAFETY: `data` is the box `bound` leaked, freed once, here.
+    drop(unsafe { Box::from_raw(data.cast::<Bound>()) });
 }
 
 unsafe extern "C" fn call(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
@@ -80,32 +145,21 @@ unsafe extern "C" fn call(env: sys::napi_env, info: sys::napi_callback_info) -> 
 }
 
 unsafe fn answer(env: sys::napi_env, info: sys::napi_callback_info) -> Result<sys::napi_value> {
-    let mut argc = 1usize; // in: argv's room; out: how many were passed
-    let mut argv = [ptr::null_mut(); 1];
+    let mut argc = 2usize; // in: argv's room; out: how many were passed
+    let mut args = [ptr::null_mut(); 2];
     let mut data = ptr::null_mut();
     check_status!(unsafe {
         sys::napi_get_cb_info(
             env,
             info,
             &mut argc,
-            argv.as_mut_ptr(),
+            args.as_mut_ptr(),
             ptr::null_mut(),
             &mut data,
         )
     })?;
-    // SAFETY: the data pointer of this function is the cache it was made
-    // with, alive while the function is (see `local_reader`).
-    let cache = unsafe { &*data.cast::<stratacache::Cache>() };
-    // (A missing argument is `undefined` in argv.)
-    let mut kind = sys::ValueType::napi_undefined;
-    check_status!(unsafe { sys::napi_typeof(env, argv[0], &mut kind) })?;
-    if kind != sys::ValueType::napi_string {
-        return Err(Error::new(
-            Status::InvalidArg,
-            "[E_INVALID_KEY] getLocal(key): the key must be a string",
-        ));
-    }
-    let key = unsafe { String::from_napi_value(env, argv[0]) }?;
-    let e = cache.get_local(&key).map_err(js_err)?;
-    unsafe { ToNapiValue::to_napi_value(env, e.map(JsEntry)) }
+    // SAFETY: the data pointer of this function is the `Bound` it was made
+    // with, alive while the function is (see `bound`).
+    let b = unsafe { &*data.cast::<Bound>() };
+    unsafe { (b.answer)(env, &b.cache, &args) }
 }

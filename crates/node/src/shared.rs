@@ -40,30 +40,39 @@ impl NativeCache {
         self.inner.memo_budget() as f64
     }
 
-    /// An L1 hit for a cache sharing values: `known` when the fresh entry
-    /// of `key` is the one with that stamp; else `[stamp, value]` (stamp
-    /// 0: the budget is spent, do not keep it); `null` when L1 has no
-    /// fresh entry (then read as `get` does).
-    #[napi(ts_return_type = "number | [number, string | [number, string | Buffer]] | null")]
-    pub fn get_shared(
-        &self,
-        key: String,
-        known: f64,
-    ) -> Result<Option<Either<f64, (f64, JsEntry)>>> {
-        let Some(e) = self.inner.get_local(&key).map_err(js_err)? else {
-            return Ok(None);
-        };
-        if e.memo.get::<Stamp>().is_none() {
-            let stamp = NEXT.fetch_add(1, Ordering::Relaxed);
-            // Refused when the budget is spent (or another read stamped
-            // the entry first: then that stamp is the one).
-            self.inner
-                .memoize(&e, Stamp(stamp), charge(e.payload.len()));
-        }
-        let stamp = e.memo.get::<Stamp>().map_or(0, |s| s.0) as f64;
-        if stamp != 0.0 && stamp == known {
-            return Ok(Some(Either::A(known)));
-        }
-        Ok(Some(Either::B((stamp, JsEntry(e)))))
+    /// `getShared(key, known)`, a function bound to this cache ([`answer`];
+    /// a plain function, not a method: see `reader.rs`).
+    #[napi(
+        ts_return_type = "(key: string, known: number) => number | [number, string | [number, string | Buffer]] | null"
+    )]
+    pub fn shared_reader(&self, env: &Env) -> Result<Unknown<'_>> {
+        let f = crate::reader::shared_reader(env, &self.inner)?;
+        // SAFETY: a function value just created in this env.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f) })
     }
+}
+
+/// An L1 hit for a cache sharing values: `known` when the fresh entry of
+/// `key` is the one with that stamp; else `[stamp, value]` (stamp 0: the
+/// budget is spent, do not keep it); `None` when L1 has no fresh entry
+/// (then read as `get` does).
+pub(crate) fn answer(
+    cache: &stratacache::Cache,
+    key: &str,
+    known: f64,
+) -> Result<Option<Either<f64, (f64, JsEntry)>>> {
+    let Some(e) = cache.get_local(key).map_err(js_err)? else {
+        return Ok(None);
+    };
+    if e.memo.get::<Stamp>().is_none() {
+        let stamp = NEXT.fetch_add(1, Ordering::Relaxed);
+        // Refused when the budget is spent (or another read stamped the
+        // entry first: then that stamp is the one).
+        cache.memoize(&e, Stamp(stamp), charge(e.payload.len()));
+    }
+    let stamp = e.memo.get::<Stamp>().map_or(0, |s| s.0) as f64;
+    if stamp != 0.0 && stamp == known {
+        return Ok(Some(Either::A(known)));
+    }
+    Ok(Some(Either::B((stamp, JsEntry(e)))))
 }
