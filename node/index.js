@@ -369,14 +369,19 @@ class Cache extends EventEmitter {
     const parent = currentDeps()
     const n = this.#h()
     if (n === this.#n && parent === undefined && p.earlyRefresh === undefined && p.refreshAhead === undefined) {
-      if (this.#shared !== null) {
-        const v = this.#shared.get(key, this.#decodeLocal)
-        if (v !== MISS) {
-          note(obs, L1)
-          return v
+      let local
+      try {
+        if (this.#shared !== null) {
+          const v = this.#shared.get(key, this.#decodeLocal)
+          if (v !== MISS) {
+            note(obs, L1)
+            return v
+          }
         }
+        local = this.#getLocal(key)
+      } catch (e) {
+        throw native(e)
       }
-      const local = this.#getLocal(key)
       if (local) return this.#decoded(local, obs, L1)
     }
     let r

@@ -78,10 +78,10 @@ test('the bound L1 readers: typed errors for a bad key, their own cache only', a
   const ns = unique('reader')
   const cache = new Cache({ namespace: ns })
   const other = new Cache({ namespace: unique('reader-other') })
+  const n = new NativeCache({ namespace: ns })
   try {
     await cache.set('k', { a: 1 })
     await other.set('k', { a: 2 })
-    const n = new NativeCache({ namespace: ns })
     const getLocal = n.localReader()
     const getShared = n.sharedReader()
     assert.equal(getLocal('k'), '{"a":1}')
@@ -96,6 +96,7 @@ test('the bound L1 readers: typed errors for a bad key, their own cache only', a
     assert.deepEqual(await cache.get('k'), { a: 1 })
     assert.deepEqual(await other.get('k'), { a: 2 })
   } finally {
+    n.close()
     await cache.close()
     await other.close()
   }

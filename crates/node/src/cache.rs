@@ -185,7 +185,7 @@ impl NativeCache {
     /// not a method, to spare L1 hits a `#[napi]` method's per-call
     /// bookkeeping (see `reader.rs`).
     #[napi(ts_return_type = "(key: string) => string | [number, string | Buffer] | null")]
-    pub fn local_reader(&self, env: &Env) -> Result<Unknown<'_>> {
+    pub fn local_reader<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
         let f = crate::reader::local_reader(env, &self.inner)?;
         // SAFETY: a function value just created in this env.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f) })

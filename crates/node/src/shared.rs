@@ -45,7 +45,7 @@ impl NativeCache {
     #[napi(
         ts_return_type = "(key: string, known: number) => number | [number, string | [number, string | Buffer]] | null"
     )]
-    pub fn shared_reader(&self, env: &Env) -> Result<Unknown<'_>> {
+    pub fn shared_reader<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
         let f = crate::reader::shared_reader(env, &self.inner)?;
         // SAFETY: a function value just created in this env.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f) })
