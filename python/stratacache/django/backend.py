@@ -229,7 +229,12 @@ class StrataCache(BaseCache):
         return self._c.delete(self._key(key, version))
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        by_made = {self._key(k, version): k for k in keys}
+        if version is None:
+            # Keys made before are looked up, not made again (as in get).
+            made, key = self._made.get, self._key
+            by_made = {(type(k) is str and made(k)) or key(k, None): k for k in keys}
+        else:
+            by_made = {self._key(k, version): k for k in keys}
         return {by_made[mk]: v for mk, v in self._c.get_many(by_made).items()}
 
     def set_many(
