@@ -471,6 +471,19 @@ async fn a_silent_bus_stops_l1_after_its_lag_bound() {
     until_stats(&cache, "the subscription is back", |s| s.bus_connects >= 2).await;
 }
 
+/// `fut` as a binding's sync method runs it (Python's `run`): polled once,
+/// then blocked on by this thread, which carries its own Redis commands.
+fn sync_call<F>(fut: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    match stratacache::runtime::poll_once_sync(Box::pin(fut)) {
+        Ok(r) => r,
+        Err(fut) => stratacache::runtime::block_on_sync(fut),
+    }
+}
+
 /// A sync caller's command carried on its own thread (a binding's sync
 /// method: `poll_once_sync`, then `block_on_sync`) that times out leaves
 /// its answer unread on that connection: the next command must not get
@@ -478,7 +491,6 @@ async fn a_silent_bus_stops_l1_after_its_lag_bound() {
 /// connection used again would read `a`'s late answer for `b`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_sync_command_never_answers_the_next() {
-    use stratacache::runtime::{block_on_sync, poll_once_sync};
     let server = OwnRedis::start();
     common::answers(&server.url).await;
     let proxy = common::Proxy::start(server.port).await;
@@ -502,13 +514,7 @@ async fn a_timed_out_sync_command_never_answers_the_next() {
     let (c, p) = (cache.clone(), proxy.clone());
     // A thread of its own, as a Python thread calling the sync API.
     let (first, second) = std::thread::spawn(move || {
-        let sync_get = |k: &str| {
-            let fut = Box::pin(c.get(k));
-            match poll_once_sync(fut) {
-                Ok(r) => r,
-                Err(fut) => block_on_sync(fut),
-            }
-        };
+        let sync_get = |k: &str| sync_call(c.get(k));
         p.set_delay(Duration::from_millis(400));
         let first = sync_get("a");
         p.set_delay(Duration::ZERO);
@@ -529,7 +535,6 @@ async fn a_timed_out_sync_command_never_answers_the_next() {
 /// never answers the connection's handshake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_call_waits_for_a_connection_only_as_long_as_its_timeout() {
-    use stratacache::runtime::{block_on_sync, poll_once_sync};
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("redis://{}", silent.local_addr().expect("addr"));
     // Every connection (the bus's too) held open, never answered; the
@@ -553,10 +558,7 @@ async fn a_sync_call_waits_for_a_connection_only_as_long_as_its_timeout() {
     let c = cache.clone();
     let (r, took) = std::thread::spawn(move || {
         let t = std::time::Instant::now();
-        let r = match poll_once_sync(Box::pin(c.get("k"))) {
-            Ok(r) => r,
-            Err(fut) => block_on_sync(fut),
-        };
+        let r = sync_call(c.get("k"));
         (r, t.elapsed())
     })
     .join()
