@@ -335,10 +335,9 @@ impl Shared {
             // A write: L1 must not keep what the fleet does not agree on.
             Wrote::Failed => None,
         };
-        let k: Arc<str> = Arc::from(key);
         match (keep, epoch) {
-            (Some(e), Some(epoch)) => l1.fill(&k, e, epoch),
-            (Some(e), None) => l1.put(&k, e),
+            (Some(e), Some(epoch)) => l1.fill(key, e, epoch),
+            (Some(e), None) => l1.put(key, e),
             (None, Some(_)) => {}
             (None, None) => {
                 l1.remove(key);

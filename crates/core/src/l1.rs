@@ -63,25 +63,29 @@ pub(crate) const PAYLOAD_SLACK: usize = 4;
 const MIN_SHARD_BYTES: u64 = 4 << 20;
 
 /// The longest key `SmolStr` keeps inline (pinned by a unit test).
+#[cfg(test)]
 const INLINE_KEY: usize = 23;
 
-/// `key` as L1 stores it: inline when short (no reference counting),
-/// else sharing the caller's `Arc`.
-fn stored_key(key: &Arc<str>) -> SmolStr {
-    if key.len() <= INLINE_KEY {
-        SmolStr::new(&**key)
-    } else {
-        SmolStr::from(Arc::clone(key))
-    }
-}
-
 /// What the cache let go of during one operation, to be dropped after the
-/// locks are released; `replacing` is the value a store writes over, which
-/// quick_cache reports through the eviction hook like an eviction.
+/// locks are released. An operation lets go of one value at most, unless
+/// a store evicts: that one is kept without a `Vec`.
 #[derive(Default)]
 struct Dropped {
-    values: Vec<Arc<Entry>>,
-    replacing: usize,
+    first: Option<Arc<Entry>>,
+    more: Vec<Arc<Entry>>,
+    /// The key a store writes and the address of its new value: the value
+    /// it writes over comes through the eviction hook too (under the same
+    /// key, another address), and is not an eviction.
+    storing: Option<(SmolStr, usize)>,
+}
+
+impl Dropped {
+    fn push(&mut self, v: Arc<Entry>) {
+        match self.first {
+            None => self.first = Some(v),
+            Some(_) => self.more.push(v),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -106,11 +110,15 @@ struct Evictions(Arc<Metrics>);
 impl quick_cache::Lifecycle<SmolStr, Arc<Entry>> for Evictions {
     type RequestState = Dropped;
 
-    fn on_evict(&self, dropped: &mut Dropped, _k: SmolStr, v: Arc<Entry>) {
-        if Arc::as_ptr(&v) as usize != dropped.replacing {
+    fn on_evict(&self, dropped: &mut Dropped, k: SmolStr, v: Arc<Entry>) {
+        let replaced = dropped
+            .storing
+            .as_ref()
+            .is_some_and(|(key, new)| *key == k && Arc::as_ptr(&v) as usize != *new);
+        if !replaced {
             Metrics::inc(&self.0.l1_evictions);
         }
-        dropped.values.push(v);
+        dropped.push(v);
     }
 }
 
@@ -213,39 +221,38 @@ impl L1 {
     /// entry (another path may remove it from the cache meanwhile).
     fn held(&self, key: &str, dropped: &mut Dropped) -> Option<Arc<Entry>> {
         let e = self.cache.peek(key)?;
-        dropped.values.push(e.clone());
+        dropped.push(e.clone());
         Some(e)
     }
 
     /// Store `entry` with the stripe's lock held; what it replaces or
     /// evicts comes back to be dropped by the caller.
-    fn store(&self, key: SmolStr, entry: Arc<Entry>, dropped: &mut Dropped) {
-        if let Some(old) = self.cache.peek(key.as_str()) {
-            dropped.replacing = Arc::as_ptr(&old) as usize;
-            dropped.values.push(old);
-        }
+    fn store(&self, key: &str, entry: Arc<Entry>, dropped: &mut Dropped) {
+        // Short keys live inline in the slot, longer ones in one `Arc`.
+        let key = SmolStr::new(key);
+        dropped.storing = Some((key.clone(), Arc::as_ptr(&entry) as usize));
         self.cache.insert_with_lifecycle(key, entry, dropped);
     }
 
     /// Store a value read from L2 or loaded, unless an authoritative write
     /// to the key's stripe happened since `epoch` was read.
-    pub(crate) fn fill(&self, key: &Arc<str>, entry: Arc<Entry>, epoch: u64) {
+    pub(crate) fn fill(&self, key: &str, entry: Arc<Entry>, epoch: u64) {
         let mut dropped = Dropped::default();
         let stripe = self.stripe(key);
         let guard = stripe.lock();
         if stripe.epoch.load(Ordering::Acquire) == epoch {
-            self.store(stored_key(key), entry, &mut dropped);
+            self.store(key, entry, &mut dropped);
         }
         drop(guard);
     }
 
     /// Authoritative write (`set`, `touch`): store and fence older fills.
-    pub(crate) fn put(&self, key: &Arc<str>, entry: Arc<Entry>) {
+    pub(crate) fn put(&self, key: &str, entry: Arc<Entry>) {
         let mut dropped = Dropped::default();
         let stripe = self.stripe(key);
         let guard = stripe.lock();
         stripe.epoch.fetch_add(1, Ordering::AcqRel);
-        self.store(stored_key(key), entry, &mut dropped);
+        self.store(key, entry, &mut dropped);
         drop(guard);
     }
 
@@ -261,14 +268,14 @@ impl L1 {
     }
 
     /// Insert only if no live entry is there; true when inserted.
-    pub(crate) fn add(&self, key: &Arc<str>, entry: Arc<Entry>) -> bool {
+    pub(crate) fn add(&self, key: &str, entry: Arc<Entry>) -> bool {
         let mut dropped = Dropped::default();
         let stripe = self.stripe(key);
         let guard = stripe.lock();
         let taken = self.held(key, &mut dropped).is_some_and(|e| live(&e));
         if !taken {
             stripe.epoch.fetch_add(1, Ordering::AcqRel);
-            self.store(stored_key(key), entry, &mut dropped);
+            self.store(key, entry, &mut dropped);
         }
         drop(guard);
         !taken
@@ -286,7 +293,7 @@ impl L1 {
             return false;
         };
         stripe.epoch.fetch_add(1, Ordering::AcqRel);
-        self.store(SmolStr::new(key), Arc::new(f(&old)), &mut dropped);
+        self.store(key, Arc::new(f(&old)), &mut dropped);
         drop(guard);
         true
     }
@@ -312,7 +319,7 @@ impl L1 {
             payload: n.to_string().into(),
             memo: Default::default(),
         });
-        self.store(SmolStr::new(key), entry, &mut dropped);
+        self.store(key, entry, &mut dropped);
         drop(guard);
         L1Incr::Value(n)
     }
@@ -370,21 +377,11 @@ mod tests {
     #[test]
     fn entries_and_short_keys_are_compact() {
         assert!(std::mem::size_of::<Entry>() + 2 * std::mem::size_of::<usize>() <= 96);
-        let short: Arc<str> = Arc::from("user:1234567890:profile");
+        let short = SmolStr::new("user:1234567890:profile");
         assert_eq!(short.len(), INLINE_KEY);
-        assert!(
-            !stored_key(&short).is_heap_allocated(),
-            "a 23-byte key is inline"
-        );
-        let long: Arc<str> = Arc::from("user:1234567890:profile!");
-        let stored = stored_key(&long);
-        assert!(stored.is_heap_allocated(), "a 24-byte key is not");
-        assert_eq!(
-            Arc::strong_count(&long),
-            2,
-            "and it shares the caller's Arc"
-        );
-        drop(stored);
+        assert!(!short.is_heap_allocated(), "a 23-byte key is inline");
+        let long = SmolStr::new("user:1234567890:profile!");
+        assert!(long.is_heap_allocated(), "a 24-byte key is not");
     }
 
     /// Writing over a key is not an eviction (quick_cache reports the
@@ -393,14 +390,13 @@ mod tests {
     fn overwrites_are_not_counted_as_evictions() {
         let metrics = Arc::new(Metrics::default());
         let l1 = L1::new(4 << 20, metrics.clone());
-        let k: Arc<str> = Arc::from("k");
         for _ in 0..3 {
-            l1.put(&k, entry(64));
+            l1.put("k", entry(64));
         }
         assert!(l1.update("k", |e| e.clone()));
         assert_eq!(metrics.l1_evictions.load(Ordering::Relaxed), 0);
         for i in 0..20_000 {
-            l1.put(&Arc::from(format!("k{i}")), entry(1024));
+            l1.put(&format!("k{i}"), entry(1024));
         }
         assert!(
             metrics.l1_evictions.load(Ordering::Relaxed) > 0,

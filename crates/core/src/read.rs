@@ -221,7 +221,7 @@ impl Cache {
                 if let Some(l1) = &sh.l1
                     && sh.l1_may_hold(&e)
                 {
-                    l1.fill(&Arc::from(key), e.clone(), epoch);
+                    l1.fill(key, e.clone(), epoch);
                 }
                 Some(e)
             }

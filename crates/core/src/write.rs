@@ -224,7 +224,6 @@ impl Cache {
         if entry.meta.stale_until_ms != 0 && !entry.meta.is_live(now_ms()) {
             return Ok(false);
         }
-        let k: Arc<str> = Arc::from(key);
         let stored = if let (Some(l2), Some(bus)) = (l2, &sh.bus) {
             let bytes = sh.codec.encode(&entry);
             let msg = bus.keys_message(&[key]);
@@ -245,7 +244,7 @@ impl Cache {
             stored
         } else {
             let stored = match &sh.l1 {
-                Some(l1) => l1.add(&k, entry),
+                Some(l1) => l1.add(key, entry),
                 None => false,
             };
             if stored {
@@ -387,7 +386,7 @@ impl Cache {
                 .map_err(|e| sh.l2_err(e))?
             {
                 if let Some(l1) = &sh.l1 {
-                    l1.put(&Arc::from(key), new);
+                    l1.put(key, new);
                 }
                 return Ok(true);
             }
