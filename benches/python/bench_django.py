@@ -23,7 +23,8 @@ import statistics
 import threading
 import time
 import timeit
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import django
 from django.conf import settings

@@ -5,7 +5,8 @@ errors naming the option, and warm-up's per-key or all-at-once loaders."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Final, Union
+from collections.abc import Callable
+from typing import Any, Final
 
 from .exceptions import ConfigError, InvalidValueError
 
@@ -22,7 +23,7 @@ class _Default:
 DEFAULT: Final = _Default()
 """Use the cache's default TTL."""
 
-Ttl = Union[float, int, None, _Default]
+Ttl = float | int | None | _Default
 """Seconds; ``None`` means never expire; ``DEFAULT`` the cache's default; ``<= 0`` do not cache."""
 
 

@@ -6,8 +6,8 @@ The single-key protocol they build on is in ``_loading``."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any, Callable, Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
 from . import _native
 from ._loading import (
@@ -146,7 +146,7 @@ def _sorted_many(
     out: dict[str, Any] = {}
     leases: list[_native.Lease] = []
     busy: list[str] = []
-    for k, (kind, fmt, data, lease) in zip(keys, found):
+    for k, (kind, fmt, data, lease) in zip(keys, found, strict=True):
         if kind == _native.FRESH and fmt is not None and data is not None:
             out[k] = loads((fmt, data))
         elif kind == _native.LEAD and lease is not None:

@@ -4,8 +4,8 @@ protocol itself is in ``_loading``)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any, Callable, TypeVar, overload
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar, overload
 
 from . import _native
 from ._args import DEFAULT, Ttl, _load_many, _native_ttl

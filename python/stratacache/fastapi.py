@@ -33,9 +33,9 @@ import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Never, TypeVar
+from typing import Any, Never, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute

@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union, cast
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from . import _native
@@ -35,8 +35,8 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-KeyBy = Callable[[Any], Union[str, Awaitable[Union[str, None]], None]]
-Tags = Union[Sequence[str], Callable[[Any], Sequence[str]]]
+KeyBy = Callable[[Any], str | Awaitable[str | None] | None]
+Tags = Sequence[str] | Callable[[Any], Sequence[str]]
 
 #: Marks the in-process request that refreshes a stale entry in the background.
 REFRESH_HEADER = _native.HTTP_REFRESH_HEADER

@@ -86,7 +86,7 @@ class Apps:
             else:
                 cmd = [NODE, str(HERE / "app.js"), framework, str(port), self.namespace, REDIS_URL]
             self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}))
-        for port, proc in zip(self.ports, self.procs):
+        for port, proc in zip(self.ports, self.procs, strict=True):
             deadline = time.monotonic() + 30
             while True:
                 assert proc.poll() is None, f"{framework} app exited with {proc.returncode}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse

@@ -10,9 +10,9 @@ fail-open (``IGNORE_EXCEPTIONS``), read-through and warm-up.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache, default_key_func
 from django.core.exceptions import ImproperlyConfigured
@@ -96,6 +96,17 @@ class StrataCache(BaseCache):
     # any of the three attributes is assigned).
 
     @property
+    def default_timeout(self) -> float | None:
+        return self._default_timeout
+
+    @default_timeout.setter
+    def default_timeout(self, value: float | None) -> None:
+        # Django assigns it in __init__; the seconds `set` passes are kept
+        # ready beside it (`_ttl`).
+        self._default_timeout = value
+        self._default_ttl = math.inf if value is None else float(value)
+
+    @property
     def key_prefix(self) -> str:
         return self._key_prefix
 
@@ -157,7 +168,7 @@ class StrataCache(BaseCache):
     def _ttl(self, timeout: Any) -> float:
         """Django's timeout: ``None`` never expires, ``<= 0`` is not cached."""
         if timeout is DEFAULT_TIMEOUT:
-            timeout = self.default_timeout
+            return self._default_ttl
         if timeout is None:
             return math.inf
         return float(timeout)
@@ -202,7 +213,8 @@ class StrataCache(BaseCache):
         if version is not None or type(key) is not str or (k := self._made.get(key)) is None:
             k = self._key(key, version)
         try:  # fail-open as the façade answers it (_failopen.answer), without set's frame
-            self._c._set_seconds(k, value, self._ttl(timeout), self._grace, None if tags is None else list(tags))
+            ttl = self._default_ttl if timeout is DEFAULT_TIMEOUT else self._ttl(timeout)
+            self._c._set_seconds(k, value, ttl, self._grace, None if tags is None else list(tags))
         except RedisError as e:
             _failopen.answer(self._fail_open, "set", e, None)
 

@@ -5,7 +5,8 @@ the read-through policy. An option not given is left out, so the Cache's
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
