@@ -36,6 +36,14 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
       await cache.set(a, 'A')
       await cache.set(b, 'B')
       assert.deepEqual([await cache.get(a), await cache.get(b)], ['A', 'B'])
+      // Around the 251 bytes an L1 read takes in one call (reader.rs), with
+      // a 2-byte character where the cut would split it.
+      for (const n of [247, 248, 249, 250, 251, 252, 253]) {
+        const long = 'k'.repeat(n) + 'é'
+        await cache.set(long + 'x', n)
+        await cache.set(long + 'y', -n)
+        assert.deepEqual([await cache.get(long + 'x'), await cache.get(long + 'y')], [n, -n], `${n} + 3 bytes`)
+      }
       if (cfg.redis || cfg.cluster) {
         const fresh = new Cache({ ...cfg, namespace: ns, l1: false, failOpen: false })
         assert.deepEqual([await fresh.get(a), await fresh.get(b)], ['A', 'B'], 'from Redis')

@@ -38,8 +38,7 @@ unsafe fn get_local(
     cache: &stratacache::Cache,
     args: &[sys::napi_value; 2],
 ) -> Result<sys::napi_value> {
-    let key = unsafe { key_arg(env, args[0]) }?;
-    let e = cache.get_local(&key).map_err(js_err)?;
+    let e = unsafe { with_key(env, args[0], |key| cache.get_local(key).map_err(js_err)) }?;
     unsafe { ToNapiValue::to_napi_value(env, e.map(JsEntry)) }
 }
 
@@ -48,16 +47,24 @@ unsafe fn get_shared(
     cache: &stratacache::Cache,
     args: &[sys::napi_value; 2],
 ) -> Result<sys::napi_value> {
-    let key = unsafe { key_arg(env, args[0]) }?;
     // Not a number (a missing argument): no stamp known.
     let known = unsafe { f64::from_napi_value(env, args[1]) }.unwrap_or(0.0);
-    let r = crate::shared::answer(cache, &key, known)?;
+    let r = unsafe { with_key(env, args[0], |key| crate::shared::answer(cache, key, known)) }?;
     unsafe { ToNapiValue::to_napi_value(env, r) }
 }
 
-/// The key argument: a string, else `E_INVALID_KEY` (a missing argument is
-/// `undefined` in argv).
-unsafe fn key_arg(env: sys::napi_env, v: sys::napi_value) -> Result<String> {
+/// Room for a key read in one call, on the stack.
+const KEY_ROOM: usize = 256;
+
+/// `f` of the key argument: a string, else `E_INVALID_KEY` (a missing
+/// argument is `undefined` in argv). A key of up to `KEY_ROOM - 5` bytes of
+/// UTF-8 is read onto the stack in one call; napi-rs's `String` asks V8
+/// for the length first, then allocates and copies.
+unsafe fn with_key<T>(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    f: impl FnOnce(&str) -> Result<T>,
+) -> Result<T> {
     let mut kind = sys::ValueType::napi_undefined;
     check_status!(unsafe { sys::napi_typeof(env, v, &mut kind) })?;
     if kind != sys::ValueType::napi_string {
@@ -66,7 +73,21 @@ unsafe fn key_arg(env: sys::napi_env, v: sys::napi_value) -> Result<String> {
             "[E_INVALID_KEY] the key must be a string",
         ));
     }
-    unsafe { String::from_napi_value(env, v) }
+    let mut room = [0u8; KEY_ROOM];
+    let mut n = 0;
+    check_status!(unsafe {
+        sys::napi_get_value_string_utf8(env, v, room.as_mut_ptr().cast(), KEY_ROOM, &mut n)
+    })?;
+    // V8 writes at most KEY_ROOM - 1 bytes and never part of a character
+    // (at most 4 bytes): under KEY_ROOM - 4, the key is whole.
+    if n < KEY_ROOM - 4 {
+        // V8 writes UTF-8 (lone surrogates as U+FFFD), as napi-rs's `String`.
+        let key = std::str::from_utf8(&room[..n])
+            .map_err(|_| Error::new(Status::InvalidArg, "[E_INVALID_KEY] the key is not UTF-8"))?;
+        return f(key);
+    }
+    let key = unsafe { String::from_napi_value(env, v) }?;
+    f(&key)
 }
 
 /// The data of a bound function: its cache and what it answers.
