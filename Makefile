@@ -35,6 +35,7 @@ setup: $(VENV)/.installed node_modules/.installed ## fetch every dependency (Rus
 
 $(VENV)/.installed: python/requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: Python >= 3.10 is required ($(PYTHON) not found)" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "error: Python >= 3.10 is required ($(PYTHON) is older)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_BIN)/pip install -q --upgrade pip
 	$(VENV_BIN)/pip install -q -r python/requirements-dev.txt

@@ -8,7 +8,7 @@ import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Final, Never, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 from . import _failopen, _native
 from ._args import DEFAULT, Ttl, _check_options, _edge_purge_json, _native_ttl, _refuse_unknown
@@ -87,7 +87,7 @@ class Cache(ReadThrough):
         fail_open: bool = False,
         copy: bool = True,
         edge_purge: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
-        **unknown: Never,
+        **unknown: NoReturn,
     ) -> None:
         if unknown:
             _refuse_unknown(unknown, Cache.__init__, "Cache")

@@ -35,7 +35,7 @@ import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Never, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
@@ -142,7 +142,7 @@ def cached(
     fail_safe_throttle: float | None = None,
     edge_ttl: float = 0,
     edge_tag_header: str | None = None,
-    **unknown: Never,
+    **unknown: NoReturn,
 ) -> Callable[[F], F]:
     """Cache a path operation's responses; see the module docs. Options are
     checked here (a bad one raises :class:`ConfigError` at import)."""

@@ -4,7 +4,12 @@ overloads infer something else."""
 
 from __future__ import annotations
 
-from typing import assert_type
+import sys
+
+if sys.version_info >= (3, 11):
+    from typing import assert_type
+else:  # the package's floor, 3.10
+    from typing_extensions import assert_type
 
 from stratacache import Cache, NoCache
 

@@ -67,8 +67,8 @@ const MIN_SHARD_BYTES: u64 = 4 << 20;
 const INLINE_KEY: usize = 23;
 
 /// What the cache let go of during one operation, to be dropped after the
-/// locks are released. An operation lets go of one value at most, unless
-/// a store evicts: that one is kept without a `Vec`.
+/// locks are released. An operation lets go of one value at most (a store
+/// that evicts, more): that one is kept without a `Vec`.
 #[derive(Default)]
 struct Dropped {
     first: Option<Arc<Entry>>,
@@ -117,6 +117,11 @@ impl quick_cache::Lifecycle<SmolStr, Arc<Entry>> for Evictions {
             .is_some_and(|(key, new)| *key == k && Arc::as_ptr(&v) as usize != *new);
         if !replaced {
             Metrics::inc(&self.0.l1_evictions);
+        }
+        // What `held` already kept (the value `update`, `incr` and `add`
+        // write over): dropping this handle here frees nothing.
+        if dropped.first.as_ref().is_some_and(|f| Arc::ptr_eq(f, &v)) {
+            return;
         }
         dropped.push(v);
     }

@@ -44,7 +44,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from http.cookies import SimpleCookie
-from typing import Any, Never, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
@@ -74,7 +74,7 @@ def cache_page(
     x_cache: bool = True,
     edge_ttl: float = 0,
     edge_tag_header: str | None = None,
-    **unknown: Never,
+    **unknown: NoReturn,
 ) -> Callable[[V], V]:
     """Cache a view's responses (see the module docs). ``cache`` is a
     :class:`~stratacache.django.StrataCache` alias; ``key_by(request)``
@@ -221,9 +221,10 @@ def _serve_sync(rule: HttpRule, view: Callable[..., Any], request: HttpRequest, 
     ctx = contextvars.copy_context()
 
     async def serve() -> None:
-        task = asyncio.get_running_loop().create_task(
-            _serve_on(r, rule, _asgi(call), request, view, args, kwargs, collector), context=ctx
-        )
+        # Made inside `ctx`, the task runs in a copy of it (`create_task`'s
+        # `context=` is 3.11+).
+        coro = _serve_on(r, rule, _asgi(call), request, view, args, kwargs, collector)
+        task = ctx.run(asyncio.get_running_loop().create_task, coro)
         await task
 
     fut = asyncio.run_coroutine_threadsafe(serve(), loop)
