@@ -39,6 +39,10 @@ class Cache extends EventEmitter {
   // function (no native method's per-call bookkeeping on the L1-hit
   // path: crates/node/src/reader.rs).
   #getLocal
+  // `#n.writer()` and `#off.writer()`: `set` without dependencies as plain
+  // functions (crates/node/src/reader.rs), for `set`.
+  #write
+  #writeOff
   // The same cache with caching off: what a `disabled()` scope's calls go to.
   #off
   #id
@@ -71,6 +75,8 @@ class Cache extends EventEmitter {
     }
     this.#getLocal = this.#n.localReader()
     this.#off = this.#n.bypassing()
+    this.#write = this.#n.writer()
+    this.#writeOff = this.#off.writer()
     this.#id = this.#n.identity
     this.#hasL2 = this.#n.hasL2
     this.#hasL1 = o.l1 !== false && (o.l1 || {}).enabled !== false
@@ -216,7 +222,8 @@ class Cache extends EventEmitter {
     this.#open()
     const [data, format] = encode(this.#serializer, value)
     try {
-      await this.#h().set(key, data, format, parseTtl(ttl), parseTtl(options.grace, 'grace'), options.tags)
+      const write = isOff(this.#id) ? this.#writeOff : this.#write
+      await write(key, data, format, parseTtl(ttl), parseTtl(options.grace, 'grace'), options.tags)
       return true
     } catch (e) {
       return this.#l2(e, false)

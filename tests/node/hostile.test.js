@@ -83,7 +83,7 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
 // cache (crates/node/src/reader.rs), not methods: bad input to them is a
 // typed error like any method's, never a crash, and they answer for their
 // own cache only.
-test('the bound L1 readers: typed errors for a bad key, their own cache only', async () => {
+test('the bound L1 readers and writer: typed errors for bad input, their own cache only', async () => {
   const { NativeCache } = require('../../node/binding.js')
   const { native } = require('../../node/loader.js')
   const ns = unique('reader')
@@ -104,7 +104,19 @@ test('the bound L1 readers: typed errors for a bad key, their own cache only', a
       }
       assert.throws(() => read(), (e) => native(e).code === 'E_INVALID_KEY')
     }
-    assert.deepEqual(await cache.get('k'), { a: 1 })
+    // `Cache#set`'s write, bound the same way: answered here on an L1-only
+    // cache, typed errors for bad arguments, this cache only.
+    const write = n.writer()
+    assert.equal(write('k', '{"a":3}', 2, 60_000), undefined)
+    assert.equal(getLocal('k'), '{"a":3}')
+    assert.equal(write('b', Buffer.from([1, 2]), 0, null, null, ['t']), undefined)
+    assert.deepEqual(n.localReader()('b'), [0, Buffer.from([1, 2])])
+    assert.throws(() => write(42, '1', 2), (e) => native(e).code === 'E_INVALID_KEY')
+    assert.throws(() => write('k', '1', 2, -1, 'x'), /rust type `f64`/) // parseTtl checks it first in Cache#set
+    assert.throws(() => write('k', '1', 2, 1000, 0, ['']), (e) => native(e).code === 'E_INVALID_VALUE' && /tag/.test(e.message))
+    assert.throws(() => write('k', '1', 256), (e) => native(e).code === 'E_INVALID_VALUE')
+    assert.equal(getLocal('k'), '{"a":3}', 'a refused write stores nothing')
+    assert.deepEqual(await cache.get('k'), { a: 3 }, 'the same L1 as the Cache on its namespace')
     assert.deepEqual(await other.get('k'), { a: 2 })
   } finally {
     n.close()

@@ -237,13 +237,30 @@ impl NativeCache {
         tags: Option<Vec<String>>,
         deps: Option<&crate::deps::NativeDeps>,
     ) -> Result<Either<(), PromiseRaw<'env, ()>>> {
-        let mut o = write_opts(format, ttl_ms, grace_ms, tags)?;
-        o.deps = deps.map(|d| d.inner.clone());
-        let data = data_bytes(data);
-        let cache = self.inner.clone();
-        now_or_promise(env, async move {
-            cache.set(&key, data, &o).await.map_err(js_err)
-        })
+        let deps = deps.map(|d| d.inner.clone());
+        write(
+            env,
+            &self.inner,
+            key,
+            data,
+            format,
+            ttl_ms,
+            grace_ms,
+            tags,
+            deps,
+        )
+    }
+
+    /// `set(key, data, format, ttlMs, graceMs, tags)` without dependencies,
+    /// a function bound to this cache (`Cache#set`'s path; a plain
+    /// function, not a method: see `reader.rs`).
+    #[napi(
+        ts_return_type = "(key: string, data: string | Buffer, format: number, ttlMs?: number | undefined | null, graceMs?: number | undefined | null, tags?: Array<string> | undefined | null) => void | Promise<void>"
+    )]
+    pub fn writer<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        let f = crate::reader::writer(env, &self.inner)?;
+        // SAFETY: a function value just created in this env.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f) })
     }
 
     /// `entries`: `[key, data, format]`; the keys that failed.
@@ -478,4 +495,27 @@ where
     F::Output: Send,
 {
     poll_once_in_runtime(Box::pin(fut)).unwrap_or_else(stratacache::runtime::block_on)
+}
+
+/// A write as `set` and the bound writer make it: answered on the JS thread
+/// when it can be, else a Promise.
+#[allow(clippy::too_many_arguments)] // the JS call's arguments, one each
+pub(crate) fn write<'env>(
+    env: &'env Env,
+    cache: &Cache,
+    key: String,
+    data: Data<'_>,
+    format: u32,
+    ttl_ms: Option<f64>,
+    grace_ms: Option<f64>,
+    tags: Option<Vec<String>>,
+    deps: Option<std::sync::Arc<stratacache::Deps>>,
+) -> Result<Either<(), PromiseRaw<'env, ()>>> {
+    let mut o = write_opts(format, ttl_ms, grace_ms, tags)?;
+    o.deps = deps;
+    let data = data_bytes(data);
+    let cache = cache.clone();
+    now_or_promise(env, async move {
+        cache.set(&key, data, &o).await.map_err(js_err)
+    })
 }

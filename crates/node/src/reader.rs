@@ -1,6 +1,9 @@
-//! The L1 reads of the hit path as plain JS functions bound to one cache:
-//! `getLocal(key)` (for `Cache#get` and the HTTP middleware) and
-//! `getShared(key, known)` (`clone: false`, see `shared.rs`).
+//! The hottest calls as plain JS functions bound to one cache: the L1
+//! reads of the hit path, `getLocal(key)` (for `Cache#get` and the HTTP
+//! middleware) and `getShared(key, known)` (`clone: false`, see
+//! `shared.rs`), and `Cache#set`'s write, `set(key, data, format, ttlMs,
+//! graceMs, tags)` (the middleware's writes, which carry dependencies, use
+//! the `set` method; both make the write with `cache::write`).
 //!
 //! A `#[napi]` method costs each call napi-rs's bookkeeping for `this`:
 //! unwrapping it, checking its type tag, and registering the borrow of
@@ -18,9 +21,15 @@ use napi::bindgen_prelude::*;
 use crate::convert::JsEntry;
 use crate::error::js_err;
 
+/// The most arguments a bound function takes (missing ones are `undefined`).
+const ARGS: usize = 6;
+
 /// What a bound function does with its cache and its arguments.
-type Answer =
-    unsafe fn(sys::napi_env, &stratacache::Cache, &[sys::napi_value; 2]) -> Result<sys::napi_value>;
+type Answer = unsafe fn(
+    sys::napi_env,
+    &stratacache::Cache,
+    &[sys::napi_value; ARGS],
+) -> Result<sys::napi_value>;
 
 /// `getLocal(key)`: L1's fresh entry of `key` shaped by [`JsEntry`], or
 /// `null` (then read as `get` does when Redis is configured).
@@ -33,10 +42,17 @@ pub(crate) fn shared_reader(env: &Env, cache: &stratacache::Cache) -> Result<sys
     bound(env, cache, "getShared", get_shared)
 }
 
+/// `set(key, data, format, ttlMs, graceMs, tags)`: `NativeCache#set`
+/// without dependencies ([`crate::cache::write`]): `undefined` when
+/// answered here, else a Promise.
+pub(crate) fn writer(env: &Env, cache: &stratacache::Cache) -> Result<sys::napi_value> {
+    bound(env, cache, "set", set)
+}
+
 unsafe fn get_local(
     env: sys::napi_env,
     cache: &stratacache::Cache,
-    args: &[sys::napi_value; 2],
+    args: &[sys::napi_value; ARGS],
 ) -> Result<sys::napi_value> {
     let e = unsafe { with_key(env, args[0], |key| cache.get_local(key).map_err(js_err)) }?;
     unsafe { ToNapiValue::to_napi_value(env, e.map(JsEntry)) }
@@ -45,11 +61,27 @@ unsafe fn get_local(
 unsafe fn get_shared(
     env: sys::napi_env,
     cache: &stratacache::Cache,
-    args: &[sys::napi_value; 2],
+    args: &[sys::napi_value; ARGS],
 ) -> Result<sys::napi_value> {
     // Not a number (a missing argument): no stamp known.
     let known = unsafe { f64::from_napi_value(env, args[1]) }.unwrap_or(0.0);
     let r = unsafe { with_key(env, args[0], |key| crate::shared::answer(cache, key, known)) }?;
+    unsafe { ToNapiValue::to_napi_value(env, r) }
+}
+
+unsafe fn set(
+    env: sys::napi_env,
+    cache: &stratacache::Cache,
+    args: &[sys::napi_value; ARGS],
+) -> Result<sys::napi_value> {
+    let key = unsafe { with_key(env, args[0], |key| Ok(key.to_owned())) }?;
+    let data = unsafe { crate::convert::Data::from_napi_value(env, args[1]) }?;
+    let format = unsafe { u32::from_napi_value(env, args[2]) }?;
+    let ttl_ms = unsafe { Option::<f64>::from_napi_value(env, args[3]) }?;
+    let grace_ms = unsafe { Option::<f64>::from_napi_value(env, args[4]) }?;
+    let tags = unsafe { Option::<Vec<String>>::from_napi_value(env, args[5]) }?;
+    let e = Env::from_raw(env);
+    let r = crate::cache::write(&e, cache, key, data, format, ttl_ms, grace_ms, tags, None)?;
     unsafe { ToNapiValue::to_napi_value(env, r) }
 }
 
@@ -166,8 +198,8 @@ unsafe extern "C" fn call(env: sys::napi_env, info: sys::napi_callback_info) -> 
 }
 
 unsafe fn answer(env: sys::napi_env, info: sys::napi_callback_info) -> Result<sys::napi_value> {
-    let mut argc = 2usize; // in: argv's room; out: how many were passed
-    let mut args = [ptr::null_mut(); 2];
+    let mut argc = ARGS; // in: argv's room; out: how many were passed
+    let mut args = [ptr::null_mut(); ARGS];
     let mut data = ptr::null_mut();
     check_status!(unsafe {
         sys::napi_get_cb_info(
