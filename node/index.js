@@ -220,6 +220,7 @@ class Cache extends EventEmitter {
   async set(key, value, ttl, options = {}) {
     checkKey(key)
     this.#open()
+    checkTags(options.tags)
     const [data, format] = encode(this.#serializer, value)
     try {
       const write = isOff(this.#id) ? this.#writeOff : this.#write

@@ -52,8 +52,12 @@ const POLICY_KEYS = [
  */
 function checkTags(tags) {
   if (tags === undefined || tags === null) return
-  if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string')) {
-    throw new InvalidValueError('tags must be an array of strings')
+  // Every index, holes included (`some` skips them): a sparse array of
+  // length 2^32 - 1 would otherwise reach the binding, which sizes its
+  // vector by the length.
+  if (!Array.isArray(tags)) throw new InvalidValueError('tags must be an array of strings')
+  for (let i = 0; i < tags.length; i++) {
+    if (typeof tags[i] !== 'string') throw new InvalidValueError('tags must be an array of strings')
   }
   try {
     validateTags(tags)

@@ -56,6 +56,12 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
         await assert.rejects(cache.set(bad, 'x'), { code: 'E_INVALID_KEY' }, String(bad))
         await assert.rejects(cache.get(bad), { code: 'E_INVALID_KEY' }, String(bad))
       }
+      // Tags: a typed error before anything reaches the binding, a huge
+      // sparse array included (the binding would size a vector by it).
+      for (const tags of ['t', [1], ['t', undefined], new Array(2 ** 32 - 1), [''], ['\0t']]) {
+        await assert.rejects(cache.set('tagged', 'x', 60, { tags }), { code: 'E_INVALID_VALUE' }, String(tags.length))
+      }
+      assert.equal(await cache.get('tagged'), undefined)
     } finally {
       cache.close()
     }

@@ -75,11 +75,14 @@ unsafe fn set(
     args: &[sys::napi_value; ARGS],
 ) -> Result<sys::napi_value> {
     let key = unsafe { with_key(env, args[0], |key| Ok(key.to_owned())) }?;
-    let data = unsafe { crate::convert::Data::from_napi_value(env, args[1]) }?;
     let format = unsafe { u32::from_napi_value(env, args[2]) }?;
     let ttl_ms = unsafe { Option::<f64>::from_napi_value(env, args[3]) }?;
     let grace_ms = unsafe { Option::<f64>::from_napi_value(env, args[4]) }?;
+    // Reading the tags' elements can run JS (an index getter), which could
+    // detach a Buffer: the data is borrowed last, after every conversion
+    // that can, and copied before anything else runs.
     let tags = unsafe { Option::<Vec<String>>::from_napi_value(env, args[5]) }?;
+    let data = unsafe { crate::convert::Data::from_napi_value(env, args[1]) }?;
     let e = Env::from_raw(env);
     let r = crate::cache::write(&e, cache, key, data, format, ttl_ms, grace_ms, tags, None)?;
     unsafe { ToNapiValue::to_napi_value(env, r) }
