@@ -18,8 +18,14 @@ export interface CacheOptions {
   cluster?: string[]
   /** Namespace of every key, `[A-Za-z0-9_.-]{1,64}`. Default `'default'`. */
   namespace?: string
-  /** In-process tier; `false` disables it. Default 64 MiB. */
-  l1?: false | { enabled?: boolean; maxBytes?: number }
+  /**
+   * In-process tier; `false` disables it. `memoBytes` of the bound (a
+   * quarter unless given, 0 for none) holds what hits keep: the values
+   * `clone: false` hits share, else the text of JSON and UTF-8 entries of
+   * at least 1 KiB, so that a hit decodes it without first copying the
+   * entry into a new string. `maxBytes`: Default 64 MiB.
+   */
+  l1?: false | { enabled?: boolean; maxBytes?: number; memoBytes?: number }
   /** Default TTL. Default `'5m'`; `null` means never expire. */
   ttl?: Ttl
   /** `'json'` (default, shared with Python), `'v8'`, `'raw'`. */

@@ -20,7 +20,7 @@ const LEAD = 2 // the core's lookup kinds: 0 fresh, 1 stale, 2 lead
 // and leases. Not part of the public API.
 const { kInternal, kNative } = require('./internal.js')
 const { CACHE_OPTIONS, checkOptions, nativeConfig } = require('./options.js')
-const { SharedValues, MISS } = require('./shared.js')
+const { KeptValues, MISS } = require('./kept.js')
 const { httpInternals } = require('./httpinternal.js')
 const { currentDeps } = require('./deps.js')
 const { isOff, turnedOff, disabled } = require('./disabled.js')
@@ -36,8 +36,8 @@ const { metricsText } = require('./metrics.js')
 class Cache extends EventEmitter {
   #n
   // L1's fresh entry of a key, or null: `#n.localReader()`, a plain
-  // function (no native method's per-call bookkeeping on the L1-hit
-  // path: crates/node/src/reader.rs).
+  // function (no native method's per-call bookkeeping: see
+  // crates/node/src/reader.rs), for `has`.
   #getLocal
   // `#n.writer()` and `#off.writer()`: `set` without dependencies as plain
   // functions (crates/node/src/reader.rs), for `set`.
@@ -52,8 +52,9 @@ class Cache extends EventEmitter {
   #hasL1
   #closed = false
   #policy
-  // `clone: false`: the values L1 hits share (shared.js), else null.
-  #shared = null
+  // What L1 hits keep (kept.js): with `clone: false` the values they
+  // share, else long text they decode; null without L1.
+  #kept = null
   #decodeLocal = (v) => (typeof v === 'string' ? JSON.parse(v) : decode(v, this.#serializer.name))
 
   constructor(options = {}) {
@@ -80,7 +81,7 @@ class Cache extends EventEmitter {
     this.#id = this.#n.identity
     this.#hasL2 = this.#n.hasL2
     this.#hasL1 = o.l1 !== false && (o.l1 || {}).enabled !== false
-    if (o.clone === false && this.#hasL1) this.#shared = new SharedValues(this.#n)
+    if (this.#hasL1) this.#kept = new KeptValues(this.#n, o.clone === false, this.#decodeLocal)
   }
 
   get namespace() {
@@ -137,14 +138,10 @@ class Cache extends EventEmitter {
       if (isOff(this.#id)) return this.#getL2(key, this.#off)
       const deps = currentDeps()
       if (deps !== undefined) return this.#getTracked(key, deps)
-      if (this.#shared !== null) {
-        const v = this.#shared.get(key, this.#decodeLocal)
+      if (this.#kept !== null) {
+        const v = this.#kept.get(key)
         if (v !== MISS) note(obs, L1)
         if (v !== MISS || !this.#hasL2) return Promise.resolve(v === MISS ? undefined : v)
-      } else if (this.#hasL1) {
-        const v = this.#getLocal(key)
-        if (v) return Promise.resolve(this.#decoded(v, obs, L1))
-        if (!this.#hasL2) return Promise.resolve(undefined)
       } else if (!this.#hasL2) {
         return Promise.resolve(undefined)
       }
@@ -261,7 +258,7 @@ class Cache extends EventEmitter {
   async delete(key) {
     checkKey(key)
     this.#open()
-    if (this.#shared !== null) this.#shared.forget(key)
+    if (this.#kept !== null) this.#kept.forget(key)
     try {
       return await this.#h().delete(key)
     } catch (e) {
@@ -332,7 +329,7 @@ class Cache extends EventEmitter {
   /** Remove every entry of this namespace (never anything else). */
   async clear() {
     this.#open()
-    if (this.#shared !== null) this.#shared.clear()
+    if (this.#kept !== null) this.#kept.clear()
     try {
       await this.#h().clear()
     } catch (e) {
@@ -377,20 +374,16 @@ class Cache extends EventEmitter {
     const parent = currentDeps()
     const n = this.#h()
     if (n === this.#n && parent === undefined && p.earlyRefresh === undefined && p.refreshAhead === undefined) {
-      let local
+      let v = MISS
       try {
-        if (this.#shared !== null) {
-          const v = this.#shared.get(key, this.#decodeLocal)
-          if (v !== MISS) {
-            note(obs, L1)
-            return v
-          }
-        }
-        local = this.#getLocal(key)
+        if (this.#kept !== null) v = this.#kept.get(key)
       } catch (e) {
         throw native(e)
       }
-      if (local) return this.#decoded(local, obs, L1)
+      if (v !== MISS) {
+        note(obs, L1)
+        return v
+      }
     }
     let r
     try {

@@ -81,6 +81,7 @@ function nativeConfig(o, serializer) {
     cluster: o.cluster,
     l1: l1.enabled !== false,
     l1MaxBytes: l1.maxBytes,
+    l1MemoBytes: l1.memoBytes,
     defaultTtlMs: ms(o.ttl, 'ttl'),
     compressThreshold: o.compressThreshold,
     maxValueBytes: o.maxValueBytes,
@@ -96,7 +97,6 @@ function nativeConfig(o, serializer) {
     breakerThreshold: o.breaker ? o.breaker.threshold : undefined,
     breakerCooldownMs: o.breaker ? ms(o.breaker.cooldown, 'breaker.cooldown') : undefined,
     acceptedFormats: [...(serializer.formats || (serializer.name === 'v8' ? V8_FORMATS : JSON_FORMATS))],
-    sharedValues: o.clone === false,
     edgePurge: edgePurgeJson(o.edgePurge),
   }
 }

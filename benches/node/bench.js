@@ -93,6 +93,10 @@ async function l1Hits() {
     const text = JSON.stringify(v)
     const strata = new Cache({ namespace: `bench-${RUN}-${name.length}` })
     await strata.set('hot', v, '1h')
+    // Nothing kept (no memo budget): every hit copies the entry's bytes
+    // into a new string before parsing it.
+    const unkept = new Cache({ namespace: `bench-unkept-${RUN}-${name.length}`, l1: { memoBytes: 0 } })
+    await unkept.set('hot', v, '1h')
     const shared = new Cache({ namespace: `bench-shared-${RUN}-${name.length}`, clone: false })
     await shared.set('hot', v, '1h')
     const bento = new BentoCache({ default: 'mem', stores: { mem: bentostore().useL1Layer(memoryDriver({ maxSize: '64mb' })) } })
@@ -103,6 +107,7 @@ async function l1Hits() {
     lru.set('hot', v)
     const rows = [
       ['stratacache get (copy)', await perOp(() => strata.get('hot'), 100_000)],
+      ['stratacache get (copy, l1.memoBytes: 0)', await perOp(() => unkept.get('hot'), 100_000)],
       ['stratacache get (clone: false, shared)', await perOp(() => shared.get('hot'), 100_000)],
       ['bentocache memory get (copy)', await perOp(() => bento.get({ key: 'hot' }), 100_000)],
       ['cache-manager 7 get (Keyv memory)', await perOp(() => cm.get('hot'), 100_000)],
@@ -118,6 +123,7 @@ async function l1Hits() {
     ]
     table(`In-process set, ${name}`, sets, 'bentocache memory set')
     await strata.close()
+    await unkept.close()
     await shared.close()
     await bento.disconnectAll()
   }

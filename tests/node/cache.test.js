@@ -4,7 +4,7 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const { Cache, KeyNotFoundError, NotAnIntegerError, InvalidKeyError, CacheClosedError, ConfigError,
   InvalidValueError, ValueTooLargeError, RedisError, StrataCacheError, parseTtl } = require('../../node/index.js')
-const { CONFIGS, unique } = require('./helpers.js')
+const { CONFIGS, unique, until } = require('./helpers.js')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
@@ -63,6 +63,79 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     await c.close()
     await raw.close()
     await v8.close()
+  })
+
+  test(`${name}: copied hits keep long text once and still hand out fresh copies that follow every change`, async () => {
+    const c = make()
+    const html = `<p>${'é'.repeat(600)}</p>` // non-ASCII: a two-byte JS string
+    const long = { id: 1, html, items: Array.from({ length: 20 }, (_, i) => ({ i, name: `item ${i}` })) }
+    assert.ok(Buffer.byteLength(JSON.stringify(long)) >= 1024)
+    await c.set('long', long, '1h', { tags: ['t:1'] })
+    const a = await c.get('long')
+    const b = await c.get('long')
+    assert.deepEqual(a, long)
+    assert.deepEqual(b, long)
+    assert.notEqual(a, b, 'each hit is a copy of its own')
+    assert.ok(!Object.isFrozen(a))
+    // Stamped on the first read (kept from the third): charged as a
+    // two-byte string of the text, and a slot.
+    assert.equal(c.stats().l1_memo_bytes, 2 * Buffer.byteLength(JSON.stringify(long)) + 64)
+    a.items.push('mutated')
+    a.html = 'changed'
+    assert.deepEqual(await c.get('long'), long, 'mutating a copy never changes what later hits get')
+    assert.deepEqual(await c.getOrSet({ key: 'long', factory: () => 'never' }), long)
+    await c.set('long', { id: 2, html }, '1h', { tags: ['t:1'] })
+    // The first read of the new entry stamps it, the third keeps its text.
+    for (let i = 0; i < 4; i++) assert.deepEqual(await c.get('long'), { id: 2, html }, 'a write replaces what is kept')
+    await c.invalidateTags(['t:1'])
+    assert.equal(await c.get('long'), undefined, 'a tag invalidation ends it')
+    await c.set('long', long)
+    await c.get('long')
+    await c.delete('long')
+    assert.equal(await c.get('long'), undefined, 'a delete ends it')
+    // Another handle on the same L1 writes and reads (stamping the new
+    // entry): this handle's kept text is not served for it.
+    const twin = make({ namespace: c.namespace })
+    await c.set('long', long)
+    for (let i = 0; i < 4; i++) assert.deepEqual(await c.get('long'), long)
+    await twin.set('long', { id: 4, html })
+    assert.deepEqual(await twin.get('long'), { id: 4, html })
+    assert.deepEqual(await c.get('long'), { id: 4, html }, 'a stamp this handle did not keep is fetched')
+    await twin.close()
+    if (name !== 'l1') {
+      // Another process's write reaches this L1 through the bus.
+      await c.set('long', long)
+      assert.deepEqual(await c.get('long'), long)
+      const other = otherView(c)
+      await other.set('long', { id: 3, html })
+      await until('the other write', async () => (await c.get('long'))?.id === 3)
+      assert.deepEqual(await c.get('long'), { id: 3, html })
+      await other.close()
+    }
+    // Long UTF-8 text (the raw serializer's strings) is kept the same way.
+    const raw = make({ serializer: 'raw' })
+    const text = 'ü'.repeat(2000)
+    await raw.set('s', text)
+    assert.equal(await raw.get('s'), text)
+    assert.equal(await raw.get('s'), text)
+    await raw.set('s', `${text}!`)
+    assert.equal(await raw.get('s'), `${text}!`)
+    // With no memo budget nothing is kept: hits copy the bytes, same values.
+    const none = make({ l1: { memoBytes: 0 } })
+    await none.set('long', long)
+    assert.deepEqual(await none.get('long'), long)
+    assert.deepEqual(await none.get('long'), long)
+    assert.equal(none.stats().l1_memo_bytes, 0)
+    // Short text is not kept: copying it costs no more than keeping it.
+    await c.set('short', { id: 1 })
+    const before = c.stats().l1_memo_bytes
+    assert.deepEqual(await c.get('short'), { id: 1 })
+    assert.equal(c.stats().l1_memo_bytes, before)
+    assert.throws(() => make({ l1: { memoBytes: -1 } }), InvalidValueError) // as l1.maxBytes: -1
+    assert.throws(() => make({ l1: { memoBytes: 64 << 20 } }), ConfigError)
+    await c.close()
+    await raw.close()
+    await none.close()
   })
 
   test(`${name}: the whole API`, async () => {

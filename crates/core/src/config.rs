@@ -220,6 +220,13 @@ impl Default for Config {
 }
 
 impl Config {
+    /// What a binding that keeps decoded values beside entries (Python's
+    /// memo, Node's kept values) sets aside for them unless told
+    /// otherwise: a quarter of the L1 bound.
+    pub fn binding_memo_bytes(&self) -> u64 {
+        self.l1_max_bytes / 4
+    }
+
     /// Check the configuration; every message names the field.
     pub fn validate(&self) -> Result<()> {
         validate_namespace(&self.namespace)?;

@@ -19,6 +19,9 @@ pub struct NativeOptions {
     pub cluster: Option<Vec<String>>,
     pub l1: Option<bool>,
     pub l1_max_bytes: Option<f64>,
+    /// The part of `l1_max_bytes` set aside for the values hits keep (see
+    /// `kept.rs`); default a quarter, 0 for none.
+    pub l1_memo_bytes: Option<f64>,
     /// Milliseconds; `Infinity` = never expire.
     pub default_ttl_ms: Option<f64>,
     pub compress_threshold: Option<u32>,
@@ -39,9 +42,6 @@ pub struct NativeOptions {
     pub breaker_cooldown_ms: Option<f64>,
     /// Formats the JS serializer reads; others are misses (counted).
     pub accepted_formats: Option<Vec<u8>>,
-    /// `clone: false`: hits share one decoded value per entry (see
-    /// `shared.rs`); a quarter of L1 is their budget.
-    pub shared_values: Option<bool>,
     /// The edges to purge, as the JSON the core parses (`EdgePurge`).
     pub edge_purge: Option<String>,
 }
@@ -70,6 +70,7 @@ impl NativeCache {
             cluster: None,
             l1: None,
             l1_max_bytes: None,
+            l1_memo_bytes: None,
             default_ttl_ms: None,
             compress_threshold: None,
             max_value_bytes: None,
@@ -85,7 +86,6 @@ impl NativeCache {
             breaker_threshold: None,
             breaker_cooldown_ms: None,
             accepted_formats: None,
-            shared_values: None,
             edge_purge: None,
         });
         let mut cfg = Config::default();
@@ -107,6 +107,11 @@ impl NativeCache {
             }
             cfg.l1_max_bytes = v as u64;
         }
+        cfg.l1_memo_bytes = match o.l1_memo_bytes {
+            None => cfg.binding_memo_bytes(),
+            Some(v) if v.is_finite() && v >= 0.0 => v as u64,
+            Some(_) => return Err(invalid("l1.memoBytes must be a finite number >= 0")),
+        };
         if let Some(t) = o.default_ttl_ms {
             cfg.default_ttl = if t == f64::INFINITY {
                 None
@@ -154,9 +159,6 @@ impl NativeCache {
         cfg.accepted_formats = o.accepted_formats;
         if let Some(json) = o.edge_purge {
             cfg.edge_purge = stratacache::purge::EdgePurge::parse_list(&json).map_err(js_err)?;
-        }
-        if o.shared_values == Some(true) {
-            cfg.l1_memo_bytes = cfg.l1_max_bytes / 4;
         }
         Ok(NativeCache {
             inner: Cache::new(cfg).map_err(js_err)?,

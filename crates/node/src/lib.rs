@@ -27,12 +27,12 @@ mod deps;
 mod error;
 mod feed;
 mod http;
+mod kept;
 mod lease;
 mod lookup;
 mod policy;
 mod reader;
 mod settle;
-mod shared;
 
 #[napi_derive::module_init]
 fn init() {

@@ -1,7 +1,6 @@
 //! The hottest calls as plain JS functions bound to one cache: the L1
-//! reads of the hit path, `getLocal(key)` (for `Cache#get` and the HTTP
-//! middleware) and `getShared(key, known)` (`clone: false`, see
-//! `shared.rs`), and `Cache#set`'s write, `set(key, data, format, ttlMs,
+//! reads of the hit path, `getLocal(key)` (the HTTP middleware's) and
+//! `getKept(key, fetch)` (`Cache#get`'s, see `kept.rs`), and `Cache#set`'s write, `set(key, data, format, ttlMs,
 //! graceMs, tags)` (the middleware's writes, which carry dependencies, use
 //! the `set` method; both make the write with `cache::write`).
 //!
@@ -20,6 +19,7 @@ use napi::bindgen_prelude::*;
 
 use crate::convert::JsEntry;
 use crate::error::js_err;
+use crate::kept::Kind;
 
 /// The most arguments a bound function takes (missing ones are `undefined`).
 const ARGS: usize = 6;
@@ -37,9 +37,17 @@ pub(crate) fn local_reader(env: &Env, cache: &stratacache::Cache) -> Result<sys:
     bound(env, cache, "getLocal", get_local)
 }
 
-/// `getShared(key, known)`: see [`crate::shared::answer`].
-pub(crate) fn shared_reader(env: &Env, cache: &stratacache::Cache) -> Result<sys::napi_value> {
-    bound(env, cache, "getShared", get_shared)
+/// `getKept(key, fetch)` for values of `kind`: see [`crate::kept::answer`].
+pub(crate) fn kept_reader(
+    env: &Env,
+    cache: &stratacache::Cache,
+    kind: Kind,
+) -> Result<sys::napi_value> {
+    let answer: Answer = match kind {
+        Kind::Values => get_kept::<true>,
+        Kind::Text => get_kept::<false>,
+    };
+    bound(env, cache, "getKept", answer)
 }
 
 /// `set(key, data, format, ttlMs, graceMs, tags)`: `NativeCache#set`
@@ -58,14 +66,22 @@ unsafe fn get_local(
     unsafe { ToNapiValue::to_napi_value(env, e.map(JsEntry)) }
 }
 
-unsafe fn get_shared(
+/// `SHARE`: [`Kind::Values`], else [`Kind::Text`].
+unsafe fn get_kept<const SHARE: bool>(
     env: sys::napi_env,
     cache: &stratacache::Cache,
     args: &[sys::napi_value; ARGS],
 ) -> Result<sys::napi_value> {
-    // Not a number (a missing argument): no stamp known.
-    let known = unsafe { f64::from_napi_value(env, args[1]) }.unwrap_or(0.0);
-    let r = unsafe { with_key(env, args[0], |key| crate::shared::answer(cache, key, known)) }?;
+    let kind = if SHARE { Kind::Values } else { Kind::Text };
+    // Not a boolean (a missing argument): the stamp will do. Read raw:
+    // napi-rs would build an error (a formatted message) to say so.
+    let mut fetch = false;
+    let _ = unsafe { sys::napi_get_value_bool(env, args[1], &mut fetch) };
+    let r = unsafe {
+        with_key(env, args[0], |key| {
+            crate::kept::answer(cache, key, fetch, kind)
+        })
+    }?;
     unsafe { ToNapiValue::to_napi_value(env, r) }
 }
 

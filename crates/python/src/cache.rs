@@ -138,10 +138,9 @@ impl PyCache {
         if let Some(v) = l1_max_bytes {
             cfg.l1_max_bytes = v;
         }
-        // Decoded values kept beside entries: a quarter of the L1 bound
-        // unless told otherwise (0 turns them off). Python's choice: the
-        // memo is what makes its hits skip unpickling.
-        cfg.l1_memo_bytes = l1_memo_bytes.unwrap_or(cfg.l1_max_bytes / 4);
+        // Decoded values kept beside entries (0 turns them off): the memo
+        // is what makes Python's hits skip unpickling.
+        cfg.l1_memo_bytes = l1_memo_bytes.unwrap_or(cfg.binding_memo_bytes());
         match default_ttl {
             None => {}
             Some(t) if t.is_infinite() => cfg.default_ttl = None,
