@@ -77,8 +77,10 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     assert.deepEqual(b, long)
     assert.notEqual(a, b, 'each hit is a copy of its own')
     assert.ok(!Object.isFrozen(a))
-    // Stamped on the first read (kept from the third): charged as a
-    // two-byte string of the text, and a slot.
+    // Stamped on the first read and charged its slot; kept from the third,
+    // charged then as a two-byte string of the text and the slot.
+    assert.equal(c.stats().l1_memo_bytes, 64)
+    assert.deepEqual(await c.get('long'), long)
     assert.equal(c.stats().l1_memo_bytes, 2 * Buffer.byteLength(JSON.stringify(long)) + 64)
     a.items.push('mutated')
     a.html = 'changed'
@@ -126,6 +128,18 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     assert.deepEqual(await none.get('long'), long)
     assert.deepEqual(await none.get('long'), long)
     assert.equal(none.stats().l1_memo_bytes, 0)
+    // A budget with room for one text: the second is refused, not kept,
+    // and its hits still copy the right value.
+    const size = 2 * Buffer.byteLength(JSON.stringify(long)) + 64
+    const tight = make({ l1: { memoBytes: size + 64 } })
+    await tight.set('x', long)
+    await tight.set('y', { ...long, id: 2 })
+    for (let i = 0; i < 4; i++) {
+      assert.deepEqual(await tight.get('x'), long)
+      assert.deepEqual(await tight.get('y'), { ...long, id: 2 })
+    }
+    assert.equal(tight.stats().l1_memo_bytes, size + 64, 'x kept, y stamped only')
+    await tight.close()
     // Short text is not kept: copying it costs no more than keeping it.
     await c.set('short', { id: 1 })
     const before = c.stats().l1_memo_bytes

@@ -202,6 +202,15 @@ impl Cache {
         self.shared.memo.attach(&entry.memo, value, charge)
     }
 
+    /// Charge `more` bytes to `entry`'s memo, set before with
+    /// [`Cache::memoize`], if the budget has room (`false`, nothing
+    /// charged, when it has not or there is no memo): for a binding that
+    /// keeps more for an entry once it is read again. The memo returns its
+    /// whole charge when it goes.
+    pub fn memo_grow(&self, entry: &Entry, more: u64) -> bool {
+        self.shared.memo.grow(&entry.memo, more)
+    }
+
     /// For tests of fail-open paths: while `on`, every Redis command of
     /// this cache (and of the handles sharing its state) fails as if
     /// Redis were unreachable, without being sent, and L1 is not trusted,

@@ -25,13 +25,16 @@ pub struct Memo(OnceBox<Slot>);
 
 struct Slot {
     value: Box<dyn Any + Send + Sync>,
-    charge: u64,
+    /// What the slot holds against the budget now (it can grow, see
+    /// [`MemoBudget::grow`]).
+    charge: AtomicU64,
     used: Arc<AtomicU64>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.used.fetch_sub(self.charge, Ordering::Relaxed);
+        self.used
+            .fetch_sub(*self.charge.get_mut(), Ordering::Relaxed);
     }
 }
 
@@ -116,12 +119,28 @@ impl MemoBudget {
         let before = self.used.fetch_add(charge, Ordering::Relaxed);
         let slot = Box::new(Slot {
             value: Box::new(value),
-            charge,
+            charge: AtomicU64::new(charge),
             used: self.used.clone(),
         });
         // Dropping the slot (over budget, or another thread set the memo
         // first) returns its charge.
         before + charge <= self.limit && memo.0.set(slot).is_ok()
+    }
+
+    /// Charge `more` bytes to `memo`, set before, if they fit the budget:
+    /// for a binding that sets a small memo first and keeps more against
+    /// it later. The slot returns its whole charge when it drops.
+    pub(crate) fn grow(&self, memo: &Memo, more: u64) -> bool {
+        let Some(slot) = memo.0.get() else {
+            return false;
+        };
+        let before = self.used.fetch_add(more, Ordering::Relaxed);
+        if before.saturating_add(more) > self.limit {
+            self.used.fetch_sub(more, Ordering::Relaxed);
+            return false;
+        }
+        slot.charge.fetch_add(more, Ordering::Relaxed);
+        true
     }
 }
 
@@ -147,6 +166,23 @@ mod tests {
         assert!(!b.clone().is_set(), "a copy starts empty");
         assert_eq!(budget.used(), 50);
         assert_eq!(budget.room(), 50);
+    }
+
+    #[test]
+    fn a_memo_grows_within_the_budget_and_returns_it_all() {
+        let budget = MemoBudget::new(100);
+        let a = Memo::default();
+        let unset = Memo::default();
+        assert!(!budget.grow(&unset, 10), "no memo to charge");
+        assert!(budget.attach(&a, 1u32, 10));
+        assert!(budget.grow(&a, 50));
+        assert_eq!(budget.used(), 60);
+        assert!(!budget.grow(&a, 41), "over budget");
+        assert_eq!(budget.used(), 60, "a refused charge is not kept");
+        assert!(budget.grow(&a, 40));
+        assert_eq!(budget.room(), 0);
+        drop(a);
+        assert_eq!(budget.used(), 0, "the whole charge is returned");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! removes it, and L1's own checks, freshness, trust and versions, run as
 //! for any hit), so what is kept is the answer and no bytes cross.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -27,17 +27,29 @@ use crate::error::js_err;
 /// Stamps: never 0 (0 says "not kept"), never reused in a process.
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
-/// An entry's stamp (its memo), and how many reads of this kind met it.
+/// An entry's stamp (its memo): how many reads of text met it, and
+/// whether what is kept for it is charged yet.
 struct Stamp {
     id: u64,
     reads: AtomicU32,
+    state: AtomicU8,
 }
 
-/// Text is kept from an entry's third read on. Kept sooner, the text of
-/// entries read once or twice (most of them, under churn) would pass
-/// through V8's old space, which only a full collection empties: the
-/// memory soak's mixed-size run peaked at 2.9x its bound keeping text from
-/// the first or the second read (docs/benchmarks.md).
+/// [`Stamp::state`]: charged its slot only; being charged the rest; charged.
+const UNCHARGED: u8 = 0;
+const CHARGING: u8 = 1;
+const CHARGED: u8 = 2;
+
+/// Charged for a stamped entry whose text is not kept yet.
+const SLOT: u64 = 64;
+
+/// Text is kept from an entry's third read on, and charged its full
+/// size then. Kept sooner, the text of entries read once or twice (most
+/// of them, under churn) would pass through V8's old space, which only a
+/// full collection empties: the memory soak's mixed-size run peaked at
+/// 2.9x its bound keeping text from the first or the second read
+/// (docs/benchmarks.md). Charged sooner, entries read once would hold the
+/// budget that entries read again need.
 const TEXT_READS: u32 = 3;
 
 /// The shortest text kept for copied hits. Below it, copying the bytes
@@ -124,22 +136,47 @@ pub(crate) fn answer(
     };
     let before = e.memo.get::<Stamp>().map(|s| s.id);
     if before.is_none() {
+        // Text is charged its slot until it is kept (see `TEXT_READS`).
+        let (first, state) = match kind {
+            Kind::Values => (charge, CHARGED),
+            Kind::Text => (SLOT.min(charge), UNCHARGED),
+        };
         let stamp = Stamp {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             reads: AtomicU32::new(0),
+            state: AtomicU8::new(state),
         };
         // Refused when the budget is spent (or another read stamped the
         // entry first: then that stamp is the one).
-        cache.memoize(&e, stamp, charge);
+        cache.memoize(&e, stamp, first);
     }
+    let not_kept = |e| Ok(Some(Either3::C((0.0, JsEntry(e), charge as f64))));
     let Some(stamp) = e.memo.get::<Stamp>() else {
-        return Ok(Some(Either3::C((0.0, JsEntry(e), charge as f64))));
+        return not_kept(e);
     };
     if matches!(kind, Kind::Text) && stamp.reads.load(Ordering::Relaxed) < TEXT_READS {
         // Counted only until it is kept: no shared write on the hot path.
         if stamp.reads.fetch_add(1, Ordering::Relaxed) + 1 < TEXT_READS {
             return Ok(Some(Either3::B(JsEntry(e))));
         }
+    }
+    let mut fetch = fetch;
+    match stamp
+        .state
+        .compare_exchange(UNCHARGED, CHARGING, Ordering::Relaxed, Ordering::Relaxed)
+    {
+        Ok(_) => {
+            // The read that keeps it: the rest of its charge, once.
+            if !cache.memo_grow(&e, charge.saturating_sub(SLOT)) {
+                stamp.state.store(UNCHARGED, Ordering::Relaxed);
+                return not_kept(e);
+            }
+            stamp.state.store(CHARGED, Ordering::Relaxed);
+            fetch = true;
+        }
+        Err(CHARGED) => {}
+        // Another thread's read is charging it now.
+        Err(_) => return not_kept(e),
     }
     if before == Some(stamp.id) && !fetch {
         return Ok(Some(Either3::A(stamp.id as f64)));
