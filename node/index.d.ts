@@ -76,8 +76,8 @@ export interface CacheOptions {
    * `false`: L1 hits of `get` and `getOrSet` share one deep-frozen value
    * per entry instead of decoding a copy each time (never mutate it; a
    * value holding a Buffer, typed array, Map, Set or Date is copied as
-   * usual, Object.freeze could not protect it). What is
-   * kept is bounded by a quarter of L1. Default `true` (every hit a copy).
+   * usual, Object.freeze could not protect it). What each Cache handle
+   * keeps is bounded by `l1.memoBytes`. Default `true` (every hit a copy).
    */
   clone?: boolean
   /**

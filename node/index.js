@@ -55,7 +55,9 @@ class Cache extends EventEmitter {
   // What L1 hits keep (kept.js): with `clone: false` the values they
   // share, else long text they decode; null without L1.
   #kept = null
-  #decodeLocal = (v) => (typeof v === 'string' ? JSON.parse(v) : decode(v, this.#serializer.name))
+  // An entry as `getKept` shapes it -> its value (empty text: decode's
+  // `undefined`, not JSON.parse's SyntaxError).
+  #decodeLocal = (v) => (typeof v === 'string' && v !== '' ? JSON.parse(v) : decode(v, this.#serializer.name))
 
   constructor(options = {}) {
     super()
@@ -516,6 +518,7 @@ class Cache extends EventEmitter {
   /** Close this handle: later calls reject with CacheClosedError. */
   async close() {
     this.#closed = true
+    if (this.#kept !== null) this.#kept.clear()
     this.#n.close()
   }
 }

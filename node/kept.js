@@ -8,10 +8,13 @@
 //   entry's bytes are not made into a new JS string per hit.
 // Each is kept beside the stamp the binding attached to the entry; a hit
 // asks the binding for the stamp only, and the same stamp means the same
-// entry, checked as any hit is (freshness, L1 trust, versions). What is
-// kept is bounded by the L1 memo budget (a quarter of L1 unless
-// `l1.memoBytes` says otherwise), charged as the binding charges it; the
-// oldest kept values go first.
+// entry, checked as any hit is (freshness, L1 trust, versions). What a
+// Cache handle keeps is bounded by the L1 memo budget (a quarter of L1
+// unless `l1.memoBytes` says otherwise), charged as the binding charges
+// it; the oldest kept values go first. The binding charges each entry once
+// against the same budget (what the first handle to keep it needs, grown
+// when a handle needs more), so several handles on one L1 keep at most
+// one budget's worth each.
 
 /** No fresh entry in L1 (read on as `get` does). */
 const MISS = Symbol('stratacache.kept.miss')

@@ -14,7 +14,7 @@
 //! removes it, and L1's own checks, freshness, trust and versions, run as
 //! for any hit), so what is kept is the answer and no bytes cross.
 
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -27,18 +27,19 @@ use crate::error::js_err;
 /// Stamps: never 0 (0 says "not kept"), never reused in a process.
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
-/// An entry's stamp (its memo): how many reads of text met it, and
-/// whether what is kept for it is charged yet.
+/// An entry's stamp (its memo): how many reads of text met it, and what
+/// is charged for it now.
 struct Stamp {
     id: u64,
     reads: AtomicU32,
-    state: AtomicU8,
+    /// Bytes charged to the memo budget, or [`CHARGING`] while a read
+    /// charges more (a `clone: false` handle's values cost more than the
+    /// text a copying handle on the same L1 kept first).
+    charged: AtomicU64,
 }
 
-/// [`Stamp::state`]: charged its slot only; being charged the rest; charged.
-const UNCHARGED: u8 = 0;
-const CHARGING: u8 = 1;
-const CHARGED: u8 = 2;
+/// [`Stamp::charged`] while one read charges more.
+const CHARGING: u64 = u64::MAX;
 
 /// Charged for a stamped entry whose text is not kept yet.
 const SLOT: u64 = 64;
@@ -69,20 +70,28 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    /// What keeping `e` costs against the memo budget, or `None` when this
-    /// kind does not keep it. The JS side bounds what it keeps by the same
-    /// charges (returned with each stamp).
-    fn charge(self, e: &stratacache::Entry) -> Option<u64> {
+    /// Whether this kind keeps something for `e` (no scan of the payload:
+    /// this runs on every hit).
+    fn keeps(self, e: &stratacache::Entry) -> bool {
+        match self {
+            Kind::Values => true,
+            Kind::Text => {
+                matches!(e.meta.format, Format::JSON | Format::UTF8) && e.payload.len() >= TEXT_MIN
+            }
+        }
+    }
+
+    /// What keeping `e` costs against the memo budget. The JS side bounds
+    /// what it keeps by the same charges (returned with each stamp).
+    fn charge(self, e: &stratacache::Entry) -> u64 {
         let n = e.payload.len() as u64;
         match self {
             // The decoded objects take up to about four times their JSON
             // text (arrays of numbers, many small objects), and a slot.
-            Kind::Values => Some(4 * n + 64),
-            // A one-byte string for ASCII, else two bytes per UTF-16 unit
-            // (at most one per UTF-8 byte), and a slot.
-            Kind::Text => (matches!(e.meta.format, Format::JSON | Format::UTF8)
-                && e.payload.len() >= TEXT_MIN)
-                .then(|| if e.payload.is_ascii() { n } else { 2 * n } + 64),
+            Kind::Values => 4 * n + SLOT,
+            // A one-byte string for ASCII, else at most two bytes per
+            // UTF-8 byte (two per UTF-16 unit), and a slot.
+            Kind::Text => (if e.payload.is_ascii() { n } else { 2 * n }) + SLOT,
         }
     }
 }
@@ -131,28 +140,29 @@ pub(crate) fn answer(
     let Some(e) = cache.get_local(key).map_err(js_err)? else {
         return Ok(None);
     };
-    let Some(charge) = kind.charge(&e) else {
+    if !kind.keeps(&e) {
         return Ok(Some(Either3::B(JsEntry(e))));
-    };
+    }
     let before = e.memo.get::<Stamp>().map(|s| s.id);
     if before.is_none() {
-        // Text is charged its slot until it is kept (see `TEXT_READS`).
-        let (first, state) = match kind {
-            Kind::Values => (charge, CHARGED),
-            Kind::Text => (SLOT.min(charge), UNCHARGED),
+        // Text holds its slot until it is kept (see `TEXT_READS`).
+        let first = match kind {
+            Kind::Values => kind.charge(&e),
+            Kind::Text => SLOT,
         };
         let stamp = Stamp {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             reads: AtomicU32::new(0),
-            state: AtomicU8::new(state),
+            charged: AtomicU64::new(first),
         };
         // Refused when the budget is spent (or another read stamped the
         // entry first: then that stamp is the one).
         cache.memoize(&e, stamp, first);
     }
-    let not_kept = |e| Ok(Some(Either3::C((0.0, JsEntry(e), charge as f64))));
+    let not_kept = |e, charge| Ok(Some(Either3::C((0.0, JsEntry(e), charge as f64))));
     let Some(stamp) = e.memo.get::<Stamp>() else {
-        return not_kept(e);
+        let charge = kind.charge(&e);
+        return not_kept(e, charge);
     };
     if matches!(kind, Kind::Text) && stamp.reads.load(Ordering::Relaxed) < TEXT_READS {
         // Counted only until it is kept: no shared write on the hot path.
@@ -160,26 +170,46 @@ pub(crate) fn answer(
             return Ok(Some(Either3::B(JsEntry(e))));
         }
     }
-    let mut fetch = fetch;
-    match stamp
-        .state
-        .compare_exchange(UNCHARGED, CHARGING, Ordering::Relaxed, Ordering::Relaxed)
-    {
-        Ok(_) => {
-            // The read that keeps it: the rest of its charge, once.
-            if !cache.memo_grow(&e, charge.saturating_sub(SLOT)) {
-                stamp.state.store(UNCHARGED, Ordering::Relaxed);
-                return not_kept(e);
-            }
-            stamp.state.store(CHARGED, Ordering::Relaxed);
-            fetch = true;
-        }
-        Err(CHARGED) => {}
-        // Another thread's read is charging it now.
-        Err(_) => return not_kept(e),
-    }
+    // The hot path: stamped before and charged in full for this kind. A
+    // text charge is worked out (a scan of the payload) only off it: any
+    // full charge of a long text exceeds the slot.
     if before == Some(stamp.id) && !fetch {
-        return Ok(Some(Either3::A(stamp.id as f64)));
+        let have = stamp.charged.load(Ordering::Relaxed);
+        let full = have != CHARGING
+            && match kind {
+                Kind::Values => have >= kind.charge(&e),
+                Kind::Text => have > SLOT,
+            };
+        if full {
+            return Ok(Some(Either3::A(stamp.id as f64)));
+        }
+    }
+    let charge = kind.charge(&e);
+    let have = stamp.charged.load(Ordering::Relaxed);
+    if have == CHARGING {
+        // Another thread's read is charging it now.
+        return not_kept(e, charge);
+    }
+    if have < charge {
+        // The read that keeps it (or keeps more for it): the rest, once.
+        if stamp
+            .charged
+            .compare_exchange(have, CHARGING, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return not_kept(e, charge);
+        }
+        if !cache.memo_grow(&e, charge - have) {
+            stamp.charged.store(have, Ordering::Relaxed);
+            return not_kept(e, charge);
+        }
+        stamp.charged.store(charge, Ordering::Relaxed);
+        // New to every JS side: the entry, not the stamp.
+        return Ok(Some(Either3::C((
+            stamp.id as f64,
+            JsEntry(e),
+            charge as f64,
+        ))));
     }
     Ok(Some(Either3::C((
         stamp.id as f64,

@@ -1,8 +1,9 @@
 //! The hottest calls as plain JS functions bound to one cache: the L1
 //! reads of the hit path, `getLocal(key)` (the HTTP middleware's) and
-//! `getKept(key, fetch)` (`Cache#get`'s, see `kept.rs`), and `Cache#set`'s write, `set(key, data, format, ttlMs,
-//! graceMs, tags)` (the middleware's writes, which carry dependencies, use
-//! the `set` method; both make the write with `cache::write`).
+//! `getKept(key, fetch)` (`Cache#get`'s and `getOrSet`'s, see `kept.rs`),
+//! and `Cache#set`'s write, `set(key, data, format, ttlMs, graceMs, tags)`
+//! (the middleware's writes, which carry dependencies, use the `set`
+//! method; both make the write with `cache::write`).
 //!
 //! A `#[napi]` method costs each call napi-rs's bookkeeping for `this`:
 //! unwrapping it, checking its type tag, and registering the borrow of
