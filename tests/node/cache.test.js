@@ -8,6 +8,16 @@ const { CONFIGS, unique, until } = require('./helpers.js')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
+/** What `c` keeps for `key` ends with an invalidation of `tag` and with a delete. */
+async function keptEnds(c, key, value, tag) {
+  await c.invalidateTags([tag])
+  assert.equal(await c.get(key), undefined, 'a tag invalidation ends it')
+  await c.set(key, value)
+  for (let i = 0; i < 4; i++) assert.deepEqual(await c.get(key), value) // kept (text from the third read)
+  await c.delete(key)
+  assert.equal(await c.get(key), undefined, 'a delete ends it')
+}
+
 for (const [name, cfg] of Object.entries(CONFIGS)) {
   const make = (extra = {}) => new Cache({ namespace: unique(`node-${name}`), opTimeout: 5000, ...cfg, ...extra })
   const otherView = (cache) => (name === 'l1' ? cache : new Cache({ namespace: cache.namespace, l1: false, opTimeout: 5000, ...cfg }))
@@ -41,12 +51,7 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     const b = await c.get('u')
     assert.deepEqual(b, { name: 'Bob' }, 'a write replaces what is shared')
     assert.equal(await c.get('u'), b)
-    await c.invalidateTags(['team:1'])
-    assert.equal(await c.get('u'), undefined, 'a tag invalidation ends it')
-    await c.set('u', v)
-    await c.get('u')
-    await c.delete('u')
-    assert.equal(await c.get('u'), undefined, 'a delete ends it')
+    await keptEnds(c, 'u', v, 'team:1')
     // A Buffer cannot be frozen: such values are copied as usual.
     const raw = make({ clone: false, serializer: 'raw' })
     await raw.set('b', Buffer.from('bytes'))
@@ -89,12 +94,7 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     await c.set('long', { id: 2, html }, '1h', { tags: ['t:1'] })
     // The first read of the new entry stamps it, the third keeps its text.
     for (let i = 0; i < 4; i++) assert.deepEqual(await c.get('long'), { id: 2, html }, 'a write replaces what is kept')
-    await c.invalidateTags(['t:1'])
-    assert.equal(await c.get('long'), undefined, 'a tag invalidation ends it')
-    await c.set('long', long)
-    await c.get('long')
-    await c.delete('long')
-    assert.equal(await c.get('long'), undefined, 'a delete ends it')
+    await keptEnds(c, 'long', long, 't:1')
     // Another handle on the same L1 writes and reads (stamping the new
     // entry): this handle's kept text is not served for it.
     const twin = make({ namespace: c.namespace })
