@@ -9,10 +9,11 @@
 //!
 //! The JS side keeps what it made beside the entry's *stamp*: a number the
 //! binding attaches to the entry as its memo (`Cache::memoize`) the first
-//! time it is read this way (text is kept from its third read on). A hit asks for the stamp only; the same stamp
-//! means the same entry (a write, a delete or an invalidation replaces or
-//! removes it, and L1's own checks, freshness, trust and versions, run as
-//! for any hit), so what is kept is the answer and no bytes cross.
+//! time it is read this way (text is kept from its third read on). A hit
+//! asks for the stamp only; the same stamp means the same entry (a write,
+//! a delete or an invalidation replaces or removes it, and L1's own
+//! checks, freshness, trust and versions, run as for any hit), so what is
+//! kept is the answer and no bytes cross.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -204,13 +205,8 @@ pub(crate) fn answer(
             return not_kept(e, charge);
         }
         stamp.charged.store(charge, Ordering::Relaxed);
-        // New to every JS side: the entry, not the stamp.
-        return Ok(Some(Either3::C((
-            stamp.id as f64,
-            JsEntry(e),
-            charge as f64,
-        ))));
     }
+    // New to this JS side (or just charged for it): the entry to keep.
     Ok(Some(Either3::C((
         stamp.id as f64,
         JsEntry(e),
