@@ -121,7 +121,15 @@ function traceCalls(proto) {
             const call = () => observed(ctx, outer, () => orig.call(this, { ...options, factory: wrapped }))
             return subscribed(channel) ? channel.tracePromise(call, ctx) : call()
           }
-        : /** @this {any} */ function (/** @type {unknown[]} */ ...args) {
+        : operation === 'get'
+          ? // The L1-hit path: one argument, no rest array.
+            /** @this {any} */ function (/** @type {unknown} */ key) {
+              if (!subscribed(channel)) return orig.call(this, key)
+              const ctx = contextOf(this, operation, [key])
+              const outer = served.take()
+              return channel.tracePromise(() => observed(ctx, outer, () => orig.call(this, key)), ctx)
+            }
+          : /** @this {any} */ function (/** @type {unknown[]} */ ...args) {
             if (!subscribed(channel)) return orig.apply(this, args)
             const ctx = contextOf(this, operation, args)
             if (!SERVED.has(operation)) return channel.tracePromise(() => orig.apply(this, args), ctx)

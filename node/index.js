@@ -94,6 +94,12 @@ class Cache extends EventEmitter {
     if (this.#closed) throw new CacheClosedError('the cache is closed')
   }
 
+  // Count the L1 hits served on the JS side (kept.js) that the binding has
+  // not counted yet.
+  #countHits() {
+    if (this.#kept !== null) this.#n.noteL1Hits(this.#kept.takeHits())
+  }
+
   // The native handle a call goes to: the one with caching off inside a
   // `disabled()` scope covering this cache.
   #h() {
@@ -480,11 +486,13 @@ class Cache extends EventEmitter {
 
   /** Counters (hits, misses, leads, coalesced waits, errors, ...) and L1 size. */
   stats() {
+    this.#countHits()
     return this.#n.stats()
   }
 
   /** Prometheus text exposition of the counters. */
   metrics() {
+    this.#countHits()
     return this.#n.metrics()
   }
 
@@ -518,6 +526,7 @@ class Cache extends EventEmitter {
   /** Close this handle: later calls reject with CacheClosedError. */
   async close() {
     this.#closed = true
+    this.#countHits()
     if (this.#kept !== null) this.#kept.clear()
     this.#n.close()
   }

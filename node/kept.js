@@ -40,16 +40,30 @@ function deepFreeze(v) {
   for (const k of Object.keys(v)) deepFreeze(v[k])
 }
 
+// Hits of a kept value served here without a call into the binding,
+// before the binding is asked again (`stratacache::watch::RECHECK`: the
+// ask records the access L1's eviction weighs).
+const RECHECK = 16
+
 class KeptValues {
-  /** key -> { stamp, charge, kept } */
+  /** key -> { stamp, charge, kept, slot, global, word, left } */
   #kept = new Map()
   #bytes = 0
   #budget
   // true: decoded values shared by hits; false: entries' text.
   #share
-  // The binding's `getKept(key, fetch)`, bound to the cache
+  // The binding's `getKept(key, fetch, hits)`, bound to the cache
   // (crates/node/src/reader.rs).
   #read
+  // This reader's watch board (u32 words the binding moves whenever an
+  // answer may have changed: [0] for all keys, [slot] for a stripe of
+  // them) and how long its last answer holds ([until (0: judge every
+  // hit), slot, global, word]); null where the runtime refuses buffers over native memory
+  // (then every hit asks the binding).
+  #words = null
+  #hold = null
+  // Hits served here and not yet counted by the binding.
+  #hits = 0
   // An entry as `getKept` shapes it -> its value.
   #decode
 
@@ -60,7 +74,12 @@ class KeptValues {
   constructor(n, share, decode) {
     this.#budget = n.keptBudget
     this.#share = share
-    this.#read = n.keptReader(share)
+    const [read, words, hold] = n.keptReader(share)
+    this.#read = read
+    if (words !== null && hold !== null) {
+      this.#words = new Int32Array(words)
+      this.#hold = new Float64Array(hold)
+    }
     this.#decode = decode
   }
 
@@ -69,19 +88,34 @@ class KeptValues {
    * entry's bytes; MISS when L1 has no fresh entry.
    */
   get(key) {
-    // Shared values are looked up first: a value that cannot be shared
-    // (a Buffer) is never kept, and fetching it here takes one call. Text
-    // is looked up only for a stamped entry: short text is never stamped.
-    let k = this.#share ? this.#kept.get(key) : undefined
-    let r = this.#read(key, this.#share && k === undefined)
+    let k = this.#kept.get(key)
+    if (k !== undefined && --k.left > 0) {
+      // The answer the binding gave holds while the words it was judged
+      // with are unchanged: the binding moves one after any change, and
+      // the global one once its deadline has passed (stratacache::watch).
+      // No clock is read here: Date.now() costs about what the rest does.
+      const w = this.#words
+      if (Atomics.load(w, 0) === k.global && Atomics.load(w, k.slot) === k.word) {
+        this.#hits++
+        return this.#share ? k.kept : this.#decode(k.kept)
+      }
+    }
+    const hits = this.#hits
+    this.#hits = 0
+    let r = this.#read(key, k === undefined, hits)
     if (typeof r === 'number') {
-      if (!this.#share) k = this.#kept.get(key)
-      if (k !== undefined && k.stamp === r) return this.#share ? k.kept : this.#decode(k.kept)
-      // Not kept here (a new entry, another handle stamped it, or it was
-      // let go): the entry, once more.
+      if (k !== undefined && k.stamp === r) {
+        this.#held(k)
+        return this.#share ? k.kept : this.#decode(k.kept)
+      }
+      // Not kept here (another handle stamped it, or it was let go): the
+      // entry, once more.
       r = this.#read(key, true)
     }
-    if (r === null) return MISS
+    if (r === null) {
+      if (k !== undefined) this.forget(key)
+      return MISS
+    }
     // Not one this cache keeps (short text, bytes): its value, as read.
     if (typeof r === 'string' || r.length === 2) return this.#decode(r)
     const [stamp, v, charge] = r
@@ -92,7 +126,9 @@ class KeptValues {
       deepFreeze(value)
     }
     this.forget(key)
-    this.#kept.set(key, { stamp, charge, kept: this.#share ? value : v })
+    k = { stamp, charge, kept: this.#share ? value : v, slot: 0, global: 0, word: 0, left: 0 }
+    this.#held(k)
+    this.#kept.set(key, k)
     this.#bytes += charge
     for (const [old, o] of this.#kept) {
       if (this.#bytes <= this.#budget) break
@@ -100,6 +136,24 @@ class KeptValues {
       this.#bytes -= o.charge
     }
     return value
+  }
+
+  // How long the binding's last answer, `k`'s, holds (not at all without
+  // a board, or with `until` 0: judged by the binding on every hit).
+  #held(k) {
+    const h = this.#hold
+    if (h === null) return
+    k.slot = h[1]
+    k.global = h[2]
+    k.word = h[3]
+    k.left = h[0] > 0 ? RECHECK : 0
+  }
+
+  /** Hits served here since the binding last counted them. */
+  takeHits() {
+    const n = this.#hits
+    this.#hits = 0
+    return n
   }
 
   /** Stop keeping `key`'s value (written or deleted here). */

@@ -70,6 +70,44 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     await v8.close()
   })
 
+  test(`${name}: hits served on the JS side are counted and end with every change, from any handle`, async () => {
+    const html = 'x'.repeat(2000)
+    for (const extra of [{ clone: false }, {}]) {
+      const c = make(extra)
+      const twin = make({ ...extra, namespace: c.namespace }) // the same L1
+      const v = { id: 1, html }
+      await c.set('k', v, '1h', { tags: ['t'] })
+      for (let i = 0; i < 3; i++) await c.get('k') // kept from here (text: the third read)
+      const before = c.stats()
+      for (let i = 0; i < 100; i++) assert.deepEqual(await c.get('k'), v)
+      const after = c.stats()
+      // Each a hit, counted once (with Redis, the writer's own bus
+      // message may take the first copy: then one is from Redis).
+      assert.equal(after.l1_hits + after.l2_hits - before.l1_hits - before.l2_hits, 100)
+      // Each change through the other handle shows on the very next hit.
+      await twin.set('k', { id: 2, html }, '1h', { tags: ['t'] })
+      assert.deepEqual(await c.get('k'), { id: 2, html }, 'a write')
+      for (let i = 0; i < 3; i++) await c.get('k')
+      await twin.invalidateTags(['t'])
+      assert.equal(await c.get('k'), undefined, 'a tag invalidation')
+      await c.set('k', v)
+      for (let i = 0; i < 3; i++) await c.get('k')
+      await twin.delete('k')
+      assert.equal(await c.get('k'), undefined, 'a delete')
+      await c.set('k', v)
+      for (let i = 0; i < 3; i++) await c.get('k')
+      await twin.clear()
+      assert.equal(await c.get('k'), undefined, 'a clear')
+      // A deadline ends it without a call: hits never read the clock.
+      await c.set('brief', v, '150ms')
+      for (let i = 0; i < 3; i++) assert.deepEqual(await c.get('brief'), v)
+      await sleep(200)
+      assert.equal(await c.get('brief'), undefined, 'an expiry')
+      await c.close()
+      await twin.close()
+    }
+  })
+
   test(`${name}: copied hits keep long text once and still hand out fresh copies that follow every change`, async () => {
     const c = make()
     const html = `<p>${'€'.repeat(400)}</p>` // non-ASCII: charged two bytes per UTF-8 byte

@@ -100,11 +100,11 @@ test('the bound L1 readers and writer: typed errors for bad input, their own cac
     await cache.set('k', { a: 1 })
     await other.set('k', { a: 2 })
     const getLocal = n.localReader()
-    const getKept = n.keptReader(false)
+    const [getKept] = n.keptReader(false)
     assert.equal(getLocal('k'), '{"a":1}')
     assert.equal(getLocal('absent'), null)
     assert.equal(getKept('absent'), null)
-    for (const read of [getLocal, getKept, n.keptReader(true)]) {
+    for (const read of [getLocal, getKept, n.keptReader(true)[0]]) {
       for (const bad of [42, undefined, null, {}, Symbol('k')]) {
         assert.throws(() => read(bad), (e) => native(e).code === 'E_INVALID_KEY', String(bad))
       }

@@ -336,6 +336,16 @@ impl Bus {
             || mono_ms().saturating_sub(confirmed) <= self.lag_bound().as_millis() as u64
     }
 
+    /// For how many more ms [`Bus::is_current`] holds if the bus proves
+    /// nothing more (`None`: it holds until an event says otherwise).
+    pub(crate) fn current_for_ms(&self) -> Option<u64> {
+        let confirmed = self.confirmed_ms.load(Ordering::Acquire);
+        (confirmed != NEVER).then(|| {
+            (self.lag_bound().as_millis() as u64)
+                .saturating_sub(mono_ms().saturating_sub(confirmed))
+        })
+    }
+
     /// A "keys changed" message from this instance.
     pub(crate) fn keys_message(&self, keys: &[&str]) -> Vec<u8> {
         self.message(BusEvent::Keys(

@@ -219,6 +219,7 @@ impl Cache {
     pub fn simulate_outage(&self, on: bool) {
         if let Some(l2) = &self.shared.l2 {
             l2.set_outage(on);
+            self.shared.versions.watchers().all_changed();
         }
     }
 

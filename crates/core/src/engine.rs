@@ -153,6 +153,7 @@ impl Shared {
                 L1::new(
                     cfg.l1_max_bytes.saturating_sub(cfg.l1_memo_bytes),
                     metrics.clone(),
+                    versions.watchers(),
                 )
             }),
             memo: MemoBudget::new(if cfg.l1_enabled { cfg.l1_memo_bytes } else { 0 }),
@@ -734,6 +735,7 @@ impl Listener for Shared {
         // Invalidations sent from now on would be missed: stop serving L1
         // until the subscription is back.
         self.l1_unbroken.store(false, Ordering::Release);
+        self.versions.watchers().all_changed();
     }
 
     async fn apply(&self, event: BusEvent) {

@@ -24,7 +24,8 @@
 //!   holding the stripe's lock; every fill records the epoch before it
 //!   started reading and stores only if the epoch is unchanged, checked
 //!   under the same lock. A stripe collision only costs a skipped fill,
-//!   never a stale value.
+//!   never a stale value. After the change, still under the lock, the
+//!   stripe's word on every watch board moves ([`crate::watch`]).
 //! - **Nothing is dropped under a lock.** A value an operation replaces,
 //!   removes or evicts may hold a binding's memo (a Python object whose
 //!   destructor runs code that may call the cache again), so it is handed
@@ -39,8 +40,10 @@ use smol_str::SmolStr;
 use crate::clock::now_ms;
 use crate::envelope::Entry;
 use crate::metrics::Metrics;
+use crate::watch::Watchers;
 
-const STRIPES: usize = 64;
+/// Stripes of write ordering, also the stripes of watch boards.
+const STRIPES: usize = crate::watch::STRIPES;
 /// Bytes charged per entry on top of key, payload and tags: the `Arc`'d
 /// [`Entry`] (80 bytes: metadata, payload handle, memo slot; 96 with the
 /// `Arc`'s counts, one of mimalloc's size classes), quick_cache's slab
@@ -154,6 +157,8 @@ pub(crate) struct L1 {
     cache: Map,
     stripes: Box<[Stripe]>,
     hasher: std::collections::hash_map::RandomState,
+    /// Moved after every authoritative change (crate::watch).
+    watchers: Arc<Watchers>,
 }
 
 /// Outcome of an in-L1 integer update.
@@ -179,7 +184,7 @@ fn shards(max_bytes: u64) -> usize {
 }
 
 impl L1 {
-    pub(crate) fn new(max_bytes: u64, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(max_bytes: u64, metrics: Arc<Metrics>, watchers: Arc<Watchers>) -> Self {
         let options = quick_cache::OptionsBuilder::new()
             .shards(shards(max_bytes))
             .weight_capacity(max_bytes)
@@ -193,18 +198,25 @@ impl L1 {
             cache,
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             hasher: Default::default(),
+            watchers,
         }
     }
 
-    fn stripe(&self, key: &str) -> &Stripe {
+    /// `key`'s stripe (its index on watch boards too).
+    pub(crate) fn stripe_of(&self, key: &str) -> usize {
         let mut h = self.hasher.build_hasher();
         h.write(key.as_bytes());
-        &self.stripes[(h.finish() as usize) % STRIPES]
+        (h.finish() as usize) % STRIPES
+    }
+
+    fn stripe(&self, key: &str) -> (usize, &Stripe) {
+        let i = self.stripe_of(key);
+        (i, &self.stripes[i])
     }
 
     /// The write epoch of `key`'s stripe; pass it to [`L1::fill`].
     pub(crate) fn epoch(&self, key: &str) -> u64 {
-        self.stripe(key).epoch.load(Ordering::Acquire)
+        self.stripe(key).1.epoch.load(Ordering::Acquire)
     }
 
     /// The entry under `key`, fresh or stale (readers judge freshness);
@@ -243,7 +255,7 @@ impl L1 {
     /// to the key's stripe happened since `epoch` was read.
     pub(crate) fn fill(&self, key: &str, entry: Arc<Entry>, epoch: u64) {
         let mut dropped = Dropped::default();
-        let stripe = self.stripe(key);
+        let (_, stripe) = self.stripe(key);
         let guard = stripe.lock();
         if stripe.epoch.load(Ordering::Acquire) == epoch {
             self.store(key, entry, &mut dropped);
@@ -254,20 +266,22 @@ impl L1 {
     /// Authoritative write (`set`, `touch`): store and fence older fills.
     pub(crate) fn put(&self, key: &str, entry: Arc<Entry>) {
         let mut dropped = Dropped::default();
-        let stripe = self.stripe(key);
+        let (i, stripe) = self.stripe(key);
         let guard = stripe.lock();
         stripe.epoch.fetch_add(1, Ordering::AcqRel);
         self.store(key, entry, &mut dropped);
+        self.watchers.key_changed(i);
         drop(guard);
     }
 
     /// Authoritative removal (`delete`, counters): remove and fence older
     /// fills. Returns whether a live entry was there.
     pub(crate) fn remove(&self, key: &str) -> bool {
-        let stripe = self.stripe(key);
+        let (i, stripe) = self.stripe(key);
         let guard = stripe.lock();
         stripe.epoch.fetch_add(1, Ordering::AcqRel);
         let gone = self.cache.remove(key);
+        self.watchers.key_changed(i);
         drop(guard);
         gone.is_some_and(|(_, e)| live(&e))
     }
@@ -275,12 +289,13 @@ impl L1 {
     /// Insert only if no live entry is there; true when inserted.
     pub(crate) fn add(&self, key: &str, entry: Arc<Entry>) -> bool {
         let mut dropped = Dropped::default();
-        let stripe = self.stripe(key);
+        let (i, stripe) = self.stripe(key);
         let guard = stripe.lock();
         let taken = self.held(key, &mut dropped).is_some_and(|e| live(&e));
         if !taken {
             stripe.epoch.fetch_add(1, Ordering::AcqRel);
             self.store(key, entry, &mut dropped);
+            self.watchers.key_changed(i);
         }
         drop(guard);
         !taken
@@ -292,13 +307,14 @@ impl L1 {
         F: FnOnce(&Entry) -> Entry + Send,
     {
         let mut dropped = Dropped::default();
-        let stripe = self.stripe(key);
+        let (i, stripe) = self.stripe(key);
         let guard = stripe.lock();
         let Some(old) = self.held(key, &mut dropped).filter(|e| live(e)) else {
             return false;
         };
         stripe.epoch.fetch_add(1, Ordering::AcqRel);
         self.store(key, Arc::new(f(&old)), &mut dropped);
+        self.watchers.key_changed(i);
         drop(guard);
         true
     }
@@ -306,7 +322,7 @@ impl L1 {
     /// Atomic add on an integer entry (L1-only mode).
     pub(crate) fn incr(&self, key: &str, delta: i64) -> L1Incr {
         let mut dropped = Dropped::default();
-        let stripe = self.stripe(key);
+        let (i, stripe) = self.stripe(key);
         let guard = stripe.lock();
         let Some(old) = self.held(key, &mut dropped).filter(|e| live(e)) else {
             return L1Incr::Missing;
@@ -325,6 +341,7 @@ impl L1 {
             memo: Default::default(),
         });
         self.store(key, entry, &mut dropped);
+        self.watchers.key_changed(i);
         drop(guard);
         L1Incr::Value(n)
     }
@@ -345,6 +362,7 @@ impl L1 {
             s.epoch.fetch_add(1, Ordering::AcqRel);
         }
         let dropped: Vec<_> = self.cache.drain().collect();
+        self.watchers.all_changed();
         drop(guards);
         drop(dropped);
     }
@@ -394,7 +412,7 @@ mod tests {
     #[test]
     fn overwrites_are_not_counted_as_evictions() {
         let metrics = Arc::new(Metrics::default());
-        let l1 = L1::new(4 << 20, metrics.clone());
+        let l1 = L1::new(4 << 20, metrics.clone(), Default::default());
         for _ in 0..3 {
             l1.put("k", entry(64));
         }
@@ -414,7 +432,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn weighted_size_stays_within_ten_percent_under_write_heavy_reuse() {
         const LIMIT: u64 = 4 << 20;
-        let l1 = Arc::new(L1::new(LIMIT, Arc::new(Metrics::default())));
+        let l1 = Arc::new(L1::new(
+            LIMIT,
+            Arc::new(Metrics::default()),
+            Default::default(),
+        ));
         let keys: Vec<Arc<str>> = (0..20_000).map(|i| Arc::from(format!("k{i}"))).collect();
         let keys = Arc::new(keys);
         let mut tasks = Vec::new();

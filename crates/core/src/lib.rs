@@ -67,6 +67,7 @@ mod read;
 pub mod runtime;
 mod scan;
 mod versions;
+pub mod watch;
 mod write;
 
 pub use cache::Cache;

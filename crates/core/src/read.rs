@@ -7,10 +7,13 @@ use crate::cache::Cache;
 use crate::clock::now_ms;
 use crate::engine::{Judged, readable};
 use crate::envelope::Entry;
+use crate::envelope::LOCAL_TAG;
 use crate::error::Result;
+use crate::key::KEY_DEP_PREFIX;
 use crate::key::RedisKeys;
 use crate::metrics::Metrics;
 use crate::versions::Validity;
+use crate::watch::{Board, GLOBAL, Watched};
 
 /// Where a read's answer came from: the tier that held it, or another
 /// caller's load that this caller waited for. Bindings put it on their
@@ -205,6 +208,70 @@ impl Cache {
             return Ok(Some(e));
         }
         Ok(None)
+    }
+
+    /// [`Cache::get_local`], and how long its hit holds ([`crate::watch`]):
+    /// `None` beside an entry whose hit must be judged each time (one
+    /// that records a key dependency or is a local copy of a write Redis
+    /// did not take: those go stale by the clock or by Redis's recovery,
+    /// which no word follows). `board` is one from [`Cache::watch_board`].
+    /// The board's global word moves once the hold's deadline has passed.
+    pub fn get_local_watched(
+        &self,
+        key: &str,
+        board: &Board,
+    ) -> Result<Option<(Arc<Entry>, Option<Watched>)>> {
+        let Some(l1) = &self.shared.l1 else {
+            return self.get_local(key).map(|e| e.map(|e| (e, None)));
+        };
+        // The words before the judgement (see crate::watch).
+        let slot = 1 + l1.stripe_of(key);
+        let global = board.word(GLOBAL);
+        let word = board.word(slot);
+        let Some(e) = self.get_local(key)? else {
+            return Ok(None);
+        };
+        if e.meta
+            .tags
+            .iter()
+            .any(|(n, _)| n == LOCAL_TAG || n.starts_with(KEY_DEP_PREFIX))
+        {
+            return Ok(Some((e, None)));
+        }
+        let now = now_ms();
+        let trusted = match &self.shared.bus {
+            Some(bus) => bus
+                .current_for_ms()
+                .map_or(u64::MAX, |ms| now.saturating_add(ms)),
+            None => u64::MAX,
+        };
+        let fresh = match e.meta.fresh_until_ms {
+            0 => u64::MAX,
+            t => t,
+        };
+        let until_ms = trusted.min(fresh);
+        if until_ms <= now {
+            return Ok(Some((e, None)));
+        }
+        self.shared.versions.watchers().hold_until(until_ms);
+        let watched = Watched {
+            slot: slot as u32,
+            global,
+            word,
+            until_ms,
+        };
+        Ok(Some((e, Some(watched))))
+    }
+
+    /// A new watch board for [`Cache::get_local_watched`], moved with every
+    /// change to what this cache's L1 answers ([`crate::watch`]).
+    pub fn watch_board(&self) -> Arc<Board> {
+        self.shared.versions.watchers().board()
+    }
+
+    /// Count `n` L1 hits a binding served itself ([`crate::watch`]).
+    pub fn note_l1_hits(&self, n: u64) {
+        Metrics::add(&self.shared.metrics.l1_hits, n);
     }
 
     /// Decode an L2 read, fill L1, and return it if fresh.

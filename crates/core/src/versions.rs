@@ -29,6 +29,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::envelope::{Entry, GENERATION_TAG, LOCAL_TAG};
 use crate::key::KEY_DEP_PREFIX;
+use crate::watch::Watchers;
 
 /// Bound on cached tag versions per namespace; past it the cache starts
 /// over (versions are re-read from Redis on demand).
@@ -73,6 +74,9 @@ pub(crate) struct Versions {
     /// When the key dependency versions known here are dropped next (unix
     /// ms; 0 until one is known).
     key_deps_until: AtomicU64,
+    /// Moved after every change that can make a current entry stale or
+    /// gone (crate::watch).
+    watchers: Arc<Watchers>,
 }
 
 impl Default for Versions {
@@ -86,6 +90,7 @@ impl Default for Versions {
             forgets: [(); FORGET_STRIPES].map(|()| AtomicU64::new(0)),
             forgets_all: Default::default(),
             key_deps_until: Default::default(),
+            watchers: Default::default(),
         }
     }
 }
@@ -104,6 +109,11 @@ fn stripe(t: &str) -> usize {
 }
 
 impl Versions {
+    /// The boards this state's changes move (L1 moves them too).
+    pub(crate) fn watchers(&self) -> Arc<Watchers> {
+        self.watchers.clone()
+    }
+
     /// The recovery counter, for the circuit breaker to bump.
     pub(crate) fn recoveries(&self) -> Arc<AtomicU64> {
         self.recoveries.clone()
@@ -126,10 +136,15 @@ impl Versions {
     pub(crate) fn set_tag(&self, t: &str, v: u64) {
         self.note_if_key_dep(t);
         let mut g = self.tags.write().unwrap_or_else(|e| e.into_inner());
-        if g.len() >= MAX_CACHED_TAGS && !g.contains_key(t) {
+        let full = g.len() >= MAX_CACHED_TAGS && !g.contains_key(t);
+        if full {
             g.clear();
         }
-        g.insert(t.to_owned(), v);
+        let old = g.insert(t.to_owned(), v);
+        drop(g);
+        if full || old.is_some_and(|o| o != v) {
+            self.watchers.all_changed();
+        }
     }
 
     /// Forget the version of `t` (a key dependency whose key was written:
@@ -142,6 +157,7 @@ impl Versions {
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(t);
+            self.watchers.all_changed();
         }
     }
 
@@ -167,10 +183,15 @@ impl Versions {
         if self.forget_stamp(t) != stamp {
             return None;
         }
-        if g.len() >= MAX_CACHED_TAGS {
+        let full = g.len() >= MAX_CACHED_TAGS;
+        if full {
             g.clear();
         }
         g.insert(t.to_owned(), v);
+        drop(g);
+        if full {
+            self.watchers.all_changed();
+        }
         Some(v)
     }
 
@@ -185,6 +206,7 @@ impl Versions {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|t, _| !t.starts_with(KEY_DEP_PREFIX));
+        self.watchers.all_changed();
     }
 
     /// Drop the key dependency versions known here once they are
@@ -232,10 +254,15 @@ impl Versions {
         self.note_if_key_dep(t);
         let mut g = self.tags.write().unwrap_or_else(|e| e.into_inner());
         if !g.contains_key(t) {
-            if g.len() >= MAX_CACHED_TAGS {
+            let full = g.len() >= MAX_CACHED_TAGS;
+            if full {
                 g.clear();
             }
             g.insert(t.to_owned(), v);
+            drop(g);
+            if full {
+                self.watchers.all_changed();
+            }
         }
     }
 
@@ -253,7 +280,9 @@ impl Versions {
     }
 
     pub(crate) fn set_generation(&self, g: u64) {
-        self.generation.store(g, Ordering::Release);
+        if self.generation.swap(g, Ordering::AcqRel) != g {
+            self.watchers.all_changed();
+        }
     }
 
     /// Forget everything (the bus was interrupted: messages may be lost).
@@ -264,6 +293,7 @@ impl Versions {
         if g != 0 {
             self.previous_generation.store(g, Ordering::Release);
         }
+        self.watchers.all_changed();
     }
 
     /// The generation to create in Redis when it has none: the one this

@@ -15,11 +15,14 @@
 //! checks, freshness, trust and versions, run as for any hit), so what is
 //! kept is the answer and no bytes cross.
 
+use std::ptr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use stratacache::Format;
+use stratacache::watch::{Board, WORDS, Watched};
 
 use crate::cache::NativeCache;
 use crate::convert::JsEntry;
@@ -106,18 +109,133 @@ impl NativeCache {
         self.inner.memo_budget() as f64
     }
 
-    /// `getKept(key, fetch)`, a function bound to this cache ([`answer`];
-    /// a plain function, not a method: see `reader.rs`); `share` picks
-    /// [`Kind::Values`], else [`Kind::Text`].
+    /// Count `n` L1 hits the JS side served itself.
+    #[napi]
+    pub fn note_l1_hits(&self, n: f64) {
+        if n >= 1.0 {
+            self.inner.note_l1_hits(n as u64);
+        }
+    }
+
+    /// `[getKept, words, hold]`: `getKept(key, fetch, hits)` is a function
+    /// bound to this cache ([`answer`]; a plain function, not a method: see
+    /// `reader.rs`; `hits`: L1 hits served on the JS side since the last
+    /// call, counted); `share` picks [`Kind::Values`], else [`Kind::Text`].
+    /// `words` (`WORDS` u32s: this reader's watch board) and `hold`
+    /// (`HOLD` f64s: how long `getKept`'s last answer holds) let the JS
+    /// side serve a kept answer again without a call ([`stratacache::watch`]);
+    /// both `null` where the runtime refuses buffers over native memory.
     #[napi(
-        ts_return_type = "(key: string, fetch?: boolean) => number | string | [number, string | Buffer] | [number, string | [number, string | Buffer], number] | null"
+        ts_return_type = "[(key: string, fetch?: boolean, hits?: number) => number | string | [number, string | Buffer] | [number, string | [number, string | Buffer], number] | null, ArrayBuffer | null, ArrayBuffer | null]"
     )]
     pub fn kept_reader<'env>(&self, env: &'env Env, share: bool) -> Result<Unknown<'env>> {
         let kind = if share { Kind::Values } else { Kind::Text };
-        let f = crate::reader::kept_reader(env, &self.inner, kind)?;
-        // SAFETY: a function value just created in this env.
-        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f) })
+        let watch = Watch {
+            board: self.inner.watch_board(),
+            hold: Arc::new(Default::default()),
+        };
+        let board = watch.board.clone();
+        let words = unsafe { external(env, board.as_ptr().cast(), 4 * WORDS, board.clone()) }?;
+        let hold = watch.hold.clone();
+        let held = unsafe { external(env, hold.as_ptr() as *mut u8, 8 * HOLD, hold.clone()) }?;
+        let (words, held, watch) = match (words, held) {
+            (Some(w), Some(h)) => (w, h, Some(watch)),
+            _ => (ptr::null_mut(), ptr::null_mut(), None),
+        };
+        let f = crate::reader::kept_reader(env, &self.inner, kind, watch)?;
+        let mut out = ptr::null_mut();
+        // SAFETY: values of this env, set into an array made here.
+        unsafe {
+            check_status!(sys::napi_create_array_with_length(env.raw(), 3, &mut out))?;
+            let null = || {
+                let mut n = ptr::null_mut();
+                check_status!(sys::napi_get_null(env.raw(), &mut n)).map(|()| n)
+            };
+            let words = if words.is_null() { null()? } else { words };
+            let held = if held.is_null() { null()? } else { held };
+            for (i, v) in [f, words, held].into_iter().enumerate() {
+                check_status!(sys::napi_set_element(env.raw(), out, i as u32, v))?;
+            }
+            Ok(Unknown::from_raw_unchecked(env.raw(), out))
+        }
     }
+}
+
+/// f64s in a hold: until (unix ms; 0: judge every hit), the stripe's
+/// word's index, the global word, the stripe's word
+/// ([`stratacache::watch::Watched`]).
+const HOLD: usize = 4;
+
+/// Where a kept reader says how long its last answer holds: read by the
+/// JS side (the same thread) right after the call.
+pub(crate) struct Watch {
+    board: Arc<Board>,
+    hold: Arc<[AtomicU64; HOLD]>,
+}
+
+impl Watch {
+    fn tell(&self, w: Option<Watched>) {
+        let v = match w {
+            Some(w) => [
+                w.until_ms as f64,
+                w.slot as f64,
+                w.global as f64,
+                w.word as f64,
+            ],
+            None => [0.0; HOLD],
+        };
+        for (cell, x) in self.hold.iter().zip(v) {
+            cell.store(x.to_bits(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// An ArrayBuffer over `len` bytes at `data`, which `keep` keeps alive
+/// until the engine lets the buffer go; `None` where the runtime refuses
+/// buffers over native memory.
+///
+/// # Safety
+/// `data` points to `len` bytes that live as long as `keep`, and no other
+/// ArrayBuffer is made over them.
+unsafe fn external<T: Send + Sync + 'static>(
+    env: &Env,
+    data: *mut u8,
+    len: usize,
+    keep: Arc<T>,
+) -> Result<Option<sys::napi_value>> {
+    unsafe extern "C" fn release<T>(
+        _env: sys::napi_env,
+        _data: *mut std::ffi::c_void,
+        hint: *mut std::ffi::c_void,
+    ) {
+        // SAFETY: the box `external` leaked, freed once, here.
+        drop(unsafe { Box::from_raw(hint.cast::<Arc<T>>()) });
+    }
+    let hint = Box::into_raw(Box::new(keep));
+    let mut out = ptr::null_mut();
+    // SAFETY: as the caller promises; the finalizer frees `hint`.
+    let status = unsafe {
+        sys::napi_create_external_arraybuffer(
+            env.raw(),
+            data.cast(),
+            len,
+            Some(release::<T>),
+            hint.cast(),
+            &mut out,
+        )
+    };
+    if status != sys::Status::napi_ok {
+        // SAFETY: not handed to the engine.
+        drop(unsafe { Box::from_raw(hint) });
+        return match status {
+            sys::Status::napi_no_external_buffers_allowed => Ok(None),
+            _ => Err(Error::new(
+                Status::GenericFailure,
+                "cannot create a watch board",
+            )),
+        };
+    }
+    Ok(Some(out))
 }
 
 /// What [`answer`] gives JS: a stamp, an entry, or `[stamp, entry, charge]`.
@@ -132,13 +250,24 @@ pub(crate) type Kept = Either3<f64, JsEntry, (f64, JsEntry, f64)>;
 ///   from the [`TEXT_READS`]th on);
 /// - else `[stamp, entry, charge]` (stamp 0: the budget is spent, do not
 ///   keep it).
+///
+/// With `watch`, it says there how long the answer holds.
 pub(crate) fn answer(
     cache: &stratacache::Cache,
     key: &str,
     fetch: bool,
     kind: Kind,
+    watch: Option<&Watch>,
 ) -> Result<Option<Kept>> {
-    let Some(e) = cache.get_local(key).map_err(js_err)? else {
+    let found = match watch {
+        Some(w) => {
+            let found = cache.get_local_watched(key, &w.board).map_err(js_err)?;
+            w.tell(found.as_ref().and_then(|(_, h)| *h));
+            found.map(|(e, _)| e)
+        }
+        None => cache.get_local(key).map_err(js_err)?,
+    };
+    let Some(e) = found else {
         return Ok(None);
     };
     if !kind.keeps(&e) {

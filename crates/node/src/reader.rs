@@ -1,6 +1,7 @@
 //! The hottest calls as plain JS functions bound to one cache: the L1
 //! reads of the hit path, `getLocal(key)` (the HTTP middleware's) and
-//! `getKept(key, fetch)` (`Cache#get`'s and `getOrSet`'s, see `kept.rs`),
+//! `getKept(key, fetch, hits)` (`Cache#get`'s and `getOrSet`'s, see
+//! `kept.rs`),
 //! and `Cache#set`'s write, `set(key, data, format, ttlMs, graceMs, tags)`
 //! (the middleware's writes, which carry dependencies, use the `set`
 //! method; both make the write with `cache::write`).
@@ -20,67 +21,71 @@ use napi::bindgen_prelude::*;
 
 use crate::convert::JsEntry;
 use crate::error::js_err;
-use crate::kept::Kind;
+use crate::kept::{Kind, Watch};
 
 /// The most arguments a bound function takes (missing ones are `undefined`).
 const ARGS: usize = 6;
 
-/// What a bound function does with its cache and its arguments.
-type Answer = unsafe fn(
-    sys::napi_env,
-    &stratacache::Cache,
-    &[sys::napi_value; ARGS],
-) -> Result<sys::napi_value>;
+/// What a bound function does with its data and its arguments.
+type Answer = unsafe fn(sys::napi_env, &Bound, &[sys::napi_value; ARGS]) -> Result<sys::napi_value>;
 
 /// `getLocal(key)`: L1's fresh entry of `key` shaped by [`JsEntry`], or
 /// `null` (then read as `get` does when Redis is configured).
 pub(crate) fn local_reader(env: &Env, cache: &stratacache::Cache) -> Result<sys::napi_value> {
-    bound(env, cache, "getLocal", get_local)
+    bound(env, cache, "getLocal", get_local, None)
 }
 
-/// `getKept(key, fetch)` for values of `kind`: see [`crate::kept::answer`].
+/// `getKept(key, fetch, hits)` for values of `kind`: see
+/// [`crate::kept::answer`]; it says how long its answer holds in `watch`.
 pub(crate) fn kept_reader(
     env: &Env,
     cache: &stratacache::Cache,
     kind: Kind,
+    watch: Option<Watch>,
 ) -> Result<sys::napi_value> {
     let answer: Answer = match kind {
         Kind::Values => get_kept::<true>,
         Kind::Text => get_kept::<false>,
     };
-    bound(env, cache, "getKept", answer)
+    bound(env, cache, "getKept", answer, watch)
 }
 
 /// `set(key, data, format, ttlMs, graceMs, tags)`: `NativeCache#set`
 /// without dependencies ([`crate::cache::write`]): `undefined` when
 /// answered here, else a Promise.
 pub(crate) fn writer(env: &Env, cache: &stratacache::Cache) -> Result<sys::napi_value> {
-    bound(env, cache, "set", set)
+    bound(env, cache, "set", set, None)
 }
 
 unsafe fn get_local(
     env: sys::napi_env,
-    cache: &stratacache::Cache,
+    b: &Bound,
     args: &[sys::napi_value; ARGS],
 ) -> Result<sys::napi_value> {
-    let e = unsafe { with_key(env, args[0], |key| cache.get_local(key).map_err(js_err)) }?;
+    let e = unsafe { with_key(env, args[0], |key| b.cache.get_local(key).map_err(js_err)) }?;
     unsafe { ToNapiValue::to_napi_value(env, e.map(JsEntry)) }
 }
 
 /// `SHARE`: [`Kind::Values`], else [`Kind::Text`].
 unsafe fn get_kept<const SHARE: bool>(
     env: sys::napi_env,
-    cache: &stratacache::Cache,
+    b: &Bound,
     args: &[sys::napi_value; ARGS],
 ) -> Result<sys::napi_value> {
     let kind = if SHARE { Kind::Values } else { Kind::Text };
-    // Not a boolean (a missing argument): the stamp will do. Read raw:
-    // napi-rs would build an error (a formatted message) to say so.
+    // Not a boolean (a missing argument): the stamp will do. Not a number:
+    // no hits to count. Read raw: napi-rs would build an error (a
+    // formatted message) to say so.
     let mut fetch = false;
     let _ = unsafe { sys::napi_get_value_bool(env, args[1], &mut fetch) };
+    let mut hits = 0.0;
+    let _ = unsafe { sys::napi_get_value_double(env, args[2], &mut hits) };
+    if hits >= 1.0 {
+        b.cache.note_l1_hits(hits as u64);
+    }
     let r = unsafe {
         with_key(env, args[0], |key| {
-            crate::kept::answer(cache, key, fetch, kind)
+            crate::kept::answer(&b.cache, key, fetch, kind, b.watch.as_ref())
         })
     }?;
     unsafe { ToNapiValue::to_napi_value(env, r) }
@@ -88,9 +93,10 @@ unsafe fn get_kept<const SHARE: bool>(
 
 unsafe fn set(
     env: sys::napi_env,
-    cache: &stratacache::Cache,
+    b: &Bound,
     args: &[sys::napi_value; ARGS],
 ) -> Result<sys::napi_value> {
+    let cache = &b.cache;
     let key = unsafe { with_key(env, args[0], |key| Ok(key.to_owned())) }?;
     let format = unsafe { u32::from_napi_value(env, args[2]) }?;
     let ttl_ms = unsafe { Option::<f64>::from_napi_value(env, args[3]) }?;
@@ -142,10 +148,12 @@ unsafe fn with_key<T>(
     f(&key)
 }
 
-/// The data of a bound function: its cache and what it answers.
-struct Bound {
+/// The data of a bound function: its cache, what it answers, and (a kept
+/// reader's) where it says how long an answer holds.
+pub(crate) struct Bound {
     cache: stratacache::Cache,
     answer: Answer,
+    watch: Option<Watch>,
 }
 
 fn bound(
@@ -153,10 +161,12 @@ fn bound(
     cache: &stratacache::Cache,
     name: &str,
     answer: Answer,
+    watch: Option<Watch>,
 ) -> Result<sys::napi_value> {
     let data = Box::into_raw(Box::new(Bound {
         cache: cache.clone(),
         answer,
+        watch,
     }));
     let mut f = ptr::null_mut();
     let failed = || Error::new(Status::GenericFailure, format!("cannot create {name}"));
@@ -234,5 +244,5 @@ unsafe fn answer(env: sys::napi_env, info: sys::napi_callback_info) -> Result<sy
     // SAFETY: the data pointer of this function is the `Bound` it was made
     // with, alive while the function is (see `bound`).
     let b = unsafe { &*data.cast::<Bound>() };
-    unsafe { (b.answer)(env, &b.cache, &args) }
+    unsafe { (b.answer)(env, b, &args) }
 }
