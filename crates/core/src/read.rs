@@ -13,7 +13,7 @@ use crate::key::KEY_DEP_PREFIX;
 use crate::key::RedisKeys;
 use crate::metrics::Metrics;
 use crate::versions::Validity;
-use crate::watch::{Board, GLOBAL, Watched};
+use crate::watch::{Board, GLOBAL, Seen, Watched};
 
 /// Where a read's answer came from: the tier that held it, or another
 /// caller's load that this caller waited for. Bindings put it on their
@@ -211,32 +211,52 @@ impl Cache {
     }
 
     /// [`Cache::get_local`], and how long its hit holds ([`crate::watch`]):
-    /// `None` beside an entry whose hit must be judged each time (one
-    /// that records a key dependency or is a local copy of a write Redis
-    /// did not take: those go stale by the clock or by Redis's recovery,
-    /// which no word follows). `board` is one from [`Cache::watch_board`].
-    /// The board's global word moves once the hold's deadline has passed.
+    /// [`Cache::get_local_seen`] and [`Cache::hold`] in one.
     pub fn get_local_watched(
         &self,
         key: &str,
         board: &Board,
     ) -> Result<Option<(Arc<Entry>, Option<Watched>)>> {
+        Ok(self.get_local_seen(key, board)?.map(|(e, seen)| {
+            let held = seen.and_then(|s| self.hold(s, &e));
+            (e, held)
+        }))
+    }
+
+    /// [`Cache::get_local`], and the words of `board` its hit was judged
+    /// with (read before judging; `None` without L1), for [`Cache::hold`]
+    /// if the binding keeps the answer.
+    pub fn get_local_seen(
+        &self,
+        key: &str,
+        board: &Board,
+    ) -> Result<Option<(Arc<Entry>, Option<Seen>)>> {
         let Some(l1) = &self.shared.l1 else {
             return self.get_local(key).map(|e| e.map(|e| (e, None)));
         };
         // The words before the judgement (see crate::watch).
         let slot = 1 + l1.stripe_of(key);
-        let global = board.word(GLOBAL);
-        let word = board.word(slot);
-        let Some(e) = self.get_local(key)? else {
-            return Ok(None);
+        let seen = Seen {
+            slot: slot as u32,
+            global: board.word(GLOBAL),
+            word: board.word(slot),
         };
+        Ok(self.get_local(key)?.map(|e| (e, Some(seen))))
+    }
+
+    /// How long the hit `e`, judged with `seen`, holds ([`crate::watch`]):
+    /// `None` for an entry whose hits must be judged each time (one that
+    /// records a key dependency or is a local copy of a write Redis did
+    /// not take: those go stale by the clock or by Redis's recovery, which
+    /// no word follows). The board's global word moves once the hold's
+    /// deadline has passed.
+    pub fn hold(&self, seen: Seen, e: &Entry) -> Option<Watched> {
         if e.meta
             .tags
             .iter()
             .any(|(n, _)| n == LOCAL_TAG || n.starts_with(KEY_DEP_PREFIX))
         {
-            return Ok(Some((e, None)));
+            return None;
         }
         let now = now_ms();
         let trusted = match &self.shared.bus {
@@ -251,16 +271,15 @@ impl Cache {
         };
         let until_ms = trusted.min(fresh);
         if until_ms <= now {
-            return Ok(Some((e, None)));
+            return None;
         }
         self.shared.versions.watchers().hold_until(until_ms);
-        let watched = Watched {
-            slot: slot as u32,
-            global,
-            word,
+        Some(Watched {
+            slot: seen.slot,
+            global: seen.global,
+            word: seen.word,
             until_ms,
-        };
-        Ok(Some((e, Some(watched))))
+        })
     }
 
     /// A new watch board for [`Cache::get_local_watched`], moved with every

@@ -1,9 +1,9 @@
 //! Watch boards: how a binding serves an L1 hit again without asking.
 //!
 //! A call into native code costs a binding more than some hits are worth
-//! (Node's shared hits). [`crate::Cache::get_local_watched`] answers an L1
-//! hit as [`crate::Cache::get_local`] does and also says how long that
-//! answer holds: while two words of a [`Board`] keep the values they had
+//! (Node's shared hits). [`crate::Cache::get_local_seen`] answers an L1
+//! hit as [`crate::Cache::get_local`] does, and [`crate::Cache::hold`]
+//! (for an answer the binding keeps) says how long that answer holds: while two words of a [`Board`] keep the values they had
 //! when the hit was judged. The board's *global* word moves whenever any
 //! answer may have changed (tag versions, the namespace's generation, L1
 //! cleared or no longer trusted) and once the hold's deadline has passed
@@ -75,8 +75,16 @@ impl Board {
     }
 }
 
+/// The words of a board an L1 hit was judged with (read before judging).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub(crate) slot: u32,
+    pub(crate) global: u32,
+    pub(crate) word: u32,
+}
+
 /// How long an L1 hit holds: the binding may serve it again while both
-/// words are unchanged and the clock is before `until_ms`.
+/// words are unchanged (the global one moves once `until_ms` has passed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Watched {
     /// The stripe's word's index on the board.
@@ -86,7 +94,7 @@ pub struct Watched {
     /// The stripe's word when the hit was judged.
     pub word: u32,
     /// Unix ms (the clock of [`crate::clock::now_ms`]) from which the hit
-    /// must be judged again.
+    /// must be judged again: the global word moves then.
     pub until_ms: u64,
 }
 

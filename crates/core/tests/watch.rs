@@ -93,10 +93,7 @@ async fn every_change_to_an_answer_moves_a_word_it_was_judged_with() {
             "an invalidation of its tag",
             Box::new(|| block_on(c.invalidate_tags(&["t"])).expect("invalidate")),
         ),
-        (
-            "a clear",
-            Box::new(|| block_on(c.clear()).expect("clear")),
-        ),
+        ("a clear", Box::new(|| block_on(c.clear()).expect("clear"))),
     ];
     for (what, change) in &changes {
         block_on(c.set("k", b("v"), &opts(60, &["t"]))).expect("set");

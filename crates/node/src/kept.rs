@@ -251,7 +251,7 @@ pub(crate) type Kept = Either3<f64, JsEntry, (f64, JsEntry, f64)>;
 /// - else `[stamp, entry, charge]` (stamp 0: the budget is spent, do not
 ///   keep it).
 ///
-/// With `watch`, it says there how long the answer holds.
+/// With `watch`, it says there how long an answer to keep (a stamp) holds.
 pub(crate) fn answer(
     cache: &stratacache::Cache,
     key: &str,
@@ -259,16 +259,21 @@ pub(crate) fn answer(
     kind: Kind,
     watch: Option<&Watch>,
 ) -> Result<Option<Kept>> {
-    let found = match watch {
-        Some(w) => {
-            let found = cache.get_local_watched(key, &w.board).map_err(js_err)?;
-            w.tell(found.as_ref().and_then(|(_, h)| *h));
-            found.map(|(e, _)| e)
-        }
-        None => cache.get_local(key).map_err(js_err)?,
+    let (e, seen) = match watch {
+        Some(w) => match cache.get_local_seen(key, &w.board).map_err(js_err)? {
+            Some((e, seen)) => (e, seen),
+            None => return Ok(None),
+        },
+        None => match cache.get_local(key).map_err(js_err)? {
+            Some(e) => (e, None),
+            None => return Ok(None),
+        },
     };
-    let Some(e) = found else {
-        return Ok(None);
+    // Where the JS side keeps the answer (a stamp): how long it holds.
+    let tell = |e: &stratacache::Entry| {
+        if let Some(w) = watch {
+            w.tell(seen.and_then(|s| cache.hold(s, e)));
+        }
     };
     if !kind.keeps(&e) {
         return Ok(Some(Either3::B(JsEntry(e))));
@@ -311,6 +316,7 @@ pub(crate) fn answer(
                 Kind::Text => have > SLOT,
             };
         if full {
+            tell(&e);
             return Ok(Some(Either3::A(stamp.id as f64)));
         }
     }
@@ -336,6 +342,7 @@ pub(crate) fn answer(
         stamp.charged.store(charge, Ordering::Relaxed);
     }
     // New to this JS side (or just charged for it): the entry to keep.
+    tell(&e);
     Ok(Some(Either3::C((
         stamp.id as f64,
         JsEntry(e),
