@@ -77,7 +77,7 @@ class KeptValues {
     const [read, words, hold] = n.keptReader(share)
     this.#read = read
     if (words !== null && hold !== null) {
-      this.#words = new Int32Array(words)
+      this.#words = new Uint32Array(words)
       this.#hold = new Float64Array(hold)
     }
     this.#decode = decode
@@ -100,9 +100,8 @@ class KeptValues {
         return this.#share ? k.kept : this.#decode(k.kept)
       }
     }
-    const hits = this.#hits
+    let r = this.#read(key, k === undefined, this.#hits)
     this.#hits = 0
-    let r = this.#read(key, k === undefined, hits)
     if (typeof r === 'number') {
       if (k !== undefined && k.stamp === r) {
         this.#held(k)

@@ -337,13 +337,14 @@ impl Bus {
     }
 
     /// For how many more ms [`Bus::is_current`] holds if the bus proves
-    /// nothing more (`None`: it holds until an event says otherwise).
-    pub(crate) fn current_for_ms(&self) -> Option<u64> {
-        let confirmed = self.confirmed_ms.load(Ordering::Acquire);
-        (confirmed != NEVER).then(|| {
-            (self.lag_bound().as_millis() as u64)
-                .saturating_sub(mono_ms().saturating_sub(confirmed))
-        })
+    /// nothing more. Before the first proof, the whole bound: the
+    /// subscription that starts the clock moves no word.
+    pub(crate) fn current_for_ms(&self) -> u64 {
+        let bound = self.lag_bound().as_millis() as u64;
+        match self.confirmed_ms.load(Ordering::Acquire) {
+            NEVER => bound,
+            confirmed => bound.saturating_sub(mono_ms().saturating_sub(confirmed)),
+        }
     }
 
     /// A "keys changed" message from this instance.

@@ -153,7 +153,7 @@ impl Shared {
                 L1::new(
                     cfg.l1_max_bytes.saturating_sub(cfg.l1_memo_bytes),
                     metrics.clone(),
-                    versions.watchers(),
+                    versions.watchers().clone(),
                 )
             }),
             memo: MemoBudget::new(if cfg.l1_enabled { cfg.l1_memo_bytes } else { 0 }),

@@ -24,8 +24,8 @@
 //!   holding the stripe's lock; every fill records the epoch before it
 //!   started reading and stores only if the epoch is unchanged, checked
 //!   under the same lock. A stripe collision only costs a skipped fill,
-//!   never a stale value. After the change, still under the lock, the
-//!   stripe's word on every watch board moves ([`crate::watch`]).
+//!   never a stale value. After a write or a fill, still under the lock,
+//!   the stripe's word on every watch board moves ([`crate::watch`]).
 //! - **Nothing is dropped under a lock.** A value an operation replaces,
 //!   removes or evicts may hold a binding's memo (a Python object whose
 //!   destructor runs code that may call the cache again), so it is handed
@@ -255,10 +255,12 @@ impl L1 {
     /// to the key's stripe happened since `epoch` was read.
     pub(crate) fn fill(&self, key: &str, entry: Arc<Entry>, epoch: u64) {
         let mut dropped = Dropped::default();
-        let (_, stripe) = self.stripe(key);
+        let (i, stripe) = self.stripe(key);
         let guard = stripe.lock();
         if stripe.epoch.load(Ordering::Acquire) == epoch {
             self.store(key, entry, &mut dropped);
+            // A refresh fills over a fresh copy that a watcher may hold.
+            self.watchers.key_changed(i);
         }
         drop(guard);
     }
@@ -409,6 +411,23 @@ mod tests {
 
     /// Writing over a key is not an eviction (quick_cache reports the
     /// value it replaces through the eviction hook).
+    #[test]
+    fn fills_move_the_stripe_word_when_they_store() {
+        let watchers = Arc::new(Watchers::default());
+        let board = watchers.board();
+        let l1 = L1::new(4 << 20, Arc::new(Metrics::default()), watchers);
+        let slot = 1 + l1.stripe_of("k");
+        let epoch = l1.epoch("k");
+        l1.put("k", entry(8)); // the fill below read its epoch before this write
+        let word = board.word(slot);
+        l1.fill("k", entry(9), epoch);
+        assert_eq!(board.word(slot), word, "a refused fill changes nothing");
+        // A refresh's fill over a fresh copy: what a watcher holds ends.
+        l1.fill("k", entry(9), l1.epoch("k"));
+        assert_eq!(board.word(slot), word + 1);
+        assert_eq!(l1.get("k", 0).map(|e| e.payload.len()), Some(9));
+    }
+
     #[test]
     fn overwrites_are_not_counted_as_evictions() {
         let metrics = Arc::new(Metrics::default());

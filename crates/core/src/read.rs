@@ -260,9 +260,7 @@ impl Cache {
         }
         let now = now_ms();
         let trusted = match &self.shared.bus {
-            Some(bus) => bus
-                .current_for_ms()
-                .map_or(u64::MAX, |ms| now.saturating_add(ms)),
+            Some(bus) => now.saturating_add(bus.current_for_ms()),
             None => u64::MAX,
         };
         let fresh = match e.meta.fresh_until_ms {

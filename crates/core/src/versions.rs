@@ -110,8 +110,8 @@ fn stripe(t: &str) -> usize {
 
 impl Versions {
     /// The boards this state's changes move (L1 moves them too).
-    pub(crate) fn watchers(&self) -> Arc<Watchers> {
-        self.watchers.clone()
+    pub(crate) fn watchers(&self) -> &Arc<Watchers> {
+        &self.watchers
     }
 
     /// The recovery counter, for the circuit breaker to bump.

@@ -124,7 +124,9 @@ impl Watchers {
         if until_ms == u64::MAX {
             return;
         }
-        if self.due.fetch_min(until_ms, Ordering::AcqRel) > until_ms {
+        if self.due.load(Ordering::Acquire) > until_ms
+            && self.due.fetch_min(until_ms, Ordering::AcqRel) > until_ms
+        {
             ticker().schedule(until_ms, Arc::downgrade(self));
         }
     }
@@ -135,12 +137,14 @@ impl Watchers {
         let mut boards = self.boards.write().unwrap_or_else(|e| e.into_inner());
         boards.retain(|w| w.strong_count() > 0);
         boards.push(Arc::downgrade(&b));
-        self.any.store(true, Ordering::Release);
+        // SeqCst with the load in `bump`: a change made with a plain atomic
+        // as a board registers either sees the board or is seen by it.
+        self.any.store(true, Ordering::SeqCst);
         b
     }
 
     fn bump(&self, i: usize) {
-        if !self.any.load(Ordering::Acquire) {
+        if !self.any.load(Ordering::SeqCst) {
             return;
         }
         for b in self
@@ -174,7 +178,9 @@ impl Watchers {
 /// scheduling delay on a busy one), as clock skew between processes
 /// already moves every deadline (crate::clock). One thread per process,
 /// started with the first hold that has a deadline, asleep while none is
-/// due.
+/// due. Deadlines are wall-clock ms (an entry's freshness is); a clock
+/// stepped back delays the move by the step. Not restarted in a forked
+/// child (no binding that holds forks).
 struct Ticker {
     due: Mutex<BinaryHeap<Reverse<Due>>>,
     wake: Condvar,
