@@ -22,7 +22,7 @@ export interface CacheOptions {
    * In-process tier; `false` disables it. `memoBytes` of the bound (a
    * quarter unless given, 0 for none) holds what hits keep: the values
    * `clone: false` hits share, else the text of JSON and UTF-8 entries of
-   * at least 1 KiB, so that a hit decodes it without first copying the
+   * at least 128 bytes, so that a hit decodes it without first copying the
    * entry into a new string. `maxBytes`: Default 64 MiB.
    */
   l1?: false | { enabled?: boolean; maxBytes?: number; memoBytes?: number }

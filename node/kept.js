@@ -2,7 +2,7 @@
 // What L1 hits keep, one per L1 entry (crates/node/src/kept.rs):
 // - with `clone: false`, the decoded value, deep-frozen and shared by
 //   every hit of the entry;
-// - otherwise the entry's text (JSON or UTF-8 of at least 1 KiB, from
+// - otherwise the entry's text (JSON or UTF-8 of at least 128 bytes, from
 //   its third read on: kept sooner, text read once or twice churns V8's
 //   old space), which each hit decodes into a copy of its own: the
 //   entry's bytes are not made into a new JS string per hit.

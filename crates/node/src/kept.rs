@@ -57,11 +57,15 @@ const SLOT: u64 = 64;
 /// budget that entries read again need.
 const TEXT_READS: u32 = 3;
 
-/// The shortest text kept for copied hits. Below it, copying the bytes
-/// into a new string per hit costs about what the lookup of a kept one
-/// does, and a kept string's slot would be a large share of its memory
-/// (docs/benchmarks.md).
-pub(crate) const TEXT_MIN: usize = 1024;
+/// The shortest text kept for copied hits. A kept hit makes no call
+/// (watch boards), so keeping pays from about the size of one API object
+/// (a 10-field user is ~190 bytes of JSON); below it, the JS side's
+/// record ([`RECORD`]) and the stamp would be most of what is kept.
+pub(crate) const TEXT_MIN: usize = 128;
+
+/// Charged for the JS side's record of kept text (an object and a Map
+/// entry) beside the text itself.
+const RECORD: u64 = 64;
 
 /// What the hits of one cache keep.
 #[derive(Clone, Copy)]
@@ -94,8 +98,8 @@ impl Kind {
             // text (arrays of numbers, many small objects), and a slot.
             Kind::Values => 4 * n + SLOT,
             // A one-byte string for ASCII, else at most two bytes per
-            // UTF-8 byte (two per UTF-16 unit), and a slot.
-            Kind::Text => (if e.payload.is_ascii() { n } else { 2 * n }) + SLOT,
+            // UTF-8 byte (two per UTF-16 unit), a slot and the record.
+            Kind::Text => (if e.payload.is_ascii() { n } else { 2 * n }) + SLOT + RECORD,
         }
     }
 }
