@@ -419,6 +419,39 @@ test('handles on the same location and namespace share one L1', async () => {
   assert.equal(await b.get('k'), 'v')
 })
 
+test('a kept hit ends with a background refresh and with a write from another thread', async () => {
+  const ns = unique('kept-ends')
+  const c = new Cache({ namespace: ns, clone: false })
+  const truth = new Cache({ namespace: ns }) // the same L1; copies text this short, asking L1 every hit
+  await c.set('hot', { v: 1 }, '1m')
+  for (let i = 0; i < 3; i++) assert.deepEqual(await c.get('hot'), { v: 1 }) // held
+  // A refresh stores over the fresh copy (this process ignores its own
+  // bus messages): the held value ends with it.
+  let reloaded
+  const done = new Promise((r) => { reloaded = r })
+  const factory = async () => { reloaded(); return { v: 2 } }
+  assert.deepEqual(await c.getOrSet({ key: 'hot', factory, ttl: '1m', refreshAhead: 1 }), { v: 1 })
+  await done
+  await until('the refresh is stored', async () => (await truth.get('hot'))?.v === 2)
+  assert.deepEqual(await c.get('hot'), { v: 2 }, 'the very next hit')
+  // A write from a worker thread (its own handle on the same L1).
+  for (let i = 0; i < 3; i++) await c.get('hot')
+  const { Worker } = require('node:worker_threads')
+  const w = new Worker(
+    `const { Cache } = require(${JSON.stringify(require.resolve('../../node/index.js'))})
+     const { parentPort, workerData } = require('node:worker_threads')
+     const c = new Cache({ namespace: workerData })
+     c.set('hot', { v: 3 }, '1m').then(() => parentPort.postMessage('written'))`,
+    { eval: true, workerData: ns },
+  )
+  const [msg] = await require('node:events').once(w, 'message')
+  assert.equal(msg, 'written')
+  assert.deepEqual(await c.get('hot'), { v: 3 }, 'the very next hit after the other thread wrote')
+  await w.terminate()
+  await c.close()
+  await truth.close()
+})
+
 test('early refresh: callers get the fresh value, one background reload', async () => {
   const c = new Cache({ namespace: unique('early') })
   await c.set('hot', 'v1', '1m')
