@@ -10,8 +10,8 @@
 //! (the entry's freshness, and how long L1 stays trusted if the bus
 //! proves nothing more; see [`Ticker`]); the word of the key's *stripe*
 //! moves after every write, delete or invalidation of a key of that
-//! stripe. A binding that keeps the answer, reads the two words
-//! (atomically) before serving it again, and asks again now and then (so
+//! stripe. A binding that keeps the answer, reads the two words (whole
+//! u32s) before serving it again, and asks again now and then (so
 //! L1's eviction still sees the key in use, see [`RECHECK`]) serves what a
 //! call would, but for the ticker's wake-up delay past a deadline.
 //!
@@ -63,8 +63,9 @@ impl Board {
         }
     }
 
-    /// The words' memory: `WORDS` u32s, valid while the board lives. Other
-    /// threads move them atomically; read them atomically.
+    /// The words' memory: `WORDS` aligned u32s, valid while the board
+    /// lives, which other threads move atomically (never written through
+    /// this pointer).
     pub fn as_ptr(&self) -> *mut u32 {
         self.words.as_ptr() as *mut u32
     }
