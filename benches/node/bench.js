@@ -65,12 +65,16 @@ async function perOp(fn, n, repeat = 5) {
 // A round runs `n` sequential awaited calls of each contender in turn, so
 // the machine's state (a round trip on this VM takes ~20 µs while its vCPUs
 // stay awake and ~100 µs once they halt between calls) is shared fairly;
-// best and median per contender over `rounds`.
+// each round starts one contender further on, so none always follows the
+// same neighbour (and pays for the garbage it left); best and median per
+// contender over `rounds`.
 async function interleaved(contenders, rounds, n) {
   const samples = contenders.map(() => [])
   for (const [, fn] of contenders) for (let i = 0; i < 500; i++) await fn()
   for (let r = 0; r < rounds; r++) {
-    for (const [i, [, fn]] of contenders.entries()) {
+    for (let j = 0; j < contenders.length; j++) {
+      const i = (r + j) % contenders.length
+      const fn = contenders[i][1]
       const t0 = process.hrtime.bigint()
       for (let k = 0; k < n; k++) await fn()
       samples[i].push(Number(process.hrtime.bigint() - t0) / 1e3 / n)
