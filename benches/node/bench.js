@@ -348,6 +348,46 @@ async function hitMemory() {
   }
 }
 
+// How long after its deadline a kept hit is still served: hits of kept
+// values read no clock (crates/core/src/watch.rs). In a loop of hits, the
+// binding's own judgement every 16th hit ends them; between sparse hits,
+// the core's ticker thread does when the deadline passes. Each of 40
+// entries (30 ms) is read through a kept handle and through one that asks
+// L1 on every hit (short text is not kept): how much later the kept one
+// misses than the other, and how many hits it served in between.
+async function holdLateness() {
+  const ns = `bench-late-${RUN}`
+  const kept = new Cache({ namespace: ns, clone: false })
+  const asks = new Cache({ namespace: ns })
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+  for (const [name, pause] of [['hits back to back', 0], ['a hit every ~1 ms', 1]]) {
+    const late = []
+    let extra = 0
+    for (let t = 0; t < 40; t++) {
+      const key = `k${name.length}-${t}`
+      await kept.set(key, { v: t }, 30)
+      let missed = 0
+      for (;;) {
+        const a = await kept.get(key)
+        const b = await asks.get(key)
+        const now = performance.now()
+        if (b === undefined && missed === 0) missed = now
+        if (a === undefined) {
+          late.push(now - (missed || now))
+          break
+        }
+        if (b === undefined) extra++
+        if (pause) await sleep(pause)
+      }
+    }
+    late.sort((x, y) => x - y)
+    const ms = (q) => late[Math.min(late.length - 1, Math.floor(late.length * q))].toFixed(3)
+    console.log(`  kept hits after L1's own miss, ${name.padEnd(18)} median ${ms(0.5)} ms   p95 ${ms(0.95)} ms   max ${ms(1)} ms   hits ${extra} in 40 entries`)
+  }
+  await kept.close()
+  await asks.close()
+}
+
 async function stampede() {
   console.log('\nCold key, 1,000 concurrent getOrSet, 50 ms factory')
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
@@ -390,6 +430,7 @@ async function stampede() {
   if (!only || only === 'stampede') await stampede()
   if (!only || only === 'http') await httpHits()
   if (!only || only === 'hitmem') await hitMemory()
+  if (!only || only === 'late') await holdLateness()
 })().catch((e) => {
   console.error(e)
   process.exit(1)

@@ -207,6 +207,12 @@ impl Ord for Due {
     }
 }
 
+fn since_epoch() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 fn ticker() -> &'static Ticker {
     static T: OnceLock<&'static Ticker> = OnceLock::new();
     T.get_or_init(|| {
@@ -242,7 +248,9 @@ impl Ticker {
                     due = self.wake.wait(due).unwrap_or_else(|e| e.into_inner());
                 }
                 Some(Reverse(d)) if d.0 > now => {
-                    let wait = Duration::from_millis(d.0 - now);
+                    // To the microsecond: waiting whole ms from a truncated
+                    // `now` woke up to a ms late.
+                    let wait = Duration::from_millis(d.0).saturating_sub(since_epoch());
                     due = self
                         .wake
                         .wait_timeout(due, wait)
