@@ -452,6 +452,55 @@ test('a kept hit ends with a background refresh and with a write from another th
   await truth.close()
 })
 
+test('kept hits follow a seeded walk of writes, deletes, touches, invalidations and clears', async () => {
+  // Another handle on the same L1 changes five keys at random; after
+  // every step each kept handle answers what the model says, as does
+  // `has` (which asks L1 on every call).
+  const ns = unique('kept-walk')
+  const shared = new Cache({ namespace: ns, clone: false })
+  const copied = new Cache({ namespace: ns })
+  const writer = new Cache({ namespace: ns })
+  let seed = 42
+  const rand = (n) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    return Math.floor((seed / 2147483648) * n)
+  }
+  const keys = ['a', 'b', 'c', 'd', 'e']
+  const pad = 'x'.repeat(140) // long enough for the copying handle to keep
+  /** key -> { value, tag } */
+  const model = new Map()
+  const counts = { kept: 0, absent: 0 }
+  for (let step = 0; step < 3000; step++) {
+    const key = keys[rand(keys.length)]
+    const op = rand(12)
+    if (op === 0) {
+      await writer.delete(key)
+      model.delete(key)
+    } else if (op === 1) {
+      const tag = `t${rand(3)}`
+      await writer.invalidateTags([tag])
+      for (const [k, m] of model) if (m.tag === tag) model.delete(k)
+    } else if (op === 2 && rand(8) === 0) {
+      await writer.clear()
+      model.clear()
+    } else if (op === 3 || op === 4) {
+      const m = { value: { step, pad }, tag: `t${rand(3)}` }
+      await writer.set(key, m.value, '1h', { tags: [m.tag] })
+      model.set(key, m)
+    } else if (op === 5) {
+      await writer.touch(key, '1h')
+    }
+    const want = model.get(key)?.value
+    assert.deepEqual(await shared.get(key), want, `step ${step}: shared hit of ${key}`)
+    assert.deepEqual(await copied.get(key), want, `step ${step}: copied hit of ${key}`)
+    assert.equal(await copied.has(key), want !== undefined, `step ${step}: has ${key}`)
+    counts[want === undefined ? 'absent' : 'kept']++
+  }
+  // The walk went through both states many times.
+  assert.ok(counts.kept > 1000 && counts.absent > 300, JSON.stringify(counts))
+  for (const c of [shared, copied, writer]) await c.close()
+})
+
 test('early refresh: callers get the fresh value, one background reload', async () => {
   const c = new Cache({ namespace: unique('early') })
   await c.set('hot', 'v1', '1m')
