@@ -94,12 +94,13 @@ class KeptValues {
       // with are unchanged: the binding moves one after any change, and
       // the global one once its deadline has passed (stratacache::watch).
       // No clock is read here: Date.now() costs about what the rest does.
-      // Plain loads, not Atomics.load (~10 ns more a hit): aligned u32
+      // Plain loads, not Atomics.load (10-20 ns more a hit): aligned u32
       // reads never tear, and whatever lets this thread learn of a change
       // made elsewhere (a call into the binding, a message, a turn of the
       // event loop) also makes V8 read the words again; the every-16th
-      // call bounds how long even a hit loop that never yields serves
-      // what another thread has since changed.
+      // call bounds, per key, how long even a hit loop that never yields
+      // (or spins on an Atomics.load of its own) serves what another
+      // thread has since changed.
       const w = this.#words
       if (w[0] === k.global && w[k.slot] === k.word) {
         this.#hits++

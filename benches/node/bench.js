@@ -360,11 +360,11 @@ async function holdLateness() {
   const kept = new Cache({ namespace: ns, clone: false })
   const asks = new Cache({ namespace: ns })
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-  for (const [name, pause] of [['hits back to back', 0], ['a hit every ~1 ms', 1]]) {
+  for (const [row, [name, pause]] of [['hits back to back', 0], ['a hit every ~1 ms', 1]].entries()) {
     const late = []
     let extra = 0
     for (let t = 0; t < 40; t++) {
-      const key = `k${name.length}-${t}`
+      const key = `k${row}-${t}`
       await kept.set(key, { v: t }, 30)
       let missed = 0
       for (;;) {

@@ -64,7 +64,8 @@ const TEXT_READS: u32 = 3;
 pub(crate) const TEXT_MIN: usize = 128;
 
 /// Charged for the JS side's record of kept text (an object and a Map
-/// entry) beside the text itself.
+/// entry) beside the text itself. The key's string the Map holds is not
+/// counted: usually the caller's own.
 const RECORD: u64 = 64;
 
 /// What the hits of one cache keep.
