@@ -31,7 +31,7 @@
 //!   destructor runs code that may call the cache again), so it is handed
 //!   back and dropped after every lock is released.
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -156,7 +156,9 @@ impl Stripe {
 pub(crate) struct L1 {
     cache: Map,
     stripes: Box<[Stripe]>,
-    hasher: std::collections::hash_map::RandomState,
+    /// quick_cache's own (foldhash, seeded per process): a stripe costs
+    /// every write, fill and watched hit a hash of its key.
+    hasher: quick_cache::DefaultHashBuilder,
     /// Moved after every authoritative change (crate::watch).
     watchers: Arc<Watchers>,
 }
@@ -204,9 +206,7 @@ impl L1 {
 
     /// `key`'s stripe (its index on watch boards too).
     pub(crate) fn stripe_of(&self, key: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        h.write(key.as_bytes());
-        (h.finish() as usize) % STRIPES
+        (self.hasher.hash_one(key) as usize) % STRIPES
     }
 
     fn stripe(&self, key: &str) -> (usize, &Stripe) {
