@@ -40,11 +40,6 @@ function deepFreeze(v) {
   for (const k of Object.keys(v)) deepFreeze(v[k])
 }
 
-// Hits of a kept value served here without a call into the binding,
-// before the binding is asked again (`stratacache::watch::RECHECK`: the
-// ask records the access L1's eviction weighs).
-const RECHECK = 16
-
 class KeptValues {
   /** key -> { stamp, charge, kept, slot, global, word, left } */
   #kept = new Map()
@@ -57,8 +52,8 @@ class KeptValues {
   #read
   // This reader's watch board (u32 words the binding moves whenever an
   // answer may have changed: [0] for all keys, [slot] for a stripe of
-  // them) and how long its last answer holds ([until (0: judge every
-  // hit), slot, global, word]); null where the runtime refuses buffers over native memory
+  // them) and how long its last answer holds ([hits to serve before
+  // asking again (0: ask every hit), slot, global, word]); null where the runtime refuses buffers over native memory
   // (then every hit asks the binding).
   #words = null
   #hold = null
@@ -145,14 +140,14 @@ class KeptValues {
   }
 
   // How long the binding's last answer, `k`'s, holds (not at all without
-  // a board, or with `until` 0: judged by the binding on every hit).
+  // a board, or for 0 hits: judged by the binding on every hit).
   #held(k) {
     const h = this.#hold
     if (h === null) return
+    k.left = h[0]
     k.slot = h[1]
     k.global = h[2]
     k.word = h[3]
-    k.left = h[0] > 0 ? RECHECK : 0
   }
 
   /** Hits served here since the binding last counted them. */

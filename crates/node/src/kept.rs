@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use stratacache::Format;
-use stratacache::watch::{Board, WORDS, Watched};
+use stratacache::watch::{Board, RECHECK, WORDS, Watched};
 
 use crate::cache::NativeCache;
 use crate::convert::JsEntry;
@@ -143,21 +143,23 @@ impl NativeCache {
         let words = unsafe { external(env, board.as_ptr().cast(), 4 * WORDS, board.clone()) }?;
         let hold = watch.hold.clone();
         let held = unsafe { external(env, hold.as_ptr() as *mut u8, 8 * HOLD, hold.clone()) }?;
-        let (words, held, watch) = match (words, held) {
-            (Some(w), Some(h)) => (w, h, Some(watch)),
-            _ => (ptr::null_mut(), ptr::null_mut(), None),
+        let (buffers, watch) = match (words, held) {
+            (Some(w), Some(h)) => (Some((w, h)), Some(watch)),
+            _ => (None, None),
         };
         let f = crate::reader::kept_reader(env, &self.inner, kind, watch)?;
         let mut out = ptr::null_mut();
         // SAFETY: values of this env, set into an array made here.
         unsafe {
             check_status!(sys::napi_create_array_with_length(env.raw(), 3, &mut out))?;
-            let null = || {
-                let mut n = ptr::null_mut();
-                check_status!(sys::napi_get_null(env.raw(), &mut n)).map(|()| n)
+            let (words, held) = match buffers {
+                Some(b) => b,
+                None => {
+                    let mut null = ptr::null_mut();
+                    check_status!(sys::napi_get_null(env.raw(), &mut null))?;
+                    (null, null)
+                }
             };
-            let words = if words.is_null() { null()? } else { words };
-            let held = if held.is_null() { null()? } else { held };
             for (i, v) in [f, words, held].into_iter().enumerate() {
                 check_status!(sys::napi_set_element(env.raw(), out, i as u32, v))?;
             }
@@ -166,8 +168,9 @@ impl NativeCache {
     }
 }
 
-/// f64s in a hold: until (unix ms; 0: judge every hit), the stripe's
-/// word's index, the global word, the stripe's word
+/// f64s in a hold: how many hits the JS side may serve before it asks
+/// again ([`stratacache::watch::RECHECK`]; 0: ask every hit), the
+/// stripe's word's index, the global word, the stripe's word
 /// ([`stratacache::watch::Watched`]).
 const HOLD: usize = 4;
 
@@ -182,7 +185,7 @@ impl Watch {
     fn tell(&self, w: Option<Watched>) {
         let v = match w {
             Some(w) => [
-                w.until_ms as f64,
+                f64::from(RECHECK),
                 w.slot as f64,
                 w.global as f64,
                 w.word as f64,
