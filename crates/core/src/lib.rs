@@ -50,6 +50,7 @@ pub mod doctor;
 mod engine;
 pub mod envelope;
 mod error;
+pub mod evloop;
 #[cfg(feature = "feed")]
 pub mod feed;
 mod flight;

@@ -165,6 +165,8 @@ pub(crate) enum Carry {
     Defer,
     /// On this thread, over a pooled blocking connection.
     Here,
+    /// On this thread's event loop ([`crate::evloop`]).
+    Loop,
 }
 
 thread_local! {
@@ -177,10 +179,10 @@ pub(crate) fn carry() -> Carry {
 }
 
 /// Restores the thread's previous [`Carry`] when dropped (also on panic).
-struct CarryGuard(Carry);
+pub(crate) struct CarryGuard(Carry);
 
 impl CarryGuard {
-    fn set(c: Carry) -> Self {
+    pub(crate) fn set(c: Carry) -> Self {
         CarryGuard(CARRY.with(|x| x.replace(c)))
     }
 }

@@ -25,6 +25,7 @@ mod cache;
 mod convert;
 mod deps;
 mod error;
+mod evloop;
 mod feed;
 mod http;
 mod kept;

@@ -1,46 +1,53 @@
-//! Promises of the core's futures, settled in batches on the JS thread.
+//! Promises of the core's futures, driven and settled on the JS thread.
 //!
-//! napi-rs's future-to-Promise bridge makes one threadsafe function per
-//! promise: created, called, released and closed (a libuv handle and an
-//! environment cleanup hook each time) on the JS thread, whose time is what
-//! bounds reads in flight. Here one threadsafe function per JS thread (the
-//! main thread, or a worker's) carries every completion: a finished future
-//! queues its result and signals only when the queue was empty; the JS
-//! thread then settles everything queued in one callback. That function
-//! holds the event loop open exactly while a promise is pending, as the
-//! per-promise ones did.
+//! A future that cannot answer at once is kept on its JS thread (the main
+//! thread, or a worker's) and polled there only: its single Redis
+//! commands go over this thread's connection, watched by the libuv loop
+//! (`crate::evloop`, `stratacache::evloop`), so a round trip wakes no
+//! other thread. When a future is woken on the JS thread (its answer was
+//! read there) it is polled and its promise settled in the same callback;
+//! when it is woken from another thread (a command over the multiplexed
+//! connection, a flight another call finishes, a timer), the waker queues
+//! it and one threadsafe function per JS thread carries it back, signalled
+//! only when the queue was empty, to be polled with everything queued.
+//! That function holds the event loop open exactly while a promise is
+//! pending.
 
 use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 use std::future::Future;
+use std::pin::Pin;
 use std::ptr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 use napi::bindgen_prelude::*;
 use napi::sys;
-use stratacache::runtime::poll_once_in_runtime;
+use stratacache::evloop::poll_on_loop;
 
 /// Makes the settled value on the JS thread.
 type Make = Box<dyn FnOnce(sys::napi_env) -> Result<sys::napi_value> + Send>;
 
-/// A finished future's promise and its result.
-type Done = (Deferred, Result<Make>);
+/// A kept future, its result made into a [`Make`].
+type Job = Pin<Box<dyn Future<Output = Result<Make>> + Send>>;
 
-/// A promise's deferred: only ever used on its JS thread.
-struct Deferred(sys::napi_deferred);
-// SAFETY: the pointer is carried across threads but only dereferenced by
-// napi on the JS thread that created it (in `drain`).
-unsafe impl Send for Deferred {}
+/// A future kept on its JS thread, with its promise.
+struct Task {
+    job: Job,
+    deferred: sys::napi_deferred,
+    waker: Waker,
+}
 
-/// The part finished futures reach from the runtime's threads.
+/// The part wakers reach from other threads.
 struct Queue {
-    /// Completions waiting for the JS thread; `None` once the environment
-    /// tears down (`teardown`, or `finalize` if Node finalizes the function
+    /// Tasks woken off the JS thread; `None` once the environment tears
+    /// down (`teardown`, or `finalize` if Node finalizes the function
     /// first). The threadsafe function is only called with this lock held
     /// and while it is `Some`.
-    done: Mutex<Option<Vec<Done>>>,
+    woken: Mutex<Option<Vec<u64>>>,
     /// Set once, right after the function is made with this queue as its
     /// context.
     tsfn: AtomicPtr<sys::napi_threadsafe_function__>,
@@ -51,15 +58,15 @@ impl Queue {
         self.tsfn.load(Ordering::Acquire)
     }
 
-    fn push(&self, d: Deferred, r: Result<Make>) {
-        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(q) = done.as_mut() else {
+    fn push(&self, id: u64) {
+        let mut woken = self.woken.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(q) = woken.as_mut() else {
             return; // the environment is gone, and its promises with it
         };
-        q.push((d, r));
+        q.push(id);
         if q.len() == 1 {
-            // SAFETY: called under `done`'s lock while it is `Some`, so
-            // before `teardown` or `finalize` (see `Queue::done`).
+            // SAFETY: called under `woken`'s lock while it is `Some`, so
+            // before `teardown` or `finalize` (see `Queue::woken`).
             // Non-blocking: the queue is unbounded, so this never waits on
             // the JS thread.
             unsafe {
@@ -73,76 +80,192 @@ impl Queue {
     }
 }
 
+/// Wakes one kept task.
+struct TaskWaker {
+    id: u64,
+    queue: Arc<Queue>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // On its own JS thread while tasks are being run there, the task
+        // joins the run; anywhere else (another thread, or this one
+        // outside a run) the threadsafe function brings it back.
+        let here = RUNNING.with(|r| r.get() == Arc::as_ptr(&self.queue));
+        if here {
+            READY.with(|r| r.borrow_mut().push_back(self.id));
+        } else {
+            self.queue.push(self.id);
+        }
+    }
+}
+
 /// The JS thread's side.
 struct Hub {
     queue: Arc<Queue>,
     /// Promises made and not yet settled; the threadsafe function holds
     /// the event loop open while this is above zero.
     pending: Cell<usize>,
+    next: Cell<u64>,
+    /// The async context and resource of the callbacks in which answers
+    /// read from the loop's connection settle their promises.
+    context: sys::napi_async_context,
+    resource: sys::napi_ref,
 }
 
 thread_local! {
     /// One per JS thread, made on its first promise.
     static HUB: RefCell<Option<Rc<Hub>>> = const { RefCell::new(None) };
+    /// This thread's kept tasks, by id.
+    static TASKS: RefCell<HashMap<u64, Task>> = RefCell::new(HashMap::new());
+    /// Tasks woken on this thread during a run, to poll in it.
+    static READY: RefCell<VecDeque<u64>> = const { RefCell::new(VecDeque::new()) };
+    /// The queue of the hub whose tasks are being run on this thread now.
+    static RUNNING: Cell<*const Queue> = const { Cell::new(ptr::null()) };
 }
 
-/// Poll `fut` once, here on the JS thread (in the core runtime's context):
-/// its value now, or a Promise of it when it has to wait (on Redis). L1
-/// work never waits: an L1 lock is held for one map update.
+/// Poll `fut` once, here on the JS thread: its value now, or a Promise of
+/// it when it has to wait (on Redis). L1 work never waits: an L1 lock is
+/// held for one map update.
 pub(crate) fn now_or_promise<T, F>(env: &Env, fut: F) -> Result<Either<T, PromiseRaw<'_, T>>>
 where
     T: ToNapiValue + Send + 'static,
     F: Future<Output = Result<T>> + Send + 'static,
 {
-    match poll_once_in_runtime(Box::pin(fut)) {
-        Ok(r) => r.map(Either::A),
-        Err(fut) => spawn(env, fut).map(Either::B),
+    match start(env, fut)? {
+        Started::Now(r) => r.map(Either::A),
+        Started::Later(p) => Ok(Either::B(p)),
     }
 }
 
 /// A Promise of `fut`'s output, polled once here as `now_or_promise` does
 /// (an answer that needs no I/O settles it at once). With many calls in
-/// flight this lets one JS turn queue its Redis commands before the
-/// runtime's worker wakes, and the Redis client writes them together:
-/// 64 reads in flight went from 0.74-0.76x to 1.12-1.14x raw ioredis
-/// (docs/benchmarks.md, "Every promise polled once on the JS thread").
+/// flight one JS turn writes all their Redis commands before any answer
+/// is read.
 pub(crate) fn promise<T, F>(env: &Env, fut: F) -> Result<PromiseRaw<'_, T>>
 where
     T: ToNapiValue + Send + 'static,
     F: Future<Output = Result<T>> + Send + 'static,
 {
-    match poll_once_in_runtime(Box::pin(fut)) {
-        Ok(r) => {
+    match start(env, fut)? {
+        Started::Now(r) => {
             let (deferred, value) = new_promise(env)?;
             settle(env.raw(), deferred, r.map(make::<T>));
             Ok(PromiseRaw::new(env.raw(), value))
         }
-        Err(fut) => spawn(env, fut),
+        Started::Later(p) => Ok(p),
     }
 }
 
-/// A Promise of the rest of `fut`, which runs on the core's runtime.
-fn spawn<T, F>(env: &Env, fut: F) -> Result<PromiseRaw<'_, T>>
+enum Started<'env, T> {
+    Now(Result<T>),
+    Later(PromiseRaw<'env, T>),
+}
+
+/// Poll `fut` once with its own waker; keep it on this thread, with a
+/// promise, when it has to wait.
+fn start<T, F>(env: &Env, fut: F) -> Result<Started<'_, T>>
 where
     T: ToNapiValue + Send + 'static,
     F: Future<Output = Result<T>> + Send + 'static,
 {
     let raw = env.raw();
     let hub = hub(raw)?;
+    let id = hub.next.get();
+    hub.next.set(id + 1);
+    let waker = Waker::from(Arc::new(TaskWaker {
+        id,
+        queue: hub.queue.clone(),
+    }));
+    let mut fut = Box::pin(fut);
+    if let Poll::Ready(r) = poll_on_loop(fut.as_mut(), &mut Context::from_waker(&waker)) {
+        return Ok(Started::Now(r));
+    }
     let (deferred, value) = new_promise(env)?;
     if hub.pending.get() == 0 {
         check_status!(unsafe { sys::napi_ref_threadsafe_function(raw, hub.queue.tsfn()) })?;
     }
     hub.pending.set(hub.pending.get() + 1);
-    let mut owed = Owed {
-        queue: hub.queue.clone(),
-        deferred: Some(Deferred(deferred)),
-    };
-    stratacache::runtime::runtime().spawn(async move {
-        let r = fut.await;
-        owed.pay(r.map(make::<T>));
+    let job: Job = Box::pin(async move { fut.await.map(make::<T>) });
+    TASKS.with(|t| {
+        t.borrow_mut().insert(
+            id,
+            Task {
+                job,
+                deferred,
+                waker,
+            },
+        )
     });
-    Ok(PromiseRaw::new(raw, value))
+    Ok(Started::Later(PromiseRaw::new(raw, value)))
+}
+
+/// Run `f` (the loop's connection reading its answers) and then the tasks
+/// it woke, settling their promises, inside a callback scope: the JS
+/// continuations of the settled promises run when it closes.
+pub(crate) fn on_loop(env: sys::napi_env, f: impl FnOnce()) {
+    let Some(hub) = HUB.with(|h| h.borrow().clone()) else {
+        return f();
+    };
+    let outer = RUNNING.with(|r| r.replace(Arc::as_ptr(&hub.queue)));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    if READY.with(|r| !r.borrow().is_empty()) {
+        let mut handles = ptr::null_mut();
+        let opened =
+            unsafe { sys::napi_open_handle_scope(env, &mut handles) } == sys::Status::napi_ok;
+        let mut resource = ptr::null_mut();
+        let mut scope = ptr::null_mut();
+        let scoped = opened
+            && unsafe { sys::napi_get_reference_value(env, hub.resource, &mut resource) }
+                == sys::Status::napi_ok
+            && unsafe { sys::napi_open_callback_scope(env, resource, hub.context, &mut scope) }
+                == sys::Status::napi_ok;
+        run(env, &hub);
+        if scoped {
+            unsafe { sys::napi_close_callback_scope(env, scope) };
+        }
+        if opened {
+            unsafe { sys::napi_close_handle_scope(env, handles) };
+        }
+    }
+    RUNNING.with(|r| r.set(outer));
+}
+
+/// Poll every ready task of this thread, settling the finished ones.
+fn run(env: sys::napi_env, hub: &Hub) {
+    let mut settled = 0;
+    while let Some(id) = READY.with(|r| r.borrow_mut().pop_front()) {
+        let Some(mut task) = TASKS.with(|t| t.borrow_mut().remove(&id)) else {
+            continue; // woken again after it finished
+        };
+        let mut cx = Context::from_waker(&task.waker);
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            poll_on_loop(task.job.as_mut(), &mut cx)
+        }));
+        let r = match polled {
+            Ok(Poll::Pending) => {
+                TASKS.with(|t| t.borrow_mut().insert(id, task));
+                continue;
+            }
+            Ok(Poll::Ready(r)) => r,
+            Err(_) => Err(Error::from_reason(
+                "stratacache: the operation ended without an answer (a panic in the core)",
+            )),
+        };
+        settle(env, task.deferred, r);
+        settled += 1;
+    }
+    if settled > 0 {
+        let left = hub.pending.get().saturating_sub(settled);
+        hub.pending.set(left);
+        if left == 0 {
+            unsafe { sys::napi_unref_threadsafe_function(env, hub.queue.tsfn()) };
+        }
+    }
 }
 
 fn new_promise(env: &Env) -> Result<(sys::napi_deferred, sys::napi_value)> {
@@ -155,30 +278,6 @@ fn new_promise(env: &Env) -> Result<(sys::napi_deferred, sys::napi_value)> {
 fn make<T: ToNapiValue + Send + 'static>(v: T) -> Make {
     // SAFETY: called by `settle`, on the JS thread, with its env.
     Box::new(move |env| unsafe { T::to_napi_value(env, v) })
-}
-
-/// A promise its future still owes a settlement. Dropped unpaid (the
-/// future panicked, or the runtime dropped it), it rejects, so no promise
-/// is left pending and holding the event loop open.
-struct Owed {
-    queue: Arc<Queue>,
-    deferred: Option<Deferred>,
-}
-
-impl Owed {
-    fn pay(&mut self, r: Result<Make>) {
-        if let Some(d) = self.deferred.take() {
-            self.queue.push(d, r);
-        }
-    }
-}
-
-impl Drop for Owed {
-    fn drop(&mut self) {
-        self.pay(Err(Error::from_reason(
-            "stratacache: the operation ended without an answer (a panic in the core)",
-        )));
-    }
 }
 
 fn hub(env: sys::napi_env) -> Result<Rc<Hub>> {
@@ -201,7 +300,7 @@ fn make_hub(env: sys::napi_env) -> Result<Hub> {
     // The queue's address is the function's context and finalize data; it
     // is made before the function, which is then stored in it.
     let queue = Arc::new(Queue {
-        done: Mutex::new(Some(Vec::new())),
+        woken: Mutex::new(Some(Vec::new())),
         tsfn: AtomicPtr::new(ptr::null_mut()),
     });
     let ctx = Arc::into_raw(queue.clone()).cast_mut().cast::<c_void>();
@@ -230,14 +329,28 @@ fn make_hub(env: sys::napi_env) -> Result<Hub> {
     check_status!(unsafe { sys::napi_unref_threadsafe_function(env, tsfn) })?;
     let hook = Arc::into_raw(queue.clone()).cast_mut().cast::<c_void>();
     check_status!(unsafe { sys::napi_add_env_cleanup_hook(env, Some(teardown), hook) })?;
+    // The callbacks of the loop's connection settle promises in this
+    // async context (what async_hooks see as their resource).
+    let mut object = ptr::null_mut();
+    check_status!(unsafe { sys::napi_create_object(env, &mut object) })?;
+    let mut resource = ptr::null_mut();
+    check_status!(unsafe { sys::napi_create_reference(env, object, 1, &mut resource) })?;
+    let mut context = ptr::null_mut();
+    check_status!(unsafe { sys::napi_async_init(env, object, name, &mut context) })?;
+    if let Some(lp) = crate::evloop::node_loop(env) {
+        stratacache::evloop::set_event_loop(Some(lp));
+    }
     Ok(Hub {
         queue,
         pending: Cell::new(0),
+        next: Cell::new(0),
+        context,
+        resource,
     })
 }
 
-/// The threadsafe function's callback, on the JS thread: settle every
-/// queued promise.
+/// The threadsafe function's callback, on the JS thread: poll every task
+/// woken from another thread, settling the finished ones.
 unsafe extern "C" fn drain(
     env: sys::napi_env,
     _js: sys::napi_value,
@@ -251,28 +364,19 @@ unsafe extern "C" fn drain(
     // drops after the last call.
     let queue = unsafe { &*ctx.cast::<Queue>() };
     let batch = {
-        let mut done = queue.done.lock().unwrap_or_else(|e| e.into_inner());
-        match done.as_mut() {
+        let mut woken = queue.woken.lock().unwrap_or_else(|e| e.into_inner());
+        match woken.as_mut() {
             Some(q) => std::mem::take(q),
             None => return,
         }
     };
-    if batch.is_empty() {
+    let Some(hub) = HUB.with(|h| h.borrow().clone()) else {
         return;
-    }
-    let n = batch.len();
-    for (d, r) in batch {
-        settle(env, d.0, r);
-    }
-    HUB.with(|h| {
-        if let Some(hub) = h.borrow().as_ref() {
-            let left = hub.pending.get().saturating_sub(n);
-            hub.pending.set(left);
-            if left == 0 {
-                unsafe { sys::napi_unref_threadsafe_function(env, hub.queue.tsfn()) };
-            }
-        }
-    });
+    };
+    let outer = RUNNING.with(|r| r.replace(Arc::as_ptr(&hub.queue)));
+    READY.with(|r| r.borrow_mut().extend(batch));
+    run(env, &hub);
+    RUNNING.with(|r| r.set(outer));
 }
 
 /// Resolve or reject one promise, on the JS thread. A value that could
@@ -325,8 +429,12 @@ fn pending_exception(env: sys::napi_env) -> Option<sys::napi_value> {
 unsafe extern "C" fn teardown(data: *mut c_void) {
     // SAFETY: `data` is the reference `make_hub` leaked for this hook.
     let queue = unsafe { Arc::from_raw(data.cast::<Queue>()) };
-    let mut done = queue.done.lock().unwrap_or_else(|e| e.into_inner());
-    if done.take().is_some() {
+    // The loop's connections close with it; the kept futures are dropped
+    // (their promises go with the environment).
+    stratacache::evloop::set_event_loop(None);
+    let _ = TASKS.try_with(|t| t.try_borrow_mut().map(|mut t| t.clear()));
+    let mut woken = queue.woken.lock().unwrap_or_else(|e| e.into_inner());
+    if woken.take().is_some() {
         unsafe {
             sys::napi_release_threadsafe_function(
                 queue.tsfn(),
@@ -341,6 +449,6 @@ unsafe extern "C" fn teardown(data: *mut c_void) {
 unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
     // SAFETY: `data` is the reference `make_hub` leaked for the function.
     let queue = unsafe { Arc::from_raw(data.cast::<Queue>()) };
-    *queue.done.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *queue.woken.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let _ = HUB.try_with(|h| h.try_borrow_mut().map(|mut h| h.take()));
 }

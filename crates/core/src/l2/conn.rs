@@ -171,21 +171,39 @@ impl L2 {
         }
     }
 
-    /// The pool's connection when this thread carries its own commands
-    /// (`runtime::Carry`); on the first, lock-held poll of a sync call,
-    /// yields once first so that the command is sent from `block_on_sync`.
-    async fn here(&self) -> Option<super::blocking::Taken<'_>> {
-        let pool = self.pool.as_ref()?;
-        if carry() == Carry::Defer {
-            YieldOnce(false).await;
+    /// This thread's own carrier when it carries its own commands
+    /// (`runtime::Carry`): the pool's connection on a thread that blocks
+    /// (on the first, lock-held poll of a sync call, after yielding once,
+    /// so that the command is sent from `block_on_sync`), or its event
+    /// loop's connection.
+    async fn here(&self) -> Option<Carried<'_>> {
+        match carry() {
+            Carry::Shared => None,
+            Carry::Loop => self.looped.as_ref()?.carrier().map(Carried::Loop),
+            Carry::Defer | Carry::Here => {
+                let pool = self.pool.as_ref()?;
+                if carry() == Carry::Defer {
+                    YieldOnce(false).await;
+                }
+                (carry() == Carry::Here).then(|| Carried::Pool(pool.take()))
+            }
         }
-        (carry() == Carry::Here).then(|| pool.take())
+    }
+
+    /// On a loop thread whose command goes over the multiplexed
+    /// connection, the count that keeps later ones there until it is
+    /// answered (`looped::Spec::behind`).
+    fn behind(&self) -> Option<super::looped::Behind> {
+        (carry() == Carry::Loop)
+            .then(|| self.looped.as_ref().map(super::looped::Spec::behind))
+            .flatten()
     }
 
     pub(super) async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         if let Some(mut c) = self.here().await {
             return self.timed(cmd.query_async(&mut c)).await;
         }
+        let _behind = self.behind();
         let mut c = self.conn()?;
         self.timed(cmd.query_async(&mut c)).await
     }
@@ -206,8 +224,41 @@ impl L2 {
         if let Some(mut c) = self.here().await {
             return self.timed(inv.invoke_async(&mut c)).await;
         }
+        let _behind = self.behind();
         let mut c = self.conn()?;
         self.timed(inv.invoke_async(&mut c)).await
+    }
+}
+
+/// A command carried by the calling thread (see [`L2::here`]).
+pub(super) enum Carried<'a> {
+    Pool(super::blocking::Taken<'a>),
+    Loop(super::looped::Carrier),
+}
+
+impl ConnectionLike for Carried<'_> {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Carried::Pool(c) => c.req_packed_command(cmd),
+            Carried::Loop(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Carried::Pool(c) => c.req_packed_commands(cmd, offset, count),
+            Carried::Loop(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Carried::Pool(c) => c.get_db(),
+            Carried::Loop(c) => c.get_db(),
+        }
     }
 }
 

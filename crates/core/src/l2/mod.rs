@@ -22,11 +22,13 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 mod blocking;
 mod breaker;
 mod conn;
+mod looped;
 mod scripts;
 pub(crate) mod sentinel;
 
 pub(crate) use breaker::{Breaker, unreachable};
 use conn::Conn;
+pub(crate) use looped::close_all as close_looped;
 use scripts::*;
 
 use crate::config::RedisLocation;
@@ -41,6 +43,9 @@ pub(crate) struct L2 {
     /// Blocking connections for a sync caller's single commands, on one
     /// server (see `blocking`).
     pool: Option<std::sync::Arc<blocking::Pool>>,
+    /// Connections of event-loop threads, for their single commands to
+    /// one server reached without TLS (see `looped`).
+    looped: Option<looped::Spec>,
     breaker: Breaker,
     /// A `rediss://` location: a failure before Redis ever answered may be
     /// a TLS client talking to a plaintext port, and the error says so.
@@ -127,12 +132,19 @@ impl L2 {
             }
             _ => None,
         };
+        let looped = match &location {
+            RedisLocation::Standalone(u) if !sentinel::is_sentinel_url(u) => {
+                looped::Spec::new(u, connect_timeout)
+            }
+            _ => None,
+        };
         L2 {
             location,
             connect_timeout,
             op_timeout,
             conn: RwLock::new(None),
             pool,
+            looped,
             breaker,
             tls,
             answered: AtomicBool::new(false),
