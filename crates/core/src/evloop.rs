@@ -57,6 +57,14 @@ pub(crate) fn event_loop() -> Option<Rc<dyn EventLoop>> {
     LOOP.with(|x| x.borrow().clone())
 }
 
+/// Run `f` (a turn of the loop: answers read, futures polled, the
+/// language's continuations run) with the Redis commands it issues on
+/// this thread's connections written together when it ends, one write
+/// per connection rather than one per command.
+pub fn batch<R>(f: impl FnOnce() -> R) -> R {
+    crate::l2::batch_looped(f)
+}
+
 /// Poll `fut` on this thread, in the core runtime's context, with its
 /// single Redis commands carried on this thread's event loop (when it has
 /// one and the location is one server reached without TLS; the rest go

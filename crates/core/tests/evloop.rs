@@ -209,12 +209,19 @@ fn commands_issued_together_get_their_own_answers() {
             .expect("set");
     }
     // 200 reads written before any answer is read: pipelined on the one
-    // socket, each answered with its own key's value.
+    // socket in one write, each answered with its own key's value.
     let keys: Vec<String> = (0..200).map(|i| format!("p{i}")).collect();
     #[allow(clippy::disallowed_methods)] // issued together on purpose
-    let reads = lp.run(futures_util::future::join_all(
+    let mut reads = Box::pin(futures_util::future::join_all(
         keys.iter().map(|k| c.get(k)),
     ));
+    // Issued in one batch: written together when it ends.
+    let waker = Waker::from(Arc::new(Flag(AtomicBool::new(false))));
+    let first = stratacache::evloop::batch(|| {
+        poll_on_loop(reads.as_mut(), &mut Context::from_waker(&waker))
+    });
+    assert!(first.is_pending());
+    let reads = lp.run(reads);
     for (i, r) in reads.into_iter().enumerate() {
         let e = r.expect("get").expect("a value");
         assert_eq!(&e.payload[..], format!("v{i}").as_bytes());

@@ -379,16 +379,27 @@ impl NativeCache {
         )
     }
 
-    #[napi]
-    pub async fn clear(&self) -> Result<()> {
-        self.inner.clear().await.map_err(js_err)
+    /// Driven on the JS thread, as the writes are (`settle`): its
+    /// commands follow this thread's earlier writes on its connection.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn clear<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+        let c = self.inner.clone();
+        crate::settle::promise(env, async move { c.clear().await.map_err(js_err) })
     }
 
-    /// Invalidate every entry carrying any of `tags`, fleet-wide.
-    #[napi]
-    pub async fn invalidate_tags(&self, tags: Vec<String>) -> Result<()> {
-        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
-        self.inner.invalidate_tags(&refs).await.map_err(js_err)
+    /// Invalidate every entry carrying any of `tags`, fleet-wide. Driven
+    /// on the JS thread, so it follows this thread's earlier writes.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn invalidate_tags<'env>(
+        &self,
+        env: &'env Env,
+        tags: Vec<String>,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let c = self.inner.clone();
+        crate::settle::promise(env, async move {
+            let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+            c.invalidate_tags(&refs).await.map_err(js_err)
+        })
     }
 
     /// Start the PostgreSQL change feed into this cache.

@@ -211,6 +211,12 @@ pub(crate) fn on_loop(env: sys::napi_env, f: impl FnOnce()) {
     let Some(hub) = HUB.with(|h| h.borrow().clone()) else {
         return f();
     };
+    // The commands the continuations issue are written together when the
+    // callback scope has closed (they run as it closes).
+    stratacache::evloop::batch(|| on_loop_in_batch(env, &hub, f));
+}
+
+fn on_loop_in_batch(env: sys::napi_env, hub: &Hub, f: impl FnOnce()) {
     let outer = RUNNING.with(|r| r.replace(Arc::as_ptr(&hub.queue)));
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     if READY.with(|r| !r.borrow().is_empty()) {
@@ -224,15 +230,33 @@ pub(crate) fn on_loop(env: sys::napi_env, f: impl FnOnce()) {
                 == sys::Status::napi_ok
             && unsafe { sys::napi_open_callback_scope(env, resource, hub.context, &mut scope) }
                 == sys::Status::napi_ok;
-        run(env, &hub);
+        run(env, hub);
+        // The continuations run as the scope closes, outside this run: a
+        // task they wake on this thread goes through the queue.
+        RUNNING.with(|r| r.set(outer));
         if scoped {
             unsafe { sys::napi_close_callback_scope(env, scope) };
         }
         if opened {
             unsafe { sys::napi_close_handle_scope(env, handles) };
         }
+    } else {
+        RUNNING.with(|r| r.set(outer));
     }
-    RUNNING.with(|r| r.set(outer));
+    requeue(hub);
+}
+
+/// Tasks left in this thread's READY after a run (none are expected: a
+/// wake outside a run takes the queue) go through the queue, so none is
+/// stranded until the next run.
+fn requeue(hub: &Hub) {
+    if RUNNING.with(|r| !r.get().is_null()) {
+        return; // inside an outer run, which polls them
+    }
+    let left: Vec<u64> = READY.with(|r| r.borrow_mut().drain(..).collect());
+    for id in left {
+        hub.queue.push(id);
+    }
 }
 
 /// Poll every ready task of this thread, settling the finished ones.
@@ -377,6 +401,7 @@ unsafe extern "C" fn drain(
     READY.with(|r| r.borrow_mut().extend(batch));
     run(env, &hub);
     RUNNING.with(|r| r.set(outer));
+    requeue(&hub);
 }
 
 /// Resolve or reject one promise, on the JS thread. A value that could

@@ -193,8 +193,32 @@ enum Slot {
 }
 
 thread_local! {
+    /// Inside [`batch`] on this thread: commands are written when it ends.
+    static BATCH: Cell<bool> = const { Cell::new(false) };
+    /// Connections with commands written inside the batch, to flush.
+    static DIRTY: RefCell<Vec<Rc<Conn>>> = const { RefCell::new(Vec::new()) };
     /// This thread's connections, by L2.
     static CONNS: RefCell<HashMap<u64, (Arc<AtomicBool>, Slot)>> = RefCell::new(HashMap::new());
+}
+
+/// Run `f` with the commands it issues on this thread's connections
+/// written together when it ends: one write per connection for all the
+/// commands a turn of the loop issues, not one each.
+pub(crate) fn batch<R>(f: impl FnOnce() -> R) -> R {
+    struct End(bool);
+    impl Drop for End {
+        fn drop(&mut self) {
+            BATCH.with(|b| b.set(self.0));
+            if !self.0 {
+                let dirty = DIRTY.with(|d| std::mem::take(&mut *d.borrow_mut()));
+                for c in dirty {
+                    c.flush();
+                }
+            }
+        }
+    }
+    let _end = End(BATCH.with(|b| b.replace(true)));
+    f()
 }
 
 /// Close every connection carried on this thread's loop (its event loop is
@@ -468,8 +492,8 @@ impl Conn {
     }
 
     /// Queue a packed command (or pipeline) owing `want` answers, and
-    /// write what the socket takes now.
-    fn send(&self, write: impl FnOnce(&mut Vec<u8>), want: usize) -> Arc<Reply> {
+    /// write what the socket takes now, or when this thread's batch ends.
+    fn send(self: &Rc<Self>, write: impl FnOnce(&mut Vec<u8>), want: usize) -> Arc<Reply> {
         let reply = Arc::new(Reply::default());
         if self.broken.get() {
             reply.fill(Err(closed().into()));
@@ -487,13 +511,20 @@ impl Conn {
             got: Vec::with_capacity(want.min(16)),
         });
         if was_empty {
-            self.flush();
+            if BATCH.with(Cell::get) {
+                DIRTY.with(|d| d.borrow_mut().push(self.clone()));
+            } else {
+                self.flush();
+            }
         }
         reply
     }
 
     /// Write what the socket takes; wait for room for the rest.
     fn flush(&self) {
+        if self.broken.get() {
+            return;
+        }
         let mut out = self.out.borrow_mut();
         let mut w = 0;
         while w < out.len() {

@@ -28,7 +28,7 @@ pub(crate) mod sentinel;
 
 pub(crate) use breaker::{Breaker, unreachable};
 use conn::Conn;
-pub(crate) use looped::close_all as close_looped;
+pub(crate) use looped::{batch as batch_looped, close_all as close_looped};
 use scripts::*;
 
 use crate::config::RedisLocation;
