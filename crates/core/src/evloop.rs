@@ -25,9 +25,11 @@ use crate::runtime::{Carry, CarryGuard, runtime};
 pub trait EventLoop {
     /// Watch `fd` for input (from now on) and, when asked through the
     /// returned [`Watch`], for room to write; `ready` is then called on
-    /// this thread. `None` when the loop cannot watch it. Watching must
-    /// not keep the loop alive by itself.
-    fn watch(&self, fd: RawFd, ready: Rc<dyn Fn()>) -> Option<Box<dyn Watch>>;
+    /// this thread, with `true` when the loop reports an error on the
+    /// socket instead (and may have stopped watching it). `None` when the
+    /// loop cannot watch it. Watching must not keep the loop alive by
+    /// itself.
+    fn watch(&self, fd: RawFd, ready: Rc<dyn Fn(bool)>) -> Option<Box<dyn Watch>>;
 }
 
 /// A watched socket; dropping it stops the watch (before the socket is

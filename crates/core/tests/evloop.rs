@@ -21,10 +21,13 @@ use common::OwnRedis;
 use stratacache::evloop::{EventLoop, Watch, poll_on_loop, set_event_loop};
 use stratacache::{Cache, Error, Format, Ttl, WriteOptions};
 
+/// What the core asks to be called when a socket is ready.
+type Ready = Rc<dyn Fn(bool)>;
+
 /// One watched socket.
 struct Watched {
     fd: RawFd,
-    ready: Rc<dyn Fn()>,
+    ready: Ready,
     writable: Rc<Cell<bool>>,
     open: Rc<Cell<bool>>,
 }
@@ -58,7 +61,7 @@ impl Drop for TestWatch {
 struct Shared(Rc<TestLoop>);
 
 impl EventLoop for Shared {
-    fn watch(&self, fd: RawFd, ready: Rc<dyn Fn()>) -> Option<Box<dyn Watch>> {
+    fn watch(&self, fd: RawFd, ready: Rc<dyn Fn(bool)>) -> Option<Box<dyn Watch>> {
         let (writable, open) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(true)));
         self.0.watched.borrow_mut().push(Watched {
             fd,
@@ -104,17 +107,22 @@ impl TestLoop {
         if n <= 0 {
             return false;
         }
-        let ready: Vec<Rc<dyn Fn()>> = self
+        let ready: Vec<(Ready, bool)> = self
             .watched
             .borrow()
             .iter()
             .zip(&fds)
             .filter(|(_, p)| p.revents != 0)
-            .map(|(w, _)| w.ready.clone())
+            .map(|(w, p)| {
+                (
+                    w.ready.clone(),
+                    p.revents & (libc::POLLERR | libc::POLLNVAL) != 0,
+                )
+            })
             .collect();
-        for r in ready {
+        for (r, error) in ready {
             self.readies.set(self.readies.get() + 1);
-            r();
+            r(error);
         }
         true
     }
@@ -303,5 +311,46 @@ fn commands_follow_earlier_ones_still_on_the_multiplexed_connection() {
     assert_eq!(payload(&c, &lp, "k"), Some(b"2".to_vec()));
     // With nothing left in flight there, the loop's connection is used.
     lp.until_watching(&c, 1);
+    set_event_loop(None);
+}
+
+#[test]
+fn a_write_given_up_on_the_multiplexed_connection_is_still_followed() {
+    let lp = TestLoop::install();
+    let redis = OwnRedis::start();
+    stratacache::runtime::block_on(common::answers(&redis.url));
+    let c = cache(&redis.url, Duration::from_millis(300));
+    let o = opts();
+    // Frozen: the first write goes over the multiplexed connection (no
+    // loop connection yet) and is given up, though it is still queued.
+    redis.signal("-STOP");
+    let r = lp.run(c.set("k", b("1"), &o));
+    assert!(matches!(r, Err(Error::L2Timeout(_))), "{r:?}");
+    // The loop's connection has opened meanwhile; a later write still
+    // follows the given-up one until that connection has answered.
+    let flag = Arc::new(Flag(AtomicBool::new(false)));
+    let waker = Waker::from(flag);
+    let mut second = Box::pin(c.set("k", b("2"), &o));
+    assert!(poll_on_loop(second.as_mut(), &mut Context::from_waker(&waker)).is_pending());
+    assert_eq!(lp.watches.get(), 0, "the second write followed the first");
+    redis.signal("-CONT");
+    lp.run(second).expect("second");
+    assert_eq!(payload(&c, &lp, "k"), Some(b"2".to_vec()));
+    lp.until_watching(&c, 1);
+    set_event_loop(None);
+}
+
+#[test]
+fn a_cache_dropped_on_another_thread_has_its_connection_closed() {
+    let lp = TestLoop::install();
+    let a = cache(&common::redis_url(), Duration::from_secs(5));
+    lp.until_watching(&a, 1);
+    let open = lp.watched.borrow()[0].open.clone();
+    assert!(open.get());
+    std::thread::spawn(move || drop(a)).join().expect("dropped");
+    // The next command of any cache on this thread closes it.
+    let b2 = cache(&common::redis_url(), Duration::from_secs(5));
+    let _ = lp.run(b2.get("x"));
+    assert!(!open.get(), "closed");
     set_event_loop(None);
 }

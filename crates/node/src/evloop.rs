@@ -46,13 +46,19 @@ unsafe extern "C" {
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
 }
 
+/// `RTLD_DEFAULT`: the process's global scope.
+#[cfg(target_vendor = "apple")]
+const RTLD_DEFAULT: *mut c_void = -2isize as *mut c_void;
+#[cfg(not(target_vendor = "apple"))]
+const RTLD_DEFAULT: *mut c_void = std::ptr::null_mut();
+
 fn uv() -> Option<&'static Uv> {
     static UV: OnceLock<Option<Uv>> = OnceLock::new();
     UV.get_or_init(|| {
         let find = |name: &CStr| {
-            // SAFETY: RTLD_DEFAULT (a null handle on glibc and musl) looks
-            // the name up in the process's global scope: Node's exports.
-            let p = unsafe { dlsym(std::ptr::null_mut(), name.as_ptr()) };
+            // SAFETY: RTLD_DEFAULT looks the name up in the process's
+            // global scope: Node's exports.
+            let p = unsafe { dlsym(RTLD_DEFAULT, name.as_ptr()) };
             (!p.is_null()).then_some(p)
         };
         // SAFETY: each symbol is libuv's function of that name, whose C
@@ -93,14 +99,14 @@ struct NodeLoop {
 
 /// What a poll handle's `data` (its first field) points to.
 struct Handler {
-    ready: Rc<dyn Fn()>,
+    ready: Rc<dyn Fn(bool)>,
     env: sys::napi_env,
     /// The handle's memory, in words, freed when libuv has closed it.
     words: usize,
 }
 
 impl EventLoop for NodeLoop {
-    fn watch(&self, fd: RawFd, ready: Rc<dyn Fn()>) -> Option<Box<dyn Watch>> {
+    fn watch(&self, fd: RawFd, ready: Rc<dyn Fn(bool)>) -> Option<Box<dyn Watch>> {
         let uv = uv()?;
         let words = unsafe { (uv.handle_size)(UV_POLL) }.div_ceil(8);
         let h = Box::into_raw(vec![0u64; words].into_boxed_slice()).cast::<c_void>();
@@ -183,13 +189,13 @@ unsafe extern "C" fn on_close(h: *mut c_void) {
     }
 }
 
-unsafe extern "C" fn on_poll(h: *mut c_void, _status: c_int, _events: c_int) {
+unsafe extern "C" fn on_poll(h: *mut c_void, status: c_int, _events: c_int) {
     // SAFETY: the handler lives until `on_close`, which cannot run during
-    // this callback. An error status is read by the core as the socket's
-    // error on its next read or write.
+    // this callback. With an error status libuv has stopped the handle:
+    // the core closes the connection.
     let (ready, env) = unsafe {
         let handler = &**h.cast::<*const Handler>();
         (handler.ready.clone(), handler.env)
     };
-    crate::settle::on_loop(env, || ready());
+    crate::settle::on_loop(env, || ready(status < 0));
 }

@@ -157,20 +157,28 @@ impl NativeLease {
     /// The factory failed: resolves with the fail-safe stale value (served
     /// to every waiter and kept fresh for the throttle period), or null
     /// when the factory's error stands (every waiter got it; rethrow it).
-    #[napi]
-    pub async fn fail(&self, error_id: u32, message: String) -> Result<Option<NativeValue>> {
+    /// Driven on the JS thread (`settle`), after this thread's writes.
+    #[napi(ts_return_type = "Promise<NativeValue | null>")]
+    pub fn fail<'env>(
+        &self,
+        env: &'env Env,
+        error_id: u32,
+        message: String,
+    ) -> Result<PromiseRaw<'env, Option<NativeValue>>> {
         let lease = self.take()?;
-        let r = lease
-            .fail(Arc::new(JsLoaderError {
-                id: error_id,
-                message,
-            }))
-            .await;
-        match r {
-            Ok(s) => Ok(Some(value(s.entry()))),
-            Err(stratacache::Error::Loader(_)) => Ok(None),
-            Err(e) => Err(js_err(e)),
-        }
+        crate::settle::promise(env, async move {
+            let r = lease
+                .fail(Arc::new(JsLoaderError {
+                    id: error_id,
+                    message,
+                }))
+                .await;
+            match r {
+                Ok(s) => Ok(Some(value(s.entry()))),
+                Err(stratacache::Error::Loader(_)) => Ok(None),
+                Err(e) => Err(js_err(e)),
+            }
+        })
     }
 
     /// The stale value this load may fall back on (fail-safe), if any.

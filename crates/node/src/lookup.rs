@@ -60,17 +60,24 @@ impl NativeCache {
     }
 
     /// Leases for the keys that need loading ahead of traffic (see `warm`).
-    #[napi]
-    pub async fn try_leases(&self, keys: Vec<String>, force: bool) -> Result<Vec<NativeLease>> {
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        Ok(self
-            .inner
-            .try_leases(&refs, force)
-            .await
-            .map_err(js_err)?
-            .into_iter()
-            .map(NativeLease::new)
-            .collect())
+    /// Driven on the JS thread (`settle`), after this thread's writes.
+    #[napi(ts_return_type = "Promise<Array<NativeLease>>")]
+    pub fn try_leases<'env>(
+        &self,
+        env: &'env Env,
+        keys: Vec<String>,
+        force: bool,
+    ) -> Result<PromiseRaw<'env, Vec<NativeLease>>> {
+        let c = self.inner.clone();
+        crate::settle::promise(env, async move {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            Ok(c.try_leases(&refs, force)
+                .await
+                .map_err(js_err)?
+                .into_iter()
+                .map(NativeLease::new)
+                .collect())
+        })
     }
 }
 

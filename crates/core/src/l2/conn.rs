@@ -203,9 +203,11 @@ impl L2 {
         if let Some(mut c) = self.here().await {
             return self.timed(cmd.query_async(&mut c)).await;
         }
-        let _behind = self.behind();
+        let behind = self.behind();
         let mut c = self.conn()?;
-        self.timed(cmd.query_async(&mut c)).await
+        let r = self.timed(cmd.query_async(&mut c)).await;
+        after_behind(behind, &r, c);
+        r
     }
 
     pub(super) async fn invoke<T: redis::FromRedisValue>(
@@ -224,10 +226,29 @@ impl L2 {
         if let Some(mut c) = self.here().await {
             return self.timed(inv.invoke_async(&mut c)).await;
         }
-        let _behind = self.behind();
+        let behind = self.behind();
         let mut c = self.conn()?;
-        self.timed(inv.invoke_async(&mut c)).await
+        let r = self.timed(inv.invoke_async(&mut c)).await;
+        after_behind(behind, &r, c);
+        r
     }
+}
+
+/// A loop thread's command over the multiplexed connection has ended. If
+/// it was given up (`op_timeout`), it may still be sent or run after this:
+/// later commands keep following it there until the connection answers a
+/// `PING` sent after it (commands on it are answered in order), or, if
+/// the connection never answers, for a minute.
+fn after_behind<T>(behind: Option<super::looped::Behind>, r: &Result<T>, mut c: Conn) {
+    let Some(b) = behind else { return };
+    if !matches!(r, Err(Error::L2Timeout(_))) {
+        return;
+    }
+    runtime().spawn(async move {
+        let ping = redis::cmd("PING");
+        let _ = tokio::time::timeout(Duration::from_secs(60), ping.query_async::<()>(&mut c)).await;
+        drop(b);
+    });
 }
 
 /// A command carried by the calling thread (see [`L2::here`]).

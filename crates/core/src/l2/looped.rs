@@ -80,9 +80,14 @@ enum Addr {
     Unix(PathBuf),
 }
 
+/// Caches dropped so far in the process: a thread that sees it move
+/// closes its connections of dropped caches.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
 impl Drop for Spec {
     fn drop(&mut self) {
         self.alive.store(false, Ordering::Release);
+        DROPPED.fetch_add(1, Ordering::Release);
         // On the dropping thread its connection can be closed now.
         let _ = CONNS.try_with(|m| m.try_borrow_mut().map(|mut m| m.remove(&self.id)));
     }
@@ -134,6 +139,11 @@ impl Spec {
         }
         CONNS.with(|m| {
             let mut m = m.borrow_mut();
+            let dropped = DROPPED.load(Ordering::Acquire);
+            if SWEPT.with(|s| s.replace(dropped)) != dropped {
+                // Connections of caches dropped on other threads.
+                m.retain(|_, (alive, _)| alive.load(Ordering::Acquire));
+            }
             if let Some((_, Slot::Open(c))) = m.get(&self.id)
                 && !c.broken.get()
             {
@@ -153,11 +163,7 @@ impl Spec {
                     }
                 }
                 Some(Slot::Wait(t)) if Instant::now() < t => Slot::Wait(t),
-                _ => {
-                    // Connections of caches dropped on other threads.
-                    m.retain(|_, (alive, _)| alive.load(Ordering::Acquire));
-                    self.open(generation)
-                }
+                _ => self.open(generation),
             };
             let open = matches!(&next, Slot::Open(_));
             m.insert(self.id, (self.alive.clone(), next));
@@ -193,6 +199,8 @@ enum Slot {
 }
 
 thread_local! {
+    /// `DROPPED` when this thread last closed dropped caches' connections.
+    static SWEPT: Cell<u64> = const { Cell::new(0) };
     /// Inside [`batch`] on this thread: commands are written when it ends.
     static BATCH: Cell<bool> = const { Cell::new(false) };
     /// Connections with commands written inside the batch, to flush.
@@ -481,9 +489,9 @@ impl Conn {
         let weak = Rc::downgrade(&c);
         let w = lp.watch(
             fd,
-            Rc::new(move || {
+            Rc::new(move |error| {
                 if let Some(c) = weak.upgrade() {
-                    c.ready();
+                    c.ready(error);
                 }
             }),
         )?;
@@ -550,8 +558,9 @@ impl Conn {
         }
     }
 
-    /// The loop says the socket is readable or writable.
-    fn ready(&self) {
+    /// The loop says the socket is readable or writable, or (`error`) that
+    /// it failed: the socket's own error, if a read finds none, is this.
+    fn ready(&self, error: bool) {
         if self.broken.get() {
             return;
         }
@@ -624,6 +633,10 @@ impl Conn {
         }
         if bad {
             self.fail(not_resp());
+        } else if error {
+            self.fail(io::Error::other(
+                "the event loop reported an error on the socket",
+            ));
         }
     }
 
