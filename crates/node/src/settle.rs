@@ -111,6 +111,8 @@ struct Hub {
     /// the event loop open while this is above zero.
     pending: Cell<usize>,
     next: Cell<u64>,
+    /// A task id and its waker not given to any task yet.
+    spare: Cell<Option<(u64, Waker)>>,
     /// The async context and resource of the callbacks in which answers
     /// read from the loop's connection settle their promises.
     context: sys::napi_async_context,
@@ -175,14 +177,24 @@ where
 {
     let raw = env.raw();
     let hub = hub(raw)?;
-    let id = hub.next.get();
-    hub.next.set(id + 1);
-    let waker = Waker::from(Arc::new(TaskWaker {
-        id,
-        queue: hub.queue.clone(),
-    }));
+    // The waker of a call answered at once (an L1 write) is kept for the
+    // next call: no allocation on that path. A clone a future kept would
+    // only wake the next task spuriously, which polls it once more.
+    let (id, waker) = match hub.spare.take() {
+        Some(w) => w,
+        None => {
+            let id = hub.next.get();
+            hub.next.set(id + 1);
+            let waker = Waker::from(Arc::new(TaskWaker {
+                id,
+                queue: hub.queue.clone(),
+            }));
+            (id, waker)
+        }
+    };
     let mut fut = Box::pin(fut);
     if let Poll::Ready(r) = poll_on_loop(fut.as_mut(), &mut Context::from_waker(&waker)) {
+        hub.spare.set(Some((id, waker)));
         return Ok(Started::Now(r));
     }
     let (deferred, value) = new_promise(env)?;
@@ -368,6 +380,7 @@ fn make_hub(env: sys::napi_env) -> Result<Hub> {
         queue,
         pending: Cell::new(0),
         next: Cell::new(0),
+        spare: Cell::new(None),
         context,
         resource,
     })
