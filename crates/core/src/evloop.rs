@@ -62,7 +62,8 @@ pub(crate) fn event_loop() -> Option<Rc<dyn EventLoop>> {
 /// Run `f` (a turn of the loop: answers read, futures polled, the
 /// language's continuations run) with the Redis commands it issues on
 /// this thread's connections written together when it ends, one write
-/// per connection rather than one per command.
+/// per connection rather than one per command. `f` must not wait for an
+/// answer to a command it issues (it is not written before `f` returns).
 pub fn batch<R>(f: impl FnOnce() -> R) -> R {
     crate::l2::batch_looped(f)
 }

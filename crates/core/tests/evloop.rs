@@ -354,3 +354,42 @@ fn a_cache_dropped_on_another_thread_has_its_connection_closed() {
     assert!(!open.get(), "closed");
     set_event_loop(None);
 }
+
+#[test]
+fn commands_always_in_flight_still_move_to_the_loops_connection() {
+    let lp = TestLoop::install();
+    let redis = OwnRedis::start();
+    stratacache::runtime::block_on(common::answers(&redis.url));
+    // Every command takes 20 ms through the proxy, and one is issued
+    // every 4 ms: from the first on, several are always in flight over
+    // the multiplexed connection. Once the loop's connection is open, new
+    // ones wait for those instead of joining them, so it is taken into use.
+    let proxy = stratacache::runtime::block_on(common::Proxy::start(redis.port));
+    proxy.set_delay(Duration::from_millis(20));
+    let c = cache(&proxy.url, Duration::from_secs(5));
+    let (reads, loop_answers) = lp.run(async {
+        let mut reads = futures_util::stream::FuturesUnordered::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(4));
+        let (mut issued, mut done) = (0, 0);
+        use futures_util::StreamExt;
+        while done < 300 && lp.readies.get() < 20 {
+            tokio::select! {
+                _ = tick.tick(), if issued < 300 => {
+                    reads.push(c.get("absent"));
+                    issued += 1;
+                }
+                Some(r) = reads.next() => {
+                    assert_eq!(r.expect("get"), None);
+                    done += 1;
+                }
+            }
+        }
+        (done, lp.readies.get())
+    });
+    assert!(
+        loop_answers >= 20,
+        "the loop's connection carried reads: {loop_answers} answers read there in {reads} reads"
+    );
+    assert_eq!(lp.watches.get(), 1);
+    set_event_loop(None);
+}

@@ -11,6 +11,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, RedisFuture, Script, Value};
 
+use super::looped::Pick;
 use super::sentinel::{SentinelConn, SentinelHandle, SentinelSpec, is_sentinel_url};
 use super::{L2, unreachable};
 use crate::config::RedisLocation;
@@ -179,7 +180,22 @@ impl L2 {
     async fn here(&self) -> Option<Carried<'_>> {
         match carry() {
             Carry::Shared => None,
-            Carry::Loop => self.looped.as_ref()?.carrier().map(Carried::Loop),
+            Carry::Loop => {
+                let spec = self.looped.as_ref()?;
+                match spec.carrier() {
+                    Pick::Loop(c) => Some(Carried::Loop(c)),
+                    Pick::Shared => None,
+                    // Bounded: a command still in flight there after
+                    // `op_timeout` lets this one join it there.
+                    Pick::Wait => {
+                        spec.settled(self.op_timeout).await;
+                        match spec.carrier() {
+                            Pick::Loop(c) => Some(Carried::Loop(c)),
+                            Pick::Shared | Pick::Wait => None,
+                        }
+                    }
+                }
+            }
             Carry::Defer | Carry::Here => {
                 let pool = self.pool.as_ref()?;
                 if carry() == Carry::Defer {
@@ -236,17 +252,24 @@ impl L2 {
 
 /// A loop thread's command over the multiplexed connection has ended. If
 /// it was given up (`op_timeout`), it may still be sent or run after this:
-/// later commands keep following it there until the connection answers a
-/// `PING` sent after it (commands on it are answered in order), or, if
-/// the connection never answers, for a minute.
+/// later commands keep waiting for it until the connection answers a
+/// `PING` sent after it (commands on it are answered in order; each PING
+/// is itself bounded by the response timeout, so it is sent again), for
+/// at most a minute, or until the connection is found dropped.
 fn after_behind<T>(behind: Option<super::looped::Behind>, r: &Result<T>, mut c: Conn) {
     let Some(b) = behind else { return };
     if !matches!(r, Err(Error::L2Timeout(_))) {
         return;
     }
     runtime().spawn(async move {
-        let ping = redis::cmd("PING");
-        let _ = tokio::time::timeout(Duration::from_secs(60), ping.query_async::<()>(&mut c)).await;
+        let until = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < until {
+            let ping = redis::cmd("PING");
+            match tokio::time::timeout_at(until, ping.query_async::<()>(&mut c)).await {
+                Ok(Err(e)) if e.is_timeout() => continue,
+                _ => break,
+            }
+        }
         drop(b);
     });
 }

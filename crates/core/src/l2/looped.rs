@@ -59,19 +59,39 @@ pub(super) struct Spec {
     alive: Arc<AtomicBool>,
     /// Commands of loop threads in flight over the multiplexed connection
     /// (no loop connection was open when they were issued). Until they are
-    /// answered, later ones follow them there: two sockets would let a
-    /// later write reach Redis before an earlier one.
-    behind: Arc<AtomicUsize>,
+    /// answered, later ones wait: two sockets would let a later write
+    /// reach Redis before an earlier one.
+    behind: Arc<Behinds>,
+}
+
+/// The count of `Spec::behind`, and who waits for it to reach zero.
+#[derive(Default)]
+pub(super) struct Behinds {
+    count: AtomicUsize,
+    zero: tokio::sync::Notify,
 }
 
 /// A loop thread's command in flight over the multiplexed connection
 /// (see `Spec::behind`).
-pub(super) struct Behind(Arc<AtomicUsize>);
+pub(super) struct Behind(Arc<Behinds>);
 
 impl Drop for Behind {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.zero.notify_waiters();
+        }
     }
+}
+
+/// How a loop thread's command is carried (see [`Spec::carrier`]).
+pub(super) enum Pick {
+    /// Over this thread's connection.
+    Loop(Carrier),
+    /// Over the multiplexed connection (counted: [`Spec::behind`]).
+    Shared,
+    /// This thread's connection is open, but earlier commands are still in
+    /// flight over the multiplexed one: wait for them ([`Spec::settled`]).
+    Wait,
 }
 
 #[derive(Clone)]
@@ -117,26 +137,37 @@ impl Spec {
             db: s.db(),
             connect_timeout,
             alive: Arc::new(AtomicBool::new(true)),
-            behind: Arc::new(AtomicUsize::new(0)),
+            behind: Arc::default(),
         })
     }
 
     /// Count a loop thread's command sent over the multiplexed connection
     /// until it is answered (dropped).
     pub(super) fn behind(&self) -> Behind {
-        self.behind.fetch_add(1, Ordering::AcqRel);
+        self.behind.count.fetch_add(1, Ordering::AcqRel);
         Behind(self.behind.clone())
     }
 
-    /// The command carrier of this thread's connection when it is open;
-    /// `None` (the multiplexed connection) while it opens, after it broke
-    /// (another is opened), while earlier commands are in flight over the
-    /// multiplexed connection, or with no event loop on this thread.
-    pub(super) fn carrier(&self) -> Option<Carrier> {
-        let lp = event_loop()?;
-        if self.behind.load(Ordering::Acquire) > 0 {
-            return None;
+    /// Until no loop thread's command is in flight over the multiplexed
+    /// connection, or `limit` has passed.
+    pub(super) async fn settled(&self, limit: Duration) {
+        let zero = self.behind.zero.notified();
+        tokio::pin!(zero);
+        zero.as_mut().enable();
+        if self.behind.count.load(Ordering::Acquire) > 0 {
+            let _ = tokio::time::timeout(limit, zero).await;
         }
+    }
+
+    /// How this thread's next command is carried: its connection when it
+    /// is open and no earlier command is in flight over the multiplexed
+    /// one (else `Wait`); the multiplexed connection while it opens, after
+    /// it broke (another is opened), or with no event loop on this thread.
+    pub(super) fn carrier(&self) -> Pick {
+        let Some(lp) = event_loop() else {
+            return Pick::Shared;
+        };
+        let behind = self.behind.count.load(Ordering::Acquire) > 0;
         CONNS.with(|m| {
             let mut m = m.borrow_mut();
             let dropped = DROPPED.load(Ordering::Acquire);
@@ -144,10 +175,24 @@ impl Spec {
                 // Connections of caches dropped on other threads.
                 m.retain(|_, (alive, _)| alive.load(Ordering::Acquire));
             }
-            if let Some((_, Slot::Open(c))) = m.get(&self.id)
-                && !c.broken.get()
-            {
-                return Some(Carrier(self.id, self.db));
+            match m.get(&self.id) {
+                Some((_, Slot::Open(c))) if !c.broken.get() => {
+                    return if behind {
+                        Pick::Wait
+                    } else {
+                        Pick::Loop(Carrier(self.id, self.db))
+                    };
+                }
+                // Opened, but not taken into use while commands are in
+                // flight over the multiplexed connection.
+                Some((_, Slot::Opening(done, _))) if behind => {
+                    let opened = matches!(
+                        &*done.lock().unwrap_or_else(|e| e.into_inner()),
+                        Some(Ok(_))
+                    );
+                    return if opened { Pick::Wait } else { Pick::Shared };
+                }
+                _ => {}
             }
             let generation = fork_generation();
             let next = match m.remove(&self.id).map(|(_, s)| s) {
@@ -167,7 +212,11 @@ impl Spec {
             };
             let open = matches!(&next, Slot::Open(_));
             m.insert(self.id, (self.alive.clone(), next));
-            open.then_some(Carrier(self.id, self.db))
+            match (open, behind) {
+                (true, false) => Pick::Loop(Carrier(self.id, self.db)),
+                (true, true) => Pick::Wait,
+                (false, _) => Pick::Shared,
+            }
         })
     }
 
