@@ -46,10 +46,11 @@ unsafe extern "C" {
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
 }
 
-/// `RTLD_DEFAULT`: the process's global scope.
-#[cfg(target_vendor = "apple")]
+/// `RTLD_DEFAULT`: the process's global scope (a null handle on glibc
+/// and musl, -2 on Apple's and FreeBSD's loaders).
+#[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 const RTLD_DEFAULT: *mut c_void = -2isize as *mut c_void;
-#[cfg(not(target_vendor = "apple"))]
+#[cfg(not(any(target_vendor = "apple", target_os = "freebsd")))]
 const RTLD_DEFAULT: *mut c_void = std::ptr::null_mut();
 
 fn uv() -> Option<&'static Uv> {
