@@ -8,7 +8,9 @@ structure L1 is built on: the floor), raw moka (for comparison), the Rust
 core with the system allocator and with mimalloc (as the bindings run it),
 Python's plain API, Django's cache API, Node, and Node's loop against a
 cache that keeps nothing (`node-control`: the process's own growth under
-this workload); each with
+this workload; both measured after the loop has run 1 M turns against such
+a cache, as a busy server's has, so that V8's young generation has grown
+to its working size first); each with
 64 B values and with sizes mixed from 64 B to 10 KiB; each under glibc's
 default arenas and under MALLOC_ARENA_MAX=2. Reported per run: the highest
 RSS growth over the bound, the growth over the last half of the run
