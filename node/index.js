@@ -43,6 +43,10 @@ class Cache extends EventEmitter {
   // functions (crates/node/src/reader.rs), for `set`.
   #write
   #writeOff
+  // `#n.l2Reader()`: `get`'s read from Redis as a plain function
+  // (crates/node/src/reader.rs), the entry alone unless a tracing wrapper
+  // asks how it was served.
+  #readL2
   // The same cache with caching off: what a `disabled()` scope's calls go to.
   #off
   #id
@@ -80,6 +84,7 @@ class Cache extends EventEmitter {
     this.#off = this.#n.bypassing()
     this.#write = this.#n.writer()
     this.#writeOff = this.#off.writer()
+    this.#readL2 = this.#n.l2Reader()
     this.#id = this.#n.identity
     this.#hasL2 = this.#n.hasL2
     this.#hasL1 = o.l1 !== false && (o.l1 || {}).enabled !== false
@@ -197,12 +202,15 @@ class Cache extends EventEmitter {
 
   async #getL2(key, n = this.#n, obs = undefined) {
     let v
+    // Nobody asks how it was served: the entry alone, not `[entry, served]`.
+    const alone = n === this.#n && obs === undefined
     try {
-      v = await n.get(key)
+      v = alone ? await this.#readL2(key, false) : await n.get(key)
     } catch (e) {
       return this.#l2(e, undefined)
     }
-    return v === null ? undefined : this.#decoded(v[0], obs, v[1])
+    if (v === null) return undefined
+    return alone ? decode(v, this.#serializer.name) : this.#decoded(v[0], obs, v[1])
   }
 
   /** Values of several keys, in order (`undefined` for misses). */

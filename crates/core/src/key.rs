@@ -164,9 +164,20 @@ fn slot_name(name: &str) -> String {
 
 /// Build the Redis key names for `key` in `namespace`.
 pub fn redis_keys(namespace: &str, key: &str) -> RedisKeys {
-    RedisKeys {
-        value: format!("sc:{namespace}:{}", slot_name(key)),
+    if is_hashed(key) {
+        return RedisKeys {
+            value: format!("sc:{namespace}:{}", slot_name(key)),
+        };
     }
+    // Every read and write names its key: built in one allocation (the
+    // same name as above, without `format!`'s two).
+    let mut value = String::with_capacity(namespace.len() + key.len() + 6);
+    value.push_str("sc:");
+    value.push_str(namespace);
+    value.push_str(":{");
+    value.push_str(key);
+    value.push('}');
+    RedisKeys { value }
 }
 
 /// The Redis key holding `tag`'s current version in `namespace`.

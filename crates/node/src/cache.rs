@@ -202,11 +202,19 @@ impl NativeCache {
         env: &'env Env,
         key: String,
     ) -> Result<PromiseRaw<'env, Option<(JsEntry, u32)>>> {
-        let c = self.inner.clone();
-        crate::settle::promise(env, async move {
-            let r = c.get_sourced(&key).await.map_err(js_err)?;
-            Ok(r.map(|(e, s)| (JsEntry(e), u32::from(Served::from(s).code()))))
-        })
+        get_sourced(env, self.inner.clone(), key)
+    }
+
+    /// `getL2(key, sourced)`, a function bound to this cache: `get`, and
+    /// without `sourced` a Promise of the entry alone (not in an array).
+    /// A plain function, not a method (see `reader.rs`).
+    #[napi(
+        ts_return_type = "(key: string, sourced?: boolean) => Promise<string | [number, string | Buffer] | [string | [number, string | Buffer], number] | null>"
+    )]
+    pub fn l2_reader<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        let f = crate::reader::l2_reader(env, &self.inner)?;
+        // SAFETY: a function value just created in this env.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f) })
     }
 
     #[napi(ts_return_type = "Promise<Array<string | [number, string | Buffer] | null>>")]
@@ -508,6 +516,18 @@ where
     F::Output: Send,
 {
     poll_once_in_runtime(Box::pin(fut)).unwrap_or_else(stratacache::runtime::block_on)
+}
+
+/// `get`'s Promise of `[entry, served]` (`stratacache::Served::code`).
+pub(crate) fn get_sourced(
+    env: &Env,
+    c: Cache,
+    key: String,
+) -> Result<PromiseRaw<'_, Option<(JsEntry, u32)>>> {
+    crate::settle::promise(env, async move {
+        let r = c.get_sourced(&key).await.map_err(js_err)?;
+        Ok(r.map(|(e, s)| (JsEntry(e), u32::from(Served::from(s).code()))))
+    })
 }
 
 /// A write as `set` and the bound writer make it: answered on the JS thread

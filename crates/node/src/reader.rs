@@ -1,7 +1,7 @@
 //! The hottest calls as plain JS functions bound to one cache: the L1
 //! reads of the hit path, `getLocal(key)` (the HTTP middleware's) and
 //! `getKept(key, fetch, hits)` (`Cache#get`'s and `getOrSet`'s, see
-//! `kept.rs`),
+//! `kept.rs`), `Cache#get`'s read from Redis, `getL2(key, sourced)`,
 //! and `Cache#set`'s write, `set(key, data, format, ttlMs, graceMs, tags)`
 //! (the middleware's writes, which carry dependencies, use the `set`
 //! method; both make the write with `cache::write`).
@@ -50,6 +50,13 @@ pub(crate) fn kept_reader(
     bound(env, cache, "getKept", answer, watch)
 }
 
+/// `getL2(key, sourced)`: `NativeCache#get`, a Promise of the entry shaped
+/// by [`JsEntry`] or `null`; with `sourced` true, of `[entry, served]`
+/// (for the tracing wrappers) as the method gives it.
+pub(crate) fn l2_reader(env: &Env, cache: &stratacache::Cache) -> Result<sys::napi_value> {
+    bound(env, cache, "getL2", get_l2, None)
+}
+
 /// `set(key, data, format, ttlMs, graceMs, tags)`: `NativeCache#set`
 /// without dependencies ([`crate::cache::write`]): `undefined` when
 /// answered here, else a Promise.
@@ -89,6 +96,27 @@ unsafe fn get_kept<const SHARE: bool>(
         })
     }?;
     unsafe { ToNapiValue::to_napi_value(env, r) }
+}
+
+unsafe fn get_l2(
+    env: sys::napi_env,
+    b: &Bound,
+    args: &[sys::napi_value; ARGS],
+) -> Result<sys::napi_value> {
+    // Not a boolean (a missing argument): not sourced.
+    let mut sourced = false;
+    let _ = unsafe { sys::napi_get_value_bool(env, args[1], &mut sourced) };
+    let key = unsafe { with_key(env, args[0], |key| Ok(key.to_owned())) }?;
+    let c = b.cache.clone();
+    let e = Env::from_raw(env);
+    if sourced {
+        return crate::cache::get_sourced(&e, c, key).map(|p| p.raw());
+    }
+    let p = crate::settle::promise(&e, async move {
+        let r = c.get_sourced(&key).await.map_err(js_err)?;
+        Ok(r.map(|(e, _)| JsEntry(e)))
+    })?;
+    Ok(p.raw())
 }
 
 unsafe fn set(

@@ -433,8 +433,45 @@ fn not_resp() -> io::Error {
     )
 }
 
+/// The `Value` of one whole frame (as [`frame_len`] measured it), as the
+/// `redis` crate's parser makes it. The answers a cache gets most (a bulk
+/// string, nil, an integer, a status) are read here directly: the crate's
+/// parser costs several times more per frame (its parser combinators); errors,
+/// arrays and anything unusual still go to it.
 fn parse(frame: &[u8]) -> io::Result<Value> {
-    redis::parse_redis_value(frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    match parse_simple(frame) {
+        Some(v) => Ok(v),
+        None => redis::parse_redis_value(frame)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+    }
+}
+
+/// [`parse`]'s direct cases; `None` for the rest.
+fn parse_simple(frame: &[u8]) -> Option<Value> {
+    let (&kind, rest) = frame.split_first()?;
+    let eol = rest.iter().position(|&b| b == b'\r')?;
+    if rest.get(eol + 1) != Some(&b'\n') {
+        return None;
+    }
+    let line = std::str::from_utf8(&rest[..eol]).ok()?;
+    match kind {
+        b'$' => {
+            let n: i64 = line.trim().parse().ok()?;
+            let Ok(n) = usize::try_from(n) else {
+                return Some(Value::Nil); // the parser's rule: any size below 0
+            };
+            let body = rest.get(eol + 2..)?;
+            (body.len() == n.checked_add(2)? && body.ends_with(b"\r\n"))
+                .then(|| Value::BulkString(body[..n].to_vec()))
+        }
+        b':' if rest.len() == eol + 2 => line.trim().parse().ok().map(Value::Int),
+        b'+' if rest.len() == eol + 2 => Some(if line == "OK" {
+            Value::Okay
+        } else {
+            Value::SimpleString(line.to_owned())
+        }),
+        _ => None,
+    }
 }
 
 /// The length of the complete RESP2 frame at the start of `buf`:
@@ -776,7 +813,45 @@ impl redis::aio::ConnectionLike for Carrier {
 
 #[cfg(test)]
 mod tests {
-    use super::frame_len;
+    use super::{frame_len, parse, parse_simple};
+
+    #[test]
+    fn direct_answers_are_the_parsers() {
+        for frame in [
+            &b"+OK\r\n"[..],
+            b"+PONG\r\n",
+            b"+\r\n",
+            b":42\r\n",
+            b":-7\r\n",
+            b"$-1\r\n",
+            b"$0\r\n\r\n",
+            b"$5\r\nhe\r\nl\r\n",
+            b"$3\r\n\xff\x00\r\r\n",
+        ] {
+            let direct = parse_simple(frame).unwrap_or_else(|| panic!("{frame:?} read directly"));
+            assert_eq!(
+                direct,
+                redis::parse_redis_value(frame).expect("the crate parses it"),
+                "{frame:?}"
+            );
+        }
+        // Left to the crate's parser, with its values and errors.
+        for frame in [
+            &b"-ERR no\r\n"[..],
+            b"-NOSCRIPT No matching script\r\n",
+            b"*-1\r\n",
+            b"*2\r\n$1\r\na\r\n:1\r\n",
+            b"$5\r\nhello!\r\n",
+            b":x\r\n",
+        ] {
+            assert_eq!(parse_simple(frame), None, "{frame:?}");
+            assert_eq!(
+                parse(frame).ok(),
+                redis::parse_redis_value(frame).ok(),
+                "{frame:?}"
+            );
+        }
+    }
 
     #[test]
     fn frames_are_measured_whole_or_not_at_all() {
