@@ -202,15 +202,16 @@ class Cache extends EventEmitter {
 
   async #getL2(key, n = this.#n, obs = undefined) {
     let v
-    // Nobody asks how it was served: the entry alone, not `[entry, served]`.
-    const alone = n === this.#n && obs === undefined
+    // `[entry, served]` only where a tracing wrapper asks how it was
+    // served (and from the bypassing handle's method); else the entry alone.
+    const sourced = n !== this.#n || obs !== undefined
     try {
-      v = alone ? await this.#readL2(key, false) : await n.get(key)
+      v = n === this.#n ? await this.#readL2(key, sourced) : await n.get(key)
     } catch (e) {
       return this.#l2(e, undefined)
     }
     if (v === null) return undefined
-    return alone ? decode(v, this.#serializer.name) : this.#decoded(v[0], obs, v[1])
+    return sourced ? this.#decoded(v[0], obs, v[1]) : decode(v, this.#serializer.name)
   }
 
   /** Values of several keys, in order (`undefined` for misses). */
